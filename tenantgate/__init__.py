@@ -1,0 +1,3 @@
+"""tenantgate: a multi-tenant gateway for OpenAI-compatible APIs."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""The HTTP surface: the proxy pipeline, admin and ops routes."""

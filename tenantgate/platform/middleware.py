@@ -1,0 +1,105 @@
+"""Pure-ASGI request pipeline (no BaseHTTPMiddleware: it breaks streaming back-pressure and contextvars).
+
+Order, outermost first, is declared in ``app.create_app``:
+  RequestIdMiddleware  - every response carries ``x-request-id`` (the caller's, or a new one)
+  TenantAuthMiddleware - /v1/* callers are resolved into a RequestContext or refused with 401/403
+  ProxyRouter          - the OpenAI endpoints, raw ASGI; anything else falls through to FastAPI
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from tenantgate.platform.context import SCOPE_CONTEXT, SCOPE_REQUEST_ID, RequestContext
+from tenantgate.platform.errors import InvalidApiKey, PermissionDenied, send_error
+from tenantgate.platform.runtime import Runtime
+from tenantgate.tenants.keys import hash_key
+
+_MAX_REQUEST_ID = 128
+
+
+def _valid_request_id(value: bytes) -> bool:
+    return 0 < len(value) <= _MAX_REQUEST_ID and all(33 <= b < 127 for b in value)
+
+
+class RequestIdMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = b""
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                request_id = value
+                break
+        if not _valid_request_id(request_id):
+            request_id = b"req_" + os.urandom(16).hex().encode()
+        scope[SCOPE_REQUEST_ID] = request_id.decode()
+
+        async def send_with_request_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = message.setdefault("headers", [])
+                if not any(name == b"x-request-id" for name, _ in headers):
+                    headers.append((b"x-request-id", request_id))
+            await send(message)
+
+        await self.app(scope, receive, send_with_request_id)
+
+
+_NO_KEY = (
+    "You didn't provide an API key. You need to provide your API key in an Authorization header using Bearer "
+    "auth (i.e. Authorization: Bearer YOUR_KEY)."
+)
+
+
+class TenantAuthMiddleware:
+    def __init__(self, app: ASGIApp, runtime: Runtime) -> None:
+        self.app = app
+        self.runtime = runtime
+        self.secret = runtime.settings.secret_key_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith("/v1/"):
+            await self.app(scope, receive, send)
+            return
+        request_id: str = scope[SCOPE_REQUEST_ID]
+        key = _presented_key(scope["headers"])
+        if not key:
+            await send_error(send, InvalidApiKey(_NO_KEY), request_id)
+            return
+        principal = await self.runtime.key_cache.get(hash_key(self.secret, key))
+        if principal is None or (principal.expires_at is not None and principal.expires_at <= time.time()):
+            await send_error(send, InvalidApiKey(f"Incorrect API key provided: {_redact(key)}."), request_id)
+            return
+        if not principal.tenant_active:
+            await send_error(
+                send,
+                PermissionDenied("This tenant is suspended. Contact the platform operator.", code="tenant_suspended"),
+                request_id,
+            )
+            return
+        scope[SCOPE_CONTEXT] = RequestContext(request_id=request_id, principal=principal)
+        await self.app(scope, receive, send)
+
+
+def _presented_key(headers: list[tuple[bytes, bytes]]) -> str:
+    api_key = b""
+    for name, value in headers:
+        if name == b"authorization":
+            scheme, _, credentials = value.partition(b" ")
+            if scheme.lower() == b"bearer":
+                return credentials.strip().decode("latin-1")
+        elif name == b"api-key":
+            api_key = value.strip()
+    return api_key.decode("latin-1")
+
+
+def _redact(key: str) -> str:
+    # Like OpenAI: enough of the key to recognise it, never enough to use it.
+    return f"{key[:6]}***{key[-4:]}" if len(key) > 12 else "***"

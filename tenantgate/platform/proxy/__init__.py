@@ -1,0 +1,1 @@
+"""The OpenAI-compatible proxy endpoints, served as raw ASGI (no FastAPI router on the hot path)."""

@@ -1,0 +1,126 @@
+"""Raw ASGI helpers for the proxy path: bounded body reading and header filtering."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import orjson
+from starlette.types import Receive, Scope
+
+from tenantgate.platform.errors import BadRequest, PayloadTooLarge
+
+# Hop-by-hop headers, credentials of the caller (replaced by the platform's), and headers that name the
+# caller's OpenAI organisation or ask for an encoding the gateway then could not meter.
+_DROP_REQUEST_HEADERS = frozenset(
+    {
+        b"host",
+        b"connection",
+        b"keep-alive",
+        b"proxy-authorization",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"content-length",
+        b"authorization",
+        b"api-key",
+        b"accept-encoding",
+        b"openai-organization",
+        b"openai-project",
+        b"cookie",
+        b"expect",
+    }
+)
+# Hop-by-hop headers, and upstream account details that are the platform's business, not the tenant's.
+_DROP_RESPONSE_HEADERS = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"transfer-encoding",
+        b"content-length",
+        b"set-cookie",
+        b"openai-organization",
+        b"openai-project",
+        b"alt-svc",
+        b"proxy-authenticate",
+        b"trailer",
+        b"upgrade",
+        b"date",
+    }
+)
+
+
+async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
+    """The whole request body, refused with 413 as soon as it is known to exceed ``limit``."""
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            try:
+                declared = int(value)
+            except ValueError:
+                raise BadRequest("Invalid Content-Length header.") from None
+            if declared > limit:
+                raise PayloadTooLarge(f"Request body of {declared} bytes exceeds the limit of {limit} bytes.")
+            break
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnected
+        chunk = message.get("body", b"")
+        if chunk:
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge(f"Request body exceeds the limit of {limit} bytes.")
+            chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+class ClientDisconnected(Exception):
+    pass
+
+
+def parse_json_object(body: bytes) -> dict[str, Any]:
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise BadRequest(
+            "We could not parse the JSON body of your request. (HINT: This likely means you aren't using your "
+            "HTTP library correctly. The OpenAI API expects a JSON payload, but what was sent was not valid "
+            "JSON.)"
+        ) from None
+    if not isinstance(payload, dict):
+        raise BadRequest("The request body must be a JSON object.")
+    return payload
+
+
+def upstream_request_headers(scope: Scope, auth_header: str | None) -> list[tuple[str, str]]:
+    headers = [
+        (name.decode("latin-1"), value.decode("latin-1"))
+        for name, value in scope["headers"]
+        if name not in _DROP_REQUEST_HEADERS
+    ]
+    if auth_header is not None:
+        headers.append(("Authorization", auth_header))
+    headers.append(("Accept-Encoding", "identity"))
+    return headers
+
+
+def client_response_headers(raw_headers: Iterable[tuple[bytes, bytes]], request_id: bytes) -> list[tuple[bytes, bytes]]:
+    headers: list[tuple[bytes, bytes]] = []
+    for raw_name, value in raw_headers:
+        name = raw_name.lower()
+        if name in _DROP_RESPONSE_HEADERS:
+            continue
+        if name.startswith(b"x-ratelimit-"):
+            # The upstream's limits are the platform account's, not the tenant's.
+            name = b"x-upstream-" + name[2:]
+        elif name == b"x-request-id":
+            name = b"x-upstream-request-id"
+        headers.append((name, value))
+    headers.append((b"x-request-id", request_id))
+    return headers

@@ -1,0 +1,1 @@
+"""Upstream servers: the pooled HTTP client, and (later) routing and retries."""

@@ -1,0 +1,88 @@
+"""The one place configuration is read from the environment.
+
+Every setting has the prefix ``TENANTGATE_`` and may also come from a ``.env`` file in the working
+directory. Secrets are ``SecretStr`` so they never show up in reprs, logs or tracebacks.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_SECRET_KEY = "dev-insecure-secret-key-change-me"
+DEFAULT_UPSTREAM_BASE_URL = "https://api.openai.com/v1"
+
+
+class Environment(StrEnum):
+    DEV = "dev"
+    PRODUCTION = "production"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="TENANTGATE_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        frozen=True,
+        populate_by_name=True,
+    )
+
+    env: Environment = Environment.PRODUCTION
+    database_url: str = "sqlite+aiosqlite:///./tenantgate.db"
+    redis_url: str = ""
+    redis_prefix: str = "tg"
+    upstream_base_url: str = DEFAULT_UPSTREAM_BASE_URL
+    upstream_api_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("TENANTGATE_UPSTREAM_API_KEY", "OPENAI_API_KEY"),
+    )
+    admin_token: SecretStr | None = None
+    secret_key: SecretStr = SecretStr(DEFAULT_SECRET_KEY)
+
+    migrate_on_start: bool = True
+    key_cache_ttl_seconds: float = Field(default=30.0, ge=0)
+    key_cache_negative_ttl_seconds: float = Field(default=2.0, ge=0)
+
+    upstream_connect_timeout_seconds: float = Field(default=10.0, gt=0)
+    upstream_read_timeout_seconds: float = Field(default=600.0, gt=0)
+    upstream_pool_size: int = Field(default=1000, ge=1)
+
+    max_request_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
+    log_level: str = "info"
+    shutdown_grace_seconds: float = Field(default=30.0, ge=0)
+    spool_dir: Path = Path("./spool")
+
+    @field_validator("upstream_base_url")
+    @classmethod
+    def _strip_trailing_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    @field_validator("upstream_api_key", "admin_token", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @model_validator(mode="after")
+    def _refuse_default_secret_outside_dev(self) -> Settings:
+        if self.env is not Environment.DEV and self.secret_key.get_secret_value() == DEFAULT_SECRET_KEY:
+            raise ValueError(
+                "TENANTGATE_SECRET_KEY is unset or the built-in default. Set it to a long random value, e.g. "
+                "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`, or set TENANTGATE_ENV=dev "
+                "for local development."
+            )
+        if len(self.secret_key.get_secret_value()) < 16:
+            raise ValueError("TENANTGATE_SECRET_KEY must be at least 16 characters long.")
+        return self
+
+    @cached_property
+    def secret_key_bytes(self) -> bytes:
+        return self.secret_key.get_secret_value().encode()
+
+    @property
+    def uses_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")

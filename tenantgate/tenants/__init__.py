@@ -1,0 +1,1 @@
+"""Tenants, plans, API keys, limits and metering: who is calling and what they may do."""

@@ -1,0 +1,36 @@
+"""What a resolved API key may do: the frozen, cacheable view of a key, its tenant and its plan."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """One level of limits (a key's or a tenant's). ``None`` means no limit at this level."""
+
+    rpm: int | None = None
+    tpm: int | None = None
+    rpd: int | None = None
+    max_concurrency: int | None = None
+    monthly_token_quota: int | None = None
+    monthly_budget_usd: Decimal | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    key_id: str
+    key_prefix: str
+    key_name: str
+    tenant_id: str
+    tenant_name: str
+    tenant_active: bool
+    expires_at: float | None
+    key_limits: Limits
+    tenant_limits: Limits
+    # None = every model the platform routes; otherwise the intersection of plan, tenant and key lists.
+    allowed_models: frozenset[str] | None
+
+    def may_use(self, model: str) -> bool:
+        return self.allowed_models is None or model in self.allowed_models

@@ -1,0 +1,125 @@
+"""Shared fixtures: real databases (SQLite and Postgres), the dev upstream, and a served gateway."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+from tenantgate import database
+from tenantgate.devupstream import DevUpstream
+from tenantgate.platform.app import create_app
+from tenantgate.settings import Settings
+from tests.support.gateway import Gateway
+from tests.support.server import ServedApp
+from tests.support.services import postgres_server_url, redis_server_url
+
+ADMIN_TOKEN = "test-admin-token-0123456789"
+SECRET_KEY = "test-secret-key-0123456789abcdef"
+UPSTREAM_KEY = "sk-upstream-test-key"
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> str:
+    return postgres_server_url()
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    return redis_server_url()
+
+
+@pytest.fixture
+def redis_prefix() -> str:
+    return f"tgtest-{uuid.uuid4().hex[:12]}"
+
+
+def _create_pg_database(server: str) -> tuple[str, Callable[[], None]]:
+    name = f"tg_test_{uuid.uuid4().hex[:12]}"
+
+    async def admin(sql: str) -> None:
+        conn = await asyncpg.connect(f"{server}/postgres")
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    url = f"{server}/{name}".replace("postgresql://", "postgresql+asyncpg://", 1)
+    return url, lambda: asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, migrated database on each backend."""
+    if request.param == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path / 'tenantgate.db'}"
+        database.upgrade(url)
+        yield url
+        return
+    url, drop = _create_pg_database(request.getfixturevalue("postgres_server"))
+    try:
+        database.upgrade(url)
+        yield url
+    finally:
+        drop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str) -> Iterator[str]:
+    url, drop = _create_pg_database(postgres_server)
+    try:
+        database.upgrade(url)
+        yield url
+    finally:
+        drop()
+
+
+@pytest.fixture(scope="session")
+def dev_upstream() -> Iterator[str]:
+    with ServedApp(DevUpstream(api_key=UPSTREAM_KEY), lifespan="off") as served:
+        yield served.url + "/v1"
+
+
+@pytest.fixture(scope="session")
+def slow_dev_upstream() -> Iterator[str]:
+    """A dev upstream that waits 50 ms before each token."""
+    with ServedApp(DevUpstream(token_delay_ms=50, api_key=UPSTREAM_KEY), lifespan="off") as served:
+        yield served.url + "/v1"
+
+
+def make_settings(**overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "env": "production",
+        "secret_key": SECRET_KEY,
+        "admin_token": ADMIN_TOKEN,
+        "upstream_api_key": UPSTREAM_KEY,
+    }
+    values.update(overrides)
+    return Settings(_env_file=None, **values)
+
+
+@pytest.fixture
+def gateway_factory() -> Iterator[Callable[..., Gateway]]:
+    """Start a gateway served on a loopback port with the given settings overrides."""
+    started: list[ServedApp] = []
+
+    def start(**overrides: Any) -> Gateway:
+        settings = make_settings(**overrides)
+        served = ServedApp(create_app(settings)).__enter__()
+        started.append(served)
+        return Gateway(url=served.url, admin_token=ADMIN_TOKEN, settings=settings)
+
+    yield start
+    for served in reversed(started):
+        served.__exit__(None, None, None)
+
+
+@pytest.fixture
+def gateway(gateway_factory: Callable[..., Gateway], database_url: str, dev_upstream: str) -> Gateway:
+    return gateway_factory(database_url=database_url, upstream_base_url=dev_upstream)

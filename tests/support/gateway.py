@@ -1,0 +1,53 @@
+"""A handle on a served gateway: admin helpers and SDK clients for end-to-end tests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import openai
+
+from tenantgate.settings import Settings
+
+
+@dataclass
+class Gateway:
+    url: str
+    admin_token: str
+    settings: Settings
+
+    @property
+    def base_url(self) -> str:
+        return self.url + "/v1"
+
+    def admin(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {self.admin_token}", **kwargs.pop("headers", {})}
+        return httpx.request(method, self.url + path, headers=headers, timeout=30, **kwargs)
+
+    def create_tenant(self, name: str, **fields: Any) -> dict[str, Any]:
+        response = self.admin("POST", "/admin/tenants", json={"name": name, **fields})
+        assert response.status_code == 201, response.text
+        tenant: dict[str, Any] = response.json()
+        return tenant
+
+    def create_key(self, tenant_id: str, **fields: Any) -> dict[str, Any]:
+        response = self.admin("POST", f"/admin/tenants/{tenant_id}/keys", json=fields)
+        assert response.status_code == 201, response.text
+        key: dict[str, Any] = response.json()
+        return key
+
+    def new_key(self, tenant_name: str = "acme", **key_fields: Any) -> dict[str, Any]:
+        """A fresh tenant (unique name derived from ``tenant_name``) with one key."""
+        import uuid
+
+        tenant = self.create_tenant(f"{tenant_name}-{uuid.uuid4().hex[:8]}")
+        return self.create_key(tenant["id"], **key_fields)
+
+    def client(self, key: str, **kwargs: Any) -> openai.OpenAI:
+        kwargs.setdefault("max_retries", 0)
+        return openai.OpenAI(base_url=self.base_url, api_key=key, **kwargs)
+
+    def async_client(self, key: str, **kwargs: Any) -> openai.AsyncOpenAI:
+        kwargs.setdefault("max_retries", 0)
+        return openai.AsyncOpenAI(base_url=self.base_url, api_key=key, **kwargs)

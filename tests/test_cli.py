@@ -1,0 +1,104 @@
+"""The CLI: --json output contracts, and `serve` on a fresh directory with no upstream key."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+from typer.testing import CliRunner
+
+from tenantgate.cli import app
+from tests.conftest import SECRET_KEY
+from tests.support.services import free_port
+
+
+@pytest.fixture
+def cli_env(database_url: str) -> dict[str, str]:
+    return {
+        "TENANTGATE_DATABASE_URL": database_url,
+        "TENANTGATE_SECRET_KEY": SECRET_KEY,
+        "TENANTGATE_ENV": "production",
+    }
+
+
+def _invoke(env: dict[str, str], *args: str) -> str:
+    result = CliRunner().invoke(app, list(args), env=env)
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+def test_tenant_and_key_json_contract(cli_env: dict[str, str]) -> None:
+    tenant = json.loads(_invoke(cli_env, "tenants", "create", "--name", "cli-co", "--rpm", "5", "--json"))
+    assert set(tenant) == {"id", "name"} and tenant["name"] == "cli-co"
+    key = json.loads(_invoke(cli_env, "keys", "create", "--tenant", tenant["id"], "--name", "ci", "--json"))
+    assert set(key) == {"id", "key", "prefix", "tenant_id"}
+    assert key["tenant_id"] == tenant["id"] and key["key"].startswith(key["prefix"])
+    revoked = json.loads(_invoke(cli_env, "keys", "revoke", key["id"], "--json"))
+    assert revoked == {"id": key["id"], "status": "revoked"}
+
+
+def test_unknown_tenant_fails_cleanly(cli_env: dict[str, str]) -> None:
+    result = CliRunner().invoke(app, ["keys", "create", "--tenant", "ten_nope", "--json"], env=cli_env)
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    assert "no tenant" in result.stderr
+
+
+def test_default_secret_is_refused_outside_dev(tmp_path: Path) -> None:
+    env = {
+        "TENANTGATE_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/x.db",
+        "TENANTGATE_ENV": "production",
+        "TENANTGATE_SECRET_KEY": "",
+    }
+    result = CliRunner().invoke(app, ["tenants", "create", "--name", "x"], env=env)
+    assert result.exit_code == 2
+    assert "TENANTGATE_SECRET_KEY" in result.stderr
+
+
+def test_serve_on_a_fresh_directory_with_no_upstream_key(tmp_path: Path) -> None:
+    """The README's first experience: migrate, demo tenant + key, dev upstream, SDK call."""
+    port = free_port()
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("TENANTGATE_") and k not in ("OPENAI_API_KEY", "OPENAI_BASE_URL")
+    }
+    env["TENANTGATE_ENV"] = "dev"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tenantgate", "serve", "--port", str(port)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    output = ""
+    try:
+        assert process.stdout is not None
+        deadline = time.monotonic() + 60
+        while "Uvicorn running" not in output and time.monotonic() < deadline:
+            line = process.stdout.readline()
+            if not line:
+                break
+            output += line
+        assert "dev upstream" in output, output
+        match = re.search(r"(tg-[A-Za-z0-9_-]{43})", output)
+        assert match, output
+        assert (tmp_path / "tenantgate.db").exists()
+        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=match.group(1), max_retries=3)
+        reply = client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+        assert reply.choices[0].message.content
+        assert httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)

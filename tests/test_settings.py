@@ -1,0 +1,34 @@
+"""Settings refuse insecure defaults outside dev and keep secrets out of reprs."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from tenantgate.settings import Settings
+
+
+def test_default_secret_refused_outside_dev(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TENANTGATE_SECRET_KEY", raising=False)
+    with pytest.raises(ValidationError, match="TENANTGATE_SECRET_KEY"):
+        Settings(_env_file=None, env="production")
+    assert Settings(_env_file=None, env="dev").env == "dev"
+
+
+def test_env_prefix_and_openai_key_fallback(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TENANTGATE_UPSTREAM_API_KEY", raising=False)
+    monkeypatch.setenv("TENANTGATE_ENV", "dev")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-from-openai-var")
+    monkeypatch.setenv("TENANTGATE_UPSTREAM_BASE_URL", "http://localhost:11434/v1/")
+    settings = Settings(_env_file=None)
+    assert settings.upstream_api_key is not None
+    assert settings.upstream_api_key.get_secret_value() == "sk-from-openai-var"
+    assert settings.upstream_base_url == "http://localhost:11434/v1"
+    assert "sk-from-openai-var" not in repr(settings)
+
+
+def test_dotenv_file_is_read(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text("TENANTGATE_ENV=dev\nTENANTGATE_REDIS_URL=redis://example:6379/0\n")
+    monkeypatch.delenv("TENANTGATE_REDIS_URL", raising=False)
+    assert Settings(_env_file=env_file).redis_url == "redis://example:6379/0"
