@@ -111,9 +111,10 @@ def gateway_factory() -> Iterator[Callable[..., Gateway]]:
 
     def start(**overrides: Any) -> Gateway:
         settings = make_settings(**overrides)
-        served = ServedApp(create_app(settings)).__enter__()
+        app = create_app(settings)
+        served = ServedApp(app).__enter__()
         started.append(served)
-        return Gateway(url=served.url, admin_token=ADMIN_TOKEN, settings=settings)
+        return Gateway(url=served.url, admin_token=ADMIN_TOKEN, settings=settings, runtime=app.state.runtime)
 
     yield start
     for served in reversed(started):

@@ -9,7 +9,9 @@ from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from tenantgate import tokens
 from tenantgate.database import create_engine, create_sessionmaker
+from tenantgate.platform.proxy.hooks import Hooks
 from tenantgate.platform.upstream.client import Upstream
 from tenantgate.settings import Settings
 from tenantgate.tenants.cache import KeyCache
@@ -36,6 +38,8 @@ class Runtime:
             else None
         )
         self.shutting_down = False
+        # Limits, metering and telemetry register here, in order (see platform/proxy/hooks.py).
+        self.hooks = Hooks()
 
     async def _load_principal(self, key_hash: str) -> Principal | None:
         async with self.sessions() as session:
@@ -43,6 +47,8 @@ class Runtime:
 
     async def start(self) -> None:
         await self.upstream.start()
+        # Loading the tokenizer files takes a second or two: do it now, off the event loop, not on a request.
+        await asyncio.to_thread(tokens.warm_up)
 
     async def close(self) -> None:
         await self.upstream.close()

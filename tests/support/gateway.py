@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 import openai
 
+from tenantgate.platform.runtime import Runtime
 from tenantgate.settings import Settings
 
 
@@ -16,6 +17,7 @@ class Gateway:
     url: str
     admin_token: str
     settings: Settings
+    runtime: Runtime
 
     @property
     def base_url(self) -> str:

@@ -13,6 +13,7 @@ from tenantgate.settings import Settings
 
 class Upstream:
     def __init__(self, settings: Settings) -> None:
+        self.name = "default"
         self.base_url = settings.upstream_base_url
         key = settings.upstream_api_key
         self.auth_header = f"Bearer {key.get_secret_value()}" if key is not None else None

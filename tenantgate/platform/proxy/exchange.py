@@ -1,0 +1,104 @@
+"""One proxied request and what became of it: the record every hook (limits, metering, telemetry) reads.
+
+The forwarder fills it in as the exchange progresses; hooks never parse bodies again.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from tenantgate.platform.context import RequestContext
+
+UsageSource = Literal["upstream", "estimated"]
+
+
+@dataclass(slots=True)
+class Usage:
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_input_tokens: int = 0
+    reasoning_tokens: int = 0
+    input_audio_tokens: int = 0
+    output_audio_tokens: int = 0
+    image_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+    @classmethod
+    def from_openai(cls, usage: Any) -> Usage | None:
+        """Chat/completions/embeddings (``prompt_tokens``...) or Responses (``input_tokens``...) usage objects."""
+        if not isinstance(usage, dict):
+            return None
+        if "prompt_tokens" in usage or "completion_tokens" in usage:
+            prompt = usage.get("prompt_tokens_details") or {}
+            completion = usage.get("completion_tokens_details") or {}
+            return cls(
+                input_tokens=_int(usage.get("prompt_tokens")),
+                output_tokens=_int(usage.get("completion_tokens")),
+                cached_input_tokens=_int(prompt.get("cached_tokens")),
+                reasoning_tokens=_int(completion.get("reasoning_tokens")),
+                input_audio_tokens=_int(prompt.get("audio_tokens")),
+                output_audio_tokens=_int(completion.get("audio_tokens")),
+            )
+        if "input_tokens" in usage or "output_tokens" in usage:
+            inputs = usage.get("input_tokens_details") or {}
+            outputs = usage.get("output_tokens_details") or {}
+            return cls(
+                input_tokens=_int(usage.get("input_tokens")),
+                output_tokens=_int(usage.get("output_tokens")),
+                cached_input_tokens=_int(inputs.get("cached_tokens")),
+                reasoning_tokens=_int(outputs.get("reasoning_tokens")),
+                image_tokens=_int(inputs.get("image_tokens")),
+            )
+        return None
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and value > 0 else 0
+
+
+@dataclass(slots=True, eq=False)
+class Exchange:
+    ctx: RequestContext
+    operation: str
+    """OpenTelemetry ``gen_ai.operation.name``: chat, text_completion, embeddings, responses, models..."""
+    path: str
+    model: str | None = None
+    stream: bool = False
+    payload: dict[str, Any] | None = None
+    started: float = field(default_factory=time.perf_counter)
+    started_at: float = field(default_factory=time.time)
+
+    upstream_name: str = ""
+    upstream_model: str | None = None
+    attempts: int = 0
+    status: int = 0
+    first_byte_at: float | None = None
+    finished_at: float | None = None
+    response_id: str | None = None
+    response_model: str | None = None
+    finish_reasons: list[str] = field(default_factory=list)
+    usage: Usage | None = None
+    usage_source: UsageSource | None = None
+    error_type: str | None = None
+    client_disconnected: bool = False
+    # Headers hooks add to the client's response (e.g. the tenant's x-ratelimit-* headers).
+    response_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    # Hook-private state, keyed by hook name (e.g. the limiter's reservation).
+    notes: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def reached_upstream(self) -> bool:
+        return self.attempts > 0
+
+    @property
+    def latency(self) -> float | None:
+        return None if self.finished_at is None else self.finished_at - self.started
+
+    @property
+    def time_to_first_token(self) -> float | None:
+        return None if self.first_byte_at is None else self.first_byte_at - self.started

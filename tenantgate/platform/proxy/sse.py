@@ -1,0 +1,138 @@
+"""Server-sent event streams from the upstream: relayed as they arrive, scanned for usage on the way.
+
+Events are forwarded whole, as soon as their terminating blank line arrives, so nothing waits for more than the
+rest of its own event. Chat/completions streams: the gateway asked the upstream for ``include_usage``; when the
+client did not, the usage-only chunk and the ``"usage":null`` fields it causes are removed, so the client sees
+exactly what it asked for. Responses streams: usage comes with the terminal ``response.*`` event.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import orjson
+
+from tenantgate.platform.proxy.exchange import Exchange, Usage
+from tenantgate.platform.proxy.usage import record_answer_object
+
+_EVENT_END = re.compile(rb"\r\n\r\n|\n\n|\r\r")
+_MAX_KEPT_FOR_ESTIMATE = 4 * 1024 * 1024
+_TERMINAL_RESPONSE_EVENTS = (
+    b'"type":"response.completed"',
+    b'"type":"response.incomplete"',
+    b'"type":"response.failed"',
+)
+
+
+def _data_of(event: bytes) -> bytes:
+    lines = [line[5:].lstrip(b" ") for line in event.splitlines() if line.startswith(b"data:")]
+    return b"\n".join(lines)
+
+
+def _loads(data: bytes) -> dict[str, Any] | None:
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+class StreamScanner:
+    def __init__(self, exchange: Exchange, *, strip_usage: bool) -> None:
+        self.exchange = exchange
+        self.strip_usage = strip_usage
+        self.responses_api = exchange.operation == "responses"
+        self._pending = b""
+        self._seen_first = False
+        self._kept: list[bytes] = []
+        self._kept_size = 0
+
+    def feed(self, chunk: bytes) -> bytes:
+        """The bytes that may go to the client now."""
+        data = self._pending + chunk if self._pending else chunk
+        out: list[bytes] = []
+        position = 0
+        for match in _EVENT_END.finditer(data):
+            event = data[position : match.end()]
+            position = match.end()
+            kept = self._event(event)
+            if kept:
+                out.append(kept)
+        self._pending = data[position:]
+        return b"".join(out)
+
+    def flush(self) -> bytes:
+        """Whatever trailing bytes the upstream sent without a final blank line."""
+        rest, self._pending = self._pending, b""
+        return self._event(rest) if rest else b""
+
+    def _event(self, event: bytes) -> bytes:
+        if not self._seen_first and b"data:" in event:
+            self._seen_first = True
+            first = _loads(_data_of(event))
+            if first is not None:
+                self._metadata(first.get("response") if self.responses_api else first)
+        if self._kept_size < _MAX_KEPT_FOR_ESTIMATE:
+            self._kept.append(event)
+            self._kept_size += len(event)
+        if self.responses_api:
+            if any(marker in event for marker in _TERMINAL_RESPONSE_EVENTS):
+                terminal = _loads(_data_of(event))
+                if terminal is not None and isinstance(terminal.get("response"), dict):
+                    record_answer_object(self.exchange, terminal["response"])
+            return event
+        if b'"finish_reason":"' in event:
+            self._finish_reasons(event)
+        if b'"usage":{' in event:
+            chunk = _loads(_data_of(event))
+            if chunk is not None:
+                usage = Usage.from_openai(chunk.get("usage"))
+                if usage is not None:
+                    self.exchange.usage = usage
+                    self.exchange.usage_source = "upstream"
+                if self.strip_usage and chunk.get("choices") == []:
+                    return b""
+        if self.strip_usage and b'"usage":null' in event:
+            event = event.replace(b',"usage":null', b"").replace(b'"usage":null,', b"")
+        return event
+
+    def _metadata(self, obj: Any) -> None:
+        if isinstance(obj, dict):
+            if isinstance(obj.get("id"), str):
+                self.exchange.response_id = obj["id"]
+            if isinstance(obj.get("model"), str):
+                self.exchange.response_model = obj["model"]
+
+    def _finish_reasons(self, event: bytes) -> None:
+        chunk = _loads(_data_of(event))
+        choices = chunk.get("choices") if chunk else None
+        if isinstance(choices, list):
+            for choice in choices:
+                if isinstance(choice, dict) and isinstance(choice.get("finish_reason"), str):
+                    self.exchange.finish_reasons.append(choice["finish_reason"])
+
+    def delivered_text(self) -> str:
+        """Generated text seen so far (for estimating output tokens when usage never arrived)."""
+        parts: list[str] = []
+        for event in self._kept:
+            data = _data_of(event)
+            if not data or data == b"[DONE]":
+                continue
+            obj = _loads(data)
+            if obj is None:
+                continue
+            if self.responses_api:
+                if obj.get("type") == "response.output_text.delta" and isinstance(obj.get("delta"), str):
+                    parts.append(obj["delta"])
+                continue
+            for choice in obj.get("choices") or ():
+                if not isinstance(choice, dict):
+                    continue
+                delta = choice.get("delta") or {}
+                content = delta.get("content") if isinstance(delta, dict) else None
+                if isinstance(content, str):
+                    parts.append(content)
+                elif isinstance(choice.get("text"), str):
+                    parts.append(choice["text"])
+        return "".join(parts)

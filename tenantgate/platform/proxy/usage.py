@@ -1,0 +1,86 @@
+"""Reading usage (and response id, model, finish reasons) out of upstream answers without re-parsing twice.
+
+Non-streamed bodies are parsed once; very large ones (e.g. many embeddings) only around their ``usage`` key.
+Streams are scanned event by event (``sse.py``) and only the few events that carry usage or metadata are parsed.
+When the upstream never reported usage, input and delivered output are estimated with tiktoken and flagged.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from tenantgate import tokens
+from tenantgate.platform.proxy.exchange import Exchange, Usage
+
+_FULL_PARSE_LIMIT = 256 * 1024
+
+
+def record_json_answer(exchange: Exchange, body: bytes) -> None:
+    if len(body) <= _FULL_PARSE_LIMIT:
+        try:
+            answer = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return
+        if isinstance(answer, dict):
+            record_answer_object(exchange, answer)
+        return
+    usage = _usage_near_end(body)
+    if usage is not None:
+        exchange.usage = usage
+        exchange.usage_source = "upstream"
+
+
+def record_answer_object(exchange: Exchange, answer: dict[str, Any]) -> None:
+    """A chat completion, completion, embedding list or Responses API ``response`` object."""
+    response_id = answer.get("id")
+    if isinstance(response_id, str):
+        exchange.response_id = response_id
+    model = answer.get("model")
+    if isinstance(model, str):
+        exchange.response_model = model
+    choices = answer.get("choices")
+    if isinstance(choices, list):
+        exchange.finish_reasons = [
+            c["finish_reason"] for c in choices if isinstance(c, dict) and isinstance(c.get("finish_reason"), str)
+        ]
+    status = answer.get("status")
+    if answer.get("object") == "response" and isinstance(status, str):
+        exchange.finish_reasons = [status]
+    usage = Usage.from_openai(answer.get("usage"))
+    if usage is not None:
+        exchange.usage = usage
+        exchange.usage_source = "upstream"
+
+
+def _usage_near_end(body: bytes) -> Usage | None:
+    start = body.rfind(b'"usage"')
+    if start < 0:
+        return None
+    brace = body.find(b"{", start)
+    if brace < 0:
+        return None
+    depth = 0
+    for index in range(brace, len(body)):
+        byte = body[index]
+        if byte == 0x7B:
+            depth += 1
+        elif byte == 0x7D:
+            depth -= 1
+            if depth == 0:
+                try:
+                    return Usage.from_openai(orjson.loads(body[brace : index + 1]))
+                except orjson.JSONDecodeError:
+                    return None
+    return None
+
+
+def estimate_usage(exchange: Exchange, output_text: str) -> None:
+    """Fill in usage the upstream never reported (client gone, stream broken), flagged as estimated."""
+    if exchange.usage is not None:
+        return
+    model = exchange.upstream_model or exchange.model
+    prompt = tokens.estimate_prompt_tokens(exchange.payload, model) if exchange.payload else 0
+    exchange.usage = Usage(input_tokens=prompt, output_tokens=tokens.count_text(output_text, model))
+    exchange.usage_source = "estimated"

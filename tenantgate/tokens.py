@@ -1,0 +1,128 @@
+"""Token counting for estimates: TPM admission before forwarding, and usage when the upstream never reported it.
+
+Uses tiktoken with the BPE files shipped in ``tenantgate/data`` (no download at run time) for models whose
+encoding is known. For other models the documented heuristic is one token per 4 characters, rounded up (OpenAI's
+rule of thumb for English text). Encodings load lazily; call ``warm_up()`` off the event loop at startup.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import hashlib
+import math
+import threading
+from collections.abc import Iterable
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+import tiktoken
+from tiktoken_ext import openai_public
+
+_DATA = Path(__file__).parent / "data"
+_EXPECTED_SHA256 = {
+    "o200k_base": "446a9538cb6c348e3516120d7c08b09f57c36495e2acfffe59a5bf8b0cfb1a2d",
+    "cl100k_base": "223921b76ee99bde995b7ff738513eef100fb51d18c93597a113bcffe865b2a7",
+}
+# Longest prefix wins. Newer OpenAI families use o200k_base; older chat and embedding models cl100k_base.
+_MODEL_PREFIXES = (
+    ("gpt-4o", "o200k_base"),
+    ("gpt-4.1", "o200k_base"),
+    ("gpt-4.5", "o200k_base"),
+    ("gpt-5", "o200k_base"),
+    ("chatgpt-4o", "o200k_base"),
+    ("o1", "o200k_base"),
+    ("o3", "o200k_base"),
+    ("o4", "o200k_base"),
+    ("gpt-oss", "o200k_base"),
+    ("gpt-4", "cl100k_base"),
+    ("gpt-3.5", "cl100k_base"),
+    ("text-embedding-3", "cl100k_base"),
+    ("text-embedding-ada-002", "cl100k_base"),
+)
+CHARS_PER_TOKEN = 4
+# Chat formatting overhead per message and per reply (OpenAI cookbook, "How to count tokens").
+TOKENS_PER_MESSAGE = 3
+TOKENS_PER_REPLY = 3
+
+_lock = threading.Lock()
+
+
+def encoding_name_for_model(model: str) -> str | None:
+    best: tuple[int, str] | None = None
+    for prefix, name in _MODEL_PREFIXES:
+        if model.startswith(prefix) and (best is None or len(prefix) > best[0]):
+            best = (len(prefix), name)
+    return best[1] if best else None
+
+
+@lru_cache(maxsize=4)
+def _encoding(name: str) -> tiktoken.Encoding:
+    with _lock:
+        raw = gzip.decompress((_DATA / f"{name}.tiktoken.gz").read_bytes())
+        if hashlib.sha256(raw).hexdigest() != _EXPECTED_SHA256[name]:
+            raise RuntimeError(f"vendored tokenizer file {name} is corrupt")
+        ranks = {
+            base64.b64decode(token): int(rank) for token, rank in (line.split() for line in raw.splitlines() if line)
+        }
+        # Reuse tiktoken's own definition of the encoding (pattern, special tokens), only with our ranks.
+        with mock.patch.object(openai_public, "load_tiktoken_bpe", lambda *args, **kwargs: ranks):
+            params = getattr(openai_public, name)()
+        return tiktoken.Encoding(**params)
+
+
+def encoding_for_model(model: str | None) -> tiktoken.Encoding | None:
+    name = encoding_name_for_model(model) if model else None
+    return _encoding(name) if name else None
+
+
+def warm_up() -> None:
+    for name in _EXPECTED_SHA256:
+        _encoding(name)
+
+
+def count_text(text: str, model: str | None) -> int:
+    if not text:
+        return 0
+    encoding = encoding_for_model(model)
+    if encoding is None:
+        return math.ceil(len(text) / CHARS_PER_TOKEN)
+    return len(encoding.encode(text, disallowed_special=()))
+
+
+def _texts(value: Any) -> Iterable[str]:
+    """The text inside an OpenAI content value: a string, or parts with ``text``/``input_text``."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, list):
+        for part in value:
+            if isinstance(part, str):
+                yield part
+            elif isinstance(part, dict):
+                for field in ("text", "content", "input_text"):
+                    inner = part.get(field)
+                    if isinstance(inner, str | list):
+                        yield from _texts(inner)
+
+
+def estimate_prompt_tokens(payload: dict[str, Any], model: str | None) -> int:
+    """Input tokens of a request body of any OpenAI endpoint (chat, completions, embeddings, responses)."""
+    total = 0
+    messages = payload.get("messages")
+    if isinstance(messages, list):
+        for message in messages:
+            total += TOKENS_PER_MESSAGE
+            if isinstance(message, dict):
+                total += sum(count_text(t, model) for t in _texts(message.get("content")))
+        total += TOKENS_PER_REPLY
+    for field in ("prompt", "input", "instructions"):
+        value = payload.get(field)
+        if isinstance(value, list) and value and isinstance(value[0], int):
+            total += len(value)  # already tokenized
+        elif isinstance(value, list) and value and isinstance(value[0], dict):
+            total += sum(count_text(t, model) for item in value for t in _texts(item.get("content")))
+        else:
+            total += sum(count_text(t, model) for t in _texts(value))
+    return total
