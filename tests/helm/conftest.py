@@ -55,7 +55,7 @@ def production_values() -> dict[str, Any]:
             "configFile": {"content": {"upstreams": [{"name": "openai", "base_url": "https://api.openai.com/v1"}]}},
             "otel": {"endpoint": "http://otel-collector.observability:4317", "resourceAttributes": {"env": "prod"}},
             "autoscaling": {"enabled": True, "minReplicas": 3, "maxReplicas": 12, "targetMemoryUtilizationPercentage": 80},
-            "podDisruptionBudget": {"enabled": True, "minAvailable": 2, "maxUnavailable": None},
+            "podDisruptionBudget": {"enabled": True, "minAvailable": 2},
             "serviceMonitor": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}},
             "prometheusRule": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}},
             "grafanaDashboards": {"enabled": True, "folder": "tenantgate", "namespace": "monitoring"},

@@ -107,7 +107,8 @@ def test_topology_spread_and_disruption_budget_select_the_server_pods(production
         assert selector.items() <= pod_labels.items()
         # Migration pods must never receive traffic or count towards the budget.
         assert not selector.items() <= job_labels.items()
-    assert rendered.one("PodDisruptionBudget")["spec"]["minAvailable"] == 2
+    budget = rendered.one("PodDisruptionBudget")["spec"]
+    assert budget["minAvailable"] == 2 and "maxUnavailable" not in budget
 
 
 def test_autoscaling_owns_the_replica_count(production, render):
@@ -235,7 +236,7 @@ def test_scaling_with_redis_renders(minimal, with_values, render, redis):
         ),
         ({"database": {"existingSecret": "db"}}, "set database.url or database.existingSecret, not both"),
         ({"shutdown": {"terminationGracePeriodSeconds": 30}}, "must be at least preStopSleepSeconds + graceSeconds"),
-        ({"podDisruptionBudget": {"enabled": True, "minAvailable": 1}}, "exactly one of podDisruptionBudget"),
+        ({"podDisruptionBudget": {"enabled": True, "maxUnavailable": None}}, "needs minAvailable or maxUnavailable"),
         ({"httpRoute": {"enabled": True}}, "httpRoute.parentRefs must name at least one Gateway"),
     ],
 )

@@ -235,8 +235,8 @@ Refuse values that would deploy something broken or unsafe. Included once, from 
 {{- end }}
 {{- if $v.podDisruptionBudget.enabled }}
 {{- $pdb := $v.podDisruptionBudget }}
-{{- if eq (kindIs "invalid" $pdb.minAvailable) (kindIs "invalid" $pdb.maxUnavailable) }}
-{{- fail "tenantgate: set exactly one of podDisruptionBudget.minAvailable and podDisruptionBudget.maxUnavailable (null the other)." }}
+{{- if and (kindIs "invalid" $pdb.minAvailable) (kindIs "invalid" $pdb.maxUnavailable) }}
+{{- fail "tenantgate: podDisruptionBudget needs minAvailable or maxUnavailable." }}
 {{- end }}
 {{- end }}
 {{- end }}
