@@ -61,13 +61,6 @@ app.kubernetes.io/part-of: tenantgate
 {{- end }}
 {{- end }}
 
-{{/*
-Where secrets come from. The chart's own Secret exists only without existingSecret.
-*/}}
-{{- define "tenantgate.secretName" -}}
-{{- default (include "tenantgate.fullname" .) .Values.existingSecret }}
-{{- end }}
-
 {{/* A copy of the chart's Secret created as a hook, for the migration Job (see migrations-secret.yaml). */}}
 {{- define "tenantgate.migrationsSecretName" -}}
 {{- printf "%s-migrations" (include "tenantgate.fullname" .) | trunc 63 | trimSuffix "-" }}
@@ -126,7 +119,9 @@ for the server and its hook copy for the migration Job; user-supplied Secrets ar
     secretKeyRef:
       name: {{ $app }}
       key: upstream-api-key
-      optional: {{ not $v.upstream.apiKey }}
+      {{- if $v.existingSecret }}
+      optional: true
+      {{- end }}
 {{- end }}
 - name: TENANTGATE_DATABASE_URL
   valueFrom:
