@@ -54,7 +54,12 @@ def production_values() -> dict[str, Any]:
             "redis": {"url": f"rediss://:{SECRETS['redisPassword']}@redis:6380/0"},
             "configFile": {"content": {"upstreams": [{"name": "openai", "base_url": "https://api.openai.com/v1"}]}},
             "otel": {"endpoint": "http://otel-collector.observability:4317", "resourceAttributes": {"env": "prod"}},
-            "autoscaling": {"enabled": True, "minReplicas": 3, "maxReplicas": 12, "targetMemoryUtilizationPercentage": 80},
+            "autoscaling": {
+                "enabled": True,
+                "minReplicas": 3,
+                "maxReplicas": 12,
+                "targetMemoryUtilizationPercentage": 80,
+            },
             "podDisruptionBudget": {"enabled": True, "minAvailable": 2},
             "serviceMonitor": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}},
             "prometheusRule": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}},
@@ -137,8 +142,6 @@ def render_chart(values: dict[str, Any], chart_dir: Path = CHART_DIR) -> Rendere
             continue
         rendered.objects.extend(doc for doc in yaml.safe_load_all(text) if doc)
     return rendered
-
-
 
 
 SAMPLE_DASHBOARD = {

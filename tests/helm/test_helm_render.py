@@ -127,9 +127,8 @@ def test_http_route_shape_targets_the_service(production, chart_with_observabili
 )
 def test_schema_rejects_bad_values(minimal, with_values, chart_dir, render, override, error):
     values = with_values(minimal, override)
-    with helm.Chart.load(str(chart_dir)) as chart:
-        with pytest.raises(helm.HelmValuesError, match=re.escape(error)):
-            chart.validate_schema(values)
+    with helm.Chart.load(str(chart_dir)) as chart, pytest.raises(helm.HelmValuesError, match=re.escape(error)):
+        chart.validate_schema(values)
     with pytest.raises(helm.HelmError):
         render(values)
 
