@@ -61,6 +61,17 @@ def _int(value: Any) -> int:
     return value if isinstance(value, int) and value > 0 else 0
 
 
+@dataclass(slots=True)
+class Attempt:
+    """One try at one upstream deployment (retries and failover make several)."""
+
+    upstream: str
+    started: float
+    ended: float | None = None
+    status: int | None = None
+    error_type: str | None = None
+
+
 @dataclass(slots=True, eq=False)
 class Exchange:
     ctx: RequestContext
@@ -86,8 +97,11 @@ class Exchange:
     usage_source: UsageSource | None = None
     error_type: str | None = None
     client_disconnected: bool = False
+    attempt_log: list[Attempt] = field(default_factory=list)
     # Headers hooks add to the client's response (e.g. the tenant's x-ratelimit-* headers).
     response_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    # Headers hooks add to every upstream request (e.g. W3C traceparent).
+    upstream_headers: list[tuple[str, str]] = field(default_factory=list)
     # Hook-private state, keyed by hook name (e.g. the limiter's reservation).
     notes: dict[str, Any] = field(default_factory=dict)
 

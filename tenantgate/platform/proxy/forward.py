@@ -14,7 +14,7 @@ import aiohttp
 from starlette.types import Receive, Scope, Send
 
 from tenantgate.platform.errors import UpstreamTimeout, UpstreamUnavailable, error_body
-from tenantgate.platform.proxy.exchange import Exchange
+from tenantgate.platform.proxy.exchange import Attempt, Exchange
 from tenantgate.platform.proxy.hooks import Hooks
 from tenantgate.platform.proxy.http import client_response_headers, upstream_request_headers
 from tenantgate.platform.proxy.sse import StreamScanner
@@ -37,18 +37,41 @@ async def forward(
 ) -> None:
     request_id = exchange.ctx.request_id
     headers = upstream_request_headers(scope, upstream.auth_header)
+    headers.extend(exchange.upstream_headers)
     exchange.attempts += 1
     exchange.upstream_name = upstream.name
+    attempt = Attempt(upstream=upstream.name, started=time.perf_counter())
+    exchange.attempt_log.append(attempt)
     try:
         response = await upstream.session.request(
             method, upstream.url(path), data=body, headers=headers, allow_redirects=False
         )
     except TimeoutError:
-        exchange.error_type = "timeout"
+        exchange.error_type = attempt.error_type = "timeout"
+        attempt.ended = time.perf_counter()
         raise UpstreamTimeout(f"The upstream did not answer in time. (request id {request_id})") from None
     except aiohttp.ClientError as exc:
-        exchange.error_type = type(exc).__name__
+        exchange.error_type = attempt.error_type = type(exc).__name__
+        attempt.ended = time.perf_counter()
         raise UpstreamUnavailable(f"The upstream could not be reached. (request id {request_id})") from None
+    attempt.status = response.status
+    try:
+        await _relay(exchange, hooks, response, receive, send, strip_usage)
+    finally:
+        attempt.ended = time.perf_counter()
+        if attempt.error_type is None and exchange.error_type is not None:
+            attempt.error_type = exchange.error_type
+
+
+async def _relay(
+    exchange: Exchange,
+    hooks: Hooks,
+    response: aiohttp.ClientResponse,
+    receive: Receive,
+    send: Send,
+    strip_usage: bool,
+) -> None:
+    request_id = exchange.ctx.request_id
     async with response:
         exchange.status = response.status
         response_headers = client_response_headers(response.raw_headers, request_id.encode())
