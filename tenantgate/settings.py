@@ -6,15 +6,20 @@ directory. Secrets are ``SecretStr`` so they never show up in reprs, logs or tra
 
 from __future__ import annotations
 
+import os
+import re
 from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
+import yaml
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_SECRET_KEY = "dev-insecure-secret-key-change-me"
 DEFAULT_UPSTREAM_BASE_URL = "https://api.openai.com/v1"
+_ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 class Environment(StrEnum):
@@ -56,6 +61,11 @@ class Settings(BaseSettings):
     log_level: str = "info"
     shutdown_grace_seconds: float = Field(default=30.0, ge=0)
     spool_dir: Path = Path("./spool")
+    config_file: Path | None = None
+    upstream_first_byte_timeout_seconds: float = Field(default=300.0, gt=0)
+    upstream_idle_timeout_seconds: float = Field(default=120.0, gt=0)
+    upstream_max_retries: int = Field(default=2, ge=0, le=10)
+    upstream_max_retry_wait_seconds: float = Field(default=2.0, ge=0)
 
     @field_validator("upstream_base_url")
     @classmethod
@@ -78,6 +88,23 @@ class Settings(BaseSettings):
         if len(self.secret_key.get_secret_value()) < 16:
             raise ValueError("TENANTGATE_SECRET_KEY must be at least 16 characters long.")
         return self
+
+    def load_config_file(self) -> dict[str, Any] | None:
+        """The YAML config file (TENANTGATE_CONFIG_FILE) with ``${VAR}`` expanded from the environment."""
+        if self.config_file is None:
+            return None
+        text = self.config_file.read_text(encoding="utf-8")
+
+        def expand(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name not in os.environ:
+                raise ValueError(f"{self.config_file}: environment variable {name} is not set")
+            return os.environ[name]
+
+        loaded = yaml.safe_load(_ENV_REFERENCE.sub(expand, text))
+        if not isinstance(loaded, dict):
+            raise ValueError(f"{self.config_file}: expected a mapping at the top level")
+        return loaded
 
     @cached_property
     def secret_key_bytes(self) -> bytes:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 
+from pydantic import SecretStr
 from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -12,11 +14,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from tenantgate import tokens
 from tenantgate.database import create_engine, create_sessionmaker
 from tenantgate.platform.proxy.hooks import Hooks
-from tenantgate.platform.upstream.client import Upstream
+from tenantgate.platform.proxy.stored import OwnershipHook
+from tenantgate.platform.upstream.client import UpstreamClient
+from tenantgate.platform.upstream.config import gateway_config
+from tenantgate.platform.upstream.registry import Routing
 from tenantgate.settings import Settings
 from tenantgate.tenants.cache import KeyCache
+from tenantgate.tenants.objects import ObjectOwnership
 from tenantgate.tenants.principal import Principal
-from tenantgate.tenants.repository import principal_for_key_hash
+from tenantgate.tenants.repository import principal_for_key_hash, tenant_upstream_keys
+from tenantgate.tenants.secrets import SecretBox
 
 log = logging.getLogger("tenantgate")
 
@@ -26,7 +33,9 @@ class Runtime:
         self.settings = settings
         self.engine: AsyncEngine = create_engine(settings.database_url)
         self.sessions: async_sessionmaker[AsyncSession] = create_sessionmaker(self.engine)
-        self.upstream = Upstream(settings)
+        self.routing = Routing(gateway_config(settings))
+        self.http = UpstreamClient(settings.upstream_pool_size)
+        self.secret_box = SecretBox(settings.secret_key_bytes)
         self.key_cache = KeyCache(
             self._load_principal,
             ttl=settings.key_cache_ttl_seconds,
@@ -38,20 +47,29 @@ class Runtime:
             else None
         )
         self.shutting_down = False
+        self.ownership = ObjectOwnership(self.sessions, self.redis, settings.redis_prefix)
         # Limits, metering and telemetry register here, in order (see platform/proxy/hooks.py).
-        self.hooks = Hooks()
+        self.hooks = Hooks([OwnershipHook(self.ownership)])
 
     async def _load_principal(self, key_hash: str) -> Principal | None:
         async with self.sessions() as session:
-            return await principal_for_key_hash(session, key_hash)
+            principal = await principal_for_key_hash(session, key_hash)
+            if principal is None:
+                return None
+            stored = await tenant_upstream_keys(session, principal.tenant_id)
+        keys = {row.upstream: self.secret_box.decrypt(row.ciphertext) for row in stored}
+        readable = {name: SecretStr(key) for name, key in keys.items() if key is not None}
+        return dataclasses.replace(principal, upstream_keys=readable) if readable else principal
 
     async def start(self) -> None:
-        await self.upstream.start()
+        await self.http.start()
+        await self.ownership.start()
         # Loading the tokenizer files takes a second or two: do it now, off the event loop, not on a request.
         await asyncio.to_thread(tokens.warm_up)
 
     async def close(self) -> None:
-        await self.upstream.close()
+        await self.ownership.close()
+        await self.http.close()
         if self.redis is not None:
             await self.redis.aclose()
         await self.engine.dispose()
