@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from tenantgate import __version__
 from tenantgate.platform import ops
 from tenantgate.platform.admin.routes import router as admin_router
+from tenantgate.platform.admin.upstream_keys import router as upstream_keys_router
 from tenantgate.platform.errors import install_handlers
 from tenantgate.platform.middleware import RequestIdMiddleware, TenantAuthMiddleware
 from tenantgate.platform.proxy.router import ProxyRouter
@@ -43,6 +44,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_handlers(app)
     app.include_router(ops.router)
     app.include_router(admin_router)
+    app.include_router(upstream_keys_router)
 
     # Outermost last: RequestId -> TenantAuth -> ProxyRouter -> FastAPI routes.
     app.add_middleware(ProxyRouter, runtime=runtime)
