@@ -60,6 +60,7 @@ class Settings(BaseSettings):
     max_request_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
     log_level: str = "info"
     shutdown_grace_seconds: float = Field(default=30.0, ge=0)
+    shutdown_drain_seconds: float = Field(default=0.0, ge=0)
     spool_dir: Path = Path("./spool")
     config_file: Path | None = None
     upstream_first_byte_timeout_seconds: float = Field(default=300.0, gt=0)

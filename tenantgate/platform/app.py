@@ -16,6 +16,7 @@ from tenantgate.platform.errors import install_handlers
 from tenantgate.platform.middleware import RequestIdMiddleware, TenantAuthMiddleware
 from tenantgate.platform.proxy.router import ProxyRouter
 from tenantgate.platform.runtime import Runtime
+from tenantgate.platform.shutdown import install_drain_handler
 from tenantgate.settings import Settings
 
 log = logging.getLogger("tenantgate")
@@ -28,10 +29,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await runtime.start()
+        restore_signal = install_drain_handler(runtime.begin_shutdown, settings.shutdown_drain_seconds)
         try:
             yield
         finally:
-            runtime.shutting_down = True
+            restore_signal()
+            runtime.begin_shutdown()
             await runtime.close()
 
     app = FastAPI(

@@ -74,6 +74,10 @@ class Runtime:
             await self.redis.aclose()
         await self.engine.dispose()
 
+    def begin_shutdown(self) -> None:
+        """From now on /readyz answers 503 (in-flight and new requests are still served)."""
+        self.shutting_down = True
+
     async def check_redis(self, limit_seconds: float = 2.0) -> bool | None:
         """None when no Redis is configured."""
         if self.redis is None:
