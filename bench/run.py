@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import chart, config, machine, report
+from bench import chart, config, machine, metering, report
 from bench.config import FULL, PASSTHROUGH, QUICK, Timing
 from bench.load import WrkResult, run_wrk, write_bodies, wrk_path
 from bench.stack import REPO, Stack, StackOptions
@@ -217,6 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         f"other processes {cpu['other_processes_cores']} {cpu['top_other_processes'] or ''}"
     )
     print("\nTargets (issue 9):\n" + report.targets_text(results["targets"]))
+    print(f"\nMetering write/query benchmark: {metering.status()}")
     if args.quick:
         print("\n--quick: runs of a second or two are a smoke test; do not quote these numbers.")
     print(f"\nResults: {path}")

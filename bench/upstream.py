@@ -15,6 +15,7 @@ import json
 import shutil
 import signal
 import sys
+import tempfile
 from collections import Counter
 from pathlib import Path
 
@@ -22,16 +23,18 @@ from bench import canned
 from bench.services import Process, free_port, start_process
 
 
-def nginx_config(workdir: Path, ports: dict[str, int], logged: set[str]) -> str:
-    """nginx serves the answers as static files; POST to a static file is a 405 that error_page turns into the file."""
-    # nginx's worker runs as an unprivileged user when started as root: it may pass through the run's private
-    # temp dir (0711) and read the answers' own directory, nothing else.
-    root = workdir / "canned"
-    root.mkdir(exist_ok=True)
+def write_docroot(root: Path) -> None:
+    # Started as root, nginx's worker runs as an unprivileged user: the answers live in a directory of their own
+    # that it can read, outside the run's private temp dir.
     root.chmod(0o755)
-    workdir.chmod(workdir.stat().st_mode | 0o111)
     (root / "completion.json").write_bytes(canned.completion_body())
     (root / "stream.sse").write_bytes(canned.stream_body())
+    for path in root.iterdir():
+        path.chmod(0o644)
+
+
+def nginx_config(workdir: Path, root: Path, ports: dict[str, int], logged: set[str]) -> str:
+    """nginx serves the answers as static files; POST to a static file is a 405 that error_page turns into the file."""
     stream_var = "$http_" + canned.STREAM_HEADER.replace("-", "_")
     servers = []
     for name, port in ports.items():
@@ -90,6 +93,7 @@ class CannedUpstream:
         self.ports = {name: free_port() for name in names}
         self.logged = set(names) if logged is None else logged
         self.process: Process | None = None
+        self.docroot: Path | None = None
 
     def url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.ports[name]}/v1"
@@ -98,8 +102,10 @@ class CannedUpstream:
         ports = list(self.ports.values())
         if self.kind == "nginx":
             (self.workdir / "nginx-temp").mkdir(parents=True, exist_ok=True)
+            self.docroot = Path(tempfile.mkdtemp(prefix="tg-bench-canned-"))
+            write_docroot(self.docroot)
             config = self.workdir / "nginx.conf"
-            config.write_text(nginx_config(self.workdir, self.ports, self.logged))
+            config.write_text(nginx_config(self.workdir, self.docroot, self.ports, self.logged))
             command = ["nginx", "-c", str(config), "-p", str(self.workdir), "-e", str(self.workdir / "nginx-error.log")]
         else:
             command = [sys.executable, "-m", "bench.upstream", *(f"{n}={p}" for n, p in self.ports.items())]
@@ -135,6 +141,9 @@ class CannedUpstream:
             # nginx: SIGQUIT is the graceful stop; the asyncio server exits on SIGTERM.
             self.process.stop(signal.SIGQUIT if self.kind == "nginx" else signal.SIGTERM)
             self.process = None
+        if self.docroot is not None:
+            shutil.rmtree(self.docroot, ignore_errors=True)
+            self.docroot = None
 
 
 # --- the asyncio fallback server -------------------------------------------------------------------------------
