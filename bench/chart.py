@@ -56,9 +56,11 @@ def draw(results: dict[str, Any], path: Path) -> Path:
     lat_ax.set_ylabel("latency ms (bar p50, tick p99; log scale)")
     rps_ax.legend(fontsize=8)
     machine = results["machine"]
+    others = results.get("cpu", {}).get("other_processes_cores")
+    shared = f"\nother processes used {others} cores meanwhile (shared machine)" if others else ""
     fig.suptitle(
         f"tenantgate {results.get('revision', '')} - one worker each, wrk 1 thread - {results['started_at']} - "
-        f"{machine.get('cpus')} CPUs {machine.get('cpu_model', '')}",
+        f"{machine.get('cpus')} CPUs {machine.get('cpu_model', '')}{shared}",
         fontsize=10,
     )
     fig.tight_layout()

@@ -6,7 +6,7 @@ import os
 import platform
 import subprocess
 import time
-from collections import Counter
+from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +86,10 @@ def _per_process() -> dict[int, tuple[str, float]]:
     return found
 
 
+def _largest(values: dict[str, float], count: int) -> list[tuple[str, float]]:
+    return sorted(values.items(), key=lambda item: -item[1])[:count]
+
+
 class CpuWatch:
     """CPU used during a window: by the benchmark itself, by PostgreSQL/Redis, and by everything else."""
 
@@ -108,7 +112,7 @@ class CpuWatch:
         mine += sum(
             cpu - self.procs0.get(pid, ("", 0.0))[1] for pid, (_, cpu) in procs.items() if pid in tree - {self.me}
         )
-        by_name: Counter[str] = Counter()
+        by_name: defaultdict[str, float] = defaultdict(float)
         for pid, (name, cpu) in procs.items():
             if pid not in tree:
                 by_name[name] += cpu - self.procs0.get(pid, (name, 0.0))[1]
@@ -120,6 +124,6 @@ class CpuWatch:
             "benchmark_cores": round(mine / wall, 2),
             "postgres_redis_cores": round(services / wall, 2),
             "other_processes_cores": round(others / wall, 2),
-            "top_other_processes": {n: round(c, 1) for n, c in by_name.most_common(5) if c >= 0.5},
+            "top_other_processes": {n: round(c, 1) for n, c in _largest(by_name, 5) if c >= 0.5},
             "loadavg_after": os.getloadavg(),
         }

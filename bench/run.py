@@ -25,6 +25,7 @@ from bench.stack import REPO, Stack, StackOptions
 from bench.usage_check import check_usage
 
 RESULTS_DIR = REPO / "bench" / "results"
+SHARED_WARNING_CORES = 0.2
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -216,6 +217,11 @@ def main(argv: list[str] | None = None) -> int:
         f"benchmark {cpu['benchmark_cores']}, postgres+redis {cpu['postgres_redis_cores']}, "
         f"other processes {cpu['other_processes_cores']} {cpu['top_other_processes'] or ''}"
     )
+    if cpu["other_processes_cores"] >= SHARED_WARNING_CORES:
+        print(
+            f"WARNING: other processes used {cpu['other_processes_cores']} of {about['cpus']} cores during the load; "
+            "the machine was shared and these figures are noisier and lower than on a quiet machine."
+        )
     print("\nTargets (issue 9):\n" + report.targets_text(results["targets"]))
     print(f"\nMetering write/query benchmark: {metering.status()}")
     if args.quick:
