@@ -12,6 +12,7 @@ import argparse
 import os
 import shlex
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -21,6 +22,7 @@ from typing import Any
 from bench import chart, config, machine, metering, report
 from bench.config import FULL, PASSTHROUGH, QUICK, Timing
 from bench.load import WrkResult, run_wrk, write_bodies, wrk_path
+from bench.services import StartupError
 from bench.stack import REPO, Stack, StackOptions
 from bench.usage_check import check_usage
 
@@ -122,6 +124,15 @@ def main(argv: list[str] | None = None) -> int:
         from bench.profile import profile
 
         return profile(args)
+    try:
+        return _benchmark(args, argv)
+    except (StartupError, RuntimeError, OSError, subprocess.CalledProcessError) as error:
+        detail = error.stderr.decode(errors="replace") if isinstance(error, subprocess.CalledProcessError) else ""
+        print(f"bench: {error}\n{detail}".rstrip(), file=sys.stderr)
+        return 1
+
+
+def _benchmark(args: argparse.Namespace, argv: list[str] | None) -> int:
     wrk_path()
     timing = timing_of(args)
     names = [n.strip() for n in args.contenders.split(",") if n.strip()]

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import asyncpg
+
 from bench import canned
 from bench.config import DIRECT, FEATURE_ENV, PASSTHROUGH, TENANT_RPM, TENANT_TPM, GatewayVariant
 from bench.otlp_sink import OtlpSink
@@ -91,6 +93,7 @@ class Stack:
         self.sink: OtlpSink | None = None
         self.contenders: dict[str, Contender] = {}
         self.gateways: dict[str, Process] = {}
+        self.spawned: list[Process] = []  # everything started, stopped by close() even if start() failed midway
         self._db_created = False
 
     # --- bring up -----------------------------------------------------------------------------------------------
@@ -112,9 +115,14 @@ class Stack:
             command = [sys.executable, "-m", "bench.passthrough", "--port", str(port)]
             command += ["--upstream", self.upstream.url(PASSTHROUGH)]
             process = spawn_process(PASSTHROUGH, command, ports=[port], log_dir=self.workdir, cwd=REPO)
+            self.spawned.append(process)
             pending.append((f"http://127.0.0.1:{port}/v1", process))
         if self.options.variants:
-            self.database_url = create_database(self.options.postgres_server, self.db_name)
+            try:
+                self.database_url = create_database(self.options.postgres_server, self.db_name)
+            except (OSError, asyncpg.PostgresError) as error:
+                server = self.options.postgres_server
+                raise RuntimeError(f"cannot create the run's database on {server}: {error}") from None
             self._db_created = True
             self._migrate()
         for variant in self.options.variants:
@@ -125,6 +133,7 @@ class Stack:
             env = self.gateway_env(variant, workdir)
             process = spawn_process(variant.name, command, ports=[port], log_dir=self.workdir, env=env, cwd=workdir)
             self.gateways[variant.name] = process
+            self.spawned.append(process)
             pending.append((f"http://127.0.0.1:{port}/v1", process))
         for base_url, process in pending:
             wait_listening(process)
@@ -191,9 +200,8 @@ class Stack:
         return {name: process.stop() for name, process in self.gateways.items()}
 
     def close(self) -> None:
-        self.stop_gateways()
-        if PASSTHROUGH in self.contenders:
-            self.contenders[PASSTHROUGH].processes[0].stop()
+        for process in reversed(self.spawned):
+            process.stop()
         if self.upstream is not None:
             self.upstream.stop()
         if self.sink is not None:

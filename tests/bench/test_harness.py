@@ -86,3 +86,24 @@ def test_wrk_script_sends_the_chat_request_and_reports_percentiles(
     # flight when wrk stopped was not counted by wrk.
     assert counted["sse" if stream else "json"] in (result.requests, result.requests + 1)
     assert counted["json" if stream else "sse"] == 0
+
+
+def test_otlp_sink_accepts_exports_and_counts_them() -> None:
+    import urllib.request
+
+    from bench.otlp_sink import OtlpSink
+
+    sink = OtlpSink().start()
+    try:
+        for path, body in (("/v1/traces", b"\x0a\x00"), ("/v1/traces", b"\x0a\x01\x00"), ("/v1/metrics", b"")):
+            request = urllib.request.Request(
+                sink.endpoint + path, data=body, headers={"Content-Type": "application/x-protobuf"}
+            )
+            with urllib.request.urlopen(request, timeout=5) as response:
+                assert response.status == 200
+        assert sink.stats() == {
+            "/v1/metrics": {"requests": 1, "bytes": 0},
+            "/v1/traces": {"requests": 2, "bytes": 5},
+        }
+    finally:
+        sink.stop()
