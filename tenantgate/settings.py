@@ -59,6 +59,7 @@ class Settings(BaseSettings):
 
     max_request_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
     log_level: str = "info"
+    trusted_proxies: str = ""
     shutdown_grace_seconds: float = Field(default=30.0, ge=0)
     shutdown_drain_seconds: float = Field(default=0.0, ge=0)
     spool_dir: Path = Path("./spool")

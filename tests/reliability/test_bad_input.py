@@ -20,6 +20,21 @@ def auth(gateway: Gateway) -> dict[str, str]:
     return {"Authorization": f"Bearer {gateway.new_key()['key']}", "Content-Type": "application/json"}
 
 
+def _read_response(conn: socket.socket) -> bytes:
+    """One whole HTTP response (head and Content-Length body) from a raw socket."""
+    conn.settimeout(10)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += conn.recv(65536)
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = next(
+        int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")
+    )
+    while len(body) < length:
+        body += conn.recv(65536)
+    return head + b"\r\n\r\n" + body
+
+
 def _assert_openai_error(response: httpx.Response, status: int) -> dict[str, object]:
     assert response.status_code == status, response.text
     error = response.json()["error"]
@@ -68,7 +83,7 @@ def test_declared_oversized_body_is_413_before_it_is_read(gateway: Gateway, auth
             + f"Authorization: {auth['Authorization']}\r\nContent-Length: 100000000\r\n\r\n".encode()
             + b'{"model":'
         )
-        reply = conn.recv(65536)
+        reply = _read_response(conn)
     assert reply.startswith(b"HTTP/1.1 413")
     assert b"request_too_large" in reply
 
