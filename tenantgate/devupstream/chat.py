@@ -9,7 +9,6 @@ from typing import Any
 from tenantgate.devupstream.wire import (
     ApiError,
     Call,
-    chat_error_event,
     count_tokens,
     is_reasoning_model,
     new_id,
@@ -95,7 +94,7 @@ async def chat_completions(call: Call, payload: dict[str, Any]) -> None:
 
     async def event(delta: dict[str, Any], finish_reason: str | None = None) -> None:
         choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
-        await call.sse({**chunk, "choices": [choice]}, error=chat_error_event)
+        await call.sse({**chunk, "choices": [choice]})
 
     await event({"role": "assistant", "content": "", "refusal": None})
     for piece in answer:
@@ -103,7 +102,7 @@ async def chat_completions(call: Call, payload: dict[str, Any]) -> None:
         await event({"content": piece})
     await event({}, finish)
     if include_usage:
-        await call.sse({**chunk, "choices": [], "usage": usage}, error=chat_error_event)
+        await call.sse({**chunk, "choices": [], "usage": usage})
     await call.end(b"data: [DONE]\n\n")
 
 
@@ -162,7 +161,7 @@ async def completions(call: Call, payload: dict[str, Any]) -> None:
 
     async def event(index: int, text: str, finish_reason: str | None = None) -> None:
         choice = {"text": text, "index": index, "logprobs": None, "finish_reason": finish_reason}
-        await call.sse({**base, "choices": [choice]}, error=chat_error_event)
+        await call.sse({**base, "choices": [choice]})
 
     for index, answer in enumerate(answers):
         if echo:
@@ -172,5 +171,5 @@ async def completions(call: Call, payload: dict[str, Any]) -> None:
             await event(index, piece)
         await event(index, "", finishes[index])
     if include_usage:
-        await call.sse({**base, "choices": [], "usage": usage}, error=chat_error_event)
+        await call.sse({**base, "choices": [], "usage": usage})
     await call.end(b"data: [DONE]\n\n")

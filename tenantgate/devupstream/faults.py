@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from starlette.types import Scope
 
@@ -51,6 +51,14 @@ class Faults:
     garbage_at: int | None = None
     token_delay_ms: float | None = None
     attempt: int = 0
+    disrupts_body: bool = field(init=False, default=False)
+
+    def __post_init__(self) -> None:
+        # Checked on every streamed event, so worked out once.
+        disrupts = any(
+            v is not None for v in (self.stall_after, self.truncate_after, self.error_after, self.garbage_at)
+        )
+        object.__setattr__(self, "disrupts_body", disrupts)
 
 
 NO_FAULTS = Faults()
@@ -89,7 +97,7 @@ class FaultCounters:
         if not raw:
             return NO_FAULTS
         values: dict[str, int | float | str | None] = {
-            field: _non_negative_int(name, raw[name]) for name, field in _INT_FIELDS.items() if name in raw
+            attr: _non_negative_int(name, raw[name]) for name, attr in _INT_FIELDS.items() if name in raw
         }
         status = values.get("fail_status")
         if status is not None and not 400 <= int(status) <= 599:
@@ -177,13 +185,14 @@ def fault_headers(faults: Faults) -> list[tuple[bytes, bytes]]:
 
 
 def duration(seconds: float) -> str:
-    """A duration the way OpenAI's x-ratelimit-reset-* headers write it: ``12ms``, ``1s``, ``6m0s``."""
+    """A duration the way OpenAI's x-ratelimit-reset-* headers write it: ``12ms``, ``1.5s``, ``6m0s``, ``1h2m3s``."""
     if seconds < 1:
         return f"{round(seconds * 1000)}ms"
-    minutes, secs = divmod(seconds, 60)
-    if minutes < 1:
-        return f"{secs:.3g}s"
-    return f"{int(minutes)}m{int(secs)}s"
+    if seconds < 60:
+        return f"{seconds:.3g}s"
+    hours, rest = divmod(int(seconds), 3600)
+    minutes, secs = divmod(rest, 60)
+    return (f"{hours}h" if hours else "") + f"{minutes}m{secs}s"
 
 
 class RateWindow:
@@ -191,6 +200,10 @@ class RateWindow:
 
     limit_requests = 30_000
     limit_tokens = 150_000_000
+    _LIMITS = (
+        (b"x-ratelimit-limit-requests", b"%d" % limit_requests),
+        (b"x-ratelimit-limit-tokens", b"%d" % limit_tokens),
+    )
 
     def __init__(self) -> None:
         self._minute = 0
@@ -198,18 +211,28 @@ class RateWindow:
         self._tokens = 0
 
     def take(self, tokens: int) -> list[tuple[bytes, bytes]]:
-        minute = int(time.time() // 60)
+        minute = int(time.time()) // 60
         if minute != self._minute:
             self._minute, self._requests, self._tokens = minute, 0, 0
         self._requests += 1
         self._tokens += tokens
-        requests_left = max(0, self.limit_requests - self._requests)
-        tokens_left = max(0, self.limit_tokens - self._tokens)
+        requests, used = self._requests, self._tokens
+        reset_requests = 60_000 * requests // self.limit_requests
+        reset_tokens = 60_000 * used // self.limit_tokens
         return [
-            (b"x-ratelimit-limit-requests", b"%d" % self.limit_requests),
-            (b"x-ratelimit-limit-tokens", b"%d" % self.limit_tokens),
-            (b"x-ratelimit-remaining-requests", b"%d" % requests_left),
-            (b"x-ratelimit-remaining-tokens", b"%d" % tokens_left),
-            (b"x-ratelimit-reset-requests", duration(60 * self._requests / self.limit_requests).encode()),
-            (b"x-ratelimit-reset-tokens", duration(60 * self._tokens / self.limit_tokens).encode()),
+            *self._LIMITS,
+            (
+                b"x-ratelimit-remaining-requests",
+                b"%d" % (self.limit_requests - requests if requests < self.limit_requests else 0),
+            ),
+            (b"x-ratelimit-remaining-tokens", b"%d" % (self.limit_tokens - used if used < self.limit_tokens else 0)),
+            (
+                b"x-ratelimit-reset-requests",
+                b"%dms" % reset_requests if reset_requests < 1000 else _reset(reset_requests),
+            ),
+            (b"x-ratelimit-reset-tokens", b"%dms" % reset_tokens if reset_tokens < 1000 else _reset(reset_tokens)),
         ]
+
+
+def _reset(millis: int) -> bytes:
+    return duration(millis / 1000).encode()

@@ -22,6 +22,12 @@ from tenantgate.devupstream.faults import Faults, RateWindow
 _TOKEN_RE = re.compile(r"\w+|[^\w\s]")
 _PIECE_RE = re.compile(r"\s*\S+")
 
+# Sent by OpenAI on every answer; a gateway should not pass the account's organisation and project on to tenants.
+_ACCOUNT_HEADERS = (
+    (b"openai-version", b"2020-10-01"),
+    (b"openai-organization", b"org-devupstream"),
+    (b"openai-project", b"proj_devupstream"),
+)
 SERVER_ERROR = "The server had an error while processing your request. Sorry about that!"
 
 
@@ -83,11 +89,9 @@ class Call:
         elapsed_ms = int((time.perf_counter() - self.started) * 1000)
         headers = [
             (b"content-type", content_type),
-            (b"x-request-id", new_id("req_", 16).encode()),
-            (b"openai-processing-ms", str(elapsed_ms).encode()),
-            (b"openai-version", b"2020-10-01"),
-            (b"openai-organization", b"org-devupstream"),
-            (b"openai-project", b"proj_devupstream"),
+            (b"x-request-id", b"req_" + os.urandom(16).hex().encode()),
+            (b"openai-processing-ms", b"%d" % elapsed_ms),
+            *_ACCOUNT_HEADERS,
             (b"x-dev-upstream", self.server_name),
             *self.window.take(tokens),
         ]
@@ -114,12 +118,12 @@ class Call:
         extra: list[tuple[bytes, bytes]] | None = None,
     ) -> None:
         """A complete answer; it counts as one event for the stall/truncate faults."""
-        faults = self.faults
-        if status < 400 and faults.garbage_at == 0:
+        if status < 400 and self.faults.garbage_at == 0:
             body = b'{"id": "garbage' if content_type.startswith(b"application/json") else b"\x00garbage"
         headers = [(b"content-length", str(len(body)).encode())]
         await self.start(status, content_type, tokens, [*headers, *(extra or [])])
-        await self._interrupt_if_due()
+        if self.faults.disrupts_body:
+            await self._interrupt_if_due()
         await self.send({"type": "http.response.body", "body": body})
 
     async def json(self, status: int, payload: object, tokens: int = 0) -> None:
@@ -144,26 +148,36 @@ class Call:
 
     async def chunk(self, data: bytes) -> None:
         """One body chunk of a stream (an SSE event or a piece of audio)."""
-        await self._interrupt_if_due()
+        if self.faults.disrupts_body:
+            await self._interrupt_if_due()
         self.events += 1
         await self.send({"type": "http.response.body", "body": data, "more_body": True})
 
     async def sse(
         self, payload: dict[str, Any], event: str | None = None, error: Callable[[], bytes] | None = None
     ) -> None:
-        """One SSE event; the faults may replace it with garbage or an error event, or cut the stream here."""
+        """One SSE event; the faults may replace it with garbage or an error event, or cut the stream here.
+
+        ``error`` renders the stream's own error event; by default a data-only stream gets chat's ``{"error": ...}``
+        and a named-event stream an ``error`` event.
+        """
+        data = (b"event: " + event.encode() + b"\ndata: " if event else b"data: ") + orjson.dumps(payload) + b"\n\n"
         faults = self.faults
-        if faults.error_after is not None and self.events >= faults.error_after and error is not None:
-            await self.chunk(error())
+        if not faults.disrupts_body:
+            self.events += 1
+            await self.send({"type": "http.response.body", "body": data, "more_body": True})
+            return
+        if faults.error_after is not None and self.events >= faults.error_after:
+            await self.chunk(error() if error is not None else _default_error_event(event is not None))
             await self.end()
             raise Abort
         if faults.garbage_at is not None and self.events == faults.garbage_at:
             await self.chunk(b'data: {"garbage\n\n')
-        prefix = b"event: " + event.encode() + b"\ndata: " if event else b"data: "
-        await self.chunk(prefix + orjson.dumps(payload) + b"\n\n")
+        await self.chunk(data)
 
     async def end(self, tail: bytes = b"") -> None:
-        await self._interrupt_if_due()
+        if self.faults.disrupts_body:
+            await self._interrupt_if_due()
         await self.send({"type": "http.response.body", "body": tail, "more_body": False})
 
     async def _interrupt_if_due(self) -> None:
@@ -177,9 +191,11 @@ class Call:
             raise Abort
 
 
-def chat_error_event() -> bytes:
-    """How a chat-completions (or legacy completions) stream reports a server error mid-way."""
-    return b"data: " + orjson.dumps(error_body(SERVER_ERROR, "server_error", None)) + b"\n\n"
+def _default_error_event(named: bool) -> bytes:
+    error = error_body(SERVER_ERROR, "server_error", None)
+    if named:
+        return b"event: error\ndata: " + orjson.dumps({"type": "error", **error}) + b"\n\n"
+    return b"data: " + orjson.dumps(error) + b"\n\n"
 
 
 class ApiError(Exception):

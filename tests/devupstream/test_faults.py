@@ -232,3 +232,37 @@ def test_unusable_fault_headers_are_refused(client: openai.OpenAI, name: str, va
     with pytest.raises(openai.BadRequestError) as caught:
         client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, extra_headers={name: value})
     assert name in caught.value.message
+
+
+def test_error_event_in_a_transcription_stream(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.APIError) as caught:
+        list(
+            client.audio.transcriptions.create(
+                model="gpt-4o-transcribe",
+                file=("a.mp3", b"x" * 100),
+                stream=True,
+                extra_headers={"x-dev-error-after-events": "1"},
+            )
+        )
+    assert "server had an error" in caught.value.message
+
+
+@pytest.mark.parametrize(
+    ("seconds", "written"), [(0.012, "12ms"), (1, "1s"), (1.5, "1.5s"), (360, "6m0s"), (3723, "1h2m3s")]
+)
+def test_rate_limit_reset_durations_are_written_like_openai(seconds: float, written: str) -> None:
+    from tenantgate.devupstream.faults import duration
+
+    assert duration(seconds) == written
+
+
+def test_rate_limit_headers_count_down_within_a_minute() -> None:
+    from tenantgate.devupstream.faults import RateWindow
+
+    window = RateWindow()
+    first = dict(window.take(1000))
+    second = dict(window.take(1000))
+    assert int(first[b"x-ratelimit-remaining-requests"]) == 29_999
+    assert int(second[b"x-ratelimit-remaining-tokens"]) == 150_000_000 - 2000
+    assert first[b"x-ratelimit-limit-tokens"] == b"150000000"
+    assert second[b"x-ratelimit-reset-requests"].endswith(b"ms")
