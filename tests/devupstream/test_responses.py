@@ -207,3 +207,10 @@ def test_store_is_bounded() -> None:
     for name in ("a", "b", "c"):
         store.put(StoredResponse({"id": name}, []))
     assert store.get("a") is None and store.get("b") is not None and store.get("c") is not None
+
+
+def test_sync_create_stream(client: openai.OpenAI) -> None:
+    events = list(client.responses.create(model="gpt-4o-mini", input="sync stream", stream=True))
+    assert _collapse([e.type for e in events]) == STREAM_ORDER
+    completed = events[-1]
+    assert completed.type == "response.completed" and completed.response.output_text.endswith("sync stream")
