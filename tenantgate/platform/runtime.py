@@ -10,9 +10,12 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from tenantgate.database import create_engine, create_sessionmaker
+from tenantgate.platform.admin.throttle import AdminAuthThrottle
 from tenantgate.platform.upstream.client import Upstream
 from tenantgate.settings import Settings
 from tenantgate.tenants.cache import KeyCache
+from tenantgate.tenants.invalidation import InvalidationBus, channel_name
+from tenantgate.tenants.last_used import LastUsedTracker
 from tenantgate.tenants.principal import Principal
 from tenantgate.tenants.repository import principal_for_key_hash
 
@@ -35,6 +38,9 @@ class Runtime:
             if settings.redis_url
             else None
         )
+        self.invalidation = InvalidationBus(self.key_cache, self.redis, channel_name(settings.redis_prefix))
+        self.last_used = LastUsedTracker(self.sessions, interval_seconds=settings.last_used_flush_seconds)
+        self.admin_throttle = AdminAuthThrottle(settings.admin_auth_failure_limit)
         self.shutting_down = False
 
     async def _load_principal(self, key_hash: str) -> Principal | None:
@@ -43,8 +49,12 @@ class Runtime:
 
     async def start(self) -> None:
         await self.upstream.start()
+        await self.invalidation.start()
+        self.last_used.start()
 
     async def close(self) -> None:
+        await self.last_used.stop()
+        await self.invalidation.stop()
         await self.upstream.close()
         if self.redis is not None:
             await self.redis.aclose()
