@@ -52,6 +52,8 @@ class Settings(BaseSettings):
     migrate_on_start: bool = True
     key_cache_ttl_seconds: float = Field(default=30.0, ge=0)
     key_cache_negative_ttl_seconds: float = Field(default=2.0, ge=0)
+    last_used_flush_seconds: float = Field(default=5.0, gt=0)
+    admin_auth_failure_limit: str = "10/minute"
 
     upstream_connect_timeout_seconds: float = Field(default=10.0, gt=0)
     upstream_read_timeout_seconds: float = Field(default=600.0, gt=0)
@@ -73,6 +75,14 @@ class Settings(BaseSettings):
     @classmethod
     def _strip_trailing_slash(cls, value: str) -> str:
         return value.rstrip("/")
+
+    @field_validator("admin_auth_failure_limit")
+    @classmethod
+    def _valid_rate_limit(cls, value: str) -> str:
+        from limits import parse
+
+        parse(value)  # raises ValueError on e.g. "ten per minute"
+        return value
 
     @field_validator("upstream_api_key", "admin_token", mode="before")
     @classmethod

@@ -85,6 +85,7 @@ class TenantAuthMiddleware:
                 request_id,
             )
             return
+        self.runtime.last_used.touch(principal.key_id)  # a dict assignment; written in batches
         scope[SCOPE_CONTEXT] = RequestContext(request_id=request_id, principal=principal)
         await self.app(scope, receive, send)
 

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from tenantgate import tokens
 from tenantgate.database import create_engine, create_sessionmaker
+from tenantgate.platform.admin.throttle import AdminAuthThrottle
 from tenantgate.platform.proxy.hooks import Hooks
 from tenantgate.platform.proxy.stored import OwnershipHook
 from tenantgate.platform.upstream.client import UpstreamClient
@@ -20,6 +21,8 @@ from tenantgate.platform.upstream.config import gateway_config
 from tenantgate.platform.upstream.registry import Routing
 from tenantgate.settings import Settings
 from tenantgate.tenants.cache import KeyCache
+from tenantgate.tenants.invalidation import InvalidationBus, channel_name
+from tenantgate.tenants.last_used import LastUsedTracker
 from tenantgate.tenants.objects import ObjectOwnership
 from tenantgate.tenants.principal import Principal
 from tenantgate.tenants.repository import principal_for_key_hash, tenant_upstream_keys
@@ -46,6 +49,9 @@ class Runtime:
             if settings.redis_url
             else None
         )
+        self.invalidation = InvalidationBus(self.key_cache, self.redis, channel_name(settings.redis_prefix))
+        self.last_used = LastUsedTracker(self.sessions, interval_seconds=settings.last_used_flush_seconds)
+        self.admin_throttle = AdminAuthThrottle(settings.admin_auth_failure_limit)
         self.shutting_down = False
         self.ownership = ObjectOwnership(self.sessions, self.redis, settings.redis_prefix)
         # Limits, metering and telemetry register here, in order (see platform/proxy/hooks.py).
@@ -64,10 +70,14 @@ class Runtime:
     async def start(self) -> None:
         await self.http.start()
         await self.ownership.start()
+        await self.invalidation.start()
+        self.last_used.start()
         # Loading the tokenizer files takes a second or two: do it now, off the event loop, not on a request.
         await asyncio.to_thread(tokens.warm_up)
 
     async def close(self) -> None:
+        await self.last_used.stop()
+        await self.invalidation.stop()
         await self.ownership.close()
         await self.http.close()
         if self.redis is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tenantgate.tenants.models import ApiKey, KeyStatus, Plan, Tenant, TenantStatus, TenantUpstreamKey, utcnow
+from tenantgate.tenants.models import ApiKey, KeyStatus, Plan, Tenant, TenantStatus, TenantUpstreamKey
 from tenantgate.tenants.principal import Limits, Principal
 
 
@@ -83,11 +83,3 @@ async def get_key(session: AsyncSession, key_id: str) -> ApiKey | None:
 
 async def count_tenants(session: AsyncSession) -> int:
     return (await session.execute(select(func.count()).select_from(Tenant))).scalar_one()
-
-
-async def revoke_key(session: AsyncSession, key: ApiKey) -> ApiKey:
-    if key.status != KeyStatus.REVOKED:
-        key.status = KeyStatus.REVOKED
-        key.revoked_at = utcnow()
-    await session.flush()
-    return key
