@@ -69,13 +69,34 @@ def tenants_create(
     name: Annotated[str, typer.Option("--name", help="Unique tenant name")],
     rpm: Annotated[int | None, typer.Option(help="Requests per minute for the tenant")] = None,
     tpm: Annotated[int | None, typer.Option(help="Tokens per minute for the tenant")] = None,
+    rpd: Annotated[int | None, typer.Option(help="Requests per day for the tenant")] = None,
+    max_concurrency: Annotated[int | None, typer.Option(help="Requests in flight for the tenant")] = None,
+    monthly_token_quota: Annotated[int | None, typer.Option(help="Tokens per calendar month (UTC)")] = None,
+    monthly_budget_usd: Annotated[str | None, typer.Option(help="Spend per calendar month in USD")] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Create a tenant."""
+    from decimal import Decimal, InvalidOperation
+
     from tenantgate.tenants import service
 
+    try:
+        budget = Decimal(monthly_budget_usd) if monthly_budget_usd is not None else None
+    except InvalidOperation:
+        typer.echo(f"error: --monthly-budget-usd must be a number, not {monthly_budget_usd!r}", err=True)
+        raise typer.Exit(2) from None
+
     async def work(session: Any) -> Any:
-        return await service.create_tenant(session, name=name, rpm=rpm, tpm=tpm)
+        return await service.create_tenant(
+            session,
+            name=name,
+            rpm=rpm,
+            tpm=tpm,
+            rpd=rpd,
+            max_concurrency=max_concurrency,
+            monthly_token_quota=monthly_token_quota,
+            monthly_budget_usd=budget,
+        )
 
     try:
         tenant = _run(lambda s: _with_session(s, work))
@@ -91,6 +112,8 @@ def keys_create(
     name: Annotated[str, typer.Option(help="Key name")] = "default",
     rpm: Annotated[int | None, typer.Option(help="Requests per minute for this key")] = None,
     tpm: Annotated[int | None, typer.Option(help="Tokens per minute for this key")] = None,
+    rpd: Annotated[int | None, typer.Option(help="Requests per day for this key")] = None,
+    max_concurrency: Annotated[int | None, typer.Option(help="Requests in flight for this key")] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Create an API key for a tenant. The plaintext key is printed once and never stored."""
@@ -101,7 +124,14 @@ def keys_create(
         if owner is None:
             return None
         return await service.create_key(
-            session, secret_key=settings.secret_key_bytes, tenant=owner, name=name, rpm=rpm, tpm=tpm
+            session,
+            secret_key=settings.secret_key_bytes,
+            tenant=owner,
+            name=name,
+            rpm=rpm,
+            tpm=tpm,
+            rpd=rpd,
+            max_concurrency=max_concurrency,
         )
 
     created = _run(lambda s: _with_session(s, lambda session: work(session, s)))

@@ -9,6 +9,7 @@ from __future__ import annotations
 from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -56,6 +57,13 @@ class Settings(BaseSettings):
     log_level: str = "info"
     shutdown_grace_seconds: float = Field(default=30.0, ge=0)
     spool_dir: Path = Path("./spool")
+
+    # Rate limits and quotas (tenants/limits, platform/limits).
+    limits_fail_mode: Literal["open", "closed"] = "open"
+    limits_redis_timeout_ms: float = Field(default=100.0, gt=0)
+    limits_redis_retry_seconds: float = Field(default=1.0, ge=0)
+    limits_lease_seconds: float = Field(default=900.0, gt=0)
+    admin_ip_rate_limit: str = "600/minute"
 
     @field_validator("upstream_base_url")
     @classmethod

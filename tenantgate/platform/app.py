@@ -10,8 +10,11 @@ from fastapi import FastAPI
 
 from tenantgate import __version__
 from tenantgate.platform import ops
+from tenantgate.platform.admin.limits import router as admin_limits_router
 from tenantgate.platform.admin.routes import router as admin_router
 from tenantgate.platform.errors import install_handlers
+from tenantgate.platform.iplimit import SurfaceIpLimitMiddleware
+from tenantgate.platform.limits.routes import router as limits_router
 from tenantgate.platform.middleware import RequestIdMiddleware, TenantAuthMiddleware
 from tenantgate.platform.proxy.router import ProxyRouter
 from tenantgate.platform.runtime import Runtime
@@ -43,9 +46,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_handlers(app)
     app.include_router(ops.router)
     app.include_router(admin_router)
+    app.include_router(admin_limits_router)
+    app.include_router(limits_router)
 
-    # Outermost last: RequestId -> TenantAuth -> ProxyRouter -> FastAPI routes.
+    # Outermost last: RequestId -> SurfaceIpLimit -> TenantAuth -> ProxyRouter -> FastAPI routes.
     app.add_middleware(ProxyRouter, runtime=runtime)
     app.add_middleware(TenantAuthMiddleware, runtime=runtime)
+    app.add_middleware(SurfaceIpLimitMiddleware, limit=settings.admin_ip_rate_limit)
     app.add_middleware(RequestIdMiddleware)
     return app

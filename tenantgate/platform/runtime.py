@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from tenantgate import tokens
 from tenantgate.database import create_engine, create_sessionmaker
+from tenantgate.platform.limits.hook import Limiter
 from tenantgate.platform.proxy.hooks import Hooks
 from tenantgate.platform.upstream.client import Upstream
 from tenantgate.settings import Settings
@@ -39,7 +40,8 @@ class Runtime:
         )
         self.shutting_down = False
         # Limits, metering and telemetry register here, in order (see platform/proxy/hooks.py).
-        self.hooks = Hooks()
+        self.limiter = Limiter.from_settings(settings)
+        self.hooks = Hooks([self.limiter])
 
     async def _load_principal(self, key_hash: str) -> Principal | None:
         async with self.sessions() as session:
@@ -52,6 +54,7 @@ class Runtime:
 
     async def close(self) -> None:
         await self.upstream.close()
+        await self.limiter.close()
         if self.redis is not None:
             await self.redis.aclose()
         await self.engine.dispose()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -22,10 +23,29 @@ class CreatedKey:
     plaintext: str
 
 
-async def create_tenant(session: AsyncSession, *, name: str, rpm: int | None = None, tpm: int | None = None) -> Tenant:
+async def create_tenant(
+    session: AsyncSession,
+    *,
+    name: str,
+    rpm: int | None = None,
+    tpm: int | None = None,
+    rpd: int | None = None,
+    max_concurrency: int | None = None,
+    monthly_token_quota: int | None = None,
+    monthly_budget_usd: Decimal | None = None,
+) -> Tenant:
     if (await session.execute(select(Tenant.id).where(Tenant.name == name))).first() is not None:
         raise TenantNameTaken(name)
-    tenant = Tenant(id=new_id("ten"), name=name, rpm=rpm, tpm=tpm)
+    tenant = Tenant(
+        id=new_id("ten"),
+        name=name,
+        rpm=rpm,
+        tpm=tpm,
+        rpd=rpd,
+        max_concurrency=max_concurrency,
+        monthly_token_quota=monthly_token_quota,
+        monthly_budget_usd=monthly_budget_usd,
+    )
     session.add(tenant)
     await session.flush()
     return tenant
@@ -39,6 +59,8 @@ async def create_key(
     name: str = "default",
     rpm: int | None = None,
     tpm: int | None = None,
+    rpd: int | None = None,
+    max_concurrency: int | None = None,
 ) -> CreatedKey:
     new_key = generate_key(secret_key)
     key = ApiKey(
@@ -49,6 +71,8 @@ async def create_key(
         key_hash=new_key.key_hash,
         rpm=rpm,
         tpm=tpm,
+        rpd=rpd,
+        max_concurrency=max_concurrency,
     )
     session.add(key)
     await session.flush()

@@ -23,7 +23,7 @@ def _runtime(request: Request) -> Runtime:
 async def create_tenant(body: TenantCreate, runtime: Runtime = Depends(_runtime)) -> TenantOut:
     async with session_scope(runtime.sessions) as session:
         try:
-            tenant = await service.create_tenant(session, name=body.name, rpm=body.rpm, tpm=body.tpm)
+            tenant = await service.create_tenant(session, **body.model_dump())
         except service.TenantNameTaken:
             raise Conflict(f"A tenant named {body.name!r} already exists.", param="name") from None
         return TenantOut.model_validate(tenant)
@@ -44,9 +44,7 @@ async def create_key(tenant_id: str, body: KeyCreate, runtime: Runtime = Depends
             session,
             secret_key=runtime.settings.secret_key_bytes,
             tenant=tenant,
-            name=body.name,
-            rpm=body.rpm,
-            tpm=body.tpm,
+            **body.model_dump(),
         )
         out = KeyOut.model_validate(created.key)
     return KeyCreated(**out.model_dump(), key=created.plaintext)
