@@ -13,7 +13,6 @@ from tenantgate.tenants.limits.policy import MICRO_USD
 from tenantgate.tenants.principal import Principal
 
 Headers = list[tuple[bytes, bytes]]
-CONCURRENCY_RETRY_MS = 1000
 
 _WINDOW_NAMES = {
     "rpm": "requests per min (RPM)",

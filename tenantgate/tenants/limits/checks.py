@@ -20,6 +20,8 @@ MINUTE_MS = 60_000
 DAY_MS = 86_400_000
 NEVER = -1
 """``retry_ms`` of a check the request can never pass (it asks for more than the whole limit)."""
+CONCURRENCY_RETRY_MS = 1000
+"""When requests in flight will end is unknown: a refused caller is told to retry after a second."""
 
 
 class Kind(StrEnum):

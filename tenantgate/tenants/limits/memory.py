@@ -11,7 +11,15 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from tenantgate.tenants.limits.checks import BUCKETS, NEVER, Check, CheckState, Kind, Settlement, Verdict
+from tenantgate.tenants.limits.checks import (
+    CONCURRENCY_RETRY_MS,
+    NEVER,
+    Check,
+    CheckState,
+    Kind,
+    Settlement,
+    Verdict,
+)
 
 Clock = Callable[[], float]
 """Milliseconds since the epoch."""
@@ -81,7 +89,7 @@ class MemoryLimitStore:
             for lease_id in [lease_id for lease_id, expires in leases.items() if expires <= now]:
                 del leases[lease_id]
             used = len(leases)
-            return used, 0, 1000 if used + check.amount > check.limit else 0
+            return used, 0, CONCURRENCY_RETRY_MS if used + check.amount > check.limit else 0
         counter = self._counters.get(check.key)
         used = counter.value if counter is not None and counter.expires > now else 0
         if check.kind is Kind.COUNTER and used + check.amount > check.limit:
@@ -185,6 +193,3 @@ class MemoryLimitStore:
 
     def __len__(self) -> int:
         return len(self._windows) + len(self._counters) + len(self._leases)
-
-
-__all__ = ["BUCKETS", "Clock", "MemoryLimitStore", "wall_clock_ms"]

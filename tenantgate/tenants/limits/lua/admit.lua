@@ -71,13 +71,12 @@ while a <= #ARGV do
                 c.retry = window_retry(c.key, c.zkey, c.period, c.width, c.used + c.amount - c.limit)
             end
         end
-        c.reset = window_reset(c.zkey, c.period, c.width)
     else
         k = k + 1
         if c.kind == 'c' then
             redis.call('ZREMRANGEBYSCORE', c.key, '-inf', now)
             c.used = redis.call('ZCARD', c.key)
-            if c.used + c.amount > c.limit then c.retry = 1000 end
+            if c.used + c.amount > c.limit then c.retry = 1000 end  -- CONCURRENCY_RETRY_MS
         else
             c.used = tonumber(redis.call('GET', c.key)) or 0
             if c.kind == 'q' and c.used + c.amount > c.limit then c.retry = -1 end
@@ -92,11 +91,13 @@ if admitted and not dry then
     for _, c in ipairs(checks) do
         if c.kind == 'w' and c.amount > 0 then
             local bucket = math.floor(now / c.width)
-            redis.call('HINCRBY', c.key, bucket, c.amount)
+            -- A new bucket is ordered and extends the keys' lifetime; later hits in it only add.
+            if redis.call('HINCRBY', c.key, bucket, c.amount) == c.amount then
+                redis.call('ZADD', c.zkey, bucket, bucket)
+                redis.call('PEXPIRE', c.key, c.period + 2 * c.width)
+                redis.call('PEXPIRE', c.zkey, c.period + 2 * c.width)
+            end
             redis.call('HINCRBY', c.key, 't', c.amount)
-            redis.call('ZADD', c.zkey, bucket, bucket)
-            redis.call('PEXPIRE', c.key, c.period + 2 * c.width)
-            redis.call('PEXPIRE', c.zkey, c.period + 2 * c.width)
             c.used = c.used + c.amount
             c.reset = (bucket + 1) * c.width + c.period - now
         elseif c.kind == 'c' and c.amount > 0 then
@@ -105,8 +106,15 @@ if admitted and not dry then
             c.used = c.used + 1
         elseif c.kind == 'q' and c.amount > 0 then
             c.used = redis.call('INCRBY', c.key, c.amount)
-            redis.call('PEXPIRE', c.key, c.period)
+            if c.used == c.amount then redis.call('PEXPIRE', c.key, c.period) end
         end
+    end
+end
+
+-- Reset of windows that were not charged: when their newest bucket leaves (charged ones know it already).
+for _, c in ipairs(checks) do
+    if c.kind == 'w' and (dry or not admitted or c.amount == 0) then
+        c.reset = window_reset(c.zkey, c.period, c.width)
     end
 end
 

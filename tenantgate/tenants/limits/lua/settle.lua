@@ -34,11 +34,12 @@ while a <= #ARGV do
             end
         elseif delta > 0 then
             local bucket = math.floor(now / width)
-            redis.call('HINCRBY', hkey, bucket, delta)
+            if redis.call('HINCRBY', hkey, bucket, delta) == delta then
+                redis.call('ZADD', zkey, bucket, bucket)
+                redis.call('PEXPIRE', hkey, period + 2 * width)
+                redis.call('PEXPIRE', zkey, period + 2 * width)
+            end
             redis.call('HINCRBY', hkey, 't', delta)
-            redis.call('ZADD', zkey, bucket, bucket)
-            redis.call('PEXPIRE', hkey, period + 2 * width)
-            redis.call('PEXPIRE', zkey, period + 2 * width)
         end
     else
         local key = KEYS[k]
