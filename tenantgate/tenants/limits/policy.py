@@ -28,6 +28,26 @@ def month_bounds(now: float) -> tuple[datetime, datetime]:
     return start, start.replace(month=start.month + 1)
 
 
+@dataclass(frozen=True, slots=True)
+class _Month:
+    label: str
+    start: float
+    end: float
+
+
+_current_month = _Month("", 0.0, 0.0)
+
+
+def _month(now: float) -> _Month:
+    """The month's key label and bounds, recomputed only when the month changes (this runs per request)."""
+    global _current_month
+    month = _current_month
+    if not month.start <= now < month.end:
+        start, following = month_bounds(now)
+        month = _current_month = _Month(start.strftime("%Y-%m"), start.timestamp(), following.timestamp())
+    return month
+
+
 def needs_token_estimate(principal: Principal) -> bool:
     key, tenant = principal.key_limits, principal.tenant_limits
     return key.tpm is not None or tenant.tpm is not None or tenant.monthly_token_quota is not None
@@ -86,16 +106,15 @@ class LimitPolicy:
                 )
         tenant = principal.tenant_limits
         if tenant.monthly_token_quota is not None or tenant.monthly_budget_usd is not None:
-            start, following = month_bounds(now)
-            month = start.strftime("%Y-%m")
-            keep_ms = int((following.timestamp() - now) * 1000) + _MONTH_GRACE_MS
+            month = _month(now)
+            keep_ms = int((month.end - now) * 1000) + _MONTH_GRACE_MS
             if tenant.monthly_token_quota is not None:
                 checks.append(
                     Check(
                         "monthly_tokens",
                         "tenant",
                         Kind.COUNTER,
-                        f"{tag}:tenant:tokens:{month}",
+                        f"{tag}:tenant:tokens:{month.label}",
                         tenant.monthly_token_quota,
                         tokens,
                         keep_ms,
@@ -107,7 +126,7 @@ class LimitPolicy:
                         "monthly_budget",
                         "tenant",
                         Kind.GATE,
-                        f"{tag}:tenant:spend:{month}",
+                        f"{tag}:tenant:spend:{month.label}",
                         int(tenant.monthly_budget_usd * MICRO_USD),
                         one,
                         keep_ms,
