@@ -221,6 +221,9 @@ def serve(
             log_level=settings.log_level,
             access_log=False,
             server_header=False,
+            # X-Forwarded-For/-Proto are honoured only from configured proxies (uvicorn's layer costs time too).
+            proxy_headers=bool(settings.trusted_proxies),
+            forwarded_allow_ips=settings.trusted_proxies or None,
             timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
         )
     finally:

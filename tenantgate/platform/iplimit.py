@@ -8,8 +8,8 @@ an ``APIRouter`` are no longer listed there, so its default and application limi
 them (slowapi #281) - every admin route is such a route. This pure-ASGI layer therefore selects requests by path
 prefix and asks slowapi's limiter directly (the same call its middleware makes), sharing one budget per IP
 across the whole surface. The limiter lives here, not in ``app.state.limiter``, so it does not collide with
-other slowapi limiters in the app. The client IP is the socket peer: behind a proxy, run uvicorn with
-``--proxy-headers``/``--forwarded-allow-ips`` so it is the real client.
+other slowapi limiters in the app. The client IP is the socket peer, or the forwarded client address when the
+peer is one of ``TENANTGATE_TRUSTED_PROXIES``.
 """
 
 from __future__ import annotations

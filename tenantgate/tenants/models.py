@@ -102,3 +102,27 @@ class ApiKey(_RateLimits, Base):
     expires_at: Mapped[datetime | None] = mapped_column()
     last_used_at: Mapped[datetime | None] = mapped_column()
     revoked_at: Mapped[datetime | None] = mapped_column()
+
+
+class UpstreamObject(Base):
+    """An object stored upstream (e.g. a Responses API response) and the tenant that created it."""
+
+    __tablename__ = "upstream_objects"
+
+    id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), index=True)
+    upstream: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class TenantUpstreamKey(Base):
+    """A tenant's own credential for one upstream (BYOK), encrypted at rest."""
+
+    __tablename__ = "tenant_upstream_keys"
+
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
+    upstream: Mapped[str] = mapped_column(String(100), primary_key=True)
+    ciphertext: Mapped[str] = mapped_column(String(2000))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tenantgate.tenants.models import ApiKey, KeyStatus, Plan, Tenant, TenantStatus, utcnow
+from tenantgate.tenants.models import ApiKey, KeyStatus, Plan, Tenant, TenantStatus, TenantUpstreamKey, utcnow
 from tenantgate.tenants.principal import Limits, Principal
 
 
@@ -63,6 +63,11 @@ async def principal_for_key_hash(session: AsyncSession, key_hash: str) -> Princi
         return None
     key, tenant, plan = row
     return build_principal(key, tenant, plan)
+
+
+async def tenant_upstream_keys(session: AsyncSession, tenant_id: str) -> list[TenantUpstreamKey]:
+    result = await session.execute(select(TenantUpstreamKey).where(TenantUpstreamKey.tenant_id == tenant_id))
+    return list(result.scalars())
 
 
 async def get_tenant(session: AsyncSession, tenant_id: str) -> Tenant | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +19,7 @@ class Gateway:
     admin_token: str
     settings: Settings
     runtime: Runtime
+    loop: asyncio.AbstractEventLoop
 
     @property
     def base_url(self) -> str:
