@@ -11,7 +11,7 @@ import re
 from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
@@ -70,6 +70,13 @@ class Settings(BaseSettings):
     upstream_idle_timeout_seconds: float = Field(default=120.0, gt=0)
     upstream_max_retries: int = Field(default=2, ge=0, le=10)
     upstream_max_retry_wait_seconds: float = Field(default=2.0, ge=0)
+
+    # Rate limits and quotas (tenants/limits, platform/limits).
+    limits_fail_mode: Literal["open", "closed"] = "open"
+    limits_redis_timeout_ms: float = Field(default=100.0, gt=0)
+    limits_redis_retry_seconds: float = Field(default=1.0, ge=0)
+    limits_lease_seconds: float = Field(default=900.0, gt=0)
+    admin_ip_rate_limit: str = "600/minute"
 
     @field_validator("upstream_base_url")
     @classmethod

@@ -15,9 +15,12 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tenantgate import __version__
 from tenantgate.platform import ops
+from tenantgate.platform.admin.limits import router as admin_limits_router
 from tenantgate.platform.admin.routes import router as admin_router
 from tenantgate.platform.admin.upstream_keys import router as upstream_keys_router
 from tenantgate.platform.errors import install_handlers
+from tenantgate.platform.iplimit import SurfaceIpLimitMiddleware
+from tenantgate.platform.limits.routes import router as limits_router
 from tenantgate.platform.middleware import RequestIdMiddleware, TenantAuthMiddleware
 from tenantgate.platform.proxy.router import ProxyRouter
 from tenantgate.platform.runtime import Runtime
@@ -70,8 +73,12 @@ def create_app(settings: Settings | None = None) -> GatewayApp:
     app.include_router(ops.router)
     app.include_router(admin_router)
     app.include_router(upstream_keys_router)
+    app.include_router(admin_limits_router)
+    app.include_router(limits_router)
 
     # For requests reaching FastAPI directly (admin, ops, docs); both skip work already done by GatewayApp.proxy.
+    # SurfaceIpLimit throttles the admin and usage surface per client IP (before admin auth is checked).
     app.add_middleware(TenantAuthMiddleware, runtime=runtime)
+    app.add_middleware(SurfaceIpLimitMiddleware, limit=settings.admin_ip_rate_limit)
     app.add_middleware(RequestIdMiddleware)
     return GatewayApp(app, runtime)

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from tenantgate import tokens
 from tenantgate.database import create_engine, create_sessionmaker
 from tenantgate.platform.admin.throttle import AdminAuthThrottle
+from tenantgate.platform.limits.hook import Limiter
 from tenantgate.platform.proxy.hooks import Hooks
 from tenantgate.platform.proxy.stored import OwnershipHook
 from tenantgate.platform.upstream.client import UpstreamClient
@@ -55,7 +56,8 @@ class Runtime:
         self.shutting_down = False
         self.ownership = ObjectOwnership(self.sessions, self.redis, settings.redis_prefix)
         # Limits, metering and telemetry register here, in order (see platform/proxy/hooks.py).
-        self.hooks = Hooks([OwnershipHook(self.ownership)])
+        self.limiter = Limiter.from_settings(settings)
+        self.hooks = Hooks([self.limiter, OwnershipHook(self.ownership)])
 
     async def _load_principal(self, key_hash: str) -> Principal | None:
         async with self.sessions() as session:
@@ -80,6 +82,7 @@ class Runtime:
         await self.invalidation.stop()
         await self.ownership.close()
         await self.http.close()
+        await self.limiter.close()
         if self.redis is not None:
             await self.redis.aclose()
         await self.engine.dispose()

@@ -1,0 +1,195 @@
+"""Per-process limit storage: the single-process default, and the fallback while Redis is unreachable.
+
+Mirrors ``lua/admit.lua`` and ``lua/settle.lua`` step for step. Every method runs without awaiting anything,
+so on one event loop a check-and-charge is as atomic as the Lua script is in Redis.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from tenantgate.tenants.limits.checks import (
+    CONCURRENCY_RETRY_MS,
+    NEVER,
+    Check,
+    CheckState,
+    Kind,
+    Settlement,
+    Verdict,
+)
+
+Clock = Callable[[], float]
+"""Milliseconds since the epoch."""
+
+
+def wall_clock_ms() -> float:
+    return time.time() * 1000
+
+
+@dataclass(slots=True)
+class _Window:
+    buckets: OrderedDict[int, int] = field(default_factory=OrderedDict)
+    total: int = 0
+    expires: float = 0.0
+
+
+@dataclass(slots=True)
+class _Counter:
+    value: int = 0
+    expires: float = 0.0
+
+
+class MemoryLimitStore:
+    name = "memory"
+
+    def __init__(self, clock: Clock = wall_clock_ms, sweep_every: int = 10_000) -> None:
+        self.clock = clock
+        self._windows: dict[str, _Window] = {}
+        self._leases: dict[str, dict[str, float]] = {}
+        self._counters: dict[str, _Counter] = {}
+        self._sweep_every = sweep_every
+        self._calls = 0
+
+    async def admit(self, checks: Sequence[Check], lease: str, *, dry: bool = False) -> Verdict:
+        return self.admit_now(checks, lease, dry=dry)
+
+    async def settle(self, settlement: Settlement) -> None:
+        self.settle_now(settlement)
+
+    async def close(self) -> None:
+        return None
+
+    def admit_now(self, checks: Sequence[Check], lease: str, *, dry: bool = False) -> Verdict:
+        now = int(self.clock())
+        self._calls += 1
+        if self._calls % self._sweep_every == 0:
+            self._sweep(now)
+        found = [self._look(check, now) for check in checks]
+        admitted = all(retry == 0 for _, _, retry in found)
+        states = []
+        for check, (used, reset, retry) in zip(checks, found, strict=True):
+            if admitted and not dry and check.amount > 0:
+                used, reset = self._charge(check, lease, now, used, reset)
+            states.append(CheckState(check, used, reset, retry))
+        return Verdict(admitted, now, states)
+
+    def _look(self, check: Check, now: int) -> tuple[int, int, int]:
+        """(used, reset_ms, retry_ms) as the Lua script computes them."""
+        if check.kind is Kind.WINDOW:
+            window = self._window(check, now)
+            retry = 0
+            if window.total + check.amount > check.limit:
+                retry = NEVER if check.amount > check.limit else self._retry(window, check, now)
+            return window.total, self._reset(window, check, now), retry
+        if check.kind is Kind.CONCURRENCY:
+            leases = self._leases.get(check.key, {})
+            for lease_id in [lease_id for lease_id, expires in leases.items() if expires <= now]:
+                del leases[lease_id]
+            used = len(leases)
+            return used, 0, CONCURRENCY_RETRY_MS if used + check.amount > check.limit else 0
+        counter = self._counters.get(check.key)
+        used = counter.value if counter is not None and counter.expires > now else 0
+        if check.kind is Kind.COUNTER and used + check.amount > check.limit:
+            return used, 0, NEVER
+        if check.kind is Kind.GATE and check.amount > 0 and used >= check.limit:
+            return used, 0, NEVER
+        return used, 0, 0
+
+    def _window(self, check: Check, now: int) -> _Window:
+        window = self._windows.get(check.key)
+        if window is None:
+            return _Window()
+        last_expired = (now - check.period_ms) // check.bucket_ms - 1
+        while window.buckets:
+            bucket, amount = next(iter(window.buckets.items()))
+            if bucket > last_expired:
+                break
+            window.buckets.popitem(last=False)
+            window.total -= amount
+        return window
+
+    @staticmethod
+    def _retry(window: _Window, check: Check, now: int) -> int:
+        if not window.buckets:
+            return 1
+        needed = window.total + check.amount - check.limit
+        freed = 0
+        frees_it = next(reversed(window.buckets))
+        for bucket, amount in window.buckets.items():
+            freed += amount
+            if freed >= needed:
+                frees_it = bucket
+                break
+        return max(1, (frees_it + 1) * check.bucket_ms + check.period_ms - now)
+
+    @staticmethod
+    def _reset(window: _Window, check: Check, now: int) -> int:
+        if not window.buckets:
+            return 0
+        newest = next(reversed(window.buckets))
+        return max(0, (newest + 1) * check.bucket_ms + check.period_ms - now)
+
+    def _charge(self, check: Check, lease: str, now: int, used: int, reset: int) -> tuple[int, int]:
+        if check.kind is Kind.WINDOW:
+            bucket = self._add_to_window(check, now, check.amount)
+            return used + check.amount, (bucket + 1) * check.bucket_ms + check.period_ms - now
+        if check.kind is Kind.CONCURRENCY:
+            self._leases.setdefault(check.key, {})[lease] = now + check.period_ms
+            return used + 1, reset
+        if check.kind is Kind.COUNTER:
+            return self._add_to_counter(check, now, check.amount), reset
+        return used, reset
+
+    def _add_to_window(self, check: Check, now: int, amount: int) -> int:
+        window = self._windows.get(check.key)
+        if window is None:
+            window = self._windows[check.key] = _Window()
+        bucket = now // check.bucket_ms
+        window.buckets[bucket] = window.buckets.get(bucket, 0) + amount
+        window.total += amount
+        window.expires = now + check.period_ms + 2 * check.bucket_ms
+        return bucket
+
+    def _add_to_counter(self, check: Check, now: int, delta: int) -> int:
+        counter = self._counters.get(check.key)
+        if counter is None or counter.expires <= now:
+            counter = self._counters[check.key] = _Counter()
+        counter.value = max(0, counter.value + delta)
+        counter.expires = now + check.period_ms
+        return counter.value
+
+    def settle_now(self, settlement: Settlement) -> None:
+        now = int(self.clock())
+        for check in settlement.release:
+            self._leases.get(check.key, {}).pop(settlement.lease, None)
+        for check, delta in settlement.window_deltas:
+            if delta > 0:
+                self._add_to_window(check, now, delta)
+            elif delta < 0:
+                window = self._windows.get(check.key)
+                bucket = settlement.admitted_ms // check.bucket_ms
+                if window is not None and bucket in window.buckets:
+                    current = window.buckets[bucket]
+                    window.buckets[bucket] = max(0, current + delta)
+                    window.total += window.buckets[bucket] - current
+        for check, delta in settlement.counter_deltas:
+            if delta != 0:
+                self._add_to_counter(check, now, delta)
+
+    def _sweep(self, now: int) -> None:
+        """Forget state nobody touched for longer than it counts (Redis does this with key TTLs)."""
+        for key in [k for k, w in self._windows.items() if w.expires <= now]:
+            del self._windows[key]
+        for key in [k for k, c in self._counters.items() if c.expires <= now]:
+            del self._counters[key]
+        for key, leases in list(self._leases.items()):
+            for lease_id in [lease_id for lease_id, expires in leases.items() if expires <= now]:
+                del leases[lease_id]
+            if not leases:
+                del self._leases[key]
+
+    def __len__(self) -> int:
+        return len(self._windows) + len(self._counters) + len(self._leases)

@@ -1,0 +1,135 @@
+"""Which checks a request of a given principal must pass, and where their state is kept.
+
+Per key and per tenant: requests per minute and per day, tokens per minute, requests in flight. Per tenant also
+the month's tokens and the month's spend (calendar months in UTC, like a bill). A tenant's limits cap the sum of
+all its keys. All keys of a tenant share the hash tag ``{tenant_id}`` so one script can touch them together.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from tenantgate.tenants.limits.checks import DAY_MS, MINUTE_MS, Check, Kind
+from tenantgate.tenants.principal import Limits, Principal
+
+MICRO_USD = Decimal(1_000_000)
+# Month counters outlive their month by a week so a late settlement still finds them.
+_MONTH_GRACE_MS = 7 * DAY_MS
+
+
+def month_bounds(now: float) -> tuple[datetime, datetime]:
+    """Start of this UTC month and of the next one."""
+    moment = datetime.fromtimestamp(now, UTC)
+    start = moment.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    if start.month == 12:
+        return start, start.replace(year=start.year + 1, month=1)
+    return start, start.replace(month=start.month + 1)
+
+
+@dataclass(frozen=True, slots=True)
+class _Month:
+    label: str
+    start: float
+    end: float
+
+
+_current_month = _Month("", 0.0, 0.0)
+
+
+def _month(now: float) -> _Month:
+    """The month's key label and bounds, recomputed only when the month changes (this runs per request)."""
+    global _current_month
+    month = _current_month
+    if not month.start <= now < month.end:
+        start, following = month_bounds(now)
+        month = _current_month = _Month(start.strftime("%Y-%m"), start.timestamp(), following.timestamp())
+    return month
+
+
+def needs_token_estimate(principal: Principal) -> bool:
+    key, tenant = principal.key_limits, principal.tenant_limits
+    return key.tpm is not None or tenant.tpm is not None or tenant.monthly_token_quota is not None
+
+
+def has_limits(principal: Principal) -> bool:
+    return _any(principal.key_limits) or _any(principal.tenant_limits)
+
+
+def _any(limits: Limits) -> bool:
+    return any(
+        value is not None
+        for value in (
+            limits.rpm,
+            limits.tpm,
+            limits.rpd,
+            limits.max_concurrency,
+            limits.monthly_token_quota,
+            limits.monthly_budget_usd,
+        )
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class LimitPolicy:
+    prefix: str
+    lease_ms: int
+
+    def checks(self, principal: Principal, *, tokens: int, now: float, peek: bool = False) -> list[Check]:
+        """The checks of one request asking for ``tokens`` (``peek``: amounts 0, only to read the state)."""
+        one = 0 if peek else 1
+        tokens = 0 if peek else tokens
+        tag = f"{self.prefix}:lim:{{{principal.tenant_id}}}"
+        checks: list[Check] = []
+        for scope, limits, base in (
+            ("key", principal.key_limits, f"{tag}:{principal.key_id}"),
+            ("tenant", principal.tenant_limits, f"{tag}:tenant"),
+        ):
+            if limits.rpm is not None:
+                checks.append(Check("rpm", scope, Kind.WINDOW, f"{base}:rpm", limits.rpm, one, MINUTE_MS))
+            if limits.tpm is not None:
+                checks.append(Check("tpm", scope, Kind.WINDOW, f"{base}:tpm", limits.tpm, tokens, MINUTE_MS))
+            if limits.rpd is not None:
+                checks.append(Check("rpd", scope, Kind.WINDOW, f"{base}:rpd", limits.rpd, one, DAY_MS))
+            if limits.max_concurrency is not None:
+                checks.append(
+                    Check(
+                        "concurrency",
+                        scope,
+                        Kind.CONCURRENCY,
+                        f"{base}:inflight",
+                        limits.max_concurrency,
+                        one,
+                        self.lease_ms,
+                    )
+                )
+        tenant = principal.tenant_limits
+        if tenant.monthly_token_quota is not None or tenant.monthly_budget_usd is not None:
+            month = _month(now)
+            keep_ms = int((month.end - now) * 1000) + _MONTH_GRACE_MS
+            if tenant.monthly_token_quota is not None:
+                checks.append(
+                    Check(
+                        "monthly_tokens",
+                        "tenant",
+                        Kind.COUNTER,
+                        f"{tag}:tenant:tokens:{month.label}",
+                        tenant.monthly_token_quota,
+                        tokens,
+                        keep_ms,
+                    )
+                )
+            if tenant.monthly_budget_usd is not None:
+                checks.append(
+                    Check(
+                        "monthly_budget",
+                        "tenant",
+                        Kind.GATE,
+                        f"{tag}:tenant:spend:{month.label}",
+                        int(tenant.monthly_budget_usd * MICRO_USD),
+                        one,
+                        keep_ms,
+                    )
+                )
+        return checks

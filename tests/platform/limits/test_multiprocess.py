@@ -1,0 +1,104 @@
+"""Exactness across processes: two gateway server processes share Postgres and Redis; many parallel clients."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tenantgate import database
+from tenantgate.devupstream import DevUpstream
+from tests.conftest import ADMIN_TOKEN, UPSTREAM_KEY
+from tests.conftest import _create_pg_database as create_pg_database
+from tests.platform.limits.processes import GatewayProcess
+from tests.support.server import ServedApp
+
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+# Twelve words: the dev upstream's answer is then 19 tokens long.
+MESSAGES = [{"role": "user", "content": "one two three four five six seven eight nine ten eleven twelve"}]
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[str]:
+    """Each token takes 100 ms: a streamed answer stays in flight for about two seconds."""
+    with ServedApp(DevUpstream(token_delay_ms=100, api_key=UPSTREAM_KEY), lifespan="off") as served:
+        yield served.url + "/v1"
+
+
+@pytest.fixture(scope="module")
+def gateways(postgres_server: str, redis_url: str, upstream: str) -> Iterator[list[str]]:
+    postgres_url, drop_database = create_pg_database(postgres_server)
+    database.upgrade(postgres_url)
+    redis_prefix = f"tgtest-{uuid.uuid4().hex[:12]}"
+    # Fail closed with a generous timeout: a request Redis could not check is refused, never admitted on
+    # per-process memory limits, so an over-admission can only come from the shared store itself.
+    processes = [
+        GatewayProcess(
+            database_url=postgres_url,
+            upstream=upstream,
+            redis_url=redis_url,
+            redis_prefix=redis_prefix,
+            limits_fail_mode="closed",
+            limits_redis_timeout_ms="3000",
+        )
+        for _ in range(2)
+    ]
+    try:
+        for process in processes:
+            process.wait_ready()
+        yield [p.url for p in processes]
+    finally:
+        for process in processes:
+            process.stop()
+        drop_database()
+
+
+def _tenant_and_keys(url: str, tenant: dict[str, object], keys: list[dict[str, object]]) -> list[str]:
+    created = httpx.post(url + "/admin/tenants", headers=ADMIN, json={"name": f"mp-{uuid.uuid4().hex[:8]}", **tenant})
+    assert created.status_code == 201, created.text
+    return [
+        httpx.post(url + f"/admin/tenants/{created.json()['id']}/keys", headers=ADMIN, json=fields).json()["key"]
+        for fields in keys
+    ]
+
+
+async def _fire(urls: list[str], keys: list[str], count: int, **body: object) -> Counter[int]:
+    """``count`` requests at once, spread over every gateway and key."""
+    limits = httpx.Limits(max_connections=count)
+    async with httpx.AsyncClient(timeout=60, limits=limits) as client:
+
+        async def one(i: int) -> int:
+            response = await client.post(
+                urls[i % len(urls)] + "/v1/chat/completions",
+                headers={"Authorization": f"Bearer {keys[i % len(keys)]}"},
+                json={"model": "gpt-4o-mini", "messages": MESSAGES, **body},
+            )
+            await response.aread()
+            return response.status_code
+
+        return Counter(await asyncio.gather(*(one(i) for i in range(count))))
+
+
+def test_key_rpm_is_exact_across_two_processes(gateways: list[str]) -> None:
+    (key,) = _tenant_and_keys(gateways[0], {}, [{"rpm": 25}])
+    statuses = asyncio.run(_fire(gateways, [key], 80, max_tokens=1))
+    assert statuses == Counter({200: 25, 429: 55})
+
+
+def test_tenant_rpm_caps_all_its_keys_across_two_processes(gateways: list[str]) -> None:
+    keys = _tenant_and_keys(gateways[1], {"rpm": 30}, [{"rpm": 1000}, {"rpm": 1000}, {"rpm": 1000}])
+    statuses = asyncio.run(_fire(gateways, keys, 90, max_tokens=1))
+    assert statuses == Counter({200: 30, 429: 60})
+
+
+def test_concurrency_is_exact_across_two_processes(gateways: list[str]) -> None:
+    (key,) = _tenant_and_keys(gateways[0], {}, [{"max_concurrency": 4}])
+    statuses = asyncio.run(_fire(gateways, [key], 16, stream=True))
+    assert statuses == Counter({200: 4, 429: 12})
+    # Every slot came back: the next wave gets exactly as many in again.
+    statuses = asyncio.run(_fire(gateways, [key], 8, stream=True))
+    assert statuses == Counter({200: 4, 429: 4})

@@ -1,0 +1,207 @@
+"""One contract for both limit stores: the same assertions against memory and a real Redis.
+
+A fake clock drives both (the Redis scripts take it as an argument), so windows can be crossed without waiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+import pytest
+from redis.asyncio import Redis
+
+from tenantgate.tenants.limits.checks import DAY_MS, MINUTE_MS, NEVER, Check, Kind, Settlement
+from tenantgate.tenants.limits.memory import MemoryLimitStore
+from tenantgate.tenants.limits.redis import RedisLimitStore
+
+T0 = 1_800_000_000_000  # ms, on a bucket boundary
+
+
+@dataclass
+class FakeClock:
+    now: float = T0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, ms: float) -> None:
+        self.now += ms
+
+
+Store = MemoryLimitStore | RedisLimitStore
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def store_and_clock(
+    request: pytest.FixtureRequest, redis_url: str, redis_prefix: str
+) -> AsyncIterator[tuple[Store, FakeClock, Callable[[str], str]]]:
+    clock = FakeClock()
+
+    def key(name: str) -> str:
+        return f"{redis_prefix}:{{t}}:{name}"
+
+    if request.param == "memory":
+        yield MemoryLimitStore(clock=clock), clock, key
+        return
+    client = Redis.from_url(redis_url)
+    store = RedisLimitStore(client, clock=clock)
+    try:
+        yield store, clock, key
+    finally:
+        keys = [k async for k in client.scan_iter(match=f"{redis_prefix}:*")]
+        if keys:
+            await client.delete(*keys)
+        await client.aclose()
+
+
+def rpm(key: str, limit: int, amount: int = 1) -> Check:
+    return Check("rpm", "key", Kind.WINDOW, key, limit, amount, MINUTE_MS)
+
+
+async def test_window_admits_exactly_the_limit_then_says_when_to_retry(store_and_clock) -> None:
+    store, clock, key = store_and_clock
+    check = rpm(key("rpm"), 3)
+    for expected_used in (1, 2, 3):
+        verdict = await store.admit([check], "")
+        assert verdict.admitted and verdict.states[0].used == expected_used
+        clock.advance(10_000)
+    refused = await store.admit([check], "")
+    assert not refused.admitted
+    state = refused.states[0]
+    assert state.used == 3 and state.remaining == 0
+    # The first hit (t=0, bucket [0 s, 1 s)) leaves the window when its bucket's end does: at 61 s; now is 30 s.
+    assert state.retry_ms == 31_000
+    # Reset: when the newest hit (t=20 s) has left too.
+    assert state.reset_ms == 51_000
+    clock.advance(30_999)
+    assert not (await store.admit([check], "")).admitted
+    clock.advance(1)
+    again = await store.admit([check], "")
+    assert again.admitted and again.states[0].used == 3
+
+
+async def test_window_holds_in_every_interval_not_only_per_calendar_minute(store_and_clock) -> None:
+    store, clock, key = store_and_clock
+    check = rpm(key("rpm"), 2)
+    clock.advance(59_000)  # just before a minute boundary
+    assert (await store.admit([check], "")).admitted
+    assert (await store.admit([check], "")).admitted
+    clock.advance(2_000)  # a fixed window would start afresh here
+    assert not (await store.admit([check], "")).admitted
+
+
+async def test_tokens_window_counts_amounts_and_refuses_what_can_never_fit(store_and_clock) -> None:
+    store, _clock, key = store_and_clock
+    tpm = Check("tpm", "key", Kind.WINDOW, key("tpm"), 100, 60, MINUTE_MS)
+    assert (await store.admit([tpm], "")).admitted
+    refused = await store.admit([tpm], "")
+    assert not refused.admitted and refused.states[0].used == 60
+    too_large = Check("tpm", "key", Kind.WINDOW, key("tpm"), 100, 101, MINUTE_MS)
+    assert (await store.admit([too_large], "")).states[0].retry_ms == NEVER
+
+
+async def test_a_refused_check_charges_none_of_the_others(store_and_clock) -> None:
+    store, _clock, key = store_and_clock
+    key_rpm = rpm(key("key-rpm"), 10)
+    tenant_rpm = Check("rpm", "tenant", Kind.WINDOW, key("tenant-rpm"), 1, 1, MINUTE_MS)
+    day = Check("rpd", "key", Kind.WINDOW, key("rpd"), 10, 1, DAY_MS)
+    assert (await store.admit([key_rpm, tenant_rpm, day], "")).admitted
+    refused = await store.admit([key_rpm, tenant_rpm, day], "")
+    assert not refused.admitted
+    assert [s.passed for s in refused.states] == [True, False, True]
+    looks = [rpm(key("key-rpm"), 10, 0), Check("rpd", "key", Kind.WINDOW, key("rpd"), 10, 0, DAY_MS)]
+    peek = await store.admit(looks, "", dry=True)
+    assert [s.used for s in peek.states] == [1, 1]
+
+
+async def test_peek_charges_nothing(store_and_clock) -> None:
+    store, _clock, key = store_and_clock
+    check = rpm(key("rpm"), 1)
+    for _ in range(3):
+        verdict = await store.admit([check], "", dry=True)
+        assert verdict.admitted and verdict.states[0].used == 0
+    assert (await store.admit([check], "")).admitted
+
+
+async def test_concurrency_leases_are_released_or_expire(store_and_clock) -> None:
+    store, clock, key = store_and_clock
+    slot = Check("concurrency", "key", Kind.CONCURRENCY, key("inflight"), 2, 1, 30_000)
+    assert (await store.admit([slot], "a")).admitted
+    assert (await store.admit([slot], "b")).admitted
+    refused = await store.admit([slot], "c")
+    assert not refused.admitted and refused.states[0].used == 2 and refused.states[0].retry_ms > 0
+    await store.settle(Settlement(lease="a", release=[slot]))
+    assert (await store.admit([slot], "c")).admitted
+    # "b" and "c" are never released (their process died): they stop counting once their lease expires.
+    assert not (await store.admit([slot], "d")).admitted
+    clock.advance(30_001)
+    assert (await store.admit([slot], "d")).admitted
+
+
+async def test_token_estimates_are_corrected_to_actual_usage(store_and_clock) -> None:
+    store, clock, key = store_and_clock
+    tpm = Check("tpm", "key", Kind.WINDOW, key("tpm"), 1000, 500, MINUTE_MS)
+    verdict = await store.admit([tpm], "")
+    clock.advance(2_500)
+    # Estimated 500, used 120: the difference is refunded from the bucket the request was admitted in.
+    await store.settle(Settlement(window_deltas=[(tpm, -380)], admitted_ms=verdict.now_ms))
+    peek = await store.admit([Check("tpm", "key", Kind.WINDOW, key("tpm"), 1000, 0, MINUTE_MS)], "", dry=True)
+    assert peek.states[0].used == 120
+    # Used more than estimated: the excess is charged now, so it counts for a full window from now.
+    await store.settle(Settlement(window_deltas=[(tpm, 300)], admitted_ms=verdict.now_ms))
+    clock.advance(59_000)
+    peek = await store.admit([Check("tpm", "key", Kind.WINDOW, key("tpm"), 1000, 0, MINUTE_MS)], "", dry=True)
+    assert peek.states[0].used == 300
+
+
+async def test_monthly_counter_reserves_corrects_and_refuses(store_and_clock) -> None:
+    store, _clock, key = store_and_clock
+
+    def quota(amount: int) -> Check:
+        return Check("monthly_tokens", "tenant", Kind.COUNTER, key("month"), 100, amount, 40 * DAY_MS)
+
+    verdict = await store.admit([quota(80)], "")
+    assert verdict.admitted and verdict.states[0].used == 80
+    assert (await store.admit([quota(30)], "")).states[0].retry_ms == NEVER
+    await store.settle(Settlement(counter_deltas=[(quota(80), -50)]))  # actually used 30
+    assert (await store.admit([quota(70)], "")).admitted
+    assert not (await store.admit([quota(1)], "")).admitted
+    await store.settle(Settlement(counter_deltas=[(quota(1), -1000)]))
+    assert (await store.admit([quota(0)], "", dry=True)).states[0].used == 0
+
+
+async def test_spend_gate_passes_until_spent(store_and_clock) -> None:
+    store, _clock, key = store_and_clock
+    gate = Check("monthly_budget", "tenant", Kind.GATE, key("spend"), 1_000_000, 1, 40 * DAY_MS)
+    assert (await store.admit([gate], "")).admitted
+    await store.settle(Settlement(counter_deltas=[(gate, 999_999)]))
+    assert (await store.admit([gate], "")).admitted
+    await store.settle(Settlement(counter_deltas=[(gate, 1)]))
+    refused = await store.admit([gate], "")
+    assert not refused.admitted and refused.states[0].used == 1_000_000
+
+
+async def test_concurrent_admissions_never_exceed_the_limit(store_and_clock) -> None:
+    store, _clock, key = store_and_clock
+    check = rpm(key("rpm"), 20)
+    verdicts = await asyncio.gather(*(store.admit([check], "") for _ in range(60)))
+    assert sum(v.admitted for v in verdicts) == 20
+
+
+async def test_redis_store_uses_the_server_clock_without_an_injected_one(redis_url: str, redis_prefix: str) -> None:
+    client = Redis.from_url(redis_url)
+    try:
+        store = RedisLimitStore(client)
+        check = rpm(f"{redis_prefix}:{{t}}:rpm", 1)
+        first = await store.admit([check], "")
+        second = await store.admit([check], "")
+        server_ms = (await client.time())[0] * 1000
+        assert first.admitted and not second.admitted
+        assert abs(first.now_ms - server_ms) < 5_000
+        assert 59_000 < second.states[0].retry_ms <= 61_000
+        assert await client.pttl(f"{redis_prefix}:{{t}}:rpm") > 0  # state expires by itself
+    finally:
+        await client.delete(f"{redis_prefix}:{{t}}:rpm", f"{redis_prefix}:{{t}}:rpm:z")
+        await client.aclose()
