@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Annotated, Any, TypeVar
@@ -16,6 +18,8 @@ import typer
 from pydantic import ValidationError
 
 from tenantgate import database
+from tenantgate.observability.exposition import clear_snapshots
+from tenantgate.observability.logging import logging_config
 from tenantgate.settings import DEFAULT_UPSTREAM_BASE_URL, Environment, Settings
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="tenantgate: multi-tenant OpenAI gateway")
@@ -180,6 +184,7 @@ def serve(
             fg=typer.colors.YELLOW,
             err=True,
         )
+    metrics_dir = _prepare_metrics_dir(settings, workers)
     typer.echo(f"tenantgate listening on http://{host}:{port}  (OpenAI base_url: http://{host}:{port}/v1)", err=True)
     try:
         uvicorn.run(
@@ -189,6 +194,7 @@ def serve(
             port=port,
             workers=workers,
             log_level=settings.log_level,
+            log_config=logging_config(settings),
             access_log=False,
             server_header=False,
             timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
@@ -197,6 +203,23 @@ def serve(
         if dev_process is not None:
             dev_process.terminate()
             dev_process.wait(timeout=10)
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _prepare_metrics_dir(settings: Settings, workers: int) -> str | None:
+    """Workers share metric snapshots through a directory (observability/exposition.py).
+
+    Returns the directory to delete at exit when ``serve`` made a temporary one itself.
+    """
+    if settings.metrics_dir is not None:
+        clear_snapshots(settings.metrics_dir)
+        return None
+    if workers < 2 or not settings.metrics_enabled:
+        return None
+    directory = tempfile.mkdtemp(prefix="tenantgate-metrics-")
+    os.environ["TENANTGATE_METRICS_DIR"] = directory  # workers read their settings from the environment
+    return directory
 
 
 async def _ensure_demo_tenant(settings: Settings) -> None:

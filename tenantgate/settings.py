@@ -9,6 +9,7 @@ from __future__ import annotations
 from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -57,10 +58,51 @@ class Settings(BaseSettings):
     shutdown_grace_seconds: float = Field(default=30.0, ge=0)
     spool_dir: Path = Path("./spool")
 
+    # Observability (tenantgate/observability/). Standard OTEL_* variables keep their own names.
+    metrics_enabled: bool = True
+    metrics_dir: Path | None = None
+    metrics_tenant_label_limit: int = Field(default=100, ge=0)
+    metrics_model_label_limit: int = Field(default=100, ge=0)
+    tracing_enabled: bool = False
+    trace_content: bool = False
+    log_format: Literal["json", "text"] = "json"
+    access_log: bool = False
+    otel_service_name: str = Field(default="tenantgate", validation_alias=AliasChoices("OTEL_SERVICE_NAME"))
+    otel_traces_exporter: str = Field(default="otlp", validation_alias=AliasChoices("OTEL_TRACES_EXPORTER"))
+    otel_metrics_exporter: str = Field(default="prometheus", validation_alias=AliasChoices("OTEL_METRICS_EXPORTER"))
+    otel_traces_sampler: Literal[
+        "always_on",
+        "always_off",
+        "traceidratio",
+        "parentbased_always_on",
+        "parentbased_always_off",
+        "parentbased_traceidratio",
+    ] = Field(default="parentbased_always_on", validation_alias=AliasChoices("OTEL_TRACES_SAMPLER"))
+    otel_traces_sampler_arg: float = Field(
+        default=1.0, ge=0, le=1, validation_alias=AliasChoices("OTEL_TRACES_SAMPLER_ARG")
+    )
+    otel_exporter_otlp_protocol: str = Field(
+        default="http/protobuf", validation_alias=AliasChoices("OTEL_EXPORTER_OTLP_PROTOCOL")
+    )
+    otel_exporter_otlp_traces_protocol: str | None = Field(
+        default=None, validation_alias=AliasChoices("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+    )
+    otel_exporter_otlp_metrics_protocol: str | None = Field(
+        default=None, validation_alias=AliasChoices("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL")
+    )
+    otel_metric_export_interval_ms: int = Field(
+        default=60000, ge=100, validation_alias=AliasChoices("OTEL_METRIC_EXPORT_INTERVAL")
+    )
+
     @field_validator("upstream_base_url")
     @classmethod
     def _strip_trailing_slash(cls, value: str) -> str:
         return value.rstrip("/")
+
+    @field_validator("metrics_dir", mode="before")
+    @classmethod
+    def _empty_dir_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
 
     @field_validator("upstream_api_key", "admin_token", mode="before")
     @classmethod

@@ -9,7 +9,8 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from tenantgate import __version__
-from tenantgate.platform import ops
+from tenantgate.observability.http import TelemetryMiddleware
+from tenantgate.platform import metrics, ops
 from tenantgate.platform.admin.routes import router as admin_router
 from tenantgate.platform.errors import install_handlers
 from tenantgate.platform.middleware import RequestIdMiddleware, TenantAuthMiddleware
@@ -42,10 +43,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.runtime = runtime
     install_handlers(app)
     app.include_router(ops.router)
+    app.include_router(metrics.router)
     app.include_router(admin_router)
 
-    # Outermost last: RequestId -> TenantAuth -> ProxyRouter -> FastAPI routes.
+    # Outermost last: Telemetry -> RequestId -> TenantAuth -> ProxyRouter -> FastAPI routes.
     app.add_middleware(ProxyRouter, runtime=runtime)
     app.add_middleware(TenantAuthMiddleware, runtime=runtime)
     app.add_middleware(RequestIdMiddleware)
+    telemetry = runtime.telemetry
+    app.add_middleware(
+        TelemetryMiddleware, metrics=telemetry.http, tracing=telemetry.tracing, log_access=settings.access_log
+    )
     return app

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from tenantgate import tokens
 from tenantgate.database import create_engine, create_sessionmaker
+from tenantgate.observability.telemetry import Telemetry
 from tenantgate.platform.proxy.hooks import Hooks
 from tenantgate.platform.upstream.client import Upstream
 from tenantgate.settings import Settings
@@ -38,8 +39,17 @@ class Runtime:
             else None
         )
         self.shutting_down = False
+        self.telemetry = Telemetry(settings)
+        self.telemetry.observe(
+            key_cache=self.key_cache,
+            engine=self.engine,
+            redis=self.redis,
+            upstream_name=self.upstream.name,
+            check_database=self.check_database,
+            check_redis=self.check_redis,
+        )
         # Limits, metering and telemetry register here, in order (see platform/proxy/hooks.py).
-        self.hooks = Hooks()
+        self.hooks = Hooks([self.telemetry.hook])
 
     async def _load_principal(self, key_hash: str) -> Principal | None:
         async with self.sessions() as session:
@@ -49,8 +59,10 @@ class Runtime:
         await self.upstream.start()
         # Loading the tokenizer files takes a second or two: do it now, off the event loop, not on a request.
         await asyncio.to_thread(tokens.warm_up)
+        await self.telemetry.start()
 
     async def close(self) -> None:
+        await self.telemetry.close()
         await self.upstream.close()
         if self.redis is not None:
             await self.redis.aclose()

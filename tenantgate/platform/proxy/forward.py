@@ -37,7 +37,11 @@ async def forward(
 ) -> None:
     request_id = exchange.ctx.request_id
     headers = upstream_request_headers(scope, upstream.auth_header)
-    headers.extend(exchange.upstream_headers)
+    if exchange.upstream_headers:
+        # A hook's header replaces the caller's of the same name (e.g. our traceparent the caller's).
+        replaced = {name.lower() for name, _ in exchange.upstream_headers}
+        headers = [header for header in headers if header[0].lower() not in replaced]
+        headers.extend(exchange.upstream_headers)
     exchange.attempts += 1
     exchange.upstream_name = upstream.name
     attempt = Attempt(upstream=upstream.name, started=time.perf_counter())

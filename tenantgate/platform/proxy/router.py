@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from tenantgate.platform.context import SCOPE_CONTEXT, RequestContext
+from tenantgate.platform.context import SCOPE_CONTEXT, SCOPE_ROUTE, RequestContext
 from tenantgate.platform.errors import BadRequest, GatewayError, NotFound, send_error
 from tenantgate.platform.proxy.exchange import Exchange
 from tenantgate.platform.proxy.forward import forward
@@ -41,11 +41,14 @@ class ProxyRouter:
             return
         path: str = scope["path"]
         route = self.routes.get((scope["method"], path))
+        template = path
         if route is None and scope["method"] == "GET" and path.startswith("/v1/models/"):
             route = ("models", self.retrieve_model)
+            template = "/v1/models/{model}"
         if route is None:
             await self.app(scope, receive, send)
             return
+        scope[SCOPE_ROUTE] = template
         operation, handler = route
         ctx: RequestContext = scope[SCOPE_CONTEXT]
         exchange = Exchange(ctx=ctx, operation=operation, path=path)
