@@ -125,7 +125,8 @@ class TelemetryHook:
         if operation in _NOT_GENAI:
             return
         tenant = self.tenants(exchange.ctx.principal.tenant_id)
-        model = self.models(exchange.model)
+        # Only answered requests may add a model name: a caller cannot fill the label set with made-up models.
+        model = self.models(exchange.model, admit=exchange.status < 400)
         provider = self.provider
         if exchange.finished_at is not None:
             metrics.request_duration.record(

@@ -154,13 +154,14 @@ class LabelCap:
         self.limit = limit
         self.seen: dict[str, str] = {}
 
-    def __call__(self, value: str | None) -> str:
+    def __call__(self, value: str | None, admit: bool = True) -> str:
+        """``admit=False``: only a value already seen keeps its name (e.g. a model named by a failed request)."""
         if not value:
             return ""
         label = self.seen.get(value)
         if label is not None:
             return label
-        if len(self.seen) >= self.limit:
+        if not admit or len(self.seen) >= self.limit:
             return self.OTHER
         self.seen[value] = value
         return value

@@ -141,6 +141,7 @@ class Telemetry:
         await self.check_health()
         self._tasks.append(asyncio.create_task(self._every(HEALTH_INTERVAL_SECONDS, self.check_health)))
         if self.store is not None:
+            await self.write_snapshot()  # visible to the other workers' scrapes from the start
             self._tasks.append(asyncio.create_task(self._every(SNAPSHOT_INTERVAL_SECONDS, self.write_snapshot)))
         if self.metric_exporters:
             interval = self.settings.otel_metric_export_interval_ms / 1000

@@ -7,14 +7,18 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from tenantgate.devupstream import DevUpstream
+from tenantgate.devupstream.app import MODELS
+from tenantgate.platform.errors import GatewayError
+from tenantgate.platform.proxy.exchange import Exchange
 from tests.conftest import UPSTREAM_KEY
 from tests.support.gateway import Gateway
 from tests.support.server import ServedApp
@@ -31,6 +35,49 @@ class HeaderRecordingUpstream:
         if scope["type"] == "http":
             self.seen.append({k.decode(): v.decode() for k, v in scope["headers"]})
         await self.inner(scope, receive, send)
+
+
+class KnownModelsOnly:
+    """The dev upstream answering 404 ``model_not_found`` for models it does not list, as OpenAI does."""
+
+    def __init__(self) -> None:
+        self.inner = DevUpstream(api_key=UPSTREAM_KEY)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST":
+            await self.inner(scope, receive, send)
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        model = orjson.loads(body).get("model")
+        if model not in MODELS:
+            error = {"error": {"message": f"The model `{model}` does not exist", "type": "invalid_request_error"}}
+            payload = orjson.dumps(error)
+            await send(
+                {"type": "http.response.start", "status": 404, "headers": [(b"content-type", b"application/json")]}
+            )
+            await send({"type": "http.response.body", "body": payload})
+            return
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.inner(scope, replay, send)
+
+
+@pytest.fixture
+def known_models_upstream() -> Iterator[str]:
+    with ServedApp(KnownModelsOnly(), lifespan="off") as served:
+        yield served.url + "/v1"
 
 
 @dataclass
@@ -86,3 +133,22 @@ def traced_factory(gateway_factory: Callable[..., Gateway], tmp_path: Any) -> Ca
         return Traced(gateway, exporter)
 
     return start
+
+
+class RefuseWith429:
+    """Stands in for the rate limiter: refuses every request in ``admit``."""
+
+    name = "refuse"
+
+    async def admit(self, exchange: Exchange) -> None:
+        exchange.response_headers.append((b"x-ratelimit-remaining-requests", b"0"))
+        exchange.notes["limit_kind"] = "requests"
+        error = GatewayError("Rate limit reached for requests", code="rate_limit_exceeded")
+        error.status, error.type = 429, "requests"
+        raise error
+
+    async def settle(self, exchange: Exchange) -> None:
+        return None
+
+    def finish(self, exchange: Exchange) -> None:
+        return None

@@ -8,10 +8,8 @@ import pytest
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind, StatusCode
 
-from tenantgate.platform.errors import GatewayError
-from tenantgate.platform.proxy.exchange import Exchange
 from tenantgate.platform.proxy.hooks import Hooks
-from tests.observability.conftest import RecordingUpstream
+from tests.observability.conftest import RecordingUpstream, RefuseWith429
 from tests.support.services import free_port
 
 MESSAGES = [{"role": "user", "content": "a secret prompt about pelicans"}]
@@ -96,25 +94,6 @@ def test_unreachable_upstream_marks_both_spans_as_errors(traced_factory) -> None
     assert (client.attributes or {})["error.type"] == "ClientConnectorError"
     assert (server.attributes or {})["http.response.status_code"] == 502
     assert (server.attributes or {})["error.type"] == "ClientConnectorError"
-
-
-class RefuseWith429:
-    """Stands in for the rate limiter: refuses every request in ``admit``."""
-
-    name = "refuse"
-
-    async def admit(self, exchange: Exchange) -> None:
-        exchange.response_headers.append((b"x-ratelimit-remaining-requests", b"0"))
-        exchange.notes["limit_kind"] = "requests"
-        error = GatewayError("Rate limit reached for requests", code="rate_limit_exceeded")
-        error.status, error.type = 429, "requests"
-        raise error
-
-    async def settle(self, exchange: Exchange) -> None:
-        return None
-
-    def finish(self, exchange: Exchange) -> None:
-        return None
 
 
 def test_rate_limited_request_has_a_server_span_with_the_decision_and_no_client_span(
