@@ -11,11 +11,18 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_SECRET_KEY = "dev-insecure-secret-key-change-me"
 DEFAULT_UPSTREAM_BASE_URL = "https://api.openai.com/v1"
+
+
+OtlpProtocol = Literal["http/protobuf", "grpc"]
+_EXPORTERS = {
+    "otel_traces_exporter": ("otlp", "console", "none"),
+    "otel_metrics_exporter": ("otlp", "prometheus", "console", "none"),
+}
 
 
 class Environment(StrEnum):
@@ -81,13 +88,13 @@ class Settings(BaseSettings):
     otel_traces_sampler_arg: float = Field(
         default=1.0, ge=0, le=1, validation_alias=AliasChoices("OTEL_TRACES_SAMPLER_ARG")
     )
-    otel_exporter_otlp_protocol: str = Field(
+    otel_exporter_otlp_protocol: OtlpProtocol = Field(
         default="http/protobuf", validation_alias=AliasChoices("OTEL_EXPORTER_OTLP_PROTOCOL")
     )
-    otel_exporter_otlp_traces_protocol: str | None = Field(
+    otel_exporter_otlp_traces_protocol: OtlpProtocol | None = Field(
         default=None, validation_alias=AliasChoices("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
     )
-    otel_exporter_otlp_metrics_protocol: str | None = Field(
+    otel_exporter_otlp_metrics_protocol: OtlpProtocol | None = Field(
         default=None, validation_alias=AliasChoices("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL")
     )
     otel_metric_export_interval_ms: int = Field(
@@ -103,6 +110,17 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_dir_is_unset(cls, value: object) -> object:
         return None if value == "" else value
+
+    @field_validator("otel_traces_exporter", "otel_metrics_exporter")
+    @classmethod
+    def _known_exporters(cls, value: str, info: ValidationInfo) -> str:
+        allowed = _EXPORTERS[str(info.field_name)]
+        names = [name.strip().lower() for name in value.split(",") if name.strip()]
+        for name in names:
+            if name not in allowed:
+                variable = str(info.field_name).upper()
+                raise ValueError(f"{variable} {name!r} is not supported; use {', '.join(allowed)}")
+        return ",".join(names) or "none"
 
     @field_validator("upstream_api_key", "admin_token", mode="before")
     @classmethod

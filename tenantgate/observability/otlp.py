@@ -32,31 +32,17 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from tenantgate.observability.metrics import MetricData, Point
 from tenantgate.settings import Settings
 
-_PROTOCOLS = ("http/protobuf", "grpc")
-
-
-class TelemetryConfigError(ValueError):
-    pass
-
 
 def _names(value: str) -> list[str]:
-    return [name.strip().lower() for name in value.split(",") if name.strip()]
-
-
-def _protocol(settings: Settings, specific: str | None) -> str:
-    protocol = (specific or settings.otel_exporter_otlp_protocol).strip().lower()
-    if protocol not in _PROTOCOLS:
-        raise TelemetryConfigError(
-            f"OTEL_EXPORTER_OTLP_PROTOCOL {protocol!r} is not supported; use one of {', '.join(_PROTOCOLS)}"
-        )
-    return protocol
+    # Settings validated the names (settings.py: _known_exporters).
+    return value.split(",")
 
 
 def span_exporters(settings: Settings) -> list[SpanExporter]:
     exporters: list[SpanExporter] = []
     for name in _names(settings.otel_traces_exporter):
         if name == "otlp":
-            if _protocol(settings, settings.otel_exporter_otlp_traces_protocol) == "grpc":
+            if (settings.otel_exporter_otlp_traces_protocol or settings.otel_exporter_otlp_protocol) == "grpc":
                 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcSpans
 
                 exporters.append(GrpcSpans())
@@ -66,8 +52,6 @@ def span_exporters(settings: Settings) -> list[SpanExporter]:
                 exporters.append(HttpSpans())
         elif name == "console":
             exporters.append(ConsoleSpanExporter())
-        elif name != "none":
-            raise TelemetryConfigError(f"OTEL_TRACES_EXPORTER {name!r} is not supported (otlp, console, none)")
     return exporters
 
 
@@ -75,7 +59,7 @@ def metric_exporters(settings: Settings) -> list[MetricExporter]:
     exporters: list[MetricExporter] = []
     for name in _names(settings.otel_metrics_exporter):
         if name == "otlp":
-            if _protocol(settings, settings.otel_exporter_otlp_metrics_protocol) == "grpc":
+            if (settings.otel_exporter_otlp_metrics_protocol or settings.otel_exporter_otlp_protocol) == "grpc":
                 from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter as Grpc
 
                 exporters.append(Grpc())
@@ -85,10 +69,6 @@ def metric_exporters(settings: Settings) -> list[MetricExporter]:
                 exporters.append(Http())
         elif name == "console":
             exporters.append(ConsoleMetricExporter())
-        elif name not in ("none", "prometheus"):
-            raise TelemetryConfigError(
-                f"OTEL_METRICS_EXPORTER {name!r} is not supported (otlp, prometheus, console, none)"
-            )
     return exporters
 
 
