@@ -28,11 +28,10 @@ REDACTED = "[REDACTED]"
 _MIN_SECRET_LENGTH = 8
 
 _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
-    # "authorization: Bearer x", "'api-key': 'x'", "password=x", "x-api-key=x" ...
+    # "authorization: Bearer x", "'api-key': 'x'", "TENANTGATE_ADMIN_TOKEN=x", "password=x" (not "max_tokens=5")
     (
         re.compile(
-            r"(?i)\b(authorization|proxy-authorization|api[-_]?key|x-api-key|cookie|set-cookie|password|passwd"
-            r"|secret|secret[-_]key|token|admin[-_]token|access[-_]token|refresh[-_]token|client[-_]secret)"
+            r"(?i)\b([\w.-]*?(?:authorization|api[-_]?key|cookie|passw(?:or)?d|secret|token(?!s))[\w.-]*)"
             r"(\"|')?(\s*[:=]\s*)(\"|')?((?:bearer|basic)\s+)?[^\s\"',;&}\]]+"
         ),
         rf"\1\2\3\4\5{REDACTED}",
