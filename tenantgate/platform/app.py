@@ -12,6 +12,7 @@ from tenantgate import __version__
 from tenantgate.observability.http import TelemetryMiddleware
 from tenantgate.platform import metrics, ops
 from tenantgate.platform.admin.routes import router as admin_router
+from tenantgate.platform.dashboard.routes import router as dashboard_router
 from tenantgate.platform.errors import install_handlers
 from tenantgate.platform.middleware import RequestIdMiddleware, TenantAuthMiddleware
 from tenantgate.platform.proxy.router import ProxyRouter
@@ -45,6 +46,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(ops.router)
     app.include_router(metrics.router)
     app.include_router(admin_router)
+    app.include_router(dashboard_router)
 
     # Outermost last: Telemetry -> RequestId -> TenantAuth -> ProxyRouter -> FastAPI routes.
     app.add_middleware(ProxyRouter, runtime=runtime)
