@@ -41,10 +41,7 @@ from tenantgate.tenants.cache import KeyCache
 
 log = logging.getLogger("tenantgate.telemetry")
 
-# Gauges the metering writer registers (names, units and how workers' values combine on /metrics):
-METERING_BUFFER_DEPTH = "tenantgate.metering.buffer.depth"  # {event}, sum: events not yet durably written
-METERING_SPOOL_SIZE = "tenantgate.metering.spool.size"  # By, max: bytes in the local spool awaiting the DB
-METERING_WRITE_LAG = "tenantgate.metering.write.lag"  # s, max: age of the oldest event not yet in the DB
+GaugeCallback = Callable[[], float | int]
 
 HEALTH_INTERVAL_SECONDS = 15.0
 
@@ -131,6 +128,37 @@ class Telemetry:
             description="1 when the last check reached the dependency, 0 when it did not",
             labels=("tenantgate.dependency",),
             aggregation="min",
+        )
+
+    def register_metering_gauges(
+        self, *, buffer_depth: GaugeCallback, spool_bytes: GaugeCallback, write_lag_seconds: GaugeCallback
+    ) -> None:
+        """The metering writer's health, under the names the dashboards and alert rules use.
+
+        ``buffer_depth``: usage events this worker holds in memory, not yet durably written (summed over workers);
+        ``spool_bytes``: bytes in the local spool waiting for the database (max over workers: a shared directory);
+        ``write_lag_seconds``: age of the oldest event not yet in the database, 0 when caught up (max).
+        Each callback runs at collection time on the event loop: return a number, quickly, without I/O.
+        """
+        self.registry.register_gauge(
+            "tenantgate.metering.buffer.depth",
+            buffer_depth,
+            unit="{event}",
+            description="Usage events held in memory and not yet durably written",
+        )
+        self.registry.register_gauge(
+            "tenantgate.metering.spool.size",
+            spool_bytes,
+            unit="By",
+            description="Bytes in the local metering spool waiting for the database",
+            aggregation="max",
+        )
+        self.registry.register_gauge(
+            "tenantgate.metering.write.lag",
+            write_lag_seconds,
+            unit="s",
+            description="Age of the oldest usage event not yet written to the database (0 when caught up)",
+            aggregation="max",
         )
 
     # --- lifecycle -----------------------------------------------------------------------------------------
