@@ -13,6 +13,7 @@ No prompt or completion content and no secrets are put on spans unless ``TENANTG
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Mapping
 from random import getrandbits
@@ -31,15 +32,22 @@ from opentelemetry.sdk.trace.sampling import (
     TraceIdRatioBased,
 )
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags, get_current_span
-from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from opentelemetry.trace import (
+    NonRecordingSpan,
+    SpanContext,
+    SpanKind,
+    Status,
+    StatusCode,
+    TraceFlags,
+    TraceState,
+    set_span_in_context,
+)
 
 from tenantgate.observability.context import RequestState
 from tenantgate.platform.proxy.exchange import Exchange
 from tenantgate.settings import Settings
 
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
-_PROPAGATOR = TraceContextTextMapPropagator()
 _NO_PARENT = Context()
 _OK = Status(StatusCode.UNSET)
 _ERROR = Status(StatusCode.ERROR)
@@ -91,29 +99,28 @@ class Tracing:
         traceparent = tracestate = None
         for name, value in state.scope["headers"]:
             if name == b"traceparent":
-                traceparent = value.decode("latin-1")
+                traceparent = value
             elif name == b"tracestate":
-                tracestate = value.decode("latin-1")
+                tracestate = value
         parent_context = _NO_PARENT
         if traceparent is not None:
-            carrier = (
-                {"traceparent": traceparent, "tracestate": tracestate} if tracestate else {"traceparent": traceparent}
-            )
-            extracted = _PROPAGATOR.extract(carrier)
-            parent = get_current_span(extracted).get_span_context()
-            if parent.is_valid:
+            parent = parse_traceparent(traceparent)
+            if parent is not None:
                 state.parent = parent
                 state.trace_id = parent.trace_id
-                parent_context = extracted
+                parent_context = set_span_in_context(NonRecordingSpan(parent))
         trace_id = state.trace_id or getrandbits(128)
         result = self.sampler.should_sample(parent_context, trace_id, method, SpanKind.SERVER)
         if result.decision is not Decision.RECORD_AND_SAMPLE:
             return
+        trace_state = result.trace_state
+        if tracestate is not None and state.parent is not None:
+            trace_state = TraceState.from_header([tracestate.decode("latin-1")])
         state.sampled = True
         state.trace_id = trace_id
         state.span_id = getrandbits(64)
-        state.trace_state = result.trace_state
-        state.span_context = SpanContext(trace_id, state.span_id, False, _SAMPLED, result.trace_state)
+        state.trace_state = trace_state
+        state.span_context = SpanContext(trace_id, state.span_id, False, _SAMPLED, trace_state)
         state.started_ns = time.time_ns()
 
     def end_server(self, state: RequestState, method: str, route: str, ended: float) -> None:
@@ -287,6 +294,23 @@ class Tracing:
     def emit(self, span: ReadableSpan) -> None:
         for processor in self.processors:
             processor.on_end(span)
+
+
+_TRACEPARENT = re.compile(rb"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-[^\s]*)?")
+
+
+def parse_traceparent(value: bytes) -> SpanContext | None:
+    """A caller's W3C ``traceparent`` (trace-context level 1 rules), or None when it is not valid."""
+    match = _TRACEPARENT.fullmatch(value.strip())
+    if match is None:
+        return None
+    version, trace, span, flags, rest = match.groups()
+    if version == b"ff" or (version == b"00" and rest):
+        return None
+    trace_id, span_id = int(trace, 16), int(span, 16)
+    if not trace_id or not span_id:
+        return None
+    return SpanContext(trace_id, span_id, True, TraceFlags(int(flags, 16) & TraceFlags.SAMPLED))
 
 
 def _limit_attributes(attributes: dict[str, Any], exchange: Exchange) -> None:

@@ -8,6 +8,7 @@ import pytest
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind, StatusCode
 
+from tenantgate.observability.tracing import parse_traceparent
 from tenantgate.platform.proxy.hooks import Hooks
 from tests.observability.conftest import RecordingUpstream, RefuseWith429
 from tests.support.services import free_port
@@ -200,3 +201,36 @@ def test_database_and_redis_work_get_child_spans(traced_factory, postgres_url: s
     assert (children["PING"].attributes or {})["db.system.name"] == "redis"
     select = next(s for name, s in children.items() if name.startswith("SELECT "))
     assert (select.attributes or {})["db.system.name"] == "postgresql"
+
+
+@pytest.mark.parametrize(
+    ("header", "valid"),
+    [
+        (b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", True),
+        (b"01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-future", True),  # later versions may add fields
+        (b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra", False),
+        (b"ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", False),
+        (b"00-00000000000000000000000000000000-00f067aa0ba902b7-01", False),
+        (b"00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01", False),
+        (b"00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01", False),
+        (b"garbage", False),
+    ],
+)
+def test_traceparent_parsing_follows_w3c(header: bytes, valid: bool) -> None:
+    parsed = parse_traceparent(header)
+    assert (parsed is not None) is valid
+    if parsed is not None:
+        assert parsed.is_remote and parsed.trace_flags.sampled
+
+
+def test_invalid_caller_traceparent_starts_a_new_trace(traced_factory, recording_upstream: RecordingUpstream) -> None:
+    traced = traced_factory(upstream_base_url=recording_upstream.url)
+    key = traced.gateway.new_key()["key"]
+    traced.exporter.clear()
+    traced.gateway.client(key).chat.completions.create(
+        model="gpt-4o-mini", messages=MESSAGES, extra_headers={"traceparent": "00-zz-bad-01"}
+    )
+    server = traced.named("POST /v1/chat/completions")["POST /v1/chat/completions"]
+    assert server.parent is None and server.context is not None
+    sent = recording_upstream.app.seen[0]["traceparent"]
+    assert sent.startswith(f"00-{server.context.trace_id:032x}-")
