@@ -99,6 +99,7 @@ class TelemetryHook:
         state.exchange = exchange
         if state.sampled and self.tracing is not None:
             exchange.upstream_headers.extend(self.tracing.traceparent(state))
+            exchange.capture_output = self.tracing.capture_content
 
     async def settle(self, exchange: Exchange) -> None:
         return None

@@ -19,7 +19,6 @@ from collections.abc import Mapping
 from random import getrandbits
 from typing import Any
 
-import orjson
 from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
@@ -43,6 +42,7 @@ from opentelemetry.trace import (
     set_span_in_context,
 )
 
+from tenantgate.observability.content import input_messages, output_messages
 from tenantgate.observability.context import RequestState
 from tenantgate.platform.proxy.exchange import Exchange
 from tenantgate.settings import Settings
@@ -237,10 +237,14 @@ class Tracing:
                 value = payload.get(field)
                 if isinstance(value, int | float) and not isinstance(value, bool):
                     attributes[attribute] = value
-            if self.capture_content:
-                messages = payload.get("messages", payload.get("input"))
+            if self.capture_content and exchange.operation != "embeddings":
+                messages = input_messages(payload)
                 if messages is not None:
-                    attributes["gen_ai.input.messages"] = orjson.dumps(messages).decode()
+                    attributes["gen_ai.input.messages"] = messages
+        if self.capture_content and exchange.output is not None:
+            output = output_messages(exchange.output, exchange.finish_reasons)
+            if output is not None:
+                attributes["gen_ai.output.messages"] = output
         if exchange.response_model:
             attributes["gen_ai.response.model"] = exchange.response_model
         if exchange.response_id:

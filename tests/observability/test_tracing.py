@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import openai
 import pytest
@@ -168,13 +170,30 @@ def test_sampler_from_settings_can_switch_traces_off(traced_factory, recording_u
     assert "traceparent" not in recording_upstream.app.seen[0]
 
 
-def test_prompt_content_is_captured_only_when_opted_in(traced_factory, dev_upstream) -> None:
+def test_prompt_and_completion_are_captured_only_when_opted_in(traced_factory, dev_upstream) -> None:
     traced = traced_factory(upstream_base_url=dev_upstream, trace_content=True)
     key = traced.gateway.new_key()["key"]
+    client = traced.gateway.client(key)
+    completion = client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    spans = traced.named("chat gpt-4o-mini")
+    attributes = dict(spans["chat gpt-4o-mini"].attributes or {})
+    assert json.loads(attributes["gen_ai.input.messages"]) == [
+        {"role": "user", "parts": [{"type": "text", "content": MESSAGES[0]["content"]}]}
+    ]
+    assert json.loads(attributes["gen_ai.output.messages"]) == [
+        {
+            "role": "assistant",
+            "parts": [{"type": "text", "content": completion.choices[0].message.content}],
+            "finish_reason": "stop",
+        }
+    ]
+
     traced.exporter.clear()
-    traced.gateway.client(key).chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
-    client = traced.named("chat gpt-4o-mini")["chat gpt-4o-mini"]
-    assert "pelicans" in str((client.attributes or {})["gen_ai.input.messages"])
+    chunks = list(client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True))
+    streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    attributes = dict(traced.named("chat gpt-4o-mini")["chat gpt-4o-mini"].attributes or {})
+    (message,) = json.loads(attributes["gen_ai.output.messages"])
+    assert message["parts"] == [{"type": "text", "content": streamed}] and message["finish_reason"] == "stop"
 
 
 def test_fastapi_routes_are_named_by_template_and_unknown_paths_are_not(traced_factory, dev_upstream) -> None:

@@ -154,6 +154,8 @@ async def _relay_stream(
         watcher.cancel()
     if exchange.usage is None:
         estimate_usage(exchange, scanner.delivered_text())
+    if exchange.capture_output and exchange.output is None:
+        exchange.output = scanner.delivered_text()
     await hooks.settle(exchange)
     if exchange.client_disconnected:
         return
