@@ -127,7 +127,12 @@ def test_every_log_line_of_a_served_gateway_is_json_with_context_and_without_sec
         "db url %s", gateway.settings.database_url.replace("///", "//u:pw12345678@h/")
     )
 
+    uvicorn_style = {"color_message": "Started server process [\x1b[36m%d\x1b[0m]"}
+    logging.getLogger("uvicorn.error").info("Started server process [%d]", 42, extra=uvicorn_style)
+
     lines = [orjson.loads(line) for line in buffer.getvalue().splitlines()]
+    started = next(line for line in lines if line["logger"] == "uvicorn.error")
+    assert started["message"] == "Started server process [42]" and "color_message" not in started
     assert len(lines) >= 6
     text = buffer.getvalue()
     for secret in (key["key"], ADMIN_TOKEN, UPSTREAM_KEY, SECRET_KEY, "pw12345678", "tg-wrongwrongwrong"):
