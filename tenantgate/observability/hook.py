@@ -6,6 +6,9 @@ other hook may refuse the request, and its ``finish`` runs last, when every othe
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Protocol
 from urllib.parse import urlsplit
 
 from tenantgate.observability.context import CURRENT
@@ -78,19 +81,41 @@ class GatewayMetrics:
         self.retries.add((name,), 0)
 
 
+class UpstreamLike(Protocol):
+    name: str
+    provider: str
+    base_url: str
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamInfo:
+    """What spans and metrics say about an upstream: ``gen_ai.provider.name`` and ``server.address``/``port``."""
+
+    provider: str
+    address: str
+    port: int | None
+
+
 class TelemetryHook:
     name = "telemetry"
 
-    def __init__(
-        self, settings: Settings, metrics: GatewayMetrics | None, tracing: Tracing | None, upstream_url: str
-    ) -> None:
+    def __init__(self, settings: Settings, metrics: GatewayMetrics | None, tracing: Tracing | None) -> None:
         self.metrics = metrics
         self.tracing = tracing
-        self.provider = "openai"
         self.tenants = LabelCap(settings.metrics_tenant_label_limit)
         self.models = LabelCap(settings.metrics_model_label_limit)
-        parts = urlsplit(upstream_url)
-        self.server = (parts.hostname or "", parts.port)
+        self.upstreams: dict[str, UpstreamInfo] = {}
+        self.default = UpstreamInfo("openai", "", None)
+
+    def know_upstreams(self, upstreams: Iterable[UpstreamLike]) -> None:
+        for index, upstream in enumerate(upstreams):
+            parts = urlsplit(upstream.base_url)
+            info = UpstreamInfo(upstream.provider, parts.hostname or "", parts.port)
+            self.upstreams[upstream.name] = info
+            if index == 0:
+                self.default = info
+            if self.metrics is not None:
+                self.metrics.know_upstream(upstream.name)
 
     async def admit(self, exchange: Exchange) -> None:
         state = CURRENT.get()
@@ -112,7 +137,7 @@ class TelemetryHook:
             return
         state.exchange = exchange
         if state.sampled and self.tracing is not None and exchange.attempt_log:
-            self.tracing.upstream_spans(state, exchange, self.server)
+            self.tracing.upstream_spans(state, exchange, self.upstreams, self.default)
 
     def _record(self, metrics: GatewayMetrics, exchange: Exchange) -> None:
         attempts = exchange.attempt_log
@@ -126,9 +151,9 @@ class TelemetryHook:
         if operation in _NOT_GENAI:
             return
         tenant = self.tenants(exchange.ctx.principal.tenant_id)
+        provider = self.upstreams.get(exchange.upstream_name, self.default).provider
         # Only answered requests may add a model name: a caller cannot fill the label set with made-up models.
         model = self.models(exchange.model, admit=exchange.status < 400)
-        provider = self.provider
         if exchange.finished_at is not None:
             metrics.request_duration.record(
                 (operation, provider, model, exchange.error_type or "", tenant), exchange.finished_at - exchange.started

@@ -2,8 +2,9 @@
 
 It wraps every request, the proxy's raw-ASGI endpoints and the FastAPI routes alike, and labels them by route
 template: the proxy router leaves its template in ``scope[SCOPE_ROUTE]``, FastAPI its matched route in
-``scope["route"]``; both are read after the inner app returns, when routing has happened. Paths no route matched
-get an empty route, never the raw path, so a scan of random URLs cannot blow up the label set.
+``scope["route"]`` (below the prefixes of the routers it was included through). Both are read after the inner app
+returns, when routing has happened. Paths no route matched get an empty route, never the raw path, so a scan of
+random URLs cannot blow up the label set.
 """
 
 from __future__ import annotations
@@ -43,7 +44,14 @@ def route_of(scope: Scope) -> str:
     if isinstance(template, str):
         return template
     path = getattr(scope.get("route"), "path", None)
-    return path if isinstance(path, str) else ""
+    if not isinstance(path, str):
+        return ""
+    # FastAPI >= 0.16x resolves nested include_router() lazily: the matched route's path is relative to the
+    # prefixes of the routers it was included through, which FastAPI keeps in the include context.
+    fastapi = scope.get("fastapi")
+    included = fastapi.get("included_router") if isinstance(fastapi, dict) else None
+    prefix = getattr(getattr(included, "include_context", None), "prefix", "")
+    return prefix + path if isinstance(prefix, str) else path
 
 
 class TelemetryMiddleware:

@@ -12,7 +12,7 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 
 from opentelemetry.sdk.metrics.export import MetricExporter
 from opentelemetry.sdk.resources import Resource
@@ -30,7 +30,7 @@ from tenantgate.observability.exposition import (
     render_prometheus,
     snapshot_of,
 )
-from tenantgate.observability.hook import GatewayMetrics, TelemetryHook
+from tenantgate.observability.hook import GatewayMetrics, TelemetryHook, UpstreamLike
 from tenantgate.observability.http import HttpMetrics
 from tenantgate.observability.instrument import instrument_engine, instrument_redis
 from tenantgate.observability.metrics import MetricData, MetricRegistry
@@ -73,7 +73,7 @@ class Telemetry:
             if self.metrics_enabled and settings.metrics_dir is not None
             else None
         )
-        self.hook = TelemetryHook(settings, self.gateway, self.tracing, settings.upstream_base_url)
+        self.hook = TelemetryHook(settings, self.gateway, self.tracing)
         self.started_ns = time.time_ns()
         self.health: dict[str, float] = {}
         self._health_checks: dict[str, Callable[[], Awaitable[bool | None]]] = {}
@@ -94,17 +94,17 @@ class Telemetry:
         key_cache: KeyCache,
         engine: AsyncEngine,
         redis: Redis | None,
-        upstream_name: str,
+        upstreams: Iterable[UpstreamLike],
         check_database: Callable[[], Awaitable[bool]],
         check_redis: Callable[[], Awaitable[bool | None]],
+        admin_auth_failures: Mapping[str, int] | None = None,
     ) -> None:
         """Instrument the runtime's shared resources and export their state."""
         if self.tracing is not None:
             instrument_engine(engine, self.tracing)
             if redis is not None:
                 instrument_redis(redis, self.tracing)
-        if self.gateway is not None:
-            self.gateway.know_upstream(upstream_name)
+        self.hook.know_upstreams(upstreams)
         registry = self.registry
         registry.register_counter(
             "tenantgate.key_cache.lookups",
@@ -119,6 +119,14 @@ class Telemetry:
             unit="{entry}",
             description="Resolved API keys held in the in-process cache",
         )
+        if admin_auth_failures is not None:
+            registry.register_counter(
+                "tenantgate.admin.auth.failures",
+                lambda: [((reason,), float(count)) for reason, count in admin_auth_failures.items()],
+                unit="{attempt}",
+                description="Failed admin API authentications, by reason (missing, invalid, throttled)",
+                labels=("reason",),
+            )
         self._health_checks["database"] = check_database
         if redis is not None:
             self._health_checks["redis"] = check_redis

@@ -17,7 +17,7 @@ import re
 import time
 from collections.abc import Mapping
 from random import getrandbits
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
@@ -45,6 +45,9 @@ from opentelemetry.trace import (
 from tenantgate.observability.content import input_messages, output_messages
 from tenantgate.observability.context import RequestState
 from tenantgate.platform.proxy.exchange import Exchange
+
+if TYPE_CHECKING:
+    from tenantgate.observability.hook import UpstreamInfo
 from tenantgate.settings import Settings
 
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
@@ -83,7 +86,6 @@ class Tracing:
         self.scope = scope
         self.capture_content = settings.trace_content
         self.processors: list[SpanProcessor] = []
-        self.provider_name = "openai"
 
     def add_span_processor(self, processor: SpanProcessor) -> None:
         self.processors.append(processor)
@@ -183,19 +185,22 @@ class Tracing:
             headers.append(("tracestate", state.trace_state.to_header()))
         return headers
 
-    def upstream_spans(self, state: RequestState, exchange: Exchange, server: tuple[str, int | None]) -> None:
+    def upstream_spans(
+        self, state: RequestState, exchange: Exchange, upstreams: Mapping[str, UpstreamInfo], default: UpstreamInfo
+    ) -> None:
         attempts = exchange.attempt_log
         name = f"{exchange.operation} {exchange.model}" if exchange.model else exchange.operation
         last = len(attempts) - 1
         for index, attempt in enumerate(attempts):
+            upstream = upstreams.get(attempt.upstream, default)
             attributes: dict[str, Any] = {
                 "gen_ai.operation.name": exchange.operation,
-                "gen_ai.provider.name": self.provider_name,
+                "gen_ai.provider.name": upstream.provider,
                 "tenantgate.upstream.name": attempt.upstream,
-                "server.address": server[0],
+                "server.address": upstream.address,
             }
-            if server[1] is not None:
-                attributes["server.port"] = server[1]
+            if upstream.port is not None:
+                attributes["server.port"] = upstream.port
             api_type = _API_TYPES.get(exchange.operation)
             if api_type:
                 attributes["openai.api.type"] = api_type

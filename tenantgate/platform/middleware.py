@@ -1,10 +1,11 @@
 """Pure-ASGI request pipeline (no BaseHTTPMiddleware: it breaks streaming back-pressure and contextvars).
 
-Order, outermost first, is declared in ``app.create_app``:
+Order, outermost first, is declared in ``app.GatewayApp``:
   TelemetryMiddleware  - HTTP metrics, the server span, the log context (observability/http.py)
   RequestIdMiddleware  - every response carries ``x-request-id`` (the caller's, or a new one)
   TenantAuthMiddleware - /v1/* callers are resolved into a RequestContext or refused with 401/403
   ProxyRouter          - the OpenAI endpoints, raw ASGI; anything else falls through to FastAPI
+FastAPI runs RequestId and TenantAuth as well, for requests that reach it directly; they do nothing a second time.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ class RequestIdMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or SCOPE_REQUEST_ID in scope:
             await self.app(scope, receive, send)
             return
         request_id = b""
@@ -66,7 +67,7 @@ class TenantAuthMiddleware:
         self.secret = runtime.settings.secret_key_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith("/v1/"):
+        if scope["type"] != "http" or not scope["path"].startswith("/v1/") or SCOPE_CONTEXT in scope:
             await self.app(scope, receive, send)
             return
         request_id: str = scope[SCOPE_REQUEST_ID]
@@ -85,6 +86,7 @@ class TenantAuthMiddleware:
                 request_id,
             )
             return
+        self.runtime.last_used.touch(principal.key_id)  # a dict assignment; written in batches
         scope[SCOPE_CONTEXT] = RequestContext(request_id=request_id, principal=principal)
         await self.app(scope, receive, send)
 

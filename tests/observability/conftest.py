@@ -16,7 +16,7 @@ from opentelemetry.trace import SpanKind
 from starlette.types import Message, Receive, Scope, Send
 
 from tenantgate.devupstream import DevUpstream
-from tenantgate.devupstream.app import MODELS
+from tenantgate.devupstream.catalog import MODELS
 from tenantgate.platform.errors import GatewayError
 from tenantgate.platform.proxy.exchange import Exchange
 from tests.conftest import UPSTREAM_KEY
@@ -104,6 +104,11 @@ class Traced:
         while len(self.exporter.get_finished_spans()) < count and time.monotonic() < deadline:
             time.sleep(0.01)
         return list(self.exporter.get_finished_spans())
+
+    def clear(self, after: str = "POST /admin/tenants/{tenant_id}/keys") -> None:
+        """Forget the spans so far, once the last request's server span is in (it ends after its response)."""
+        self.named(after)
+        self.exporter.clear()
 
     def named(self, *names: str, timeout: float = 5.0) -> dict[str, ReadableSpan]:
         """Wait for spans of these names (server spans end after the response was sent), by name."""

@@ -112,7 +112,7 @@ def test_every_log_line_of_a_served_gateway_is_json_with_context_and_without_sec
 
     key = gateway.new_key()
     remember.key = key["key"]
-    traced.exporter.clear()
+    traced.clear()
     chat = httpx.post(
         gateway.base_url + "/chat/completions",
         headers={"Authorization": f"Bearer {key['key']}"},

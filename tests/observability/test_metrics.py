@@ -125,14 +125,15 @@ def test_limit_rejections_are_counted_by_kind_and_tenant(start, dev_upstream: st
     assert metrics.total("tenantgate_upstream_attempts_total") == 0
 
 
-def test_upstream_errors_are_counted_by_upstream_and_error_type(start) -> None:
-    gateway = start(upstream_base_url=f"http://127.0.0.1:{free_port()}/v1")
+def test_upstream_errors_and_retries_are_counted_by_upstream(start) -> None:
+    gateway = start(upstream_base_url=f"http://127.0.0.1:{free_port()}/v1", upstream_max_retries=2)
     key = gateway.new_key()["key"]
     with pytest.raises(openai.APIStatusError):
         gateway.client(key).chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
     metrics = scrape(gateway.url)
     attempts = "tenantgate_upstream_attempts_total"
-    assert metrics.total(attempts, tenantgate_upstream_name="default", error_type="ClientConnectorError") == 1
+    assert metrics.total(attempts, tenantgate_upstream_name="default", error_type="ClientConnectorError") == 3
+    assert metrics.total("tenantgate_upstream_retries_total", tenantgate_upstream_name="default") == 2
     assert metrics.total("http_server_request_duration_seconds_count", http_response_status_code="502") == 1
 
 
@@ -163,3 +164,15 @@ def test_metrics_can_be_switched_off(start, dev_upstream: str) -> None:
     gateway = start(upstream_base_url=dev_upstream, metrics_enabled=False)
     response = httpx.get(gateway.url + "/metrics")
     assert response.status_code == 404 and response.json()["error"]["code"] == "metrics_disabled"
+
+
+def test_failed_admin_authentications_are_counted_by_reason(start, dev_upstream: str) -> None:
+    gateway = start(upstream_base_url=dev_upstream)
+    assert httpx.get(gateway.url + "/admin/tenants").status_code == 401
+    for _ in range(2):
+        response = httpx.get(gateway.url + "/admin/tenants", headers={"Authorization": "Bearer wrong-token-123"})
+        assert response.status_code == 401
+    metrics = scrape(gateway.url)
+    assert metrics.total("tenantgate_admin_auth_failures_total", reason="missing") == 1
+    assert metrics.total("tenantgate_admin_auth_failures_total", reason="invalid") == 2
+    assert "wrong-token-123" not in metrics.text

@@ -30,7 +30,7 @@ def _all_attribute_text(spans: list[ReadableSpan]) -> str:
 def test_non_streamed_chat_makes_a_server_span_and_a_genai_client_span(traced_factory, dev_upstream) -> None:
     traced = traced_factory(upstream_base_url=dev_upstream)
     key = traced.gateway.new_key()
-    traced.exporter.clear()
+    traced.clear()
     raw = traced.gateway.client(key["key"]).chat.completions.with_raw_response.create(
         model="gpt-4o-mini", messages=MESSAGES, max_tokens=50, temperature=0.2
     )
@@ -65,7 +65,7 @@ def test_non_streamed_chat_makes_a_server_span_and_a_genai_client_span(traced_fa
 def test_streamed_chat_spans_carry_stream_usage(traced_factory, dev_upstream) -> None:
     traced = traced_factory(upstream_base_url=dev_upstream)
     key = traced.gateway.new_key()["key"]
-    traced.exporter.clear()
+    traced.clear()
     chunks = list(
         traced.gateway.client(key).chat.completions.create(
             model="gpt-4o-mini", messages=MESSAGES, stream=True, stream_options={"include_usage": True}
@@ -83,18 +83,23 @@ def test_streamed_chat_spans_carry_stream_usage(traced_factory, dev_upstream) ->
     assert 0 < c["tenantgate.time_to_first_token"] < (server.end_time - server.start_time) / 1e9
 
 
-def test_unreachable_upstream_marks_both_spans_as_errors(traced_factory) -> None:
-    traced = traced_factory(upstream_base_url=f"http://127.0.0.1:{free_port()}/v1")
+def test_unreachable_upstream_marks_every_attempt_and_the_server_span_as_errors(traced_factory) -> None:
+    traced = traced_factory(upstream_base_url=f"http://127.0.0.1:{free_port()}/v1", upstream_max_retries=2)
     key = traced.gateway.new_key()["key"]
-    traced.exporter.clear()
+    traced.clear()
     with pytest.raises(openai.APIStatusError) as raised:
         traced.gateway.client(key).chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
     assert raised.value.status_code == 502
-    spans = traced.named("POST /v1/chat/completions", "chat gpt-4o-mini")
-    server, client = spans["POST /v1/chat/completions"], spans["chat gpt-4o-mini"]
-    assert _child_of(client, server)
-    assert client.status.status_code is StatusCode.ERROR and server.status.status_code is StatusCode.ERROR
-    assert (client.attributes or {})["error.type"] == "ClientConnectorError"
+    server = traced.named("POST /v1/chat/completions")["POST /v1/chat/completions"]
+    attempts = sorted(
+        (s for s in traced.of_kind(SpanKind.CLIENT) if s.name == "chat gpt-4o-mini"), key=lambda s: s.start_time
+    )
+    assert len(attempts) == 3
+    assert [(a.attributes or {}).get("http.request.resend_count") for a in attempts] == [None, 1, 2]
+    for attempt in attempts:
+        assert _child_of(attempt, server) and attempt.status.status_code is StatusCode.ERROR
+        assert (attempt.attributes or {})["error.type"] == "ClientConnectorError"
+    assert server.status.status_code is StatusCode.ERROR
     assert (server.attributes or {})["http.response.status_code"] == 502
     assert (server.attributes or {})["error.type"] == "ClientConnectorError"
 
@@ -106,7 +111,7 @@ def test_rate_limited_request_has_a_server_span_with_the_decision_and_no_client_
     runtime = traced.gateway.runtime
     runtime.hooks = Hooks([runtime.telemetry.hook, RefuseWith429()])
     key = traced.gateway.new_key()["key"]
-    traced.exporter.clear()
+    traced.clear()
     with pytest.raises(openai.RateLimitError):
         traced.gateway.client(key).chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
     server = traced.named("POST /v1/chat/completions")["POST /v1/chat/completions"]
@@ -126,7 +131,7 @@ def test_caller_traceparent_is_continued_and_the_client_span_is_announced_upstre
 ) -> None:
     traced = traced_factory(upstream_base_url=recording_upstream.url)
     key = traced.gateway.new_key()["key"]
-    traced.exporter.clear()
+    traced.clear()
     caller_trace, caller_span = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
     traced.gateway.client(key).chat.completions.create(
         model="gpt-4o-mini",
@@ -150,7 +155,7 @@ def test_unsampled_request_makes_no_spans_and_passes_the_callers_context_on(
 ) -> None:
     traced = traced_factory(upstream_base_url=recording_upstream.url)
     key = traced.gateway.new_key()["key"]
-    traced.exporter.clear()
+    traced.clear()
     not_sampled = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"
     traced.gateway.client(key).chat.completions.create(
         model="gpt-4o-mini", messages=MESSAGES, extra_headers={"traceparent": not_sampled}
@@ -164,7 +169,7 @@ def test_unsampled_request_makes_no_spans_and_passes_the_callers_context_on(
 def test_sampler_from_settings_can_switch_traces_off(traced_factory, recording_upstream: RecordingUpstream) -> None:
     traced = traced_factory(upstream_base_url=recording_upstream.url, otel_traces_sampler="always_off")
     key = traced.gateway.new_key()["key"]
-    traced.exporter.clear()
+    traced.clear()
     traced.gateway.client(key).chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
     assert traced.spans(1, timeout=0.5) == []
     assert "traceparent" not in recording_upstream.app.seen[0]
@@ -188,7 +193,7 @@ def test_prompt_and_completion_are_captured_only_when_opted_in(traced_factory, d
         }
     ]
 
-    traced.exporter.clear()
+    traced.clear(after="POST /v1/chat/completions")
     chunks = list(client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True))
     streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     attributes = dict(traced.named("chat gpt-4o-mini")["chat gpt-4o-mini"].attributes or {})
@@ -245,7 +250,7 @@ def test_traceparent_parsing_follows_w3c(header: bytes, valid: bool) -> None:
 def test_invalid_caller_traceparent_starts_a_new_trace(traced_factory, recording_upstream: RecordingUpstream) -> None:
     traced = traced_factory(upstream_base_url=recording_upstream.url)
     key = traced.gateway.new_key()["key"]
-    traced.exporter.clear()
+    traced.clear()
     traced.gateway.client(key).chat.completions.create(
         model="gpt-4o-mini", messages=MESSAGES, extra_headers={"traceparent": "00-zz-bad-01"}
     )

@@ -28,13 +28,17 @@ def test_page_and_assets_carry_security_headers_and_no_data(gateway: Gateway) ->
     assert httpx.get(gateway.url + "/dashboard/assets/index.htm").status_code == 404
 
 
-def test_summary_requires_the_admin_token(gateway: Gateway) -> None:
+def test_summary_requires_a_billing_or_admin_token(gateway: Gateway) -> None:
     url = gateway.url + "/dashboard/api/summary"
     assert httpx.get(url).status_code == 401
     wrong = httpx.get(url, headers={"Authorization": "Bearer not-the-token"})
     assert wrong.status_code == 401 and wrong.json()["error"]["code"] == "invalid_api_key"
     ok = httpx.get(url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
     assert ok.status_code == 200 and ok.headers["cache-control"] == "no-store"
+    billing = gateway.admin("POST", "/admin/tokens", json={"name": "finance", "role": "billing"})
+    assert billing.status_code == 201, billing.text
+    read_only = httpx.get(url, headers={"Authorization": f"Bearer {billing.json()['token']}"})
+    assert read_only.status_code == 200 and "totals" in read_only.json()
 
 
 def test_summary_numbers_agree_with_metrics(gateway: Gateway) -> None:

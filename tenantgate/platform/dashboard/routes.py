@@ -1,7 +1,8 @@
 """``/dashboard``: a static page (no build step; its JS and CSS ship in the package) and its JSON summary.
 
-The page itself is public and holds no data; it asks for the admin token, keeps it in the tab's
-sessionStorage and sends it as a bearer token to ``/dashboard/api/summary`` and to the usage API.
+The page itself is public and holds no data; it asks for an admin or billing token (the ``billing`` role reads,
+``admin`` implies it), keeps it in the tab's sessionStorage and sends it as a bearer token to
+``/dashboard/api/summary`` and to the usage API.
 Every response forbids framing, inline scripts and referrers.
 """
 
@@ -15,7 +16,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
 from tenantgate.observability.exposition import merge
-from tenantgate.platform.admin.auth import require_admin
+from tenantgate.platform.admin.auth import require_billing
 from tenantgate.platform.dashboard.summary import build_summary
 from tenantgate.platform.errors import NotFound
 from tenantgate.platform.runtime import Runtime
@@ -56,7 +57,7 @@ async def asset(name: str) -> Response:
     return _asset(name)
 
 
-@router.get("/api/summary", dependencies=[Depends(require_admin)])
+@router.get("/api/summary", dependencies=[Depends(require_billing)])
 async def summary(request: Request) -> JSONResponse:
     runtime: Runtime = request.app.state.runtime
     telemetry = runtime.telemetry
