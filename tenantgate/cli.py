@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from typing import Annotated, Any
 
@@ -14,6 +16,8 @@ import typer
 
 from tenantgate import commands, database
 from tenantgate.commands.common import load_settings, mutate, with_session
+from tenantgate.observability.exposition import clear_snapshots
+from tenantgate.observability.logging import logging_config
 from tenantgate.settings import DEFAULT_UPSTREAM_BASE_URL, Environment, Settings
 from tenantgate.tenants.operation import SYSTEM_ACTOR, Operation
 
@@ -77,6 +81,7 @@ def serve(
             fg=typer.colors.YELLOW,
             err=True,
         )
+    metrics_dir = _prepare_metrics_dir(settings, workers)
     typer.echo(f"tenantgate listening on http://{host}:{port}  (OpenAI base_url: http://{host}:{port}/v1)", err=True)
     try:
         uvicorn.run(
@@ -86,6 +91,7 @@ def serve(
             port=port,
             workers=workers,
             log_level=settings.log_level,
+            log_config=logging_config(settings),
             access_log=False,
             server_header=False,
             # X-Forwarded-For/-Proto are honoured only from configured proxies (uvicorn's layer costs time too).
@@ -97,6 +103,23 @@ def serve(
         if dev_process is not None:
             dev_process.terminate()
             dev_process.wait(timeout=10)
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _prepare_metrics_dir(settings: Settings, workers: int) -> str | None:
+    """Workers share metric snapshots through a directory (observability/exposition.py).
+
+    Returns the directory to delete at exit when ``serve`` made a temporary one itself.
+    """
+    if settings.metrics_dir is not None:
+        clear_snapshots(settings.metrics_dir)
+        return None
+    if workers < 2 or not settings.metrics_enabled:
+        return None
+    directory = tempfile.mkdtemp(prefix="tenantgate-metrics-")
+    os.environ["TENANTGATE_METRICS_DIR"] = directory  # workers read their settings from the environment
+    return directory
 
 
 async def _ensure_demo_tenant(settings: Settings) -> None:

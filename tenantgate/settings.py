@@ -14,12 +14,19 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_SECRET_KEY = "dev-insecure-secret-key-change-me"
 DEFAULT_UPSTREAM_BASE_URL = "https://api.openai.com/v1"
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+OtlpProtocol = Literal["http/protobuf", "grpc"]
+_EXPORTERS = {
+    "otel_traces_exporter": ("otlp", "console", "none"),
+    "otel_metrics_exporter": ("otlp", "prometheus", "console", "none"),
+}
 
 
 class Environment(StrEnum):
@@ -77,11 +84,62 @@ class Settings(BaseSettings):
     limits_redis_retry_seconds: float = Field(default=1.0, ge=0)
     limits_lease_seconds: float = Field(default=900.0, gt=0)
     admin_ip_rate_limit: str = "600/minute"
+    # Observability (tenantgate/observability/). Standard OTEL_* variables keep their own names.
+    metrics_enabled: bool = True
+    metrics_dir: Path | None = None
+    metrics_tenant_label_limit: int = Field(default=100, ge=0)
+    metrics_model_label_limit: int = Field(default=100, ge=0)
+    tracing_enabled: bool = False
+    trace_content: bool = False
+    log_format: Literal["json", "text"] = "json"
+    access_log: bool = False
+    otel_service_name: str = Field(default="tenantgate", validation_alias=AliasChoices("OTEL_SERVICE_NAME"))
+    otel_traces_exporter: str = Field(default="otlp", validation_alias=AliasChoices("OTEL_TRACES_EXPORTER"))
+    otel_metrics_exporter: str = Field(default="prometheus", validation_alias=AliasChoices("OTEL_METRICS_EXPORTER"))
+    otel_traces_sampler: Literal[
+        "always_on",
+        "always_off",
+        "traceidratio",
+        "parentbased_always_on",
+        "parentbased_always_off",
+        "parentbased_traceidratio",
+    ] = Field(default="parentbased_always_on", validation_alias=AliasChoices("OTEL_TRACES_SAMPLER"))
+    otel_traces_sampler_arg: float = Field(
+        default=1.0, ge=0, le=1, validation_alias=AliasChoices("OTEL_TRACES_SAMPLER_ARG")
+    )
+    otel_exporter_otlp_protocol: OtlpProtocol = Field(
+        default="http/protobuf", validation_alias=AliasChoices("OTEL_EXPORTER_OTLP_PROTOCOL")
+    )
+    otel_exporter_otlp_traces_protocol: OtlpProtocol | None = Field(
+        default=None, validation_alias=AliasChoices("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+    )
+    otel_exporter_otlp_metrics_protocol: OtlpProtocol | None = Field(
+        default=None, validation_alias=AliasChoices("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL")
+    )
+    otel_metric_export_interval_ms: int = Field(
+        default=60000, ge=100, validation_alias=AliasChoices("OTEL_METRIC_EXPORT_INTERVAL")
+    )
 
     @field_validator("upstream_base_url")
     @classmethod
     def _strip_trailing_slash(cls, value: str) -> str:
         return value.rstrip("/")
+
+    @field_validator("metrics_dir", mode="before")
+    @classmethod
+    def _empty_dir_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator("otel_traces_exporter", "otel_metrics_exporter")
+    @classmethod
+    def _known_exporters(cls, value: str, info: ValidationInfo) -> str:
+        allowed = _EXPORTERS[str(info.field_name)]
+        names = [name.strip().lower() for name in value.split(",") if name.strip()]
+        for name in names:
+            if name not in allowed:
+                variable = str(info.field_name).upper()
+                raise ValueError(f"{variable} {name!r} is not supported; use {', '.join(allowed)}")
+        return ",".join(names) or "none"
 
     @field_validator("admin_auth_failure_limit")
     @classmethod

@@ -14,10 +14,12 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tenantgate import __version__
-from tenantgate.platform import ops
+from tenantgate.observability.http import TelemetryMiddleware
+from tenantgate.platform import metrics, ops
 from tenantgate.platform.admin.limits import router as admin_limits_router
 from tenantgate.platform.admin.routes import router as admin_router
 from tenantgate.platform.admin.upstream_keys import router as upstream_keys_router
+from tenantgate.platform.dashboard.routes import router as dashboard_router
 from tenantgate.platform.errors import install_handlers
 from tenantgate.platform.iplimit import SurfaceIpLimitMiddleware
 from tenantgate.platform.limits.routes import router as limits_router
@@ -39,8 +41,14 @@ class GatewayApp:
         self.state = api.state
         # Outermost first: RequestId -> TenantAuth -> ProxyRouter (-> FastAPI for what it does not serve).
         self.proxy: ASGIApp = RequestIdMiddleware(TenantAuthMiddleware(ProxyRouter(api, runtime), runtime))
+        # Telemetry wraps both ways in: every request is measured, proxied or not.
+        telemetry = runtime.telemetry
+        self.app = TelemetryMiddleware(self.dispatch, telemetry.http, telemetry.tracing, runtime.settings.access_log)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.app(scope, receive, send)
+
+    async def dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"].startswith("/v1/"):
             await self.proxy(scope, receive, send)
         else:
@@ -71,10 +79,12 @@ def create_app(settings: Settings | None = None) -> GatewayApp:
     app.state.runtime = runtime
     install_handlers(app)
     app.include_router(ops.router)
+    app.include_router(metrics.router)
     app.include_router(admin_router)
     app.include_router(upstream_keys_router)
     app.include_router(admin_limits_router)
     app.include_router(limits_router)
+    app.include_router(dashboard_router)
 
     # For requests reaching FastAPI directly (admin, ops, docs); both skip work already done by GatewayApp.proxy.
     # SurfaceIpLimit throttles the admin and usage surface per client IP (before admin auth is checked).

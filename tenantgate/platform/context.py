@@ -11,6 +11,8 @@ from tenantgate.tenants.principal import Principal
 
 SCOPE_CONTEXT = "tenantgate.context"
 SCOPE_REQUEST_ID = "tenantgate.request_id"
+# The route template a raw-ASGI endpoint served (FastAPI routes leave theirs in scope["route"]).
+SCOPE_ROUTE = "tenantgate.route"
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,10 +1,11 @@
 """Pure-ASGI request pipeline (no BaseHTTPMiddleware: it breaks streaming back-pressure and contextvars).
 
 Order, outermost first, is declared in ``app.GatewayApp``:
+  TelemetryMiddleware  - HTTP metrics, the server span, the log context (observability/http.py)
   RequestIdMiddleware  - every response carries ``x-request-id`` (the caller's, or a new one)
   TenantAuthMiddleware - /v1/* callers are resolved into a RequestContext or refused with 401/403
   ProxyRouter          - the OpenAI endpoints, raw ASGI; anything else falls through to FastAPI
-FastAPI runs the first two as well, for requests that reach it directly; they do nothing a second time.
+FastAPI runs RequestId and TenantAuth as well, for requests that reach it directly; they do nothing a second time.
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from tenantgate import tokens
 from tenantgate.database import create_engine, create_sessionmaker
+from tenantgate.observability.telemetry import Telemetry
 from tenantgate.platform.admin.throttle import AdminAuthThrottle
 from tenantgate.platform.limits.hook import Limiter
 from tenantgate.platform.proxy.hooks import Hooks
@@ -55,9 +56,19 @@ class Runtime:
         self.admin_throttle = AdminAuthThrottle(settings.admin_auth_failure_limit)
         self.shutting_down = False
         self.ownership = ObjectOwnership(self.sessions, self.redis, settings.redis_prefix)
+        self.telemetry = Telemetry(settings)
+        self.telemetry.observe(
+            key_cache=self.key_cache,
+            engine=self.engine,
+            redis=self.redis,
+            upstreams=self.routing.upstreams.values(),
+            check_database=self.check_database,
+            check_redis=self.check_redis,
+            admin_auth_failures=self.admin_throttle.failures,
+        )
         # Limits, metering and telemetry register here, in order (see platform/proxy/hooks.py).
         self.limiter = Limiter.from_settings(settings)
-        self.hooks = Hooks([self.limiter, OwnershipHook(self.ownership)])
+        self.hooks = Hooks([self.telemetry.hook, self.limiter, OwnershipHook(self.ownership)])
 
     async def _load_principal(self, key_hash: str) -> Principal | None:
         async with self.sessions() as session:
@@ -76,8 +87,10 @@ class Runtime:
         self.last_used.start()
         # Loading the tokenizer files takes a second or two: do it now, off the event loop, not on a request.
         await asyncio.to_thread(tokens.warm_up)
+        await self.telemetry.start()
 
     async def close(self) -> None:
+        await self.telemetry.close()
         await self.last_used.stop()
         await self.invalidation.stop()
         await self.ownership.close()

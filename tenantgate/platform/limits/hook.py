@@ -95,6 +95,9 @@ class Limiter:
         headers = rate_limit_headers(verdict.states)
         exchange.response_headers.extend(headers)
         if not verdict.admitted:
+            # For telemetry's rejections-by-kind: which limit (and level) refused, e.g. "key_rpm".
+            failed = [s.check for s in verdict.states if not s.passed]
+            exchange.notes["limit_kind"] = ",".join(sorted({f"{c.scope}_{c.name}" for c in failed}))
             raise refusal(verdict.states, principal, exchange.model, headers, month_bounds(now)[1])
         exchange.notes[self.name] = Reservation(store, checks, lease, estimate, verdict.now_ms)
 

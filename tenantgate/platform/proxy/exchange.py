@@ -105,6 +105,10 @@ class Exchange:
     upstream_headers: list[tuple[str, str]] = field(default_factory=list)
     # Hook-private state, keyed by hook name (e.g. the limiter's reservation).
     notes: dict[str, Any] = field(default_factory=dict)
+    # Set by a hook in admit (telemetry's opt-in content capture): keep the answer's choices/output or the
+    # streamed text in ``output``. Off, no answer content is kept.
+    capture_output: bool = False
+    output: Any = None
 
     @property
     def reached_upstream(self) -> bool:

@@ -63,7 +63,11 @@ async def forward(
     tenant_keys: Mapping[str, str] | None = None,
 ) -> None:
     base_headers = upstream_request_headers(scope, None)
-    base_headers.extend(exchange.upstream_headers)
+    if exchange.upstream_headers:
+        # A hook's header replaces the caller's of the same name (e.g. our traceparent the caller's).
+        replaced = {name.lower() for name, _ in exchange.upstream_headers}
+        base_headers = [header for header in base_headers if header[0].lower() not in replaced]
+        base_headers.extend(exchange.upstream_headers)
     failure: _Failed | None = None
     for target in targets:
         for retry in range(target.upstream.max_retries + 1):

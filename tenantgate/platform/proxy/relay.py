@@ -105,6 +105,8 @@ async def relay_chunks(
         watcher.cancel()
     if scanner is not None and exchange.usage is None:
         estimate_usage(exchange, scanner.delivered_text())
+    if scanner is not None and exchange.capture_output and exchange.output is None:
+        exchange.output = scanner.delivered_text()
     await hooks.settle(exchange)
     if exchange.client_disconnected:
         return

@@ -11,7 +11,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from tenantgate.platform.context import SCOPE_CONTEXT, RequestContext
+from tenantgate.platform.context import SCOPE_CONTEXT, SCOPE_ROUTE, RequestContext
 from tenantgate.platform.errors import BadRequest, GatewayError, NotFound, send_error
 from tenantgate.platform.proxy import models, stored
 from tenantgate.platform.proxy.endpoints import POST_ENDPOINTS, Endpoint
@@ -37,14 +37,15 @@ class ProxyRouter:
         method: str = scope["method"]
         endpoint = POST_ENDPOINTS.get(path) if method == "POST" else None
         if endpoint is not None:
-            operation = endpoint.operation
+            operation, template = endpoint.operation, path
         elif method == "GET" and (path == "/v1/models" or path.startswith("/v1/models/")):
-            operation = "models"
+            operation, template = "models", path if path == "/v1/models" else "/v1/models/{model}"
         elif path.startswith("/v1/responses/") and stored.is_stored_response_route(method, path):
-            operation = "responses"
+            operation, template = "responses", "/v1/responses/{response_id}" + _stored_suffix(path)
         else:
             await self.app(scope, receive, send)
             return
+        scope[SCOPE_ROUTE] = template  # what telemetry names this request by
         ctx: RequestContext = scope[SCOPE_CONTEXT]
         exchange = Exchange(ctx=ctx, operation=operation, path=path, query=scope["query_string"].decode("latin-1"))
         try:
@@ -117,6 +118,13 @@ class ProxyRouter:
         if not targets or not (principal.may_use(model) or principal.may_use(routing.canonical(model))):
             raise models.not_found(model)
         return targets
+
+
+def _stored_suffix(path: str) -> str:
+    for suffix in ("/input_items", "/cancel"):
+        if path.endswith(suffix):
+            return suffix
+    return ""
 
 
 def _once(body: object) -> Any:

@@ -34,6 +34,8 @@ def record_json_answer(exchange: Exchange, body: bytes) -> None:
 
 def record_answer_object(exchange: Exchange, answer: dict[str, Any]) -> None:
     """A chat completion, completion, embedding list or Responses API ``response`` object."""
+    if exchange.capture_output:
+        exchange.output = answer.get("choices", answer.get("output"))
     response_id = answer.get("id")
     if isinstance(response_id, str):
         exchange.response_id = response_id

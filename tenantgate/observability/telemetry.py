@@ -1,0 +1,249 @@
+"""One process's telemetry: built from Settings by the Runtime, started and closed by the app's lifespan.
+
+Other components add their own gauges through ``telemetry.registry.register_gauge`` (see metrics.py), e.g. the
+metering writer with the names declared below.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+
+from opentelemetry.sdk.metrics.export import MetricExporter
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tenantgate import __version__
+from tenantgate.observability.exposition import (
+    SNAPSHOT_INTERVAL_SECONDS,
+    SnapshotStore,
+    WorkerSnapshot,
+    merge,
+    render_prometheus,
+    snapshot_of,
+)
+from tenantgate.observability.hook import GatewayMetrics, TelemetryHook, UpstreamLike
+from tenantgate.observability.http import HttpMetrics
+from tenantgate.observability.instrument import instrument_engine, instrument_redis
+from tenantgate.observability.metrics import MetricData, MetricRegistry
+from tenantgate.observability.otlp import metric_exporters, span_exporters, to_metrics_data
+from tenantgate.observability.tracing import Tracing
+from tenantgate.settings import Settings
+from tenantgate.tenants.cache import KeyCache
+
+log = logging.getLogger("tenantgate.telemetry")
+
+GaugeCallback = Callable[[], float | int]
+
+HEALTH_INTERVAL_SECONDS = 15.0
+
+
+class Telemetry:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.instance = uuid.uuid4().hex[:16]
+        self.resource = Resource.create(
+            {
+                "service.name": settings.otel_service_name,
+                "service.version": __version__,
+                "service.instance.id": self.instance,
+            }
+        )
+        self.scope = InstrumentationScope("tenantgate", __version__)
+        self.registry = MetricRegistry()
+        self.metrics_enabled = settings.metrics_enabled
+        self.http = HttpMetrics(self.registry) if self.metrics_enabled else None
+        self.gateway = GatewayMetrics(self.registry) if self.metrics_enabled else None
+        self.tracing: Tracing | None = None
+        if settings.tracing_enabled:
+            self.tracing = Tracing(settings, self.resource, self.scope)
+            for exporter in span_exporters(settings):
+                self.tracing.add_span_processor(BatchSpanProcessor(exporter))
+        self.metric_exporters: list[MetricExporter] = metric_exporters(settings) if self.metrics_enabled else []
+        self.store = (
+            SnapshotStore(settings.metrics_dir, os.getpid(), self.instance)
+            if self.metrics_enabled and settings.metrics_dir is not None
+            else None
+        )
+        self.hook = TelemetryHook(settings, self.gateway, self.tracing)
+        self.started_ns = time.time_ns()
+        self.health: dict[str, float] = {}
+        self._health_checks: dict[str, Callable[[], Awaitable[bool | None]]] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self.registry.register_gauge(
+            "tenantgate.build.info",
+            lambda: [((__version__,), 1.0)],
+            description="Always 1; the version label says which tenantgate is running",
+            labels=("tenantgate.version",),
+            aggregation="max",
+        )
+
+    # --- wiring --------------------------------------------------------------------------------------------
+
+    def observe(
+        self,
+        *,
+        key_cache: KeyCache,
+        engine: AsyncEngine,
+        redis: Redis | None,
+        upstreams: Iterable[UpstreamLike],
+        check_database: Callable[[], Awaitable[bool]],
+        check_redis: Callable[[], Awaitable[bool | None]],
+        admin_auth_failures: Mapping[str, int] | None = None,
+    ) -> None:
+        """Instrument the runtime's shared resources and export their state."""
+        if self.tracing is not None:
+            instrument_engine(engine, self.tracing)
+            if redis is not None:
+                instrument_redis(redis, self.tracing)
+        self.hook.know_upstreams(upstreams)
+        registry = self.registry
+        registry.register_counter(
+            "tenantgate.key_cache.lookups",
+            lambda: [(("hit",), float(key_cache.hits)), (("miss",), float(key_cache.misses))],
+            unit="{lookup}",
+            description="API key lookups by the in-process cache, by result (a miss queries the database)",
+            labels=("tenantgate.cache.result",),
+        )
+        registry.register_gauge(
+            "tenantgate.key_cache.entries",
+            lambda: len(key_cache),
+            unit="{entry}",
+            description="Resolved API keys held in the in-process cache",
+        )
+        if admin_auth_failures is not None:
+            registry.register_counter(
+                "tenantgate.admin.auth.failures",
+                lambda: [((reason,), float(count)) for reason, count in admin_auth_failures.items()],
+                unit="{attempt}",
+                description="Failed admin API authentications, by reason (missing, invalid, throttled)",
+                labels=("reason",),
+            )
+        self._health_checks["database"] = check_database
+        if redis is not None:
+            self._health_checks["redis"] = check_redis
+        registry.register_gauge(
+            "tenantgate.dependency.up",
+            lambda: [((name,), value) for name, value in self.health.items()],
+            description="1 when the last check reached the dependency, 0 when it did not",
+            labels=("tenantgate.dependency",),
+            aggregation="min",
+        )
+
+    def register_metering_gauges(
+        self, *, buffer_depth: GaugeCallback, spool_bytes: GaugeCallback, write_lag_seconds: GaugeCallback
+    ) -> None:
+        """The metering writer's health, under the names the dashboards and alert rules use.
+
+        ``buffer_depth``: usage events this worker holds in memory, not yet durably written (summed over workers);
+        ``spool_bytes``: bytes in the local spool waiting for the database (max over workers: a shared directory);
+        ``write_lag_seconds``: age of the oldest event not yet in the database, 0 when caught up (max).
+        Each callback runs at collection time on the event loop: return a number, quickly, without I/O.
+        """
+        self.registry.register_gauge(
+            "tenantgate.metering.buffer.depth",
+            buffer_depth,
+            unit="{event}",
+            description="Usage events held in memory and not yet durably written",
+        )
+        self.registry.register_gauge(
+            "tenantgate.metering.spool.size",
+            spool_bytes,
+            unit="By",
+            description="Bytes in the local metering spool waiting for the database",
+            aggregation="max",
+        )
+        self.registry.register_gauge(
+            "tenantgate.metering.write.lag",
+            write_lag_seconds,
+            unit="s",
+            description="Age of the oldest usage event not yet written to the database (0 when caught up)",
+            aggregation="max",
+        )
+
+    # --- lifecycle -----------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if not self.metrics_enabled:
+            return
+        await self.check_health()
+        self._tasks.append(asyncio.create_task(self._every(HEALTH_INTERVAL_SECONDS, self.check_health)))
+        if self.store is not None:
+            await self.write_snapshot()  # visible to the other workers' scrapes from the start
+            self._tasks.append(asyncio.create_task(self._every(SNAPSHOT_INTERVAL_SECONDS, self.write_snapshot)))
+        if self.metric_exporters:
+            interval = self.settings.otel_metric_export_interval_ms / 1000
+            self._tasks.append(asyncio.create_task(self._every(interval, self.export_metrics)))
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        if self.store is not None:
+            # Counters of an exited worker still count; its gauges no longer do.
+            await self.write_snapshot(final=True)
+        if self.metric_exporters:
+            await self.export_metrics()
+            for exporter in self.metric_exporters:
+                await asyncio.to_thread(exporter.shutdown)
+        if self.tracing is not None:
+            await asyncio.to_thread(self.tracing.shutdown)
+
+    async def _every(self, seconds: float, work: Callable[[], Awaitable[None]]) -> None:
+        while True:
+            await asyncio.sleep(seconds)
+            try:
+                await work()
+            except Exception:
+                log.exception("telemetry background work failed")
+
+    async def check_health(self) -> None:
+        for name, check in self._health_checks.items():
+            result = await check()
+            if result is not None:
+                self.health[name] = 1.0 if result else 0.0
+
+    # --- metrics out ---------------------------------------------------------------------------------------
+
+    def collect(self) -> list[MetricData]:
+        return self.registry.collect()
+
+    async def write_snapshot(self, *, final: bool = False) -> None:
+        if self.store is not None:
+            await asyncio.to_thread(self.store.write, snapshot_of(self.collect(), self.instance, final=final))
+
+    async def snapshots(self) -> list[WorkerSnapshot]:
+        """This worker's fresh snapshot first, then every other worker's latest one."""
+        own = snapshot_of(self.collect(), self.instance)
+        if self.store is None:
+            return [own]
+        store = self.store
+
+        def exchange_files() -> list[WorkerSnapshot]:
+            store.write(own)  # before reading: what any later scrape sees of this worker never goes backwards
+            return store.read_others()
+
+        return [own, *await asyncio.to_thread(exchange_files)]
+
+    async def merged(self) -> list[MetricData]:
+        return await asyncio.to_thread(merge, await self.snapshots())
+
+    async def prometheus(self) -> bytes:
+        snapshots = await self.snapshots()
+        return await asyncio.to_thread(lambda: render_prometheus(merge(snapshots)))
+
+    async def export_metrics(self) -> None:
+        data = to_metrics_data(self.collect(), self.resource, self.scope, self.started_ns)
+        for exporter in self.metric_exporters:
+            await asyncio.to_thread(exporter.export, data)

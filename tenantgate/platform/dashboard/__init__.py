@@ -1,0 +1,1 @@
+"""The built-in dashboard (``GET /dashboard``): a live view readable without Grafana."""

@@ -1,0 +1,223 @@
+"""The shipped Grafana dashboards and Prometheus rules only ask for metrics and labels the running app exports.
+
+Every query is parsed with a real PromQL parser (promql-parser); Grafana's own variables are substituted first.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import promql_parser as promql
+import pytest
+import yaml
+
+from tenantgate import database
+from tenantgate.observability.exposition import prometheus_name
+from tenantgate.observability.metrics import MetricRegistry
+from tenantgate.observability.telemetry import Telemetry
+from tenantgate.platform.errors import GatewayError
+from tenantgate.platform.proxy.exchange import Exchange
+from tenantgate.platform.proxy.hooks import Hooks
+from tests.conftest import make_settings
+from tests.support.gateway import Gateway
+from tests.support.prometheus import Scrape, scrape
+
+CHART_FILES = Path(__file__).resolve().parents[2] / "helm" / "tenantgate" / "files"
+DASHBOARDS = sorted((CHART_FILES / "dashboards").glob("*.json"))
+RULES = yaml.safe_load((CHART_FILES / "prometheus-rules.yaml").read_text())
+_GRAFANA_VARIABLES = {"$__rate_interval": "5m", "$__range": "1h", "$__interval": "1m", "${tenant}": "t", "$tenant": "t"}
+_LABEL_VALUES = re.compile(r"^label_values\((\w+),\s*(\w+)\)$")
+MESSAGES = [{"role": "user", "content": "every series, please"}]
+
+
+@dataclass
+class Query:
+    where: str
+    expr: str
+
+
+def _dashboard_queries() -> Iterator[Query]:
+    for path in DASHBOARDS:
+        board = json.loads(path.read_text())
+        for panel in board["panels"]:
+            for target in panel.get("targets", ()):
+                yield Query(f"{path.name}: {panel['title']}", target["expr"])
+
+
+def _rule_queries() -> Iterator[Query]:
+    for group in RULES["groups"]:
+        for rule in group["rules"]:
+            yield Query(f"rules {group['name']}: {rule.get('alert') or rule.get('record')}", rule["expr"])
+
+
+def _recorded() -> set[str]:
+    return {rule["record"] for group in RULES["groups"] for rule in group["rules"] if "record" in rule}
+
+
+def _parse(expr: str) -> promql.Expr:
+    for variable, value in _GRAFANA_VARIABLES.items():
+        expr = expr.replace(variable, value)
+    return promql.parse(expr)
+
+
+@dataclass
+class Uses:
+    """What one query reads: metric names, the labels it matches on, the labels it groups by."""
+
+    metrics: dict[str, set[str]] = field(default_factory=dict)
+    grouped_by: set[str] = field(default_factory=set)
+
+
+def _uses(expr: promql.Expr) -> Uses:
+    uses = Uses()
+
+    def visit(node: Any) -> bool:
+        if isinstance(node, promql.VectorSelector) and node.name:
+            labels = uses.metrics.setdefault(node.name, set())
+            labels.update(m.name for m in node.matchers.matchers if m.name != "__name__")
+        if isinstance(node, promql.AggregateExpr) and node.modifier is not None:
+            uses.grouped_by.update(node.modifier.labels)
+        return True
+
+    promql.walk(expr, visit)
+    return uses
+
+
+def _metering_names() -> set[str]:
+    """The names ``Telemetry.register_metering_gauges`` exports (the metering writer registers through it)."""
+    telemetry = Telemetry(make_settings())
+    before = set(telemetry.registry.names())
+    telemetry.register_metering_gauges(buffer_depth=lambda: 0, spool_bytes=lambda: 0, write_lag_seconds=lambda: 0)
+    registry: MetricRegistry = telemetry.registry
+    added = [m.spec for m in registry.collect() if m.spec.name not in before]
+    return {prometheus_name(spec) for spec in added}
+
+
+class RefuseOneModel:
+    """Refuses requests for one model with a 429, like the rate limiter will."""
+
+    name = "refuse-one-model"
+
+    async def admit(self, exchange: Exchange) -> None:
+        if exchange.model == "gpt-4.1-mini":
+            error = GatewayError("Rate limit reached for requests", code="rate_limit_exceeded")
+            error.status = 429
+            raise error
+
+    async def settle(self, exchange: Exchange) -> None:
+        return None
+
+    def finish(self, exchange: Exchange) -> None:
+        return None
+
+
+@pytest.fixture
+def busy_gateway(
+    gateway_factory: Callable[..., Gateway], tmp_path: Path, redis_url: str, known_models_upstream: str
+) -> Gateway:
+    """A gateway that served every kind of request the dashboards chart, so every series exists."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'dash.db'}"
+    database.upgrade(url)
+    gateway = gateway_factory(database_url=url, redis_url=redis_url, upstream_base_url=known_models_upstream)
+    gateway.runtime.hooks = Hooks([gateway.runtime.telemetry.hook, RefuseOneModel()])
+    client = gateway.client(gateway.new_key("dashboards")["key"])
+    client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    list(client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True))
+    for model in ("made-up-model", "gpt-4.1-mini"):  # an upstream 404 and a limit rejection
+        with pytest.raises(Exception):  # noqa: B017 - the SDK's NotFoundError / RateLimitError
+            client.chat.completions.create(model=model, messages=MESSAGES)
+    return gateway
+
+
+def test_the_chart_ships_dashboards_and_rules() -> None:
+    assert {p.name for p in DASHBOARDS} == {"tenantgate-overview.json", "tenantgate-tenant.json"}
+    assert len(list(_dashboard_queries())) >= 30 and len(list(_rule_queries())) >= 15
+
+
+def test_every_metric_and_label_in_dashboards_and_alerts_is_exported(busy_gateway: Gateway) -> None:
+    metrics: Scrape = scrape(busy_gateway.url)
+    exported: dict[str, set[str]] = {}
+    for name, labels, _ in metrics.samples:
+        exported.setdefault(name, set()).update(labels)
+    recorded, metering = _recorded(), _metering_names()
+    assert metering == {
+        "tenantgate_metering_buffer_depth",
+        "tenantgate_metering_spool_size_bytes",
+        "tenantgate_metering_write_lag_seconds",
+    }
+    used_metering: set[str] = set()
+    checked = 0
+    for query in [*_dashboard_queries(), *_rule_queries()]:
+        uses = _uses(_parse(query.expr))
+        available: set[str] = set()
+        for name, labels in uses.metrics.items():
+            if name in recorded:
+                continue
+            if name in metering:
+                used_metering.add(name)
+                continue
+            assert name in exported, f"{query.where}: {name} is not exported"
+            missing = labels - exported[name]
+            assert not missing, f"{query.where}: {name} has no label {missing}"
+            available |= exported[name]
+            checked += 1
+        if available:
+            assert uses.grouped_by <= available, f"{query.where}: grouped by {uses.grouped_by - available}"
+    assert checked >= 40
+    # The metering writer registers its gauges through Telemetry.register_metering_gauges: the dashboards and
+    # rules use exactly the names it exports, and all three of them.
+    assert used_metering == metering
+
+
+def test_template_variables_query_exported_labels(busy_gateway: Gateway) -> None:
+    metrics = scrape(busy_gateway.url)
+    for path in DASHBOARDS:
+        for variable in json.loads(path.read_text())["templating"]["list"]:
+            if variable["type"] != "query":
+                continue
+            match = _LABEL_VALUES.match(variable["query"]["query"])
+            assert match, variable
+            assert metrics.label_values(match.group(1), match.group(2)), f"{path.name}: ${variable['name']} is empty"
+
+
+def test_dashboards_are_well_formed_grafana_json() -> None:
+    for path in DASHBOARDS:
+        board = json.loads(path.read_text())
+        ids = [panel["id"] for panel in board["panels"]]
+        assert len(ids) == len(set(ids)), path.name
+        assert any(v["type"] == "datasource" and v["name"] == "datasource" for v in board["templating"]["list"])
+        for panel in board["panels"]:
+            if panel["type"] == "row":
+                continue
+            assert panel["datasource"]["uid"] == "${datasource}" and panel["targets"], panel["title"]
+            grid = panel["gridPos"]
+            assert grid["x"] + grid["w"] <= 24, panel["title"]
+    tenant = json.loads((CHART_FILES / "dashboards" / "tenantgate-tenant.json").read_text())
+    for panel in tenant["panels"]:
+        for target in panel.get("targets", ()):
+            assert 'tenantgate_tenant_id="$tenant"' in target["expr"], panel["title"]
+
+
+def test_alert_rules_are_complete() -> None:
+    alerts = [rule for group in RULES["groups"] for rule in group["rules"] if "alert" in rule]
+    names = {rule["alert"] for rule in alerts}
+    assert {
+        "TenantgateHighErrorRate",
+        "TenantgateLatencyBudgetBurnFast",
+        "TenantgateLatencyBudgetBurnSlow",
+        "TenantgateMeteringLagHigh",
+        "TenantgateMeteringSpoolGrowing",
+        "TenantgateRedisUnreachable",
+        "TenantgateDatabaseUnreachable",
+    } <= names
+    for rule in alerts:
+        assert rule["labels"]["severity"] in ("warning", "critical"), rule["alert"]
+        assert rule["annotations"]["summary"] and rule["annotations"]["description"], rule["alert"]
+        assert re.fullmatch(r"\d+[smh]", rule["for"]), rule["alert"]
+    for record in _recorded():
+        assert re.fullmatch(r"[a-z_]+:[a-z_]+:[a-z0-9_]+", record), record
