@@ -23,6 +23,15 @@ def not_found(model: str) -> NotFound:
     )
 
 
+def allowed_targets(runtime: Runtime, principal: Principal, model: str) -> tuple[Target, ...]:
+    """The deployments of ``model`` if the caller may use it (by its name or its alias's); else 404."""
+    routing = runtime.routing
+    targets = routing.targets(model)
+    if not targets or not (principal.may_use(model) or principal.may_use(routing.canonical(model))):
+        raise not_found(model)
+    return targets
+
+
 def _model_object(name: str) -> dict[str, Any]:
     return {"id": name, "object": "model", "created": 0, "owned_by": "tenantgate"}
 
@@ -42,9 +51,7 @@ async def serve(runtime: Runtime, exchange: Exchange, scope: Scope, receive: Rec
         targets: tuple[Target, ...] = (Target(routing.primary, ""),)
     else:
         model = path[len("/v1/models/") :]
-        targets = routing.targets(model)
-        if not targets or not (principal.may_use(model) or principal.may_use(routing.canonical(model))):
-            raise not_found(model)
+        targets = allowed_targets(runtime, principal, model)
         if model in routing.declared_models or routing.canonical(model) != model:
             await send_json(send, exchange, _model_object(routing.canonical(model)))
             return

@@ -21,7 +21,6 @@ from tenantgate.platform.proxy.http import ClientDisconnected, parse_json_object
 from tenantgate.platform.proxy.multipart import read_upload
 from tenantgate.platform.proxy.request_body import JsonBody
 from tenantgate.platform.runtime import Runtime
-from tenantgate.platform.upstream.registry import Target
 
 
 class ProxyRouter:
@@ -83,7 +82,7 @@ class ProxyRouter:
         if not isinstance(model, str) or not model:
             raise BadRequest("you must provide a model parameter", param="model")
         exchange.model = model
-        targets = self._targets(exchange, model)
+        targets = models.allowed_targets(runtime, exchange.ctx.principal, model)
         if json_body is not None and endpoint.operation == "responses":
             targets = await stored.check_previous_response(runtime, exchange, json_body.payload, targets)
         strip_usage = False
@@ -110,14 +109,6 @@ class ProxyRouter:
             policy=ForwardPolicy(runtime.settings.upstream_max_retry_wait_seconds, replayable, strip_usage),
             tenant_keys=_tenant_keys(exchange),
         )
-
-    def _targets(self, exchange: Exchange, model: str) -> tuple[Target, ...]:
-        routing = self.runtime.routing
-        principal = exchange.ctx.principal
-        targets = routing.targets(model)
-        if not targets or not (principal.may_use(model) or principal.may_use(routing.canonical(model))):
-            raise models.not_found(model)
-        return targets
 
 
 def _stored_suffix(path: str) -> str:
