@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     log_level: str = "info"
     shutdown_grace_seconds: float = Field(default=30.0, ge=0)
     spool_dir: Path = Path("./spool")
+    metering_flush_interval_seconds: float = Field(default=1.0, gt=0)
+    metering_batch_size: int = Field(default=5000, ge=1, le=100_000)
+    metering_shutdown_flush_seconds: float = Field(default=10.0, ge=0)
 
     @field_validator("upstream_base_url")
     @classmethod

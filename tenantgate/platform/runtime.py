@@ -15,6 +15,7 @@ from tenantgate.platform.proxy.hooks import Hooks
 from tenantgate.platform.upstream.client import Upstream
 from tenantgate.settings import Settings
 from tenantgate.tenants.cache import KeyCache
+from tenantgate.tenants.metering.meter import Metering
 from tenantgate.tenants.principal import Principal
 from tenantgate.tenants.repository import principal_for_key_hash
 
@@ -38,8 +39,9 @@ class Runtime:
             else None
         )
         self.shutting_down = False
+        self.metering = Metering(settings, self.engine, self.sessions)
         # Limits, metering and telemetry register here, in order (see platform/proxy/hooks.py).
-        self.hooks = Hooks()
+        self.hooks = Hooks([self.metering.hook])
 
     async def _load_principal(self, key_hash: str) -> Principal | None:
         async with self.sessions() as session:
@@ -47,11 +49,13 @@ class Runtime:
 
     async def start(self) -> None:
         await self.upstream.start()
+        await self.metering.start()
         # Loading the tokenizer files takes a second or two: do it now, off the event loop, not on a request.
         await asyncio.to_thread(tokens.warm_up)
 
     async def close(self) -> None:
         await self.upstream.close()
+        await self.metering.close()
         if self.redis is not None:
             await self.redis.aclose()
         await self.engine.dispose()
