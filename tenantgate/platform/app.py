@@ -15,6 +15,8 @@ from tenantgate.platform.errors import install_handlers
 from tenantgate.platform.middleware import RequestIdMiddleware, TenantAuthMiddleware
 from tenantgate.platform.proxy.router import ProxyRouter
 from tenantgate.platform.runtime import Runtime
+from tenantgate.platform.usage import export as usage_export
+from tenantgate.platform.usage import routes as usage_routes
 from tenantgate.settings import Settings
 
 log = logging.getLogger("tenantgate")
@@ -43,6 +45,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_handlers(app)
     app.include_router(ops.router)
     app.include_router(admin_router)
+    app.include_router(usage_routes.router)
+    app.include_router(usage_export.router)
 
     # Outermost last: RequestId -> TenantAuth -> ProxyRouter -> FastAPI routes.
     app.add_middleware(ProxyRouter, runtime=runtime)
