@@ -153,6 +153,9 @@ async def _relay_stream(
     await hooks.settle(exchange)
     if exchange.client_disconnected:
         return
+    held = scanner.release()
+    if held:
+        await send({"type": "http.response.body", "body": held, "more_body": True})
     if broken:
         # Bytes already went out, so the status cannot change: end with an SSE error event the SDKs raise.
         with contextlib.suppress(OSError):
