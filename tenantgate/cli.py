@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from tenantgate import database
 from tenantgate.settings import DEFAULT_UPSTREAM_BASE_URL, Environment, Settings
+from tenantgate.tenants.metering import cli as usage_cli
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="tenantgate: multi-tenant OpenAI gateway")
 db_app = typer.Typer(no_args_is_help=True, help="Database migrations")
@@ -25,6 +26,7 @@ keys_app = typer.Typer(no_args_is_help=True, help="Manage tenant API keys")
 app.add_typer(db_app, name="db")
 app.add_typer(tenants_app, name="tenants")
 app.add_typer(keys_app, name="keys")
+app.command("usage")(usage_cli.usage)
 
 T = TypeVar("T")
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print exactly one JSON object on stdout")]

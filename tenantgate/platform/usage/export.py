@@ -23,21 +23,14 @@ def _runtime(request: Request) -> Runtime:
     return runtime
 
 
-def month_period(period: str) -> tuple[int, int]:
-    """``YYYY-MM`` as ``[first second of the month, first second of the next)`` in UTC."""
-    try:
-        start = datetime.strptime(period, "%Y-%m").replace(tzinfo=UTC)
-    except ValueError:
-        raise BadRequest("period must look like 2026-11.", param="period") from None
-    end = start.replace(year=start.year + 1, month=1) if start.month == 12 else start.replace(month=start.month + 1)
-    return int(start.timestamp()), int(end.timestamp())
-
-
 def resolve_period(period: str | None, start_time: int | None, end_time: int | None) -> tuple[int, int]:
     if period is not None:
         if start_time is not None or end_time is not None:
             raise BadRequest("Give either period or start_time/end_time, not both.", param="period")
-        return month_period(period)
+        try:
+            return reports.month_period(period)
+        except ValueError:
+            raise BadRequest("period must look like 2026-11.", param="period") from None
     if start_time is None or end_time is None:
         raise BadRequest("Give period (YYYY-MM) or both start_time and end_time.", param="period")
     if end_time <= start_time:

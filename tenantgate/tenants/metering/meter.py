@@ -57,7 +57,7 @@ async def load_price_overrides(sessions: async_sessionmaker[AsyncSession], book:
         tenant_plans: dict[str, str] = {}
         if plan_ids:
             result = await session.execute(select(Tenant.id, Tenant.plan_id).where(Tenant.plan_id.in_(plan_ids)))
-            tenant_plans = {tenant_id: plan_id for tenant_id, plan_id in result.tuples() if plan_id}
+            tenant_plans = {tenant_id: plan_id for tenant_id, plan_id in result.all() if plan_id}
     overrides = []
     for row in rows:
         try:

@@ -88,6 +88,13 @@ def decode_cursor(cursor: str) -> int:
     return seq
 
 
+def month_period(period: str) -> tuple[int, int]:
+    """``YYYY-MM`` as ``[first second of the month, first second of the next)`` in UTC; ValueError otherwise."""
+    start = datetime.strptime(period, "%Y-%m").replace(tzinfo=UTC)
+    end = start.replace(year=start.year + 1, month=1) if start.month == 12 else start.replace(month=start.month + 1)
+    return int(start.timestamp()), int(end.timestamp())
+
+
 def _iso(moment: datetime | None) -> str | None:
     if moment is None:
         return None
@@ -220,6 +227,6 @@ async def invoices(
         invoice.lines.append(InvoiceLine(str(model), totals))
     if by_tenant:
         names = await conn.execute(select(Tenant.id, Tenant.name).where(Tenant.id.in_(list(by_tenant))))
-        for tenant_id, name in names.tuples():
+        for tenant_id, name in names.all():
             by_tenant[tenant_id].tenant_name = name
     return [by_tenant[t] for t in sorted(by_tenant)]

@@ -150,7 +150,7 @@ class MeterWriter:
                 event = orjson.loads(line)
                 if not isinstance(event, dict) or not event.keys() >= _REQUIRED:
                     raise ValueError("not a usage event")
-                events.append(self._priced(event))
+                events.append(price_event(self.prices, event))
             except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
                 # A damaged line cannot become an event; keep its bytes for a human and move on.
                 quarantine = segment.path.with_name(segment.path.stem + ".rejected")
@@ -158,20 +158,6 @@ class MeterWriter:
                     handle.write(line + b"\n")
                 log.error("metering: unreadable spool line moved to %s (%s)", quarantine.name, type(exc).__name__)
         return events, len(lines), end
-
-    def _priced(self, event: dict[str, Any]) -> dict[str, Any]:
-        cost = self.prices.cost(
-            event["model"],
-            usage_of(event) if event["billable"] else None,
-            tenant_id=event["tenant_id"],
-            at=event["occurred_at"],
-            served_model=event.get("response_model") or event.get("upstream_model"),
-        )
-        event["cost_input_nusd"] = cost.input_nusd
-        event["cost_cached_input_nusd"] = cost.cached_input_nusd
-        event["cost_output_nusd"] = cost.output_nusd
-        event["price_version"] = cost.version
-        return event
 
     async def close(self, deadline: float) -> None:
         """Stop the loop, write what is left within ``deadline`` seconds, release the spool."""
@@ -194,3 +180,19 @@ class MeterWriter:
                 with contextlib.suppress(asyncio.CancelledError):
                     await self._task
             self.spool.close()
+
+
+def price_event(prices: PriceBook, event: dict[str, Any]) -> dict[str, Any]:
+    """Add cost and price version to a spooled event (in place). Deterministic: prices in effect at its time."""
+    cost = prices.cost(
+        event["model"],
+        usage_of(event) if event["billable"] else None,
+        tenant_id=event["tenant_id"],
+        at=event["occurred_at"],
+        served_model=event.get("response_model") or event.get("upstream_model"),
+    )
+    event["cost_input_nusd"] = cost.input_nusd
+    event["cost_cached_input_nusd"] = cost.cached_input_nusd
+    event["cost_output_nusd"] = cost.output_nusd
+    event["price_version"] = cost.version
+    return event
