@@ -4,8 +4,10 @@
 ``GET /v1/organization/costs`` take OpenAI's parameters and answer in its shape (``tenant`` = ``project``, tenant
 key = ``api_key``). Decisions where OpenAI says nothing:
 
-- Buckets start at ``start_time`` and are ``bucket_width`` long, the last one ends at ``end_time`` (default: now).
-  Times are resolved to whole minutes: ``start_time`` is rounded down, ``end_time`` up.
+- Buckets snap to UTC boundaries of their width (as Anthropic's usage API documents; OpenAI's examples are
+  aligned too): the first bucket is the minute/hour/day that contains ``start_time``, the last the one that
+  contains the instant before ``end_time`` (default: now, so the current bucket is included). Every bucket is
+  then exactly one rollup bucket, which keeps a query at O(buckets x groups) whatever the traffic.
 - A tenant key sees its own tenant only: every filter is intersected with it, so naming another tenant's project
   or key yields empty results, never their data. Grouping by ``project_id`` is allowed and shows only its own.
 - Results carry ``estimated_requests``: how many of the requests had their tokens estimated (the upstream never
@@ -27,7 +29,7 @@ from tenantgate.platform.errors import BadRequest, ServiceUnavailable
 from tenantgate.platform.runtime import Runtime
 from tenantgate.platform.usage.auth import UsageReader, usage_reader
 from tenantgate.tenants.metering.pricing import NANOS_PER_USD
-from tenantgate.tenants.metering.rollups import Buckets, Totals, UsageQuery, aggregate, ceil_minute, floor_minute
+from tenantgate.tenants.metering.rollups import Buckets, Totals, UsageQuery, aggregate
 
 router = APIRouter(prefix="/v1/organization", tags=["usage"])
 
@@ -84,10 +86,11 @@ class _Window:
     """The buckets of one page."""
 
     def __init__(self, start_time: int, end_time: int | None, width: int, limit: int, page: str | None) -> None:
-        self.start = floor_minute(start_time)
-        self.end = ceil_minute(end_time) if end_time is not None else ceil_minute(int(time.time()))
         if end_time is not None and end_time <= start_time:
             raise BadRequest("end_time must be after start_time.", param="end_time")
+        end = end_time if end_time is not None else int(time.time()) + 1
+        self.start = start_time // width * width
+        self.end = -(-end // width) * width
         self.width = width
         first = self.start
         if page is not None:
@@ -99,7 +102,7 @@ class _Window:
         self.has_more = self.last < self.end
 
     def bounds(self) -> list[tuple[int, int]]:
-        return [(s, min(s + self.width, self.end)) for s in range(self.first, self.last, self.width)]
+        return [(s, s + self.width) for s in range(self.first, self.last, self.width)]
 
     def query(self, **fields: Any) -> UsageQuery:
         return UsageQuery(start=self.first, end=self.last, width=self.width, **fields)

@@ -148,6 +148,8 @@ class PriceBook:
         if not self._tables:
             raise ValueError("a price book needs at least one price table")
         self._starts = [t.effective_from for t in self._tables]
+        # (version, model) -> longest matching table entry; model names are few, lookups are per event.
+        self._table_names: dict[tuple[str, str], str | None] = {}
         self.set_overrides(overrides, tenant_plans or {})
 
     @classmethod
@@ -176,7 +178,11 @@ class PriceBook:
         at = time.time() if at is None else at
         table = self.table_at(at)
         best: tuple[int, int, Price, str] | None = None  # (prefix length, specificity, price, version)
-        name = _longest_prefix(model, table.prices)
+        name = self._table_names.get((table.version, model), "")
+        if name == "":
+            if len(self._table_names) >= 10_000:  # model names come from requests: keep the memo bounded
+                self._table_names.clear()
+            name = self._table_names[(table.version, model)] = _longest_prefix(model, table.prices)
         if name is not None:
             best = (len(name), 0, table.prices[name], table.version)
         overrides, tenant_plans = self._scopes
@@ -187,7 +193,9 @@ class PriceBook:
                 scopes.append((1, ("plan", plan_id)))
             scopes.append((2, ("tenant", tenant_id)))
         for specificity, scope in scopes:
-            effective = [o for o in overrides.get(scope, ()) if o.effective_from <= at]
+            if scope not in overrides:
+                continue
+            effective = [o for o in overrides[scope] if o.effective_from <= at]
             name = _longest_prefix(model, {o.model for o in effective})
             if name is None:
                 continue

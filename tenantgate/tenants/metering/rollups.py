@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, or_, select
+from sqlalchemy import ColumnElement, Select, and_, func, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tenantgate.tenants.metering.models import ROLLUP_SUMS, UsageRollupRow
@@ -110,13 +110,10 @@ def _in(column: Any, values: tuple[str, ...] | None) -> ColumnElement[bool] | No
     return None if values is None else column.in_(values)
 
 
-async def aggregate(conn: AsyncConnection, query: UsageQuery, *, tenant_id: str | None) -> Buckets:
-    """Totals by bucket index and group. ``tenant_id`` scopes the query to one tenant (None: all tenants, for
-    platform operators only); it is a required argument so no caller can forget to decide."""
+def statement(query: UsageQuery, *, tenant_id: str | None) -> Select[Any]:
+    """The SQL of ``aggregate``: one grouped sum over the rollup rows that tile the query's buckets."""
     for name in query.group_by:
         assert name in DIMENSIONS, name
-    if query.start >= query.end:
-        return {}
     ranges = _ranges(query)
     index = ((R.bucket_start - query.start) // query.width).label("bucket_index")
     dimensions = [getattr(R, name) for name in query.group_by]
@@ -129,11 +126,21 @@ async def aggregate(conn: AsyncConnection, query: UsageQuery, *, tenant_id: str 
         _in(R.category, query.categories),
         None if tenant_id is None else R.tenant_id == tenant_id,
     ]
-    statement = (
+    return (
         select(index, *dimensions, *sums).where(*(c for c in conditions if c is not None)).group_by(index, *dimensions)
     )
+
+
+async def aggregate(conn: AsyncConnection, query: UsageQuery, *, tenant_id: str | None) -> Buckets:
+    """Totals by bucket index and group. ``tenant_id`` scopes the query to one tenant (None: all tenants, for
+    platform operators only); it is a required argument so no caller can forget to decide."""
+    if query.start >= query.end:
+        return {}
+    if conn.dialect.name == "postgresql":
+        # Enough memory to hash-aggregate tens of thousands of rollup rows instead of sorting them on disk.
+        await conn.execute(text("SET LOCAL work_mem = '64MB'"))
     buckets: Buckets = {}
-    for row in (await conn.execute(statement)).all():
+    for row in (await conn.execute(statement(query, tenant_id=tenant_id))).all():
         values = row._mapping
         key = tuple(values[name] for name in query.group_by)
         totals = Totals({name: int(values[name] or 0) for name in VALUE_FIELDS})

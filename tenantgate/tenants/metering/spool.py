@@ -54,9 +54,10 @@ class Segment:
             return 0
         return max(0, min(value, self.size))
 
-    def read(self, max_lines: int, limit: int | None) -> tuple[list[bytes], int]:
-        """Up to ``max_lines`` complete lines after the checkpoint (not past byte ``limit``) and their end offset."""
-        start = self.committed
+    def read(self, max_lines: int, limit: int | None, start: int | None = None) -> tuple[list[bytes], int]:
+        """Up to ``max_lines`` complete lines from ``start`` (default: the checkpoint), not past byte ``limit``,
+        and the offset where they end."""
+        start = self.committed if start is None else start
         end = os.fstat(self.fd).st_size if limit is None else limit
         chunks: list[bytes] = []
         lines = 0

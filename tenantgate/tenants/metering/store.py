@@ -73,8 +73,16 @@ class EventStore(Protocol):
         ...
 
 
+_BATCH_TABLE = "usage_event_batch"
+
+
+def _batch_table_ddl() -> str:
+    columns = ", ".join(f"{name} {kind}" for name, kind in _COLUMNS)
+    # Per connection, emptied at every commit: the landing place of one batch's COPY.
+    return f"CREATE TEMP TABLE IF NOT EXISTS {_BATCH_TABLE} (ord int4, {columns}) ON COMMIT DELETE ROWS"
+
+
 def _postgres_statement() -> str:
-    arrays = ",\n    ".join(f"CAST(:{name} AS {kind}[])" for name, kind in _COLUMNS)
     names = ", ".join(COLUMN_NAMES)
     selected = ", ".join("to_timestamp(occurred_at)" if name == "occurred_at" else name for name in COLUMN_NAMES)
     sums = ",\n      ".join(f"sum(i.{name}) AS {name}" for name in ROLLUP_SUMS)
@@ -85,13 +93,9 @@ def _postgres_statement() -> str:
     )
     widths = ", ".join(f"({w})" for w in ROLLUP_WIDTHS)
     return f"""
-WITH batch AS (
-  SELECT * FROM unnest(
-    {arrays}
-  ) WITH ORDINALITY AS b({names}, ord)
-), ins AS (
+WITH ins AS (
   INSERT INTO usage_events ({names})
-  SELECT {selected} FROM batch ORDER BY ord
+  SELECT {selected} FROM {_BATCH_TABLE} ORDER BY ord
   ON CONFLICT (id) DO NOTHING
   RETURNING occurred_at, tenant_id, api_key_id, model, category, billable, usage_source, {", ".join(ROLLUP_SUMS)}
 ), agg AS (
@@ -113,17 +117,27 @@ SELECT count(*) FROM ins
 
 
 class PostgresEventStore:
+    """COPY (binary) of the batch into a temporary table, then the one insert-and-rollup statement.
+
+    COPY moves a 5,000-event batch in a few tens of milliseconds; binding the same batch as 32 column arrays
+    costs several times more in parameter encoding alone.
+    """
+
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
-        self._statement = text(_postgres_statement())
+        self._statement = _postgres_statement()
+        self._ddl = _batch_table_ddl()
 
     async def write(self, events: Sequence[dict[str, Any]]) -> int:
         if not events:
             return 0
-        params = {name: [event.get(name) for event in events] for name in COLUMN_NAMES}
+        records = [(index, *(event.get(name) for name in COLUMN_NAMES)) for index, event in enumerate(events)]
         async with self.engine.begin() as conn:
             await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _WRITE_LOCK})
-            inserted = (await conn.execute(self._statement, params)).scalar_one()
+            driver: Any = (await conn.get_raw_connection()).driver_connection
+            await driver.execute(self._ddl)
+            await driver.copy_records_to_table(_BATCH_TABLE, records=records, columns=["ord", *COLUMN_NAMES])
+            inserted = await driver.fetchval(self._statement)
         return int(inserted)
 
 

@@ -127,23 +127,37 @@ class MeterWriter:
         self.spool.rotate_if_full()
 
     async def _drain(self, segment: Segment) -> int:
+        """Write a segment's lines after its checkpoint, batch by batch, reading the next batch (parse and price,
+        in a thread) while the database writes the current one."""
+        # Only bytes whose write() returned: a concurrent append may be half-copied into the page cache.
+        limit = segment.size if segment.active else None
         written = 0
-        while True:
-            # Only bytes whose write() returned: a concurrent append may be half-copied into the page cache.
-            limit = segment.size if segment.active else None
-            # Reading, parsing and pricing a batch is CPU work: off the event loop that serves requests.
-            events, count, end = await asyncio.to_thread(self._read_batch, segment, limit)
-            if end <= segment.committed:
-                return written
-            inserted = await self.store.write(events)
-            await asyncio.to_thread(segment.commit, end)
-            self.written += inserted
-            written += inserted
-            if count < self.batch_size:
-                return written
+        position = segment.committed
+        pending: asyncio.Task[tuple[list[dict[str, Any]], int, int]] | None = asyncio.create_task(
+            asyncio.to_thread(self._read_batch, segment, position, limit)
+        )
+        try:
+            while pending is not None:
+                events, count, end = await pending
+                pending = None
+                if end <= position:
+                    break
+                if count >= self.batch_size:
+                    pending = asyncio.create_task(asyncio.to_thread(self._read_batch, segment, end, limit))
+                inserted = await self.store.write(events)
+                await asyncio.to_thread(segment.commit, end)
+                position = end
+                self.written += inserted
+                written += inserted
+        finally:
+            if pending is not None:
+                pending.cancel()
+                with contextlib.suppress(BaseException):
+                    await pending
+        return written
 
-    def _read_batch(self, segment: Segment, limit: int | None) -> tuple[list[dict[str, Any]], int, int]:
-        lines, end = segment.read(self.batch_size, limit)
+    def _read_batch(self, segment: Segment, start: int, limit: int | None) -> tuple[list[dict[str, Any]], int, int]:
+        lines, end = segment.read(self.batch_size, limit, start)
         events = []
         for line in lines:
             try:

@@ -63,15 +63,20 @@ def test_daily_buckets_page_through_the_range(gateway: Gateway, seeded: dict[str
     assert last.model_extra == {"output_reasoning_tokens": 0, "estimated_requests": 4}
 
 
-def test_buckets_start_at_start_time_even_off_the_day_boundary(gateway: Gateway, seeded: dict[str, Any]) -> None:
+def test_buckets_snap_to_utc_boundaries_of_their_width(gateway: Gateway, seeded: dict[str, Any]) -> None:
     usage = admin_sdk(gateway).admin.organization.usage
-    # [12:00 day 0, 12:00 day 1) holds the 13:00 of day 0 and the 01:00 of day 1, per tenant.
+    # 12:00 on day 0 to 12:00 on day 1: the two UTC days that contain it, each whole.
     page = usage.completions(start_time=MIDNIGHT + 12 * 3600, end_time=MIDNIGHT + 36 * 3600, group_by=["model"])
-    assert [b.start_time for b in page.data] == [MIDNIGHT + 12 * 3600]
-    assert {(r.model, r.num_model_requests) for r in _results(page)} == {("gpt-4o", 2), ("gpt-4o-mini", 2)}
-    # A minute-wide window around one event finds exactly it, per tenant.
-    minute = usage.completions(start_time=MIDNIGHT + 3600, end_time=MIDNIGHT + 3660, bucket_width="1m")
-    assert [r.num_model_requests for r in _results(minute)] == [2]
+    assert [(b.start_time, b.end_time) for b in page.data] == [
+        (MIDNIGHT, MIDNIGHT + DAY),
+        (MIDNIGHT + DAY, MIDNIGHT + 2 * DAY),
+    ]
+    assert {(r.model, r.num_model_requests) for r in page.data[0].results} == {("gpt-4o", 2), ("gpt-4o-mini", 2)}
+    # Hour and minute buckets: only the 01:00 events of day 0 (both tenants), in the minute they happened.
+    hours = usage.completions(start_time=MIDNIGHT + 3600 + 59, end_time=MIDNIGHT + 7200, bucket_width="1h")
+    assert [(b.start_time, [r.num_model_requests for r in b.results]) for b in hours.data] == [(MIDNIGHT + 3600, [2])]
+    minutes = usage.completions(start_time=MIDNIGHT + 3600, end_time=MIDNIGHT + 3600 + 120, bucket_width="1m")
+    assert [[r.num_model_requests for r in b.results] for b in minutes.data] == [[2], []]
 
 
 def test_group_by_project_and_key(gateway: Gateway, seeded: dict[str, Any]) -> None:
