@@ -10,9 +10,10 @@ import time
 from dataclasses import dataclass
 
 from fastapi import Request
+from sqlalchemy.exc import SQLAlchemyError
 
 from tenantgate.platform.admin.auth import require_admin
-from tenantgate.platform.errors import InvalidApiKey, PermissionDenied
+from tenantgate.platform.errors import InvalidApiKey, PermissionDenied, ServiceUnavailable
 from tenantgate.platform.runtime import Runtime
 from tenantgate.tenants.keys import hash_key
 
@@ -50,7 +51,10 @@ async def usage_reader(request: Request) -> UsageReader:
     else:
         return UsageReader(tenant_id=None)
     runtime: Runtime = request.app.state.runtime
-    principal = await runtime.key_cache.get(hash_key(runtime.settings.secret_key_bytes, presented))
+    try:
+        principal = await runtime.key_cache.get(hash_key(runtime.settings.secret_key_bytes, presented))
+    except (SQLAlchemyError, OSError):
+        raise ServiceUnavailable("Usage data is unavailable right now; try again shortly.") from None
     if principal is None or (principal.expires_at is not None and principal.expires_at <= time.time()):
         raise InvalidApiKey("Incorrect API key provided.")
     if not principal.tenant_active:

@@ -168,14 +168,20 @@ class Spool:
         """Everything to replay, in order: sealed segments (oldest first), then the active one."""
         return [*self.sealed, *([self.active] if self.active is not None else [])]
 
-    def rotate_if_full(self) -> None:
-        """Seal the active segment once it is large; a fresh one takes the appends."""
-        if self.active is None or self.active.size < self.segment_bytes:
-            return
-        old = self.active
-        self.active = self._create_segment()
-        old.active = False
-        self.sealed.append(old)
+    def needs_rotation(self) -> bool:
+        return self.active is not None and self.active.size >= self.segment_bytes
+
+    def new_segment(self) -> Segment:
+        """A fresh, locked segment (file I/O: may run in a thread)."""
+        return self._create_segment()
+
+    def install(self, segment: Segment) -> None:
+        """Make ``segment`` take the appends and seal the previous one. Call on the thread that appends, so that
+        no append can land in the old segment afterwards (its readers then read it to the end, unbounded)."""
+        old, self.active = self.active, segment
+        if old is not None:
+            old.active = False
+            self.sealed.append(old)
 
     def adopt_orphans(self) -> int:
         """Lock and take over the segments of processes that are gone. Returns how many were adopted."""

@@ -119,12 +119,10 @@ class MeterWriter:
             written = 0
             for segment in self.spool.segments():
                 written += await self._drain(segment)
-            await asyncio.to_thread(self._housekeeping)
+            if self.spool.needs_rotation():
+                self.spool.install(await asyncio.to_thread(self.spool.new_segment))
+            await asyncio.to_thread(self.spool.drop_finished)
             return written
-
-    def _housekeeping(self) -> None:
-        self.spool.drop_finished()
-        self.spool.rotate_if_full()
 
     async def _drain(self, segment: Segment) -> int:
         """Write a segment's lines after its checkpoint, batch by batch, reading the next batch (parse and price,

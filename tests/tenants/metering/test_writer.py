@@ -120,3 +120,27 @@ async def test_refused_and_failed_exchanges_are_stored_but_not_billed(engine: As
     costs = await _rows(engine, "SELECT status, price_version FROM usage_events ORDER BY seq")
     assert [tuple(r) for r in costs] == [(429, None), (502, None), (200, "2026-11-01")]
     await writer.close(5)
+
+
+async def test_full_segments_are_sealed_written_and_removed(engine: AsyncEngine, tmp_path: Path) -> None:
+    writer = _writer(engine, tmp_path, batch_size=10)
+    writer.spool.segment_bytes = 4000  # a few events per segment
+    ids = []
+    for round_ in range(5):
+        for _ in range(12):
+            event = make_event()
+            ids.append(event["id"])
+            writer.spool.append(encode(event))
+        if round_ == 2:
+            # Appends keep coming while the database is away: sealed segments wait their turn, in order.
+            writer.spool.install(writer.spool.new_segment())
+            for _ in range(3):
+                event = make_event()
+                ids.append(event["id"])
+                writer.spool.append(encode(event))
+        await writer.flush()
+    rows = await _rows(engine, "SELECT id FROM usage_events ORDER BY seq")
+    assert [r[0] for r in rows] == ids
+    assert len(list(tmp_path.glob("seg-*.spool"))) == 1  # only the active one is left
+    await writer.close(5)
+    assert list(tmp_path.glob("seg-*")) == []
