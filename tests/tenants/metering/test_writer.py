@@ -33,6 +33,10 @@ def _writer(engine: AsyncEngine, directory: Path, batch_size: int = 100) -> Mete
     return MeterWriter(spool, store_for(engine), PriceBook.load(), interval=60, batch_size=batch_size)
 
 
+def _files(directory: Path, pattern: str) -> list[Path]:
+    return list(directory.glob(pattern))
+
+
 async def _rows(engine: AsyncEngine, sql: str) -> list[Any]:
     async with engine.connect() as conn:
         return list((await conn.execute(text(sql))).all())
@@ -141,6 +145,6 @@ async def test_full_segments_are_sealed_written_and_removed(engine: AsyncEngine,
         await writer.flush()
     rows = await _rows(engine, "SELECT id FROM usage_events ORDER BY seq")
     assert [r[0] for r in rows] == ids
-    assert len(list(tmp_path.glob("seg-*.spool"))) == 1  # only the active one is left
+    assert len(_files(tmp_path, "seg-*.spool")) == 1  # only the active one is left
     await writer.close(5)
-    assert list(tmp_path.glob("seg-*")) == []
+    assert _files(tmp_path, "seg-*") == []
