@@ -1,6 +1,6 @@
 """Metering benchmark: batched write throughput into Postgres, and usage queries over ten million events.
 
-    .venv/bin/python bench/metering.py [--server postgresql://postgres@127.0.0.1:5432] [--events 10000000]
+    .venv/bin/python -m bench.metering [--server postgresql://postgres@127.0.0.1:5432] [--events 10000000]
 
 It creates its own database (dropped at the end unless --keep) and measures, in this order:
 
@@ -80,6 +80,11 @@ SELECT $1::int, (floor(extract(epoch FROM occurred_at))::bigint / $1::int) * $1:
   sum(cost_output_nusd)
 FROM usage_events WHERE billable GROUP BY 1, 2, 3, 4, 5, 6
 """
+
+
+def status() -> str:
+    """What ``python -m bench.run`` prints about this benchmark (it runs separately: it needs minutes)."""
+    return "run `python -m bench.metering` (write throughput, and usage queries over --events synthetic events)"
 
 
 def _log(message: str) -> None:

@@ -6,15 +6,20 @@ directory. Secrets are ``SecretStr`` so they never show up in reprs, logs or tra
 
 from __future__ import annotations
 
+import os
+import re
 from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
+import yaml
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_SECRET_KEY = "dev-insecure-secret-key-change-me"
 DEFAULT_UPSTREAM_BASE_URL = "https://api.openai.com/v1"
+_ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 class Environment(StrEnum):
@@ -47,6 +52,8 @@ class Settings(BaseSettings):
     migrate_on_start: bool = True
     key_cache_ttl_seconds: float = Field(default=30.0, ge=0)
     key_cache_negative_ttl_seconds: float = Field(default=2.0, ge=0)
+    last_used_flush_seconds: float = Field(default=5.0, gt=0)
+    admin_auth_failure_limit: str = "10/minute"
 
     upstream_connect_timeout_seconds: float = Field(default=10.0, gt=0)
     upstream_read_timeout_seconds: float = Field(default=600.0, gt=0)
@@ -54,8 +61,15 @@ class Settings(BaseSettings):
 
     max_request_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
     log_level: str = "info"
+    trusted_proxies: str = ""
     shutdown_grace_seconds: float = Field(default=30.0, ge=0)
+    shutdown_drain_seconds: float = Field(default=0.0, ge=0)
     spool_dir: Path = Path("./spool")
+    config_file: Path | None = None
+    upstream_first_byte_timeout_seconds: float = Field(default=300.0, gt=0)
+    upstream_idle_timeout_seconds: float = Field(default=120.0, gt=0)
+    upstream_max_retries: int = Field(default=2, ge=0, le=10)
+    upstream_max_retry_wait_seconds: float = Field(default=2.0, ge=0)
     metering_flush_interval_seconds: float = Field(default=1.0, gt=0)
     metering_batch_size: int = Field(default=5000, ge=1, le=100_000)
     metering_shutdown_flush_seconds: float = Field(default=10.0, ge=0)
@@ -64,6 +78,14 @@ class Settings(BaseSettings):
     @classmethod
     def _strip_trailing_slash(cls, value: str) -> str:
         return value.rstrip("/")
+
+    @field_validator("admin_auth_failure_limit")
+    @classmethod
+    def _valid_rate_limit(cls, value: str) -> str:
+        from limits import parse
+
+        parse(value)  # raises ValueError on e.g. "ten per minute"
+        return value
 
     @field_validator("upstream_api_key", "admin_token", mode="before")
     @classmethod
@@ -81,6 +103,23 @@ class Settings(BaseSettings):
         if len(self.secret_key.get_secret_value()) < 16:
             raise ValueError("TENANTGATE_SECRET_KEY must be at least 16 characters long.")
         return self
+
+    def load_config_file(self) -> dict[str, Any] | None:
+        """The YAML config file (TENANTGATE_CONFIG_FILE) with ``${VAR}`` expanded from the environment."""
+        if self.config_file is None:
+            return None
+        text = self.config_file.read_text(encoding="utf-8")
+
+        def expand(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name not in os.environ:
+                raise ValueError(f"{self.config_file}: environment variable {name} is not set")
+            return os.environ[name]
+
+        loaded = yaml.safe_load(_ENV_REFERENCE.sub(expand, text))
+        if not isinstance(loaded, dict):
+            raise ValueError(f"{self.config_file}: expected a mapping at the top level")
+        return loaded
 
     @cached_property
     def secret_key_bytes(self) -> bytes:

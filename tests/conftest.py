@@ -71,6 +71,14 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 
 
 @pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    """A fresh, migrated SQLite database (for tests whose subject is not storage)."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'tenantgate.db'}"
+    database.upgrade(url)
+    return url
+
+
+@pytest.fixture
 def postgres_url(postgres_server: str) -> Iterator[str]:
     url, drop = _create_pg_database(postgres_server)
     try:
@@ -115,7 +123,10 @@ def gateway_factory(tmp_path: Path) -> Iterator[Callable[..., Gateway]]:
         app = create_app(settings)
         served = ServedApp(app).__enter__()
         started.append(served)
-        return Gateway(url=served.url, admin_token=ADMIN_TOKEN, settings=settings, runtime=app.state.runtime)
+        assert served.loop is not None
+        return Gateway(
+            url=served.url, admin_token=ADMIN_TOKEN, settings=settings, runtime=app.state.runtime, loop=served.loop
+        )
 
     yield start
     for served in reversed(started):

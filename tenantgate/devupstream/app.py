@@ -1,244 +1,235 @@
-"""The dev upstream's ASGI app (raw ASGI: it must cost little CPU when it stands in for OpenAI in benchmarks)."""
+"""The dev upstream's ASGI app: authentication, routing and fault injection.
+
+Raw ASGI, because it must cost little CPU when it stands in for OpenAI in benchmarks. Paths are accepted under
+``/v1``, ``/openai/v1`` and Azure's ``/openai/deployments/<deployment>`` (whose deployment is the default model), so
+one server can stand in for OpenAI, Azure OpenAI and other OpenAI-compatible servers. ``/dev/...`` paths are the dev
+upstream's own (image urls, fault counters) and need no key.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
-import os
+import hmac
 import re
-import struct
-import time
+from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import parse_qsl
 
 import orjson
 from starlette.types import Receive, Scope, Send
 
-MODELS = ("gpt-4o-mini", "gpt-4o", "gpt-4.1-mini", "o4-mini", "text-embedding-3-small")
-_TOKEN_RE = re.compile(r"\w+|[^\w\s]")
+from tenantgate.devupstream import audio, catalog, chat, images
+from tenantgate.devupstream.faults import (
+    NO_FAULTS,
+    FaultCounters,
+    FaultHeaderError,
+    RateWindow,
+    fault_headers,
+    fault_status_error,
+)
+from tenantgate.devupstream.response_store import ResponseStore
+from tenantgate.devupstream.responses import Responses
+from tenantgate.devupstream.wire import Abort, ApiError, Call
+
+MAX_JSON_BODY_BYTES = 32 * 1024 * 1024
+_MISSING_KEY = (
+    "You didn't provide an API key. You need to provide your API key in an Authorization header using Bearer auth "
+    "(i.e. Authorization: Bearer YOUR_KEY), or as the password field (with blank username) if you're accessing the "
+    "API from your browser and are prompted for a username. You can obtain an API key from "
+    "https://platform.openai.com/account/api-keys."
+)
+_WRONG_KEY = "Incorrect API key provided. You can find your API key at https://platform.openai.com/account/api-keys."
+_BAD_JSON = (
+    "We could not parse the JSON body of your request. (HINT: This likely means you aren't using your HTTP library "
+    "correctly. The OpenAI API expects a JSON payload, but what was sent was not valid JSON. If you have trouble "
+    "figuring out how to fix this, please contact us through our help center at help.openai.com.)"
+)
+_MODEL_RE = re.compile(r"/models/(?P<model>[^/]+)")
+_RESPONSE_RE = re.compile(r"/responses/(?P<id>[^/]+)(?:/(?P<action>input_items|cancel))?")
+_DEV_IMAGE_RE = re.compile(r"/dev/images/(?P<id>[\w-]+)\.png")
+_DEV_ATTEMPTS_RE = re.compile(r"/dev/attempts/(?P<key>.+)")
+
+Endpoint = Callable[[Call], Awaitable[None]]
+JsonEndpoint = Callable[[Call, dict[str, Any]], Awaitable[None]]
 
 
-def count_tokens(text: str) -> int:
-    """A rough token count (words and punctuation); the dev upstream's own usage numbers use it."""
-    return len(_TOKEN_RE.findall(text))
+def _split(path: str) -> tuple[str, str | None]:
+    """The endpoint path without its API prefix, and the Azure deployment it names (if any)."""
+    if path.startswith("/openai/deployments/"):
+        deployment, _, rest = path[len("/openai/deployments/") :].partition("/")
+        return "/" + rest, deployment
+    for prefix in ("/openai/v1", "/v1"):
+        if path.startswith(prefix + "/"):
+            return path[len(prefix) :], None
+    return path, None
 
 
-def _message_text(messages: object) -> str:
-    parts: list[str] = []
-    if isinstance(messages, list):
-        for message in messages:
-            content = message.get("content") if isinstance(message, dict) else None
-            if isinstance(content, str):
-                parts.append(content)
-            elif isinstance(content, list):
-                parts.extend(p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
-    return " ".join(parts)
+def _query(scope: Scope) -> dict[str, str]:
+    return dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
 
 
-def _reply_tokens(prompt: str, max_tokens: int | None) -> list[str]:
-    words = prompt.split()[:12]
-    text = "This is the tenantgate dev upstream answering: " + " ".join(words)
-    pieces = [m.group(0) for m in re.finditer(r"\s*\S+", text)]
-    return pieces[:max_tokens] if max_tokens else pieces
-
-
-def _usage(prompt_tokens: int, completion_tokens: int) -> dict[str, Any]:
-    return {
-        "prompt_tokens": prompt_tokens,
-        "completion_tokens": completion_tokens,
-        "total_tokens": prompt_tokens + completion_tokens,
-        "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
-        "completion_tokens_details": {
-            "reasoning_tokens": 0,
-            "audio_tokens": 0,
-            "accepted_prediction_tokens": 0,
-            "rejected_prediction_tokens": 0,
-        },
-    }
+async def _read_json(call: Call) -> dict[str, Any]:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await call.receive()
+        if message["type"] == "http.disconnect":
+            raise Abort
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_JSON_BODY_BYTES:
+            raise ApiError(413, f"Request body exceeds the limit of {MAX_JSON_BODY_BYTES} bytes.")
+        chunks.append(chunk)
+        if not message.get("more_body"):
+            break
+    try:
+        payload = orjson.loads(b"".join(chunks))
+    except orjson.JSONDecodeError:
+        raise ApiError(400, _BAD_JSON) from None
+    if not isinstance(payload, dict):
+        raise ApiError(400, _BAD_JSON)
+    return payload
 
 
 class DevUpstream:
-    def __init__(self, token_delay_ms: float = 0.0, api_key: str | None = None) -> None:
+    """An OpenAI-compatible ASGI app with canned answers.
+
+    ``token_delay_ms`` paces generation (per token, audio chunk or image); ``api_key``, when set, is required as
+    ``Authorization: Bearer`` or Azure's ``api-key``; ``name`` is sent as ``x-dev-upstream`` on every answer and
+    selects which dev upstreams apply the faults of ``x-dev-fail-only``.
+    """
+
+    def __init__(
+        self,
+        token_delay_ms: float = 0.0,
+        api_key: str | None = None,
+        *,
+        name: str = "dev",
+        max_stored_responses: int = 10_000,
+    ) -> None:
         self.token_delay = token_delay_ms / 1000
-        self.api_key = api_key
+        self.api_key = api_key.encode() if api_key is not None else None
+        self.name = name
+        self.counters = FaultCounters(name)
+        self.window = RateWindow()
+        self.images = images.ImageStore()
+        self.responses = Responses(ResponseStore(max_stored_responses))
+        self._json_endpoints: dict[str, JsonEndpoint] = {
+            "/chat/completions": chat.chat_completions,
+            "/completions": chat.completions,
+            "/embeddings": catalog.embeddings,
+            "/moderations": catalog.moderations,
+            "/responses": self.responses.create,
+            "/images/generations": self._image_generations,
+            "/audio/speech": audio.speech,
+        }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            while (message := await receive())["type"] != "lifespan.shutdown":
+            while (await receive())["type"] != "lifespan.shutdown":
                 await send({"type": "lifespan.startup.complete"})
             await send({"type": "lifespan.shutdown.complete"})
             return
-        path, method = scope["path"], scope["method"]
-        if self.api_key is not None and dict(scope["headers"]).get(b"authorization") != (
-            b"Bearer " + self.api_key.encode()
-        ):
-            await _json(send, 401, _error("Incorrect API key provided.", "invalid_request_error", "invalid_api_key"))
+        if scope["type"] != "http":
             return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
-        if method == "GET" and path.endswith("/models"):
-            data = [{"id": m, "object": "model", "created": 1715367049, "owned_by": "system"} for m in MODELS]
-            await _json(send, 200, {"object": "list", "data": data})
-            return
-        if method == "GET" and "/models/" in path:
-            model = path.rsplit("/models/", 1)[1]
-            if model not in MODELS:
-                await _json(
-                    send,
-                    404,
-                    _error(f"The model `{model}` does not exist.", "invalid_request_error", "model_not_found"),
-                )
-                return
-            await _json(send, 200, {"id": model, "object": "model", "created": 1715367049, "owned_by": "system"})
-            return
-        if method != "POST":
-            await _json(send, 404, _error(f"Unknown path {path}", "invalid_request_error", "unknown_url"))
-            return
+        call = Call(scope, receive, send, NO_FAULTS, self.token_delay, self.window, self.name.encode())
         try:
-            payload = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            await _json(
-                send, 400, _error("We could not parse the JSON body of your request.", "invalid_request_error", None)
-            )
+            await self._answer(call)
+        except ApiError as exc:
+            if not call.responded:
+                await call.error(exc.status, exc.message, exc.type, exc.code, exc.param, exc.headers)
+        except Abort:
+            # Either the answer is complete (an in-stream error), or the server closes the connection mid-answer.
             return
-        if path.endswith("/chat/completions"):
-            await self._chat(payload, send)
-        elif path.endswith("/embeddings"):
-            await self._embeddings(payload, send)
-        else:
-            await _json(send, 404, _error(f"Unknown path {path}", "invalid_request_error", "unknown_url"))
 
-    async def _chat(self, payload: dict[str, Any], send: Send) -> None:
-        model = payload.get("model", "gpt-4o-mini")
-        prompt = _message_text(payload.get("messages"))
-        max_tokens = payload.get("max_completion_tokens") or payload.get("max_tokens")
-        pieces = _reply_tokens(prompt, max_tokens if isinstance(max_tokens, int) else None)
-        prompt_tokens = count_tokens(prompt) + 3 * max(1, len(payload.get("messages") or []))
-        finish = "length" if max_tokens and len(pieces) >= max_tokens else "stop"
-        completion_id = "chatcmpl-" + os.urandom(12).hex()
-        created = int(time.time())
-        fingerprint = "fp_" + hashlib.sha1(model.encode()).hexdigest()[:10]
-        if not payload.get("stream"):
-            if self.token_delay:
-                await asyncio.sleep(self.token_delay * len(pieces))
-            await _json(
-                send,
-                200,
-                {
-                    "id": completion_id,
-                    "object": "chat.completion",
-                    "created": created,
-                    "model": model,
-                    "choices": [
-                        {
-                            "index": 0,
-                            "message": {
-                                "role": "assistant",
-                                "content": "".join(pieces),
-                                "refusal": None,
-                                "annotations": [],
-                            },
-                            "logprobs": None,
-                            "finish_reason": finish,
-                        }
-                    ],
-                    "usage": _usage(prompt_tokens, len(pieces)),
-                    "service_tier": "default",
-                    "system_fingerprint": fingerprint,
-                },
-            )
+    async def _answer(self, call: Call) -> None:
+        scope = call.scope
+        method, full_path = scope["method"], scope["path"]
+        path, deployment = _split(full_path)
+        if path.startswith("/dev/"):
+            await self._dev_tools(call, method, path)
             return
-        include_usage = bool((payload.get("stream_options") or {}).get("include_usage"))
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [
-                    (b"content-type", b"text/event-stream; charset=utf-8"),
-                    (b"cache-control", b"no-cache"),
-                    (b"x-request-id", b"req_" + os.urandom(16).hex().encode()),
-                ],
+        endpoints = self._endpoints(path, deployment)
+        endpoint = endpoints.get(method)
+        if endpoint is None:
+            if endpoints:
+                error = ApiError(405, f"Invalid method for URL ({method} {full_path})")
+                error.headers = [(b"allow", ", ".join(endpoints).encode())]
+                raise error
+            raise ApiError(404, f"Invalid URL ({method} {full_path})")
+        self._authenticate(scope)
+        try:
+            faults = call.faults = self.counters.faults_for(scope)
+        except FaultHeaderError as exc:
+            raise ApiError(400, str(exc)) from None
+        if faults.token_delay_ms is not None:
+            call.token_delay = faults.token_delay_ms / 1000
+        if faults.first_byte_delay_ms:
+            await asyncio.sleep(faults.first_byte_delay_ms / 1000)
+        if faults.fail_status is not None:
+            message, type_, code = fault_status_error(faults.fail_status)
+            await call.error(faults.fail_status, message, type_, code, extra=fault_headers(faults))
+            return
+        await endpoint(call)
+
+    def _endpoints(self, path: str, deployment: str | None) -> dict[str, Endpoint]:
+        """The endpoints at ``path``, by method."""
+        json_endpoint = self._json_endpoints.get(path)
+        if json_endpoint is not None:
+
+            async def with_json(call: Call) -> None:
+                payload = await _read_json(call)
+                if deployment:
+                    payload.setdefault("model", deployment)
+                await json_endpoint(call, payload)
+
+            return {"POST": with_json}
+        if path in ("/audio/transcriptions", "/audio/translations"):
+            task = "transcribe" if path.endswith("transcriptions") else "translate"
+            return {"POST": lambda call: audio.transcribe(call, task)}
+        if path == "/models":
+            return {"GET": catalog.list_models}
+        if match := _MODEL_RE.fullmatch(path):
+            model = match["model"]
+            return {"GET": lambda call: catalog.get_model(call, model)}
+        if match := _RESPONSE_RE.fullmatch(path):
+            response_id, action, responses = match["id"], match["action"], self.responses
+            if action == "input_items":
+                return {"GET": lambda call: responses.list_input_items(call, response_id, _query(call.scope))}
+            if action == "cancel":
+                return {"POST": lambda call: responses.cancel(call, response_id)}
+            return {
+                "GET": lambda call: responses.retrieve(call, response_id),
+                "DELETE": lambda call: responses.delete(call, response_id),
             }
-        )
-        base = {
-            "id": completion_id,
-            "object": "chat.completion.chunk",
-            "created": created,
-            "model": model,
-            "service_tier": "default",
-            "system_fingerprint": fingerprint,
-        }
-        if include_usage:
-            base["usage"] = None
+        return {}
 
-        async def event(choices: list[dict[str, Any]], **extra: Any) -> None:
-            data = orjson.dumps({**base, "choices": choices, **extra})
-            await send({"type": "http.response.body", "body": b"data: " + data + b"\n\n", "more_body": True})
+    def _authenticate(self, scope: Scope) -> None:
+        if self.api_key is None:
+            return
+        presented: list[bytes] = []
+        for name, value in scope["headers"]:
+            if name == b"authorization" and value[:7].lower() == b"bearer ":
+                presented.append(value[7:].strip())
+            elif name == b"api-key":
+                presented.append(value.strip())
+        if not any(presented):
+            raise ApiError(401, _MISSING_KEY)
+        if not any(hmac.compare_digest(key, self.api_key) for key in presented):
+            raise ApiError(401, _WRONG_KEY, code="invalid_api_key")
 
-        await event(
-            [
-                {
-                    "index": 0,
-                    "delta": {"role": "assistant", "content": "", "refusal": None},
-                    "logprobs": None,
-                    "finish_reason": None,
-                }
-            ]
-        )
-        for piece in pieces:
-            if self.token_delay:
-                await asyncio.sleep(self.token_delay)
-            await event([{"index": 0, "delta": {"content": piece}, "logprobs": None, "finish_reason": None}])
-        await event([{"index": 0, "delta": {}, "logprobs": None, "finish_reason": finish}])
-        if include_usage:
-            await event([], usage=_usage(prompt_tokens, len(pieces)))
-        await send({"type": "http.response.body", "body": b"data: [DONE]\n\n"})
+    async def _image_generations(self, call: Call, payload: dict[str, Any]) -> None:
+        await images.generations(call, payload, self.images)
 
-    async def _embeddings(self, payload: dict[str, Any], send: Send) -> None:
-        inputs = payload.get("input")
-        texts = [inputs] if isinstance(inputs, str) else [str(i) for i in inputs or []]
-        dims = int(payload.get("dimensions") or 8)
-        data = []
-        for index, text in enumerate(texts):
-            digest = hashlib.sha256(text.encode()).digest()
-            vector = [round((digest[i % 32] - 128) / 128, 6) for i in range(dims)]
-            # The openai SDK asks for base64 (packed little-endian float32) unless told otherwise.
-            embedding: object = vector
-            if payload.get("encoding_format") == "base64":
-                embedding = base64.b64encode(struct.pack(f"<{dims}f", *vector)).decode()
-            data.append({"object": "embedding", "index": index, "embedding": embedding})
-        tokens = sum(count_tokens(t) for t in texts)
-        await _json(
-            send,
-            200,
-            {
-                "object": "list",
-                "data": data,
-                "model": payload.get("model"),
-                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
-            },
-        )
-
-
-def _error(message: str, type_: str, code: str | None) -> dict[str, Any]:
-    return {"error": {"message": message, "type": type_, "param": None, "code": code}}
-
-
-async def _json(send: Send, status: int, payload: object) -> None:
-    body = orjson.dumps(payload)
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"x-request-id", b"req_" + os.urandom(16).hex().encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+    async def _dev_tools(self, call: Call, method: str, path: str) -> None:
+        if method == "GET" and (match := _DEV_IMAGE_RE.fullmatch(path)):
+            png = self.images.get(match["id"])
+            if png is None:
+                raise ApiError(404, "This image has expired or never existed.")
+            await call.body(200, b"image/png", png)
+            return
+        if method == "GET" and (match := _DEV_ATTEMPTS_RE.fullmatch(path)):
+            key = match["key"]
+            await call.json(200, {"key": key, "attempts": self.counters.attempts(key)})
+            return
+        raise ApiError(404, f"Invalid URL ({method} {call.scope['path']})")

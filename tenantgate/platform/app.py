@@ -1,4 +1,8 @@
-"""Application factory: FastAPI for the admin/ops/docs surface, raw ASGI layers for the proxy hot path."""
+"""Application factory: raw ASGI layers for the proxy hot path, FastAPI for the admin/usage/ops/docs surface.
+
+The proxy never passes through FastAPI: ``GatewayApp`` sends ``/v1/...`` straight into the raw pipeline, which
+falls through to FastAPI only for paths it does not serve (the usage API, ``/v1/me``, OpenAI-shaped 404s).
+"""
 
 from __future__ import annotations
 
@@ -7,14 +11,17 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tenantgate import __version__
 from tenantgate.platform import ops
 from tenantgate.platform.admin.routes import router as admin_router
+from tenantgate.platform.admin.upstream_keys import router as upstream_keys_router
 from tenantgate.platform.errors import install_handlers
 from tenantgate.platform.middleware import RequestIdMiddleware, TenantAuthMiddleware
 from tenantgate.platform.proxy.router import ProxyRouter
 from tenantgate.platform.runtime import Runtime
+from tenantgate.platform.shutdown import install_drain_handler
 from tenantgate.platform.usage import export as usage_export
 from tenantgate.platform.usage import routes as usage_routes
 from tenantgate.settings import Settings
@@ -22,17 +29,36 @@ from tenantgate.settings import Settings
 log = logging.getLogger("tenantgate")
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+class GatewayApp:
+    """The ASGI application uvicorn serves."""
+
+    def __init__(self, api: FastAPI, runtime: Runtime) -> None:
+        self.api = api
+        self.runtime = runtime
+        self.state = api.state
+        # Outermost first: RequestId -> TenantAuth -> ProxyRouter (-> FastAPI for what it does not serve).
+        self.proxy: ASGIApp = RequestIdMiddleware(TenantAuthMiddleware(ProxyRouter(api, runtime), runtime))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith("/v1/"):
+            await self.proxy(scope, receive, send)
+        else:
+            await self.api(scope, receive, send)
+
+
+def create_app(settings: Settings | None = None) -> GatewayApp:
     settings = settings or Settings()
     runtime = Runtime(settings)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await runtime.start()
+        restore_signal = install_drain_handler(runtime.begin_shutdown, settings.shutdown_drain_seconds)
         try:
             yield
         finally:
-            runtime.shutting_down = True
+            restore_signal()
+            runtime.begin_shutdown()
             await runtime.close()
 
     app = FastAPI(
@@ -45,11 +71,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_handlers(app)
     app.include_router(ops.router)
     app.include_router(admin_router)
+    app.include_router(upstream_keys_router)
     app.include_router(usage_routes.router)
     app.include_router(usage_export.router)
 
-    # Outermost last: RequestId -> TenantAuth -> ProxyRouter -> FastAPI routes.
-    app.add_middleware(ProxyRouter, runtime=runtime)
+    # For requests reaching FastAPI directly (admin, ops, docs); both skip work already done by GatewayApp.proxy.
     app.add_middleware(TenantAuthMiddleware, runtime=runtime)
     app.add_middleware(RequestIdMiddleware)
-    return app
+    return GatewayApp(app, runtime)

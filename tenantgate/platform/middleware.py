@@ -1,10 +1,11 @@
 """Pure-ASGI request pipeline (no BaseHTTPMiddleware: it breaks streaming back-pressure and contextvars).
 
-Order, outermost first, is declared in ``app.create_app``:
+Order, outermost first, is declared in ``app.GatewayApp``:
   RequestIdMiddleware  - every response carries ``x-request-id`` (the caller's, or a new one)
   TenantAuthMiddleware - /v1/* callers are resolved into a RequestContext or refused with 401/403
                          (except /v1/organization/*, whose routes accept tenant keys and platform tokens)
   ProxyRouter          - the OpenAI endpoints, raw ASGI; anything else falls through to FastAPI
+FastAPI runs the first two as well, for requests that reach it directly; they do nothing a second time.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ class RequestIdMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or SCOPE_REQUEST_ID in scope:
             await self.app(scope, receive, send)
             return
         request_id = b""
@@ -68,7 +69,8 @@ class TenantAuthMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # /v1/organization/* (usage and costs) accepts tenant keys and platform tokens: its routes authenticate.
-        if scope["type"] != "http" or not scope["path"].startswith("/v1/") or scope["path"].startswith(_SELF_AUTH):
+        path = scope["path"] if scope["type"] == "http" else ""
+        if not path.startswith("/v1/") or path.startswith(_SELF_AUTH) or SCOPE_CONTEXT in scope:
             await self.app(scope, receive, send)
             return
         request_id: str = scope[SCOPE_REQUEST_ID]
@@ -87,6 +89,7 @@ class TenantAuthMiddleware:
                 request_id,
             )
             return
+        self.runtime.last_used.touch(principal.key_id)  # a dict assignment; written in batches
         scope[SCOPE_CONTEXT] = RequestContext(request_id=request_id, principal=principal)
         await self.app(scope, receive, send)
 

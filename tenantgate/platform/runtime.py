@@ -3,21 +3,31 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 
+from pydantic import SecretStr
 from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from tenantgate import tokens
 from tenantgate.database import create_engine, create_sessionmaker
+from tenantgate.platform.admin.throttle import AdminAuthThrottle
 from tenantgate.platform.proxy.hooks import Hooks
-from tenantgate.platform.upstream.client import Upstream
+from tenantgate.platform.proxy.stored import OwnershipHook
+from tenantgate.platform.upstream.client import UpstreamClient
+from tenantgate.platform.upstream.config import gateway_config
+from tenantgate.platform.upstream.registry import Routing
 from tenantgate.settings import Settings
 from tenantgate.tenants.cache import KeyCache
+from tenantgate.tenants.invalidation import InvalidationBus, channel_name
+from tenantgate.tenants.last_used import LastUsedTracker
 from tenantgate.tenants.metering.meter import Metering
+from tenantgate.tenants.objects import ObjectOwnership
 from tenantgate.tenants.principal import Principal
-from tenantgate.tenants.repository import principal_for_key_hash
+from tenantgate.tenants.repository import principal_for_key_hash, tenant_upstream_keys
+from tenantgate.tenants.secrets import SecretBox
 
 log = logging.getLogger("tenantgate")
 
@@ -27,7 +37,9 @@ class Runtime:
         self.settings = settings
         self.engine: AsyncEngine = create_engine(settings.database_url)
         self.sessions: async_sessionmaker[AsyncSession] = create_sessionmaker(self.engine)
-        self.upstream = Upstream(settings)
+        self.routing = Routing(gateway_config(settings))
+        self.http = UpstreamClient(settings.upstream_pool_size)
+        self.secret_box = SecretBox(settings.secret_key_bytes)
         self.key_cache = KeyCache(
             self._load_principal,
             ttl=settings.key_cache_ttl_seconds,
@@ -38,27 +50,47 @@ class Runtime:
             if settings.redis_url
             else None
         )
+        self.invalidation = InvalidationBus(self.key_cache, self.redis, channel_name(settings.redis_prefix))
+        self.last_used = LastUsedTracker(self.sessions, interval_seconds=settings.last_used_flush_seconds)
+        self.admin_throttle = AdminAuthThrottle(settings.admin_auth_failure_limit)
         self.shutting_down = False
+        self.ownership = ObjectOwnership(self.sessions, self.redis, settings.redis_prefix)
         self.metering = Metering(settings, self.engine, self.sessions)
         # Limits, metering and telemetry register here, in order (see platform/proxy/hooks.py).
-        self.hooks = Hooks([self.metering.hook])
+        self.hooks = Hooks([OwnershipHook(self.ownership), self.metering.hook])
 
     async def _load_principal(self, key_hash: str) -> Principal | None:
         async with self.sessions() as session:
-            return await principal_for_key_hash(session, key_hash)
+            principal = await principal_for_key_hash(session, key_hash)
+            if principal is None:
+                return None
+            stored = await tenant_upstream_keys(session, principal.tenant_id)
+        keys = {row.upstream: self.secret_box.decrypt(row.ciphertext) for row in stored}
+        readable = {name: SecretStr(key) for name, key in keys.items() if key is not None}
+        return dataclasses.replace(principal, upstream_keys=readable) if readable else principal
 
     async def start(self) -> None:
-        await self.upstream.start()
+        await self.http.start()
+        await self.ownership.start()
+        await self.invalidation.start()
+        self.last_used.start()
         await self.metering.start()
         # Loading the tokenizer files takes a second or two: do it now, off the event loop, not on a request.
         await asyncio.to_thread(tokens.warm_up)
 
     async def close(self) -> None:
-        await self.upstream.close()
+        await self.last_used.stop()
+        await self.invalidation.stop()
+        await self.ownership.close()
+        await self.http.close()
         await self.metering.close()
         if self.redis is not None:
             await self.redis.aclose()
         await self.engine.dispose()
+
+    def begin_shutdown(self) -> None:
+        """From now on /readyz answers 503 (in-flight and new requests are still served)."""
+        self.shutting_down = True
 
     async def check_redis(self, limit_seconds: float = 2.0) -> bool | None:
         """None when no Redis is configured."""

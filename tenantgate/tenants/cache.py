@@ -2,7 +2,8 @@
 
 Unknown keys are cached too (shorter TTL) so a flood of bad keys cannot turn into a flood of queries.
 Concurrent misses for the same key share one lookup. ``invalidate_*`` is the hook for cross-process
-invalidation; the TTL is the backstop.
+invalidation; the TTL is the backstop. A lookup that was already running when an invalidation arrived may have
+read the old row, so its result is returned to its waiters but not cached.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ class KeyCache:
         self._max_entries = max_entries
         self._entries: dict[str, tuple[Principal | None, float]] = {}
         self._inflight: dict[str, asyncio.Future[Principal | None]] = {}
+        self._generation = 0
         self.hits = 0
         self.misses = 0
 
@@ -38,6 +40,7 @@ class KeyCache:
             return await asyncio.shield(pending)
         future: asyncio.Future[Principal | None] = asyncio.get_running_loop().create_future()
         self._inflight[key_hash] = future
+        generation = self._generation
         try:
             principal = await self._loader(key_hash)
         except BaseException as exc:
@@ -47,7 +50,8 @@ class KeyCache:
         finally:
             del self._inflight[key_hash]
         future.set_result(principal)
-        self._store(key_hash, principal)
+        if generation == self._generation:
+            self._store(key_hash, principal)
         return principal
 
     def _store(self, key_hash: str, principal: Principal | None) -> None:
@@ -70,9 +74,11 @@ class KeyCache:
         self._drop(lambda p: p.tenant_id == tenant_id)
 
     def clear(self) -> None:
+        self._generation += 1
         self._entries.clear()
 
     def _drop(self, match: Callable[[Principal], bool]) -> None:
+        self._generation += 1
         for key_hash in [k for k, (p, _) in self._entries.items() if p is not None and match(p)]:
             del self._entries[key_hash]
 

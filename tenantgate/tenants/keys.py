@@ -6,7 +6,6 @@ is stored, so a database leak reveals no usable key and lookups are a single ind
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ class NewKey:
 
 
 def hash_key(secret_key: bytes, plaintext: str) -> str:
-    return hmac.new(secret_key, plaintext.encode(), hashlib.sha256).hexdigest()
+    return hmac.digest(secret_key, plaintext.encode(), "sha256").hex()
 
 
 def generate_key(secret_key: bytes) -> NewKey:

@@ -11,7 +11,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, Numeric, String, TypeDecorator
+from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, Index, Integer, Numeric, String, TypeDecorator, text
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -62,8 +62,12 @@ class _RateLimits:
     allowed_models: Mapped[list[str] | None] = mapped_column(JSON)
 
 
+RATE_LIMIT_FIELDS = ("rpm", "tpm", "rpd", "max_concurrency", "allowed_models")
+QUOTA_FIELDS = ("monthly_token_quota", "monthly_budget_usd")
+
+
 class _TenantQuotas:
-    monthly_token_quota: Mapped[int | None] = mapped_column(Integer)
+    monthly_token_quota: Mapped[int | None] = mapped_column(BigInteger)
     monthly_budget_usd: Mapped[Decimal | None] = mapped_column(Numeric(14, 6))
 
 
@@ -78,9 +82,20 @@ class Plan(_RateLimits, _TenantQuotas, Base):
 
 class Tenant(_RateLimits, _TenantQuotas, Base):
     __tablename__ = "tenants"
+    # Names are unique among live tenants only: a soft-deleted tenant keeps its row (usage history refers to
+    # it) but frees its name.
+    __table_args__ = (
+        Index(
+            "uq_tenants_live_name",
+            "name",
+            unique=True,
+            postgresql_where=text("deleted_at IS NULL"),
+            sqlite_where=text("deleted_at IS NULL"),
+        ),
+    )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
-    name: Mapped[str] = mapped_column(String(200), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
     plan_id: Mapped[str | None] = mapped_column(ForeignKey("plans.id"))
     status: Mapped[str] = mapped_column(String(16), default=TenantStatus.ACTIVE)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -102,3 +117,69 @@ class ApiKey(_RateLimits, Base):
     expires_at: Mapped[datetime | None] = mapped_column()
     last_used_at: Mapped[datetime | None] = mapped_column()
     revoked_at: Mapped[datetime | None] = mapped_column()
+
+
+class UpstreamObject(Base):
+    """An object stored upstream (e.g. a Responses API response) and the tenant that created it."""
+
+    __tablename__ = "upstream_objects"
+
+    id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), index=True)
+    upstream: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class TenantUpstreamKey(Base):
+    """A tenant's own credential for one upstream (BYOK), encrypted at rest."""
+
+    __tablename__ = "tenant_upstream_keys"
+
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
+    upstream: Mapped[str] = mapped_column(String(100), primary_key=True)
+    ciphertext: Mapped[str] = mapped_column(String(2000))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class AdminRole(StrEnum):
+    ADMIN = "admin"  # everything
+    BILLING = "billing"  # read-only: usage, tenants, plans, keys
+
+
+class AdminToken(Base):
+    """A named admin API token; only its HMAC is stored, like API keys."""
+
+    __tablename__ = "admin_tokens"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(16))
+    prefix: Mapped[str] = mapped_column(String(32))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column()
+
+
+class AuditEntry(Base):
+    """One admin mutation: who (token id), what (action, target), the change (secret-free summary), when."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (
+        Index("ix_audit_log_created_at", "created_at"),
+        Index("ix_audit_log_target_id", "target_id"),
+        Index("ix_audit_log_tenant_id", "tenant_id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    actor_id: Mapped[str] = mapped_column(String(64))
+    actor_role: Mapped[str | None] = mapped_column(String(16))
+    action: Mapped[str] = mapped_column(String(64))
+    target_type: Mapped[str] = mapped_column(String(32))
+    target_id: Mapped[str] = mapped_column(String(64))
+    tenant_id: Mapped[str | None] = mapped_column(String(40))
+    before: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    after: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    request_id: Mapped[str | None] = mapped_column(String(128))

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from decimal import Decimal
+
+from pydantic import SecretStr
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +34,8 @@ class Principal:
     tenant_limits: Limits
     # None = every model the platform routes; otherwise the intersection of plan, tenant and key lists.
     allowed_models: frozenset[str] | None
+    # The tenant's own upstream credentials (BYOK) by upstream name; SecretStr keeps them out of reprs.
+    upstream_keys: Mapping[str, SecretStr] = field(default_factory=dict)
 
     def may_use(self, model: str) -> bool:
         return self.allowed_models is None or model in self.allowed_models

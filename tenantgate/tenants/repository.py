@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tenantgate.tenants.models import ApiKey, KeyStatus, Plan, Tenant, TenantStatus, utcnow
+from tenantgate.tenants.models import ApiKey, KeyStatus, Plan, Tenant, TenantStatus, TenantUpstreamKey
 from tenantgate.tenants.principal import Limits, Principal
 
 
@@ -65,6 +65,11 @@ async def principal_for_key_hash(session: AsyncSession, key_hash: str) -> Princi
     return build_principal(key, tenant, plan)
 
 
+async def tenant_upstream_keys(session: AsyncSession, tenant_id: str) -> list[TenantUpstreamKey]:
+    result = await session.execute(select(TenantUpstreamKey).where(TenantUpstreamKey.tenant_id == tenant_id))
+    return list(result.scalars())
+
+
 async def get_tenant(session: AsyncSession, tenant_id: str) -> Tenant | None:
     tenant = await session.get(Tenant, tenant_id)
     if tenant is None or tenant.status == TenantStatus.DELETED:
@@ -78,11 +83,3 @@ async def get_key(session: AsyncSession, key_id: str) -> ApiKey | None:
 
 async def count_tenants(session: AsyncSession) -> int:
     return (await session.execute(select(func.count()).select_from(Tenant))).scalar_one()
-
-
-async def revoke_key(session: AsyncSession, key: ApiKey) -> ApiKey:
-    if key.status != KeyStatus.REVOKED:
-        key.status = KeyStatus.REVOKED
-        key.revoked_at = utcnow()
-    await session.flush()
-    return key

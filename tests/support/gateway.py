@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -17,7 +18,11 @@ class Gateway:
     url: str
     admin_token: str
     settings: Settings
-    runtime: Runtime
+    # In-process gateways only (None for servers run as subprocesses).
+    runtime: Runtime = None  # type: ignore[assignment]
+    loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
+    # One client for every admin call: a new httpx client costs ~100 ms (its TLS context) on a busy machine.
+    http: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=30), repr=False)
 
     @property
     def base_url(self) -> str:
@@ -25,7 +30,7 @@ class Gateway:
 
     def admin(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         headers = {"Authorization": f"Bearer {self.admin_token}", **kwargs.pop("headers", {})}
-        return httpx.request(method, self.url + path, headers=headers, timeout=30, **kwargs)
+        return self.http.request(method, self.url + path, headers=headers, **kwargs)
 
     def create_tenant(self, name: str, **fields: Any) -> dict[str, Any]:
         response = self.admin("POST", "/admin/tenants", json={"name": name, **fields})

@@ -92,3 +92,25 @@ async def test_loader_failure_propagates_to_all_waiters_and_is_not_cached() -> N
     results = await asyncio.gather(*(cache.get("h") for _ in range(3)), return_exceptions=True)
     assert all(isinstance(r, ConnectionError) for r in results)
     assert await cache.get("h") == _principal()
+
+
+async def test_lookup_running_during_an_invalidation_is_not_cached() -> None:
+    """A lookup that read the row before a revocation committed must not keep serving it for a whole TTL."""
+    release = asyncio.Event()
+    loads = 0
+
+    async def loader(key_hash: str) -> Principal | None:
+        nonlocal loads
+        loads += 1
+        if loads == 1:
+            await release.wait()  # read the old row, then the invalidation arrives
+        return _principal()
+
+    cache = KeyCache(loader, ttl=60, negative_ttl=60)
+    pending = asyncio.create_task(cache.get("h"))
+    await asyncio.sleep(0.01)
+    cache.invalidate_key("key_1")
+    release.set()
+    assert await pending == _principal()  # its waiters get the answer they asked for
+    await cache.get("h")
+    assert loads == 2  # but the next request reads again

@@ -1,24 +1,85 @@
-"""Bearer-token authentication of the admin API (constant-time comparison)."""
+"""Authentication and roles of the admin API.
+
+Tokens: the bootstrap token from ``TENANTGATE_ADMIN_TOKEN`` (role ``admin``, actor id ``bootstrap``), compared in
+constant time, and named tokens created through the API, stored as an HMAC and looked up by it on every request
+(so revoking one takes effect at once). Roles: ``admin`` may do everything; ``billing`` may read (usage, tenants,
+plans, keys). ``admin`` implies ``billing``. Routes declare what they need with ``Depends(require_role(...))``,
+which returns the caller's ``AdminIdentity``; authentication runs once per request however many routes'
+dependencies ask for it.
+"""
 
 from __future__ import annotations
 
 import hmac
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Annotated
 
-from fastapi import Request
+from fastapi import Depends, Request
 
-from tenantgate.platform.errors import InvalidApiKey
+from tenantgate.platform.errors import InvalidApiKey, PermissionDenied
 from tenantgate.platform.runtime import Runtime
+from tenantgate.tenants.admin_tokens import token_for_plaintext
+from tenantgate.tenants.models import AdminRole
+
+BOOTSTRAP_TOKEN_ID = "bootstrap"
 
 
-def require_admin(request: Request) -> None:
+@dataclass(frozen=True, slots=True)
+class AdminIdentity:
+    token_id: str
+    role: AdminRole
+
+    def may(self, role: AdminRole) -> bool:
+        return self.role == AdminRole.ADMIN or self.role == role
+
+
+async def _identify(runtime: Runtime, presented: str) -> AdminIdentity | None:
+    bootstrap = runtime.settings.admin_token
+    if bootstrap is not None and hmac.compare_digest(presented.encode(), bootstrap.get_secret_value().encode()):
+        return AdminIdentity(BOOTSTRAP_TOKEN_ID, AdminRole.ADMIN)
+    async with runtime.sessions() as session:
+        token = await token_for_plaintext(session, runtime.settings.secret_key_bytes, presented)
+    return None if token is None else AdminIdentity(token.id, AdminRole(token.role))
+
+
+async def authenticate(request: Request) -> AdminIdentity:
     runtime: Runtime = request.app.state.runtime
-    expected = runtime.settings.admin_token
+    throttle = runtime.admin_throttle
+    throttle.check(request)
     scheme, _, presented = request.headers.get("authorization", "").partition(" ")
-    if expected is None:
-        raise InvalidApiKey(
-            "The admin API is disabled: set TENANTGATE_ADMIN_TOKEN to enable it.", code="admin_disabled"
-        )
-    if scheme.lower() != "bearer" or not hmac.compare_digest(
-        presented.strip().encode(), expected.get_secret_value().encode()
-    ):
+    presented = presented.strip()
+    if scheme.lower() != "bearer" or not presented:
+        throttle.failed(request, "missing")
+        raise InvalidApiKey("Missing admin token: send it as Authorization: Bearer <admin token>.")
+    identity = await _identify(runtime, presented)
+    if identity is None:
+        throttle.failed(request, "invalid")
         raise InvalidApiKey("Invalid admin token.")
+    return identity
+
+
+def _role_dependency(role: AdminRole) -> Callable[..., Awaitable[AdminIdentity]]:
+    async def dependency(identity: AdminIdentity = Depends(authenticate)) -> AdminIdentity:
+        if not identity.may(role):
+            raise PermissionDenied(
+                f"This admin token has the {identity.role.value!r} role; this operation needs {role.value!r}.",
+                code="insufficient_role",
+            )
+        return identity
+
+    dependency.__name__ = f"require_{role.value}"
+    return dependency
+
+
+_ROLE_DEPENDENCIES = {role: _role_dependency(role) for role in AdminRole}
+
+
+def require_role(role: AdminRole | str) -> Callable[..., Awaitable[AdminIdentity]]:
+    """FastAPI dependency: the caller's identity if its role allows ``role`` (401/403/429 otherwise)."""
+    return _ROLE_DEPENDENCIES[AdminRole(role)]
+
+
+require_admin = require_role(AdminRole.ADMIN)
+require_billing = require_role(AdminRole.BILLING)
+AdminAccess = Annotated[AdminIdentity, Depends(require_admin)]

@@ -78,6 +78,7 @@ class Exchange:
     operation: str
     """OpenTelemetry ``gen_ai.operation.name``: chat, text_completion, embeddings, responses, models..."""
     path: str
+    query: str = ""
     model: str | None = None
     stream: bool = False
     payload: dict[str, Any] | None = None

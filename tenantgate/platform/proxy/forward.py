@@ -1,170 +1,209 @@
-"""Forward one request to the upstream and relay the answer, streaming it as it arrives.
+"""Forward one request to the upstream deployments of its model: retries and failover until bytes are committed.
 
-The forwarder records what happened on the Exchange and calls ``hooks.settle`` once usage is final and before the
-client's response is complete (see hooks.py).
+Nothing reaches the client until an attempt succeeds (for streams: until its first event arrived), so every
+failure before that point can be retried on the same upstream (``retry.py`` decides when and how long) and then
+on the next deployment. Once bytes went out, the exchange is never retried.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 import aiohttp
 from starlette.types import Receive, Scope, Send
 
-from tenantgate.platform.errors import UpstreamTimeout, UpstreamUnavailable, error_body
+from tenantgate.platform.errors import GatewayError, UpstreamTimeout, UpstreamUnavailable
 from tenantgate.platform.proxy.exchange import Attempt, Exchange
 from tenantgate.platform.proxy.hooks import Hooks
 from tenantgate.platform.proxy.http import client_response_headers, upstream_request_headers
+from tenantgate.platform.proxy.relay import is_buffered, relay_buffered, relay_chunks
 from tenantgate.platform.proxy.sse import StreamScanner
-from tenantgate.platform.proxy.usage import estimate_usage, record_json_answer
-from tenantgate.platform.upstream.client import Upstream
+from tenantgate.platform.upstream.client import UpstreamClient
+from tenantgate.platform.upstream.registry import Target
+from tenantgate.platform.upstream.retry import backoff, retry_after, should_retry_status
+
+BodyFactory = Callable[[Target], object]
+"""The request body for a deployment (bytes, or an async iterable for a streamed upload), or None."""
+
+
+@dataclass(slots=True)
+class _Failed:
+    """An attempt that sent nothing to the client: an upstream error answer, or a transport error."""
+
+    error: GatewayError | None = None
+    status: int = 0
+    headers: list[tuple[bytes, bytes]] | None = None
+    body: bytes = b""
+    wait: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ForwardPolicy:
+    max_retry_wait: float
+    replayable: bool = True
+    strip_usage: bool = False
 
 
 async def forward(
     exchange: Exchange,
-    upstream: Upstream,
+    client: UpstreamClient,
     hooks: Hooks,
+    targets: tuple[Target, ...],
     scope: Scope,
     receive: Receive,
     send: Send,
     *,
     method: str,
     path: str,
-    body: bytes | None,
-    strip_usage: bool = False,
+    body_for: BodyFactory,
+    policy: ForwardPolicy,
+    tenant_keys: Mapping[str, str] | None = None,
 ) -> None:
+    base_headers = upstream_request_headers(scope, None)
+    base_headers.extend(exchange.upstream_headers)
+    failure: _Failed | None = None
+    for target in targets:
+        for retry in range(target.upstream.max_retries + 1):
+            if exchange.attempts and not policy.replayable:
+                break
+            headers = list(base_headers)
+            auth = target.upstream.auth_header((tenant_keys or {}).get(target.upstream.name))
+            if auth is not None:
+                headers.append(auth)
+            failure = await _attempt(
+                exchange,
+                client,
+                hooks,
+                target,
+                headers,
+                receive,
+                send,
+                method=method,
+                path=path,
+                body=body_for(target),
+                policy=policy,
+            )
+            if failure is None:
+                return
+            if retry == target.upstream.max_retries:
+                break
+            wait = failure.wait if failure.wait is not None else backoff(retry)
+            if wait > policy.max_retry_wait:
+                break  # not worth sitting out: fail over to the next deployment now
+            await asyncio.sleep(wait)
+    await _give_up(exchange, hooks, failure, send)
+
+
+async def _attempt(
+    exchange: Exchange,
+    client: UpstreamClient,
+    hooks: Hooks,
+    target: Target,
+    headers: list[tuple[str, str]],
+    receive: Receive,
+    send: Send,
+    *,
+    method: str,
+    path: str,
+    body: object,
+    policy: ForwardPolicy,
+) -> _Failed | None:
+    upstream = target.upstream
     request_id = exchange.ctx.request_id
-    headers = upstream_request_headers(scope, upstream.auth_header)
-    headers.extend(exchange.upstream_headers)
-    exchange.attempts += 1
-    exchange.upstream_name = upstream.name
     attempt = Attempt(upstream=upstream.name, started=time.perf_counter())
     exchange.attempt_log.append(attempt)
+    exchange.attempts += 1
+    exchange.upstream_name = upstream.name
+    exchange.upstream_model = target.model
+    first_chunk = b""
     try:
-        response = await upstream.session.request(
-            method, upstream.url(path), data=body, headers=headers, allow_redirects=False
-        )
+        async with asyncio.timeout(upstream.first_byte_timeout if exchange.stream else None):
+            response = await client.session.request(
+                method,
+                upstream.url(path, target.model, exchange.query),
+                data=body,
+                headers=headers,
+                allow_redirects=False,
+                timeout=upstream.stream_timeout if exchange.stream else upstream.json_timeout,
+            )
+            attempt.status = response.status
+            if should_retry_status(response.status):
+                error_body = await response.read()
+                response.release()
+                attempt.ended = time.perf_counter()
+                attempt.error_type = str(response.status)
+                return _Failed(
+                    status=response.status,
+                    body=error_body,
+                    wait=retry_after(response.headers),
+                    headers=client_response_headers(response.raw_headers, request_id.encode()),
+                )
+            if response.content_type == "text/event-stream":
+                # Hold the response head until the first event: a stream that dies before it can still be retried.
+                first_chunk = await response.content.readany()
     except TimeoutError:
-        exchange.error_type = attempt.error_type = "timeout"
         attempt.ended = time.perf_counter()
-        raise UpstreamTimeout(f"The upstream did not answer in time. (request id {request_id})") from None
+        attempt.error_type = exchange.error_type = "timeout"
+        return _Failed(
+            error=UpstreamTimeout(
+                f"The upstream did not answer within {upstream.first_byte_timeout:g}s. (request id {request_id})"
+            )
+        )
     except aiohttp.ClientError as exc:
-        exchange.error_type = attempt.error_type = type(exc).__name__
         attempt.ended = time.perf_counter()
-        raise UpstreamUnavailable(f"The upstream could not be reached. (request id {request_id})") from None
-    attempt.status = response.status
+        attempt.error_type = exchange.error_type = type(exc).__name__
+        return _Failed(error=UpstreamUnavailable(f"The upstream could not be reached. (request id {request_id})"))
+    exchange.error_type = None
     try:
-        await _relay(exchange, hooks, response, receive, send, strip_usage)
+        await _relay(exchange, hooks, response, first_chunk, receive, send, policy)
     finally:
         attempt.ended = time.perf_counter()
-        if attempt.error_type is None and exchange.error_type is not None:
-            attempt.error_type = exchange.error_type
+        attempt.error_type = attempt.error_type or exchange.error_type
+        response.release()
+    return None
 
 
 async def _relay(
     exchange: Exchange,
     hooks: Hooks,
     response: aiohttp.ClientResponse,
+    first_chunk: bytes,
     receive: Receive,
     send: Send,
-    strip_usage: bool,
+    policy: ForwardPolicy,
 ) -> None:
-    request_id = exchange.ctx.request_id
-    async with response:
-        exchange.status = response.status
-        response_headers = client_response_headers(response.raw_headers, request_id.encode())
-        response_headers.extend(exchange.response_headers)
-        if response.content_type == "text/event-stream":
-            await _relay_stream(exchange, hooks, response, response_headers, receive, send, strip_usage)
-            return
-        try:
-            payload = await response.read()
-        except TimeoutError:
-            exchange.error_type = "timeout"
-            raise UpstreamTimeout(f"The upstream stopped answering. (request id {request_id})") from None
-        except aiohttp.ClientError as exc:
-            exchange.error_type = type(exc).__name__
-            raise UpstreamUnavailable(
-                f"The upstream connection failed while reading its answer. (request id {request_id})"
-            ) from None
+    exchange.status = response.status
+    headers = client_response_headers(response.raw_headers, exchange.ctx.request_id.encode())
+    headers.extend(exchange.response_headers)
+    content_type = response.content_type
+    if content_type == "text/event-stream":
         exchange.first_byte_at = time.perf_counter()
-        if response.status < 400:
-            record_json_answer(exchange, payload)
-        else:
-            exchange.error_type = str(response.status)
-        await hooks.settle(exchange)
-        response_headers.append((b"content-length", str(len(payload)).encode()))
-        await send({"type": "http.response.start", "status": response.status, "headers": response_headers})
-        await send({"type": "http.response.body", "body": payload})
+        scanner = StreamScanner(exchange, strip_usage=policy.strip_usage)
+        await relay_chunks(exchange, hooks, response, headers, first_chunk, receive, send, scanner=scanner)
+    elif is_buffered(content_type) or response.status >= 400:
+        await relay_buffered(exchange, hooks, response, headers, send)
+    else:
+        first = await response.content.readany()
+        exchange.first_byte_at = time.perf_counter()
+        await relay_chunks(exchange, hooks, response, headers, first, receive, send, scanner=None)
 
 
-async def _relay_stream(
-    exchange: Exchange,
-    hooks: Hooks,
-    response: aiohttp.ClientResponse,
-    headers: list[tuple[bytes, bytes]],
-    receive: Receive,
-    send: Send,
-    strip_usage: bool,
-) -> None:
-    """Relay an SSE stream event by event; stop reading upstream as soon as the client goes away."""
-    scanner = StreamScanner(exchange, strip_usage=strip_usage)
-    await send({"type": "http.response.start", "status": response.status, "headers": headers})
-    relay = asyncio.current_task()
-    assert relay is not None
-    client_gone = False
-
-    async def watch_disconnect() -> None:
-        nonlocal client_gone
-        while (await receive())["type"] != "http.disconnect":
-            pass
-        client_gone = True
-        relay.cancel()
-
-    watcher = asyncio.create_task(watch_disconnect())
-    broken = False
-    try:
-        async for chunk in response.content.iter_any():
-            if exchange.first_byte_at is None:
-                exchange.first_byte_at = time.perf_counter()
-            out = scanner.feed(chunk)
-            if out:
-                await send({"type": "http.response.body", "body": out, "more_body": True})
-        rest = scanner.flush()
-        if rest:
-            await send({"type": "http.response.body", "body": rest, "more_body": True})
-    except asyncio.CancelledError:
-        if not client_gone:
-            raise
-        # The client went away: closing the response drops the upstream connection, which stops the generation
-        # upstream instead of paying for tokens nobody reads.
-        relay.uncancel()
-        response.close()
-        exchange.client_disconnected = True
-    except (TimeoutError, aiohttp.ClientError) as exc:
-        exchange.error_type = "timeout" if isinstance(exc, TimeoutError) else type(exc).__name__
-        broken = True
-    finally:
-        watcher.cancel()
-    if exchange.usage is None:
-        estimate_usage(exchange, scanner.delivered_text())
+async def _give_up(exchange: Exchange, hooks: Hooks, failure: _Failed | None, send: Send) -> None:
+    """Every deployment failed before any byte went out: the last upstream error answer, or a 502/504."""
+    if failure is None or failure.error is not None:
+        raise (
+            failure.error
+            if failure is not None and failure.error is not None
+            else UpstreamUnavailable(f"No upstream could serve this request. (request id {exchange.ctx.request_id})")
+        )
+    exchange.status = failure.status
+    exchange.error_type = str(failure.status)
     await hooks.settle(exchange)
-    if exchange.client_disconnected:
-        return
-    held = scanner.release()
-    if held:
-        await send({"type": "http.response.body", "body": held, "more_body": True})
-    if broken:
-        # Bytes already went out, so the status cannot change: end with an SSE error event the SDKs raise.
-        with contextlib.suppress(OSError):
-            await send({"type": "http.response.body", "body": _stream_error(exchange), "more_body": True})
-    await send({"type": "http.response.body", "body": b""})
-
-
-def _stream_error(exchange: Exchange) -> bytes:
-    body = error_body(
-        f"The upstream stream broke off. (request id {exchange.ctx.request_id})", "api_error", "upstream_stream_error"
-    )
-    return b"event: error\ndata: " + body + b"\n\n"
+    headers = failure.headers or []
+    headers.extend(exchange.response_headers)
+    headers.append((b"content-length", str(len(failure.body)).encode()))
+    await send({"type": "http.response.start", "status": failure.status, "headers": headers})
+    await send({"type": "http.response.body", "body": failure.body})

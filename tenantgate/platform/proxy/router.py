@@ -1,163 +1,131 @@
 """Dispatch of the OpenAI-compatible endpoints, as a raw ASGI layer in front of FastAPI.
 
-Paths it does not serve fall through to the FastAPI app (admin, usage, docs, ops, and OpenAI-shaped 404s).
+Paths it does not serve fall through to the FastAPI app (admin, usage, docs, ops, and OpenAI-shaped 404s, which
+is also what files, batches and vector stores get until their ids are tracked per tenant like responses are).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
-import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tenantgate.platform.context import SCOPE_CONTEXT, RequestContext
 from tenantgate.platform.errors import BadRequest, GatewayError, NotFound, send_error
+from tenantgate.platform.proxy import models, stored
+from tenantgate.platform.proxy.endpoints import POST_ENDPOINTS, Endpoint
 from tenantgate.platform.proxy.exchange import Exchange
-from tenantgate.platform.proxy.forward import forward
+from tenantgate.platform.proxy.forward import ForwardPolicy, forward
 from tenantgate.platform.proxy.http import ClientDisconnected, parse_json_object, read_body
+from tenantgate.platform.proxy.multipart import read_upload
+from tenantgate.platform.proxy.request_body import JsonBody
 from tenantgate.platform.runtime import Runtime
-
-Handler = Callable[[Exchange, Scope, Receive, Send], Awaitable[None]]
-
-# Endpoints whose streams support ``stream_options.include_usage``.
-_USAGE_OPTION_OPERATIONS = frozenset({"chat", "text_completion"})
+from tenantgate.platform.upstream.registry import Target
 
 
 class ProxyRouter:
     def __init__(self, app: ASGIApp, runtime: Runtime) -> None:
         self.app = app
         self.runtime = runtime
-        self.routes: dict[tuple[str, str], tuple[str, Handler]] = {
-            ("POST", "/v1/chat/completions"): ("chat", self.json_endpoint),
-            ("POST", "/v1/embeddings"): ("embeddings", self.json_endpoint),
-            ("GET", "/v1/models"): ("models", self.list_models),
-        }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         path: str = scope["path"]
-        route = self.routes.get((scope["method"], path))
-        if route is None and scope["method"] == "GET" and path.startswith("/v1/models/"):
-            route = ("models", self.retrieve_model)
-        if route is None:
+        method: str = scope["method"]
+        endpoint = POST_ENDPOINTS.get(path) if method == "POST" else None
+        if endpoint is not None:
+            operation = endpoint.operation
+        elif method == "GET" and (path == "/v1/models" or path.startswith("/v1/models/")):
+            operation = "models"
+        elif path.startswith("/v1/responses/") and stored.is_stored_response_route(method, path):
+            operation = "responses"
+        else:
             await self.app(scope, receive, send)
             return
-        operation, handler = route
         ctx: RequestContext = scope[SCOPE_CONTEXT]
-        exchange = Exchange(ctx=ctx, operation=operation, path=path)
-        hooks = self.runtime.hooks
+        exchange = Exchange(ctx=ctx, operation=operation, path=path, query=scope["query_string"].decode("latin-1"))
         try:
-            await handler(exchange, scope, receive, send)
+            if endpoint is not None:
+                await self.create(exchange, endpoint, scope, receive, send)
+            elif operation == "models":
+                await models.serve(self.runtime, exchange, scope, receive, send)
+            else:
+                await stored.serve(self.runtime, exchange, scope, receive, send)
         except GatewayError as error:
             exchange.status = exchange.status if exchange.status >= 400 else error.status
             exchange.error_type = exchange.error_type or error.code or error.type
+            error.headers.update((k.decode(), v.decode()) for k, v in exchange.response_headers)
             await send_error(send, error, ctx.request_id)
         except ClientDisconnected:
             exchange.client_disconnected = True
         finally:
             exchange.finished_at = time.perf_counter()
-            hooks.finish(exchange)
+            self.runtime.hooks.finish(exchange)
 
-    async def json_endpoint(self, exchange: Exchange, scope: Scope, receive: Receive, send: Send) -> None:
-        body = await read_body(scope, receive, self.runtime.settings.max_request_body_bytes)
-        payload = parse_json_object(body)
-        model = payload.get("model")
+    async def create(self, exchange: Exchange, endpoint: Endpoint, scope: Scope, receive: Receive, send: Send) -> None:
+        runtime = self.runtime
+        limit = runtime.settings.max_request_body_bytes
+        json_body: JsonBody | None = None
+        if endpoint.body == "json":
+            raw = await read_body(scope, receive, limit)
+            payload = parse_json_object(raw)
+            model = payload.get("model", endpoint.default_model)
+            json_body = JsonBody(raw, payload, model if isinstance(model, str) else "")
+            exchange.payload = payload
+            exchange.stream = payload.get("stream") is True
+        else:
+            upload = await read_upload(scope, receive, limit)
+            model = upload.model
         if not isinstance(model, str) or not model:
             raise BadRequest("you must provide a model parameter", param="model")
-        if not exchange.ctx.principal.may_use(model):
-            raise _model_not_found(model)
         exchange.model = model
-        exchange.payload = payload
-        exchange.stream = payload.get("stream") is True
+        targets = self._targets(exchange, model)
+        if json_body is not None and endpoint.operation == "responses":
+            targets = await stored.check_previous_response(runtime, exchange, json_body.payload, targets)
         strip_usage = False
-        if exchange.stream and exchange.operation in _USAGE_OPTION_OPERATIONS:
-            body, strip_usage = _ask_for_stream_usage(body, payload)
-        await self.runtime.hooks.admit(exchange)
+        if json_body is not None and exchange.stream and endpoint.usage_option:
+            strip_usage = json_body.ask_for_stream_usage()
+        if json_body is not None:
+            body_for = json_body.for_target
+            replayable = True
+        else:
+            body_for = _once(upload.head if upload.complete else upload.rest())
+            replayable = upload.complete
+        await runtime.hooks.admit(exchange)
         await forward(
             exchange,
-            self.runtime.upstream,
-            self.runtime.hooks,
+            runtime.http,
+            runtime.hooks,
+            targets,
             scope,
             receive,
             send,
             method="POST",
             path=scope["path"][3:],
-            body=body,
-            strip_usage=strip_usage,
+            body_for=body_for,
+            policy=ForwardPolicy(runtime.settings.upstream_max_retry_wait_seconds, replayable, strip_usage),
+            tenant_keys=_tenant_keys(exchange),
         )
 
-    async def list_models(self, exchange: Exchange, scope: Scope, receive: Receive, send: Send) -> None:
-        allowed = exchange.ctx.principal.allowed_models
-        if allowed is None:
-            await forward(
-                exchange,
-                self.runtime.upstream,
-                self.runtime.hooks,
-                scope,
-                receive,
-                send,
-                method="GET",
-                path="/models",
-                body=None,
-            )
-            return
-        data = [{"id": m, "object": "model", "created": 0, "owned_by": "tenantgate"} for m in sorted(allowed)]
-        await _send_json(send, exchange.ctx, {"object": "list", "data": data})
-
-    async def retrieve_model(self, exchange: Exchange, scope: Scope, receive: Receive, send: Send) -> None:
-        model = scope["path"][len("/v1/models/") :]
-        if not exchange.ctx.principal.may_use(model):
-            raise _model_not_found(model)
-        await forward(
-            exchange,
-            self.runtime.upstream,
-            self.runtime.hooks,
-            scope,
-            receive,
-            send,
-            method="GET",
-            path=f"/models/{model}",
-            body=None,
-        )
+    def _targets(self, exchange: Exchange, model: str) -> tuple[Target, ...]:
+        routing = self.runtime.routing
+        principal = exchange.ctx.principal
+        targets = routing.targets(model)
+        if not targets or not (principal.may_use(model) or principal.may_use(routing.canonical(model))):
+            raise models.not_found(model)
+        return targets
 
 
-def _ask_for_stream_usage(body: bytes, payload: dict[str, Any]) -> tuple[bytes, bool]:
-    """Make sure the upstream sends the usage chunk; say whether the client had asked for it itself."""
-    options = payload.get("stream_options")
-    if isinstance(options, dict) and options.get("include_usage") is True:
-        return body, False
-    if "stream_options" not in payload and body.lstrip().startswith(b"{"):
-        # Splice rather than re-serialise: every other byte of the request stays as the client sent it.
-        head, brace, tail = body.partition(b"{")
-        return head + brace + b'"stream_options":{"include_usage":true},' + tail, True
-    rewritten = dict(payload)
-    rewritten["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
-    return orjson.dumps(rewritten), True
+def _once(body: object) -> Any:
+    return lambda _target: body
 
 
-def _model_not_found(model: str) -> NotFound:
-    return NotFound(
-        f"The model `{model}` does not exist or you do not have access to it.",
-        param="model",
-        code="model_not_found",
-    )
+def _tenant_keys(exchange: Exchange) -> dict[str, str] | None:
+    keys = exchange.ctx.principal.upstream_keys
+    return {name: secret.get_secret_value() for name, secret in keys.items()} if keys else None
 
 
-async def _send_json(send: Send, ctx: RequestContext, payload: object, status: int = 200) -> None:
-    body = orjson.dumps(payload)
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"x-request-id", ctx.request_id.encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+__all__ = ["NotFound", "ProxyRouter"]

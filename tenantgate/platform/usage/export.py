@@ -9,9 +9,9 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 from sqlalchemy.exc import SQLAlchemyError
 
+from tenantgate.platform.admin.auth import require_billing
 from tenantgate.platform.errors import BadRequest, ServiceUnavailable
 from tenantgate.platform.runtime import Runtime
-from tenantgate.platform.usage.auth import require_billing
 from tenantgate.tenants.metering import reports
 from tenantgate.tenants.metering.rollups import ceil_minute, floor_minute
 
@@ -24,6 +24,7 @@ def _runtime(request: Request) -> Runtime:
 
 
 def resolve_period(period: str | None, start_time: int | None, end_time: int | None) -> tuple[int, int]:
+    """``period`` (YYYY-MM) or ``start_time``/``end_time``; neither: the current UTC month."""
     if period is not None:
         if start_time is not None or end_time is not None:
             raise BadRequest("Give either period or start_time/end_time, not both.", param="period")
@@ -31,11 +32,13 @@ def resolve_period(period: str | None, start_time: int | None, end_time: int | N
             return reports.month_period(period)
         except ValueError:
             raise BadRequest("period must look like 2026-11.", param="period") from None
+    if start_time is None and end_time is None:
+        return reports.month_period(datetime.now(UTC).strftime("%Y-%m"))
     if start_time is None or end_time is None:
-        raise BadRequest("Give period (YYYY-MM) or both start_time and end_time.", param="period")
+        raise BadRequest("Give both start_time and end_time (or period).", param="start_time")
     if end_time <= start_time:
         raise BadRequest("end_time must be after start_time.", param="end_time")
-    return floor_minute(start_time), ceil_minute(end_time)
+    return start_time, end_time
 
 
 @router.get("/events", summary="Raw usage events in ingestion order, for incremental billing sync")
@@ -64,27 +67,22 @@ async def list_events(
     }
 
 
-@router.get("/export.csv", summary="A tenant's usage events of a period as CSV")
+@router.get("/export.csv", summary="Usage events of a period as CSV (one tenant, or all)")
 async def export_csv(
-    tenant_id: str,
-    period: str | None = Query(None, description="A UTC month, YYYY-MM"),
+    tenant_id: str | None = Query(None, description="Only this tenant's events"),
+    period: str | None = Query(None, description="A UTC month, YYYY-MM (default: the current one)"),
     start_time: int | None = Query(None, ge=0, description="Unix seconds, inclusive (instead of period)"),
     end_time: int | None = Query(None, ge=0, description="Unix seconds, exclusive (instead of period)"),
     runtime: Runtime = Depends(_runtime),
 ) -> StreamingResponse:
-    if period is not None:
-        start, end = resolve_period(period, None, None)
-    elif start_time is None or end_time is None or end_time <= start_time:
-        raise BadRequest("Give period (YYYY-MM) or start_time < end_time.", param="period")
-    else:
-        start, end = start_time, end_time
+    start, end = resolve_period(period, start_time, end_time)
     rows = reports.events_csv(
         runtime.engine,
         tenant_id=tenant_id,
         start=datetime.fromtimestamp(start, UTC),
         end=datetime.fromtimestamp(end, UTC),
     )
-    filename = f"usage-{tenant_id}-{start}-{end}.csv"
+    filename = f"usage-{tenant_id or 'all'}-{start}-{end}.csv"
     return StreamingResponse(
         rows, media_type="text/csv", headers={"content-disposition": f'attachment; filename="{filename}"'}
     )
@@ -92,13 +90,14 @@ async def export_csv(
 
 @router.get("/invoices", summary="Tokens and cost by model, per tenant, for an invoice period")
 async def list_invoices(
-    period: str | None = Query(None, description="A UTC month, YYYY-MM"),
+    period: str | None = Query(None, description="A UTC month, YYYY-MM (default: the current one)"),
     start_time: int | None = Query(None, ge=0),
     end_time: int | None = Query(None, ge=0),
     tenant_id: str | None = Query(None, description="Only this tenant"),
     runtime: Runtime = Depends(_runtime),
 ) -> dict[str, Any]:
     start, end = resolve_period(period, start_time, end_time)
+    start, end = floor_minute(start), ceil_minute(end)  # rollups resolve to the minute
     try:
         async with runtime.engine.connect() as conn:
             found = await reports.invoices(

@@ -8,10 +8,9 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import typer
-from pydantic import ValidationError
 
+from tenantgate.commands.common import load_settings
 from tenantgate.database import create_engine
-from tenantgate.settings import Settings
 from tenantgate.tenants.metering import reports
 from tenantgate.tenants.metering.rollups import ceil_minute, floor_minute
 
@@ -50,12 +49,7 @@ def usage(
 ) -> None:
     """Usage summary per tenant: requests, tokens and cost by model for a period."""
     lo, hi = _window(period, start, end)
-    try:
-        settings = Settings()
-    except ValidationError as exc:
-        for error in exc.errors():
-            typer.echo(f"configuration error: {error['msg']}", err=True)
-        raise typer.Exit(2) from None
+    settings = load_settings()
     found = asyncio.run(_invoices(settings.database_url, lo, hi, tenant))
     if as_json:
         typer.echo(json.dumps({"object": "list", "period_start": lo, "period_end": hi, "data": found}))

@@ -131,23 +131,25 @@ async def events_after(
 
 
 async def events_csv(
-    engine: AsyncEngine, *, tenant_id: str, start: datetime, end: datetime, page: int = 5000
+    engine: AsyncEngine, *, tenant_id: str | None, start: datetime, end: datetime, page: int = 5000
 ) -> AsyncIterator[str]:
-    """A tenant's events with ``start <= occurred_at < end`` as CSV, read in pages (bounded memory)."""
+    """Events with ``start <= occurred_at < end`` (one tenant's, or all) as CSV, read in keyset pages so memory
+    stays bounded: one tenant's in time order (its index), all tenants' in ingestion order (the primary key)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(EVENT_FIELDS)
     yield _drain(buffer)
     after: tuple[datetime, int] | None = None
     while True:
-        statement = (
-            select(E)
-            .where(E.tenant_id == tenant_id, E.occurred_at >= start, E.occurred_at < end)
-            .order_by(E.occurred_at, E.seq)
-            .limit(page)
-        )
-        if after is not None:
-            statement = statement.where(tuple_(E.occurred_at, E.seq) > tuple_(*after))
+        statement = select(E).where(E.occurred_at >= start, E.occurred_at < end).limit(page)
+        if tenant_id is not None:
+            statement = statement.where(E.tenant_id == tenant_id).order_by(E.occurred_at, E.seq)
+            if after is not None:
+                statement = statement.where(tuple_(E.occurred_at, E.seq) > tuple_(*after))
+        else:
+            statement = statement.order_by(E.seq)
+            if after is not None:
+                statement = statement.where(E.seq > after[1])
         async with engine.connect() as conn:
             rows = (await conn.execute(statement)).all()
         for row in rows:

@@ -112,3 +112,23 @@ def test_cli_usage_json(gateway: Gateway, database_url: str) -> None:
     assert human.exit_code == 0 and tenant in human.stdout and "0.000316000" in human.stdout
     bad = CliRunner().invoke(app, ["usage", "--period", "November"], env=env)
     assert bad.exit_code == 2
+
+
+def test_billing_role_reads_exports_and_the_usage_api(gateway: Gateway, database_url: str) -> None:
+    tenant = gateway.new_key("billed")["tenant_id"]
+    seed(database_url, _month_events(tenant))
+    created = gateway.admin("POST", "/admin/tokens", json={"name": "finance", "role": "billing"})
+    assert created.status_code == 201, created.text
+    billing = {"Authorization": f"Bearer {created.json()['token']}"}
+    csv_all = gateway.admin("GET", "/admin/usage/export.csv", params={"period": "2026-11"}, headers=billing)
+    assert csv_all.status_code == 200 and tenant in csv_all.text
+    invoices = gateway.admin("GET", "/admin/usage/invoices", params={"period": "2026-11"}, headers=billing)
+    assert tenant in {i["tenant_id"] for i in invoices.json()["data"]}
+    usage = gateway.admin(
+        "GET",
+        "/v1/organization/usage/completions",
+        params={"start_time": NOV_1, "end_time": DEC_1 + 86400, "limit": 31, "project_ids": tenant},
+        headers=billing,
+    )
+    assert usage.status_code == 200
+    assert sum(r["num_model_requests"] for b in usage.json()["data"] for r in b["results"]) == 3

@@ -22,7 +22,7 @@ import openai
 import pytest
 
 from tenantgate.devupstream import DevUpstream
-from tenantgate.devupstream.app import count_tokens
+from tenantgate.devupstream.wire import count_tokens
 from tests.conftest import UPSTREAM_KEY
 from tests.support.faulty_upstream import FaultyUpstream
 from tests.support.gateway import Gateway

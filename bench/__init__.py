@@ -1,0 +1,1 @@
+"""Benchmark harness: tenantgate against a bare passthrough and the direct upstream (``python -m bench.run``)."""

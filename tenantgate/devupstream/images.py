@@ -1,0 +1,121 @@
+"""Image generation: a tiny valid PNG in OpenAI's answer shape, with gpt-image token usage.
+
+gpt-image models answer with ``b64_json`` and usage (and can stream ``image_generation.*`` events); DALL-E models
+answer with a ``url`` by default, as OpenAI does. The dev upstream serves those urls itself (``GET
+/dev/images/<id>.png``) from a bounded in-memory store. The picture is always an 8x8 PNG of one colour derived from
+the prompt, whatever size is asked for: it is a stand-in, not a generator.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import struct
+import time
+import zlib
+from collections import OrderedDict
+from typing import Any
+
+from tenantgate.devupstream.wire import ApiError, Call, count_tokens, new_id, optional_int, require
+
+# Output tokens of gpt-image-1 per picture, by quality and size (OpenAI's published table).
+_OUTPUT_TOKENS = {
+    "low": {"1024x1024": 272, "1024x1536": 408, "1536x1024": 400},
+    "medium": {"1024x1024": 1056, "1024x1536": 1584, "1536x1024": 1568},
+    "high": {"1024x1024": 4160, "1024x1536": 6240, "1536x1024": 6208},
+}
+_MAX_STORED = 1000
+
+
+def tiny_png(seed: str, side: int = 8) -> bytes:
+    """A valid ``side`` x ``side`` RGB PNG of one colour derived from ``seed``."""
+    colour = hashlib.sha256(seed.encode()).digest()[:3]
+    raw = (b"\x00" + colour * side) * side
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+
+
+class ImageStore:
+    """Pictures answered by url, kept until newer ones push them out."""
+
+    def __init__(self) -> None:
+        self._images: OrderedDict[str, bytes] = OrderedDict()
+
+    def put(self, png: bytes) -> str:
+        image_id = new_id("img-", 12)
+        self._images[image_id] = png
+        if len(self._images) > _MAX_STORED:
+            self._images.popitem(last=False)
+        return image_id
+
+    def get(self, image_id: str) -> bytes | None:
+        return self._images.get(image_id)
+
+
+def _base_url(call: Call) -> str:
+    for name, value in call.scope["headers"]:
+        if name == b"host":
+            return "http://" + str(value.decode("latin-1"))
+    host, port = call.scope.get("server") or ("127.0.0.1", 80)
+    return f"http://{host}:{port}"
+
+
+async def generations(call: Call, payload: dict[str, Any], store: ImageStore) -> None:
+    model = payload.get("model") or "dall-e-2"
+    prompt = require(payload, "prompt")
+    if not isinstance(prompt, str) or not prompt:
+        raise ApiError(400, "Invalid 'prompt': expected a non-empty string.", param="prompt")
+    count = optional_int(payload, "n") or 1
+    if count > 10:
+        raise ApiError(400, "Invalid 'n': expected at most 10.", code="integer_above_max_value", param="n")
+    pngs = [tiny_png(f"{prompt}#{i}") for i in range(count)]
+    created = int(time.time())
+    if model.startswith("dall-e"):
+        data: list[dict[str, Any]] = []
+        for png in pngs:
+            if payload.get("response_format") == "b64_json":
+                item: dict[str, Any] = {"b64_json": base64.b64encode(png).decode()}
+            else:
+                item = {"url": f"{_base_url(call)}/dev/images/{store.put(png)}.png"}
+            if model == "dall-e-3":
+                item["revised_prompt"] = prompt
+            data.append(item)
+        await call.json(200, {"created": created, "data": data})
+        return
+    quality = str(payload.get("quality")) if payload.get("quality") in _OUTPUT_TOKENS else "medium"
+    size = str(payload.get("size")) if payload.get("size") in _OUTPUT_TOKENS["low"] else "1024x1024"
+    background = "transparent" if payload.get("background") == "transparent" else "opaque"
+    text_tokens = count_tokens(prompt)
+    output_tokens = _OUTPUT_TOKENS[quality][size] * count
+    usage = {
+        "input_tokens": text_tokens,
+        "input_tokens_details": {"text_tokens": text_tokens, "image_tokens": 0},
+        "output_tokens": output_tokens,
+        "total_tokens": text_tokens + output_tokens,
+    }
+    # The dev upstream only makes PNGs, so it says so whatever output_format was asked for.
+    shape = {"background": background, "output_format": "png", "quality": quality, "size": size}
+    if payload.get("stream"):
+        await _stream(call, pngs[0], created, shape, usage, optional_int(payload, "partial_images") or 0)
+        return
+    data = [{"b64_json": base64.b64encode(png).decode()} for png in pngs]
+    await call.json(200, {"created": created, "data": data, **shape, "usage": usage}, text_tokens)
+
+
+async def _stream(
+    call: Call, png: bytes, created: int, shape: dict[str, Any], usage: dict[str, Any], partials: int
+) -> None:
+    b64 = base64.b64encode(png).decode()
+    await call.open_stream(tokens=usage["input_tokens"])
+    for index in range(min(partials, 3)):
+        await call.pace()
+        event = {"type": "image_generation.partial_image", "b64_json": b64, "created_at": created, **shape}
+        await call.sse({**event, "partial_image_index": index}, "image_generation.partial_image")
+    await call.pace()
+    done = {"type": "image_generation.completed", "b64_json": b64, "created_at": created, **shape, "usage": usage}
+    await call.sse(done, "image_generation.completed")
+    await call.end()

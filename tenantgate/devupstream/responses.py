@@ -1,0 +1,234 @@
+"""The Responses API: create (plain or as its named-event stream), retrieve, delete, input items, cancel."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import orjson
+
+from tenantgate.devupstream.chat import REASONING_TOKENS
+from tenantgate.devupstream.response_store import ResponseStore, StoredResponse, input_items, items_text, page
+from tenantgate.devupstream.wire import (
+    SERVER_ERROR,
+    ApiError,
+    Call,
+    count_tokens,
+    is_reasoning_model,
+    new_id,
+    optional_int,
+    reply_pieces,
+    require_model,
+)
+
+
+def _not_found(response_id: str) -> ApiError:
+    return ApiError(404, f"Response with id '{response_id}' not found.", param="response_id")
+
+
+def _usage(input_tokens: int, output_tokens: int, reasoning_tokens: int) -> dict[str, Any]:
+    output_tokens += reasoning_tokens
+    return {
+        "input_tokens": input_tokens,
+        "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+        "output_tokens": output_tokens,
+        "output_tokens_details": {"reasoning_tokens": reasoning_tokens},
+        "total_tokens": input_tokens + output_tokens,
+    }
+
+
+def _shell(payload: dict[str, Any], model: str, previous: str | None) -> dict[str, Any]:
+    """The response object without its outcome, echoing the request's settings as OpenAI does."""
+    reasoning: dict[str, Any] = payload["reasoning"] if isinstance(payload.get("reasoning"), dict) else {}
+    effort = reasoning.get("effort") or ("medium" if is_reasoning_model(model) else None)
+    return {
+        "id": new_id("resp_", 25),
+        "object": "response",
+        "created_at": int(time.time()),
+        "status": "in_progress",
+        "background": bool(payload.get("background")),
+        "billing": {"payer": "developer"},
+        "completed_at": None,
+        "error": None,
+        "incomplete_details": None,
+        "instructions": payload.get("instructions"),
+        "max_output_tokens": payload.get("max_output_tokens"),
+        "max_tool_calls": payload.get("max_tool_calls"),
+        "model": model,
+        "output": [],
+        "parallel_tool_calls": payload.get("parallel_tool_calls", True),
+        "previous_response_id": previous,
+        "prompt_cache_key": payload.get("prompt_cache_key"),
+        "reasoning": {"effort": effort, "summary": reasoning.get("summary")},
+        "safety_identifier": payload.get("safety_identifier"),
+        "service_tier": "default",
+        "store": payload.get("store", True) is not False,
+        "temperature": payload.get("temperature", 1.0),
+        "text": payload.get("text") or {"format": {"type": "text"}, "verbosity": "medium"},
+        "tool_choice": payload.get("tool_choice", "auto"),
+        "tools": payload.get("tools") or [],
+        "top_logprobs": payload.get("top_logprobs", 0),
+        "top_p": payload.get("top_p", 1.0),
+        "truncation": payload.get("truncation", "disabled"),
+        "usage": None,
+        "user": payload.get("user"),
+        "metadata": payload.get("metadata") or {},
+    }
+
+
+class Responses:
+    """The /v1/responses family, over one bounded store of the responses it produced."""
+
+    def __init__(self, store: ResponseStore) -> None:
+        self.store = store
+
+    async def create(self, call: Call, payload: dict[str, Any]) -> None:
+        model = require_model(payload)
+        limit = optional_int(payload, "max_output_tokens")
+        if limit is not None and limit < 16:
+            raise ApiError(
+                400,
+                f"Invalid 'max_output_tokens': integer below minimum value. Expected a value >= 16, but got {limit} "
+                "instead.",
+                code="integer_below_min_value",
+                param="max_output_tokens",
+            )
+        previous_id = payload.get("previous_response_id")
+        context_tokens = 0
+        if previous_id is not None:
+            previous = self.store.get(str(previous_id))
+            if previous is None:
+                raise ApiError(
+                    404,
+                    f"Previous response with id '{previous_id}' not found.",
+                    code="previous_response_not_found",
+                    param="previous_response_id",
+                )
+            # The earlier turns are part of this turn's input, as on OpenAI.
+            context_tokens = int((previous.response.get("usage") or {}).get("total_tokens", 0))
+        items = input_items(payload.get("input"))
+        instructions = payload.get("instructions")
+        prompt = items_text(items)
+        input_tokens = context_tokens + count_tokens(prompt) + 3 * max(1, len(items))
+        if isinstance(instructions, str):
+            input_tokens += count_tokens(instructions) + 3
+        answer = reply_pieces(prompt, limit)
+        reasoning_tokens = REASONING_TOKENS if is_reasoning_model(model) else 0
+        incomplete = bool(limit and len(answer) >= limit)
+
+        shell = _shell(payload, model, previous_id)
+        if shell["background"] and not shell["store"]:
+            raise ApiError(400, "Background mode requires store=true.", param="background")
+        message = {
+            "id": new_id("msg_", 25),
+            "type": "message",
+            "status": "incomplete" if incomplete else "completed",
+            "content": [{"type": "output_text", "annotations": [], "logprobs": [], "text": "".join(answer)}],
+            "role": "assistant",
+        }
+        output: list[dict[str, Any]] = (
+            [{"id": new_id("rs_", 25), "type": "reasoning", "summary": []}] if reasoning_tokens else []
+        )
+        output.append(message)
+        final = {
+            **shell,
+            "status": "incomplete" if incomplete else "completed",
+            "completed_at": None if incomplete else int(time.time()),
+            "incomplete_details": {"reason": "max_output_tokens"} if incomplete else None,
+            "output": output,
+            "usage": _usage(input_tokens, len(answer), reasoning_tokens),
+        }
+        stored = StoredResponse(final, items)
+        if shell["background"]:
+            stored.ready_at = time.time() + call.token_delay * len(answer)
+            self.store.put(stored)
+            await call.json(200, {**shell, "status": "queued"}, input_tokens)
+            return
+        if payload.get("stream"):
+            stream_options = payload.get("stream_options")
+            obfuscate = not (isinstance(stream_options, dict) and stream_options.get("include_obfuscation") is False)
+            await _stream(call, shell, final, answer, obfuscate)
+        else:
+            await call.pace(len(answer))
+            await call.json(200, final, input_tokens)
+        if shell["store"]:
+            self.store.put(stored)
+
+    async def retrieve(self, call: Call, response_id: str) -> None:
+        stored = self.store.get(response_id)
+        if stored is None:
+            raise _not_found(response_id)
+        await call.json(200, stored.view())
+
+    async def delete(self, call: Call, response_id: str) -> None:
+        if not self.store.delete(response_id):
+            raise _not_found(response_id)
+        await call.json(200, {"id": response_id, "object": "response.deleted", "deleted": True})
+
+    async def list_input_items(self, call: Call, response_id: str, query: dict[str, str]) -> None:
+        stored = self.store.get(response_id)
+        if stored is None:
+            raise _not_found(response_id)
+        await call.json(200, page(stored.input_items, query))
+
+    async def cancel(self, call: Call, response_id: str) -> None:
+        stored = self.store.get(response_id)
+        if stored is None:
+            raise _not_found(response_id)
+        if not stored.response.get("background"):
+            raise ApiError(400, "Only responses created with background=true can be cancelled.")
+        if stored.view()["status"] == "in_progress":
+            stored.cancelled = True
+        # Cancelling a response that already finished changes nothing and returns it as it is.
+        await call.json(200, stored.view())
+
+
+async def _stream(call: Call, shell: dict[str, Any], final: dict[str, Any], answer: list[str], obfuscate: bool) -> None:
+    """The named-event stream, in the order OpenAI sends it; the terminal event carries the full response."""
+    sequence = 0
+
+    async def emit(event: dict[str, Any]) -> None:
+        nonlocal sequence
+        await call.sse({"type": event["type"], "sequence_number": sequence, **event}, event["type"], error=error)
+        sequence += 1
+
+    def error() -> bytes:
+        data = {"type": "error", "sequence_number": sequence, "code": "server_error", "message": SERVER_ERROR}
+        return b"event: error\ndata: " + orjson.dumps({**data, "param": None}) + b"\n\n"
+
+    await call.open_stream(tokens=final["usage"]["input_tokens"])
+    await emit({"type": "response.created", "response": shell})
+    await emit({"type": "response.in_progress", "response": shell})
+    *reasoning, message = final["output"]
+    index = 0
+    for item in reasoning:
+        await emit({"type": "response.output_item.added", "output_index": index, "item": item})
+        await emit({"type": "response.output_item.done", "output_index": index, "item": item})
+        index += 1
+    where = {"item_id": message["id"], "output_index": index, "content_index": 0}
+    await emit(
+        {
+            "type": "response.output_item.added",
+            "output_index": index,
+            "item": {**message, "status": "in_progress", "content": []},
+        }
+    )
+    part = message["content"][0]
+    await emit({"type": "response.content_part.added", **where, "part": {**part, "text": ""}})
+    for piece in answer:
+        await call.pace()
+        delta: dict[str, Any] = {"type": "response.output_text.delta", **where, "delta": piece, "logprobs": []}
+        if obfuscate:
+            # OpenAI pads deltas with a random string so their sizes do not reveal the tokens.
+            delta["obfuscation"] = os.urandom(8).hex()[: 16 - min(len(piece), 12)]
+        await emit(delta)
+    await emit({"type": "response.output_text.done", **where, "text": part["text"], "logprobs": []})
+    await emit({"type": "response.content_part.done", **where, "part": part})
+    await emit({"type": "response.output_item.done", "output_index": index, "item": message})
+    if final["status"] == "incomplete":
+        await emit({"type": "response.incomplete", "response": final})
+    else:
+        final["completed_at"] = int(time.time())
+        await emit({"type": "response.completed", "response": final})
+    await call.end()

@@ -1,0 +1,103 @@
+"""GET /v1/models and /v1/models/{model}: only what the caller may use."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from starlette.types import Receive, Scope, Send
+
+from tenantgate.platform.errors import NotFound
+from tenantgate.platform.proxy.exchange import Exchange
+from tenantgate.platform.proxy.forward import ForwardPolicy, forward
+from tenantgate.platform.upstream.registry import Target
+from tenantgate.tenants.principal import Principal
+
+if TYPE_CHECKING:
+    from tenantgate.platform.runtime import Runtime
+
+
+def not_found(model: str) -> NotFound:
+    return NotFound(
+        f"The model `{model}` does not exist or you do not have access to it.", param="model", code="model_not_found"
+    )
+
+
+def _model_object(name: str) -> dict[str, Any]:
+    return {"id": name, "object": "model", "created": 0, "owned_by": "tenantgate"}
+
+
+async def serve(runtime: Runtime, exchange: Exchange, scope: Scope, receive: Receive, send: Send) -> None:
+    principal = exchange.ctx.principal
+    routing = runtime.routing
+    path: str = scope["path"]
+    if path == "/v1/models":
+        if routing.declared_models:
+            names = [name for name in routing.declared_models if principal.may_use(name)]
+            await send_json(send, exchange, {"object": "list", "data": [_model_object(n) for n in names]})
+            return
+        if principal.allowed_models is not None:
+            await _filtered_upstream_list(runtime, exchange, principal, scope, receive, send)
+            return
+        targets: tuple[Target, ...] = (Target(routing.primary, ""),)
+    else:
+        model = path[len("/v1/models/") :]
+        targets = routing.targets(model)
+        if not targets or not (principal.may_use(model) or principal.may_use(routing.canonical(model))):
+            raise not_found(model)
+        if model in routing.declared_models or routing.canonical(model) != model:
+            await send_json(send, exchange, _model_object(routing.canonical(model)))
+            return
+    await forward(
+        exchange,
+        runtime.http,
+        runtime.hooks,
+        targets,
+        scope,
+        receive,
+        send,
+        method="GET",
+        path=path[3:],
+        body_for=lambda _t: None,
+        policy=ForwardPolicy(runtime.settings.upstream_max_retry_wait_seconds),
+    )
+
+
+async def _filtered_upstream_list(
+    runtime: Runtime, exchange: Exchange, principal: Principal, scope: Scope, receive: Receive, send: Send
+) -> None:
+    """The upstream's list, reduced to the caller's allow-list (OpenAI lists only what a key may use)."""
+    upstream = runtime.routing.primary
+    headers = []
+    auth = upstream.auth_header(None)
+    if auth is not None:
+        headers.append(auth)
+    try:
+        async with runtime.http.session.get(
+            upstream.url("/models", None), headers=headers, timeout=upstream.json_timeout
+        ) as response:
+            listing = orjson.loads(await response.read()) if response.status == 200 else {}
+    except Exception:
+        listing = {}
+    known = {m.get("id") for m in listing.get("data", []) if isinstance(m, dict)}
+    allowed = sorted(principal.allowed_models or ())
+    data = [_model_object(name) for name in allowed if not known or name in known]
+    await send_json(send, exchange, {"object": "list", "data": data})
+
+
+async def send_json(send: Send, exchange: Exchange, payload: object, status: int = 200) -> None:
+    body = orjson.dumps(payload)
+    exchange.status = status
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"x-request-id", exchange.ctx.request_id.encode()),
+                *exchange.response_headers,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

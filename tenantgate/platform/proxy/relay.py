@@ -1,0 +1,129 @@
+"""Relaying an upstream answer the gateway has committed to, by kind of body.
+
+SSE streams go event by event through the usage scanner; binary bodies (audio) are passed through chunk by chunk;
+JSON bodies are read whole so usage can be taken from them before the client gets the answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+
+import aiohttp
+from starlette.types import Receive, Send
+
+from tenantgate.platform.errors import UpstreamTimeout, UpstreamUnavailable, error_body
+from tenantgate.platform.proxy.exchange import Exchange
+from tenantgate.platform.proxy.hooks import Hooks
+from tenantgate.platform.proxy.sse import StreamScanner
+from tenantgate.platform.proxy.usage import estimate_usage, record_json_answer
+
+_BUFFERED_TYPES = ("application/json", "text/plain", "text/html")
+
+
+def is_buffered(content_type: str) -> bool:
+    return content_type.startswith(_BUFFERED_TYPES) or not content_type
+
+
+async def relay_buffered(
+    exchange: Exchange,
+    hooks: Hooks,
+    response: aiohttp.ClientResponse,
+    headers: list[tuple[bytes, bytes]],
+    send: Send,
+) -> None:
+    try:
+        payload = await response.read()
+    except TimeoutError:
+        exchange.error_type = "timeout"
+        raise UpstreamTimeout(f"The upstream stopped answering. (request id {exchange.ctx.request_id})") from None
+    except aiohttp.ClientError as exc:
+        exchange.error_type = type(exc).__name__
+        raise UpstreamUnavailable(
+            f"The upstream connection failed while reading its answer. (request id {exchange.ctx.request_id})"
+        ) from None
+    exchange.first_byte_at = time.perf_counter()
+    if response.status < 400:
+        record_json_answer(exchange, payload)
+    else:
+        exchange.error_type = exchange.error_type or str(response.status)
+    await hooks.settle(exchange)
+    headers.append((b"content-length", str(len(payload)).encode()))
+    await send({"type": "http.response.start", "status": response.status, "headers": headers})
+    await send({"type": "http.response.body", "body": payload})
+
+
+async def relay_chunks(
+    exchange: Exchange,
+    hooks: Hooks,
+    response: aiohttp.ClientResponse,
+    headers: list[tuple[bytes, bytes]],
+    first_chunk: bytes,
+    receive: Receive,
+    send: Send,
+    *,
+    scanner: StreamScanner | None,
+) -> None:
+    """Relay as it arrives (SSE through ``scanner``, binary as is); stop reading upstream if the client leaves."""
+    await send({"type": "http.response.start", "status": response.status, "headers": headers})
+    relay = asyncio.current_task()
+    assert relay is not None
+    client_gone = False
+
+    async def watch_disconnect() -> None:
+        nonlocal client_gone
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        client_gone = True
+        relay.cancel()
+
+    watcher = asyncio.create_task(watch_disconnect())
+    broken = False
+    try:
+        chunk = first_chunk
+        while chunk:
+            out = scanner.feed(chunk) if scanner is not None else chunk
+            if out:
+                await send({"type": "http.response.body", "body": out, "more_body": True})
+            chunk = await response.content.readany()
+        rest = scanner.flush() if scanner is not None else b""
+        if rest:
+            await send({"type": "http.response.body", "body": rest, "more_body": True})
+    except asyncio.CancelledError:
+        if not client_gone:
+            raise
+        # The client went away: closing the response drops the upstream connection, which stops the generation
+        # upstream instead of paying for tokens nobody reads.
+        relay.uncancel()
+        response.close()
+        exchange.client_disconnected = True
+    except (TimeoutError, aiohttp.ClientError) as exc:
+        exchange.error_type = "stream_timeout" if isinstance(exc, TimeoutError) else "stream_broken"
+        broken = True
+    finally:
+        watcher.cancel()
+    if scanner is not None and exchange.usage is None:
+        estimate_usage(exchange, scanner.delivered_text())
+    await hooks.settle(exchange)
+    if exchange.client_disconnected:
+        return
+    held = scanner.release() if scanner is not None else b""
+    if held:
+        # The stream's end marker, held back by the scanner until the exchange was settled (metered).
+        await send({"type": "http.response.body", "body": held, "more_body": True})
+    if broken:
+        if scanner is None:
+            # A binary body cut short must not look complete: leave the response unfinished, so the server
+            # closes the connection and the client sees a truncated transfer.
+            return
+        # Bytes already went out, so the status cannot change: end with an SSE error event the SDKs raise.
+        with contextlib.suppress(OSError):
+            await send({"type": "http.response.body", "body": _stream_error(exchange), "more_body": True})
+    await send({"type": "http.response.body", "body": b""})
+
+
+def _stream_error(exchange: Exchange) -> bytes:
+    message = f"The upstream stream broke off. (request id {exchange.ctx.request_id})"
+    body = error_body(message, "api_error", "upstream_stream_error")
+    return b"event: error\ndata: " + body + b"\n\n"

@@ -1,0 +1,90 @@
+"""Named upstreams and the routing table from public model names (and aliases) to upstream deployments."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import aiohttp
+
+from tenantgate.platform.upstream.config import GatewayConfig, UpstreamConfig
+
+# Azure OpenAI addresses these per deployment; other paths (e.g. /models) are per resource.
+_AZURE_DEPLOYMENT_PATHS = frozenset(
+    {
+        "/chat/completions", "/completions", "/embeddings", "/images/generations", "/audio/speech",
+        "/audio/transcriptions", "/audio/translations",
+    }
+)  # fmt: skip
+
+
+class Upstream:
+    def __init__(self, config: UpstreamConfig) -> None:
+        self.name = config.name
+        self.kind = config.kind
+        self.provider = {"openai": "openai", "azure": "azure.ai.openai"}.get(config.kind, "openai")
+        self.base_url = config.base_url
+        self.max_retries = config.max_retries
+        self.first_byte_timeout = config.first_byte_timeout_seconds
+        self.total_timeout = config.total_timeout_seconds
+        self.stream_timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=config.connect_timeout_seconds, sock_read=config.idle_timeout_seconds
+        )
+        self.json_timeout = aiohttp.ClientTimeout(
+            total=config.total_timeout_seconds, sock_connect=config.connect_timeout_seconds
+        )
+        self._api_version = config.api_version
+        self._api_key = config.api_key.get_secret_value() if config.api_key is not None else None
+
+    def url(self, path: str, model: str | None, query: str = "") -> str:
+        """``path`` is the OpenAI path below /v1 (e.g. ``/chat/completions``); ``query`` the caller's query string."""
+        if self.kind != "azure":
+            return f"{self.base_url}{path}?{query}" if query else self.base_url + path
+        suffix = f"?api-version={self._api_version}" + (f"&{query}" if query else "")
+        if model and path in _AZURE_DEPLOYMENT_PATHS:
+            return f"{self.base_url}/openai/deployments/{model}{path}{suffix}"
+        return f"{self.base_url}/openai{path}{suffix}"
+
+    def auth_header(self, tenant_key: str | None = None) -> tuple[str, str] | None:
+        """The credential header: the tenant's own key for this upstream (BYOK) if it has one, else ours."""
+        key = tenant_key or self._api_key
+        if key is None:
+            return None
+        return ("api-key", key) if self.kind == "azure" else ("Authorization", f"Bearer {key}")
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    upstream: Upstream
+    model: str
+
+
+class Routing:
+    def __init__(self, config: GatewayConfig) -> None:
+        self.upstreams = {u.name: Upstream(u) for u in config.upstreams}
+        self.default = self.upstreams[config.default_upstream] if config.default_upstream else None
+        self._routes: dict[str, tuple[Target, ...]] = {}
+        self._canonical: dict[str, str] = {}
+        for route in config.models:
+            targets = tuple(Target(self.upstreams[d.upstream], d.model or route.name) for d in route.deployments)
+            for name in (route.name, *route.aliases):
+                self._routes[name] = targets
+                self._canonical[name] = route.name
+        self.declared_models = tuple(route.name for route in config.models)
+
+    def targets(self, model: str) -> tuple[Target, ...]:
+        """Deployments to try for a public model name, in order; empty if the model is not routable."""
+        targets = self._routes.get(model)
+        if targets is not None:
+            return targets
+        if self.default is not None:
+            return (Target(self.default, model),)
+        return ()
+
+    def canonical(self, model: str) -> str:
+        """The public name of a model or alias (allow-lists and metering use it)."""
+        return self._canonical.get(model, model)
+
+    @property
+    def primary(self) -> Upstream:
+        """The upstream that answers model listings when no routing table is declared."""
+        return self.default or next(iter(self.upstreams.values()))

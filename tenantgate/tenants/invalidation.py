@@ -1,0 +1,130 @@
+"""Cross-process invalidation of the key cache, so revocation and suspension apply everywhere within a second.
+
+Every mutation that changes what a key may do (revoke, rotation expiry, key/tenant/plan update, suspend, resume,
+delete) is published, after its transaction commits, on ``{redis_prefix}:invalidate``; every server process
+subscribes from its lifespan and drops the matching cache entries. Without Redis only the local cache is
+invalidated (one process). If the subscription breaks, the listener reconnects and clears its whole cache,
+because messages sent meanwhile are lost; the cache TTL remains the backstop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import orjson
+from redis.asyncio import Redis
+
+from tenantgate.tenants.cache import KeyCache
+
+log = logging.getLogger("tenantgate.invalidation")
+
+Scope = Literal["key", "tenant", "all"]
+
+
+@dataclass(frozen=True, slots=True)
+class Invalidation:
+    scope: Scope
+    id: str = ""
+
+    def apply(self, cache: KeyCache) -> None:
+        if self.scope == "key":
+            cache.invalidate_key(self.id)
+        elif self.scope == "tenant":
+            cache.invalidate_tenant(self.id)
+        else:
+            cache.clear()
+
+
+ALL = Invalidation("all")
+
+
+def channel_name(redis_prefix: str) -> str:
+    return f"{redis_prefix}:invalidate"
+
+
+def encode(invalidations: Sequence[Invalidation]) -> bytes:
+    return orjson.dumps([[i.scope, i.id] for i in invalidations])
+
+
+def decode(payload: bytes) -> list[Invalidation]:
+    """Unknown or malformed messages clear everything: wrongly dropping a cache entry costs one query."""
+    try:
+        items = orjson.loads(payload)
+        return [Invalidation(scope, str(id_)) for scope, id_ in items if scope in ("key", "tenant", "all")]
+    except (orjson.JSONDecodeError, TypeError, ValueError):
+        return [ALL]
+
+
+async def publish(redis: Redis, channel: str, invalidations: Sequence[Invalidation]) -> None:
+    """Publish to every subscribed process. A Redis failure is logged, not raised: the change is committed."""
+    if not invalidations:
+        return
+    try:
+        await redis.publish(channel, encode(invalidations))
+    except Exception as exc:
+        log.warning("could not publish cache invalidation (%s); other processes catch up by TTL", type(exc).__name__)
+
+
+class InvalidationBus:
+    def __init__(self, cache: KeyCache, redis: Redis | None, channel: str, *, retry_seconds: float = 1.0) -> None:
+        self._cache = cache
+        self._redis = redis
+        self._channel = channel
+        self._retry_seconds = retry_seconds
+        self._task: asyncio.Task[None] | None = None
+        self._subscribed = asyncio.Event()
+        self._first_attempt = asyncio.Event()
+        self.received = 0
+
+    async def publish(self, invalidations: Sequence[Invalidation]) -> None:
+        for invalidation in invalidations:
+            invalidation.apply(self._cache)
+        if self._redis is not None:
+            await publish(self._redis, self._channel, invalidations)
+
+    async def start(self, wait_seconds: float = 2.0) -> None:
+        """Subscribe, waiting (briefly) for the first attempt so a server that is up misses no invalidation."""
+        if self._redis is None:
+            return
+        self._task = asyncio.create_task(self._listen(self._redis), name="tenantgate-invalidation")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._first_attempt.wait(), wait_seconds)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    @property
+    def subscribed(self) -> bool:
+        return self._subscribed.is_set()
+
+    async def _listen(self, redis: Redis) -> None:
+        while True:
+            try:
+                async with redis.pubsub() as pubsub:
+                    await pubsub.subscribe(self._channel)
+                    # Whatever was published while not subscribed is lost: start over from the database.
+                    self._cache.clear()
+                    self._subscribed.set()
+                    self._first_attempt.set()
+                    while True:
+                        message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                        if message is not None and message.get("type") == "message":
+                            self.received += 1
+                            for invalidation in decode(message["data"]):
+                                invalidation.apply(self._cache)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self._subscribed.clear()
+                self._first_attempt.set()
+                log.warning("cache invalidation subscription lost (%s); reconnecting", type(exc).__name__)
+                await asyncio.sleep(self._retry_seconds)

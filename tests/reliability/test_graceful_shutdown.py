@@ -1,0 +1,86 @@
+"""SIGTERM during a stream: readiness turns false, the stream finishes, the process exits cleanly."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.conftest import SECRET_KEY, UPSTREAM_KEY
+from tests.support.services import free_port
+
+
+def _cli_json(env: dict[str, str], *args: str) -> dict[str, str]:
+    result = subprocess.run(
+        [sys.executable, "-m", "tenantgate", *args, "--json"], env=env, capture_output=True, text=True, check=True
+    )
+    return dict(json.loads(result.stdout))
+
+
+def test_sigterm_drains_then_finishes_in_flight_streams(tmp_path: Path, slow_dev_upstream: str) -> None:
+    database = f"sqlite+aiosqlite:///{tmp_path}/tg.db"
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("TENANTGATE_")},
+        "TENANTGATE_DATABASE_URL": database,
+        "TENANTGATE_SECRET_KEY": SECRET_KEY,
+        "TENANTGATE_UPSTREAM_BASE_URL": slow_dev_upstream,
+        "TENANTGATE_UPSTREAM_API_KEY": UPSTREAM_KEY,
+        "TENANTGATE_SHUTDOWN_DRAIN_SECONDS": "1.5",
+        "TENANTGATE_SHUTDOWN_GRACE_SECONDS": "20",
+    }
+    subprocess.run([sys.executable, "-m", "tenantgate", "db", "upgrade"], env=env, check=True, capture_output=True)
+    tenant_id = _cli_json(env, "tenants", "create", "--name", "t")["id"]
+    key = _cli_json(env, "keys", "create", "--tenant", tenant_id)["key"]
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "tenantgate", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(base + "/readyz").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "server did not become ready"
+            time.sleep(0.1)
+        received: list[bytes] = []
+
+        def stream() -> None:
+            body = {
+                "model": "gpt-4o-mini",
+                "stream": True,
+                "messages": [{"role": "user", "content": "one two three four five six seven eight nine ten"}],
+            }
+            with httpx.stream(
+                "POST", base + "/v1/chat/completions", json=body, timeout=30, headers={"Authorization": f"Bearer {key}"}
+            ) as response:
+                received.extend(response.iter_bytes())
+
+        client = threading.Thread(target=stream)
+        client.start()
+        time.sleep(0.3)  # the stream is under way (50 ms per token, ~20 tokens)
+        server.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        assert httpx.get(base + "/readyz").status_code == 503  # draining: still serving, not ready
+        client.join(30)
+        assert b"".join(received).rstrip().endswith(b"data: [DONE]")
+        # uvicorn re-raises the signal once it has shut down cleanly, so the exit status is "terminated by SIGTERM".
+        assert server.wait(30) in (0, -signal.SIGTERM)
+        assert "Traceback" not in (server.stderr.read() if server.stderr else "")
+    finally:
+        if server.poll() is None:
+            server.kill()
