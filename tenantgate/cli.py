@@ -19,12 +19,14 @@ from tenantgate.commands.common import load_settings, mutate, with_session
 from tenantgate.observability.exposition import clear_snapshots
 from tenantgate.observability.logging import logging_config
 from tenantgate.settings import DEFAULT_UPSTREAM_BASE_URL, Environment, Settings
+from tenantgate.tenants.metering import cli as usage_cli
 from tenantgate.tenants.operation import SYSTEM_ACTOR, Operation
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="tenantgate: multi-tenant OpenAI gateway")
 db_app = typer.Typer(no_args_is_help=True, help="Database migrations")
 app.add_typer(db_app, name="db")
 commands.register(app)
+app.command("usage")(usage_cli.usage)
 
 
 @db_app.command("upgrade")

@@ -77,6 +77,9 @@ class Settings(BaseSettings):
     upstream_idle_timeout_seconds: float = Field(default=120.0, gt=0)
     upstream_max_retries: int = Field(default=2, ge=0, le=10)
     upstream_max_retry_wait_seconds: float = Field(default=2.0, ge=0)
+    metering_flush_interval_seconds: float = Field(default=1.0, gt=0)
+    metering_batch_size: int = Field(default=5000, ge=1, le=100_000)
+    metering_shutdown_flush_seconds: float = Field(default=10.0, ge=0)
 
     # Rate limits and quotas (tenants/limits, platform/limits).
     limits_fail_mode: Literal["open", "closed"] = "open"

@@ -113,11 +113,12 @@ def make_settings(**overrides: Any) -> Settings:
 
 
 @pytest.fixture
-def gateway_factory() -> Iterator[Callable[..., Gateway]]:
+def gateway_factory(tmp_path: Path) -> Iterator[Callable[..., Gateway]]:
     """Start a gateway served on a loopback port with the given settings overrides."""
     started: list[ServedApp] = []
 
     def start(**overrides: Any) -> Gateway:
+        overrides.setdefault("spool_dir", tmp_path / f"spool-{len(started)}")
         settings = make_settings(**overrides)
         app = create_app(settings)
         served = ServedApp(app).__enter__()

@@ -27,6 +27,8 @@ from tenantgate.platform.middleware import RequestIdMiddleware, TenantAuthMiddle
 from tenantgate.platform.proxy.router import ProxyRouter
 from tenantgate.platform.runtime import Runtime
 from tenantgate.platform.shutdown import install_drain_handler
+from tenantgate.platform.usage import export as usage_export
+from tenantgate.platform.usage import routes as usage_routes
 from tenantgate.settings import Settings
 
 log = logging.getLogger("tenantgate")
@@ -85,6 +87,8 @@ def create_app(settings: Settings | None = None) -> GatewayApp:
     app.include_router(admin_limits_router)
     app.include_router(limits_router)
     app.include_router(dashboard_router)
+    app.include_router(usage_routes.router)
+    app.include_router(usage_export.router)
 
     # For requests reaching FastAPI directly (admin, ops, docs); both skip work already done by GatewayApp.proxy.
     # SurfaceIpLimit throttles the admin and usage surface per client IP (before admin auth is checked).

@@ -4,6 +4,7 @@ Order, outermost first, is declared in ``app.GatewayApp``:
   TelemetryMiddleware  - HTTP metrics, the server span, the log context (observability/http.py)
   RequestIdMiddleware  - every response carries ``x-request-id`` (the caller's, or a new one)
   TenantAuthMiddleware - /v1/* callers are resolved into a RequestContext or refused with 401/403
+                         (except /v1/organization/*, whose routes accept tenant keys and platform tokens)
   ProxyRouter          - the OpenAI endpoints, raw ASGI; anything else falls through to FastAPI
 FastAPI runs RequestId and TenantAuth as well, for requests that reach it directly; they do nothing a second time.
 """
@@ -21,6 +22,7 @@ from tenantgate.platform.runtime import Runtime
 from tenantgate.tenants.keys import hash_key
 
 _MAX_REQUEST_ID = 128
+_SELF_AUTH = "/v1/organization/"
 
 
 def _valid_request_id(value: bytes) -> bool:
@@ -67,7 +69,9 @@ class TenantAuthMiddleware:
         self.secret = runtime.settings.secret_key_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith("/v1/") or SCOPE_CONTEXT in scope:
+        # /v1/organization/* (usage and costs) accepts tenant keys and platform tokens: its routes authenticate.
+        path = scope["path"] if scope["type"] == "http" else ""
+        if not path.startswith("/v1/") or path.startswith(_SELF_AUTH) or SCOPE_CONTEXT in scope:
             await self.app(scope, receive, send)
             return
         request_id: str = scope[SCOPE_REQUEST_ID]

@@ -15,6 +15,7 @@ from tenantgate import tokens
 from tenantgate.database import create_engine, create_sessionmaker
 from tenantgate.observability.telemetry import Telemetry
 from tenantgate.platform.admin.throttle import AdminAuthThrottle
+from tenantgate.platform.limits.cost import PriceBookCost
 from tenantgate.platform.limits.hook import Limiter
 from tenantgate.platform.proxy.hooks import Hooks
 from tenantgate.platform.proxy.stored import OwnershipHook
@@ -25,6 +26,7 @@ from tenantgate.settings import Settings
 from tenantgate.tenants.cache import KeyCache
 from tenantgate.tenants.invalidation import InvalidationBus, channel_name
 from tenantgate.tenants.last_used import LastUsedTracker
+from tenantgate.tenants.metering.meter import Metering
 from tenantgate.tenants.objects import ObjectOwnership
 from tenantgate.tenants.principal import Principal
 from tenantgate.tenants.repository import principal_for_key_hash, tenant_upstream_keys
@@ -68,7 +70,14 @@ class Runtime:
         )
         # Limits, metering and telemetry register here, in order (see platform/proxy/hooks.py).
         self.limiter = Limiter.from_settings(settings)
-        self.hooks = Hooks([self.telemetry.hook, self.limiter, OwnershipHook(self.ownership)])
+        self.metering = Metering(settings, self.engine, self.sessions)
+        self.limiter.cost_estimator = PriceBookCost(self.metering.prices)
+        self.telemetry.register_metering_gauges(
+            buffer_depth=self.metering.held_events,
+            spool_bytes=self.metering.pending_bytes,
+            write_lag_seconds=self.metering.write_lag_seconds,
+        )
+        self.hooks = Hooks([self.telemetry.hook, self.limiter, OwnershipHook(self.ownership), self.metering.hook])
 
     async def _load_principal(self, key_hash: str) -> Principal | None:
         async with self.sessions() as session:
@@ -85,6 +94,7 @@ class Runtime:
         await self.ownership.start()
         await self.invalidation.start()
         self.last_used.start()
+        await self.metering.start()
         # Loading the tokenizer files takes a second or two: do it now, off the event loop, not on a request.
         await asyncio.to_thread(tokens.warm_up)
         await self.telemetry.start()
@@ -96,6 +106,7 @@ class Runtime:
         await self.ownership.close()
         await self.http.close()
         await self.limiter.close()
+        await self.metering.close()
         if self.redis is not None:
             await self.redis.aclose()
         await self.engine.dispose()

@@ -111,11 +111,13 @@ def _dsn(postgres_url: str) -> str:
     return postgres_url.replace("postgresql+asyncpg://", "postgresql://", 1)
 
 
-def test_usage_check_is_skipped_with_its_reason_when_metering_is_absent(postgres_url: str) -> None:
-    # A database migrated to this build's head: tenants and keys, no usage table yet.
-    result = check_usage(_dsn(postgres_url), {"tenantgate": {"tenant_id": "ten_x", "upstream_200": 5}})
-    assert result["status"] == "skipped"
-    assert "no usage table" in result["reason"] and "issue 5" in result["reason"]
+def test_usage_check_finds_the_metering_event_table(postgres_url: str) -> None:
+    # A database migrated to this build's head: metering's usage_events (not its rollups) is the table checked.
+    result = check_usage(
+        _dsn(postgres_url), {"tenantgate": {"tenant_id": "ten_x", "upstream_200": 5}}, settle_seconds=0
+    )
+    assert (result["status"], result["table"], result["how_found"]) == ("fail", "usage_events", "detected")
+    assert result["variants"]["tenantgate"]["lost"] == 5
 
 
 def test_usage_check_counts_events_per_tenant_and_finds_lost_and_duplicated(postgres_url: str) -> None:
@@ -123,6 +125,7 @@ def test_usage_check_counts_events_per_tenant_and_finds_lost_and_duplicated(post
     async def setup() -> None:
         conn = await asyncpg.connect(_dsn(postgres_url))
         try:
+            await conn.execute("DROP TABLE usage_events")  # metering's own, replaced by the stand-in
             await conn.execute("CREATE TABLE usage_events (tenant_id text, request_id text)")
             rows = [("ten_a", "r1"), ("ten_a", "r2"), ("ten_a", "r2"), ("ten_b", "r3"), ("ten_b", "r4")]
             await conn.executemany("INSERT INTO usage_events VALUES ($1, $2)", rows)

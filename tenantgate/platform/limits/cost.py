@@ -12,6 +12,7 @@ from decimal import Decimal
 from typing import Protocol
 
 from tenantgate.platform.proxy.exchange import Exchange
+from tenantgate.tenants.metering.pricing import PriceBook
 
 
 class CostEstimator(Protocol):
@@ -27,3 +28,20 @@ class CostEstimator(Protocol):
 class NoCostKnown:
     def cost_usd(self, exchange: Exchange) -> Decimal | None:
         return None
+
+
+class PriceBookCost:
+    """Budgets priced with metering's price table (the same prices the usage events carry)."""
+
+    def __init__(self, prices: PriceBook) -> None:
+        self.prices = prices
+
+    def cost_usd(self, exchange: Exchange) -> Decimal | None:
+        cost = self.prices.cost(
+            exchange.model,
+            exchange.usage,
+            tenant_id=exchange.ctx.principal.tenant_id,
+            at=exchange.started_at,
+            served_model=exchange.response_model,
+        )
+        return cost.usd if cost.version is not None else None

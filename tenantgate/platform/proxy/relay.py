@@ -110,6 +110,10 @@ async def relay_chunks(
     await hooks.settle(exchange)
     if exchange.client_disconnected:
         return
+    held = scanner.release() if scanner is not None else b""
+    if held:
+        # The stream's end marker, held back by the scanner until the exchange was settled (metered).
+        await send({"type": "http.response.body", "body": held, "more_body": True})
     if broken:
         if scanner is None:
             # A binary body cut short must not look complete: leave the response unfinished, so the server

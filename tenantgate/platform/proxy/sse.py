@@ -4,6 +4,8 @@ Events are forwarded whole, as soon as their terminating blank line arrives, so 
 rest of its own event. Chat/completions streams: the gateway asked the upstream for ``include_usage``; when the
 client did not, the usage-only chunk and the ``"usage":null`` fields it causes are removed, so the client sees
 exactly what it asked for. Responses streams: usage comes with the terminal ``response.*`` event.
+The end marker (``data: [DONE]``, or the Responses API's terminal event) is held back until the exchange is
+settled (metered), so a client that saw its stream end is on record even if the process dies right then.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ class StreamScanner:
         self.strip_usage = strip_usage
         self.responses_api = exchange.operation == "responses"
         self._pending = b""
+        self._held = b""
         self._seen_first = False
         self._kept: list[bytes] = []
         self._kept_size = 0
@@ -58,14 +61,35 @@ class StreamScanner:
             position = match.end()
             kept = self._event(event)
             if kept:
-                out.append(kept)
+                out.append(self._hold_back(kept))
         self._pending = data[position:]
         return b"".join(out)
 
     def flush(self) -> bytes:
         """Whatever trailing bytes the upstream sent without a final blank line."""
         rest, self._pending = self._pending, b""
-        return self._event(rest) if rest else b""
+        kept = self._event(rest) if rest else b""
+        return self._hold_back(kept) if kept else b""
+
+    def _hold_back(self, event: bytes) -> bytes:
+        """Keep the stream's end marker until ``release``; anything after it sends it along."""
+        if self._held:
+            event, self._held = self._held + event, b""
+            return event
+        if (b"[DONE]" in event and _data_of(event).strip() == b"[DONE]") or (
+            self.responses_api and any(marker in event for marker in _TERMINAL_RESPONSE_EVENTS)
+        ):
+            self._held = event
+            return b""
+        return event
+
+    def release(self) -> bytes:
+        """The held end marker (``data: [DONE]`` or the Responses API's terminal event).
+
+        It is sent only after ``hooks.settle``: a client that saw the end of its stream must already be metered.
+        """
+        held, self._held = self._held, b""
+        return held
 
     def _event(self, event: bytes) -> bytes:
         if not self._seen_first and b"data:" in event:

@@ -18,18 +18,39 @@ _FULL_PARSE_LIMIT = 256 * 1024
 
 
 def record_json_answer(exchange: Exchange, body: bytes) -> None:
+    """Usage and metadata of a successful non-streamed answer; estimated (and flagged) if it carries no usage."""
     if len(body) <= _FULL_PARSE_LIMIT:
         try:
             answer = orjson.loads(body)
         except orjson.JSONDecodeError:
-            return
+            answer = None
         if isinstance(answer, dict):
             record_answer_object(exchange, answer)
+            if exchange.usage is None and exchange.payload is not None:
+                estimate_usage(exchange, _answer_text(answer))
         return
     usage = _usage_near_end(body)
     if usage is not None:
         exchange.usage = usage
         exchange.usage_source = "upstream"
+    elif exchange.payload is not None:
+        estimate_usage(exchange, "")
+
+
+def _answer_text(answer: dict[str, Any]) -> str:
+    """The generated text of a chat completion, completion or Responses API answer (for estimates)."""
+    parts: list[str] = []
+    for choice in answer.get("choices") or ():
+        if isinstance(choice, dict):
+            message = choice.get("message")
+            content = message.get("content") if isinstance(message, dict) else choice.get("text")
+            if isinstance(content, str):
+                parts.append(content)
+    for item in answer.get("output") or ():
+        for part in (item.get("content") or ()) if isinstance(item, dict) else ():
+            if isinstance(part, dict) and isinstance(part.get("text"), str):
+                parts.append(part["text"])
+    return "".join(parts)
 
 
 def record_answer_object(exchange: Exchange, answer: dict[str, Any]) -> None:

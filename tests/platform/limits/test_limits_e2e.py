@@ -153,10 +153,6 @@ class FixedPrice:
 def test_monthly_budget_runs_out_once_costs_are_known(limited: Gateway) -> None:
     created = tenant_with_key(limited, {"monthly_budget_usd": "0.001"})
     client = limited.client(created["key"])
-    client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
-    time.sleep(0.1)
-    # Without a price table every cost is unknown (0): the budget is shown but does not run out.
-    assert me(limited, created["key"])["limits"]["tenant"]["monthly_budget_usd"]["spent"] == 0
     prices = FixedPrice("0.0006")
     limited.runtime.limiter.cost_estimator = prices
     client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
@@ -171,6 +167,24 @@ def test_monthly_budget_runs_out_once_costs_are_known(limited: Gateway) -> None:
     assert raised.value.code == "insufficient_quota" and "monthly budget" in raised.value.message
     assert [e.model for e in prices.seen] == ["gpt-4o-mini", "gpt-4o-mini"]
     assert all(e.usage is not None and e.usage.total_tokens > 0 for e in prices.seen)
+
+
+def test_budget_is_charged_at_the_metering_price_table(limited: Gateway) -> None:
+    created = tenant_with_key(limited, {"monthly_budget_usd": "5"})
+    completion = limited.client(created["key"]).chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    assert completion.usage is not None
+    book = limited.runtime.metering.prices
+    price, _ = book.price_for("gpt-4o-mini", tenant_id=created["tenant_id"])
+    expected = (
+        completion.usage.prompt_tokens * float(price.input) + completion.usage.completion_tokens * float(price.output)
+    ) / 1e6
+    assert expected > 0
+    deadline = time.monotonic() + 5
+    spent = 0.0
+    while spent == 0 and time.monotonic() < deadline:  # settlement lands in the background
+        spent = float(me(limited, created["key"])["limits"]["tenant"]["monthly_budget_usd"]["spent"])
+        time.sleep(0.02)
+    assert spent == pytest.approx(expected, abs=1e-6)
 
 
 def test_tenant_limits_cap_the_sum_of_its_keys(limited: Gateway) -> None:

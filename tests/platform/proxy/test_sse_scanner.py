@@ -84,6 +84,8 @@ def test_any_chunking_yields_the_same_events_and_usage(cuts: list[int], separato
             position = cut
     out.append(scanner.feed(stream[position:]))
     out.append(scanner.flush())
+    assert not b"".join(out).endswith(b"[DONE]" + separator)  # held back until the exchange is settled
+    out.append(scanner.release())
     assert b"".join(out) == stream
     assert exchange.usage is not None
     assert (exchange.usage.input_tokens, exchange.usage.output_tokens, exchange.usage.cached_input_tokens) == (9, 3, 4)
@@ -94,7 +96,7 @@ def test_any_chunking_yields_the_same_events_and_usage(cuts: list[int], separato
 def test_stripping_removes_usage_chunk_and_null_fields_only() -> None:
     exchange = _exchange()
     scanner = StreamScanner(exchange, strip_usage=True)
-    out = b"".join(scanner.feed(event) for event in _chat_stream(b"\n\n"))
+    out = b"".join(scanner.feed(event) for event in _chat_stream(b"\n\n")) + scanner.release()
     assert b"usage" not in out
     assert out.count(b"data: ") == 5 and out.endswith(b"data: [DONE]\n\n")
     assert exchange.usage is not None and exchange.usage.total_tokens == 12
@@ -136,7 +138,7 @@ def test_responses_stream_usage_from_terminal_event() -> None:
     stream = b"".join(
         b"event: " + e["type"].encode() + b"\ndata: " + orjson.dumps(e) + b"\n\n" for e in (created, delta, completed)
     )
-    assert scanner.feed(stream) == stream
+    assert scanner.feed(stream) + scanner.release() == stream
     assert exchange.response_id == "resp_1"
     assert exchange.usage is not None
     assert (exchange.usage.input_tokens, exchange.usage.output_tokens, exchange.usage.reasoning_tokens) == (7, 1, 5)

@@ -1,0 +1,74 @@
+"""Who may read usage, and whose.
+
+Tenant keys (``tg-...``) see their own tenant only. Admin tokens whose role allows ``billing`` (the ``admin`` and
+``billing`` roles, see platform/admin/auth.py) see every tenant. The billing exports under /admin/usage take
+``require_billing`` directly.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from fastapi import Request
+from sqlalchemy.exc import SQLAlchemyError
+
+from tenantgate.platform.admin.auth import _identify, authenticate
+from tenantgate.platform.errors import InvalidApiKey, PermissionDenied, ServiceUnavailable
+from tenantgate.platform.runtime import Runtime
+from tenantgate.tenants.admin_tokens import TOKEN_PREFIX
+from tenantgate.tenants.keys import KEY_PREFIX, hash_key
+from tenantgate.tenants.models import AdminRole
+from tenantgate.tenants.principal import Principal
+
+
+@dataclass(frozen=True, slots=True)
+class UsageReader:
+    tenant_id: str | None
+    """The only tenant this caller may see; None for platform (admin/billing) callers, who see all."""
+
+
+def _presented(request: Request) -> str:
+    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and credentials.strip():
+        return credentials.strip()
+    return request.headers.get("api-key", "").strip()
+
+
+async def _tenant_key(runtime: Runtime, presented: str) -> Principal | None:
+    try:
+        principal = await runtime.key_cache.get(hash_key(runtime.settings.secret_key_bytes, presented))
+    except (SQLAlchemyError, OSError):
+        raise ServiceUnavailable("Usage data is unavailable right now; try again shortly.") from None
+    if principal is None or (principal.expires_at is not None and principal.expires_at <= time.time()):
+        return None
+    return principal
+
+
+async def usage_reader(request: Request) -> UsageReader:
+    """A tenant key (scoped to its tenant) or a billing-capable admin token (all tenants); 401/403 otherwise.
+
+    The tenant auth middleware lets /v1/organization/* through unauthenticated so this can accept either.
+    """
+    runtime: Runtime = request.app.state.runtime
+    presented = _presented(request)
+    if not presented:
+        raise InvalidApiKey("You didn't provide an API key. Provide it as `Authorization: Bearer YOUR_KEY`.")
+    if presented.startswith(KEY_PREFIX) and not presented.startswith(TOKEN_PREFIX):
+        principal = await _tenant_key(runtime, presented)
+        if principal is not None:
+            if not principal.tenant_active:
+                raise PermissionDenied(
+                    "This tenant is suspended. Contact the platform operator.", code="tenant_suspended"
+                )
+            return UsageReader(tenant_id=principal.tenant_id)
+        # Not a tenant key; it may still be a bootstrap admin token that happens to look like one. A tenant key
+        # that is wrong is not an admin login attempt, so it does not count against the admin throttle.
+        identity = await _identify(runtime, presented)
+        if identity is None:
+            raise InvalidApiKey("Incorrect API key provided.")
+    else:
+        identity = await authenticate(request)
+    if not identity.may(AdminRole.BILLING):
+        raise PermissionDenied("This admin token's role may not read usage.", code="insufficient_role")
+    return UsageReader(tenant_id=None)

@@ -1,0 +1,258 @@
+"""OpenAI's Usage and Costs API, answered from the rollups and scoped by the caller.
+
+``GET /v1/organization/usage/{completions,embeddings,moderations,images,audio_speeches,audio_transcriptions}`` and
+``GET /v1/organization/costs`` take OpenAI's parameters and answer in its shape (``tenant`` = ``project``, tenant
+key = ``api_key``). Decisions where OpenAI says nothing:
+
+- Buckets snap to UTC boundaries of their width (as Anthropic's usage API documents; OpenAI's examples are
+  aligned too): the first bucket is the minute/hour/day that contains ``start_time``, the last the one that
+  contains the instant before ``end_time`` (default: now, so the current bucket is included). Every bucket is
+  then exactly one rollup bucket, which keeps a query at O(buckets x groups) whatever the traffic.
+- A tenant key sees its own tenant only: every filter is intersected with it, so naming another tenant's project
+  or key yields empty results, never their data. Grouping by ``project_id`` is allowed and shows only its own.
+- Results carry ``estimated_requests``: how many of the requests had their tokens estimated (the upstream never
+  reported usage because the client went away or the stream broke).
+- Lists may be sent as ``group_by=a&group_by=b``, ``group_by[]=a`` (what the SDKs send) or ``group_by=a,b``.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from enum import StrEnum
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from sqlalchemy.exc import SQLAlchemyError
+
+from tenantgate.platform.errors import BadRequest, ServiceUnavailable
+from tenantgate.platform.runtime import Runtime
+from tenantgate.platform.usage.auth import UsageReader, usage_reader
+from tenantgate.tenants.metering.pricing import NANOS_PER_USD
+from tenantgate.tenants.metering.rollups import Buckets, Totals, UsageQuery, aggregate
+
+router = APIRouter(prefix="/v1/organization", tags=["usage"])
+
+
+class Family(StrEnum):
+    completions = "completions"
+    embeddings = "embeddings"
+    moderations = "moderations"
+    images = "images"
+    audio_speeches = "audio_speeches"
+    audio_transcriptions = "audio_transcriptions"
+
+
+class BucketWidth(StrEnum):
+    minute = "1m"
+    hour = "1h"
+    day = "1d"
+
+
+# width in seconds, default and maximum number of buckets per page (OpenAI's numbers)
+_USAGE_LIMITS = {BucketWidth.minute: (60, 60, 1440), BucketWidth.hour: (3600, 24, 168), BucketWidth.day: (86400, 7, 31)}
+_COSTS_LIMITS = (7, 180)
+_USAGE_GROUPS = {"project_id": "tenant_id", "api_key_id": "api_key_id", "model": "model"}
+_COSTS_GROUPS = {"project_id": "tenant_id", "api_key_id": "api_key_id", "line_item": "model"}
+_LINE_ITEMS = (("input", "cost_input_nusd"), ("cached input", "cost_cached_input_nusd"), ("output", "cost_output_nusd"))
+
+
+def _list(request: Request, name: str) -> tuple[str, ...] | None:
+    values = [
+        part.strip()
+        for key, value in request.query_params.multi_items()
+        if key in (name, f"{name}[]")
+        for part in value.split(",")
+        if part.strip()
+    ]
+    return tuple(values) if values else None
+
+
+def _cursor(start: int) -> str:
+    return "page_" + base64.urlsafe_b64encode(f"bucket:{start}".encode()).decode()
+
+
+def _from_cursor(page: str) -> int:
+    try:
+        raw = base64.urlsafe_b64decode(page.removeprefix("page_")).decode()
+        if not raw.startswith("bucket:"):
+            raise ValueError
+        return int(raw.removeprefix("bucket:"))
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequest("Invalid page cursor: pass `next_page` of a previous response.", param="page") from None
+
+
+class _Window:
+    """The buckets of one page."""
+
+    def __init__(self, start_time: int, end_time: int | None, width: int, limit: int, page: str | None) -> None:
+        if end_time is not None and end_time <= start_time:
+            raise BadRequest("end_time must be after start_time.", param="end_time")
+        end = end_time if end_time is not None else int(time.time()) + 1
+        self.start = start_time // width * width
+        self.end = -(-end // width) * width
+        self.width = width
+        first = self.start
+        if page is not None:
+            first = _from_cursor(page)
+            if first <= self.start or first >= self.end or (first - self.start) % width:
+                raise BadRequest("The page cursor does not belong to this query.", param="page")
+        self.first = first
+        self.last = min(self.end, first + limit * width)
+        self.has_more = self.last < self.end
+
+    def bounds(self) -> list[tuple[int, int]]:
+        return [(s, s + self.width) for s in range(self.first, self.last, self.width)]
+
+    def query(self, **fields: Any) -> UsageQuery:
+        return UsageQuery(start=self.first, end=self.last, width=self.width, **fields)
+
+    def page(self, results: list[list[dict[str, Any]]]) -> dict[str, Any]:
+        data = [
+            {"object": "bucket", "start_time": s, "end_time": e, "results": bucket}
+            for (s, e), bucket in zip(self.bounds(), results, strict=True)
+        ]
+        return {
+            "object": "page",
+            "data": data,
+            "has_more": self.has_more,
+            "next_page": _cursor(self.last) if self.has_more else None,
+        }
+
+
+def _limit(value: int | None, default: int, maximum: int) -> int:
+    if value is None:
+        return default
+    if not 1 <= value <= maximum:
+        raise BadRequest(f"limit must be between 1 and {maximum} for this bucket width.", param="limit")
+    return value
+
+
+def _group_by(request: Request, allowed: dict[str, str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    names = _list(request, "group_by") or ()
+    for name in names:
+        if name not in allowed:
+            raise BadRequest(f"Unsupported group_by value {name!r}; supported: {', '.join(allowed)}.", param="group_by")
+    names = tuple(dict.fromkeys(names))
+    return names, tuple(dict.fromkeys(allowed[name] for name in names))
+
+
+async def _aggregate(request: Request, query: UsageQuery, reader: UsageReader) -> Buckets:
+    runtime: Runtime = request.app.state.runtime
+    try:
+        async with runtime.engine.connect() as conn:
+            return await aggregate(conn, query, tenant_id=reader.tenant_id)
+    except (SQLAlchemyError, OSError):
+        raise ServiceUnavailable("Usage data is unavailable right now; try again shortly.") from None
+
+
+def _groups(names: tuple[str, ...], dimensions: tuple[str, ...], key: tuple[Any, ...]) -> dict[str, Any]:
+    values = dict(zip(dimensions, key, strict=True))
+    group: dict[str, Any] = {"project_id": None, "api_key_id": None}
+    for name in names:
+        group[name] = values[_USAGE_GROUPS.get(name) or _COSTS_GROUPS[name]]
+    return group
+
+
+def _usage_fields(family: Family, t: Totals) -> dict[str, Any]:
+    counts: dict[str, Any] = {}
+    if family is Family.completions:
+        counts = {
+            "input_tokens": t["input_tokens"],
+            "input_cached_tokens": t["cached_input_tokens"],
+            "output_tokens": t["output_tokens"],
+            "input_audio_tokens": t["input_audio_tokens"],
+            "output_audio_tokens": t["output_audio_tokens"],
+            "output_reasoning_tokens": t["reasoning_tokens"],
+        }
+    elif family in (Family.embeddings, Family.moderations):
+        counts = {"input_tokens": t["input_tokens"]}
+    elif family is Family.images:
+        counts = {"images": t["quantity"]}
+    elif family is Family.audio_speeches:
+        counts = {"characters": t["quantity"]}
+    else:
+        counts = {"seconds": t["quantity"]}
+    return {**counts, "num_model_requests": t["requests"], "estimated_requests": t["estimated_requests"]}
+
+
+@router.get("/usage/{family}", summary="Usage per time bucket, in OpenAI's Usage API shape")
+async def usage(
+    request: Request,
+    family: Family,
+    start_time: int = Query(ge=0, description="Unix seconds, inclusive"),
+    end_time: int | None = Query(None, ge=0, description="Unix seconds, exclusive (default: now)"),
+    bucket_width: BucketWidth = BucketWidth.day,
+    limit: int | None = Query(None, description="Buckets per page (1d: 7, max 31; 1h: 24, max 168; 1m: 60, max 1440)"),
+    page: str | None = Query(None, description="`next_page` of the previous response"),
+    reader: UsageReader = Depends(usage_reader),
+) -> dict[str, Any]:
+    width, default, maximum = _USAGE_LIMITS[bucket_width]
+    window = _Window(start_time, end_time, width, _limit(limit, default, maximum), page)
+    names, dimensions = _group_by(request, _USAGE_GROUPS)
+    query = window.query(
+        group_by=dimensions,
+        categories=(family.value,),
+        project_ids=_list(request, "project_ids"),
+        api_key_ids=_list(request, "api_key_ids"),
+        models=_list(request, "models"),
+    )
+    buckets = await _aggregate(request, query, reader)
+    results = []
+    for index in range(len(window.bounds())):
+        rows = sorted(buckets.get(index, {}).items(), key=lambda item: tuple(str(v) for v in item[0]))
+        results.append(
+            [
+                {
+                    "object": f"organization.usage.{family.value}.result",
+                    **_usage_fields(family, totals),
+                    "model": None,
+                    **_groups(names, dimensions, key),
+                }
+                for key, totals in rows
+            ]
+        )
+    return window.page(results)
+
+
+@router.get("/costs", summary="Costs per time bucket, in OpenAI's Costs API shape")
+async def costs(
+    request: Request,
+    start_time: int = Query(ge=0, description="Unix seconds, inclusive"),
+    end_time: int | None = Query(None, ge=0, description="Unix seconds, exclusive (default: now)"),
+    bucket_width: BucketWidth = BucketWidth.day,
+    limit: int | None = Query(None, description="Buckets per page (default 7, max 180)"),
+    page: str | None = Query(None, description="`next_page` of the previous response"),
+    reader: UsageReader = Depends(usage_reader),
+) -> dict[str, Any]:
+    width = _USAGE_LIMITS[bucket_width][0]
+    window = _Window(start_time, end_time, width, _limit(limit, *_COSTS_LIMITS), page)
+    names, dimensions = _group_by(request, _COSTS_GROUPS)
+    line_items = _list(request, "line_items")
+    query = window.query(
+        group_by=dimensions, project_ids=_list(request, "project_ids"), api_key_ids=_list(request, "api_key_ids")
+    )
+    buckets = await _aggregate(request, query, reader)
+    results = []
+    for index in range(len(window.bounds())):
+        rows = sorted(buckets.get(index, {}).items(), key=lambda item: tuple(str(v) for v in item[0]))
+        bucket = []
+        for key, totals in rows:
+            group = _groups(names, dimensions, key)
+            if "line_item" not in names:
+                bucket.append(_cost_result(totals.cost_nusd, {"line_item": None, **group}))
+                continue
+            for label, field in _LINE_ITEMS:
+                item = f"{group['line_item']}, {label}"
+                if totals[field] and (line_items is None or item in line_items):
+                    bucket.append(_cost_result(totals[field], {**group, "line_item": item}))
+        results.append(bucket)
+    return window.page(results)
+
+
+def _cost_result(nanos: int, group: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "object": "organization.costs.result",
+        "amount": {"value": nanos / NANOS_PER_USD, "currency": "usd"},
+        **group,
+    }

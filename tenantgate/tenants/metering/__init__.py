@@ -1,0 +1,1 @@
+"""Usage metering: events, the durable spool, the batch writer, rollups and pricing (see meter.py)."""

@@ -1,0 +1,84 @@
+"""``tenantgate usage``: invoice-period summaries (tokens and cost by model, per tenant) from the command line."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import typer
+
+from tenantgate.commands.common import load_settings
+from tenantgate.database import create_engine
+from tenantgate.tenants.metering import reports
+from tenantgate.tenants.metering.rollups import ceil_minute, floor_minute
+
+
+def _moment(value: str, option: str) -> int:
+    """Unix seconds, or an ISO date/time (UTC unless it says otherwise)."""
+    if value.isdigit():
+        return int(value)
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is neither unix seconds nor an ISO date", param_hint=option) from None
+    return int((moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp())
+
+
+def _window(period: str | None, start: str | None, end: str | None) -> tuple[int, int]:
+    if start is not None or end is not None:
+        if period is not None or start is None or end is None:
+            raise typer.BadParameter("give --period, or both --start and --end", param_hint="--start/--end")
+        lo, hi = _moment(start, "--start"), _moment(end, "--end")
+        if hi <= lo:
+            raise typer.BadParameter("--end must be after --start", param_hint="--end")
+        return floor_minute(lo), ceil_minute(hi)
+    try:
+        return reports.month_period(period or datetime.now(UTC).strftime("%Y-%m"))
+    except ValueError:
+        raise typer.BadParameter("use YYYY-MM", param_hint="--period") from None
+
+
+def usage(
+    period: Annotated[str | None, typer.Option(help="UTC month YYYY-MM (default: the current one)")] = None,
+    start: Annotated[str | None, typer.Option(help="Start (unix seconds or ISO date), instead of --period")] = None,
+    end: Annotated[str | None, typer.Option(help="End, exclusive (unix seconds or ISO date)")] = None,
+    tenant: Annotated[str | None, typer.Option("--tenant", help="Only this tenant id")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print exactly one JSON object on stdout")] = False,
+) -> None:
+    """Usage summary per tenant: requests, tokens and cost by model for a period."""
+    lo, hi = _window(period, start, end)
+    settings = load_settings()
+    found = asyncio.run(_invoices(settings.database_url, lo, hi, tenant))
+    if as_json:
+        typer.echo(json.dumps({"object": "list", "period_start": lo, "period_end": hi, "data": found}))
+        return
+    _print_human(found, lo, hi)
+
+
+async def _invoices(url: str, lo: int, hi: int, tenant: str | None) -> list[dict[str, Any]]:
+    engine = create_engine(url)
+    try:
+        async with engine.connect() as conn:
+            found = await reports.invoices(conn, start=lo, end=hi, tenant_ids=None if tenant is None else [tenant])
+    finally:
+        await engine.dispose()
+    return [invoice.as_json() for invoice in found]
+
+
+def _print_human(found: list[dict[str, Any]], lo: int, hi: int) -> None:
+    span = f"{datetime.fromtimestamp(lo, UTC):%Y-%m-%d %H:%M} - {datetime.fromtimestamp(hi, UTC):%Y-%m-%d %H:%M} UTC"
+    if not found:
+        typer.echo(f"no usage in {span}")
+        return
+    typer.echo(f"usage {span}")
+    header = f"  {'model':<32} {'requests':>10} {'input':>14} {'cached':>12} {'output':>14} {'cost (USD)':>16}"
+    for invoice in found:
+        typer.echo(f"\n{invoice['tenant_name'] or ''} ({invoice['tenant_id']})")
+        typer.echo(header)
+        for line in [*invoice["lines"], {**invoice["total"], "model": "total"}]:
+            typer.echo(
+                f"  {line['model']:<32} {line['requests']:>10} {line['input_tokens']:>14} "
+                f"{line['cached_input_tokens']:>12} {line['output_tokens']:>14} {line['cost_usd']:>16}"
+            )

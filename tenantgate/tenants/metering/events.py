@@ -1,0 +1,121 @@
+"""A usage event: what one proxied exchange consumed, as it is spooled (one JSON line) and stored (one row).
+
+The event id is minted by the gateway when the event is first recorded and travels with it through spool and
+replays; it is the idempotency key of the store. The request id is stored beside it but is not the key: callers
+may send their own ``x-request-id``, and reusing one must not make a second request free.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from tenantgate.ids import new_id
+from tenantgate.platform.proxy.exchange import Exchange, Usage
+
+# The OpenAI Usage API's families, by path. Everything else proxied is "other" (priced and exported, but not
+# part of any family's usage endpoint).
+_CATEGORIES = {
+    "/v1/chat/completions": "completions",
+    "/v1/completions": "completions",
+    "/v1/responses": "completions",
+    "/v1/embeddings": "embeddings",
+    "/v1/moderations": "moderations",
+    "/v1/images/generations": "images",
+    "/v1/images/edits": "images",
+    "/v1/images/variations": "images",
+    "/v1/audio/speech": "audio_speeches",
+    "/v1/audio/transcriptions": "audio_transcriptions",
+    "/v1/audio/translations": "audio_transcriptions",
+}
+CATEGORIES = ("completions", "embeddings", "moderations", "images", "audio_speeches", "audio_transcriptions")
+_UNMETERED_PREFIXES = ("/v1/models",)
+_TOKEN_FIELDS = (
+    "input_tokens",
+    "cached_input_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+    "input_audio_tokens",
+    "output_audio_tokens",
+    "image_tokens",
+)
+_MAX_COUNT = 2**62
+
+
+def category_of(path: str) -> str:
+    return _CATEGORIES.get(path, "other")
+
+
+def is_metered(exchange: Exchange) -> bool:
+    return not exchange.path.startswith(_UNMETERED_PREFIXES)
+
+
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and 0 < value < _MAX_COUNT else 0
+
+
+def _quantity(category: str, payload: dict[str, Any] | None) -> int:
+    """Units of the non-token families: images generated, characters spoken."""
+    if not payload:
+        return 0
+    if category == "images":
+        n = payload.get("n", 1)
+        return _count(n) if n is not None else 1
+    if category == "audio_speeches" and isinstance(payload.get("input"), str):
+        return len(payload["input"])
+    return 0
+
+
+def _ms(seconds: float | None) -> int | None:
+    return None if seconds is None else max(0, min(int(seconds * 1000), 2**31 - 1))
+
+
+def from_exchange(exchange: Exchange, *, settled: bool) -> dict[str, Any]:
+    """The event of an exchange. ``settled``: the upstream answered (usage final); otherwise the exchange was
+    refused before or failed on the way to the upstream, and the event is recorded for analytics only."""
+    principal = exchange.ctx.principal
+    category = category_of(exchange.path)
+    billable = settled and 0 < exchange.status < 400
+    usage = exchange.usage if billable else None
+    now = time.perf_counter()
+    event: dict[str, Any] = {
+        "id": new_id("evt"),
+        "request_id": exchange.ctx.request_id,
+        "occurred_at": exchange.started_at,
+        "tenant_id": principal.tenant_id,
+        "api_key_id": principal.key_id,
+        "endpoint": exchange.path,
+        "category": category,
+        "model": exchange.model or "",
+        "upstream": exchange.upstream_name,
+        "upstream_model": exchange.upstream_model,
+        "response_model": exchange.response_model,
+        "status": exchange.status,
+        "stream": exchange.stream,
+        "billable": billable,
+        "usage_source": exchange.usage_source if usage is not None else None,
+        "quantity": _quantity(category, exchange.payload) if billable else 0,
+        "latency_ms": _ms(now - exchange.started),
+        "ttft_ms": _ms(exchange.time_to_first_token) if exchange.stream else None,
+        "client_disconnected": exchange.client_disconnected,
+        "error_type": exchange.error_type,
+        "attempts": exchange.attempts,
+    }
+    for name in _TOKEN_FIELDS:
+        event[name] = _count(getattr(usage, name)) if usage is not None else 0
+    return event
+
+
+def encode(event: dict[str, Any]) -> bytes:
+    return orjson.dumps(event) + b"\n"
+
+
+def usage_of(event: dict[str, Any]) -> Usage:
+    return Usage(**{name: event[name] for name in _TOKEN_FIELDS})
+
+
+def occurred_at(event: dict[str, Any]) -> datetime:
+    return datetime.fromtimestamp(event["occurred_at"], UTC)

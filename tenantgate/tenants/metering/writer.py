@@ -1,0 +1,210 @@
+"""The background writer: from the spool to the database, in batches, in order, exactly once.
+
+Each cycle fsyncs the spool, reads up to ``batch_size`` lines after a segment's checkpoint, prices them, writes
+them in one transaction and only then advances the checkpoint. If the database is down or slow, the cycle fails,
+nothing advances, and the writer retries with capped exponential backoff while the spool keeps growing on disk
+(memory stays bounded by one batch). At start it adopts the segments of processes that are gone; it looks for
+new orphans every ``ORPHAN_SCAN_SECONDS`` too, so a worker that died is replayed by its siblings. On shutdown it
+runs a last cycle within a deadline; whatever it could not write stays in the spool for the next start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+
+from tenantgate.tenants.metering.events import usage_of
+from tenantgate.tenants.metering.pricing import PriceBook
+from tenantgate.tenants.metering.spool import Segment, Spool
+from tenantgate.tenants.metering.store import COLUMN_NAMES, EventStore
+
+log = logging.getLogger("tenantgate.metering")
+
+ORPHAN_SCAN_SECONDS = 30.0
+PRICE_REFRESH_SECONDS = 30.0
+BACKOFF_FIRST_SECONDS = 0.5
+BACKOFF_MAX_SECONDS = 5.0
+
+# Everything but what the writer adds (cost and price version) must be on a spooled line.
+_REQUIRED = frozenset(COLUMN_NAMES) - {"cost_input_nusd", "cost_cached_input_nusd", "cost_output_nusd", "price_version"}
+
+PriceRefresher = Callable[[PriceBook], Awaitable[None]]
+
+
+class MeterWriter:
+    def __init__(
+        self,
+        spool: Spool,
+        store: EventStore,
+        prices: PriceBook,
+        *,
+        interval: float,
+        batch_size: int,
+        refresh_prices: PriceRefresher | None = None,
+    ) -> None:
+        self.spool = spool
+        self.store = store
+        self.prices = prices
+        self.interval = interval
+        self.batch_size = batch_size
+        self._refresh_prices = refresh_prices
+        self._prices_refreshed = float("-inf")
+        self._orphans_scanned = float("-inf")
+        self._cycle_lock = asyncio.Lock()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._lines_at_last_cycle = 0
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.written = 0
+        self.failures = 0
+        self.last_error: str | None = None
+
+    async def start(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self._task = asyncio.create_task(self._run(), name="tenantgate-meter-writer")
+
+    def notify(self) -> None:
+        """Called after each append: wake the writer early once a full batch is waiting."""
+        if self.spool.appended_lines - self._lines_at_last_cycle >= self.batch_size:
+            self._wake.set()
+
+    async def _run(self) -> None:
+        failures = 0
+        while not self._stopping:
+            try:
+                await self.flush()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                failures += 1
+                self.failures += 1
+                self.last_error = type(exc).__name__
+                delay = min(BACKOFF_FIRST_SECONDS * 2 ** (failures - 1), BACKOFF_MAX_SECONDS)
+                delay *= random.uniform(0.8, 1.2)
+                # The message of a database error can carry a whole batch of parameters: log the type only.
+                log.warning("metering: writing usage failed (%s), retrying in %.1fs", self.last_error, delay)
+                await self._sleep(delay)
+                continue
+            failures = 0
+            await self._sleep(self.interval)
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), seconds)
+        self._wake.clear()
+
+    async def flush(self) -> int:
+        """Write everything spooled so far (including adopted segments). Raises if the database refuses."""
+        async with self._cycle_lock:
+            self._lines_at_last_cycle = self.spool.appended_lines
+            now = time.monotonic()
+            if self._refresh_prices is not None and now - self._prices_refreshed >= PRICE_REFRESH_SECONDS:
+                await self._refresh_prices(self.prices)
+                self._prices_refreshed = now
+            if now - self._orphans_scanned >= ORPHAN_SCAN_SECONDS:
+                await asyncio.to_thread(self.spool.adopt_orphans)
+                self._orphans_scanned = now
+            if self.spool.held:
+                with contextlib.suppress(OSError):
+                    self.spool.retry_held()
+            await asyncio.to_thread(self.spool.sync_active)
+            written = 0
+            for segment in self.spool.segments():
+                written += await self._drain(segment)
+            if self.spool.needs_rotation():
+                self.spool.install(await asyncio.to_thread(self.spool.new_segment))
+            await asyncio.to_thread(self.spool.drop_finished)
+            return written
+
+    async def _drain(self, segment: Segment) -> int:
+        """Write a segment's lines after its checkpoint, batch by batch, reading the next batch (parse and price,
+        in a thread) while the database writes the current one."""
+        # Only bytes whose write() returned: a concurrent append may be half-copied into the page cache.
+        limit = segment.size if segment.active else None
+        written = 0
+        position = segment.committed
+        pending: asyncio.Task[tuple[list[dict[str, Any]], int, int]] | None = asyncio.create_task(
+            asyncio.to_thread(self._read_batch, segment, position, limit)
+        )
+        try:
+            while pending is not None:
+                events, count, end = await pending
+                pending = None
+                if end <= position:
+                    break
+                if count >= self.batch_size:
+                    pending = asyncio.create_task(asyncio.to_thread(self._read_batch, segment, end, limit))
+                inserted = await self.store.write(events)
+                await asyncio.to_thread(segment.commit, end)
+                position = end
+                self.written += inserted
+                written += inserted
+        finally:
+            if pending is not None:
+                pending.cancel()
+                with contextlib.suppress(BaseException):
+                    await pending
+        return written
+
+    def _read_batch(self, segment: Segment, start: int, limit: int | None) -> tuple[list[dict[str, Any]], int, int]:
+        lines, end = segment.read(self.batch_size, limit, start)
+        events = []
+        for line in lines:
+            try:
+                event = orjson.loads(line)
+                if not isinstance(event, dict) or not event.keys() >= _REQUIRED:
+                    raise ValueError("not a usage event")
+                events.append(price_event(self.prices, event))
+            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+                # A damaged line cannot become an event; keep its bytes for a human and move on.
+                quarantine = segment.path.with_name(segment.path.stem + ".rejected")
+                with quarantine.open("ab") as handle:
+                    handle.write(line + b"\n")
+                log.error("metering: unreadable spool line moved to %s (%s)", quarantine.name, type(exc).__name__)
+        return events, len(lines), end
+
+    async def close(self, deadline: float) -> None:
+        """Stop the loop, write what is left within ``deadline`` seconds, release the spool."""
+        self._stopping = True
+        self._wake.set()
+        try:
+            async with asyncio.timeout(deadline):
+                if self._task is not None:
+                    await self._task  # finishes its current cycle (or backoff wait), then exits
+                await self.flush()
+        except Exception as exc:
+            log.warning(
+                "metering: could not write all usage before exit (%s); it stays in the spool %s for the next start",
+                type(exc).__name__,
+                self.spool.directory,
+            )
+        finally:
+            if self._task is not None and not self._task.done():
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
+            self.spool.close()
+
+
+def price_event(prices: PriceBook, event: dict[str, Any]) -> dict[str, Any]:
+    """Add cost and price version to a spooled event (in place). Deterministic: prices in effect at its time."""
+    cost = prices.cost(
+        event["model"],
+        usage_of(event) if event["billable"] else None,
+        tenant_id=event["tenant_id"],
+        at=event["occurred_at"],
+        served_model=event.get("response_model") or event.get("upstream_model"),
+    )
+    event["cost_input_nusd"] = cost.input_nusd
+    event["cost_cached_input_nusd"] = cost.cached_input_nusd
+    event["cost_output_nusd"] = cost.output_nusd
+    event["price_version"] = cost.version
+    return event
