@@ -19,7 +19,8 @@ TENANT_TPM = 2_000_000_000
 # by tenantgate, so a setting may be listed here before the build under test knows it.
 FEATURE_ENV: dict[str, str] = {
     # Limits (issue 4): enforced in Redis; the harness sets TENANTGATE_REDIS_URL and the tenant's RPM/TPM above.
-    # Metering (issue 5): add its switch here if it gets one (e.g. "TENANTGATE_METERING_ENABLED": "true").
+    # Metering (issue 5): always on (local spool + batched Postgres writes); the harness checks events afterwards.
+    "TENANTGATE_TRACING_ENABLED": "true",
     # OpenTelemetry (issue 7), through the standard SDK variables. The harness points the OTLP endpoint at its own
     # receiver (bench/otlp_sink.py), so exports do all their SDK work without a network dependency.
     "OTEL_SERVICE_NAME": "tenantgate-bench",

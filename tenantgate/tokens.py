@@ -2,7 +2,11 @@
 
 Uses tiktoken with the BPE files shipped in ``tenantgate/data`` (no download at run time) for models whose
 encoding is known. For other models the documented heuristic is one token per 4 characters, rounded up (OpenAI's
-rule of thumb for English text). Encodings load lazily; call ``warm_up()`` off the event loop at startup.
+rule of thumb for English text).
+
+An encoding costs 1-2 s of CPU and tens of MB to load, so it is loaded only once a model of its family is seen,
+in a background thread: until it is ready (the first second or so), estimates use the heuristic. The event loop
+never waits for it. ``warm_up()`` loads them all synchronously (tests, benchmarks).
 """
 
 from __future__ import annotations
@@ -58,6 +62,18 @@ def encoding_name_for_model(model: str) -> str | None:
     return best[1] if best else None
 
 
+_loaded: dict[str, tiktoken.Encoding] = {}
+_loading: set[str] = set()
+
+
+def _load_in_background(name: str) -> None:
+    with _lock:
+        if name in _loading or name in _loaded:
+            return
+        _loading.add(name)
+    threading.Thread(target=_encoding, args=(name,), name=f"tiktoken-{name}", daemon=True).start()
+
+
 @lru_cache(maxsize=4)
 def _encoding(name: str) -> tiktoken.Encoding:
     with _lock:
@@ -70,12 +86,22 @@ def _encoding(name: str) -> tiktoken.Encoding:
         # Reuse tiktoken's own definition of the encoding (pattern, special tokens), only with our ranks.
         with mock.patch.object(openai_public, "load_tiktoken_bpe", lambda *args, **kwargs: ranks):
             params = getattr(openai_public, name)()
-        return tiktoken.Encoding(**params)
+        encoding = tiktoken.Encoding(**params)
+        # The Rust core keeps its own copy of the ranks; encoding never reads the Python one (~30 MB) again.
+        encoding._mergeable_ranks = {}
+        _loaded[name] = encoding
+        return encoding
 
 
 def encoding_for_model(model: str | None) -> tiktoken.Encoding | None:
+    """The model's encoding if it is loaded; otherwise starts loading it and answers None for now."""
     name = encoding_name_for_model(model) if model else None
-    return _encoding(name) if name else None
+    if name is None:
+        return None
+    encoding = _loaded.get(name)
+    if encoding is None:
+        _load_in_background(name)
+    return encoding
 
 
 def warm_up() -> None:

@@ -11,7 +11,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from tenantgate import database
+from tenantgate import database, tokens
 from tenantgate.devupstream import DevUpstream
 from tenantgate.platform.app import create_app
 from tenantgate.settings import Settings
@@ -22,6 +22,12 @@ from tests.support.services import postgres_server_url, redis_server_url
 ADMIN_TOKEN = "test-admin-token-0123456789"
 SECRET_KEY = "test-secret-key-0123456789abcdef"
 UPSTREAM_KEY = "sk-upstream-test-key"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _tokenizers_loaded() -> None:
+    """Servers load tokenizers lazily in the background; tests want exact estimates from the first request."""
+    tokens.warm_up()
 
 
 @pytest.fixture(scope="session")

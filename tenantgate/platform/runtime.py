@@ -11,7 +11,6 @@ from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from tenantgate import tokens
 from tenantgate.database import create_engine, create_sessionmaker
 from tenantgate.observability.telemetry import Telemetry
 from tenantgate.platform.admin.throttle import AdminAuthThrottle
@@ -95,8 +94,6 @@ class Runtime:
         await self.invalidation.start()
         self.last_used.start()
         await self.metering.start()
-        # Loading the tokenizer files takes a second or two: do it now, off the event loop, not on a request.
-        await asyncio.to_thread(tokens.warm_up)
         await self.telemetry.start()
 
     async def close(self) -> None:

@@ -205,3 +205,33 @@ async def test_redis_store_uses_the_server_clock_without_an_injected_one(redis_u
     finally:
         await client.delete(f"{redis_prefix}:{{t}}:rpm", f"{redis_prefix}:{{t}}:rpm:z")
         await client.aclose()
+
+
+async def test_background_settlements_share_round_trips_and_all_apply(redis_url: str, redis_prefix: str) -> None:
+    from tenantgate.tenants.limits.guard import GuardedStore
+
+    client = Redis.from_url(redis_url)
+    store = RedisLimitStore(client)
+    calls: list[int] = []
+    settle_many = store.settle_many
+
+    async def counting(settlements):  # type: ignore[no-untyped-def]
+        calls.append(len(settlements))
+        await settle_many(settlements)
+
+    store.settle_many = counting  # type: ignore[method-assign]
+    guard = GuardedStore(store, MemoryLimitStore(), timeout=1.0, fail_open=False, retry_seconds=1.0)
+    slot = Check("concurrency", "key", Kind.CONCURRENCY, f"{redis_prefix}:{{t}}:inflight", 100, 1, 30_000)
+    try:
+        leases = [f"lease-{i}" for i in range(50)]
+        for lease in leases:
+            assert (await store.admit([slot], lease)).admitted
+        for lease in leases:
+            guard.settle_soon(Settlement(lease=lease, release=[slot]), store)
+        await guard.drain()
+        assert sum(calls) == 50 and len(calls) < 50  # every release applied, in fewer round trips
+        peek = await store.admit([slot], "probe", dry=True)
+        assert peek.states[0].used == 0
+    finally:
+        await client.delete(f"{redis_prefix}:{{t}}:inflight")
+        await client.aclose()

@@ -43,7 +43,7 @@ class RedisLimitStore:
         ]
         return Verdict(bool(reply[1]), int(reply[0]), states)
 
-    async def settle(self, settlement: Settlement) -> None:
+    def _settle_call(self, settlement: Settlement) -> tuple[list[str], list[str | int]]:
         keys: list[str] = []
         args: list[str | int] = [self._now(), settlement.lease, settlement.admitted_ms]
         for check in settlement.release:
@@ -52,8 +52,25 @@ class RedisLimitStore:
         for check, delta in (*settlement.window_deltas, *settlement.counter_deltas):
             keys.extend(check.storage_keys)
             args.extend((check.kind.value, delta, check.period_ms))
+        return keys, args
+
+    async def settle(self, settlement: Settlement) -> None:
+        keys, args = self._settle_call(settlement)
         if keys:
             await self._settle(keys=keys, args=args)
+
+    async def settle_many(self, settlements: Sequence[Settlement]) -> None:
+        """Several requests' settlements in one round trip (a pipeline of script calls, not a transaction)."""
+        calls = [call for call in map(self._settle_call, settlements) if call[0]]
+        if not calls:
+            return
+        if len(calls) == 1:
+            await self._settle(keys=calls[0][0], args=calls[0][1])
+            return
+        async with self.client.pipeline(transaction=False) as pipe:
+            for keys, args in calls:
+                await self._settle(keys=keys, args=args, client=pipe)
+            await pipe.execute()
 
     async def close(self) -> None:
         await self.client.aclose()
