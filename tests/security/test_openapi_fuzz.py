@@ -42,7 +42,7 @@ def _fuzz(operation: Any, ids: dict[str, str]) -> str | None:
     """The first failing check of this operation (after hypothesis shrinks it), or None."""
 
     @given(case=st.tuples(operation.as_strategy(), st.booleans()).map(_with_real_ids(ids)))
-    @settings(max_examples=10, derandomize=True, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    @settings(max_examples=20, derandomize=True, deadline=None, database=None, suppress_health_check=list(HealthCheck))
     def run(case: Any) -> None:
         response = case.call(headers=AUTH)
         try:
@@ -109,3 +109,20 @@ def test_nul_characters_are_refused_with_400_not_a_database_error(
         assert response.status_code == 422, (path, response.text)  # like every other invalid admin body
         assert "NUL" in response.json()["error"]["message"]
     assert gateway.admin("GET", f"/admin/tenants/{key['tenant_id']}").status_code == 200
+
+
+def test_usage_export_refuses_out_of_range_times_and_keeps_odd_tenant_ids_out_of_headers(
+    gateway_factory: Callable[..., Gateway], sqlite_url: str, dev_upstream: str
+) -> None:
+    """Found by the fuzz run: both were 500s (datetime overflow; a non-Latin-1 or CR/LF tenant id in a header)."""
+    gateway = gateway_factory(database_url=sqlite_url, upstream_base_url=dev_upstream)
+    for path in ("/admin/usage/export.csv", "/admin/usage/invoices"):
+        response = gateway.admin("GET", path, params={"start_time": 0, "end_time": 99_999_999_999_999})
+        assert response.status_code == 400, (path, response.text)
+        assert response.json()["error"]["param"] == "end_time"
+    for tenant_id in ("caf\u00e9\u2713", 'a"b\r\nSet-Cookie: x=1'):
+        response = gateway.admin("GET", "/admin/usage/export.csv", params={"tenant_id": tenant_id})
+        assert response.status_code == 200, response.text
+        assert response.headers["content-type"].startswith("text/csv")
+        assert "set-cookie" not in response.headers
+        assert response.headers["content-disposition"].startswith('attachment; filename="usage-')
