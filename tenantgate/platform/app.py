@@ -24,6 +24,7 @@ from tenantgate.platform.errors import install_handlers
 from tenantgate.platform.iplimit import SurfaceIpLimitMiddleware
 from tenantgate.platform.limits.routes import router as limits_router
 from tenantgate.platform.middleware import RequestIdMiddleware, TenantAuthMiddleware
+from tenantgate.platform.nulguard import NulGuardMiddleware
 from tenantgate.platform.proxy.router import ProxyRouter
 from tenantgate.platform.runtime import Runtime
 from tenantgate.platform.shutdown import install_drain_handler
@@ -93,6 +94,7 @@ def create_app(settings: Settings | None = None) -> GatewayApp:
     # For requests reaching FastAPI directly (admin, ops, docs); both skip work already done by GatewayApp.proxy.
     # SurfaceIpLimit throttles the admin and usage surface per client IP (before admin auth is checked).
     app.add_middleware(TenantAuthMiddleware, runtime=runtime)
+    app.add_middleware(NulGuardMiddleware)  # 400 for %00 in the URL: Postgres text cannot hold it
     app.add_middleware(SurfaceIpLimitMiddleware, limit=settings.admin_ip_rate_limit)
     app.add_middleware(RequestIdMiddleware)
     return GatewayApp(app, runtime)

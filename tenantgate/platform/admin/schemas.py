@@ -12,7 +12,16 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Generic, Literal, Protocol, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer, StringConstraints, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from tenantgate.tenants.key_service import key_state
 from tenantgate.tenants.models import AdminRole, ApiKey
@@ -38,8 +47,26 @@ ModelName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1
 ModelList = Annotated[list[ModelName], Field(max_length=1000), AfterValidator(lambda v: sorted(set(v)))]
 
 
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
 class _Write(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nul(cls, data: Any) -> Any:
+        # PostgreSQL text cannot hold U+0000: refuse it here (a 400) rather than fail in the database (a 500).
+        if _has_nul(data):
+            raise ValueError("strings must not contain NUL characters (\\u0000)")
+        return data
 
 
 class _Patch(_Write):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,6 +24,9 @@ def _runtime(request: Request) -> Runtime:
     return runtime
 
 
+_MAX_TIMESTAMP = 253402300799  # 9999-12-31T23:59:59Z, the last second datetime can hold
+
+
 def resolve_period(period: str | None, start_time: int | None, end_time: int | None) -> tuple[int, int]:
     """``period`` (YYYY-MM) or ``start_time``/``end_time``; neither: the current UTC month."""
     if period is not None:
@@ -38,6 +42,8 @@ def resolve_period(period: str | None, start_time: int | None, end_time: int | N
         raise BadRequest("Give both start_time and end_time (or period).", param="start_time")
     if end_time <= start_time:
         raise BadRequest("end_time must be after start_time.", param="end_time")
+    if end_time > _MAX_TIMESTAMP:  # beyond datetime's range: was an OverflowError, a 500
+        raise BadRequest(f"end_time must be at most {_MAX_TIMESTAMP} (9999-12-31).", param="end_time")
     return start_time, end_time
 
 
@@ -82,7 +88,9 @@ async def export_csv(
         start=datetime.fromtimestamp(start, UTC),
         end=datetime.fromtimestamp(end, UTC),
     )
-    filename = f"usage-{tenant_id or 'all'}-{start}-{end}.csv"
+    # Only id characters in the header: any other character (non-Latin-1, CR/LF, quotes) made the response a 500.
+    label = re.sub(r"[^A-Za-z0-9_-]", "_", tenant_id) if tenant_id else "all"
+    filename = f"usage-{label}-{start}-{end}.csv"
     return StreamingResponse(
         rows, media_type="text/csv", headers={"content-disposition": f'attachment; filename="{filename}"'}
     )

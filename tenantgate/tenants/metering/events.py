@@ -73,6 +73,10 @@ def _ms(seconds: float | None) -> int | None:
     return None if seconds is None else max(0, min(int(seconds * 1000), 2**31 - 1))
 
 
+# Event fields that carry text chosen by the caller or the upstream (ids and categories are ours).
+_FREE_TEXT_FIELDS = ("endpoint", "model", "upstream_model", "response_model", "error_type")
+
+
 def from_exchange(exchange: Exchange, *, settled: bool) -> dict[str, Any]:
     """The event of an exchange. ``settled``: the upstream answered (usage final); otherwise the exchange was
     refused before or failed on the way to the upstream, and the event is recorded for analytics only."""
@@ -106,6 +110,11 @@ def from_exchange(exchange: Exchange, *, settled: bool) -> dict[str, Any]:
     }
     for name in _TOKEN_FIELDS:
         event[name] = _count(getattr(usage, name)) if usage is not None else 0
+    for name in _FREE_TEXT_FIELDS:
+        value = event[name]
+        if value and "\x00" in value:
+            # PostgreSQL text cannot hold U+0000: one such event would fail every batch it is in (no usage stored).
+            event[name] = value.replace("\x00", "\ufffd")
     return event
 
 
