@@ -75,6 +75,8 @@ def _ms(seconds: float | None) -> int | None:
 
 # Event fields that carry text chosen by the caller or the upstream (ids and categories are ours).
 _FREE_TEXT_FIELDS = ("endpoint", "model", "upstream_model", "response_model", "error_type")
+MAX_TEXT_CHARS = 256
+"""Longest model name, upstream model, error type... an event stores (longer ones are cut)."""
 
 
 def from_exchange(exchange: Exchange, *, settled: bool) -> dict[str, Any]:
@@ -112,9 +114,10 @@ def from_exchange(exchange: Exchange, *, settled: bool) -> dict[str, Any]:
         event[name] = _count(getattr(usage, name)) if usage is not None else 0
     for name in _FREE_TEXT_FIELDS:
         value = event[name]
-        if value and "\x00" in value:
-            # PostgreSQL text cannot hold U+0000: one such event would fail every batch it is in (no usage stored).
-            event[name] = value.replace("\x00", "\ufffd")
+        if value and ("\x00" in value or len(value) > MAX_TEXT_CHARS):
+            # PostgreSQL text cannot hold U+0000, and a model name of kilobytes would overflow the rollups' primary
+            # key index: one such event would fail every batch it is in (no usage stored for anyone).
+            event[name] = value.replace("\x00", "\ufffd")[:MAX_TEXT_CHARS]
     return event
 
 
