@@ -235,3 +235,27 @@ async def test_background_settlements_share_round_trips_and_all_apply(redis_url:
     finally:
         await client.delete(f"{redis_prefix}:{{t}}:inflight")
         await client.aclose()
+
+
+async def test_concurrent_admissions_share_a_pipeline_and_survive_a_script_flush(
+    redis_url: str, redis_prefix: str
+) -> None:
+    client = Redis.from_url(redis_url)
+    store = RedisLimitStore(client)
+    pipelines: list[int] = []
+    pipelined = store._pipelined
+
+    async def counting(script, calls):  # type: ignore[no-untyped-def]
+        pipelines.append(len(calls))
+        return await pipelined(script, calls)
+
+    store._pipelined = counting  # type: ignore[method-assign]
+    check = rpm(f"{redis_prefix}:{{t}}:rpm", 25)
+    try:
+        await client.script_flush()  # Redis forgot the script: the first pipeline must load it and go on
+        verdicts = await asyncio.gather(*(store.admit([check], "") for _ in range(40)))
+        assert sum(v.admitted for v in verdicts) == 25
+        assert sum(pipelines) == 40 and len(pipelines) < 40
+    finally:
+        await client.delete(f"{redis_prefix}:{{t}}:rpm", f"{redis_prefix}:{{t}}:rpm:z")
+        await client.aclose()
