@@ -94,10 +94,6 @@ class ObjectOwnership:
             self._remember(object_id, owner)
         return owner
 
-    def forget(self, object_id: str) -> None:
-        """The object was deleted upstream. Its ownership row stays: the id must never pass to another tenant."""
-        self._memory.pop(object_id, None)
-
     def _remember(self, object_id: str, owner: Owner) -> None:
         self._memory[object_id] = owner
         self._memory.move_to_end(object_id)

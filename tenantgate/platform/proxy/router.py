@@ -12,7 +12,7 @@ from typing import Any
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tenantgate.platform.context import SCOPE_CONTEXT, SCOPE_ROUTE, RequestContext
-from tenantgate.platform.errors import BadRequest, GatewayError, NotFound, send_error
+from tenantgate.platform.errors import BadRequest, GatewayError, send_error
 from tenantgate.platform.proxy import models, stored
 from tenantgate.platform.proxy.endpoints import POST_ENDPOINTS, Endpoint
 from tenantgate.platform.proxy.exchange import Exchange
@@ -125,6 +125,3 @@ def _once(body: object) -> Any:
 def _tenant_keys(exchange: Exchange) -> dict[str, str] | None:
     keys = exchange.ctx.principal.upstream_keys
     return {name: secret.get_secret_value() for name, secret in keys.items()} if keys else None
-
-
-__all__ = ["NotFound", "ProxyRouter"]

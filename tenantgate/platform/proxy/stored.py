@@ -15,6 +15,7 @@ from starlette.types import Receive, Scope, Send
 from tenantgate.platform.errors import NotFound
 from tenantgate.platform.proxy.exchange import Exchange
 from tenantgate.platform.proxy.forward import ForwardPolicy, forward
+from tenantgate.platform.proxy.http import read_body
 from tenantgate.platform.upstream.registry import Target
 from tenantgate.tenants.objects import ObjectOwnership, Owner
 
@@ -60,8 +61,6 @@ async def serve(runtime: Runtime, exchange: Exchange, scope: Scope, receive: Rec
         raise _not_found(response_id)
     body = None
     if method == "POST":
-        from tenantgate.platform.proxy.http import read_body
-
         body = await read_body(scope, receive, runtime.settings.max_request_body_bytes)
     await forward(
         exchange,
