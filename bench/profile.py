@@ -120,11 +120,15 @@ def profile(args: argparse.Namespace) -> int:
                     key=contender.key,
                     body_file=bodies[False],
                     stream=False,
-                    connections=32,
+                    connections=args.profile_connections,
                     seconds=seconds + 2,
                 )
 
-            print(f"profiling {variant.label} (pid {pid}) under 32 connections for {seconds} s ...", flush=True)
+            print(
+                f"profiling {variant.label} (pid {pid}) under {args.profile_connections} connections "
+                f"for {seconds} s ...",
+                flush=True,
+            )
             driver = threading.Thread(target=drive)
             driver.start()
             time.sleep(1)  # past the connection ramp-up
@@ -141,7 +145,10 @@ def profile(args: argparse.Namespace) -> int:
             shutil.rmtree(workdir, ignore_errors=True)
     summary = summarise(collapsed_path.read_text())
     text_path = collapsed_path.with_suffix(".txt")
-    header = f"tenantgate under wrk -c32 (non-streamed), py-spy 250 Hz --gil for {seconds} s; load meanwhile: {result}"
+    header = (
+        f"tenantgate under wrk -c{args.profile_connections} (non-streamed), py-spy 250 Hz --gil for {seconds} s; "
+        f"load meanwhile: {result}"
+    )
     text_path.write_text(header + "\n\n" + summary + "\n")
     print(header + "\n\n" + summary)
     print(f"\nCollapsed stacks: {collapsed_path}\nSummary: {text_path}")

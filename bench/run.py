@@ -55,7 +55,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--profile",
         type=int,
         metavar="SECONDS",
-        help="instead of the benchmark: profile tenantgate with py-spy under 32 connections for SECONDS",
+        help="instead of the benchmark: profile tenantgate with py-spy under load for SECONDS",
+    )
+    parser.add_argument(
+        "--profile-connections", type=int, default=32, help="wrk connections while profiling (default 32)"
     )
     return parser.parse_args(argv)
 

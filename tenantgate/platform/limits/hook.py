@@ -17,9 +17,6 @@ from decimal import Decimal
 from typing import Any
 
 import orjson
-from redis.asyncio import Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 
 from tenantgate import tokens
 from tenantgate.platform.limits.cost import CostEstimator, NoCostKnown
@@ -31,6 +28,7 @@ from tenantgate.tenants.limits.guard import GuardedStore, LimiterUnavailable
 from tenantgate.tenants.limits.memory import MemoryLimitStore
 from tenantgate.tenants.limits.policy import MICRO_USD, LimitPolicy, has_limits, month_bounds, needs_token_estimate
 from tenantgate.tenants.limits.redis import RedisLimitStore
+from tenantgate.tenants.limits.resp import RespClient
 from tenantgate.tenants.principal import Principal
 
 # Prompts larger than this (serialised bytes) are tokenised in a thread: tiktoken releases the GIL, and a
@@ -61,13 +59,7 @@ class Limiter:
         timeout = settings.limits_redis_timeout_ms / 1000
         primary = None
         if settings.redis_url:
-            client = Redis.from_url(
-                settings.redis_url,
-                socket_timeout=timeout,
-                socket_connect_timeout=timeout,
-                retry=Retry(NoBackoff(), 0),
-            )
-            primary = RedisLimitStore(client)
+            primary = RedisLimitStore(RespClient.from_url(settings.redis_url, connect_timeout=timeout))
         store = GuardedStore(
             primary,
             MemoryLimitStore(),

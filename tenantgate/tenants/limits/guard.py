@@ -77,6 +77,8 @@ class GuardedStore:
                 async with asyncio.timeout(self.timeout):
                     verdict = await primary.admit(checks, lease, dry=dry)
             except _ERRORS as exc:
+                if isinstance(exc, TimeoutError):
+                    primary.reset()  # a hanging Redis: stop waiting on that connection, reconnect next time
                 self._failed(exc)
             else:
                 if self._down:

@@ -1,0 +1,128 @@
+"""The limiter's lean Redis client: URLs, replies however they are split, errors, auth, lost connections."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+
+from tenantgate.tenants.limits.resp import Endpoint, RespClient, Script, _Connection
+
+
+def test_urls_name_host_port_db_credentials_and_tls() -> None:
+    plain = Endpoint.parse("redis://cache.internal:6380/3")
+    assert (plain.host, plain.port, plain.db, plain.tls, plain.password) == ("cache.internal", 6380, 3, False, None)
+    secure = Endpoint.parse("rediss://app:p%40ss@redis.example.com")
+    assert (secure.tls, secure.username, secure.password, secure.port, secure.db) == (True, "app", "p@ss", 6379, 0)
+    assert Endpoint.parse("redis://:only-password@localhost/0").password == "only-password"
+    unix = Endpoint.parse("unix:///run/redis.sock?db=2")
+    assert (unix.unix_path, unix.db) == ("/run/redis.sock", 2)
+    with pytest.raises(ValueError, match="scheme"):
+        Endpoint.parse("http://localhost:6379")
+
+
+class _Recorder:
+    """A connection fed by hand: what a caller would get for given bytes from the server."""
+
+    def __init__(self, replies: int) -> None:
+        self.connection = _Connection()
+        loop = asyncio.get_running_loop()
+        self.futures = [loop.create_future() for _ in range(replies)]
+        self.connection.waiting.extend(self.futures)
+
+
+async def test_replies_split_anywhere_are_reassembled_in_order() -> None:
+    wire = b":42\r\n$5\r\nhello\r\n*3\r\n:1\r\n$-1\r\n*1\r\n+OK\r\n-ERR wrong type\r\n$0\r\n\r\n"
+    for step in (1, 2, 3, 7, len(wire)):
+        recorder = _Recorder(5)
+        for start in range(0, len(wire), step):
+            recorder.connection.data_received(wire[start : start + step])
+        results = [f.result() if f.exception() is None else f.exception() for f in recorder.futures]
+        assert results[:3] == [42, b"hello", [1, None, ["OK"]]]
+        assert isinstance(results[3], ResponseError) and "wrong type" in str(results[3])
+        assert results[4] == b""
+        assert not recorder.connection.buffer  # nothing left over
+
+
+async def test_a_caller_that_stopped_waiting_does_not_shift_the_replies_of_the_others() -> None:
+    recorder = _Recorder(3)
+    recorder.futures[1].cancel()
+    recorder.connection.data_received(b":1\r\n:2\r\n:3\r\n")
+    assert (recorder.futures[0].result(), recorder.futures[2].result()) == (1, 3)
+
+
+@pytest.fixture
+async def client(redis_url: str) -> AsyncIterator[RespClient]:
+    resp = RespClient.from_url(redis_url)
+    yield resp
+    await resp.aclose()
+
+
+async def test_scripts_run_by_sha_and_are_loaded_when_redis_forgot_them(
+    client: RespClient, redis_url: str, redis_prefix: str
+) -> None:
+    script = Script.of("return redis.call('INCRBY', KEYS[1], ARGV[1])")
+    key = f"{redis_prefix}:{{t}}:n"
+    inspector = Redis.from_url(redis_url)
+    try:
+        await inspector.script_flush()
+        results = await asyncio.gather(*(client.evalsha(script, [key], [2]) for _ in range(10)))
+        assert sorted(results) == list(range(2, 22, 2))
+        assert await inspector.script_exists(script.sha) == [True]
+    finally:
+        await inspector.delete(key)
+        await inspector.aclose()
+
+
+async def test_error_replies_raise_for_their_caller_only(client: RespClient, redis_prefix: str) -> None:
+    key = f"{redis_prefix}:list"
+    results = await asyncio.gather(
+        client.execute("RPUSH", key, "x"), client.execute("INCR", key), client.execute("DEL", key),
+        return_exceptions=True,
+    )  # fmt: skip
+    assert results[0] == 1 and isinstance(results[1], ResponseError) and results[2] == 1
+
+
+async def test_database_number_and_credentials_from_the_url(redis_url: str, redis_prefix: str) -> None:
+    admin = Redis.from_url(redis_url)
+    user, password = f"tgtest-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+    await admin.execute_command("ACL", "SETUSER", user, "on", f">{password}", "~*", "+@all")
+    base = redis_url.split("://", 1)[1].split("/", 1)[0]
+    key = f"{redis_prefix}:db-check"
+    authed = RespClient.from_url(f"redis://{user}:{password}@{base}/5")
+    wrong = RespClient.from_url(f"redis://{user}:not-it@{base}/0")
+    try:
+        assert await authed.execute("SET", key, "in five") == "OK"
+        five = Redis.from_url(f"redis://{base}/5")
+        assert await five.get(key) == b"in five"
+        await five.aclose()
+        assert await admin.get(key) is None  # not in database 0
+        with pytest.raises(ResponseError):
+            await wrong.execute("PING")
+    finally:
+        await authed.execute("DEL", key)
+        await authed.aclose()
+        await wrong.aclose()
+        await admin.execute_command("ACL", "DELUSER", user)
+        await admin.aclose()
+
+
+async def test_a_lost_connection_fails_waiting_calls_and_the_next_call_reconnects(client: RespClient) -> None:
+    assert await client.execute("PING") == "PONG"
+    blocked = asyncio.ensure_future(client.execute("BLPOP", f"tgtest-never-{uuid.uuid4().hex}", 5))
+    await asyncio.sleep(0.05)
+    client.reset()  # what the limiter does after a timeout
+    with pytest.raises(RedisConnectionError):
+        await blocked
+    assert await client.execute("PING") == "PONG"
+
+
+async def test_an_unreachable_server_is_a_connection_error_not_a_hang() -> None:
+    unreachable = RespClient.from_url("redis://127.0.0.1:1", connect_timeout=0.5)
+    with pytest.raises(RedisConnectionError):
+        await unreachable.execute("PING")
