@@ -60,10 +60,12 @@ class RedisLimitStore:
         await self.settle_many([settlement])
 
     async def settle_many(self, settlements: Sequence[Settlement]) -> None:
-        """Several requests' settlements, sent together (one write, one round trip; not a transaction)."""
+        """Several requests' settlements, sent together (one write, one round trip; not a transaction). Nobody
+        waits for them, so they ride along with the next admission's write (or leave within ``DEFER_SECONDS``)."""
         calls = [call for call in map(self._settle_call, settlements) if call[0]]
         replies = await asyncio.gather(
-            *(self.client.evalsha(self._settle, keys, args) for keys, args in calls), return_exceptions=True
+            *(self.client.evalsha(self._settle, keys, args, urgent=False) for keys, args in calls),
+            return_exceptions=True,
         )
         for reply in replies:
             if isinstance(reply, BaseException):

@@ -25,6 +25,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 
 Arg = str | int | bytes
+DEFER_SECONDS = 0.002
+"""How long a call that nobody waits for (``urgent=False``) may wait for an urgent one to share its write."""
 
 
 @dataclass(slots=True)
@@ -123,18 +125,29 @@ class _Connection(asyncio.Protocol):
         self.buffer = bytearray()
         self.closed = False
         self.writes = 0
+        self._soon = False
+        self._later: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's transports do not subclass asyncio's
 
-    def send(self, command: bytes, future: asyncio.Future[Any]) -> None:
-        if not self.outgoing:
-            # Everything queued during this loop iteration leaves in one write.
-            asyncio.get_running_loop().call_soon(self._flush)
+    def send(self, command: bytes, future: asyncio.Future[Any], *, urgent: bool = True) -> None:
         self.outgoing.append(command)
         self.waiting.append(future)
+        if urgent:
+            # Everything queued during this loop iteration leaves in one write.
+            if not self._soon:
+                self._soon = True
+                asyncio.get_running_loop().call_soon(self._flush)
+        elif not self._soon and self._later is None:
+            # Not urgent: ride along with the next urgent write, or leave after a short wait.
+            self._later = asyncio.get_running_loop().call_later(DEFER_SECONDS, self._flush)
 
     def _flush(self) -> None:
+        self._soon = False
+        if self._later is not None:
+            self._later.cancel()
+            self._later = None
         if self.transport is not None and not self.closed and self.outgoing:
             self.transport.write(b"".join(self.outgoing))
             self.writes += 1
@@ -172,6 +185,9 @@ class _Connection(asyncio.Protocol):
 
     def _fail(self, error: Exception) -> None:
         self.closed = True
+        if self._later is not None:
+            self._later.cancel()
+            self._later = None
         while self.waiting:
             future = self.waiting.popleft()
             if not future.done():
@@ -196,17 +212,18 @@ class RespClient:
         """How many writes carried commands: fewer than commands when calls shared round trips."""
         return self.writes + (self._connection.writes if self._connection is not None else 0)
 
-    async def execute(self, *args: Arg) -> Any:
+    async def execute(self, *args: Arg, urgent: bool = True) -> Any:
+        """Send one command, return its reply. ``urgent=False``: may wait ``DEFER_SECONDS`` for company."""
         connection = self._connection
         if connection is None or connection.closed:
             connection = await self._connect()
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        connection.send(encode(args), future)
+        connection.send(encode(args), future, urgent=urgent)
         return await future
 
-    async def evalsha(self, script: Script, keys: list[str], args: list[Arg]) -> Any:
+    async def evalsha(self, script: Script, keys: list[str], args: list[Arg], *, urgent: bool = True) -> Any:
         try:
-            return await self.execute("EVALSHA", script.sha, len(keys), *keys, *args)
+            return await self.execute("EVALSHA", script.sha, len(keys), *keys, *args, urgent=urgent)
         except NoScriptError:
             # The server forgot its scripts (restart, SCRIPT FLUSH, failover): load it, once for all the calls
             # that failed together, then call again.
