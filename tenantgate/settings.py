@@ -6,16 +6,18 @@ directory. Secrets are ``SecretStr`` so they never show up in reprs, logs or tra
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from enum import StrEnum
 from functools import cached_property
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import AliasChoices, Field, SecretStr, ValidationInfo, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_SECRET_KEY = "dev-insecure-secret-key-change-me"
 DEFAULT_UPSTREAM_BASE_URL = "https://api.openai.com/v1"
@@ -77,6 +79,9 @@ class Settings(BaseSettings):
     upstream_idle_timeout_seconds: float = Field(default=120.0, gt=0)
     upstream_max_retries: int = Field(default=2, ge=0, le=10)
     upstream_max_retry_wait_seconds: float = Field(default=2.0, ge=0)
+    # The SSRF guard on base URLs tenants set with their own keys (platform/upstream/guard.py).
+    tenant_upstream_allowed_networks: Annotated[list[IPv4Network | IPv6Network], NoDecode] = Field(default_factory=list)
+    tenant_upstream_allow_http: bool = False
     metering_flush_interval_seconds: float = Field(default=1.0, gt=0)
     metering_batch_size: int = Field(default=5000, ge=1, le=100_000)
     metering_shutdown_flush_seconds: float = Field(default=10.0, ge=0)
@@ -127,6 +132,16 @@ class Settings(BaseSettings):
     @classmethod
     def _strip_trailing_slash(cls, value: str) -> str:
         return value.rstrip("/")
+
+    @field_validator("tenant_upstream_allowed_networks", mode="before")
+    @classmethod
+    def _networks(cls, value: object) -> object:
+        """A comma-separated list of CIDRs (``10.1.0.0/16, fd00::/8``) or a JSON list; host bits are an error."""
+        if isinstance(value, str):
+            text = value.strip()
+            items = json.loads(text) if text.startswith("[") else text.split(",")
+            return [ip_network(str(item).strip()) for item in items if str(item).strip()]
+        return value
 
     @field_validator("metrics_dir", mode="before")
     @classmethod

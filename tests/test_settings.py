@@ -32,3 +32,27 @@ def test_dotenv_file_is_read(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
     env_file.write_text("TENANTGATE_ENV=dev\nTENANTGATE_REDIS_URL=redis://example:6379/0\n")
     monkeypatch.delenv("TENANTGATE_REDIS_URL", raising=False)
     assert Settings(_env_file=env_file).redis_url == "redis://example:6379/0"
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("", []),
+        ("127.0.0.0/8", ["127.0.0.0/8"]),
+        ("10.20.0.0/16, fd00::/8", ["10.20.0.0/16", "fd00::/8"]),
+        ('["192.168.1.0/24"]', ["192.168.1.0/24"]),
+    ],
+)
+def test_tenant_upstream_allowed_networks_from_env(
+    monkeypatch: pytest.MonkeyPatch, value: str, expected: list[str]
+) -> None:
+    monkeypatch.setenv("TENANTGATE_TENANT_UPSTREAM_ALLOWED_NETWORKS", value)
+    settings = Settings(_env_file=None, env="dev")
+    assert [str(network) for network in settings.tenant_upstream_allowed_networks] == expected
+    assert settings.tenant_upstream_allow_http is False
+
+
+def test_tenant_upstream_network_with_host_bits_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TENANTGATE_TENANT_UPSTREAM_ALLOWED_NETWORKS", "10.0.0.1/8")
+    with pytest.raises(ValidationError, match="host bits set"):
+        Settings(_env_file=None, env="dev")

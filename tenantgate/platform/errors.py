@@ -80,6 +80,12 @@ class UpstreamUnavailable(GatewayError):
     code = "upstream_unavailable"
 
 
+class UpstreamAddressForbidden(UpstreamUnavailable):
+    """A tenant-set upstream URL points where the SSRF guard does not let the gateway connect."""
+
+    code = "upstream_address_forbidden"
+
+
 class UpstreamTimeout(GatewayError):
     status = 504
     type = "api_error"

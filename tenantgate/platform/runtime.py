@@ -20,12 +20,14 @@ from tenantgate.platform.proxy.hooks import Hooks
 from tenantgate.platform.proxy.stored import OwnershipHook
 from tenantgate.platform.upstream.client import UpstreamClient
 from tenantgate.platform.upstream.config import gateway_config
-from tenantgate.platform.upstream.registry import Routing
+from tenantgate.platform.upstream.guard import TenantUpstreamGuard, UpstreamURLRefused
+from tenantgate.platform.upstream.registry import Routing, Upstream
 from tenantgate.settings import Settings
 from tenantgate.tenants.cache import KeyCache
 from tenantgate.tenants.invalidation import InvalidationBus, channel_name
 from tenantgate.tenants.last_used import LastUsedTracker
 from tenantgate.tenants.metering.meter import Metering
+from tenantgate.tenants.models import TenantUpstreamKey
 from tenantgate.tenants.objects import ObjectOwnership
 from tenantgate.tenants.principal import Principal
 from tenantgate.tenants.repository import principal_for_key_hash, tenant_upstream_keys
@@ -40,7 +42,10 @@ class Runtime:
         self.engine: AsyncEngine = create_engine(settings.database_url)
         self.sessions: async_sessionmaker[AsyncSession] = create_sessionmaker(self.engine)
         self.routing = Routing(gateway_config(settings))
-        self.http = UpstreamClient(settings.upstream_pool_size)
+        self.upstream_guard = TenantUpstreamGuard(
+            settings.tenant_upstream_allowed_networks, allow_http=settings.tenant_upstream_allow_http
+        )
+        self.http = UpstreamClient(settings.upstream_pool_size, self.upstream_guard)
         self.secret_box = SecretBox(settings.secret_key_bytes)
         self.key_cache = KeyCache(
             self._load_principal,
@@ -84,9 +89,30 @@ class Runtime:
             if principal is None:
                 return None
             stored = await tenant_upstream_keys(session, principal.tenant_id)
-        keys = {row.upstream: self.secret_box.decrypt(row.ciphertext) for row in stored}
-        readable = {name: SecretStr(key) for name, key in keys.items() if key is not None}
-        return dataclasses.replace(principal, upstream_keys=readable) if readable else principal
+        keys: dict[str, SecretStr] = {}
+        own: dict[str, Upstream] = {}
+        for row in stored:
+            key = self.secret_box.decrypt(row.ciphertext)
+            if key is None:
+                continue
+            keys[row.upstream] = SecretStr(key)
+            own_upstream = self._own_upstream(row, key)
+            if own_upstream is not None:
+                own[row.upstream] = own_upstream
+        return dataclasses.replace(principal, upstream_keys=keys, own_upstreams=own) if keys else principal
+
+    def _own_upstream(self, row: TenantUpstreamKey, key: str) -> Upstream | None:
+        """The tenant's endpoint for a BYOK record with a base URL; the connector re-checks every address."""
+        upstream = self.routing.upstreams.get(row.upstream)
+        if row.base_url is None or upstream is None:
+            return None
+        refused = None
+        try:
+            self.upstream_guard.parse(row.base_url)
+        except UpstreamURLRefused as exc:
+            refused = str(exc)
+            log.warning("tenant %s: base URL for upstream %r refused: %s", row.tenant_id, row.upstream, refused)
+        return upstream.for_tenant(row.base_url, key, refused=refused)
 
     async def start(self) -> None:
         await self.http.start()

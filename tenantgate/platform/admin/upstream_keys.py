@@ -1,4 +1,8 @@
-"""Tenants' own upstream keys (BYOK): set, list (names only) and remove. Keys are never returned."""
+"""Tenants' own upstream keys (BYOK): set, list and remove. Keys are never returned.
+
+A record may carry the tenant's own base URL for the upstream (its Azure resource, its OpenAI-compatible
+endpoint); it is checked by the SSRF guard (platform/upstream/guard.py) before anything is stored.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +14,11 @@ from sqlalchemy import select
 
 from tenantgate.database import session_scope
 from tenantgate.platform.admin.auth import require_admin
-from tenantgate.platform.errors import NotFound
+from tenantgate.platform.errors import BadRequest, NotFound
 from tenantgate.platform.runtime import Runtime
+from tenantgate.platform.upstream.guard import UpstreamURLRefused
 from tenantgate.tenants import repository
+from tenantgate.tenants.invalidation import Invalidation
 from tenantgate.tenants.models import TenantUpstreamKey, utcnow
 
 router = APIRouter(
@@ -24,11 +30,20 @@ router = APIRouter(
 
 class UpstreamKeySet(BaseModel):
     api_key: SecretStr = Field(min_length=1, description="The tenant's key for this upstream. Stored encrypted.")
+    base_url: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=2048,
+        description="The tenant's own endpoint for this upstream, in the same form as the upstream's configured "
+        "base_url (e.g. https://my-resource.openai.azure.com for Azure). Omitted: the configured endpoint. "
+        "Must be https and must not reach internal addresses unless an operator allows them.",
+    )
 
 
 class UpstreamKeyOut(BaseModel):
     upstream: str
     configured: bool = True
+    base_url: str | None = None
     updated_at: datetime
 
 
@@ -48,7 +63,7 @@ async def list_upstream_keys(tenant_id: str, runtime: Runtime = Depends(_runtime
     await _require_tenant(runtime, tenant_id)
     async with runtime.sessions() as session:
         rows = await repository.tenant_upstream_keys(session, tenant_id)
-    return [UpstreamKeyOut(upstream=row.upstream, updated_at=row.updated_at) for row in rows]
+    return [UpstreamKeyOut(upstream=row.upstream, base_url=row.base_url, updated_at=row.updated_at) for row in rows]
 
 
 @router.put("/{upstream}", response_model=UpstreamKeyOut, summary="Set the tenant's own key for an upstream")
@@ -58,18 +73,25 @@ async def set_upstream_key(
     if upstream not in runtime.routing.upstreams:
         raise NotFound(f"No upstream named {upstream!r} is configured.", code="upstream_not_found")
     await _require_tenant(runtime, tenant_id)
+    base_url = None
+    if body.base_url is not None:
+        try:
+            base_url = await runtime.upstream_guard.check(body.base_url)
+        except UpstreamURLRefused as exc:
+            raise BadRequest(str(exc), param="base_url", code="invalid_base_url") from None
     ciphertext = runtime.secret_box.encrypt(body.api_key.get_secret_value())
     async with session_scope(runtime.sessions) as session:
         row = await session.get(TenantUpstreamKey, (tenant_id, upstream))
         if row is None:
-            row = TenantUpstreamKey(tenant_id=tenant_id, upstream=upstream, ciphertext=ciphertext)
+            row = TenantUpstreamKey(tenant_id=tenant_id, upstream=upstream, ciphertext=ciphertext, base_url=base_url)
             session.add(row)
-        else:
+        else:  # PUT replaces the record: a base_url left out goes back to the upstream's own endpoint
             row.ciphertext = ciphertext
+            row.base_url = base_url
             row.updated_at = utcnow()
         await session.flush()
-        out = UpstreamKeyOut(upstream=upstream, updated_at=row.updated_at)
-    runtime.key_cache.invalidate_tenant(tenant_id)
+        out = UpstreamKeyOut(upstream=upstream, base_url=base_url, updated_at=row.updated_at)
+    await runtime.invalidation.publish([Invalidation("tenant", tenant_id)])
     return out
 
 
@@ -86,5 +108,5 @@ async def delete_upstream_key(tenant_id: str, upstream: str, runtime: Runtime = 
         if row is None:
             raise NotFound(f"Tenant {tenant_id!r} has no key for upstream {upstream!r}.", code="upstream_key_not_found")
         await session.delete(row)
-    runtime.key_cache.invalidate_tenant(tenant_id)
+    await runtime.invalidation.publish([Invalidation("tenant", tenant_id)])
     return Response(status_code=204)

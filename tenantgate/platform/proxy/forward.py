@@ -15,13 +15,14 @@ from dataclasses import dataclass
 import aiohttp
 from starlette.types import Receive, Scope, Send
 
-from tenantgate.platform.errors import GatewayError, UpstreamTimeout, UpstreamUnavailable
+from tenantgate.platform.errors import GatewayError, UpstreamAddressForbidden, UpstreamTimeout, UpstreamUnavailable
 from tenantgate.platform.proxy.exchange import Attempt, Exchange
 from tenantgate.platform.proxy.hooks import Hooks
 from tenantgate.platform.proxy.http import client_response_headers, upstream_request_headers
 from tenantgate.platform.proxy.relay import is_buffered, relay_buffered, relay_chunks
 from tenantgate.platform.proxy.sse import StreamScanner
 from tenantgate.platform.upstream.client import UpstreamClient
+from tenantgate.platform.upstream.guard import AddressRefused
 from tenantgate.platform.upstream.registry import Target
 from tenantgate.platform.upstream.retry import backoff, retry_after, should_retry_status
 
@@ -38,6 +39,7 @@ class _Failed:
     headers: list[tuple[bytes, bytes]] | None = None
     body: bytes = b""
     wait: float | None = None
+    final: bool = False  # retrying the same upstream cannot help (a refused address); fail over at once
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +47,12 @@ class ForwardPolicy:
     max_retry_wait: float
     replayable: bool = True
     strip_usage: bool = False
+
+
+def tenant_keys(exchange: Exchange) -> dict[str, str] | None:
+    """The caller's tenant's own upstream keys (BYOK) by upstream name, or None."""
+    keys = exchange.ctx.principal.upstream_keys
+    return {name: secret.get_secret_value() for name, secret in keys.items()} if keys else None
 
 
 async def forward(
@@ -92,7 +100,7 @@ async def forward(
             )
             if failure is None:
                 return
-            if retry == target.upstream.max_retries:
+            if failure.final or retry == target.upstream.max_retries:
                 break
             wait = failure.wait if failure.wait is not None else backoff(retry)
             if wait > policy.max_retry_wait:
@@ -123,9 +131,14 @@ async def _attempt(
     exchange.upstream_name = upstream.name
     exchange.upstream_model = target.model
     first_chunk = b""
+    session = client.session
+    if upstream.tenant_set:
+        if upstream.refused is not None:
+            return _refused(exchange, attempt, upstream.name)
+        session = client.tenant_session
     try:
         async with asyncio.timeout(upstream.first_byte_timeout if exchange.stream else None):
-            response = await client.session.request(
+            response = await session.request(
                 method,
                 upstream.url(path, target.model, exchange.query),
                 data=body,
@@ -157,6 +170,8 @@ async def _attempt(
             )
         )
     except aiohttp.ClientError as exc:
+        if isinstance(exc, aiohttp.ClientConnectorError) and isinstance(exc.os_error, AddressRefused):
+            return _refused(exchange, attempt, upstream.name)
         attempt.ended = time.perf_counter()
         attempt.error_type = exchange.error_type = type(exc).__name__
         return _Failed(error=UpstreamUnavailable(f"The upstream could not be reached. (request id {request_id})"))
@@ -168,6 +183,16 @@ async def _attempt(
         attempt.error_type = attempt.error_type or exchange.error_type
         response.release()
     return None
+
+
+def _refused(exchange: Exchange, attempt: Attempt, upstream: str) -> _Failed:
+    attempt.ended = time.perf_counter()
+    attempt.error_type = exchange.error_type = UpstreamAddressForbidden.code
+    message = (
+        f"The base URL set for this tenant's upstream {upstream!r} points to an address the gateway may not connect "
+        f"to. (request id {exchange.ctx.request_id})"
+    )
+    return _Failed(error=UpstreamAddressForbidden(message), final=True)
 
 
 async def _relay(

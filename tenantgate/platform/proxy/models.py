@@ -9,7 +9,7 @@ from starlette.types import Receive, Scope, Send
 
 from tenantgate.platform.errors import NotFound
 from tenantgate.platform.proxy.exchange import Exchange
-from tenantgate.platform.proxy.forward import ForwardPolicy, forward
+from tenantgate.platform.proxy.forward import ForwardPolicy, forward, tenant_keys
 from tenantgate.platform.upstream.registry import Target
 from tenantgate.tenants.principal import Principal
 
@@ -24,11 +24,17 @@ def not_found(model: str) -> NotFound:
 
 
 def allowed_targets(runtime: Runtime, principal: Principal, model: str) -> tuple[Target, ...]:
-    """The deployments of ``model`` if the caller may use it (by its name or its alias's); else 404."""
+    """The deployments of ``model`` if the caller may use it (by its name or its alias's); else 404.
+
+    Deployments on an upstream the tenant set its own base URL for go to that endpoint instead.
+    """
     routing = runtime.routing
     targets = routing.targets(model)
     if not targets or not (principal.may_use(model) or principal.may_use(routing.canonical(model))):
         raise not_found(model)
+    own = principal.own_upstreams
+    if own:
+        targets = tuple(Target(own.get(t.upstream.name, t.upstream), t.model) for t in targets)
     return targets
 
 
@@ -67,6 +73,7 @@ async def serve(runtime: Runtime, exchange: Exchange, scope: Scope, receive: Rec
         path=path[3:],
         body_for=lambda _t: None,
         policy=ForwardPolicy(runtime.settings.upstream_max_retry_wait_seconds),
+        tenant_keys=tenant_keys(exchange),
     )
 
 

@@ -16,7 +16,7 @@ from tenantgate.platform.errors import BadRequest, GatewayError, send_error
 from tenantgate.platform.proxy import models, stored
 from tenantgate.platform.proxy.endpoints import POST_ENDPOINTS, Endpoint
 from tenantgate.platform.proxy.exchange import Exchange
-from tenantgate.platform.proxy.forward import ForwardPolicy, forward
+from tenantgate.platform.proxy.forward import ForwardPolicy, forward, tenant_keys
 from tenantgate.platform.proxy.http import ClientDisconnected, parse_json_object, read_body
 from tenantgate.platform.proxy.multipart import read_upload
 from tenantgate.platform.proxy.request_body import JsonBody
@@ -107,7 +107,7 @@ class ProxyRouter:
             path=scope["path"][3:],
             body_for=body_for,
             policy=ForwardPolicy(runtime.settings.upstream_max_retry_wait_seconds, replayable, strip_usage),
-            tenant_keys=_tenant_keys(exchange),
+            tenant_keys=tenant_keys(exchange),
         )
 
 
@@ -120,8 +120,3 @@ def _stored_suffix(path: str) -> str:
 
 def _once(body: object) -> Any:
     return lambda _target: body
-
-
-def _tenant_keys(exchange: Exchange) -> dict[str, str] | None:
-    keys = exchange.ctx.principal.upstream_keys
-    return {name: secret.get_secret_value() for name, secret in keys.items()} if keys else None

@@ -14,7 +14,7 @@ from starlette.types import Receive, Scope, Send
 
 from tenantgate.platform.errors import NotFound
 from tenantgate.platform.proxy.exchange import Exchange
-from tenantgate.platform.proxy.forward import ForwardPolicy, forward
+from tenantgate.platform.proxy.forward import ForwardPolicy, forward, tenant_keys
 from tenantgate.platform.proxy.http import read_body
 from tenantgate.platform.upstream.registry import Target
 from tenantgate.tenants.objects import ObjectOwnership, Owner
@@ -56,7 +56,10 @@ async def serve(runtime: Runtime, exchange: Exchange, scope: Scope, receive: Rec
     method: str = scope["method"]
     response_id = _response_id(method, scope["path"]) or ""
     owner = await _owned(runtime.ownership, exchange, response_id)
-    upstream = runtime.routing.upstreams.get(owner.upstream) if owner is not None else None
+    upstream = None
+    if owner is not None:  # the tenant's own endpoint for that upstream, if it set one
+        own = exchange.ctx.principal.own_upstreams
+        upstream = own.get(owner.upstream) or runtime.routing.upstreams.get(owner.upstream)
     if upstream is None:
         raise _not_found(response_id)
     body = None
@@ -74,6 +77,7 @@ async def serve(runtime: Runtime, exchange: Exchange, scope: Scope, receive: Rec
         path=scope["path"][3:],
         body_for=lambda _t: body,
         policy=ForwardPolicy(runtime.settings.upstream_max_retry_wait_seconds),
+        tenant_keys=tenant_keys(exchange),
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import aiohttp
@@ -18,6 +19,12 @@ _AZURE_DEPLOYMENT_PATHS = frozenset(
 
 
 class Upstream:
+    # A tenant's own endpoint (for_tenant): connections go through the SSRF guard's connector (client.py).
+    tenant_set = False
+    # Why a tenant's stored base URL fails the guard's static checks (written around the admin API, or the policy
+    # changed since); requests routed to it are refused instead of being sent.
+    refused: str | None = None
+
     def __init__(self, config: UpstreamConfig) -> None:
         self.name = config.name
         self.kind = config.kind
@@ -43,6 +50,18 @@ class Upstream:
         if model and path in _AZURE_DEPLOYMENT_PATHS:
             return f"{self.base_url}/openai/deployments/{model}{path}{suffix}"
         return f"{self.base_url}/openai{path}{suffix}"
+
+    def for_tenant(self, base_url: str, api_key: str, *, refused: str | None = None) -> Upstream:
+        """This upstream at a tenant's own endpoint, with the tenant's key: same name, kind, api-version, timeouts.
+
+        The copy carries no platform key, so nothing of ours can be sent to an address a tenant chose.
+        """
+        own = copy.copy(self)
+        own.base_url = base_url.rstrip("/")
+        own._api_key = api_key
+        own.tenant_set = True
+        own.refused = refused
+        return own
 
     def auth_header(self, tenant_key: str | None = None) -> tuple[str, str] | None:
         """The credential header: the tenant's own key for this upstream (BYOK) if it has one, else ours."""
