@@ -11,7 +11,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
-from tenantgate.tenants.limits.resp import Endpoint, RespClient, Script, _Connection
+from tenantgate.tenants.limits.resp import Endpoint, RedisStalled, RespClient, Script, _Connection
 
 
 def test_urls_name_host_port_db_credentials_and_tls() -> None:
@@ -126,3 +126,49 @@ async def test_an_unreachable_server_is_a_connection_error_not_a_hang() -> None:
     unreachable = RespClient.from_url("redis://127.0.0.1:1", connect_timeout=0.5)
     with pytest.raises(RedisConnectionError):
         await unreachable.execute("PING")
+
+
+async def _serve(handler) -> tuple[asyncio.Server, str]:  # type: ignore[no-untyped-def]
+    server = await asyncio.start_server(handler, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    return server, f"redis://127.0.0.1:{port}"
+
+
+async def test_a_silent_redis_fails_the_waiting_calls_after_the_stall_timeout() -> None:
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(1 << 16)
+        await asyncio.sleep(5)
+        writer.close()
+
+    server, url = await _serve(silent)
+    client = RespClient.from_url(url, stall_timeout=0.1)
+    try:
+        started = asyncio.get_running_loop().time()
+        results = await asyncio.gather(client.execute("PING"), client.execute("PING"), return_exceptions=True)
+        assert all(isinstance(r, RedisStalled) for r in results)
+        assert asyncio.get_running_loop().time() - started < 1.0
+    finally:
+        await client.aclose()
+        server.close()
+
+
+async def test_a_slow_but_answering_redis_is_not_a_stall() -> None:
+    """Answers trickling in (as when many requests queue on one connection) keep every caller waiting."""
+
+    async def trickle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        owed = 0
+        while owed < 6:
+            owed += (await reader.read(1 << 16)).count(b"PING")
+        for _ in range(owed):
+            await asyncio.sleep(0.06)  # each answer within the stall timeout, all of them well beyond it
+            writer.write(b"+PONG\r\n")
+            await writer.drain()
+        await asyncio.sleep(1)
+
+    server, url = await _serve(trickle)
+    client = RespClient.from_url(url, stall_timeout=0.1)
+    try:
+        assert await asyncio.gather(*(client.execute("PING") for _ in range(6))) == ["PONG"] * 6
+    finally:
+        await client.aclose()
+        server.close()

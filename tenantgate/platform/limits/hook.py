@@ -56,14 +56,17 @@ class Limiter:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Limiter:
-        timeout = settings.limits_redis_timeout_ms / 1000
+        silence = settings.limits_redis_timeout_ms / 1000
         primary = None
         if settings.redis_url:
-            primary = RedisLimitStore(RespClient.from_url(settings.redis_url, connect_timeout=timeout))
+            # Redis counts as down after ``silence`` without a byte while answers are owed (or a connect that
+            # long): a busy event loop here delays replies but is not a Redis outage.
+            client = RespClient.from_url(settings.redis_url, connect_timeout=silence, stall_timeout=silence)
+            primary = RedisLimitStore(client)
         store = GuardedStore(
             primary,
             MemoryLimitStore(),
-            timeout=timeout,
+            timeout=max(1.0, 10 * silence),  # the cap on one admission, whatever happens
             fail_open=settings.limits_fail_mode == "open",
             retry_seconds=settings.limits_redis_retry_seconds,
         )

@@ -119,9 +119,8 @@ class GuardedStore:
         while self._queued:
             batch, self._queued = self._queued[:_MAX_SETTLE_BATCH], self._queued[_MAX_SETTLE_BATCH:]
             try:
-                # Longer than an admission may wait: nobody waits for this one, and a lost release holds a slot
-                # until its lease expires.
-                async with asyncio.timeout(max(1.0, self.timeout * 10)):
+                # Nobody waits for this one, and a lost release holds a slot until its lease expires.
+                async with asyncio.timeout(max(self.timeout, 1.0)):
                     await store.settle_many(batch)
             except _ERRORS as exc:
                 self.stats.settle_errors += len(batch)

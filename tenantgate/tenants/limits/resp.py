@@ -14,6 +14,7 @@ handle both clients alike. A connection that breaks fails every call waiting on 
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import ssl
 from collections import deque
@@ -117,8 +118,15 @@ def _parse(buffer: bytearray, position: int) -> tuple[Any, int]:
     raise RedisConnectionError(f"unexpected reply type {chr(kind)!r} from Redis")
 
 
+class RedisStalled(TimeoutError):
+    """Redis stayed silent for the whole stall timeout while answers were owed."""
+
+
 class _Connection(asyncio.Protocol):
-    def __init__(self) -> None:
+    def __init__(self, stall_timeout: float | None = None) -> None:
+        self.stall_timeout = stall_timeout
+        self.last_progress = 0.0
+        self._watchdog: asyncio.TimerHandle | None = None
         self.transport: asyncio.Transport | None = None
         self.waiting: deque[asyncio.Future[Any]] = deque()
         self.outgoing: list[bytes] = []
@@ -132,6 +140,11 @@ class _Connection(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)  # uvloop's transports do not subclass asyncio's
 
     def send(self, command: bytes, future: asyncio.Future[Any], *, urgent: bool = True) -> None:
+        if not self.waiting and self.stall_timeout is not None:
+            loop = asyncio.get_running_loop()
+            self.last_progress = loop.time()
+            if self._watchdog is None:
+                self._watchdog = loop.call_at(self.last_progress + self.stall_timeout, self._check_progress)
         self.outgoing.append(command)
         self.waiting.append(future)
         if urgent:
@@ -153,7 +166,23 @@ class _Connection(asyncio.Protocol):
             self.writes += 1
         self.outgoing.clear()
 
+    def _check_progress(self) -> None:
+        """Redis is considered stalled only when it sent nothing for ``stall_timeout`` while answers were owed.
+        A slow event loop on our side (many requests at once) delays replies without any silence from Redis,
+        so it never counts as an outage; one timer per connection, not one per command."""
+        self._watchdog = None
+        if not self.waiting or self.closed or self.stall_timeout is None:
+            return
+        loop = asyncio.get_running_loop()
+        due = self.last_progress + self.stall_timeout
+        if loop.time() >= due:
+            self.abort(RedisStalled(f"Redis sent nothing for {self.stall_timeout * 1000:g} ms"))
+        else:
+            self._watchdog = loop.call_at(due, self._check_progress)
+
     def data_received(self, data: bytes) -> None:
+        if self.stall_timeout is not None:
+            self.last_progress = asyncio.get_running_loop().time()
         buffer = self.buffer
         buffer += data
         position = 0
@@ -185,9 +214,10 @@ class _Connection(asyncio.Protocol):
 
     def _fail(self, error: Exception) -> None:
         self.closed = True
-        if self._later is not None:
-            self._later.cancel()
-            self._later = None
+        for handle in (self._later, self._watchdog):
+            if handle is not None:
+                handle.cancel()
+        self._later = self._watchdog = None
         while self.waiting:
             future = self.waiting.popleft()
             if not future.done():
@@ -195,17 +225,20 @@ class _Connection(asyncio.Protocol):
 
 
 class RespClient:
-    def __init__(self, endpoint: Endpoint, *, connect_timeout: float = 2.0) -> None:
+    def __init__(self, endpoint: Endpoint, *, connect_timeout: float = 2.0, stall_timeout: float | None = None) -> None:
+        """``stall_timeout``: fail every waiting call (``RedisStalled``, a TimeoutError) and drop the connection
+        when Redis sends nothing for that long while answers are owed."""
         self.endpoint = endpoint
         self.connect_timeout = connect_timeout
+        self.stall_timeout = stall_timeout
         self._connection: _Connection | None = None
         self._connect_attempt: asyncio.Future[_Connection] | None = None
         self._loading: dict[str, asyncio.Future[Any]] = {}
         self.writes = 0  # write() calls on connections closed so far (see ``write_count``)
 
     @classmethod
-    def from_url(cls, url: str, *, connect_timeout: float = 2.0) -> RespClient:
-        return cls(Endpoint.parse(url), connect_timeout=connect_timeout)
+    def from_url(cls, url: str, *, connect_timeout: float = 2.0, stall_timeout: float | None = None) -> RespClient:
+        return cls(Endpoint.parse(url), connect_timeout=connect_timeout, stall_timeout=stall_timeout)
 
     @property
     def write_count(self) -> int:
@@ -255,11 +288,12 @@ class RespClient:
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(self.connect_timeout):
+                factory = functools.partial(_Connection, self.stall_timeout)
                 if endpoint.unix_path is not None:
-                    _, connection = await loop.create_unix_connection(_Connection, endpoint.unix_path)
+                    _, connection = await loop.create_unix_connection(factory, endpoint.unix_path)
                 else:
                     context = ssl.create_default_context() if endpoint.tls else None
-                    _, connection = await loop.create_connection(_Connection, endpoint.host, endpoint.port, ssl=context)
+                    _, connection = await loop.create_connection(factory, endpoint.host, endpoint.port, ssl=context)
                 try:
                     await self._handshake(connection)
                 except BaseException:
