@@ -1,5 +1,5 @@
 """Events the database refuses: set aside so everyone else's usage is stored, never confused with an outage, and
-kept for a replay. On SQLite and Postgres."""
+stored later by `tenantgate usage replay-rejected`. On SQLite and Postgres."""
 
 from __future__ import annotations
 
@@ -11,18 +11,23 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
+from typer.testing import CliRunner
 
 from tenantgate import database
+from tenantgate.cli import app
 from tenantgate.database import create_engine
 from tenantgate.tenants.metering.deadletter import FILE_NAME
 from tenantgate.tenants.metering.events import encode
 from tenantgate.tenants.metering.pricing import PriceBook
+from tenantgate.tenants.metering.replay import replay_rejected
 from tenantgate.tenants.metering.spool import Spool
 from tenantgate.tenants.metering.store import EventStore, store_for
 from tenantgate.tenants.metering.writer import MeterWriter
+from tests.conftest import SECRET_KEY
 from tests.support.metering import make_event
 from tests.support.pg_instance import PostgresInstance
 
@@ -63,6 +68,11 @@ def _dead_letters(directory: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def _claimed(directory: Path) -> list[Path]:
+    """Dead-letter files a replay moved aside and did not finish with."""
+    return list(directory.glob(FILE_NAME + ".replaying-*"))
 
 
 def _committed_everything(writer: MeterWriter) -> bool:
@@ -256,3 +266,112 @@ async def test_an_outage_in_the_middle_of_isolating_a_refused_event_sets_nothing
     assert await _stored_ids(engine) == [e["id"] for e in good]
     await writer.close(5)
     await engine.dispose()
+
+
+def _replay(database_url: str, spool_dir: Path, expect: int = 0) -> dict[str, Any]:
+    env = {"TENANTGATE_DATABASE_URL": database_url, "TENANTGATE_SECRET_KEY": SECRET_KEY, "TENANTGATE_ENV": "production"}
+    args = ["usage", "replay-rejected", "--spool-dir", str(spool_dir), "--json"]
+    result = CliRunner().invoke(app, args, env=env)
+    assert result.exit_code == expect, result.output
+    report: dict[str, Any] = json.loads(result.stdout)
+    return report
+
+
+async def _refuse_model(engine: AsyncEngine, model: str) -> None:
+    """An operator's rule the database enforces on new events (a check constraint; a trigger on SQLite)."""
+    async with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            await conn.execute(text(f"ALTER TABLE usage_events ADD CONSTRAINT refuse CHECK (model <> '{model}')"))
+        else:
+            await conn.execute(
+                text(
+                    f"CREATE TRIGGER refuse BEFORE INSERT ON usage_events WHEN NEW.model = '{model}' "
+                    "BEGIN SELECT RAISE(ABORT, 'refused'); END"
+                )
+            )
+
+
+async def _accept_model(engine: AsyncEngine) -> None:
+    async with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            await conn.execute(text("ALTER TABLE usage_events DROP CONSTRAINT refuse"))
+        else:
+            await conn.execute(text("DROP TRIGGER refuse"))
+
+
+async def test_replay_stores_rejected_events_once_their_cause_is_fixed_and_is_idempotent(
+    engine: AsyncEngine, database_url: str, tmp_path: Path
+) -> None:
+    await _refuse_model(engine, "gpt-4o-mini-refused")
+    writer = _writer(store_for(engine), tmp_path)
+    good = [make_event() for _ in range(10)]
+    refused = make_event(model="gpt-4o-mini-refused", output_tokens=7)
+    overflow = make_event(**POISONS["cost beyond bigint"])
+    _spool(writer, [*good[:5], refused, overflow, *good[5:]])
+    assert await writer.flush() == 10
+    await writer.close(5)
+    assert [r["id"] for r in _dead_letters(tmp_path)] == [refused["id"], overflow["id"]]
+
+    # Nothing fixed yet: both stay, with a fresh error, and the command says so.
+    report = await asyncio.to_thread(_replay, database_url, tmp_path, 1)
+    assert report == {"rejected": 2, "stored": 0, "already_stored": 0, "still_rejected": 2}
+    kept = _dead_letters(tmp_path)
+    assert sorted(r["id"] for r in kept) == sorted([refused["id"], overflow["id"]])
+
+    # The operator drops the rule and corrects the impossible token count in the file.
+    await _accept_model(engine)
+    fixed = []
+    for record in kept:
+        event = orjson.loads(record["line"])
+        if event["id"] == overflow["id"]:
+            event["output_tokens"] = 3
+        fixed.append(orjson.dumps({**record, "line": orjson.dumps(event).decode()}) + b"\n")
+    (tmp_path / FILE_NAME).write_bytes(b"".join(fixed))
+
+    report = await asyncio.to_thread(_replay, database_url, tmp_path)
+    assert report == {"rejected": 2, "stored": 2, "already_stored": 0, "still_rejected": 0}
+    assert _dead_letters(tmp_path) == []
+    assert sorted(await _stored_ids(engine)) == sorted(e["id"] for e in [*good, refused, overflow])
+    stored = dict(await _rows(engine, "SELECT id, cost_output_nusd FROM usage_events"))
+    assert stored[refused["id"]] == 7 * 600 and stored[overflow["id"]] == 3 * 600  # priced again
+    assert await _rollups(engine) == _totals([*good, refused, {**overflow, "output_tokens": 3}])
+
+    # Again, and with a record that is already stored (a copy, as a crash can leave): nothing changes twice.
+    assert await asyncio.to_thread(_replay, database_url, tmp_path) == {
+        "rejected": 0,
+        "stored": 0,
+        "already_stored": 0,
+        "still_rejected": 0,
+    }
+    (tmp_path / FILE_NAME).write_bytes(fixed[0] + fixed[0])
+    report = await asyncio.to_thread(_replay, database_url, tmp_path)
+    assert report == {"rejected": 1, "stored": 0, "already_stored": 1, "still_rejected": 0}
+    assert len(await _stored_ids(engine)) == 12
+    assert await _rollups(engine) == _totals([*good, refused, {**overflow, "output_tokens": 3}])
+
+
+async def test_replay_keeps_every_rejected_event_when_the_database_is_down(
+    own_postgres: PostgresInstance, tmp_path: Path
+) -> None:
+    url = await _own_database(own_postgres)
+    engine = create_engine(url)
+    writer = _writer(store_for(engine), tmp_path)
+    poisons = [make_event(**POISONS["cost beyond bigint"]) for _ in range(2)]
+    _spool(writer, [make_event(), *poisons])
+    assert await writer.flush() == 1
+    await writer.close(5)
+    before = (tmp_path / FILE_NAME).read_bytes()
+    assert len(before.splitlines()) == 2
+
+    await asyncio.to_thread(own_postgres.stop)
+    with pytest.raises(OSError):
+        await replay_rejected(tmp_path, store_for(engine), PriceBook.load())
+    assert (tmp_path / FILE_NAME).read_bytes() == before
+    assert _claimed(tmp_path) == []
+    await engine.dispose()
+
+    env = {"TENANTGATE_DATABASE_URL": url, "TENANTGATE_SECRET_KEY": SECRET_KEY, "TENANTGATE_ENV": "production"}
+    args = ["usage", "replay-rejected", "--spool-dir", str(tmp_path)]
+    result = await asyncio.to_thread(CliRunner().invoke, app, args, env=env)
+    assert result.exit_code == 1 and "the rejected events were kept" in result.output
+    assert (tmp_path / FILE_NAME).read_bytes() == before
