@@ -26,7 +26,7 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, help="tenantgate: 
 db_app = typer.Typer(no_args_is_help=True, help="Database migrations")
 app.add_typer(db_app, name="db")
 commands.register(app)
-app.command("usage")(usage_cli.usage)
+app.add_typer(usage_cli.app, name="usage")
 
 
 @db_app.command("upgrade")

@@ -139,13 +139,19 @@ class Telemetry:
         )
 
     def register_metering_gauges(
-        self, *, buffer_depth: GaugeCallback, spool_bytes: GaugeCallback, write_lag_seconds: GaugeCallback
+        self,
+        *,
+        buffer_depth: GaugeCallback,
+        spool_bytes: GaugeCallback,
+        write_lag_seconds: GaugeCallback,
+        rejected_events: GaugeCallback,
     ) -> None:
         """The metering writer's health, under the names the dashboards and alert rules use.
 
         ``buffer_depth``: usage events this worker holds in memory, not yet durably written (summed over workers);
         ``spool_bytes``: bytes in the local spool waiting for the database (max over workers: a shared directory);
-        ``write_lag_seconds``: age of the oldest event not yet in the database, 0 when caught up (max).
+        ``write_lag_seconds``: age of the oldest event not yet in the database, 0 when caught up (max);
+        ``rejected_events``: a counter, events this worker set aside because the database refused them.
         Each callback runs at collection time on the event loop: return a number, quickly, without I/O.
         """
         self.registry.register_gauge(
@@ -167,6 +173,12 @@ class Telemetry:
             unit="s",
             description="Age of the oldest usage event not yet written to the database (0 when caught up)",
             aggregation="max",
+        )
+        self.registry.register_counter(
+            "tenantgate.metering.rejected_events",
+            rejected_events,
+            unit="{event}",
+            description="Usage events the database refused, set aside in the spool's dead-letter file for replay",
         )
 
     # --- lifecycle -----------------------------------------------------------------------------------------

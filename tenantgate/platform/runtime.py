@@ -80,6 +80,7 @@ class Runtime:
             buffer_depth=self.metering.held_events,
             spool_bytes=self.metering.pending_bytes,
             write_lag_seconds=self.metering.write_lag_seconds,
+            rejected_events=self.metering.rejected_events,
         )
         self.hooks = Hooks([self.telemetry.hook, self.limiter, OwnershipHook(self.ownership), self.metering.hook])
 

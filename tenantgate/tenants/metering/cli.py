@@ -1,18 +1,29 @@
-"""``tenantgate usage``: invoice-period summaries (tokens and cost by model, per tenant) from the command line."""
+"""``tenantgate usage``: invoice-period summaries (tokens and cost by model, per tenant) from the command line, and
+``tenantgate usage replay-rejected``, which stores the usage events the database refused once the cause is fixed."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from tenantgate.commands.common import load_settings
-from tenantgate.database import create_engine
+from tenantgate.commands.common import fail, load_settings
+from tenantgate.database import create_engine, create_sessionmaker
 from tenantgate.tenants.metering import reports
+from tenantgate.tenants.metering.meter import load_price_overrides
+from tenantgate.tenants.metering.pricing import PriceBook
+from tenantgate.tenants.metering.replay import ReplayReport, replay_rejected
 from tenantgate.tenants.metering.rollups import ceil_minute, floor_minute
+from tenantgate.tenants.metering.store import store_for
+
+app = typer.Typer(
+    invoke_without_command=True,
+    help="Usage summary per tenant: requests, tokens and cost by model for a period.",
+)
 
 
 def _moment(value: str, option: str) -> int:
@@ -40,7 +51,9 @@ def _window(period: str | None, start: str | None, end: str | None) -> tuple[int
         raise typer.BadParameter("use YYYY-MM", param_hint="--period") from None
 
 
+@app.callback()
 def usage(
+    ctx: typer.Context,
     period: Annotated[str | None, typer.Option(help="UTC month YYYY-MM (default: the current one)")] = None,
     start: Annotated[str | None, typer.Option(help="Start (unix seconds or ISO date), instead of --period")] = None,
     end: Annotated[str | None, typer.Option(help="End, exclusive (unix seconds or ISO date)")] = None,
@@ -48,6 +61,8 @@ def usage(
     as_json: Annotated[bool, typer.Option("--json", help="Print exactly one JSON object on stdout")] = False,
 ) -> None:
     """Usage summary per tenant: requests, tokens and cost by model for a period."""
+    if ctx.invoked_subcommand is not None:
+        return
     lo, hi = _window(period, start, end)
     settings = load_settings()
     found = asyncio.run(_invoices(settings.database_url, lo, hi, tenant))
@@ -82,3 +97,43 @@ def _print_human(found: list[dict[str, Any]], lo: int, hi: int) -> None:
                 f"  {line['model']:<32} {line['requests']:>10} {line['input_tokens']:>14} "
                 f"{line['cached_input_tokens']:>12} {line['output_tokens']:>14} {line['cost_usd']:>16}"
             )
+
+
+@app.command("replay-rejected")
+def replay_rejected_command(
+    spool_dir: Annotated[
+        Path | None, typer.Option("--spool-dir", help="The spool directory (default: TENANTGATE_SPOOL_DIR)")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print exactly one JSON object on stdout")] = False,
+) -> None:
+    """Store the usage events the database refused (rejected-events.jsonl in the spool directory), after the
+    cause was fixed. Safe to run again; events still refused stay in the file. Exit status 1 if any remain."""
+    settings = load_settings()
+    directory = spool_dir or settings.spool_dir
+    if not directory.is_dir():
+        raise fail(f"no spool directory at {directory}")
+    try:
+        report = asyncio.run(_replay(settings.database_url, directory))
+    except BlockingIOError:
+        raise fail(f"another replay of {directory} is running") from None
+    except Exception as error:
+        raise fail(f"replay stopped ({type(error).__name__}); the rejected events were kept") from None
+    if as_json:
+        typer.echo(json.dumps(report.as_json()))
+    else:
+        typer.echo(
+            f"{report.rejected} rejected event(s): {report.stored} stored, {report.already_stored} already stored, "
+            f"{report.still_rejected} still refused (kept in {directory / 'rejected-events.jsonl'})"
+        )
+    if report.still_rejected:
+        raise typer.Exit(1)
+
+
+async def _replay(url: str, directory: Path) -> ReplayReport:
+    engine = create_engine(url)
+    try:
+        prices = PriceBook.load()
+        await load_price_overrides(create_sessionmaker(engine), prices)
+        return await replay_rejected(directory, store_for(engine), prices)
+    finally:
+        await engine.dispose()

@@ -49,6 +49,10 @@ class Metering:
         """Spooled bytes not yet in the database."""
         return sum(max(0, segment.size - segment.committed) for segment in self.spool.segments())
 
+    def rejected_events(self) -> int:
+        """Events the database refused and the writer set aside in the dead-letter file (since start)."""
+        return self.writer.rejected
+
     def write_lag_seconds(self) -> float:
         """How long the database has been behind: 0 when caught up, else time since the backlog appeared."""
         if self.pending_bytes() == 0 and not self.spool.held:

@@ -121,7 +121,7 @@ class Spool:
         except OSError:
             os.close(fd)
             raise
-        _fsync_directory(self.directory)
+        fsync_directory(self.directory)
         return Segment(path, fd, active=True)
 
     def append(self, data: bytes) -> None:
@@ -251,7 +251,7 @@ def _only_torn_tail(segment: Segment) -> bool:
     return b"\n" not in os.pread(segment.fd, remaining, segment.committed)
 
 
-def _fsync_directory(directory: Path) -> None:
+def fsync_directory(directory: Path) -> None:
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)

@@ -13,6 +13,7 @@ aggregated in Python.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -65,12 +66,27 @@ COLUMN_NAMES = tuple(name for name, _ in _COLUMNS)
 _ROLLUP_KEY = ("width", "tenant_id", "bucket_start", "api_key_id", "model", "category")
 # Any constant works; it only has to be the same in every process writing to this database.
 _WRITE_LOCK = 0x7467_6D65_7465_72  # "tgmeter"
+# A database that takes longer than this to answer ``SELECT 1`` counts as down.
+PING_TIMEOUT_SECONDS = 10.0
 
 
 class EventStore(Protocol):
     async def write(self, events: Sequence[dict[str, Any]]) -> int:
         """Store priced events (``COLUMN_NAMES`` keys); returns how many were new."""
         ...
+
+    async def ping(self) -> bool:
+        """Whether the database answers a trivial query now: tells an outage from a batch it refuses."""
+        ...
+
+
+async def _ping(engine: AsyncEngine) -> bool:
+    try:
+        async with asyncio.timeout(PING_TIMEOUT_SECONDS), engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+    except Exception:
+        return False
+    return True
 
 
 _BATCH_TABLE = "usage_event_batch"
@@ -140,6 +156,9 @@ class PostgresEventStore:
             inserted = await driver.fetchval(self._statement)
         return int(inserted)
 
+    async def ping(self) -> bool:
+        return await _ping(self.engine)
+
 
 class SQLiteEventStore:
     # 32 columns x 500 rows stays under SQLite's 32,766 bound parameters per statement.
@@ -169,6 +188,9 @@ class SQLiteEventStore:
                 )
                 await conn.execute(upsert, deltas)
         return len(inserted)
+
+    async def ping(self) -> bool:
+        return await _ping(self.engine)
 
 
 def _sqlite_row(event: dict[str, Any]) -> dict[str, Any]:

@@ -6,6 +6,10 @@ nothing advances, and the writer retries with capped exponential backoff while t
 (memory stays bounded by one batch). At start it adopts the segments of processes that are gone; it looks for
 new orphans every ``ORPHAN_SCAN_SECONDS`` too, so a worker that died is replayed by its siblings. On shutdown it
 runs a last cycle within a deadline; whatever it could not write stays in the spool for the next start.
+
+A batch the database refuses while it is up (one bad event makes the whole transaction fail) is written around
+the events it refuses; those go to the spool directory's dead-letter file before the checkpoint advances
+(deadletter.py), so one event cannot stop usage from being stored for everyone.
 """
 
 from __future__ import annotations
@@ -16,10 +20,11 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
+from tenantgate.tenants.metering.deadletter import DeadLetters, Refusal, encode_record, write_isolating
 from tenantgate.tenants.metering.events import usage_of
 from tenantgate.tenants.metering.pricing import PriceBook
 from tenantgate.tenants.metering.spool import Segment, Spool
@@ -36,6 +41,17 @@ BACKOFF_MAX_SECONDS = 5.0
 _REQUIRED = frozenset(COLUMN_NAMES) - {"cost_input_nusd", "cost_cached_input_nusd", "cost_output_nusd", "price_version"}
 
 PriceRefresher = Callable[[PriceBook], Awaitable[None]]
+# What makes a spool line unreadable (not JSON, not an event, a field of the wrong type).
+UNREADABLE = (orjson.JSONDecodeError, KeyError, TypeError, ValueError)
+
+
+class _Batch(NamedTuple):
+    events: list[dict[str, Any]]
+    lines: list[bytes]
+    """The spool line of each event."""
+    read: int
+    """Lines read, readable or not."""
+    end: int
 
 
 class MeterWriter:
@@ -63,7 +79,9 @@ class MeterWriter:
         self._stopping = False
         self._lines_at_last_cycle = 0
         self.loop: asyncio.AbstractEventLoop | None = None
+        self.dead_letters = DeadLetters(spool.directory)
         self.written = 0
+        self.rejected = 0
         self.failures = 0
         self.last_error: str | None = None
 
@@ -131,20 +149,22 @@ class MeterWriter:
         limit = segment.size if segment.active else None
         written = 0
         position = segment.committed
-        pending: asyncio.Task[tuple[list[dict[str, Any]], int, int]] | None = asyncio.create_task(
+        pending: asyncio.Task[_Batch] | None = asyncio.create_task(
             asyncio.to_thread(self._read_batch, segment, position, limit)
         )
         try:
             while pending is not None:
-                events, count, end = await pending
+                batch = await pending
                 pending = None
-                if end <= position:
+                if batch.end <= position:
                     break
-                if count >= self.batch_size:
-                    pending = asyncio.create_task(asyncio.to_thread(self._read_batch, segment, end, limit))
-                inserted = await self.store.write(events)
-                await asyncio.to_thread(segment.commit, end)
-                position = end
+                if batch.read >= self.batch_size:
+                    pending = asyncio.create_task(asyncio.to_thread(self._read_batch, segment, batch.end, limit))
+                inserted, refused = await write_isolating(self.store, batch.events)
+                if refused:
+                    await asyncio.to_thread(self._dead_letter, batch, refused)
+                await asyncio.to_thread(segment.commit, batch.end)
+                position = batch.end
                 self.written += inserted
                 written += inserted
         finally:
@@ -154,22 +174,36 @@ class MeterWriter:
                     await pending
         return written
 
-    def _read_batch(self, segment: Segment, start: int, limit: int | None) -> tuple[list[dict[str, Any]], int, int]:
+    def _read_batch(self, segment: Segment, start: int, limit: int | None) -> _Batch:
         lines, end = segment.read(self.batch_size, limit, start)
         events = []
+        readable = []
         for line in lines:
             try:
-                event = orjson.loads(line)
-                if not isinstance(event, dict) or not event.keys() >= _REQUIRED:
-                    raise ValueError("not a usage event")
-                events.append(price_event(self.prices, event))
-            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+                events.append(read_event(self.prices, line))
+                readable.append(line)
+            except UNREADABLE as exc:
                 # A damaged line cannot become an event; keep its bytes for a human and move on.
                 quarantine = segment.path.with_name(segment.path.stem + ".rejected")
                 with quarantine.open("ab") as handle:
                     handle.write(line + b"\n")
                 log.error("metering: unreadable spool line moved to %s (%s)", quarantine.name, type(exc).__name__)
-        return events, len(lines), end
+        return _Batch(events, readable, len(lines), end)
+
+    def _dead_letter(self, batch: _Batch, refused: list[Refusal]) -> None:
+        """Set the refused events aside (durably, before the checkpoint passes their lines) and say so."""
+        records = [encode_record(batch.events[r.index]["id"], batch.lines[r.index], r.error) for r in refused]
+        self.dead_letters.append(b"".join(records))
+        self.rejected += len(refused)
+        for refusal in refused:
+            # The event id and the error type only: a driver's message can carry the parameters of a whole batch.
+            log.error(
+                "metering: the database refused usage event %.64s (%s); kept in %s for `tenantgate usage "
+                "replay-rejected`",
+                batch.events[refusal.index]["id"],
+                type(refusal.error).__name__,
+                self.dead_letters.path,
+            )
 
     async def close(self, deadline: float) -> None:
         """Stop the loop, write what is left within ``deadline`` seconds, release the spool."""
@@ -192,6 +226,14 @@ class MeterWriter:
                 with contextlib.suppress(asyncio.CancelledError):
                     await self._task
             self.spool.close()
+
+
+def read_event(prices: PriceBook, line: bytes) -> dict[str, Any]:
+    """The priced event of a spool line; raises one of ``UNREADABLE`` when the line is not a usage event."""
+    event = orjson.loads(line)
+    if not isinstance(event, dict) or not event.keys() >= _REQUIRED:
+        raise ValueError("not a usage event")
+    return price_event(prices, event)
 
 
 def price_event(prices: PriceBook, event: dict[str, Any]) -> dict[str, Any]:
