@@ -60,13 +60,14 @@ class Limiter:
         primary = None
         if settings.redis_url:
             # Redis counts as down after ``silence`` without a byte while answers are owed (or a connect that
-            # long): a busy event loop here delays replies but is not a Redis outage.
+            # long): a busy event loop here delays replies but is not a Redis outage. The client bounds every
+            # wait itself, so admissions need no timer of their own.
             client = RespClient.from_url(settings.redis_url, connect_timeout=silence, stall_timeout=silence)
             primary = RedisLimitStore(client)
         store = GuardedStore(
             primary,
             MemoryLimitStore(),
-            timeout=max(1.0, 10 * silence),  # the cap on one admission, whatever happens
+            timeout=None,
             fail_open=settings.limits_fail_mode == "open",
             retry_seconds=settings.limits_redis_retry_seconds,
         )
@@ -107,7 +108,6 @@ class Limiter:
         if reservation is None:
             return
         actual = _actual_tokens(exchange, reservation.tokens)
-        cost = self._cost_micro_usd(exchange)
         settlement = Settlement(lease=reservation.lease, admitted_ms=reservation.admitted_ms)
         for check in reservation.checks:
             if check.kind is Kind.CONCURRENCY:
@@ -116,7 +116,7 @@ class Limiter:
                 settlement.window_deltas.append((check, actual - reservation.tokens))
             elif check.name == "monthly_tokens" and actual != reservation.tokens:
                 settlement.counter_deltas.append((check, actual - reservation.tokens))
-            elif check.name == "monthly_budget" and cost:
+            elif check.name == "monthly_budget" and (cost := self._cost_micro_usd(exchange)):
                 settlement.counter_deltas.append((check, cost))
         self.store.settle_soon(settlement, reservation.store)
 

@@ -8,6 +8,7 @@ on the next deployment. Once bytes went out, the exchange is never retried.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -25,6 +26,8 @@ from tenantgate.platform.upstream.client import UpstreamClient
 from tenantgate.platform.upstream.guard import AddressRefused
 from tenantgate.platform.upstream.registry import Target
 from tenantgate.platform.upstream.retry import backoff, retry_after, should_retry_status
+
+_NO_TIMEOUT = contextlib.nullcontext()
 
 BodyFactory = Callable[[Target], object]
 """The request body for a deployment (bytes, or an async iterable for a streamed upload), or None."""
@@ -137,7 +140,8 @@ async def _attempt(
             return _refused(exchange, attempt, upstream.name)
         session = client.tenant_session
     try:
-        async with asyncio.timeout(upstream.first_byte_timeout if exchange.stream else None):
+        # Non-streamed answers are bounded by aiohttp's own total timeout (json_timeout).
+        async with asyncio.timeout(upstream.first_byte_timeout) if exchange.stream else _NO_TIMEOUT:
             response = await session.request(
                 method,
                 upstream.url(path, target.model, exchange.query),

@@ -22,6 +22,9 @@ def _session(connector: aiohttp.TCPConnector) -> aiohttp.ClientSession:
     return aiohttp.ClientSession(
         connector=connector,
         auto_decompress=False,
+        # A shared jar would hand one tenant's upstream cookies (e.g. a CDN's session cookie) to every other
+        # tenant's requests; callers' own Cookie headers are forwarded as they are.
+        cookie_jar=aiohttp.DummyCookieJar(),
         skip_auto_headers=("User-Agent", "Accept-Encoding", "Content-Type"),
         read_bufsize=2**16,
     )

@@ -50,7 +50,7 @@ class GuardedStore:
         primary: RedisLimitStore | None,
         fallback: MemoryLimitStore,
         *,
-        timeout: float,
+        timeout: float | None,
         fail_open: bool,
         retry_seconds: float,
     ) -> None:
@@ -74,8 +74,11 @@ class GuardedStore:
             return self.fallback.admit_now(checks, lease, dry=dry), self.fallback
         if time.monotonic() >= self._down_until:
             try:
-                async with asyncio.timeout(self.timeout):
+                if self.timeout is None:
                     verdict = await primary.admit(checks, lease, dry=dry)
+                else:
+                    async with asyncio.timeout(self.timeout):
+                        verdict = await primary.admit(checks, lease, dry=dry)
             except _ERRORS as exc:
                 if isinstance(exc, TimeoutError):
                     primary.reset()  # a hanging Redis: stop waiting on that connection, reconnect next time
@@ -120,7 +123,7 @@ class GuardedStore:
             batch, self._queued = self._queued[:_MAX_SETTLE_BATCH], self._queued[_MAX_SETTLE_BATCH:]
             try:
                 # Nobody waits for this one, and a lost release holds a slot until its lease expires.
-                async with asyncio.timeout(max(self.timeout, 1.0)):
+                async with asyncio.timeout(max(self.timeout or 0.0, 1.0)):
                     await store.settle_many(batch)
             except _ERRORS as exc:
                 self.stats.settle_errors += len(batch)
