@@ -43,7 +43,10 @@ class GatewayApp:
         self.runtime = runtime
         self.state = api.state
         # Outermost first: RequestId -> TenantAuth -> ProxyRouter (-> FastAPI for what it does not serve).
-        self.proxy: ASGIApp = RequestIdMiddleware(TenantAuthMiddleware(ProxyRouter(api, runtime), runtime))
+        # Every response of the proxy path carries x-request-id already; FastAPI's RequestId tags its own.
+        self.proxy: ASGIApp = RequestIdMiddleware(
+            TenantAuthMiddleware(ProxyRouter(api, runtime), runtime), tag_responses=False
+        )
         # Telemetry wraps both ways in: every request is measured, proxied or not.
         telemetry = runtime.telemetry
         self.app = TelemetryMiddleware(self.dispatch, telemetry.http, telemetry.tracing, runtime.settings.access_log)

@@ -6,7 +6,9 @@ Order, outermost first, is declared in ``app.GatewayApp``:
   TenantAuthMiddleware - /v1/* callers are resolved into a RequestContext or refused with 401/403
                          (except /v1/organization/*, whose routes accept tenant keys and platform tokens)
   ProxyRouter          - the OpenAI endpoints, raw ASGI; anything else falls through to FastAPI
-FastAPI runs RequestId and TenantAuth as well, for requests that reach it directly; they do nothing a second time.
+FastAPI runs RequestId and TenantAuth as well, for requests that reach it directly; TenantAuth does nothing a second
+time, and RequestId reuses the id and tags FastAPI's responses (the outer one only assigns the id: every response
+the proxy path makes itself carries it already).
 """
 
 from __future__ import annotations
@@ -30,21 +32,33 @@ def _valid_request_id(value: bytes) -> bool:
 
 
 class RequestIdMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
+    """Gives the request its id (``scope[SCOPE_REQUEST_ID]``: the caller's ``x-request-id`` or a new one) and,
+    with ``tag_responses``, adds it to responses that lack it. The proxy's own responses all carry it already, so
+    the outer instance (GatewayApp) only assigns it, and FastAPI's instance tags what FastAPI answers."""
+
+    def __init__(self, app: ASGIApp, tag_responses: bool = True) -> None:
         self.app = app
+        self.tag_responses = tag_responses
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or SCOPE_REQUEST_ID in scope:
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = b""
-        for name, value in scope["headers"]:
-            if name == b"x-request-id":
-                request_id = value
-                break
-        if not _valid_request_id(request_id):
-            request_id = b"req_" + os.urandom(16).hex().encode()
-        scope[SCOPE_REQUEST_ID] = request_id.decode()
+        assigned: str | None = scope.get(SCOPE_REQUEST_ID)
+        if assigned is not None:
+            request_id = assigned.encode()
+        else:
+            request_id = b""
+            for name, value in scope["headers"]:
+                if name == b"x-request-id":
+                    request_id = value
+                    break
+            if not _valid_request_id(request_id):
+                request_id = b"req_" + os.urandom(16).hex().encode()
+            scope[SCOPE_REQUEST_ID] = request_id.decode()
+        if not self.tag_responses:
+            await self.app(scope, receive, send)
+            return
 
         async def send_with_request_id(message: Message) -> None:
             if message["type"] == "http.response.start":
