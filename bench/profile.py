@@ -94,7 +94,8 @@ def summarise(collapsed: str, top: int = 15) -> str:
 
 def profile(args: argparse.Namespace) -> int:
     seconds = int(args.profile)
-    variant = next(v for v in config.GATEWAY_VARIANTS if v.name == config.PRIMARY)
+    wanted = config.FULLY_TRACED if args.profile_traced else config.PRIMARY
+    variant = next(v for v in config.GATEWAY_VARIANTS if v.name == wanted)
     workdir = Path(tempfile.mkdtemp(prefix="tg-bench-profile-"))
     stamp = time.strftime("%Y%m%d-%H%M%S")
     args.results_dir.mkdir(parents=True, exist_ok=True)

@@ -47,9 +47,9 @@ def span_exporters(settings: Settings) -> list[SpanExporter]:
 
                 exporters.append(GrpcSpans())
             else:
-                from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpSpans
+                from tenantgate.observability.spanwire import LeanOtlpSpanExporter
 
-                exporters.append(HttpSpans())
+                exporters.append(LeanOtlpSpanExporter())
         elif name == "console":
             exporters.append(ConsoleSpanExporter())
     return exporters
