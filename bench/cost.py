@@ -76,6 +76,9 @@ def main() -> None:
             cpu0, t0 = _cpu_seconds(pid), time.monotonic()
             result = run_wrk(contender.chat_url, connections=args.connections, seconds=args.seconds, **common)
             cpu, wall = _cpu_seconds(pid) - cpu0, time.monotonic() - t0
+            process = contender.processes[0]
+            if process.popen.poll() is not None:
+                raise SystemExit(f"{name} exited during the run ({process.popen.returncode}):\n{process.log_tail()}")
             label = next((v.label for v in variants if v.name == name), name)
             per_request_us = cpu / max(result.requests, 1) * 1e6
             p50 = result.latency_ms["p50"]

@@ -126,6 +126,7 @@ class _Connection(asyncio.Protocol):
     def __init__(self, stall_timeout: float | None = None) -> None:
         self.stall_timeout = stall_timeout
         self.last_progress = 0.0
+        self._suspected_at = -1.0
         self._watchdog: asyncio.TimerHandle | None = None
         self.transport: asyncio.Transport | None = None
         self.waiting: deque[asyncio.Future[Any]] = deque()
@@ -169,16 +170,21 @@ class _Connection(asyncio.Protocol):
     def _check_progress(self) -> None:
         """Redis is considered stalled only when it sent nothing for ``stall_timeout`` while answers were owed.
         A slow event loop on our side (many requests at once) delays replies without any silence from Redis,
-        so it never counts as an outage; one timer per connection, not one per command."""
+        so it never counts as an outage; one timer per connection, not one per command. When the timer finds the
+        connection silent it looks once more after the loop's next I/O poll: a loop that was blocked runs its due
+        timers before reading the sockets (libuv's order), and the answer may already be waiting there."""
         self._watchdog = None
         if not self.waiting or self.closed or self.stall_timeout is None:
             return
         loop = asyncio.get_running_loop()
         due = self.last_progress + self.stall_timeout
-        if loop.time() >= due:
-            self.abort(RedisStalled(f"Redis sent nothing for {self.stall_timeout * 1000:g} ms"))
-        else:
+        if loop.time() < due:
             self._watchdog = loop.call_at(due, self._check_progress)
+        elif self.last_progress != self._suspected_at:
+            self._suspected_at = self.last_progress
+            self._watchdog = loop.call_later(0.001, self._check_progress)
+        else:
+            self.abort(RedisStalled(f"Redis sent nothing for {self.stall_timeout * 1000:g} ms"))
 
     def data_received(self, data: bytes) -> None:
         if self.stall_timeout is not None:
