@@ -1,10 +1,10 @@
-"""Management commands of the ``tenantgate`` CLI: tenants, plans, keys, admin tokens, audit, apply."""
+"""Management commands of the ``tenantgate`` CLI: tenants, plans, keys, admin tokens, prices, audit, apply."""
 
 from __future__ import annotations
 
 import typer
 
-from tenantgate.commands import apply, audit, keys, plans, tenants, tokens
+from tenantgate.commands import apply, audit, keys, plans, prices, tenants, tokens
 
 
 def register(app: typer.Typer) -> None:
@@ -12,5 +12,6 @@ def register(app: typer.Typer) -> None:
     app.add_typer(plans.app, name="plans")
     app.add_typer(keys.app, name="keys")
     app.add_typer(tokens.app, name="tokens")
+    app.add_typer(prices.app, name="prices")
     app.command("audit")(audit.audit)
     app.command("apply")(apply.apply)

@@ -26,7 +26,9 @@ def _line(entry: AuditEntryOut) -> str:
 def audit(
     actor: Annotated[str | None, typer.Option(help="Admin token id, bootstrap, cli or system")] = None,
     action: Annotated[str | None, typer.Option(help="e.g. key.revoke; 'key.' matches every key action")] = None,
-    target_type: Annotated[str | None, typer.Option(help="plan, tenant, key or admin_token")] = None,
+    target_type: Annotated[
+        str | None, typer.Option(help="plan, tenant, key, admin_token, price_override or upstream_key")
+    ] = None,
     target: Annotated[str | None, typer.Option(help="Target id")] = None,
     tenant: Annotated[str | None, typer.Option(help="Entries about this tenant or its keys")] = None,
     since: Annotated[datetime | None, typer.Option(help="From this time (UTC)")] = None,

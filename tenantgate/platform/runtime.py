@@ -57,7 +57,6 @@ class Runtime:
             if settings.redis_url
             else None
         )
-        self.invalidation = InvalidationBus(self.key_cache, self.redis, channel_name(settings.redis_prefix))
         self.last_used = LastUsedTracker(self.sessions, interval_seconds=settings.last_used_flush_seconds)
         self.admin_throttle = AdminAuthThrottle(settings.admin_auth_failure_limit)
         self.shutting_down = False
@@ -75,6 +74,12 @@ class Runtime:
         # Limits, metering and telemetry register here, in order (see platform/proxy/hooks.py).
         self.limiter = Limiter.from_settings(settings)
         self.metering = Metering(settings, self.engine, self.sessions)
+        self.invalidation = InvalidationBus(
+            self.key_cache,
+            self.redis,
+            channel_name(settings.redis_prefix),
+            on_prices=self.metering.writer.prices_changed,
+        )
         self.limiter.cost_estimator = PriceBookCost(self.metering.prices)
         self.telemetry.register_metering_gauges(
             buffer_depth=self.metering.held_events,

@@ -62,3 +62,7 @@ class PlanInUse(Conflict):
         super().__init__(
             f"Plan {plan_id!r} is used by {tenants} tenant(s); move them to another plan first.", code="plan_in_use"
         )
+
+
+class PriceOverrideNotFound(_NotFoundById):
+    what, code = "price override", "price_override_not_found"

@@ -5,6 +5,9 @@ delete) is published, after its transaction commits, on ``{redis_prefix}:invalid
 subscribes from its lifespan and drops the matching cache entries. Without Redis only the local cache is
 invalidated (one process). If the subscription breaks, the listener reconnects and clears its whole cache,
 because messages sent meanwhile are lost; the cache TTL remains the backstop.
+
+The same channel tells processes that price overrides changed (scope ``prices``): they reload them at once
+instead of at their next periodic refresh. Older processes ignore the scope.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -23,7 +26,8 @@ from tenantgate.tenants.cache import KeyCache
 
 log = logging.getLogger("tenantgate.invalidation")
 
-Scope = Literal["key", "tenant", "all"]
+Scope = Literal["key", "tenant", "all", "prices"]
+_SCOPES = ("key", "tenant", "all", "prices")
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,11 +40,12 @@ class Invalidation:
             cache.invalidate_key(self.id)
         elif self.scope == "tenant":
             cache.invalidate_tenant(self.id)
-        else:
+        elif self.scope == "all":
             cache.clear()
 
 
 ALL = Invalidation("all")
+PRICES = Invalidation("prices")
 
 
 def channel_name(redis_prefix: str) -> str:
@@ -55,7 +60,7 @@ def decode(payload: bytes) -> list[Invalidation]:
     """Unknown or malformed messages clear everything: wrongly dropping a cache entry costs one query."""
     try:
         items = orjson.loads(payload)
-        return [Invalidation(scope, str(id_)) for scope, id_ in items if scope in ("key", "tenant", "all")]
+        return [Invalidation(scope, str(id_)) for scope, id_ in items if scope in _SCOPES]
     except (orjson.JSONDecodeError, TypeError, ValueError):
         return [ALL]
 
@@ -71,8 +76,17 @@ async def publish(redis: Redis, channel: str, invalidations: Sequence[Invalidati
 
 
 class InvalidationBus:
-    def __init__(self, cache: KeyCache, redis: Redis | None, channel: str, *, retry_seconds: float = 1.0) -> None:
+    def __init__(
+        self,
+        cache: KeyCache,
+        redis: Redis | None,
+        channel: str,
+        *,
+        retry_seconds: float = 1.0,
+        on_prices: Callable[[], None] | None = None,
+    ) -> None:
         self._cache = cache
+        self._on_prices = on_prices
         self._redis = redis
         self._channel = channel
         self._retry_seconds = retry_seconds
@@ -81,9 +95,16 @@ class InvalidationBus:
         self._first_attempt = asyncio.Event()
         self.received = 0
 
-    async def publish(self, invalidations: Sequence[Invalidation]) -> None:
+    def _apply(self, invalidations: Sequence[Invalidation]) -> None:
         for invalidation in invalidations:
-            invalidation.apply(self._cache)
+            if invalidation.scope == "prices":
+                if self._on_prices is not None:
+                    self._on_prices()
+            else:
+                invalidation.apply(self._cache)
+
+    async def publish(self, invalidations: Sequence[Invalidation]) -> None:
+        self._apply(invalidations)
         if self._redis is not None:
             await publish(self._redis, self._channel, invalidations)
 
@@ -112,15 +133,14 @@ class InvalidationBus:
                 async with redis.pubsub() as pubsub:
                     await pubsub.subscribe(self._channel)
                     # Whatever was published while not subscribed is lost: start over from the database.
-                    self._cache.clear()
+                    self._apply([ALL, PRICES])
                     self._subscribed.set()
                     self._first_attempt.set()
                     while True:
                         message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
                         if message is not None and message.get("type") == "message":
                             self.received += 1
-                            for invalidation in decode(message["data"]):
-                                invalidation.apply(self._cache)
+                            self._apply(decode(message["data"]))
             except asyncio.CancelledError:
                 raise
             except Exception as exc:

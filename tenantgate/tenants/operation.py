@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tenantgate.ids import new_id
 from tenantgate.tenants.invalidation import Invalidation, Scope
+from tenantgate.tenants.metering.models import PriceOverrideRow
 from tenantgate.tenants.models import (
     QUOTA_FIELDS,
     RATE_LIMIT_FIELDS,
@@ -24,6 +25,7 @@ from tenantgate.tenants.models import (
     Base,
     Plan,
     Tenant,
+    TenantUpstreamKey,
 )
 
 
@@ -45,8 +47,24 @@ _SUMMARY_FIELDS: dict[type[Base], tuple[str, ...]] = {
     Tenant: ("name", "status", "plan_id", *RATE_LIMIT_FIELDS, *QUOTA_FIELDS),
     ApiKey: ("tenant_id", "name", "prefix", "status", "expires_at", "revoked_at", *RATE_LIMIT_FIELDS),
     AdminToken: ("name", "role", "prefix", "revoked_at"),
+    PriceOverrideRow: (
+        "tenant_id",
+        "plan_id",
+        "model",
+        "input_per_1m",
+        "cached_input_per_1m",
+        "output_per_1m",
+        "effective_from",
+    ),
 }
-TARGET_TYPES: dict[type[Base], str] = {Plan: "plan", Tenant: "tenant", ApiKey: "key", AdminToken: "admin_token"}
+TARGET_TYPES: dict[type[Base], str] = {
+    Plan: "plan",
+    Tenant: "tenant",
+    ApiKey: "key",
+    AdminToken: "admin_token",
+    PriceOverrideRow: "price_override",
+    TenantUpstreamKey: "upstream_key",  # target id: the upstream's name (the tenant is in tenant_id)
+}
 
 
 def _json_safe(value: Any) -> Any:
@@ -91,14 +109,16 @@ class Operation:
         tenant_id: str | None = None,
         before: dict[str, Any] | None = None,
         after: dict[str, Any] | None = None,
+        target_id: str | None = None,
     ) -> None:
+        """Record a change of ``target``, identified by its ``id`` column unless ``target_id`` is given."""
         entry = AuditEntry(
             id=new_id("aud"),
             actor_id=self.actor.id,
             actor_role=self.actor.role,
             action=action,
             target_type=TARGET_TYPES[type(target)],
-            target_id=getattr(target, "id"),  # noqa: B009 - every audited model has an id column
+            target_id=target_id if target_id is not None else getattr(target, "id"),  # noqa: B009
             tenant_id=tenant_id,
             before=before,
             after=after,

@@ -117,3 +117,30 @@ async def test_without_redis_invalidation_is_local() -> None:
     await bus.publish([Invalidation("key", "key_c")])
     assert len(cache) == 2
     await bus.stop()
+
+
+async def test_price_changes_reach_the_other_process_without_touching_its_key_cache(
+    redis_url: str, redis_prefix: str
+) -> None:
+    channel = channel_name(redis_prefix)
+    cache = _cache()
+    reloads: list[str] = []
+    redis_here, redis_there = Redis.from_url(redis_url), Redis.from_url(redis_url)
+    bus_here = InvalidationBus(_cache(), redis_here, channel)
+    bus_there = InvalidationBus(cache, redis_there, channel, on_prices=lambda: reloads.append("prices"))
+    await bus_there.start()
+    try:
+        reloads.clear()  # (re)subscribing counts as a change: messages may have been missed
+        await _fill(cache)
+        await bus_here.publish([Invalidation("prices")])
+        await _until(lambda: reloads == ["prices"])
+        assert len(cache) == 3
+        # Scopes this process does not know (from a newer one) are dropped, not turned into a cache clear.
+        assert decode(b'[["prices", ""], ["key", "key_a"], ["someday", "x"]]') == [
+            Invalidation("prices"),
+            Invalidation("key", "key_a"),
+        ]
+    finally:
+        await bus_there.stop()
+        await redis_here.aclose()
+        await redis_there.aclose()

@@ -21,7 +21,9 @@ async def audit_log(
     request: Request,
     actor_id: Annotated[str | None, Query(description="Admin token id, 'bootstrap', 'cli' or 'system'")] = None,
     action: Annotated[str | None, Query(description="e.g. key.revoke; 'key.' matches every key action")] = None,
-    target_type: Annotated[str | None, Query(description="plan, tenant, key or admin_token")] = None,
+    target_type: Annotated[
+        str | None, Query(description="plan, tenant, key, admin_token, price_override or upstream_key")
+    ] = None,
     target_id: Filter = None,
     tenant_id: Annotated[str | None, Query(description="Entries about this tenant or its keys")] = None,
     request_id: Filter = None,

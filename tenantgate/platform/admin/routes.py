@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from tenantgate.platform.admin import audit, keys, plans, tenants, tokens
+from tenantgate.platform.admin import audit, keys, plans, prices, tenants, tokens
 
 router = APIRouter(prefix="/admin")
-for _resource in (tenants, keys, plans, tokens, audit):
+for _resource in (tenants, keys, plans, prices, tokens, audit):
     router.include_router(_resource.router)

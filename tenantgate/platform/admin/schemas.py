@@ -24,6 +24,7 @@ from pydantic import (
 )
 
 from tenantgate.tenants.key_service import key_state
+from tenantgate.tenants.metering.models import PriceOverrideRow
 from tenantgate.tenants.models import AdminRole, ApiKey
 
 _INT32 = 2**31 - 1
@@ -38,7 +39,12 @@ Money = Annotated[
 
 
 def _as_utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00+14:00: a 422 like any bad time, not a 500
+        raise ValueError("the time is out of range once converted to UTC") from None
 
 
 # A time without an offset is taken as UTC.
@@ -210,6 +216,53 @@ class AdminTokenCreated(AdminTokenOut):
     token: str = Field(description="The plaintext token. It is shown only in this response.")
 
 
+# --- prices ----------------------------------------------------------------------------------------------------
+
+# USD per 1M tokens. The most expensive models list a few hundred dollars. The bounds catch the grosser unit
+# mistakes: a USD-per-token price needs more than 6 decimals, an expensive model's nano-USD per token exceeds 10,000.
+MAX_PRICE_PER_1M = 10_000
+PricePer1M = Annotated[
+    Decimal,
+    Field(ge=0, le=MAX_PRICE_PER_1M, decimal_places=6, description="USD per 1M tokens"),
+]
+
+
+class PriceOverrideCreate(_Write):
+    model: ModelName = Field(
+        description="A model name or prefix: 'gpt-4o-mini' also prices 'gpt-4o-mini-2024-07-18' (longest prefix wins)"
+    )
+    input_per_1m: PricePer1M
+    output_per_1m: PricePer1M
+    cached_input_per_1m: PricePer1M | None = Field(default=None, description="Default: the input price")
+    tenant_id: str | None = Field(
+        default=None, description="Only this tenant's usage (at most one of tenant_id, plan_id)"
+    )
+    plan_id: str | None = Field(default=None, description="Only the usage of tenants on this plan")
+    effective_from: UtcDatetime | None = Field(
+        default=None, description="From this time on (now or later; default: now)"
+    )
+
+
+class PriceOverrideOut(BaseModel):
+    id: str
+    object: Literal["price_override"] = "price_override"
+    scope: Literal["global", "plan", "tenant"]
+    tenant_id: str | None
+    plan_id: str | None
+    model: str
+    input_per_1m: str = Field(description="USD per 1M tokens, as an exact decimal string")
+    cached_input_per_1m: str | None = Field(description="null: cached input tokens cost the input price")
+    output_per_1m: str
+    effective_from: datetime
+    created_at: datetime
+
+    @classmethod
+    def of(cls, row: PriceOverrideRow) -> PriceOverrideOut:
+        scope = "tenant" if row.tenant_id else "plan" if row.plan_id else "global"
+        columns = {name: getattr(row, name) for name in cls.model_fields if name not in ("object", "scope")}
+        return cls(scope=scope, **columns)
+
+
 # --- audit -----------------------------------------------------------------------------------------------------
 
 
@@ -221,7 +274,7 @@ class AuditEntryOut(BaseModel):
     actor_id: str = Field(description="Admin token id, 'bootstrap' (settings token), 'cli' or 'system'")
     actor_role: str | None
     action: str = Field(examples=["tenant.suspend", "key.rotate"])
-    target_type: Literal["plan", "tenant", "key", "admin_token"]
+    target_type: Literal["plan", "tenant", "key", "admin_token", "price_override", "upstream_key"]
     target_id: str
     tenant_id: str | None
     before: dict[str, Any] | None = Field(description="Changed fields before (no secrets)")

@@ -1,24 +1,27 @@
 """Tenants' own upstream keys (BYOK): set, list and remove. Keys are never returned.
 
 A record may carry the tenant's own base URL for the upstream (its Azure resource, its OpenAI-compatible
-endpoint); it is checked by the SSRF guard (platform/upstream/guard.py) before anything is stored.
+endpoint); it is checked by the SSRF guard (platform/upstream/guard.py) before anything is stored. Setting and
+removing are audited (``upstream_key.set``, ``upstream_key.delete``) with whether a base URL is set and its host,
+never the key or anything derived from it.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, Field, SecretStr
 from sqlalchemy import select
 
-from tenantgate.database import session_scope
-from tenantgate.platform.admin.auth import require_admin
+from tenantgate.platform.admin.auth import AdminAccess, require_admin
+from tenantgate.platform.admin.deps import mutation
 from tenantgate.platform.errors import BadRequest, NotFound
 from tenantgate.platform.runtime import Runtime
 from tenantgate.platform.upstream.guard import UpstreamURLRefused
 from tenantgate.tenants import repository
-from tenantgate.tenants.invalidation import Invalidation
 from tenantgate.tenants.models import TenantUpstreamKey, utcnow
 
 router = APIRouter(
@@ -66,9 +69,22 @@ async def list_upstream_keys(tenant_id: str, runtime: Runtime = Depends(_runtime
     return [UpstreamKeyOut(upstream=row.upstream, base_url=row.base_url, updated_at=row.updated_at) for row in rows]
 
 
+def _audit_summary(row: TenantUpstreamKey) -> dict[str, Any]:
+    return {
+        "upstream": row.upstream,
+        "base_url_set": row.base_url is not None,
+        "base_url_host": urlsplit(row.base_url).hostname if row.base_url is not None else None,
+    }
+
+
 @router.put("/{upstream}", response_model=UpstreamKeyOut, summary="Set the tenant's own key for an upstream")
 async def set_upstream_key(
-    tenant_id: str, upstream: str, body: UpstreamKeySet, runtime: Runtime = Depends(_runtime)
+    tenant_id: str,
+    upstream: str,
+    body: UpstreamKeySet,
+    request: Request,
+    identity: AdminAccess,
+    runtime: Runtime = Depends(_runtime),
 ) -> UpstreamKeyOut:
     if upstream not in runtime.routing.upstreams:
         raise NotFound(f"No upstream named {upstream!r} is configured.", code="upstream_not_found")
@@ -80,26 +96,36 @@ async def set_upstream_key(
         except UpstreamURLRefused as exc:
             raise BadRequest(str(exc), param="base_url", code="invalid_base_url") from None
     ciphertext = runtime.secret_box.encrypt(body.api_key.get_secret_value())
-    async with session_scope(runtime.sessions) as session:
-        row = await session.get(TenantUpstreamKey, (tenant_id, upstream))
+    async with mutation(request, identity) as op:
+        row = await op.session.get(TenantUpstreamKey, (tenant_id, upstream))
+        before = None if row is None else _audit_summary(row)
         if row is None:
             row = TenantUpstreamKey(tenant_id=tenant_id, upstream=upstream, ciphertext=ciphertext, base_url=base_url)
-            session.add(row)
+            op.session.add(row)
         else:  # PUT replaces the record: a base_url left out goes back to the upstream's own endpoint
             row.ciphertext = ciphertext
             row.base_url = base_url
             row.updated_at = utcnow()
-        await session.flush()
+        await op.session.flush()
+        # Always an entry, even when only the key changed: a replaced credential is worth knowing about.
+        op.audit(
+            "upstream_key.set",
+            row,
+            target_id=_target_id(upstream),
+            tenant_id=tenant_id,
+            before=before,
+            after=_audit_summary(row),
+        )
+        op.invalidate("tenant", tenant_id)
         out = UpstreamKeyOut(upstream=upstream, base_url=base_url, updated_at=row.updated_at)
-    await runtime.invalidation.publish([Invalidation("tenant", tenant_id)])
     return out
 
 
 @router.delete("/{upstream}", status_code=204, summary="Remove the tenant's own key for an upstream")
-async def delete_upstream_key(tenant_id: str, upstream: str, runtime: Runtime = Depends(_runtime)) -> Response:
-    async with session_scope(runtime.sessions) as session:
+async def delete_upstream_key(tenant_id: str, upstream: str, request: Request, identity: AdminAccess) -> Response:
+    async with mutation(request, identity) as op:
         row = (
-            await session.execute(
+            await op.session.execute(
                 select(TenantUpstreamKey).where(
                     TenantUpstreamKey.tenant_id == tenant_id, TenantUpstreamKey.upstream == upstream
                 )
@@ -107,6 +133,14 @@ async def delete_upstream_key(tenant_id: str, upstream: str, runtime: Runtime = 
         ).scalar_one_or_none()
         if row is None:
             raise NotFound(f"Tenant {tenant_id!r} has no key for upstream {upstream!r}.", code="upstream_key_not_found")
-        await session.delete(row)
-    await runtime.invalidation.publish([Invalidation("tenant", tenant_id)])
+        op.audit(
+            "upstream_key.delete", row, target_id=_target_id(upstream), tenant_id=tenant_id, before=_audit_summary(row)
+        )
+        await op.session.delete(row)
+        op.invalidate("tenant", tenant_id)
     return Response(status_code=204)
+
+
+def _target_id(upstream: str) -> str:
+    # The audit log's target ids are at most 64 characters; upstream names are the operator's and short.
+    return upstream[:64]

@@ -74,9 +74,19 @@ class Metering:
     async def load_overrides(self, book: PriceBook) -> None:
         await load_price_overrides(self.sessions, book)
 
+    async def reload_prices(self) -> None:
+        """After this process changed the overrides: use them from now on. A failure is logged, not raised (the
+        change is committed; the writer retries in its next cycle)."""
+        try:
+            await self.writer.refresh_prices()
+        except Exception as exc:
+            log.warning(
+                "metering: reloading price overrides failed (%s); retrying with the next write", type(exc).__name__
+            )
+
 
 async def load_price_overrides(sessions: async_sessionmaker[AsyncSession], book: PriceBook) -> None:
-    """Load every plan/tenant price override (a small table) and which plan each affected tenant is on."""
+    """Load every price override (a small table) and which plan each tenant with a plan override is on."""
     async with sessions() as session:
         rows = (await session.execute(select(PriceOverrideRow))).scalars().all()
         plan_ids = {row.plan_id for row in rows if row.plan_id and not row.tenant_id}

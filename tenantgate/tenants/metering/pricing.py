@@ -5,9 +5,10 @@
 
 Price files live in ``prices/<effective date>.yaml``; an event is priced with the newest version in effect at its
 time (the oldest version covers anything before it). Overrides (table ``price_overrides``) replace a model's price
-for one plan or tenant from their ``effective_from`` on. Model names match by longest prefix, so a table entry
-``gpt-4o-mini`` prices ``gpt-4o-mini-2024-07-18``; when a tenant or plan override and the table match equally
-long prefixes, the most specific one (tenant, then plan) wins.
+for everyone (neither tenant nor plan), one plan or one tenant from their ``effective_from`` on. Model names match
+by longest prefix, so a table entry ``gpt-4o-mini`` prices ``gpt-4o-mini-2024-07-18``; when overrides and the table
+match equally long prefixes, the most specific one wins (tenant, then plan, then global, then the table). Within
+one scope and model, the override with the latest ``effective_from`` that has begun applies (ties: the newer id).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ PRICES_DIR = Path(__file__).parent / "prices"
 _NANO_PER_MILLION = Decimal(1000)  # USD per 1M tokens -> nano-USD per token
 _ONE = Decimal(1)
 NANOS_PER_USD = 1_000_000_000
+_GLOBAL = ("global", "")
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,10 +165,16 @@ class PriceBook:
     def set_overrides(self, overrides: Iterable[PriceOverride], tenant_plans: Mapping[str, str]) -> None:
         by_scope: dict[tuple[str, str], list[PriceOverride]] = {}
         for override in overrides:
-            scope = ("tenant", override.tenant_id) if override.tenant_id else ("plan", override.plan_id or "")
+            if override.tenant_id:
+                scope = ("tenant", override.tenant_id)
+            elif override.plan_id:
+                scope = ("plan", override.plan_id)
+            else:
+                scope = _GLOBAL
             by_scope.setdefault(scope, []).append(override)
         for entries in by_scope.values():
-            entries.sort(key=lambda o: o.effective_from)
+            # Ids are time-ordered: of two overrides starting at the same moment, the one created last wins.
+            entries.sort(key=lambda o: (o.effective_from, o.id))
         # One assignment, so a writer thread pricing a batch never sees new overrides with old plan memberships.
         self._scopes = (by_scope, dict(tenant_plans))
 
@@ -186,12 +194,12 @@ class PriceBook:
         if name is not None:
             best = (len(name), 0, table.prices[name], table.version)
         overrides, tenant_plans = self._scopes
-        scopes = []
+        scopes = [(1, _GLOBAL)]
         if tenant_id is not None:
             plan_id = tenant_plans.get(tenant_id)
             if plan_id is not None:
-                scopes.append((1, ("plan", plan_id)))
-            scopes.append((2, ("tenant", tenant_id)))
+                scopes.append((2, ("plan", plan_id)))
+            scopes.append((3, ("tenant", tenant_id)))
         for specificity, scope in scopes:
             if scope not in overrides:
                 continue

@@ -72,6 +72,8 @@ class MeterWriter:
         self.batch_size = batch_size
         self._refresh_prices = refresh_prices
         self._prices_refreshed = float("-inf")
+        self._prices_stale = True
+        self._prices_lock = asyncio.Lock()
         self._orphans_scanned = float("-inf")
         self._cycle_lock = asyncio.Lock()
         self._wake = asyncio.Event()
@@ -88,6 +90,26 @@ class MeterWriter:
     async def start(self) -> None:
         self.loop = asyncio.get_running_loop()
         self._task = asyncio.create_task(self._run(), name="tenantgate-meter-writer")
+
+    async def refresh_prices(self) -> None:
+        """Reload the price overrides now. Serialized, so a slow periodic reload that read the table before a
+        change cannot land after the reload that saw it."""
+        if self._refresh_prices is None:
+            return
+        async with self._prices_lock:
+            # Cleared before reading: a change announced while the table is being read sets it again.
+            self._prices_stale = False
+            self._prices_refreshed = time.monotonic()
+            try:
+                await self._refresh_prices(self.prices)
+            except BaseException:
+                self._prices_stale = True
+                raise
+
+    def prices_changed(self) -> None:
+        """Another process changed the overrides: reload them in the next cycle, which starts now."""
+        self._prices_stale = True
+        self._wake.set()
 
     def notify(self) -> None:
         """Called after each append: wake the writer early once a full batch is waiting."""
@@ -124,9 +146,8 @@ class MeterWriter:
         async with self._cycle_lock:
             self._lines_at_last_cycle = self.spool.appended_lines
             now = time.monotonic()
-            if self._refresh_prices is not None and now - self._prices_refreshed >= PRICE_REFRESH_SECONDS:
-                await self._refresh_prices(self.prices)
-                self._prices_refreshed = now
+            if self._prices_stale or now - self._prices_refreshed >= PRICE_REFRESH_SECONDS:
+                await self.refresh_prices()
             if now - self._orphans_scanned >= ORPHAN_SCAN_SECONDS:
                 await asyncio.to_thread(self.spool.adopt_orphans)
                 self._orphans_scanned = now

@@ -25,6 +25,8 @@ BILLING_MAY_READ = {
     "/admin/keys/{key_id}",
     "/admin/plans",
     "/admin/plans/{plan_id}",
+    "/admin/prices",
+    "/admin/prices/{price_id}",
     "/admin/usage/events",
     "/admin/usage/export.csv",
     "/admin/usage/invoices",

@@ -107,3 +107,40 @@ def test_invalid_price_file_is_refused(tmp_path: Path) -> None:
     (tmp_path / "2026-01-01.yaml").write_text("version: x\nmodels:\n  m: {input: '-1', output: '1'}\n")
     with pytest.raises(ValueError, match="non-negative"):
         PriceBook.load(tmp_path)
+
+
+def test_global_override_beats_the_table_and_yields_to_plan_and_tenant_overrides() -> None:
+    book = PriceBook.load()
+    book.set_overrides(
+        [
+            PriceOverride("po_all", "gpt-4o-mini", Price(Decimal(1), Decimal(0)), effective_from=0),
+            PriceOverride("po_gold", "gpt-4o-mini", Price(Decimal(2), Decimal(0)), effective_from=0, plan_id="plan_g"),
+            PriceOverride("po_vip", "gpt-4o-mini", Price(Decimal(3), Decimal(0)), effective_from=0, tenant_id="ten_v"),
+            PriceOverride("po_llama", "llama-3", Price(Decimal(4), Decimal(0)), effective_from=0),
+        ],
+        {"ten_gold": "plan_g", "ten_v": "plan_g"},
+    )
+    usage = Usage(input_tokens=1_000_000)
+    assert book.cost("gpt-4o-mini", usage).usd == 1  # no tenant known: the global price still applies
+    other = book.cost("gpt-4o-mini", usage, tenant_id="ten_other")
+    assert (other.usd, other.version) == (1, "2026-11-01+po_all")
+    assert book.cost("gpt-4o-mini", usage, tenant_id="ten_gold").usd == 2
+    assert book.cost("gpt-4o-mini", usage, tenant_id="ten_v").usd == 3
+    # A model the table does not know gets a price (by prefix) from a global override.
+    assert book.cost("llama-3-70b", usage, tenant_id="ten_other").usd == 4
+    # A longer table entry still beats a shorter override.
+    assert book.cost("gpt-4o-mini-audio-preview", usage).usd == Decimal("0.15")
+
+
+def test_of_two_overrides_starting_together_the_newer_one_applies() -> None:
+    book = PriceBook.load()
+    newer, older = "po_01kb0000000000000000000002", "po_01kb0000000000000000000001"
+    book.set_overrides(
+        [
+            PriceOverride(newer, "gpt-4o", Price(Decimal(7), Decimal(0)), effective_from=0, tenant_id="ten_a"),
+            PriceOverride(older, "gpt-4o", Price(Decimal(5), Decimal(0)), effective_from=0, tenant_id="ten_a"),
+        ],
+        {},
+    )
+    cost = book.cost("gpt-4o", Usage(input_tokens=1_000_000), tenant_id="ten_a")
+    assert (cost.usd, cost.version) == (7, f"2026-11-01+{newer}")

@@ -1,0 +1,132 @@
+"""``tenantgate prices ...``: the CLI side of /admin/prices (price overrides)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, cast, get_args
+
+import typer
+
+from tenantgate.commands.common import (
+    After,
+    JsonFlag,
+    Limit,
+    emit,
+    fail,
+    given,
+    list_lines,
+    mutate,
+    run,
+    validated,
+    with_session,
+)
+from tenantgate.platform.admin.schemas import Deleted, ListOf, PriceOverrideCreate, PriceOverrideOut, page_fields
+from tenantgate.settings import Settings
+from tenantgate.tenants.metering import price_overrides
+from tenantgate.tenants.metering.price_overrides import PriceScope
+from tenantgate.tenants.operation import Operation
+
+app = typer.Typer(
+    no_args_is_help=True,
+    help="Price overrides: a model's price (USD per 1M tokens) for everyone, a plan or a tenant, from a time on",
+)
+
+PriceId = Annotated[str, typer.Argument(help="Price override id")]
+
+
+def _line(row: PriceOverrideOut) -> str:
+    who = row.tenant_id or row.plan_id or "everyone"
+    cached = f" cached_input={row.cached_input_per_1m}" if row.cached_input_per_1m is not None else ""
+    return (
+        f"{row.id}  {row.model}  {row.scope}:{who}  input={row.input_per_1m}{cached} output={row.output_per_1m}"
+        f"  from {row.effective_from.isoformat()}"
+    )
+
+
+@app.command("set")
+def set_(
+    model: Annotated[str, typer.Argument(help="Model name or prefix (longest prefix wins)")],
+    input_price: Annotated[str, typer.Option("--input", help="USD per 1M input tokens")],
+    output_price: Annotated[str, typer.Option("--output", help="USD per 1M output tokens")],
+    cached_input_price: Annotated[
+        str | None, typer.Option("--cached-input", help="USD per 1M cached input tokens (default: the input price)")
+    ] = None,
+    tenant: Annotated[str | None, typer.Option("--tenant", help="Only this tenant")] = None,
+    plan: Annotated[str | None, typer.Option("--plan", help="Only tenants on this plan")] = None,
+    effective_from: Annotated[
+        str | None, typer.Option("--effective-from", help="ISO 8601 time, UTC unless it has an offset (default: now)")
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Set a new price for MODEL (a new override; earlier ones stay in the history)."""
+    body = validated(
+        PriceOverrideCreate,
+        given(
+            model=model,
+            input_per_1m=input_price,
+            output_per_1m=output_price,
+            cached_input_per_1m=cached_input_price,
+            tenant_id=tenant,
+            plan_id=plan,
+            effective_from=effective_from,
+        ),
+    )
+
+    async def work(op: Operation) -> PriceOverrideOut:
+        return PriceOverrideOut.of(await price_overrides.create_override(op, **body.model_dump()))
+
+    row = run(lambda s: mutate(s, work))
+    emit(as_json, row, f"created price override {_line(row)}")
+
+
+@app.command("list")
+def list_(
+    scope: Annotated[str | None, typer.Option(help="global, plan or tenant")] = None,
+    tenant: Annotated[str | None, typer.Option("--tenant", help="This tenant's own overrides")] = None,
+    plan: Annotated[str | None, typer.Option("--plan", help="This plan's overrides")] = None,
+    model: Annotated[str | None, typer.Option(help="Exactly this model name or prefix")] = None,
+    limit: Limit = 100,
+    after: After = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """List price overrides, newest first."""
+    if scope is not None and scope not in get_args(PriceScope):
+        raise fail("--scope takes one of: global, plan, tenant", 2)
+    chosen = cast(PriceScope | None, scope)
+
+    async def work(settings: Settings) -> ListOf[PriceOverrideOut]:
+        async def query(session: Any) -> ListOf[PriceOverrideOut]:
+            page = await price_overrides.list_overrides(
+                session, scope=chosen, tenant_id=tenant, plan_id=plan, model=model, limit=limit, after=after
+            )
+            data = [PriceOverrideOut.of(row) for row in page.items]
+            return ListOf[PriceOverrideOut](**page_fields(data, page.has_more))
+
+        return await with_session(settings, query)
+
+    result = run(work)
+    emit(as_json, result, list_lines(result.data, _line, result.has_more))
+
+
+@app.command("get")
+def get(price_id: PriceId, as_json: JsonFlag = False) -> None:
+    """Show a price override."""
+
+    async def work(settings: Settings) -> PriceOverrideOut:
+        async def read(session: Any) -> PriceOverrideOut:
+            return PriceOverrideOut.of(await price_overrides.get_override(session, price_id))
+
+        return await with_session(settings, read)
+
+    row = run(work)
+    emit(as_json, row, _line(row))
+
+
+@app.command("delete")
+def delete(price_id: PriceId, as_json: JsonFlag = False) -> None:
+    """Delete a price override: usage from now on is priced without it (recorded usage keeps its cost)."""
+
+    async def work(op: Operation) -> None:
+        await price_overrides.delete_override(op, await price_overrides.get_override(op.session, price_id))
+
+    run(lambda s: mutate(s, work))
+    emit(as_json, Deleted(id=price_id, object="price_override"), f"deleted price override {price_id}")
