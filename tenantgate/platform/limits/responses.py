@@ -48,7 +48,8 @@ def format_duration(ms: int) -> str:
         return f"{ms}ms"
     hours, rest = divmod(ms, 3_600_000)
     minutes, rest = divmod(rest, 60_000)
-    seconds = f"{rest // 1000}.{rest % 1000:03d}".rstrip("0").rstrip(".")
+    whole, fraction = divmod(rest, 1000)
+    seconds = f"{whole}.{fraction:03d}".rstrip("0") if fraction else str(whole)
     if hours:
         return f"{hours}h{minutes}m{seconds}s"
     if minutes:
@@ -56,21 +57,26 @@ def format_duration(ms: int) -> str:
     return f"{seconds}s"
 
 
-def _binding(states: Sequence[CheckState], name: str) -> CheckState | None:
-    """Of the key's and the tenant's limit of one kind, the one with less left (the one a caller runs into)."""
-    candidates = [s for s in states if s.check.name == name]
-    return min(candidates, key=lambda s: (s.remaining, s.check.limit), default=None)
-
-
 def rate_limit_headers(states: Sequence[CheckState]) -> Headers:
+    # Per family, the binding one of the key's and the tenant's limit: the one with less left (the one a caller
+    # runs into); the larger limit on a tie.
+    binding: dict[str, tuple[int, int, CheckState]] = {}
+    for state in states:
+        name = state.check.name
+        if name == "rpm" or name == "tpm":
+            rank = (state.remaining, state.check.limit, state)
+            current = binding.get(name)
+            if current is None or rank[:2] < current[:2]:
+                binding[name] = rank
     headers: Headers = []
     for name, family in (("rpm", b"requests"), ("tpm", b"tokens")):
-        state = _binding(states, name)
-        if state is None:
+        found = binding.get(name)
+        if found is None:
             continue
+        remaining, limit, state = found
         headers += [
-            (b"x-ratelimit-limit-" + family, str(state.check.limit).encode()),
-            (b"x-ratelimit-remaining-" + family, str(state.remaining).encode()),
+            (b"x-ratelimit-limit-" + family, str(limit).encode()),
+            (b"x-ratelimit-remaining-" + family, str(remaining).encode()),
             (b"x-ratelimit-reset-" + family, format_duration(state.reset_ms).encode()),
         ]
     return headers

@@ -30,7 +30,6 @@ _STORE_ERRORS = _meter.create_counter(
     "tenantgate.limits.redis_errors", unit="{error}", description="Failed or timed-out limiter calls to Redis"
 )
 _ERRORS = (RedisError, OSError, TimeoutError)
-_MAX_SETTLE_BATCH = 256
 
 
 class LimiterUnavailable(Exception):
@@ -62,9 +61,8 @@ class GuardedStore:
         self.stats = GuardStats()
         self._down_until = 0.0
         self._down = False
-        self._pending: set[asyncio.Task[None]] = set()
-        self._queued: list[Settlement] = []
-        self._flusher: asyncio.Task[None] | None = None
+        self._settling: set[asyncio.Future[object]] = set()
+        self._settle_error_logged = float("-inf")
 
     async def admit(
         self, checks: Sequence[Check], lease: str, *, dry: bool = False
@@ -104,35 +102,38 @@ class GuardedStore:
             log.error("rate limiter: Redis failed (%s); %s until it answers again", type(exc).__name__, mode)
 
     def settle_soon(self, settlement: Settlement, store: RedisLimitStore | MemoryLimitStore) -> None:
-        """Apply a settlement without making anyone wait: at once in memory, in the background in Redis."""
+        """Apply a settlement without making anyone wait: at once in memory, in the background in Redis.
+
+        In Redis it is one script call sent without awaiting it (no task per request): it leaves with the next
+        admission's write, or within the client's short deferral, and the connection's watchdog bounds how long
+        its answer may take. Failures are counted and logged at most once a second."""
         if not settlement:
             return
         if isinstance(store, MemoryLimitStore):
             store.settle_now(settlement)
             return
-        # Settlements that arrive while one round trip is under way go together in the next one, so under load
-        # many requests share a single pipelined call instead of one round trip each.
-        self._queued.append(settlement)
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.get_running_loop().create_task(self._settle(store))
-            self._pending.add(self._flusher)
-            self._flusher.add_done_callback(self._pending.discard)
+        future = store.settle_nowait(settlement)
+        self._settling.add(future)
+        future.add_done_callback(self._settled)
 
-    async def _settle(self, store: RedisLimitStore) -> None:
-        while self._queued:
-            batch, self._queued = self._queued[:_MAX_SETTLE_BATCH], self._queued[_MAX_SETTLE_BATCH:]
-            try:
-                # Nobody waits for this one, and a lost release holds a slot until its lease expires.
-                async with asyncio.timeout(max(self.timeout or 0.0, 1.0)):
-                    await store.settle_many(batch)
-            except _ERRORS as exc:
-                self.stats.settle_errors += len(batch)
-                _STORE_ERRORS.add(1)
-                log.warning("rate limiter: settling %d requests in Redis failed (%s)", len(batch), type(exc).__name__)
+    def _settled(self, future: asyncio.Future[object]) -> None:
+        self._settling.discard(future)
+        if future.cancelled():
+            return
+        exc = future.exception()
+        if exc is None:
+            return
+        self.stats.settle_errors += 1
+        _STORE_ERRORS.add(1)
+        now = time.monotonic()
+        if now - self._settle_error_logged >= 1.0:
+            self._settle_error_logged = now
+            # A lost release holds a concurrency slot until its lease expires; a lost correction skews one window.
+            log.warning("rate limiter: settling requests in Redis failed (%s)", type(exc).__name__)
 
     async def drain(self, limit_seconds: float = 2.0) -> None:
-        if self._pending:
-            await asyncio.wait(set(self._pending), timeout=limit_seconds)
+        if self._settling:
+            await asyncio.wait(set(self._settling), timeout=limit_seconds)
 
     async def close(self) -> None:
         await self.drain()

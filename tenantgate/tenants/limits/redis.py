@@ -57,19 +57,13 @@ class RedisLimitStore:
         return keys, args
 
     async def settle(self, settlement: Settlement) -> None:
-        await self.settle_many([settlement])
+        await self.settle_nowait(settlement)
 
-    async def settle_many(self, settlements: Sequence[Settlement]) -> None:
-        """Several requests' settlements, sent together (one write, one round trip; not a transaction). Nobody
-        waits for them, so they ride along with the next admission's write (or leave within ``DEFER_SECONDS``)."""
-        calls = [call for call in map(self._settle_call, settlements) if call[0]]
-        replies = await asyncio.gather(
-            *(self.client.evalsha(self._settle, keys, args, urgent=False) for keys, args in calls),
-            return_exceptions=True,
-        )
-        for reply in replies:
-            if isinstance(reply, BaseException):
-                raise reply
+    def settle_nowait(self, settlement: Settlement) -> asyncio.Future[object]:
+        """Send a request's settlement without waiting for it; the future resolves with Redis's answer. Nobody
+        waits for it, so it rides along with the next admission's write (or leaves within ``DEFER_SECONDS``)."""
+        keys, args = self._settle_call(settlement)
+        return self.client.fire(self._settle, keys, args, urgent=False)
 
     def reset(self) -> None:
         self.client.reset()
