@@ -59,7 +59,7 @@ def format_duration(ms: int) -> str:
 
 def rate_limit_headers(states: Sequence[CheckState]) -> Headers:
     # Per family, the binding one of the key's and the tenant's limit: the one with less left (the one a caller
-    # runs into); the larger limit on a tie.
+    # runs into); the smaller limit on a tie.
     binding: dict[str, tuple[int, int, CheckState]] = {}
     for state in states:
         name = state.check.name
