@@ -142,6 +142,8 @@ class RedisStalled(TimeoutError):
 
 class _Connection(asyncio.Protocol):
     def __init__(self, stall_timeout: float | None = None) -> None:
+        # Kept: asyncio.get_running_loop() costs a getpid() system call per call (CPython checks for a fork).
+        self.loop = asyncio.get_running_loop()
         self.stall_timeout = stall_timeout
         self.last_progress = 0.0
         self._suspected_at = -1.0
@@ -160,7 +162,7 @@ class _Connection(asyncio.Protocol):
 
     def send(self, command: bytes, future: asyncio.Future[Any], *, urgent: bool = True) -> None:
         if not self.waiting and self.stall_timeout is not None:
-            loop = asyncio.get_running_loop()
+            loop = self.loop
             self.last_progress = loop.time()
             if self._watchdog is None:
                 self._watchdog = loop.call_at(self.last_progress + self.stall_timeout, self._check_progress)
@@ -170,10 +172,10 @@ class _Connection(asyncio.Protocol):
             # Everything queued during this loop iteration leaves in one write.
             if not self._soon:
                 self._soon = True
-                asyncio.get_running_loop().call_soon(self._flush)
+                self.loop.call_soon(self._flush)
         elif not self._soon and self._later is None:
             # Not urgent: ride along with the next urgent write, or leave after a short wait.
-            self._later = asyncio.get_running_loop().call_later(DEFER_SECONDS, self._flush)
+            self._later = self.loop.call_later(DEFER_SECONDS, self._flush)
 
     def _flush(self) -> None:
         self._soon = False
@@ -194,7 +196,7 @@ class _Connection(asyncio.Protocol):
         self._watchdog = None
         if not self.waiting or self.closed or self.stall_timeout is None:
             return
-        loop = asyncio.get_running_loop()
+        loop = self.loop
         due = self.last_progress + self.stall_timeout
         if loop.time() < due:
             self._watchdog = loop.call_at(due, self._check_progress)
@@ -206,7 +208,7 @@ class _Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self.stall_timeout is not None:
-            self.last_progress = asyncio.get_running_loop().time()
+            self.last_progress = self.loop.time()
         buffer = self.buffer
         buffer += data
         position = 0
@@ -274,7 +276,7 @@ class RespClient:
         connection = self._connection
         if connection is None or connection.closed:
             connection = await self._connect()
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[Any] = connection.loop.create_future()
         connection.send(encode(args), future, urgent=urgent)
         return await future
 
@@ -295,10 +297,10 @@ class RespClient:
     def fire(self, script: Script, keys: list[str], args: list[Arg], *, urgent: bool = True) -> asyncio.Future[Any]:
         """EVALSHA without a coroutine: queue it now, return the future of its reply (NOSCRIPT handled as in
         ``evalsha``). For calls nobody awaits; cheaper than a task per call."""
-        loop = asyncio.get_running_loop()
         connection = self._connection
         if connection is None or connection.closed:
-            return loop.create_task(self.evalsha(script, keys, args, urgent=urgent))
+            return asyncio.get_running_loop().create_task(self.evalsha(script, keys, args, urgent=urgent))
+        loop = connection.loop
         result: asyncio.Future[Any] = loop.create_future()
         first: asyncio.Future[Any] = loop.create_future()
         connection.send(encode(("EVALSHA", script.sha, len(keys), *keys, *args)), first, urgent=urgent)
