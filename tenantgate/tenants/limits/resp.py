@@ -72,11 +72,31 @@ class Endpoint:
         )
 
 
+_BULK: dict[str, bytes] = {}
+"""Encoded string arguments: the limiter's keys, script SHA and kinds repeat from request to request."""
+_BULK_MAX = 16_384
+_SMALL_INTS = [b"$%d\r\n%d\r\n" % (len(str(i)), i) for i in range(1024)]
+
+
 def encode(args: tuple[Arg, ...]) -> bytes:
     out = [b"*%d\r\n" % len(args)]
+    cache = _BULK
     for arg in args:
-        data = arg if isinstance(arg, bytes) else str(arg).encode()
-        out.append(b"$%d\r\n%b\r\n" % (len(data), data))
+        kind = type(arg)
+        if kind is str:
+            encoded = cache.get(arg)  # type: ignore[arg-type]
+            if encoded is None:
+                data = arg.encode()  # type: ignore[union-attr]
+                encoded = b"$%d\r\n%b\r\n" % (len(data), data)
+                if len(cache) >= _BULK_MAX:
+                    cache.clear()
+                cache[arg] = encoded  # type: ignore[index]
+        elif kind is int and 0 <= arg < 1024:  # type: ignore[operator]
+            encoded = _SMALL_INTS[arg]  # type: ignore[index]
+        else:
+            data = arg if isinstance(arg, bytes) else str(int(arg)).encode()
+            encoded = b"$%d\r\n%b\r\n" % (len(data), data)
+        out.append(encoded)
     return b"".join(out)
 
 
