@@ -61,6 +61,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--profile-connections", type=int, default=32, help="wrk connections while profiling (default 32)"
     )
     parser.add_argument("--profile-traced", action="store_true", help="profile the 100%%-traced variant")
+    parser.add_argument("--profile-stream", action="store_true", help="profile under streamed chat completions")
     return parser.parse_args(argv)
 
 

@@ -54,6 +54,28 @@ class StreamScanner:
     def feed(self, chunk: bytes) -> bytes:
         """The bytes that may go to the client now."""
         data = self._pending + chunk if self._pending else chunk
+        if b"\r" in data or self.responses_api or self._held:
+            return self._feed_each(data)
+        # The common case, a chat/completions stream with LF line ends: split in C, and let the events that carry
+        # nothing of interest (most of them: content deltas) through without looking closer.
+        bodies = data.split(b"\n\n")
+        self._pending = bodies.pop()
+        out: list[bytes] = []
+        usage = b'"usage":' if self.strip_usage else b'"usage":{'  # "usage":null matters only when stripped
+        for body in bodies:
+            if self._seen_first and usage not in body and b'finish_reason":"' not in body and b"[DONE]" not in body:
+                if self._kept_size < _MAX_KEPT_FOR_ESTIMATE:
+                    self._kept.append(body)
+                    self._kept_size += len(body)
+                out.append(body)
+                out.append(b"\n\n")
+                continue
+            kept = self._event(body + b"\n\n")
+            if kept:
+                out.append(self._hold_back(kept))
+        return b"".join(out)
+
+    def _feed_each(self, data: bytes) -> bytes:
         out: list[bytes] = []
         position = 0
         for match in _EVENT_END.finditer(data):
