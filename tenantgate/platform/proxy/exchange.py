@@ -96,6 +96,8 @@ class Exchange:
     finish_reasons: list[str] = field(default_factory=list)
     usage: Usage | None = None
     usage_source: UsageSource | None = None
+    # Units of a non-token family the upstream reported (seconds of transcribed or translated audio).
+    quantity: int | None = None
     error_type: str | None = None
     client_disconnected: bool = False
     attempt_log: list[Attempt] = field(default_factory=list)

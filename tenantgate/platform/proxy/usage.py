@@ -7,6 +7,7 @@ When the upstream never reported usage, input and delivered output are estimated
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import orjson
@@ -15,6 +16,7 @@ from tenantgate import tokens
 from tenantgate.platform.proxy.exchange import Exchange, Usage
 
 _FULL_PARSE_LIMIT = 256 * 1024
+_AUDIO_TEXT_PATHS = frozenset({"/v1/audio/transcriptions", "/v1/audio/translations"})
 
 
 def record_json_answer(exchange: Exchange, body: bytes) -> None:
@@ -71,10 +73,18 @@ def record_answer_object(exchange: Exchange, answer: dict[str, Any]) -> None:
     status = answer.get("status")
     if answer.get("object") == "response" and isinstance(status, str):
         exchange.finish_reasons = [status]
-    usage = Usage.from_openai(answer.get("usage"))
+    reported = answer.get("usage")
+    usage = Usage.from_openai(reported)
     if usage is not None:
         exchange.usage = usage
         exchange.usage_source = "upstream"
+    # Audio billed by the second: whisper's usage says {"type": "duration", "seconds": n}; verbose_json answers
+    # (translations too) carry the audio's ``duration``.
+    seconds = reported.get("seconds") if isinstance(reported, dict) and reported.get("type") == "duration" else None
+    if seconds is None and exchange.path in _AUDIO_TEXT_PATHS:
+        seconds = answer.get("duration")
+    if isinstance(seconds, int | float) and not isinstance(seconds, bool) and 0 <= seconds < 1e9:
+        exchange.quantity = math.ceil(seconds)
 
 
 def _usage_near_end(body: bytes) -> Usage | None:

@@ -103,7 +103,9 @@ def from_exchange(exchange: Exchange, *, settled: bool) -> dict[str, Any]:
         "stream": exchange.stream,
         "billable": billable,
         "usage_source": exchange.usage_source if usage is not None else None,
-        "quantity": _quantity(category, exchange.payload) if billable else 0,
+        "quantity": (_quantity(category, exchange.payload) if exchange.quantity is None else _count(exchange.quantity))
+        if billable
+        else 0,
         "latency_ms": _ms(now - exchange.started),
         "ttft_ms": _ms(exchange.time_to_first_token) if exchange.stream else None,
         "client_disconnected": exchange.client_disconnected,
