@@ -322,13 +322,22 @@ def parse_traceparent(value: bytes) -> SpanContext | None:
     return SpanContext(trace_id, span_id, True, TraceFlags(int(flags, 16) & TraceFlags.SAMPLED))
 
 
+_RATELIMIT_ATTRIBUTES: dict[bytes, str] = {}
+"""x-ratelimit-* header name -> span attribute name (a handful of names; computed once each)."""
+
+
 def _limit_attributes(attributes: dict[str, Any], exchange: Exchange) -> None:
     """What the rate limiter decided, as far as the exchange shows it (response headers, the refusal)."""
+    names = _RATELIMIT_ATTRIBUTES
     for name, value in exchange.response_headers:
-        if name.startswith(b"x-ratelimit-"):
-            key = name[len(b"x-ratelimit-") :].decode("latin-1").replace("-", "_")
-            text = value.decode("latin-1")
-            attributes[f"tenantgate.ratelimit.{key}"] = int(text) if text.isdigit() else text
+        key = names.get(name)
+        if key is None:
+            if not name.startswith(b"x-ratelimit-") or len(names) > 64:
+                continue
+            key = names[name] = "tenantgate.ratelimit." + name[len(b"x-ratelimit-") :].decode("latin-1").replace(
+                "-", "_"
+            )
+        attributes[key] = int(value) if value.isdigit() else value.decode("latin-1")
     if exchange.status == 429 and not exchange.reached_upstream:
         attributes["tenantgate.limit.rejected"] = True
         attributes["tenantgate.limit.kind"] = limit_kind(exchange)
