@@ -89,20 +89,33 @@ def _key_value(key: str, value: Any) -> bytes:
     return encoded_key + b"\x12" + _varint(len(encoded_value)) + encoded_value
 
 
+_FIELDS: dict[tuple[int, str, str | int], bytes] = {}
+"""Whole encoded attribute fields by (field number, key, value) for str and int values: most repeat from span to
+span (method, route, model, provider, tenant, status...). Bounded: cleared when full."""
+_FIELDS_MAX = 8192
+
+
 def _attributes(number: int, attributes: Mapping[str, Any] | None) -> bytes:
     if not attributes:
         return b""
     tag = _varint(number << 3 | 2)
     small = _SMALL
+    cache = _FIELDS
     parts = []
     for key, value in attributes.items():
+        kind = type(value)
+        cacheable = kind is str or kind is int  # not bool: True == 1 must not find 1's encoding
+        if cacheable:
+            found = cache.get((number, key, value))
+            if found is not None:
+                parts.append(found)
+                continue
         encoded_key = _KEYS.get(key)
         if encoded_key is None:
             encoded_key = _field(1, key.encode())
             if len(_KEYS) < 4096:
                 _KEYS[key] = encoded_key
-        kind = type(value)
-        # The common scalar cases inline (this runs for every attribute of every span); the rest via _any_value.
+        # The common scalar cases inline; the rest via _any_value.
         if kind is str:
             data = value.encode()
             size = len(data)
@@ -118,7 +131,12 @@ def _attributes(number: int, attributes: Mapping[str, Any] | None) -> bytes:
         size = len(encoded)
         pair = encoded_key + (b"\x12" + small[size] if size < 0x80 else b"\x12" + _varint(size)) + encoded
         size = len(pair)
-        parts.append(tag + (small[size] if size < 0x80 else _varint(size)) + pair)
+        field = tag + (small[size] if size < 0x80 else _varint(size)) + pair
+        if cacheable:
+            if len(cache) >= _FIELDS_MAX:
+                cache.clear()
+            cache[(number, key, value)] = field
+        parts.append(field)
     return b"".join(parts)
 
 

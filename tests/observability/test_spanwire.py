@@ -94,7 +94,9 @@ CASES = {
 @pytest.mark.parametrize("spans", CASES.values(), ids=CASES.keys())
 def test_encoded_bytes_parse_to_the_sdk_encoders_message(spans: list[ReadableSpan]) -> None:
     expected = sdk_encode_spans(spans)
-    ours = ExportTraceServiceRequest.FromString(encode_spans(spans))
+    first = encode_spans(spans)
+    assert ExportTraceServiceRequest.FromString(first) == expected
+    ours = ExportTraceServiceRequest.FromString(encode_spans(spans))  # again: now from the encoder's caches
     assert ours == expected
     assert len(ours.resource_spans[0].scope_spans[0].spans) >= 1
 
