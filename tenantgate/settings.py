@@ -127,6 +127,13 @@ class Settings(BaseSettings):
     otel_metric_export_interval_ms: int = Field(
         default=60000, ge=100, validation_alias=AliasChoices("OTEL_METRIC_EXPORT_INTERVAL")
     )
+    otel_bsp_schedule_delay_ms: int = Field(
+        default=5000, ge=1, validation_alias=AliasChoices("OTEL_BSP_SCHEDULE_DELAY")
+    )
+    otel_bsp_max_queue_size: int = Field(default=2048, ge=1, validation_alias=AliasChoices("OTEL_BSP_MAX_QUEUE_SIZE"))
+    otel_bsp_max_export_batch_size: int = Field(
+        default=512, ge=1, validation_alias=AliasChoices("OTEL_BSP_MAX_EXPORT_BATCH_SIZE")
+    )
 
     @field_validator("upstream_base_url")
     @classmethod

@@ -16,7 +16,6 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 
 from opentelemetry.sdk.metrics.export import MetricExporter
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -35,6 +34,7 @@ from tenantgate.observability.http import HttpMetrics
 from tenantgate.observability.instrument import instrument_engine, instrument_redis
 from tenantgate.observability.metrics import MetricData, MetricRegistry
 from tenantgate.observability.otlp import metric_exporters, span_exporters, to_metrics_data
+from tenantgate.observability.spanbatch import SpanBatcher
 from tenantgate.observability.tracing import Tracing
 from tenantgate.settings import Settings
 from tenantgate.tenants.cache import KeyCache
@@ -66,7 +66,14 @@ class Telemetry:
         if settings.tracing_enabled:
             self.tracing = Tracing(settings, self.resource, self.scope)
             for exporter in span_exporters(settings):
-                self.tracing.add_span_processor(BatchSpanProcessor(exporter))
+                self.tracing.add_span_processor(
+                    SpanBatcher(
+                        exporter,
+                        schedule_delay=settings.otel_bsp_schedule_delay_ms / 1000,
+                        max_queue_size=settings.otel_bsp_max_queue_size,
+                        max_batch=settings.otel_bsp_max_export_batch_size,
+                    )
+                )
         self.metric_exporters: list[MetricExporter] = metric_exporters(settings) if self.metrics_enabled else []
         self.store = (
             SnapshotStore(settings.metrics_dir, os.getpid(), self.instance)
