@@ -147,7 +147,8 @@ def profile(args: argparse.Namespace) -> int:
     summary = summarise(collapsed_path.read_text())
     text_path = collapsed_path.with_suffix(".txt")
     header = (
-        f"tenantgate under wrk -c{args.profile_connections} ({'streamed' if args.profile_stream else 'non-streamed'}), py-spy 250 Hz --gil for {seconds} s; "
+        f"tenantgate under wrk -c{args.profile_connections} ({'streamed' if args.profile_stream else 'non-streamed'}), "
+        f"py-spy 250 Hz --gil for {seconds} s; "
         f"load meanwhile: {result}"
     )
     text_path.write_text(header + "\n\n" + summary + "\n")
