@@ -277,3 +277,13 @@ async def test_concurrent_admissions_share_round_trips_and_survive_a_script_flus
         await client.delete(f"{redis_prefix}:{{t}}:rpm", f"{redis_prefix}:{{t}}:rpm:z")
         await client.aclose()
         await store.close()
+
+
+async def test_a_changed_limit_applies_to_the_next_check(store_and_clock) -> None:
+    """The Redis store encodes a check's key, kind, limit and window once: a new limit must not reuse them."""
+    store, _clock, key = store_and_clock
+    for _ in range(2):
+        assert (await store.admit([rpm(key("rpm"), 2)], "")).admitted
+    assert not (await store.admit([rpm(key("rpm"), 2)], "")).admitted
+    raised = await store.admit([rpm(key("rpm"), 3)], "")
+    assert raised.admitted and raised.states[0].check.limit == 3 and raised.states[0].remaining == 0

@@ -12,11 +12,13 @@ import asyncio
 from collections.abc import Sequence
 from pathlib import Path
 
-from tenantgate.tenants.limits.checks import Check, CheckState, Settlement, Verdict
+from tenantgate.tenants.limits.checks import Check, CheckState, Kind, Settlement, Verdict
 from tenantgate.tenants.limits.memory import Clock
-from tenantgate.tenants.limits.resp import Arg, RespClient, Script
+from tenantgate.tenants.limits.resp import Arg, RespClient, Script, bulk
 
 _LUA = Path(__file__).parent / "lua"
+_EVALSHA = bulk("EVALSHA")
+_DRY, _NOT_DRY = bulk("1"), bulk("0")
 
 
 class RedisLimitStore:
@@ -28,17 +30,54 @@ class RedisLimitStore:
         self.clock = clock
         self._admit = Script.of((_LUA / "admit.lua").read_text())
         self._settle = Script.of((_LUA / "settle.lua").read_text())
+        self._encoded: dict[str, tuple[Kind, int, int, tuple[bytes, int, bytes, bytes | None]]] = {}
+
+    def _pieces(self, check: Check) -> tuple[bytes, int, bytes, bytes | None]:
+        """(its keys, how many, kind + limit, window or None) of a check, encoded; a month counter's period (how long
+        it is kept) changes with every request, so it is encoded per request."""
+        found = self._encoded.get(check.key)
+        if found is not None and found[0] is check.kind and found[1] == check.limit and found[2] == check.period_ms:
+            return found[3]
+        storage_keys = check.storage_keys
+        period = bulk(check.period_ms) if check.kind in (Kind.WINDOW, Kind.CONCURRENCY) else None
+        pieces = (
+            b"".join(bulk(key) for key in storage_keys),
+            len(storage_keys),
+            bulk(check.kind.value) + bulk(check.limit),
+            period,
+        )
+        if len(self._encoded) >= 10_000:
+            self._encoded.clear()
+        self._encoded[check.key] = (check.kind, check.limit, check.period_ms, pieces)
+        return pieces
 
     def _now(self) -> str:
         return "" if self.clock is None else str(int(self.clock()))
 
     async def admit(self, checks: Sequence[Check], lease: str, *, dry: bool = False) -> Verdict:
-        keys: list[str] = []
-        args: list[Arg] = [self._now(), lease, "1" if dry else "0"]
+        # The command is assembled from per-check pieces encoded once (keys, kind, limit, window): per request only
+        # the amounts, the lease and the clock are encoded. Same wire bytes as encode(EVALSHA, sha, n, keys, args).
+        keys: list[bytes] = []
+        args: list[bytes] = [bulk(self._now()), bulk(lease, cache=False), _DRY if dry else _NOT_DRY]
+        key_count = 0
         for check in checks:
-            keys.extend(check.storage_keys)
-            args.extend((check.kind.value, check.limit, check.amount, check.period_ms))
-        reply = await self.client.evalsha(self._admit, keys, args)
+            pieces = self._pieces(check)
+            keys.append(pieces[0])
+            key_count += pieces[1]
+            args.append(pieces[2])
+            args.append(bulk(check.amount, cache=False))
+            args.append(pieces[3] if pieces[3] is not None else bulk(check.period_ms, cache=False))
+        command = b"".join(
+            (
+                b"*%d\r\n" % (3 + key_count + 3 + 4 * len(checks)),  # EVALSHA sha n, keys, clock lease dry, 4 per check
+                _EVALSHA,
+                bulk(self._admit.sha),
+                bulk(key_count),
+                *keys,
+                *args,
+            )
+        )
+        reply = await self.client.evalsha_command(self._admit, command)
         states = [
             CheckState(check, reply[i], reply[i + 1], reply[i + 2])
             for check, i in zip(checks, range(2, len(reply), 3), strict=True)

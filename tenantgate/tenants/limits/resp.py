@@ -100,6 +100,23 @@ def encode(args: tuple[Arg, ...]) -> bytes:
     return b"".join(out)
 
 
+def bulk(arg: Arg, *, cache: bool = True) -> bytes:
+    """One argument as a RESP bulk string (``cache=False`` for values that never repeat, e.g. lease ids)."""
+    if type(arg) is int and 0 <= arg < 1024:
+        return _SMALL_INTS[arg]
+    if cache and type(arg) is str:
+        found = _BULK.get(arg)
+        if found is not None:
+            return found
+    data = arg if isinstance(arg, bytes) else (arg.encode() if isinstance(arg, str) else str(int(arg)).encode())
+    encoded = b"$%d\r\n%b\r\n" % (len(data), data)
+    if cache and type(arg) is str:
+        if len(_BULK) >= _BULK_MAX:
+            _BULK.clear()
+        _BULK[arg] = encoded
+    return encoded
+
+
 def _copy(source: asyncio.Future[Any], target: asyncio.Future[Any]) -> None:
     if target.done():
         return
@@ -306,13 +323,38 @@ class RespClient:
         except NoScriptError:
             # The server forgot its scripts (restart, SCRIPT FLUSH, failover): load it, once for all the calls
             # that failed together, then call again.
-            loading = self._loading.get(script.sha)
-            if loading is None:
-                loading = asyncio.ensure_future(self.execute("SCRIPT", "LOAD", script.source))
-                self._loading[script.sha] = loading
-                loading.add_done_callback(lambda _: self._loading.pop(script.sha, None))
-            await asyncio.shield(loading)
+            await self._load(script)
             return await self.execute("EVALSHA", script.sha, len(keys), *keys, *args)
+
+    async def evalsha_command(self, script: Script, command: bytes) -> Any:
+        """An EVALSHA of ``script`` the caller encoded itself (``command``: the whole RESP array), NOSCRIPT handled
+        as in ``evalsha``. For the hot path, where most of the command is the same from one call to the next."""
+        connection = self._connection
+        if connection is None or connection.closed:
+            connection = await self._connect()
+        future: asyncio.Future[Any] = connection.loop.create_future()
+        connection.send(command, future)
+        try:
+            return await future
+        except NoScriptError:
+            await self._load(script)
+            return await self.execute_command(command)
+
+    async def execute_command(self, command: bytes) -> Any:
+        connection = self._connection
+        if connection is None or connection.closed:
+            connection = await self._connect()
+        future: asyncio.Future[Any] = connection.loop.create_future()
+        connection.send(command, future)
+        return await future
+
+    async def _load(self, script: Script) -> None:
+        loading = self._loading.get(script.sha)
+        if loading is None:
+            loading = asyncio.ensure_future(self.execute("SCRIPT", "LOAD", script.source))
+            self._loading[script.sha] = loading
+            loading.add_done_callback(lambda _: self._loading.pop(script.sha, None))
+        await asyncio.shield(loading)
 
     def fire(self, script: Script, keys: list[str], args: list[Arg], *, urgent: bool = True) -> asyncio.Future[Any]:
         """EVALSHA without a coroutine: queue it now, return the future of its reply (NOSCRIPT handled as in
