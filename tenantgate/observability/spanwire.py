@@ -79,14 +79,18 @@ _KEYS: dict[str, bytes] = {}
 """Attribute keys, encoded as the KeyValue's first field (the gateway uses a small, fixed set)."""
 
 
-def _key_value(key: str, value: Any) -> bytes:
-    encoded_key = _KEYS.get(key)
-    if encoded_key is None:
-        encoded_key = _field(1, key.encode())
+def _encoded_key(key: str) -> bytes:
+    encoded = _KEYS.get(key)
+    if encoded is None:
+        encoded = _field(1, key.encode())
         if len(_KEYS) < 4096:
-            _KEYS[key] = encoded_key
+            _KEYS[key] = encoded
+    return encoded
+
+
+def _key_value(key: str, value: Any) -> bytes:
     encoded_value = _any_value(value)
-    return encoded_key + b"\x12" + _varint(len(encoded_value)) + encoded_value
+    return _encoded_key(key) + b"\x12" + _varint(len(encoded_value)) + encoded_value
 
 
 _FIELDS: dict[tuple[int, str, str | int], bytes] = {}
@@ -110,11 +114,7 @@ def _attributes(number: int, attributes: Mapping[str, Any] | None) -> bytes:
             if found is not None:
                 parts.append(found)
                 continue
-        encoded_key = _KEYS.get(key)
-        if encoded_key is None:
-            encoded_key = _field(1, key.encode())
-            if len(_KEYS) < 4096:
-                _KEYS[key] = encoded_key
+        encoded_key = _encoded_key(key)
         # The common scalar cases inline; the rest via _any_value.
         if kind is str:
             data = value.encode()

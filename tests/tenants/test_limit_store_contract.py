@@ -216,7 +216,7 @@ async def test_background_settlements_share_round_trips_and_all_apply(redis_url:
     client = Redis.from_url(redis_url)
     resp = RespClient.from_url(redis_url)
     store = RedisLimitStore(resp)
-    guard = GuardedStore(store, MemoryLimitStore(), timeout=1.0, fail_open=False, retry_seconds=1.0)
+    guard = GuardedStore(store, MemoryLimitStore(), fail_open=False, retry_seconds=1.0)
     slot = Check("concurrency", "key", Kind.CONCURRENCY, f"{redis_prefix}:{{t}}:inflight", 100, 1, 30_000)
     try:
         leases = [f"lease-{i}" for i in range(50)]
@@ -241,7 +241,7 @@ async def test_settlements_survive_a_script_flush_and_failures_are_counted(redis
 
     client = Redis.from_url(redis_url)
     store = RedisLimitStore(RespClient.from_url(redis_url))
-    guard = GuardedStore(store, MemoryLimitStore(), timeout=1.0, fail_open=False, retry_seconds=1.0)
+    guard = GuardedStore(store, MemoryLimitStore(), fail_open=False, retry_seconds=1.0)
     slot = Check("concurrency", "key", Kind.CONCURRENCY, f"{redis_prefix}:{{t}}:inflight", 100, 1, 30_000)
     try:
         assert (await store.admit([slot], "lease-1")).admitted

@@ -112,11 +112,16 @@ async def test_database_number_and_credentials_from_the_url(redis_url: str, redi
         await admin.aclose()
 
 
-async def test_a_lost_connection_fails_waiting_calls_and_the_next_call_reconnects(client: RespClient) -> None:
+async def test_a_lost_connection_fails_waiting_calls_and_the_next_call_reconnects(
+    client: RespClient, redis_url: str
+) -> None:
     assert await client.execute("PING") == "PONG"
+    connection_id = await client.execute("CLIENT", "ID")
     blocked = asyncio.ensure_future(client.execute("BLPOP", f"tgtest-never-{uuid.uuid4().hex}", 5))
     await asyncio.sleep(0.05)
-    client.reset()  # what the limiter does after a timeout
+    admin = Redis.from_url(redis_url)
+    await admin.execute_command("CLIENT", "KILL", "ID", connection_id)  # the server drops our connection
+    await admin.aclose()
     with pytest.raises(RedisConnectionError):
         await blocked
     assert await client.execute("PING") == "PONG"

@@ -60,14 +60,12 @@ class Limiter:
         primary = None
         if settings.redis_url:
             # Redis counts as down after ``silence`` without a byte while answers are owed (or a connect that
-            # long): a busy event loop here delays replies but is not a Redis outage. The client bounds every
-            # wait itself, so admissions need no timer of their own.
+            # long): a busy event loop here delays replies but is not a Redis outage.
             client = RespClient.from_url(settings.redis_url, connect_timeout=silence, stall_timeout=silence)
             primary = RedisLimitStore(client)
         store = GuardedStore(
             primary,
             MemoryLimitStore(),
-            timeout=None,
             fail_open=settings.limits_fail_mode == "open",
             retry_seconds=settings.limits_redis_retry_seconds,
         )

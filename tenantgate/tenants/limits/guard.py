@@ -49,13 +49,11 @@ class GuardedStore:
         primary: RedisLimitStore | None,
         fallback: MemoryLimitStore,
         *,
-        timeout: float | None,
         fail_open: bool,
         retry_seconds: float,
     ) -> None:
         self.primary = primary
         self.fallback = fallback
-        self.timeout = timeout
         self.fail_open = fail_open
         self.retry_seconds = retry_seconds
         self.stats = GuardStats()
@@ -72,14 +70,10 @@ class GuardedStore:
             return self.fallback.admit_now(checks, lease, dry=dry), self.fallback
         if time.monotonic() >= self._down_until:
             try:
-                if self.timeout is None:
-                    verdict = await primary.admit(checks, lease, dry=dry)
-                else:
-                    async with asyncio.timeout(self.timeout):
-                        verdict = await primary.admit(checks, lease, dry=dry)
+                # No timer here: the store's client bounds every wait (connect timeout, and a stall watchdog that
+                # fails the calls and drops the connection when Redis stays silent).
+                verdict = await primary.admit(checks, lease, dry=dry)
             except _ERRORS as exc:
-                if isinstance(exc, TimeoutError):
-                    primary.reset()  # a hanging Redis: stop waiting on that connection, reconnect next time
                 self._failed(exc)
             else:
                 if self._down:

@@ -104,8 +104,5 @@ class RedisLimitStore:
         keys, args = self._settle_call(settlement)
         return self.client.fire(self._settle, keys, args, urgent=False)
 
-    def reset(self) -> None:
-        self.client.reset()
-
     async def close(self) -> None:
         await self.client.aclose()

@@ -79,25 +79,7 @@ _SMALL_INTS = [b"$%d\r\n%d\r\n" % (len(str(i)), i) for i in range(1024)]
 
 
 def encode(args: tuple[Arg, ...]) -> bytes:
-    out = [b"*%d\r\n" % len(args)]
-    cache = _BULK
-    for arg in args:
-        kind = type(arg)
-        if kind is str:
-            encoded = cache.get(arg)  # type: ignore[arg-type]
-            if encoded is None:
-                data = arg.encode()  # type: ignore[union-attr]
-                encoded = b"$%d\r\n%b\r\n" % (len(data), data)
-                if len(cache) >= _BULK_MAX:
-                    cache.clear()
-                cache[arg] = encoded  # type: ignore[index]
-        elif kind is int and 0 <= arg < 1024:  # type: ignore[operator]
-            encoded = _SMALL_INTS[arg]  # type: ignore[index]
-        else:
-            data = arg if isinstance(arg, bytes) else str(int(arg)).encode()
-            encoded = b"$%d\r\n%b\r\n" % (len(data), data)
-        out.append(encoded)
-    return b"".join(out)
+    return b"".join([b"*%d\r\n" % len(args), *map(bulk, args)])
 
 
 def bulk(arg: Arg, *, cache: bool = True) -> bytes:
@@ -310,43 +292,30 @@ class RespClient:
 
     async def execute(self, *args: Arg, urgent: bool = True) -> Any:
         """Send one command, return its reply. ``urgent=False``: may wait ``DEFER_SECONDS`` for company."""
+        return await self.execute_command(encode(args), urgent=urgent)
+
+    async def execute_command(self, command: bytes, *, urgent: bool = True) -> Any:
+        """Send one command the caller encoded itself (the whole RESP array), return its reply."""
         connection = self._connection
         if connection is None or connection.closed:
             connection = await self._connect()
         future: asyncio.Future[Any] = connection.loop.create_future()
-        connection.send(encode(args), future, urgent=urgent)
+        connection.send(command, future, urgent=urgent)
         return await future
 
     async def evalsha(self, script: Script, keys: list[str], args: list[Arg], *, urgent: bool = True) -> Any:
+        command = encode(("EVALSHA", script.sha, len(keys), *keys, *args))
+        return await self.evalsha_command(script, command, urgent=urgent)
+
+    async def evalsha_command(self, script: Script, command: bytes, *, urgent: bool = True) -> Any:
+        """An EVALSHA of ``script``, already encoded (the hot path assembles most of it from cached pieces)."""
         try:
-            return await self.execute("EVALSHA", script.sha, len(keys), *keys, *args, urgent=urgent)
+            return await self.execute_command(command, urgent=urgent)
         except NoScriptError:
             # The server forgot its scripts (restart, SCRIPT FLUSH, failover): load it, once for all the calls
-            # that failed together, then call again.
+            # that failed together, then call again. The script's SHA, and so the command, stays the same.
             await self._load(script)
-            return await self.execute("EVALSHA", script.sha, len(keys), *keys, *args)
-
-    async def evalsha_command(self, script: Script, command: bytes) -> Any:
-        """An EVALSHA of ``script`` the caller encoded itself (``command``: the whole RESP array), NOSCRIPT handled
-        as in ``evalsha``. For the hot path, where most of the command is the same from one call to the next."""
-        connection = self._connection
-        if connection is None or connection.closed:
-            connection = await self._connect()
-        future: asyncio.Future[Any] = connection.loop.create_future()
-        connection.send(command, future)
-        try:
-            return await future
-        except NoScriptError:
-            await self._load(script)
-            return await self.execute_command(command)
-
-    async def execute_command(self, command: bytes) -> Any:
-        connection = self._connection
-        if connection is None or connection.closed:
-            connection = await self._connect()
-        future: asyncio.Future[Any] = connection.loop.create_future()
-        connection.send(command, future)
-        return await future
+            return await self.execute_command(command, urgent=urgent)
 
     async def _load(self, script: Script) -> None:
         loading = self._loading.get(script.sha)
@@ -429,11 +398,6 @@ class RespClient:
             future: asyncio.Future[Any] = loop.create_future()
             connection.send(encode(call), future)
             await future
-
-    def reset(self) -> None:
-        """Drop the connection (e.g. after a timeout: Redis may hang); waiting calls fail, the next reconnects."""
-        if self._connection is not None and not self._connection.closed:
-            self._connection.abort(RedisConnectionError("Redis connection reset after a timeout"))
 
     async def aclose(self) -> None:
         if self._connection is not None:
