@@ -68,3 +68,17 @@ def test_force_flush_exports_what_is_waiting_and_nothing_twice() -> None:
     batcher.shutdown()
     names = [name for batch in recorder.batches for name in batch]
     assert sorted(names) == sorted(f"span-{n}" for n in range(8))
+
+
+def test_a_forked_child_gets_its_own_export_thread() -> None:
+    """What os.register_at_fork runs in a child: the parent's thread does not exist there."""
+    recorder = Recorder()
+    batcher = SpanBatcher(recorder, schedule_delay=0.1, max_queue_size=100, max_batch=512)
+    parent_thread = batcher._thread
+    batcher.on_end(_span(0))  # waiting in the parent: a child must not export it a second time
+    batcher._after_fork()
+    assert batcher._thread is not parent_thread and batcher._thread.is_alive()
+    batcher.on_end(_span(1))
+    assert recorder.exported.wait(5)
+    batcher.shutdown()
+    assert [name for batch in recorder.batches for name in batch] == ["span-1"]

@@ -155,3 +155,21 @@ def test_stream_bytes_pass_through_and_usage_chunk_is_hidden(gateway: Gateway, s
     assert raw == b": keep-alive comment\n\n" + _chunk("Hi") + b"data: [DONE]\n\n"
     forwarded = scripted.requests[0].body
     assert forwarded.startswith(b'{"stream_options":{"include_usage":true},')
+
+
+def test_an_upstream_cookie_is_not_sent_on_other_tenants_requests(
+    gateway_factory, sqlite_url: str, scripted: ScriptedUpstream
+) -> None:
+    """Upstreams set cookies (e.g. a CDN's session cookie); a shared jar would replay one caller's on everyone's.
+    The upstream is named by host name: aiohttp's default jar ignores cookies of IP addresses."""
+    gateway = gateway_factory(
+        database_url=sqlite_url, upstream_base_url=scripted.base_url.replace("127.0.0.1", "localhost")
+    )
+    scripted.push(json_answer(200, chat_completion(), headers={"Set-Cookie": "__cf_bm=tenant-a-session; Path=/"}))
+    scripted.push(json_answer(200, chat_completion()))
+    first, second = gateway.new_key("alpha")["key"], gateway.new_key("beta")["key"]
+    raw = gateway.client(first).chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=MESSAGES)
+    assert "set-cookie" not in raw.headers  # not relayed either: the cookie is the platform account's
+    gateway.client(second).chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    assert len(scripted.requests) == 2
+    assert "cookie" not in scripted.requests[1].headers
