@@ -7,9 +7,8 @@ from typing import Annotated, Any
 
 import typer
 
-from tenantgate.commands.common import After, JsonFlag, Limit, emit, list_lines, run, with_session
+from tenantgate.commands.common import After, JsonFlag, Limit, emit, list_lines, run_in_session
 from tenantgate.platform.admin.schemas import AuditEntryOut, ListOf, page_fields
-from tenantgate.settings import Settings
 from tenantgate.tenants.audit import list_audit
 
 Filter = Annotated[str | None, typer.Option()]
@@ -39,23 +38,20 @@ def audit(
     """Show the audit log of admin changes, newest first."""
     since_utc = since.replace(tzinfo=UTC) if since is not None and since.tzinfo is None else since
 
-    async def work(settings: Settings) -> ListOf[AuditEntryOut]:
-        async def query(session: Any) -> ListOf[AuditEntryOut]:
-            page = await list_audit(
-                session,
-                actor_id=actor,
-                action=action,
-                target_type=target_type,
-                target_id=target,
-                tenant_id=tenant,
-                since=since_utc,
-                limit=limit,
-                after=after,
-            )
-            data = [AuditEntryOut.model_validate(e) for e in page.items]
-            return ListOf[AuditEntryOut](**page_fields(data, page.has_more))
+    async def query(session: Any) -> ListOf[AuditEntryOut]:
+        page = await list_audit(
+            session,
+            actor_id=actor,
+            action=action,
+            target_type=target_type,
+            target_id=target,
+            tenant_id=tenant,
+            since=since_utc,
+            limit=limit,
+            after=after,
+        )
+        data = [AuditEntryOut.model_validate(e) for e in page.items]
+        return ListOf[AuditEntryOut](**page_fields(data, page.has_more))
 
-        return await with_session(settings, query)
-
-    result = run(work)
+    result = run_in_session(query)
     emit(as_json, result, list_lines(result.data, _line, result.has_more))

@@ -61,6 +61,11 @@ async def with_session(settings: Settings, work: Callable[[AsyncSession], Awaita
         await engine.dispose()
 
 
+def run_in_session(query: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    """Run a read-only command: ``query`` in one database session."""
+    return run(lambda settings: with_session(settings, query))
+
+
 async def publish_invalidations(settings: Settings, invalidations: list[Invalidation]) -> None:
     """Tell running servers (through Redis, if configured) which cached keys to drop."""
     if not invalidations or not settings.redis_url:

@@ -24,11 +24,10 @@ from tenantgate.commands.common import (
     list_lines,
     mutate,
     run,
+    run_in_session,
     validated,
-    with_session,
 )
 from tenantgate.platform.admin.schemas import KeyCreate, KeyOut, KeyRotate, KeyRotated, KeyUpdate, ListOf, page_fields
-from tenantgate.settings import Settings
 from tenantgate.tenants import key_service, service
 from tenantgate.tenants.key_service import CreatedKey, KeyState
 from tenantgate.tenants.models import RATE_LIMIT_FIELDS
@@ -104,18 +103,13 @@ def list_(
         raise typer.BadParameter("must be active, expired or revoked", param_hint="--status")
     state: KeyState | None = status  # type: ignore[assignment]
 
-    async def work(settings: Settings) -> ListOf[KeyOut]:
-        async def query(session: Any) -> ListOf[KeyOut]:
-            if tenant is not None:
-                await service.get_tenant(session, tenant)
-            page = await key_service.list_keys(
-                session, tenant_id=tenant, name=name, state=state, limit=limit, after=after
-            )
-            return ListOf[KeyOut](**page_fields([KeyOut.of(k) for k in page.items], page.has_more))
+    async def query(session: Any) -> ListOf[KeyOut]:
+        if tenant is not None:
+            await service.get_tenant(session, tenant)
+        page = await key_service.list_keys(session, tenant_id=tenant, name=name, state=state, limit=limit, after=after)
+        return ListOf[KeyOut](**page_fields([KeyOut.of(k) for k in page.items], page.has_more))
 
-        return await with_session(settings, query)
-
-    result = run(work)
+    result = run_in_session(query)
     emit(as_json, result, list_lines(result.data, _line, result.has_more))
 
 
@@ -123,13 +117,10 @@ def list_(
 def get(key_id: KeyId, as_json: JsonFlag = False) -> None:
     """Show a key (never its plaintext)."""
 
-    async def work(settings: Settings) -> KeyOut:
-        async def read(session: Any) -> KeyOut:
-            return KeyOut.of(await key_service.get_key(session, key_id))
+    async def read(session: Any) -> KeyOut:
+        return KeyOut.of(await key_service.get_key(session, key_id))
 
-        return await with_session(settings, read)
-
-    key = run(work)
+    key = run_in_session(read)
     emit(as_json, key, _line(key))
 
 

@@ -25,11 +25,10 @@ from tenantgate.commands.common import (
     list_lines,
     mutate,
     run,
+    run_in_session,
     validated,
-    with_session,
 )
 from tenantgate.platform.admin.schemas import Deleted, ListOf, PlanCreate, PlanOut, PlanUpdate, page_fields
-from tenantgate.settings import Settings
 from tenantgate.tenants import plans
 from tenantgate.tenants.models import QUOTA_FIELDS, RATE_LIMIT_FIELDS
 from tenantgate.tenants.operation import Operation
@@ -82,15 +81,12 @@ def create(
 def list_(limit: Limit = 100, after: After = None, as_json: JsonFlag = False) -> None:
     """List plans, newest first."""
 
-    async def work(settings: Settings) -> ListOf[PlanOut]:
-        async def query(session: Any) -> ListOf[PlanOut]:
-            page = await plans.list_plans(session, limit=limit, after=after)
-            data = [PlanOut.model_validate(p) for p in page.items]
-            return ListOf[PlanOut](**page_fields(data, page.has_more))
+    async def query(session: Any) -> ListOf[PlanOut]:
+        page = await plans.list_plans(session, limit=limit, after=after)
+        data = [PlanOut.model_validate(p) for p in page.items]
+        return ListOf[PlanOut](**page_fields(data, page.has_more))
 
-        return await with_session(settings, query)
-
-    result = run(work)
+    result = run_in_session(query)
     emit(as_json, result, list_lines(result.data, _line, result.has_more))
 
 
@@ -98,13 +94,10 @@ def list_(limit: Limit = 100, after: After = None, as_json: JsonFlag = False) ->
 def get(plan_id: PlanId, as_json: JsonFlag = False) -> None:
     """Show a plan."""
 
-    async def work(settings: Settings) -> PlanOut:
-        async def read(session: Any) -> PlanOut:
-            return PlanOut.model_validate(await plans.get_plan(session, plan_id))
+    async def read(session: Any) -> PlanOut:
+        return PlanOut.model_validate(await plans.get_plan(session, plan_id))
 
-        return await with_session(settings, read)
-
-    plan = run(work)
+    plan = run_in_session(read)
     emit(as_json, plan, _line(plan))
 
 

@@ -16,11 +16,10 @@ from tenantgate.commands.common import (
     list_lines,
     mutate,
     run,
+    run_in_session,
     validated,
-    with_session,
 )
 from tenantgate.platform.admin.schemas import Deleted, ListOf, PriceOverrideCreate, PriceOverrideOut, page_fields
-from tenantgate.settings import Settings
 from tenantgate.tenants.metering import price_overrides
 from tenantgate.tenants.metering.price_overrides import PriceScope
 from tenantgate.tenants.operation import Operation
@@ -93,17 +92,14 @@ def list_(
         raise fail("--scope takes one of: global, plan, tenant", 2)
     chosen = cast(PriceScope | None, scope)
 
-    async def work(settings: Settings) -> ListOf[PriceOverrideOut]:
-        async def query(session: Any) -> ListOf[PriceOverrideOut]:
-            page = await price_overrides.list_overrides(
-                session, scope=chosen, tenant_id=tenant, plan_id=plan, model=model, limit=limit, after=after
-            )
-            data = [PriceOverrideOut.of(row) for row in page.items]
-            return ListOf[PriceOverrideOut](**page_fields(data, page.has_more))
+    async def query(session: Any) -> ListOf[PriceOverrideOut]:
+        page = await price_overrides.list_overrides(
+            session, scope=chosen, tenant_id=tenant, plan_id=plan, model=model, limit=limit, after=after
+        )
+        data = [PriceOverrideOut.of(row) for row in page.items]
+        return ListOf[PriceOverrideOut](**page_fields(data, page.has_more))
 
-        return await with_session(settings, query)
-
-    result = run(work)
+    result = run_in_session(query)
     emit(as_json, result, list_lines(result.data, _line, result.has_more))
 
 
@@ -111,13 +107,10 @@ def list_(
 def get(price_id: PriceId, as_json: JsonFlag = False) -> None:
     """Show a price override."""
 
-    async def work(settings: Settings) -> PriceOverrideOut:
-        async def read(session: Any) -> PriceOverrideOut:
-            return PriceOverrideOut.of(await price_overrides.get_override(session, price_id))
+    async def read(session: Any) -> PriceOverrideOut:
+        return PriceOverrideOut.of(await price_overrides.get_override(session, price_id))
 
-        return await with_session(settings, read)
-
-    row = run(work)
+    row = run_in_session(read)
     emit(as_json, row, _line(row))
 
 

@@ -25,6 +25,7 @@ from tenantgate.commands.common import (
     list_lines,
     mutate,
     run,
+    run_in_session,
     validated,
     with_session,
 )
@@ -92,15 +93,12 @@ def list_(
 ) -> None:
     """List tenants, newest first."""
 
-    async def work(settings: Settings) -> ListOf[TenantOut]:
-        async def query(session: Any) -> ListOf[TenantOut]:
-            page = await service.list_tenants(session, status=status, plan_id=plan, name=name, limit=limit, after=after)
-            data = [TenantOut.model_validate(t) for t in page.items]
-            return ListOf[TenantOut](**page_fields(data, page.has_more))
+    async def query(session: Any) -> ListOf[TenantOut]:
+        page = await service.list_tenants(session, status=status, plan_id=plan, name=name, limit=limit, after=after)
+        data = [TenantOut.model_validate(t) for t in page.items]
+        return ListOf[TenantOut](**page_fields(data, page.has_more))
 
-        return await with_session(settings, query)
-
-    result = run(work)
+    result = run_in_session(query)
     emit(as_json, result, list_lines(result.data, _line, result.has_more))
 
 

@@ -9,9 +9,8 @@ from typing import Annotated, Any
 
 import typer
 
-from tenantgate.commands.common import After, JsonFlag, Limit, emit, list_lines, mutate, run, validated, with_session
+from tenantgate.commands.common import After, JsonFlag, Limit, emit, list_lines, mutate, run, run_in_session, validated
 from tenantgate.platform.admin.schemas import AdminTokenCreate, AdminTokenCreated, AdminTokenOut, ListOf, page_fields
-from tenantgate.settings import Settings
 from tenantgate.tenants import admin_tokens
 from tenantgate.tenants.models import AdminRole
 from tenantgate.tenants.operation import Operation
@@ -50,15 +49,12 @@ def create(
 def list_(limit: Limit = 100, after: After = None, as_json: JsonFlag = False) -> None:
     """List admin tokens (never their plaintexts)."""
 
-    async def work(settings: Settings) -> ListOf[AdminTokenOut]:
-        async def query(session: Any) -> ListOf[AdminTokenOut]:
-            page = await admin_tokens.list_tokens(session, limit=limit, after=after)
-            data = [AdminTokenOut.model_validate(t) for t in page.items]
-            return ListOf[AdminTokenOut](**page_fields(data, page.has_more))
+    async def query(session: Any) -> ListOf[AdminTokenOut]:
+        page = await admin_tokens.list_tokens(session, limit=limit, after=after)
+        data = [AdminTokenOut.model_validate(t) for t in page.items]
+        return ListOf[AdminTokenOut](**page_fields(data, page.has_more))
 
-        return await with_session(settings, query)
-
-    result = run(work)
+    result = run_in_session(query)
     emit(as_json, result, list_lines(result.data, _line, result.has_more))
 
 
