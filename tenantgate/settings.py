@@ -101,8 +101,8 @@ class Settings(BaseSettings):
     trace_content: bool = False
     log_format: Literal["json", "text"] = "json"
     access_log: bool = False
-    # Freeze the startup heap and make young collections rare once the server started (platform/heap.py).
-    gc_tuning: bool = True
+    # After startup: freeze the startup heap, rare young collections, 1 ms GIL switch (platform/interpreter.py).
+    interpreter_tuning: bool = True
     otel_service_name: str = Field(default="tenantgate", validation_alias=AliasChoices("OTEL_SERVICE_NAME"))
     otel_traces_exporter: str = Field(default="otlp", validation_alias=AliasChoices("OTEL_TRACES_EXPORTER"))
     otel_metrics_exporter: str = Field(default="prometheus", validation_alias=AliasChoices("OTEL_METRICS_EXPORTER"))

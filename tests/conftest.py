@@ -114,8 +114,8 @@ def make_settings(**overrides: Any) -> Settings:
         "admin_token": ADMIN_TOKEN,
         "upstream_api_key": UPSTREAM_KEY,
         # One pytest process starts hundreds of apps: freezing each one's heap would keep every earlier test's
-        # garbage for good. tests/platform/test_heap.py covers the setting.
-        "gc_tuning": False,
+        # garbage for good. tests/platform/test_interpreter.py covers the setting.
+        "interpreter_tuning": False,
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from tenantgate.database import create_engine, create_sessionmaker
 from tenantgate.observability.telemetry import Telemetry
-from tenantgate.platform import heap
+from tenantgate.platform import interpreter
 from tenantgate.platform.admin.throttle import AdminAuthThrottle
 from tenantgate.platform.limits.cost import PriceBookCost
 from tenantgate.platform.limits.hook import Limiter
@@ -128,8 +128,8 @@ class Runtime:
         self.last_used.start()
         await self.metering.start()
         await self.telemetry.start()
-        if self.settings.gc_tuning:
-            heap.settle_after_startup()
+        if self.settings.interpreter_tuning:
+            interpreter.settle_after_startup()
 
     async def close(self) -> None:
         await self.telemetry.close()

@@ -1,0 +1,33 @@
+"""Interpreter settings for a server process, applied once its startup is done (``TENANTGATE_INTERPRETER_TUNING``).
+
+Garbage collector. CPython's cyclic collector walks every tracked object of a generation it collects. A gateway
+process holds a few hundred thousand long-lived objects from startup (modules, classes, SQLAlchemy, OTel, pydantic
+schemas), so each full collection walked all of them: under load one came every few seconds and held the event
+loop about 100 ms, which was the p99 of the whole benchmark and a fifth of its throughput. And with the default
+young threshold (700 net allocations) the objects of 32 requests in flight set off a young collection several
+hundred times a second. So: collect once, move what survived into the permanent generation (``gc.freeze()``,
+never walked again; reference counting still frees it), and let young collections wait for 10,000 net
+allocations. Cycles are still collected, later and in less time overall.
+
+GIL switch interval. Background threads (the metering writer parsing spool batches, the span exporter encoding)
+hold the GIL for CPU work; the event loop, back from waiting on a socket, then waits up to the switch interval
+for it, on every request in flight. 1 ms instead of 5 ms halved the p99 at one connection.
+
+Numbers in bench/README.md.
+"""
+
+from __future__ import annotations
+
+import gc
+import sys
+
+GEN0_THRESHOLD = 10_000
+SWITCH_INTERVAL_SECONDS = 0.001
+
+
+def settle_after_startup() -> None:
+    gc.collect()
+    gc.freeze()
+    _, gen1, gen2 = gc.get_threshold()
+    gc.set_threshold(GEN0_THRESHOLD, gen1, gen2)
+    sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
