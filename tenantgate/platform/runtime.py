@@ -46,7 +46,7 @@ class Runtime:
         self.upstream_guard = TenantUpstreamGuard(
             settings.tenant_upstream_allowed_networks, allow_http=settings.tenant_upstream_allow_http
         )
-        self.http = UpstreamClient(settings.upstream_pool_size, self.upstream_guard)
+        self.http = UpstreamClient(settings.upstream_pool_size, self.upstream_guard, settings.upstream_http_client)
         self.secret_box = SecretBox(settings.secret_key_bytes)
         self.key_cache = KeyCache(
             self._load_principal,

@@ -22,7 +22,7 @@ from tenantgate.platform.proxy.hooks import Hooks
 from tenantgate.platform.proxy.http import client_response_headers, upstream_request_headers
 from tenantgate.platform.proxy.relay import is_buffered, relay_buffered, relay_chunks
 from tenantgate.platform.proxy.sse import StreamScanner
-from tenantgate.platform.upstream.client import UpstreamClient
+from tenantgate.platform.upstream.client import UpstreamClient, UpstreamResponse, UpstreamSession
 from tenantgate.platform.upstream.guard import AddressRefused
 from tenantgate.platform.upstream.registry import Target
 from tenantgate.platform.upstream.retry import backoff, retry_after, should_retry_status
@@ -134,7 +134,7 @@ async def _attempt(
     exchange.upstream_name = upstream.name
     exchange.upstream_model = target.model
     first_chunk = b""
-    session = client.session
+    session: UpstreamSession = client.session
     if upstream.tenant_set:
         if upstream.refused is not None:
             return _refused(exchange, attempt, upstream.name)
@@ -202,7 +202,7 @@ def _refused(exchange: Exchange, attempt: Attempt, upstream: str) -> _Failed:
 async def _relay(
     exchange: Exchange,
     hooks: Hooks,
-    response: aiohttp.ClientResponse,
+    response: UpstreamResponse,
     first_chunk: bytes,
     receive: Receive,
     send: Send,

@@ -87,10 +87,13 @@ async def _filtered_upstream_list(
     if auth is not None:
         headers.append(auth)
     try:
-        async with runtime.http.session.get(
-            upstream.url("/models", None), headers=headers, timeout=upstream.json_timeout
-        ) as response:
+        response = await runtime.http.session.request(
+            "GET", upstream.url("/models", None), headers=headers, timeout=upstream.json_timeout
+        )
+        try:
             listing = orjson.loads(await response.read()) if response.status == 200 else {}
+        finally:
+            response.release()
     except Exception:
         listing = {}
     known = {m.get("id") for m in listing.get("data", []) if isinstance(m, dict)}

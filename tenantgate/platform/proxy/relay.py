@@ -18,6 +18,7 @@ from tenantgate.platform.proxy.exchange import Exchange
 from tenantgate.platform.proxy.hooks import Hooks
 from tenantgate.platform.proxy.sse import StreamScanner
 from tenantgate.platform.proxy.usage import estimate_usage, record_json_answer
+from tenantgate.platform.upstream.client import UpstreamResponse
 
 _BUFFERED_TYPES = ("application/json", "text/plain", "text/html")
 
@@ -29,7 +30,7 @@ def is_buffered(content_type: str) -> bool:
 async def relay_buffered(
     exchange: Exchange,
     hooks: Hooks,
-    response: aiohttp.ClientResponse,
+    response: UpstreamResponse,
     headers: list[tuple[bytes, bytes]],
     send: Send,
 ) -> None:
@@ -57,7 +58,7 @@ async def relay_buffered(
 async def relay_chunks(
     exchange: Exchange,
     hooks: Hooks,
-    response: aiohttp.ClientResponse,
+    response: UpstreamResponse,
     headers: list[tuple[bytes, bytes]],
     first_chunk: bytes,
     receive: Receive,

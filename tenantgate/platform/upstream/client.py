@@ -1,10 +1,12 @@
 """The process-wide pooled HTTP clients to the upstreams.
 
-aiohttp moves raw bytes with far less overhead per request than httpx or the openai SDK's typed calls
-(see shared REFERENCE.md), and one pooled session keeps connections warm across requests and upstreams.
-Timeouts are per request (see forward.py), since they differ by upstream and by streaming.
+The operator's upstreams are called through the gateway's own HTTP/1.1 client (http1.py): it only moves bytes, at
+a fraction of aiohttp's CPU per request. ``TENANTGATE_UPSTREAM_HTTP_CLIENT=aiohttp`` switches back to aiohttp (an
+escape hatch for an upstream or network path the lean client does not get along with, e.g. one that needs HTTP
+proxy support). One pool keeps connections warm across requests and upstreams. Timeouts are per request (see
+forward.py), since they differ by upstream and by streaming.
 
-Base URLs set by tenants go through a second session whose connector checks every address it connects to
+Base URLs set by tenants go through an aiohttp session whose connector checks every address it connects to
 (guard.py). A separate pool rather than a filtering resolver on the shared one: aiohttp reuses pooled connections
 by host and port, so on a shared pool a tenant URL naming an operator's internal host could ride a keep-alive
 connection that no check ever saw, and IP literals never reach a resolver at all. Operator upstreams keep a
@@ -13,9 +15,48 @@ connector without any check, and a tenant's slow endpoint cannot use up their po
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+from typing import Literal, Protocol
+
 import aiohttp
 
 from tenantgate.platform.upstream.guard import TenantUpstreamGuard
+from tenantgate.platform.upstream.http1 import Http1Client
+
+
+class BodyReader(Protocol):
+    async def readany(self) -> bytes: ...
+
+
+class UpstreamResponse(Protocol):
+    """What the proxy reads of an upstream's answer: aiohttp's ClientResponse, or http1.py's."""
+
+    @property
+    def status(self) -> int: ...
+    @property
+    def raw_headers(self) -> Iterable[tuple[bytes, bytes]]: ...
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+    @property
+    def content_type(self) -> str: ...
+    @property
+    def content(self) -> BodyReader: ...
+    async def read(self) -> bytes: ...
+    def release(self) -> None: ...
+    def close(self) -> None: ...
+
+
+class UpstreamSession(Protocol):
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        data: object = None,
+        headers: Iterable[tuple[str, str]] = ...,
+        allow_redirects: bool = ...,
+        timeout: aiohttp.ClientTimeout | None = None,  # noqa: ASYNC109 (aiohttp's keyword: a per-phase policy)
+    ) -> UpstreamResponse: ...
 
 
 def _session(connector: aiohttp.TCPConnector) -> aiohttp.ClientSession:
@@ -31,14 +72,19 @@ def _session(connector: aiohttp.TCPConnector) -> aiohttp.ClientSession:
 
 
 class UpstreamClient:
-    def __init__(self, pool_size: int, guard: TenantUpstreamGuard) -> None:
+    def __init__(self, pool_size: int, guard: TenantUpstreamGuard, kind: Literal["lean", "aiohttp"] = "lean") -> None:
         self._pool_size = pool_size
         self._guard = guard
-        self._session: aiohttp.ClientSession | None = None
+        self._kind = kind
+        self._session: Http1Client | aiohttp.ClientSession | None = None
         self._tenant_session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
-        self._session = _session(aiohttp.TCPConnector(limit=self._pool_size, ttl_dns_cache=300, keepalive_timeout=60))
+        if self._kind == "lean":
+            self._session = Http1Client(self._pool_size, keepalive_timeout=60)
+        else:
+            connector = aiohttp.TCPConnector(limit=self._pool_size, ttl_dns_cache=300, keepalive_timeout=60)
+            self._session = _session(connector)
         self._tenant_session = _session(
             aiohttp.TCPConnector(
                 limit=self._pool_size,
@@ -50,7 +96,7 @@ class UpstreamClient:
         )
 
     @property
-    def session(self) -> aiohttp.ClientSession:
+    def session(self) -> UpstreamSession:
         """For the operator's upstreams (trusted)."""
         assert self._session is not None, "upstream client used before startup"
         return self._session

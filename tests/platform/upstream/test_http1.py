@@ -1,0 +1,342 @@
+"""The gateway's HTTP/1.1 client to the operator's upstreams, against scripted raw-socket servers.
+
+End-to-end behaviour (streams, retries, failover, audio, uploads, disconnects) is covered through the proxy by the
+rest of the suite; these pin the wire-level cases a well-behaved dev upstream never produces.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import ipaddress
+import ssl
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import aiohttp
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from tenantgate.platform.upstream.http1 import Http1Client
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+JSON_ANSWER = b'{"ok":true}'
+
+
+class Server:
+    def __init__(self) -> None:
+        self.connections = 0
+        self.open = 0
+        self.most_open = 0
+        self.requests: list[tuple[bytes, bytes]] = []  # (head, body) as received
+
+    async def read_request(self, reader: asyncio.StreamReader) -> tuple[bytes, bytes] | None:
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+        except asyncio.IncompleteReadError:
+            return None
+        lines = head.decode("latin-1").split("\r\n")
+        fields = {line.split(":", 1)[0].lower(): line.split(":", 1)[1].strip() for line in lines[1:] if ":" in line}
+        if "content-length" in fields:
+            body = await reader.readexactly(int(fields["content-length"]))
+        elif fields.get("transfer-encoding") == "chunked":
+            body = b""
+            while True:
+                size = int((await reader.readuntil(b"\r\n"))[:-2], 16)
+                chunk = await reader.readexactly(size + 2)
+                if size == 0:
+                    break
+                body += chunk[:-2]
+        else:
+            body = b""
+        self.requests.append((head, body))
+        return head, body
+
+
+@asynccontextmanager
+async def serve(
+    handler: Callable[[Server, asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
+    ssl_context: ssl.SSLContext | None = None,
+) -> AsyncIterator[tuple[Server, str]]:
+    state = Server()
+
+    async def on_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        state.connections += 1
+        state.open += 1
+        state.most_open = max(state.most_open, state.open)
+        try:
+            await handler(state, reader, writer)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            state.open -= 1
+            writer.close()
+
+    server = await asyncio.start_server(on_connection, "127.0.0.1", 0, ssl=ssl_context)
+    port = server.sockets[0].getsockname()[1]
+    scheme = "https" if ssl_context is not None else "http"
+    async with server:
+        yield state, f"{scheme}://127.0.0.1:{port}"
+
+
+def answer(body: bytes = JSON_ANSWER, *, content_type: bytes = b"application/json") -> bytes:
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: %s\r\nContent-Length: %d\r\n" % (content_type, len(body))
+    return head + b"\r\n" + body
+
+
+async def keep_answering(state: Server, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    while await state.read_request(reader) is not None:
+        writer.write(answer())
+        await writer.drain()
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[Http1Client]:
+    pool = Http1Client(100)
+    yield pool
+    await pool.close()
+
+
+async def test_requests_reuse_one_kept_alive_connection_and_send_what_they_were_given(client: Http1Client) -> None:
+    async with serve(keep_answering) as (state, url):
+        for n in range(3):
+            response = await client.request(
+                "POST", url + "/v1/chat/completions?x=1", data=b'{"n":%d}' % n, headers=[("Authorization", "Bearer k")]
+            )
+            assert (response.status, await response.read()) == (200, JSON_ANSWER)
+            assert response.content_type == "application/json"
+            assert response.headers["content-length"] == str(len(JSON_ANSWER))
+            response.release()
+    assert state.connections == 1
+    head, body = state.requests[2]
+    assert head.startswith(b"POST /v1/chat/completions?x=1 HTTP/1.1\r\nHost: 127.0.0.1:")
+    assert b"\r\nAuthorization: Bearer k\r\n" in head and b"\r\nContent-Length: 7\r\n" in head
+    assert body == b'{"n":2}'
+
+
+async def test_chunked_and_read_until_close_answers_arrive_whole(client: Http1Client) -> None:
+    async def chunked(state: Server, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await state.read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
+        for event in (b"data: 1\n\n", b"data: 2\n\n", b"data: [DONE]\n\n"):
+            writer.write(b"%x\r\n%s\r\n" % (len(event), event))
+            await writer.drain()
+            await asyncio.sleep(0.01)
+        writer.write(b"0\r\n\r\n")
+        await state.read_request(reader)  # kept alive
+
+    async def until_close(state: Server, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await state.read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\n\r\nno length, ends with the connection")
+        await writer.drain()
+
+    async with serve(chunked) as (_, url):
+        response = await client.request("GET", url + "/stream")
+        received = []
+        while chunk := await response.content.readany():
+            received.append(chunk)
+        assert b"".join(received) == b"data: 1\n\ndata: 2\n\ndata: [DONE]\n\n"
+        assert response.content_type == "text/event-stream"
+        response.release()
+        assert client.idle_connections == 1
+    async with serve(until_close) as (_, url):
+        response = await client.request("GET", url + "/")
+        assert await response.read() == b"no length, ends with the connection"
+        assert response.content_type == "application/octet-stream"  # no Content-Type: aiohttp's answer too
+        response.release()
+
+
+async def test_a_kept_alive_connection_the_upstream_closed_is_replaced_without_an_error(client: Http1Client) -> None:
+    async def one_per_connection(state: Server, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await state.read_request(reader)
+        writer.write(answer())  # says nothing about closing...
+        await writer.drain()
+        await state.read_request(reader)  # ...but hangs up on the next request: its keep-alive timeout just ran out
+
+    async with serve(one_per_connection) as (state, url):
+        for _ in range(3):
+            response = await client.request("POST", url + "/", data=b"{}")
+            assert await response.read() == JSON_ANSWER
+            response.release()
+    # Requests 2 and 3 were each sent on the previous connection first, then again on a new one.
+    assert state.connections == 3 and len(state.requests) == 5
+
+
+async def test_broken_answers_raise_aiohttps_error_types(client: Http1Client) -> None:
+    async def hang_up_mid_body(state: Server, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await state.read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly part")
+        await writer.drain()
+
+    async def hang_up_before_answering(
+        state: Server, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        await state.read_request(reader)
+
+    async def garbage(state: Server, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await state.read_request(reader)
+        writer.write(b"NOT HTTP AT ALL\r\n\r\n")
+        await writer.drain()
+        await asyncio.sleep(1)
+
+    async with serve(hang_up_mid_body) as (_, url):
+        response = await client.request("POST", url + "/", data=b"{}")
+        with pytest.raises(aiohttp.ClientPayloadError):
+            await response.read()
+        response.release()
+    async with serve(hang_up_before_answering) as (state, url):
+        with pytest.raises(aiohttp.ServerDisconnectedError):
+            await client.request("POST", url + "/", data=b"{}")
+        assert len(state.requests) == 1  # a fresh connection: not silently sent twice
+    async with serve(garbage) as (_, url):
+        with pytest.raises(aiohttp.ClientError):
+            await client.request("POST", url + "/", data=b"{}")
+    assert client.open_connections == 0
+
+
+async def test_refused_connection_is_a_connector_error(client: Http1Client) -> None:
+    async with serve(keep_answering) as (_, url):
+        pass  # closed: nothing listens on the port any more
+    with pytest.raises(aiohttp.ClientConnectorError):
+        await client.request("GET", url + "/")
+
+
+async def test_total_and_read_timeouts(client: Http1Client) -> None:
+    async def slow_body(state: Server, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await state.read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n")
+        await writer.drain()
+        await asyncio.sleep(5)
+
+    async with serve(slow_body) as (_, url):
+        response = await client.request("GET", url + "/", timeout=aiohttp.ClientTimeout(total=0.3))
+        assert response.status == 200  # the head came in time; the body did not
+        with pytest.raises(TimeoutError):
+            await response.read()
+        response.release()
+        response = await client.request("GET", url + "/", timeout=aiohttp.ClientTimeout(total=None, sock_read=0.2))
+        assert await response.content.readany() == b"ok"
+        with pytest.raises(TimeoutError):
+            await response.content.readany()
+        response.release()
+    assert client.open_connections == 0
+
+
+async def test_a_header_with_a_newline_is_refused_before_sending(client: Http1Client) -> None:
+    async with serve(keep_answering) as (state, url):
+        with pytest.raises(ValueError):
+            await client.request("POST", url + "/", data=b"{}", headers=[("X-Evil", "a\r\nInjected: yes")])
+    assert state.requests == []
+
+
+async def test_streamed_upload_is_sent_chunked_and_arrives_whole(client: Http1Client) -> None:
+    async def parts() -> AsyncIterator[bytes]:
+        for n in range(50):
+            yield b"part %d;" % n * 1000
+
+    async with serve(keep_answering) as (state, url):
+        response = await client.request("POST", url + "/v1/audio/transcriptions", data=parts())
+        assert await response.read() == JSON_ANSWER
+        response.release()
+    head, body = state.requests[0]
+    assert b"\r\nTransfer-Encoding: chunked\r\n" in head
+    assert body == b"".join(b"part %d;" % n * 1000 for n in range(50))
+
+
+async def test_a_reader_that_does_not_read_pauses_the_upstream(client: Http1Client) -> None:
+    big = bytes(range(256)) * (128 * 1024)  # 32 MiB: more than the kernel's socket buffers hold
+    drained_early: list[bool] = []
+
+    async def large(state: Server, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await state.read_request(reader)
+        writer.write(answer(big, content_type=b"audio/mpeg"))
+        try:
+            await asyncio.wait_for(writer.drain(), 0.5)
+            drained_early.append(True)
+        except TimeoutError:
+            drained_early.append(False)  # the gateway stopped reading: the upstream waits, memory stays flat
+        await writer.drain()
+        await state.read_request(reader)
+
+    async with serve(large) as (_, url):
+        response = await client.request("POST", url + "/v1/audio/speech", data=b"{}")
+        received = bytearray(await response.content.readany())
+        await asyncio.sleep(0.8)  # a slow client: nothing read for a while
+        while chunk := await response.content.readany():
+            received += chunk
+        assert bytes(received) == big
+        response.release()
+        assert client.idle_connections == 1
+    assert drained_early == [False]
+
+
+async def test_the_pool_limit_caps_open_connections(client: Http1Client) -> None:
+    pool = Http1Client(2)
+
+    async def slow(state: Server, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while await state.read_request(reader) is not None:
+            await asyncio.sleep(0.05)
+            writer.write(answer())
+            await writer.drain()
+
+    async def one(url: str) -> bytes:
+        response = await pool.request("POST", url + "/", data=b"{}")
+        try:
+            return await response.read()
+        finally:
+            response.release()
+
+    try:
+        async with serve(slow) as (state, url):
+            assert await asyncio.gather(*(one(url) for _ in range(6))) == [JSON_ANSWER] * 6
+        assert state.most_open == 2
+    finally:
+        await pool.close()
+
+
+def _self_signed(directory: Path) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server.load_cert_chain(cert_path, key_path)
+    trusting = ssl.create_default_context(cafile=str(cert_path))
+    return server, trusting
+
+
+async def test_https_verifies_the_certificate(tmp_path: Path) -> None:
+    server_context, trusting = _self_signed(tmp_path)
+    async with serve(keep_answering, ssl_context=server_context) as (_, url):
+        pool = Http1Client(10, ssl_context=trusting)
+        try:
+            response = await pool.request("POST", url + "/", data=b"{}")
+            assert await response.read() == JSON_ANSWER
+            response.release()
+        finally:
+            await pool.close()
+        default = Http1Client(10)  # the system's CAs: a self-signed certificate is refused
+        try:
+            with pytest.raises(aiohttp.ClientConnectorError):
+                await default.request("POST", url + "/", data=b"{}")
+        finally:
+            await default.close()
