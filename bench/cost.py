@@ -9,7 +9,8 @@ requests a second, so the ratio of two contenders' CPU per request approximates 
 ratio when the server is the bottleneck (it is at 32 connections).
 
 Contenders: the naive passthrough, tenantgate as in production (10% traced), and tenantgate with one feature taken
-away at a time (tracing, metrics, Redis limits), so the difference to production is that feature's cost. They run
+away at a time (tracing, metrics, Redis limits), so the difference to production is that feature's cost, and
+with aiohttp as the upstream client (the naive passthrough's), so the difference is the lean client's gain. They run
 one after another, each against its own canned upstream port, after a warm-up.
 """
 
@@ -37,6 +38,11 @@ VARIANTS = (
         "tg-no-metrics",
         "tenantgate, metrics off",
         {"TENANTGATE_METRICS_ENABLED": "false", "OTEL_TRACES_SAMPLER_ARG": "0.1"},
+    ),
+    GatewayVariant(
+        "tg-aiohttp",
+        "tenantgate, upstream via aiohttp",
+        {"TENANTGATE_UPSTREAM_HTTP_CLIENT": "aiohttp", "OTEL_TRACES_SAMPLER_ARG": "0.1"},
     ),
     GatewayVariant(
         "tg-memory-limits",
