@@ -79,7 +79,7 @@ async def _ping(limiter: Limiter, requests: int) -> None:
     samples = []
     for _ in range(requests):
         started = time.perf_counter()
-        await client.ping()
+        await client.execute("PING")
         samples.append(time.perf_counter() - started)
     samples.sort()
     p50, p99 = statistics.median(samples) * 1e6, samples[int(len(samples) * 0.99)] * 1e6
@@ -108,9 +108,14 @@ async def main() -> None:
     finally:
         client = redis.store.primary.client if redis.store.primary else None
         if client is not None:
-            keys = [k async for k in client.scan_iter(match=f"{prefix}:*")]
+            cursor, keys = b"0", []
+            while True:
+                cursor, batch = await client.execute("SCAN", cursor, "MATCH", f"{prefix}:*", "COUNT", 1000)
+                keys += batch
+                if cursor == b"0":
+                    break
             if keys:
-                await client.delete(*keys)
+                await client.execute("DEL", *keys)
         await redis.close()
         await memory.close()
 

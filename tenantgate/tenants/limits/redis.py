@@ -14,11 +14,12 @@ from pathlib import Path
 
 from tenantgate.tenants.limits.checks import Check, CheckState, Kind, Settlement, Verdict
 from tenantgate.tenants.limits.memory import Clock
-from tenantgate.tenants.limits.resp import Arg, RespClient, Script, bulk
+from tenantgate.tenants.limits.resp import RespClient, Script, bulk
 
 _LUA = Path(__file__).parent / "lua"
 _EVALSHA = bulk("EVALSHA")
 _DRY, _NOT_DRY = bulk("1"), bulk("0")
+_KINDS = {kind: bulk(kind.value) for kind in Kind}
 
 
 class RedisLimitStore:
@@ -84,16 +85,32 @@ class RedisLimitStore:
         ]
         return Verdict(bool(reply[1]), reply[0], states)
 
-    def _settle_call(self, settlement: Settlement) -> tuple[list[str], list[Arg]]:
-        keys: list[str] = []
-        args: list[Arg] = [self._now(), settlement.lease, settlement.admitted_ms]
-        for check in settlement.release:
-            keys.append(check.key)
-            args.extend((check.kind.value, 0, check.period_ms))
-        for check, delta in (*settlement.window_deltas, *settlement.counter_deltas):
-            keys.extend(check.storage_keys)
-            args.extend((check.kind.value, delta, check.period_ms))
-        return keys, args
+    def _settle_command(self, settlement: Settlement) -> bytes:
+        """The settlement's EVALSHA, assembled like an admission's from per-check pieces encoded once."""
+        keys: list[bytes] = []
+        args: list[bytes] = [bulk(self._now()), bulk(settlement.lease, cache=False), bulk(settlement.admitted_ms)]
+        key_count = 0
+        for check, delta in (
+            *((check, 0) for check in settlement.release),
+            *settlement.window_deltas,
+            *settlement.counter_deltas,
+        ):
+            storage_keys, count, _, period = self._pieces(check)
+            keys.append(storage_keys)
+            key_count += count
+            args.append(_KINDS[check.kind])
+            args.append(bulk(delta, cache=False))
+            args.append(period if period is not None else bulk(check.period_ms))
+        return b"".join(
+            (
+                b"*%d\r\n" % (3 + key_count + len(args)),  # EVALSHA sha n, keys, clock lease admitted, 3 per operation
+                _EVALSHA,
+                bulk(self._settle.sha),
+                bulk(key_count),
+                *keys,
+                *args,
+            )
+        )
 
     async def settle(self, settlement: Settlement) -> None:
         await self.settle_nowait(settlement)
@@ -101,8 +118,7 @@ class RedisLimitStore:
     def settle_nowait(self, settlement: Settlement) -> asyncio.Future[object]:
         """Send a request's settlement without waiting for it; the future resolves with Redis's answer. Nobody
         waits for it, so it rides along with the next admission's write (or leaves within ``DEFER_SECONDS``)."""
-        keys, args = self._settle_call(settlement)
-        return self.client.fire(self._settle, keys, args, urgent=False)
+        return self.client.fire(self._settle, self._settle_command(settlement), urgent=False)
 
     async def close(self) -> None:
         await self.client.aclose()

@@ -325,23 +325,23 @@ class RespClient:
             loading.add_done_callback(lambda _: self._loading.pop(script.sha, None))
         await asyncio.shield(loading)
 
-    def fire(self, script: Script, keys: list[str], args: list[Arg], *, urgent: bool = True) -> asyncio.Future[Any]:
-        """EVALSHA without a coroutine: queue it now, return the future of its reply (NOSCRIPT handled as in
-        ``evalsha``). For calls nobody awaits; cheaper than a task per call."""
+    def fire(self, script: Script, command: bytes, *, urgent: bool = True) -> asyncio.Future[Any]:
+        """An EVALSHA of ``script``, already encoded, without a coroutine: queue it now, return the future of its
+        reply (NOSCRIPT handled as in ``evalsha_command``). For calls nobody awaits; cheaper than a task per call."""
         connection = self._connection
         if connection is None or connection.closed:
-            return asyncio.get_running_loop().create_task(self.evalsha(script, keys, args, urgent=urgent))
+            return asyncio.get_running_loop().create_task(self.evalsha_command(script, command, urgent=urgent))
         loop = connection.loop
         result: asyncio.Future[Any] = loop.create_future()
         first: asyncio.Future[Any] = loop.create_future()
-        connection.send(encode(("EVALSHA", script.sha, len(keys), *keys, *args)), first, urgent=urgent)
+        connection.send(command, first, urgent=urgent)
 
         def settle(done: asyncio.Future[Any]) -> None:
             if result.done():
                 return
             error = done.exception()
             if isinstance(error, NoScriptError):
-                retry = loop.create_task(self.evalsha(script, keys, args, urgent=urgent))
+                retry = loop.create_task(self.evalsha_command(script, command, urgent=urgent))
                 retry.add_done_callback(functools.partial(_copy, target=result))
             else:
                 _copy(done, result)
