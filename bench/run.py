@@ -85,6 +85,19 @@ def run_cases(
     bodies = write_bodies(stack.workdir)
     wrk_log = stack.workdir / "wrk.log"
     cases = []
+    for name in names:
+        contender = stack.contenders[name]
+        for stream in (False, True):
+            warm = run_wrk(
+                contender.chat_url,
+                seconds=max(timing.startup_warmup_seconds // 2, 1),
+                key=contender.key,
+                body_file=bodies[stream],
+                stream=stream,
+                connections=8,
+                log=wrk_log,
+            )
+            successes[name] += warm.successes
     for mode in modes:
         for conns in connections:
             for round_no in range(timing.rounds):
@@ -206,7 +219,12 @@ def _benchmark(args: argparse.Namespace, argv: list[str] | None) -> int:
         "revision": machine.git_revision(REPO),
         "quick": args.quick,
         "machine": about,
-        "timing": {"seconds": timing.seconds, "warmup_seconds": timing.warmup_seconds, "rounds": timing.rounds},
+        "timing": {
+            "seconds": timing.seconds,
+            "warmup_seconds": timing.warmup_seconds,
+            "rounds": timing.rounds,
+            "startup_warmup_seconds": timing.startup_warmup_seconds,
+        },
         "feature_env": config.FEATURE_ENV,
         "variants": {v.name: v.env for v in variants},
         "cases": cases,
