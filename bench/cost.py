@@ -73,7 +73,7 @@ def main() -> None:
     bodies = write_bodies(workdir)
     with Stack(workdir, options) as stack:
         names = [n for n in stack.contenders if n != "direct"]
-        print(f"{'contender':<34} {'req/s':>8} {'p50 ms':>7} {'CPU us/req':>11} {'CPU share':>10}")
+        print(f"{'contender':<34} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'CPU us/req':>11} {'CPU share':>10}")
         for name in names:
             contender = stack.contenders[name]
             pid = contender.processes[0].pid
@@ -87,8 +87,11 @@ def main() -> None:
                 raise SystemExit(f"{name} exited during the run ({process.popen.returncode}):\n{process.log_tail()}")
             label = next((v.label for v in variants if v.name == name), name)
             per_request_us = cpu / max(result.requests, 1) * 1e6
-            p50 = result.latency_ms["p50"]
-            print(f"{label:<34} {result.rps:>8.0f} {p50:>7.2f} {per_request_us:>11.0f} {cpu / wall:>10.2f}", flush=True)
+            p50, p99 = result.latency_ms["p50"], result.latency_ms["p99"]
+            print(
+                f"{label:<34} {result.rps:>8.0f} {p50:>7.2f} {p99:>7.2f} {per_request_us:>11.0f} {cpu / wall:>10.2f}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

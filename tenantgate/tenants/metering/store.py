@@ -14,7 +14,7 @@ aggregated in Python.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -132,6 +132,18 @@ SELECT count(*) FROM ins
 """
 
 
+COPY_SLICE = 250
+
+
+async def _records(events: Sequence[dict[str, Any]]) -> AsyncIterator[tuple[Any, ...]]:
+    """The batch's COPY rows, built and encoded a slice at a time: a 5,000-event batch in one go held the event loop
+    for tens of milliseconds (every request in flight waited), in slices for about a millisecond at a time."""
+    for index, event in enumerate(events):
+        if index and index % COPY_SLICE == 0:
+            await asyncio.sleep(0)
+        yield (index, *(event.get(name) for name in COLUMN_NAMES))
+
+
 class PostgresEventStore:
     """COPY (binary) of the batch into a temporary table, then the one insert-and-rollup statement.
 
@@ -147,12 +159,11 @@ class PostgresEventStore:
     async def write(self, events: Sequence[dict[str, Any]]) -> int:
         if not events:
             return 0
-        records = [(index, *(event.get(name) for name in COLUMN_NAMES)) for index, event in enumerate(events)]
         async with self.engine.begin() as conn:
             await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _WRITE_LOCK})
             driver: Any = (await conn.get_raw_connection()).driver_connection
             await driver.execute(self._ddl)
-            await driver.copy_records_to_table(_BATCH_TABLE, records=records, columns=["ord", *COLUMN_NAMES])
+            await driver.copy_records_to_table(_BATCH_TABLE, records=_records(events), columns=["ord", *COLUMN_NAMES])
             inserted = await driver.fetchval(self._statement)
         return int(inserted)
 

@@ -43,6 +43,7 @@ _REQUIRED = frozenset(COLUMN_NAMES) - {"cost_input_nusd", "cost_cached_input_nus
 PriceRefresher = Callable[[PriceBook], Awaitable[None]]
 # What makes a spool line unreadable (not JSON, not an event, a field of the wrong type).
 UNREADABLE = (orjson.JSONDecodeError, KeyError, TypeError, ValueError)
+PARSE_SLICE = 100  # spool lines parsed and priced between two yields to the event loop (~0.6 ms)
 
 
 class _Batch(NamedTuple):
@@ -170,9 +171,7 @@ class MeterWriter:
         limit = segment.size if segment.active else None
         written = 0
         position = segment.committed
-        pending: asyncio.Task[_Batch] | None = asyncio.create_task(
-            asyncio.to_thread(self._read_batch, segment, position, limit)
-        )
+        pending: asyncio.Task[_Batch] | None = asyncio.create_task(self._read_batch(segment, position, limit))
         try:
             while pending is not None:
                 batch = await pending
@@ -180,7 +179,7 @@ class MeterWriter:
                 if batch.end <= position:
                     break
                 if batch.read >= self.batch_size:
-                    pending = asyncio.create_task(asyncio.to_thread(self._read_batch, segment, batch.end, limit))
+                    pending = asyncio.create_task(self._read_batch(segment, batch.end, limit))
                 inserted, refused = await write_isolating(self.store, batch.events)
                 if refused:
                     await asyncio.to_thread(self._dead_letter, batch, refused)
@@ -195,21 +194,34 @@ class MeterWriter:
                     await pending
         return written
 
-    def _read_batch(self, segment: Segment, start: int, limit: int | None) -> _Batch:
-        lines, end = segment.read(self.batch_size, limit, start)
+    async def _read_batch(self, segment: Segment, start: int, limit: int | None) -> _Batch:
+        """The next batch: its bytes read in a thread, parsed and priced on the loop a slice at a time. Parsing is
+        CPU work: in a thread it held the GIL in bursts that kept the event loop waiting for it (the p99 of every
+        request in flight then); in slices it only ever delays the loop by a fraction of a millisecond."""
+        lines, end = await asyncio.to_thread(segment.read, self.batch_size, limit, start)
         events = []
         readable = []
-        for line in lines:
+        damaged = []
+        for index, line in enumerate(lines):
+            if index and index % PARSE_SLICE == 0:
+                await asyncio.sleep(0)
             try:
                 events.append(read_event(self.prices, line))
                 readable.append(line)
             except UNREADABLE as exc:
-                # A damaged line cannot become an event; keep its bytes for a human and move on.
-                quarantine = segment.path.with_name(segment.path.stem + ".rejected")
-                with quarantine.open("ab") as handle:
-                    handle.write(line + b"\n")
-                log.error("metering: unreadable spool line moved to %s (%s)", quarantine.name, type(exc).__name__)
+                damaged.append(line)
+                log.error("metering: unreadable spool line in %s (%s)", segment.path.name, type(exc).__name__)
+        if damaged:
+            # A damaged line cannot become an event; keep its bytes for a human and move on.
+            await asyncio.to_thread(self._quarantine, segment, damaged)
         return _Batch(events, readable, len(lines), end)
+
+    @staticmethod
+    def _quarantine(segment: Segment, lines: list[bytes]) -> None:
+        quarantine = segment.path.with_name(segment.path.stem + ".rejected")
+        with quarantine.open("ab") as handle:
+            handle.write(b"".join(line + b"\n" for line in lines))
+        log.error("metering: %d unreadable spool line(s) moved to %s", len(lines), quarantine.name)
 
     def _dead_letter(self, batch: _Batch, refused: list[Refusal]) -> None:
         """Set the refused events aside (durably, before the checkpoint passes their lines) and say so."""
