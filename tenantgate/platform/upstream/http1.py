@@ -334,6 +334,8 @@ class _Connection(asyncio.Protocol):
             self.transport.close()
 
     def response_released(self, reusable: bool) -> None:
+        if self.head is not None and self.head.done() and not self.head.cancelled():
+            self.head.exception()  # retrieved: a failure nobody waited for (e.g. during an upload) is not an error
         self.response = None
         self.head = None
         if reusable and not self.lost and not self.unfinished:
