@@ -14,8 +14,9 @@ Base URLs tenants set themselves still go through aiohttp, whose connector carri
 Behaviour:
 - One pool per process with at most ``limit`` open connections; a request waits for a free slot beyond that.
   Idle connections are reused most-recent first and closed after ``keepalive_timeout`` seconds unused.
-- A reused connection the upstream had already closed (the request got no byte of answer) is retried once on a
-  new connection, when the body can be sent again. Everything else is left to the proxy's retry policy.
+- A request sent on a kept-alive connection the upstream had closed meanwhile (it got no byte of answer) is sent
+  again on the next pooled or a new connection, when the body can be sent again; a fresh connection that fails is
+  not retried here. Everything else is left to the proxy's retry policy.
 - Bodies: ``bytes`` (sent with Content-Length), ``None`` (Content-Length 0 for POST), or an async iterable of
   bytes (sent chunked, paced by the socket's write buffer).
 - Answers: Content-Length, chunked, or read until the upstream closes. The upstream is paused while more than
