@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import gzip
 import hashlib
+import io
 import math
 import threading
 from collections.abc import Iterable
@@ -81,9 +82,14 @@ def _encoding(name: str) -> tiktoken.Encoding:
         raw = gzip.decompress((_DATA / f"{name}.tiktoken.gz").read_bytes())
         if hashlib.sha256(raw).hexdigest() != _EXPECTED_SHA256[name]:
             raise RuntimeError(f"vendored tokenizer file {name} is corrupt")
-        ranks = {
-            base64.b64decode(token): int(rank) for token, rank in (line.split() for line in raw.splitlines() if line)
-        }
+        # Line by line from a stream rather than from raw.splitlines(): the 200k-line list would add ~6 MB to the
+        # peak memory of building the table (tiktoken wants the ranks as a dict; its Rust core copies them).
+        ranks = {}
+        for line in io.BytesIO(raw):
+            token, _, rank = line.partition(b" ")
+            if token.strip():
+                ranks[base64.b64decode(token)] = int(rank)
+        del raw
         # Reuse tiktoken's own definition of the encoding (pattern, special tokens), only with our ranks.
         with mock.patch.object(openai_public, "load_tiktoken_bpe", lambda *args, **kwargs: ranks):
             params = getattr(openai_public, name)()
