@@ -456,9 +456,12 @@ class Http1Client:
             try:
                 async with asyncio.timeout_at(deadline):
                     await waiter
-            finally:
-                if not waiter.done():
+            except BaseException:
+                if waiter.done() and not waiter.cancelled():
+                    self._wake_slot_waiter()  # we were handed a free slot but leave: it goes to the next in line
+                else:
                     waiter.cancel()
+                raise
 
     def _evict_idle(self) -> bool:
         """Close the longest-idle connection to another upstream, to make room under the limit."""

@@ -298,6 +298,36 @@ async def test_the_pool_limit_caps_open_connections(client: Http1Client) -> None
         await pool.close()
 
 
+async def test_a_waiter_that_leaves_passes_its_free_slot_on() -> None:
+    pool = Http1Client(1)
+
+    async def slow(state: Server, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while await state.read_request(reader) is not None:
+            writer.write(answer())
+            await writer.drain()
+
+    async def one(url: str) -> bytes:
+        response = await pool.request("POST", url + "/", data=b"{}")
+        try:
+            return await response.read()
+        finally:
+            response.release()
+
+    try:
+        async with serve(slow) as (_, url):
+            holder = await pool.request("POST", url + "/", data=b"{}")  # the only connection the pool may open
+            leaving, staying = asyncio.create_task(one(url)), asyncio.create_task(one(url))
+            await asyncio.sleep(0.05)  # both wait for a slot
+            await holder.read()
+            holder.release()  # wakes the first waiter...
+            leaving.cancel()  # ...which is cancelled before it runs
+            assert await asyncio.wait_for(staying, 2) == JSON_ANSWER
+            with pytest.raises(asyncio.CancelledError):
+                await leaving
+    finally:
+        await pool.close()
+
+
 def _self_signed(directory: Path) -> tuple[ssl.SSLContext, ssl.SSLContext]:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
