@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 
@@ -98,6 +99,16 @@ def test_stream_silent_before_first_event_is_retried(gateway: Gateway, scripted:
     chunks = list(gateway.client(key).chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True))
     assert "".join(c.choices[0].delta.content or "" for c in chunks) == "Hello"
     assert len(scripted.requests) == 2
+    # The silent attempt's connection was closed, not left taking a slot of the pool for good.
+    assert _upstream_connections_in_use(gateway) == 0
+
+
+def _upstream_connections_in_use(gateway: Gateway) -> int:
+    async def count() -> int:
+        pool = gateway.runtime.http.session
+        return int(pool.open_connections - pool.idle_connections)
+
+    return asyncio.run_coroutine_threadsafe(count(), gateway.loop).result(5)
 
 
 def test_stream_broken_after_first_byte_is_not_retried(gateway: Gateway, scripted: ScriptedUpstream) -> None:

@@ -134,6 +134,7 @@ async def _attempt(
     exchange.upstream_name = upstream.name
     exchange.upstream_model = target.model
     first_chunk = b""
+    response: UpstreamResponse | None = None
     session: UpstreamSession = client.session
     if upstream.tenant_set:
         if upstream.refused is not None:
@@ -166,6 +167,8 @@ async def _attempt(
                 # Hold the response head until the first event: a stream that dies before it can still be retried.
                 first_chunk = await response.content.readany()
     except TimeoutError:
+        if response is not None:
+            response.close()  # e.g. a stream silent before its first event: drop the connection, free its slot
         attempt.ended = time.perf_counter()
         attempt.error_type = exchange.error_type = "timeout"
         return _Failed(
@@ -173,7 +176,13 @@ async def _attempt(
                 f"The upstream did not answer within {upstream.first_byte_timeout:g}s. (request id {request_id})"
             )
         )
+    except asyncio.CancelledError:
+        if response is not None:
+            response.close()
+        raise
     except aiohttp.ClientError as exc:
+        if response is not None:
+            response.close()
         if isinstance(exc, aiohttp.ClientConnectorError) and isinstance(exc.os_error, AddressRefused):
             return _refused(exchange, attempt, upstream.name)
         attempt.ended = time.perf_counter()
