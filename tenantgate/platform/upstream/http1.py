@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import ssl
+import weakref
 from collections.abc import AsyncIterable, Iterable
 from functools import lru_cache
 from typing import Any, cast
@@ -75,6 +76,7 @@ class Http1Response:
     """One answer being received. ``content`` is the response itself (``content.readany()`` as in aiohttp)."""
 
     __slots__ = (
+        "__weakref__",
         "_buffered",
         "_chunks",
         "_conn",
@@ -222,7 +224,10 @@ class _Connection(asyncio.Protocol):
         self.key = key
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
-        self.response: Http1Response | None = None
+        # Weak: an answer the caller drops without release() or close() must not keep its connection busy for good
+        # (aiohttp frees it in __del__); _abandoned closes the connection when that happens.
+        self._response: weakref.ref[Http1Response] | None = None
+        self.raw_headers: list[tuple[bytes, bytes]] = []  # of the answer being parsed
         self.head: asyncio.Future[None] | None = None
         self.got_bytes = False
         self.lost = False
@@ -232,6 +237,22 @@ class _Connection(asyncio.Protocol):
         self.idle_since = 0.0
         self._drain: asyncio.Future[None] | None = None
         self._write_paused = False
+
+    @property
+    def response(self) -> Http1Response | None:
+        ref = self._response
+        return ref() if ref is not None else None
+
+    def attach(self, response: Http1Response) -> None:
+        self._response = weakref.ref(response, self._abandoned)
+        self.raw_headers = []
+
+    def _abandoned(self, ref: weakref.ref[Http1Response]) -> None:
+        if self._response is ref:
+            self._response = None
+            self.head = None
+            self.close()
+            self.pool.forget(self)
 
     # asyncio.Protocol
 
@@ -278,16 +299,17 @@ class _Connection(asyncio.Protocol):
     # httptools callbacks
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        assert self.response is not None
-        self.response.raw_headers.append((name, value))
+        self.raw_headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         response = self.response
-        assert response is not None
+        if response is None:
+            return  # abandoned meanwhile: the connection is closing
         status = self.parser.get_status_code()
         if 100 <= status < 200:
-            response.raw_headers = []  # an interim answer (100 Continue): the real one follows
+            self.raw_headers = []  # an interim answer (100 Continue): the real one follows
             return
+        response.raw_headers = self.raw_headers
         response.status = status
         response.keep_alive = self.parser.should_keep_alive()
         chunked = content_length = False
@@ -302,13 +324,13 @@ class _Connection(asyncio.Protocol):
             self.head.set_result(None)
 
     def on_body(self, body: bytes) -> None:
-        assert self.response is not None
-        self.response._feed(body)
+        response = self.response
+        if response is not None:
+            response._feed(body)
 
     def on_message_complete(self) -> None:
         response = self.response
-        assert response is not None
-        if not response.status:
+        if response is None or not response.status:
             return  # end of an interim answer
         response._finish()
 
@@ -317,8 +339,9 @@ class _Connection(asyncio.Protocol):
     def fail(self, error: BaseException) -> None:
         if self.head is not None and not self.head.done():
             self.head.set_exception(error)
-        if self.response is not None:
-            self.response._finish(error)
+        response = self.response
+        if response is not None:
+            response._finish(error)
 
     def pause(self) -> None:
         if not self.paused and self.transport is not None:
@@ -337,7 +360,7 @@ class _Connection(asyncio.Protocol):
     def response_released(self, reusable: bool) -> None:
         if self.head is not None and self.head.done() and not self.head.cancelled():
             self.head.exception()  # retrieved: a failure nobody waited for (e.g. during an upload) is not an error
-        self.response = None
+        self._response = None
         self.head = None
         if reusable and not self.lost and not self.unfinished:
             self.resume()
@@ -408,7 +431,7 @@ class Http1Client:
         deadline: float | None,
     ) -> Http1Response:
         response = Http1Response(conn, timeouts.sock_read if timeouts is not None else None)
-        conn.response = response
+        conn.attach(response)
         conn.got_bytes = False
         conn.head = conn.loop.create_future()
         if deadline is not None:

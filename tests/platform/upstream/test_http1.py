@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import gc
 import ipaddress
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -326,6 +327,23 @@ async def test_a_waiter_that_leaves_passes_its_free_slot_on() -> None:
                 await leaving
     finally:
         await pool.close()
+
+
+async def test_an_answer_dropped_without_release_frees_its_connection(client: Http1Client) -> None:
+    async def stream_forever(state: Server, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await state.read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
+        await writer.drain()
+        await asyncio.wait_for(reader.read(), 5)  # returns when the gateway hangs up
+
+    async with serve(stream_forever) as (state, url):
+        response = await client.request("POST", url + "/v1/chat/completions", data=b"{}")
+        assert response.status == 200 and client.open_connections == 1
+        del response  # a caller that forgot release() and close(), as aiohttp would forgive
+        gc.collect()
+        assert client.open_connections == 0
+        await asyncio.sleep(0.05)
+        assert state.open == 0  # the upstream saw the connection close
 
 
 def _self_signed(directory: Path) -> tuple[ssl.SSLContext, ssl.SSLContext]:
