@@ -30,18 +30,16 @@ from __future__ import annotations
 import asyncio
 import collections
 import ssl
-import weakref
 from collections.abc import AsyncIterable, Iterable
 from functools import lru_cache
-from typing import Any, cast
+from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
-import httptools
 from aiohttp.client_reqrep import ConnectionKey
-from multidict import CIMultiDict, CIMultiDictProxy
 
-_PAUSE_ABOVE = 2**16
+from tenantgate.platform.upstream.http1conn import PAUSE_ABOVE, Connection, Http1Response
+
 _BODYLESS_METHODS = frozenset({"GET", "HEAD", "DELETE", "OPTIONS", "TRACE"})
 
 
@@ -72,309 +70,6 @@ def _origin(url: str) -> _Origin:
     return _Origin(url)
 
 
-class Http1Response:
-    """One answer being received. ``content`` is the response itself (``content.readany()`` as in aiohttp)."""
-
-    __slots__ = (
-        "__weakref__",
-        "_buffered",
-        "_chunks",
-        "_conn",
-        "_deadline",
-        "_error",
-        "_headers",
-        "_read_timeout",
-        "_released",
-        "_waiter",
-        "done",
-        "keep_alive",
-        "raw_headers",
-        "status",
-        "until_close",
-    )
-
-    def __init__(self, conn: _Connection, read_timeout: float | None) -> None:
-        self._conn = conn
-        self._chunks: collections.deque[bytes] = collections.deque()
-        self._buffered = 0
-        self._waiter: asyncio.Future[None] | None = None
-        self._error: BaseException | None = None
-        self._read_timeout = read_timeout
-        self._headers: CIMultiDictProxy[str] | None = None
-        self._released = False
-        self._deadline: asyncio.TimerHandle | None = None
-        self.status = 0
-        self.raw_headers: list[tuple[bytes, bytes]] = []
-        self.done = False
-        self.keep_alive = False
-        self.until_close = False  # neither Content-Length nor chunked: the body ends when the connection does
-
-    @property
-    def content(self) -> Http1Response:
-        return self
-
-    @property
-    def headers(self) -> CIMultiDictProxy[str]:
-        if self._headers is None:
-            self._headers = CIMultiDictProxy(
-                CIMultiDict((name.decode("latin-1"), value.decode("latin-1")) for name, value in self.raw_headers)
-            )
-        return self._headers
-
-    @property
-    def content_type(self) -> str:
-        for name, value in self.raw_headers:
-            if name.lower() == b"content-type":
-                return value.decode("latin-1").partition(";")[0].strip().lower()
-        return "application/octet-stream"  # as aiohttp answers when there is no Content-Type
-
-    # Fed by the connection.
-
-    def _feed(self, chunk: bytes) -> None:
-        self._chunks.append(chunk)
-        self._buffered += len(chunk)
-        if self._buffered > _PAUSE_ABOVE:
-            self._conn.pause()
-        self._wake()
-
-    def _finish(self, error: BaseException | None = None) -> None:
-        if error is not None and not self.done:
-            self._error = error
-        self.done = True
-        if self._deadline is not None:
-            self._deadline.cancel()
-            self._deadline = None
-        self._wake()
-
-    def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    # Read by the proxy.
-
-    async def readany(self) -> bytes:
-        """The next bytes of the body (all that arrived since the last read), or b"" at its end."""
-        if not self._chunks:
-            if self._error is not None:
-                raise self._error
-            if self.done:
-                return b""
-            await self._wait()
-            if not self._chunks:
-                if self._error is not None:
-                    raise self._error
-                return b""
-        chunks = self._chunks
-        data = chunks.popleft() if len(chunks) == 1 else b"".join(chunks)
-        chunks.clear()
-        self._buffered = 0
-        self._conn.resume()
-        return data
-
-    async def read(self) -> bytes:
-        """The whole body."""
-        while not self.done:
-            await self._wait()
-        if self._error is not None:
-            raise self._error
-        data = b"".join(self._chunks)
-        self._chunks.clear()
-        self._buffered = 0
-        return data
-
-    async def _wait(self) -> None:
-        self._conn.resume()
-        loop = self._conn.loop
-        waiter = self._waiter = loop.create_future()
-        timer = loop.call_later(self._read_timeout, self._timed_out) if self._read_timeout is not None else None
-        try:
-            await waiter
-        finally:
-            self._waiter = None
-            if timer is not None:
-                timer.cancel()
-
-    def _timed_out(self) -> None:
-        self._conn.fail(TimeoutError())
-        self._conn.close()
-
-    def release(self) -> None:
-        """Done with this answer: its connection goes back to the pool if the answer was read to its end."""
-        if self._released:
-            return
-        self._released = True
-        if self._deadline is not None:
-            self._deadline.cancel()
-            self._deadline = None
-        self._conn.response_released(self.done and self._error is None and self.keep_alive)
-
-    def close(self) -> None:
-        """Drop the connection (e.g. the client went away mid-stream: the upstream stops generating)."""
-        if not self._released:
-            self._released = True
-            self._finish(aiohttp.ClientConnectionError("response closed"))
-            self._conn.response_released(False)
-
-
-class _Connection(asyncio.Protocol):
-    def __init__(self, pool: Http1Client, key: tuple[str, int, bool]) -> None:
-        self.loop = asyncio.get_running_loop()
-        self.pool = pool
-        self.key = key
-        self.transport: asyncio.Transport | None = None
-        self.parser = httptools.HttpResponseParser(self)
-        # Weak: an answer the caller drops without release() or close() must not keep its connection busy for good
-        # (aiohttp frees it in __del__); _abandoned closes the connection when that happens.
-        self._response: weakref.ref[Http1Response] | None = None
-        self.raw_headers: list[tuple[bytes, bytes]] = []  # of the answer being parsed
-        self.head: asyncio.Future[None] | None = None
-        self.got_bytes = False
-        self.lost = False
-        self.reused = False
-        self.paused = False
-        self.unfinished = False  # a request body was cut short: the connection cannot carry another request
-        self.idle_since = 0.0
-        self._drain: asyncio.Future[None] | None = None
-        self._write_paused = False
-
-    @property
-    def response(self) -> Http1Response | None:
-        ref = self._response
-        return ref() if ref is not None else None
-
-    def attach(self, response: Http1Response) -> None:
-        self._response = weakref.ref(response, self._abandoned)
-        self.raw_headers = []
-
-    def _abandoned(self, ref: weakref.ref[Http1Response]) -> None:
-        if self._response is ref:
-            self._response = None
-            self.head = None
-            self.close()
-            self.pool.forget(self)
-
-    # asyncio.Protocol
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)  # uvloop's transports do not subclass asyncio's
-
-    def data_received(self, data: bytes) -> None:
-        self.got_bytes = True
-        if self.response is None:
-            self.close()  # bytes nobody asked for on an idle connection: it cannot be trusted any more
-            return
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserError as exc:
-            error = aiohttp.ClientPayloadError(f"invalid HTTP response from the upstream: {exc}")
-            self.fail(error)
-            self.close()
-
-    def eof_received(self) -> bool | None:
-        return None  # close the transport; connection_lost settles the response
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.lost = True
-        response = self.response
-        if response is not None and not response.done:
-            if response.status and response.until_close and exc is None:
-                response._finish()
-            elif response.status:
-                self.fail(aiohttp.ClientPayloadError("Response payload is not completed"))
-            else:
-                self.fail(aiohttp.ServerDisconnectedError())
-        if self._drain is not None and not self._drain.done():
-            self._drain.set_exception(aiohttp.ServerDisconnectedError())
-        self.pool.connection_lost(self)
-
-    def pause_writing(self) -> None:
-        self._write_paused = True
-
-    def resume_writing(self) -> None:
-        self._write_paused = False
-        if self._drain is not None and not self._drain.done():
-            self._drain.set_result(None)
-
-    # httptools callbacks
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self.raw_headers.append((name, value))
-
-    def on_headers_complete(self) -> None:
-        response = self.response
-        if response is None:
-            return  # abandoned meanwhile: the connection is closing
-        status = self.parser.get_status_code()
-        if 100 <= status < 200:
-            self.raw_headers = []  # an interim answer (100 Continue): the real one follows
-            return
-        response.raw_headers = self.raw_headers
-        response.status = status
-        response.keep_alive = self.parser.should_keep_alive()
-        chunked = content_length = False
-        for name, value in response.raw_headers:
-            lowered = name.lower()
-            if lowered == b"content-length":
-                content_length = True
-            elif lowered == b"transfer-encoding" and b"chunked" in value.lower():
-                chunked = True
-        response.until_close = not (chunked or content_length) and status not in (204, 304)
-        if self.head is not None and not self.head.done():
-            self.head.set_result(None)
-
-    def on_body(self, body: bytes) -> None:
-        response = self.response
-        if response is not None:
-            response._feed(body)
-
-    def on_message_complete(self) -> None:
-        response = self.response
-        if response is None or not response.status:
-            return  # end of an interim answer
-        response._finish()
-
-    # Used by the pool and the response
-
-    def fail(self, error: BaseException) -> None:
-        if self.head is not None and not self.head.done():
-            self.head.set_exception(error)
-        response = self.response
-        if response is not None:
-            response._finish(error)
-
-    def pause(self) -> None:
-        if not self.paused and self.transport is not None:
-            self.paused = True
-            self.transport.pause_reading()
-
-    def resume(self) -> None:
-        if self.paused and self.transport is not None and not self.lost:
-            self.paused = False
-            self.transport.resume_reading()
-
-    def close(self) -> None:
-        if self.transport is not None:
-            self.transport.close()
-
-    def response_released(self, reusable: bool) -> None:
-        if self.head is not None and self.head.done() and not self.head.cancelled():
-            self.head.exception()  # retrieved: a failure nobody waited for (e.g. during an upload) is not an error
-        self._response = None
-        self.head = None
-        if reusable and not self.lost and not self.unfinished:
-            self.resume()
-            self.pool.put_back(self)
-        else:
-            self.close()
-            self.pool.forget(self)
-
-    async def drain(self) -> None:
-        if self._write_paused and not self.lost:
-            self._drain = self.loop.create_future()
-            await self._drain
-
-
 class Http1Client:
     def __init__(
         self, limit: int, *, keepalive_timeout: float = 60.0, ssl_context: ssl.SSLContext | None = None
@@ -382,8 +77,8 @@ class Http1Client:
         self.limit = limit
         self.keepalive_timeout = keepalive_timeout
         self._ssl = ssl_context
-        self._idle: dict[tuple[str, int, bool], list[_Connection]] = {}
-        self._open: set[_Connection] = set()
+        self._idle: dict[tuple[str, int, bool], list[Connection]] = {}
+        self._open: set[Connection] = set()
         self._slot_waiters: collections.deque[asyncio.Future[None]] = collections.deque()
         self._sweeper: asyncio.TimerHandle | None = None
         self._closed = False
@@ -424,7 +119,7 @@ class Http1Client:
 
     async def _send(
         self,
-        conn: _Connection,
+        conn: Connection,
         head: bytes,
         data: object,
         timeouts: aiohttp.ClientTimeout | None,
@@ -443,7 +138,7 @@ class Http1Client:
             if data is None:
                 transport.write(head)
             elif isinstance(data, bytes):
-                if len(data) < _PAUSE_ABOVE:
+                if len(data) < PAUSE_ABOVE:
                     transport.write(head + data)
                 else:
                     transport.write(head)
@@ -459,7 +154,7 @@ class Http1Client:
 
     async def _acquire(
         self, origin: _Origin, timeouts: aiohttp.ClientTimeout | None, deadline: float | None
-    ) -> _Connection:
+    ) -> Connection:
         loop = asyncio.get_running_loop()
         while True:
             idle = self._idle.get(origin.key)
@@ -488,7 +183,7 @@ class Http1Client:
 
     def _evict_idle(self) -> bool:
         """Close the longest-idle connection to another upstream, to make room under the limit."""
-        oldest: _Connection | None = None
+        oldest: Connection | None = None
         for idle in self._idle.values():
             if idle and (oldest is None or idle[0].idle_since < oldest.idle_since):
                 oldest = idle[0]
@@ -501,9 +196,9 @@ class Http1Client:
 
     async def _connect(
         self, origin: _Origin, timeouts: aiohttp.ClientTimeout | None, deadline: float | None
-    ) -> _Connection:
+    ) -> Connection:
         loop = asyncio.get_running_loop()
-        conn = _Connection(self, origin.key)
+        conn = Connection(self, origin.key)
         self._open.add(conn)
         ssl_context: ssl.SSLContext | None = None
         if origin.is_ssl:
@@ -530,7 +225,7 @@ class Http1Client:
             raise
         return conn
 
-    def put_back(self, conn: _Connection) -> None:
+    def put_back(self, conn: Connection) -> None:
         if self._closed:
             conn.close()
             self._open.discard(conn)
@@ -541,11 +236,11 @@ class Http1Client:
         if self._sweeper is None:
             self._sweeper = conn.loop.call_later(self.keepalive_timeout, self._sweep)
 
-    def forget(self, conn: _Connection) -> None:
+    def forget(self, conn: Connection) -> None:
         self._open.discard(conn)
         self._wake_slot_waiter()
 
-    def connection_lost(self, conn: _Connection) -> None:
+    def connection_lost(self, conn: Connection) -> None:
         if conn.response is None:
             # Idle: drop it from the pool now rather than finding it dead on the next request.
             idle = self._idle.get(conn.key)
@@ -603,7 +298,7 @@ def _request_head(method: str, origin: _Origin, headers: Iterable[tuple[str, str
     return b"".join(lines)
 
 
-async def _send_chunked(conn: _Connection, data: object) -> None:
+async def _send_chunked(conn: Connection, data: object) -> None:
     if not isinstance(data, AsyncIterable):
         raise TypeError(f"unsupported request body type {type(data).__name__}")
     transport = conn.transport
