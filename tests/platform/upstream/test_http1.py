@@ -14,6 +14,7 @@ import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -95,11 +96,28 @@ async def keep_answering(state: Server, reader: asyncio.StreamReader, writer: as
         await writer.drain()
 
 
+@asynccontextmanager
+async def pool_of(limit: int, **options: Any) -> AsyncIterator[Http1Client]:
+    pool = Http1Client(limit, **options)
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
 @pytest.fixture
 async def client() -> AsyncIterator[Http1Client]:
-    pool = Http1Client(100)
-    yield pool
-    await pool.close()
+    async with pool_of(100) as pool:
+        yield pool
+
+
+async def post(pool: Http1Client, url: str) -> bytes:
+    """One request, its answer read whole and released."""
+    response = await pool.request("POST", url + "/", data=b"{}")
+    try:
+        return await response.read()
+    finally:
+        response.release()
 
 
 async def test_requests_reuse_one_kept_alive_connection_and_send_what_they_were_given(client: Http1Client) -> None:
@@ -275,58 +293,47 @@ async def test_a_reader_that_does_not_read_pauses_the_upstream(client: Http1Clie
     assert drained_early == [False]
 
 
-async def test_the_pool_limit_caps_open_connections(client: Http1Client) -> None:
-    pool = Http1Client(2)
-
+async def test_the_pool_limit_caps_open_connections() -> None:
     async def slow(state: Server, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while await state.read_request(reader) is not None:
             await asyncio.sleep(0.05)
             writer.write(answer())
             await writer.drain()
 
-    async def one(url: str) -> bytes:
-        response = await pool.request("POST", url + "/", data=b"{}")
-        try:
-            return await response.read()
-        finally:
-            response.release()
-
-    try:
-        async with serve(slow) as (state, url):
-            assert await asyncio.gather(*(one(url) for _ in range(6))) == [JSON_ANSWER] * 6
-        assert state.most_open == 2
-    finally:
-        await pool.close()
+    async with pool_of(2) as pool, serve(slow) as (state, url):
+        assert await asyncio.gather(*(post(pool, url) for _ in range(6))) == [JSON_ANSWER] * 6
+    assert state.most_open == 2
 
 
 async def test_a_waiter_that_leaves_passes_its_free_slot_on() -> None:
-    pool = Http1Client(1)
+    async with pool_of(1) as pool, serve(keep_answering) as (_, url):
+        holder = await pool.request("POST", url + "/", data=b"{}")  # the only connection the pool may open
+        leaving, staying = asyncio.create_task(post(pool, url)), asyncio.create_task(post(pool, url))
+        await asyncio.sleep(0.05)  # both wait for a slot
+        await holder.read()
+        holder.release()  # wakes the first waiter...
+        leaving.cancel()  # ...which is cancelled before it runs
+        assert await asyncio.wait_for(staying, 2) == JSON_ANSWER
+        with pytest.raises(asyncio.CancelledError):
+            await leaving
 
-    async def slow(state: Server, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while await state.read_request(reader) is not None:
-            writer.write(answer())
-            await writer.drain()
 
-    async def one(url: str) -> bytes:
-        response = await pool.request("POST", url + "/", data=b"{}")
-        try:
-            return await response.read()
-        finally:
-            response.release()
+async def test_a_full_pool_closes_an_idle_connection_to_another_upstream() -> None:
+    first_server, second_server = serve(keep_answering), serve(keep_answering)
+    async with pool_of(1) as pool, first_server as (first, first_url), second_server as (_, second_url):
+        assert await post(pool, first_url) == JSON_ANSWER  # kept alive, idle: the pool is full
+        assert await post(pool, second_url) == JSON_ANSWER
+        assert pool.open_connections == 1
+        await asyncio.sleep(0.05)
+        assert first.open == 0  # the first upstream's idle connection made room
 
-    try:
-        async with serve(slow) as (_, url):
-            holder = await pool.request("POST", url + "/", data=b"{}")  # the only connection the pool may open
-            leaving, staying = asyncio.create_task(one(url)), asyncio.create_task(one(url))
-            await asyncio.sleep(0.05)  # both wait for a slot
-            await holder.read()
-            holder.release()  # wakes the first waiter...
-            leaving.cancel()  # ...which is cancelled before it runs
-            assert await asyncio.wait_for(staying, 2) == JSON_ANSWER
-            with pytest.raises(asyncio.CancelledError):
-                await leaving
-    finally:
-        await pool.close()
+
+async def test_idle_connections_are_closed_after_the_keepalive_timeout() -> None:
+    async with pool_of(10, keepalive_timeout=0.1) as pool, serve(keep_answering) as (state, url):
+        assert await post(pool, url) == JSON_ANSWER
+        assert pool.idle_connections == 1
+        await asyncio.sleep(0.4)
+        assert (pool.idle_connections, pool.open_connections, state.open) == (0, 0, 0)
 
 
 async def test_an_answer_dropped_without_release_frees_its_connection(client: Http1Client) -> None:
@@ -375,16 +382,8 @@ def _self_signed(directory: Path) -> tuple[ssl.SSLContext, ssl.SSLContext]:
 async def test_https_verifies_the_certificate(tmp_path: Path) -> None:
     server_context, trusting = _self_signed(tmp_path)
     async with serve(keep_answering, ssl_context=server_context) as (_, url):
-        pool = Http1Client(10, ssl_context=trusting)
-        try:
-            response = await pool.request("POST", url + "/", data=b"{}")
-            assert await response.read() == JSON_ANSWER
-            response.release()
-        finally:
-            await pool.close()
-        default = Http1Client(10)  # the system's CAs: a self-signed certificate is refused
-        try:
+        async with pool_of(10, ssl_context=trusting) as pool:
+            assert await post(pool, url) == JSON_ANSWER
+        async with pool_of(10) as default:  # the system's CAs: a self-signed certificate is refused
             with pytest.raises(aiohttp.ClientConnectorError):
                 await default.request("POST", url + "/", data=b"{}")
-        finally:
-            await default.close()
