@@ -266,6 +266,42 @@ async def test_streamed_upload_is_sent_chunked_and_arrives_whole(client: Http1Cl
     assert body == b"".join(b"part %d;" % n * 1000 for n in range(50))
 
 
+async def test_an_upload_the_upstream_answered_early_is_cut_short_and_its_connection_not_reused(
+    client: Http1Client,
+) -> None:
+    async def parts() -> AsyncIterator[bytes]:
+        for _ in range(20):
+            yield b"x" * 1000
+            await asyncio.sleep(0.02)
+
+    async def refuse_at_once(state: Server, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(answer(b'{"error":"too large"}'))  # answers before the body arrived, as a 413 would
+        await writer.drain()
+        await reader.read()
+
+    async with serve(refuse_at_once) as (_, url):
+        response = await client.request("POST", url + "/v1/audio/transcriptions", data=parts())
+        assert await response.read() == b'{"error":"too large"}'
+        response.release()
+        assert client.open_connections == 0  # the request on it never ended: it cannot carry another
+
+
+async def test_an_interim_100_continue_is_skipped(client: Http1Client) -> None:
+    async def interim(state: Server, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await state.read_request(reader)
+        writer.write(b"HTTP/1.1 100 Continue\r\n\r\n" + answer())
+        await writer.drain()
+        await state.read_request(reader)
+
+    async with serve(interim) as (_, url):
+        response = await client.request("POST", url + "/", data=b"{}")
+        assert (response.status, await response.read()) == (200, JSON_ANSWER)
+        assert response.headers["content-type"] == "application/json"
+        response.release()
+        assert client.idle_connections == 1
+
+
 async def test_a_reader_that_does_not_read_pauses_the_upstream(client: Http1Client) -> None:
     big = bytes(range(256)) * (128 * 1024)  # 32 MiB: more than the kernel's socket buffers hold
     drained_early: list[bool] = []
