@@ -93,6 +93,7 @@ class Settings(BaseSettings):
     limits_redis_timeout_ms: float = Field(default=100.0, gt=0)
     limits_redis_retry_seconds: float = Field(default=1.0, ge=0)
     limits_lease_seconds: float = Field(default=900.0, gt=0)
+    limits_local_credit: bool = True
     admin_ip_rate_limit: str = "600/minute"
     # Observability (tenantgate/observability/). Standard OTEL_* variables keep their own names.
     metrics_enabled: bool = True

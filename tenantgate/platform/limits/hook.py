@@ -62,7 +62,7 @@ class Limiter:
             # Redis counts as down after ``silence`` without a byte while answers are owed (or a connect that
             # long): a busy event loop here delays replies but is not a Redis outage.
             client = RespClient.from_url(settings.redis_url, connect_timeout=silence, stall_timeout=silence)
-            primary = RedisLimitStore(client)
+            primary = RedisLimitStore(client, credit=settings.limits_local_credit)
         store = GuardedStore(
             primary,
             MemoryLimitStore(),

@@ -107,6 +107,8 @@ class GuardedStore:
             store.settle_now(settlement)
             return
         future = store.settle_nowait(settlement)
+        if future is None:  # settled against the process's credit: nothing to send
+            return
         self._settling.add(future)
         future.add_done_callback(self._settled)
 

@@ -1,8 +1,11 @@
 -- Check every limit of one request and, only if all pass, charge them all (see limits/checks.py).
 -- KEYS: per check, its storage keys (a window has two: the bucket hash and its ordering zset).
 -- ARGV: now_ms ("" = this server's clock, shared by every replica), lease id, dry ("1" = only look),
+--       credit wanted (k: how many more requests like this one the caller may admit on its own; 0 = none),
 --       then per check: kind, limit, amount, period_ms.
--- Returns: {now_ms, admitted, then per check: used, reset_ms, retry_ms}.
+-- Returns: {now_ms, admitted, credit granted (k), then per check: used, reset_ms, retry_ms}.
+-- Credit (limits/redis.py): only when every check is a window with an amount; k is capped so that no window gives
+-- away more than 1/CREDIT_SHARE of what is left in it. It is charged now, into the current bucket, like the request.
 
 local now
 if ARGV[1] == '' then
@@ -13,7 +16,11 @@ else
 end
 local lease = ARGV[2]
 local dry = ARGV[3] == '1'
+local want = tonumber(ARGV[4])
 local BUCKETS = 60
+local CREDIT_SHARE = 16
+local CREDIT_MIN_LIFE_MS = 50  -- a credit ends with its bucket: not worth granting in the bucket's last moments
+local CREDIT_MIN = 4  -- smaller grants are not worth their refund: near a limit every request asks Redis
 
 -- Drop buckets whose end has left the window; return the amount still inside it.
 local function window_used(hkey, zkey, win, width)
@@ -54,7 +61,7 @@ end
 local checks = {}
 local admitted = true
 local k = 1
-local a = 4
+local a = 5
 while a <= #ARGV do
     local c = {kind = ARGV[a], limit = tonumber(ARGV[a + 1]), amount = tonumber(ARGV[a + 2]),
                period = tonumber(ARGV[a + 3]), key = KEYS[k], retry = 0, reset = 0}
@@ -111,6 +118,26 @@ if admitted and not dry then
     end
 end
 
+local granted = 0
+if admitted and not dry and want > 0 then
+    granted = want
+    for _, c in ipairs(checks) do
+        if c.kind ~= 'w' or c.amount <= 0 or (math.floor(now / c.width) + 1) * c.width - now < CREDIT_MIN_LIFE_MS then
+            granted = 0
+            break
+        end
+        granted = math.min(granted, math.floor((c.limit - c.used) / CREDIT_SHARE / c.amount))
+    end
+    if granted < CREDIT_MIN then granted = 0 end
+    if granted > 0 then
+        for _, c in ipairs(checks) do
+            local bucket = math.floor(now / c.width)
+            redis.call('HINCRBY', c.key, bucket, granted * c.amount)
+            redis.call('HINCRBY', c.key, 't', granted * c.amount)
+        end
+    end
+end
+
 -- Reset of windows that were not charged: when their newest bucket leaves (charged ones know it already).
 for _, c in ipairs(checks) do
     if c.kind == 'w' and (dry or not admitted or c.amount == 0) then
@@ -118,7 +145,7 @@ for _, c in ipairs(checks) do
     end
 end
 
-local out = {now, admitted and 1 or 0}
+local out = {now, admitted and 1 or 0, granted}
 for _, c in ipairs(checks) do
     out[#out + 1] = c.used
     out[#out + 1] = c.reset
