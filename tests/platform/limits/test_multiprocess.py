@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -102,3 +103,22 @@ def test_concurrency_is_exact_across_two_processes(gateways: list[str]) -> None:
     # Every slot came back: the next wave gets exactly as many in again.
     statuses = asyncio.run(_fire(gateways, [key], 8, stream=True))
     assert statuses == Counter({200: 4, 429: 4})
+
+
+def test_a_busy_key_served_from_local_credit_never_gets_more_than_its_limit(gateways: list[str]) -> None:
+    """RPM 400 leaves room for credit (limits/redis.py): in a steady stream of requests each process admits most of
+    them on its own. The sum stays within the limit, and once unused credit is given back (within about a second)
+    the rest of the limit is there for the taking - exactly, not one more."""
+    (key,) = _tenant_and_keys(gateways[0], {}, [{"rpm": 400, "tpm": 10_000_000}])
+
+    async def waves(count: int) -> Counter[int]:
+        statuses: Counter[int] = Counter()
+        for _ in range(count):
+            statuses += await _fire(gateways, [key], 10, max_tokens=1)
+        return statuses
+
+    first = asyncio.run(waves(50))
+    assert set(first) <= {200, 429} and first[200] <= 400
+    time.sleep(2.5)
+    second = asyncio.run(waves(20))
+    assert first[200] + second[200] == 400
