@@ -15,7 +15,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tenantgate import __version__
 from tenantgate.observability.http import TelemetryMiddleware
-from tenantgate.platform import metrics, ops
+from tenantgate.platform import interpreter, metrics, ops
 from tenantgate.platform.admin.limits import router as admin_limits_router
 from tenantgate.platform.admin.routes import router as admin_router
 from tenantgate.platform.admin.upstream_keys import router as upstream_keys_router
@@ -63,6 +63,8 @@ class GatewayApp:
 
 def create_app(settings: Settings | None = None) -> GatewayApp:
     settings = settings or Settings()
+    if settings.interpreter_tuning:
+        interpreter.cap_malloc_arenas()
     runtime = Runtime(settings)
 
     @asynccontextmanager

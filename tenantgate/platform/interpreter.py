@@ -14,16 +14,38 @@ until it was sliced onto the loop, the metering writer's parsing) hold the GIL; 
 a socket, then waits up to the switch interval for it, on every request in flight. 1 ms instead of 5 ms halved the
 p99 at one connection (6.9 -> 3.7 ms, measured while the metering writer still parsed in a thread).
 
+C library allocator (glibc). Each thread that allocates gets an arena of its own, up to eight per core, and freed
+memory stays in the arena that served it. The gateway's threads (span and metric export, the tokenizer loader,
+``to_thread`` work) are few and light, so their arenas mostly hold memory freed long ago: with two arenas, a worker
+ends a benchmark run at 196 MB instead of 204 MB, with the same throughput. Applied when the app is created, before
+any of those threads start; an operator's own ``MALLOC_ARENA_MAX`` wins.
+
 Numbers in bench/README.md.
 """
 
 from __future__ import annotations
 
+import ctypes
 import gc
+import os
 import sys
 
 GEN0_THRESHOLD = 10_000
 SWITCH_INTERVAL_SECONDS = 0.001
+MALLOC_ARENAS = 2
+_M_ARENA_MAX = -8  # glibc's mallopt parameter number
+
+
+def cap_malloc_arenas() -> bool:
+    """Limit glibc's malloc to ``MALLOC_ARENAS`` arenas; False where that does not apply (another C library, or
+    ``MALLOC_ARENA_MAX`` set by the operator)."""
+    if "MALLOC_ARENA_MAX" in os.environ:
+        return False
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    return bool(mallopt(_M_ARENA_MAX, MALLOC_ARENAS))
 
 
 def settle_after_startup() -> None:

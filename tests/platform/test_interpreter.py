@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import gc
+import os
+import subprocess
 import sys
 from collections.abc import Callable, Iterator
 
 import pytest
 
-from tenantgate.platform.interpreter import GEN0_THRESHOLD, SWITCH_INTERVAL_SECONDS
+from tenantgate.platform.interpreter import GEN0_THRESHOLD, MALLOC_ARENAS, SWITCH_INTERVAL_SECONDS, cap_malloc_arenas
 from tests.support.gateway import Gateway
 
 
@@ -41,3 +43,51 @@ def test_setting_off_leaves_the_interpreter_alone(
     gateway_factory(database_url=sqlite_url, upstream_base_url=dev_upstream, interpreter_tuning=False)
     assert gc.get_freeze_count() == 0
     assert (gc.get_threshold(), sys.getswitchinterval()) == before
+
+
+_COUNT_ARENAS = """
+import ctypes, sys, tempfile, threading
+from tenantgate.platform.interpreter import cap_malloc_arenas
+if sys.argv[1] == "cap":
+    assert cap_malloc_arenas()
+libc = ctypes.CDLL(None)
+libc.malloc.restype = ctypes.c_void_p
+libc.free.argtypes = [ctypes.c_void_p]
+libc.fopen.restype = ctypes.c_void_p
+libc.malloc_info.argtypes = [ctypes.c_int, ctypes.c_void_p]
+libc.fclose.argtypes = [ctypes.c_void_p]
+together = threading.Barrier(6)
+def allocate():
+    block = libc.malloc(4096)
+    together.wait()  # all six threads hold memory at once
+    libc.free(block)
+threads = [threading.Thread(target=allocate) for _ in range(6)]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+with tempfile.NamedTemporaryFile(suffix=".xml") as report:
+    stream = libc.fopen(report.name.encode(), b"w")
+    libc.malloc_info(0, stream)
+    libc.fclose(stream)
+    print(open(report.name).read().count("<heap nr="))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator")
+@pytest.mark.parametrize(("mode", "most"), [("cap", MALLOC_ARENAS), ("default", None)])
+def test_threads_share_a_capped_number_of_malloc_arenas(mode: str, most: int | None) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"}
+    out = subprocess.run(
+        [sys.executable, "-c", _COUNT_ARENAS, mode], env=env, capture_output=True, text=True, check=True
+    ).stdout
+    arenas = int(out)
+    if most is None:
+        assert arenas > MALLOC_ARENAS  # without the cap each thread gets its own: the test can tell the difference
+    else:
+        assert 1 <= arenas <= most
+
+
+def test_an_operators_malloc_arena_max_wins(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
+    assert cap_malloc_arenas() is False
