@@ -104,7 +104,8 @@ class Settings(BaseSettings):
     trace_content: bool = False
     log_format: Literal["json", "text"] = "json"
     access_log: bool = False
-    # After startup: freeze the startup heap, rare young collections, 1 ms GIL switch (platform/interpreter.py).
+    # After startup: freeze the startup heap, rare young collections, 1 ms GIL switch; two malloc arenas
+    # (platform/interpreter.py).
     interpreter_tuning: bool = True
     otel_service_name: str = Field(default="tenantgate", validation_alias=AliasChoices("OTEL_SERVICE_NAME"))
     otel_traces_exporter: str = Field(default="otlp", validation_alias=AliasChoices("OTEL_TRACES_EXPORTER"))
