@@ -21,7 +21,6 @@ from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
-from unittest import mock
 
 import tiktoken
 from tiktoken_ext import openai_public
@@ -90,9 +89,14 @@ def _encoding(name: str) -> tiktoken.Encoding:
             if token.strip():
                 ranks[base64.b64decode(token)] = int(rank)
         del raw
-        # Reuse tiktoken's own definition of the encoding (pattern, special tokens), only with our ranks.
-        with mock.patch.object(openai_public, "load_tiktoken_bpe", lambda *args, **kwargs: ranks):
+        # Reuse tiktoken's own definition of the encoding (pattern, special tokens), only with our ranks: its
+        # loader is swapped for the call (under the lock, so no other load sees the swap).
+        download = openai_public.load_tiktoken_bpe
+        openai_public.load_tiktoken_bpe = lambda *args, **kwargs: ranks
+        try:
             params = getattr(openai_public, name)()
+        finally:
+            openai_public.load_tiktoken_bpe = download
         encoding = tiktoken.Encoding(**params)
         # The Rust core keeps its own copy of the ranks; encoding never reads the Python one (~30 MB) again.
         encoding._mergeable_ranks = {}
