@@ -32,7 +32,17 @@ app.add_typer(usage_cli.app, name="usage")
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Apply all database migrations."""
-    database.upgrade(load_settings().database_url)
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import OperationalError
+
+    url = load_settings().database_url
+    try:
+        database.upgrade(url)
+    except (OSError, OperationalError) as error:
+        where = make_url(url).render_as_string(hide_password=True)
+        reason = error.orig if isinstance(error, OperationalError) else error
+        typer.secho(f"cannot migrate the database at {where}: {reason}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from None
     typer.echo("database is up to date", err=True)
 
 
@@ -69,7 +79,10 @@ def serve(
 
     settings = load_settings()
     if settings.migrate_on_start:
-        database.upgrade(settings.database_url)
+        # In a child process, so alembic and the migration run do not stay in the serving process's memory (8 MB).
+        migrated = subprocess.run([sys.executable, "-m", "tenantgate", "db", "upgrade"], check=False)
+        if migrated.returncode != 0:
+            raise typer.Exit(migrated.returncode)
     if settings.env is Environment.DEV:
         asyncio.run(_ensure_demo_tenant(settings))
     dev_process = None

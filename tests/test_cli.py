@@ -102,3 +102,22 @@ def test_serve_on_a_fresh_directory_with_no_upstream_key(tmp_path: Path) -> None
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=30)
+
+
+def test_serve_stops_with_one_clear_line_when_the_database_cannot_be_migrated(tmp_path: Path) -> None:
+    """Migrations run in a child process (so alembic stays out of the server's memory); its failure stops serve."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TENANTGATE_")}
+    env["TENANTGATE_ENV"] = "dev"
+    env["TENANTGATE_DATABASE_URL"] = f"postgresql+asyncpg://postgres:hunter2@127.0.0.1:{free_port()}/nope"
+    result = subprocess.run(
+        [sys.executable, "-m", "tenantgate", "serve", "--port", str(free_port())],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith("cannot migrate the database at postgresql+asyncpg://postgres:***@127.0.0.1:")
+    assert "hunter2" not in result.stderr + result.stdout
+    assert "Traceback" not in result.stderr and len(result.stderr.splitlines()) == 1
