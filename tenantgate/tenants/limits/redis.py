@@ -325,7 +325,7 @@ def _creditable(checks: Sequence[Check]) -> bool:
 
 
 def _take(credit: _Credit, checks: Sequence[Check], now: float) -> Verdict | None:
-    """Admit one request from a credit, or None if it has not room for it (or has ended, or the limits changed)."""
+    """Admit one request from a credit, or None if it has no room for it (or has ended, or the limits changed)."""
     if now >= credit.expires or len(checks) != len(credit.checks):
         return None
     left = credit.left
