@@ -82,6 +82,14 @@ class Runtime:
             on_prices=self.metering.writer.prices_changed,
         )
         self.limiter.cost_estimator = PriceBookCost(self.metering.prices)
+        self.telemetry.registry.register_counter(
+            "tenantgate.limits.admissions",
+            self.limiter.store.admissions_by_source,
+            unit="{request}",
+            description="Limit checks by where they were decided: a Redis script call, a credit Redis granted this "
+            "process (no round trip), or process memory (no Redis, or Redis down and failing open)",
+            labels=("tenantgate.limits.source",),
+        )
         self.telemetry.register_metering_gauges(
             buffer_depth=self.metering.held_events,
             spool_bytes=self.metering.pending_bytes,

@@ -125,6 +125,26 @@ def test_limit_rejections_are_counted_by_kind_and_tenant(start, dev_upstream: st
     assert metrics.total("tenantgate_upstream_attempts_total") == 0
 
 
+@pytest.mark.parametrize("with_redis", [True, False])
+def test_limit_checks_are_counted_by_where_they_were_decided(
+    start, dev_upstream: str, redis_url: str, redis_prefix: str, with_redis: bool
+) -> None:
+    redis = {"redis_url": redis_url, "redis_prefix": redis_prefix} if with_redis else {}
+    gateway = start(upstream_base_url=dev_upstream, **redis)
+    key = gateway.new_key(rpm=100_000)
+    client = gateway.client(key["key"])
+    for _ in range(12):  # back to back: from the second on, the process holds a credit
+        client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    metrics = scrape(gateway.url)
+    source = "tenantgate_limits_admissions_total"
+    by_source = {s: metrics.total(source, tenantgate_limits_source=s) for s in ("redis", "credit", "memory")}
+    assert sum(by_source.values()) == 12
+    if with_redis:
+        assert by_source["memory"] == 0 and by_source["redis"] >= 2 and by_source["credit"] >= 4
+    else:
+        assert by_source == {"redis": 0, "credit": 0, "memory": 12}
+
+
 def test_upstream_errors_and_retries_are_counted_by_upstream(start) -> None:
     gateway = start(upstream_base_url=f"http://127.0.0.1:{free_port()}/v1", upstream_max_retries=2)
     key = gateway.new_key()["key"]

@@ -41,6 +41,10 @@ class GuardStats:
     fallbacks: int = 0
     errors: int = 0
     settle_errors: int = 0
+    redis_checks: int = 0
+    """Admissions (not peeks) the Redis store decided, with a script call or from a credit."""
+    memory_checks: int = 0
+    """Admissions decided in process memory: no Redis configured, or the fail-open fallback."""
 
 
 class GuardedStore:
@@ -67,6 +71,7 @@ class GuardedStore:
     ) -> tuple[Verdict, RedisLimitStore | MemoryLimitStore]:
         primary = self.primary
         if primary is None:
+            self.stats.memory_checks += not dry
             return self.fallback.admit_now(checks, lease, dry=dry), self.fallback
         if time.monotonic() >= self._down_until:
             try:
@@ -79,12 +84,21 @@ class GuardedStore:
                 if self._down:
                     self._down = False
                     log.warning("rate limiter: Redis answers again, limits are shared across processes again")
+                self.stats.redis_checks += not dry
                 return verdict, primary
         if not self.fail_open:
             raise LimiterUnavailable
         self.stats.fallbacks += 1
+        self.stats.memory_checks += not dry
         _FALLBACKS.add(1)
         return self.fallback.admit_now(checks, lease, dry=dry), self.fallback
+
+    def admissions_by_source(self) -> list[tuple[tuple[str], float]]:
+        """Checks so far by where they were decided: ``redis`` (a script call), ``credit`` (a credit Redis granted
+        this process) or ``memory`` (no Redis configured, or the fail-open fallback)."""
+        credit = self.primary.credit_admissions if self.primary is not None else 0
+        redis = self.stats.redis_checks - credit
+        return [(("redis",), redis), (("credit",), credit), (("memory",), self.stats.memory_checks)]
 
     def _failed(self, exc: BaseException) -> None:
         self.stats.errors += 1

@@ -87,6 +87,8 @@ class RedisLimitStore:
         self._credit_of: dict[str, tuple[_Credit, int]] = {}  # check key -> live credit and the check's index in it
         self._refunds: set[asyncio.Future[object]] = set()
         self._sweeper: asyncio.TimerHandle | None = None
+        self.credit_admissions = 0
+        """Requests admitted from a credit, without a round trip (the others are admitted by the script)."""
         self._admit = Script.of((_LUA / "admit.lua").read_text())
         self._settle = Script.of((_LUA / "settle.lua").read_text())
         self._encoded: dict[str, tuple[Kind, int, int, tuple[bytes, int, bytes, bytes | None]]] = {}
@@ -132,6 +134,7 @@ class RedisLimitStore:
             verdict = _take(credit, checks, now)
             if verdict is not None:
                 account.last_admit = now
+                self.credit_admissions += 1
                 return verdict
             # Used up (ask for twice as much), or its bucket ended (ask for twice what was used), or limits changed.
             want = 2 * credit.granted if now < credit.expires else 2 * credit.taken
