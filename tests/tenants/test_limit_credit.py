@@ -197,3 +197,32 @@ async def test_limits_other_than_windows_never_use_credit(make_store, redis, red
         assert (await counting.store.admit([rpm, slot], f"lease-{i}")).admitted
     assert counting.calls == 6
     assert await used_in_redis(redis, rpm) == 6
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+async def test_no_interval_of_a_window_ever_admits_more_than_the_limit(make_store, redis, redis_prefix, seed) -> None:
+    """The limiter's guarantee (limits/checks.py), with credit on in two processes: in every interval of 60 s the
+    requests and tokens admitted stay within RPM and TPM. Five minutes of random traffic, bursts and lulls, far
+    above the limits, so most requests are refused and credit is granted, used, and given back all along."""
+    rng = random.Random(seed)
+    clock = FakeClock(T0 + 100)
+    stores = [make_store(clock), make_store(clock)]
+    admitted: list[tuple[float, int]] = []
+    end = T0 + 5 * MINUTE_MS
+    while clock.now < end:
+        tokens = rng.randint(1, 40)
+        checks = [window(redis_prefix, "rpm", 600), window(redis_prefix, "tpm", 9_000, tokens)]
+        if (await rng.choice(stores).admit(checks, "")).admitted:
+            admitted.append((clock.now, tokens))
+        clock.advance(rng.choice((1, 2, 5, 20, 20, 50, 400)))
+    assert all(store.credit_admissions > 100 for store in stores)  # the credit did its part in both
+    start = 0
+    requests = tokens_in_window = 0
+    for moment, tokens in admitted:
+        requests += 1
+        tokens_in_window += tokens
+        while admitted[start][0] <= moment - MINUTE_MS:
+            requests -= 1
+            tokens_in_window -= admitted[start][1]
+            start += 1
+        assert requests <= 600 and tokens_in_window <= 9_000, f"{requests} requests, {tokens_in_window} tokens"
