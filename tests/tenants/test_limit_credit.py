@@ -226,3 +226,16 @@ async def test_no_interval_of_a_window_ever_admits_more_than_the_limit(make_stor
             tokens_in_window -= admitted[start][1]
             start += 1
         assert requests <= 600 and tokens_in_window <= 9_000, f"{requests} requests, {tokens_in_window} tokens"
+
+
+async def test_a_look_at_the_limits_leaves_out_this_processs_unused_credit(make_store, redis, redis_prefix) -> None:
+    clock = FakeClock(T0 + 100)
+    store, other = make_store(clock), make_store(clock)
+    rpm = window(redis_prefix, "rpm", 10_000)
+    for _ in range(3):  # the second is granted credit for four; the third takes one of them
+        assert (await store.admit([rpm], "")).admitted
+    assert await used_in_redis(redis, rpm) == 6
+    peek = Check("rpm", "key", Kind.WINDOW, rpm.key, 10_000, 0, MINUTE_MS)
+    assert (await store.admit([peek], "", dry=True)).states[0].used == 3
+    # Another process cannot tell this one's unused credit from use: it sees it counted.
+    assert (await other.admit([peek], "", dry=True)).states[0].used == 6

@@ -119,8 +119,10 @@ class RedisLimitStore:
         return self.clock() if self.clock is not None else time.monotonic() * 1000
 
     async def admit(self, checks: Sequence[Check], lease: str, *, dry: bool = False) -> Verdict:
-        if not self.credit or dry or not _creditable(checks):
-            return await self._admit_in_redis(checks, lease, dry=dry, want=0)
+        if dry:
+            return self._without_own_credit(await self._admit_in_redis(checks, lease, dry=True, want=0))
+        if not self.credit or not _creditable(checks):
+            return await self._admit_in_redis(checks, lease, dry=False, want=0)
         now = self._local_ms()
         names = tuple(check.key for check in checks)
         account = self._accounts.get(names)
@@ -211,6 +213,20 @@ class RedisLimitStore:
         account.credit = credit
         for index, check in enumerate(checks):
             self._credit_of[check.key] = (credit, index)
+
+    def _without_own_credit(self, verdict: Verdict) -> Verdict:
+        """A look at the limits (``dry``): Redis counts this process's unused credit as used; take it out. Other
+        processes' unused credit cannot be told apart and stays in."""
+        if not self._credit_of:
+            return verdict
+        states = []
+        for state in verdict.states:
+            found = self._credit_of.get(state.check.key)  # until given back (also once over), it is in Redis
+            if found is not None:
+                used = max(0, state.used - found[0].left[found[1]])
+                state = CheckState(state.check, used, state.reset_ms, state.retry_ms)
+            states.append(state)
+        return Verdict(verdict.admitted, verdict.now_ms, states)
 
     def _drop(self, account: _Account) -> None:
         """Give back what is left of the account's credit to the bucket it was charged in."""
