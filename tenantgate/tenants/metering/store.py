@@ -132,7 +132,7 @@ SELECT count(*) FROM ins
 """
 
 
-COPY_SLICE = 250
+COPY_SLICE = 100
 
 
 async def _records(events: Sequence[dict[str, Any]]) -> AsyncIterator[tuple[Any, ...]]:

@@ -43,7 +43,16 @@ _REQUIRED = frozenset(COLUMN_NAMES) - {"cost_input_nusd", "cost_cached_input_nus
 PriceRefresher = Callable[[PriceBook], Awaitable[None]]
 # What makes a spool line unreadable (not JSON, not an event, a field of the wrong type).
 UNREADABLE = (orjson.JSONDecodeError, KeyError, TypeError, ValueError)
-PARSE_SLICE = 100  # spool lines parsed and priced between two yields to the event loop (~0.6 ms)
+PARSE_SLICE = 25  # spool lines parsed and priced between two yields to the event loop (~0.2 ms)
+RELEASE_SLICE = 500  # written events freed between two yields
+
+
+async def _release(events: list[dict[str, Any]]) -> None:
+    """Free a written batch a slice at a time: dropped in one go, the last reference to 3,000 event dicts held the
+    event loop for 2.3 ms of deallocation."""
+    while events:
+        del events[-RELEASE_SLICE:]
+        await asyncio.sleep(0)
 
 
 class _Batch(NamedTuple):
@@ -187,6 +196,7 @@ class MeterWriter:
                 position = batch.end
                 self.written += inserted
                 written += inserted
+                await _release(batch.events)
         finally:
             if pending is not None:
                 pending.cancel()
