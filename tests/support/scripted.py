@@ -11,6 +11,7 @@ import socket
 import struct
 import threading
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import orjson
@@ -147,16 +148,19 @@ class ScriptedUpstream:
             if ":" in line:
                 name, value = line.split(":", 1)
                 headers[name.strip().lower()] = value.strip()
-        if "content-length" in headers:
-            body = await reader.readexactly(int(headers["content-length"]))
-        elif headers.get("transfer-encoding", "").lower() == "chunked":
-            body = b""
-            while True:
-                size = int((await reader.readuntil(b"\r\n")).strip(), 16)
-                data = await reader.readexactly(size + 2)
-                if size == 0:
-                    break
-                body += data[:-2]
-        else:
-            body = b""
-        return Recorded(method, target, headers, body)
+        return Recorded(method, target, headers, await read_body(reader, headers))
+
+
+async def read_body(reader: asyncio.StreamReader, headers: Mapping[str, str]) -> bytes:
+    """A request's body, after its head: by Content-Length, chunked, or none. ``headers``: names lower-cased."""
+    if "content-length" in headers:
+        return await reader.readexactly(int(headers["content-length"]))
+    if headers.get("transfer-encoding", "").lower() != "chunked":
+        return b""
+    body = b""
+    while True:
+        size = int((await reader.readuntil(b"\r\n")).strip(), 16)
+        data = await reader.readexactly(size + 2)
+        if size == 0:
+            return body
+        body += data[:-2]

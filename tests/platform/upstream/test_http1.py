@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from tenantgate.platform.upstream.http1 import Http1Client
+from tests.support.scripted import read_body
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 JSON_ANSWER = b'{"ok":true}'
@@ -43,18 +44,7 @@ class Server:
             return None
         lines = head.decode("latin-1").split("\r\n")
         fields = {line.split(":", 1)[0].lower(): line.split(":", 1)[1].strip() for line in lines[1:] if ":" in line}
-        if "content-length" in fields:
-            body = await reader.readexactly(int(fields["content-length"]))
-        elif fields.get("transfer-encoding") == "chunked":
-            body = b""
-            while True:
-                size = int((await reader.readuntil(b"\r\n"))[:-2], 16)
-                chunk = await reader.readexactly(size + 2)
-                if size == 0:
-                    break
-                body += chunk[:-2]
-        else:
-            body = b""
+        body = await read_body(reader, fields)
         self.requests.append((head, body))
         return head, body
 
@@ -94,6 +84,18 @@ async def keep_answering(state: Server, reader: asyncio.StreamReader, writer: as
     while await state.read_request(reader) is not None:
         writer.write(answer())
         await writer.drain()
+
+
+def replies(raw: bytes, *, then_wait: float = 0.0) -> Callable[..., Awaitable[None]]:
+    """A handler that reads one request, sends ``raw`` as it is, waits ``then_wait`` seconds and hangs up."""
+
+    async def handler(state: Server, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await state.read_request(reader)
+        writer.write(raw)
+        await writer.drain()
+        await asyncio.sleep(then_wait)
+
+    return handler
 
 
 @asynccontextmanager
@@ -148,10 +150,7 @@ async def test_chunked_and_read_until_close_answers_arrive_whole(client: Http1Cl
         writer.write(b"0\r\n\r\n")
         await state.read_request(reader)  # kept alive
 
-    async def until_close(state: Server, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await state.read_request(reader)
-        writer.write(b"HTTP/1.1 200 OK\r\n\r\nno length, ends with the connection")
-        await writer.drain()
+    until_close = replies(b"HTTP/1.1 200 OK\r\n\r\nno length, ends with the connection")
 
     async with serve(chunked) as (_, url):
         response = await client.request("GET", url + "/stream")
@@ -186,21 +185,14 @@ async def test_a_kept_alive_connection_the_upstream_closed_is_replaced_without_a
 
 
 async def test_broken_answers_raise_aiohttps_error_types(client: Http1Client) -> None:
-    async def hang_up_mid_body(state: Server, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await state.read_request(reader)
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly part")
-        await writer.drain()
+    hang_up_mid_body = replies(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly part")
 
     async def hang_up_before_answering(
         state: Server, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
         await state.read_request(reader)
 
-    async def garbage(state: Server, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await state.read_request(reader)
-        writer.write(b"NOT HTTP AT ALL\r\n\r\n")
-        await writer.drain()
-        await asyncio.sleep(1)
+    garbage = replies(b"NOT HTTP AT ALL\r\n\r\n", then_wait=1)
 
     async with serve(hang_up_mid_body) as (_, url):
         response = await client.request("POST", url + "/", data=b"{}")
@@ -225,11 +217,7 @@ async def test_refused_connection_is_a_connector_error(client: Http1Client) -> N
 
 
 async def test_total_and_read_timeouts(client: Http1Client) -> None:
-    async def slow_body(state: Server, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await state.read_request(reader)
-        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n")
-        await writer.drain()
-        await asyncio.sleep(5)
+    slow_body = replies(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n", then_wait=5)
 
     async with serve(slow_body) as (_, url):
         response = await client.request("GET", url + "/", timeout=aiohttp.ClientTimeout(total=0.3))
