@@ -239,3 +239,31 @@ async def test_a_look_at_the_limits_leaves_out_this_processs_unused_credit(make_
     assert (await store.admit([peek], "", dry=True)).states[0].used == 3
     # Another process cannot tell this one's unused credit from use: it sees it counted.
     assert (await other.admit([peek], "", dry=True)).states[0].used == 6
+
+
+async def test_a_burst_asks_redis_for_credit_once_and_quiet_principals_are_forgotten(
+    make_store, redis, redis_prefix
+) -> None:
+    clock = FakeClock(T0 + 100)
+    store = make_store(clock)
+    wants: list[int] = []
+    admit_in_redis = store._admit_in_redis
+
+    async def recorded(checks: Any, lease: str, *, dry: bool, want: int) -> Any:
+        wants.append(want)
+        return await admit_in_redis(checks, lease, dry=dry, want=want)
+
+    store._admit_in_redis = recorded  # type: ignore[method-assign]
+    rpm = window(redis_prefix, "rpm", 100_000)
+    assert (await store.admit([rpm], "")).admitted  # seen once: no credit yet
+    verdicts = await asyncio.gather(*(store.admit([rpm], "") for _ in range(10)))
+    assert all(v.admitted for v in verdicts)
+    assert wants.count(0) == 10 and wants.count(4) == 1  # one asks for credit; the rest meanwhile ask plainly
+    # Quiet for longer than IDLE_MS: the sweep gives the credit back and forgets the principal (bounded memory).
+    clock.advance(11_000)
+    for _ in range(50):
+        await asyncio.sleep(0.1)
+        if not store._accounts:
+            break
+    assert not store._accounts and not store._credit_of
+    assert await used_in_redis(redis, rpm) == 11
