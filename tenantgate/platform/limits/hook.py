@@ -14,9 +14,6 @@ import os
 import time
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
-
-import orjson
 
 from tenantgate import tokens
 from tenantgate.platform.limits.cost import CostEstimator, NoCostKnown
@@ -31,7 +28,7 @@ from tenantgate.tenants.limits.redis import RedisLimitStore
 from tenantgate.tenants.limits.resp import RespClient
 from tenantgate.tenants.principal import Principal
 
-# Prompts larger than this (serialised bytes) are tokenised in a thread: tiktoken releases the GIL, and a
+# Request bodies larger than this (bytes as sent) are tokenised in a thread: tiktoken releases the GIL, and a
 # 100 kB prompt takes ~5 ms, too long to hold the event loop.
 _INLINE_ESTIMATE_BYTES = 32 * 1024
 _MAX_OUTPUT_FIELDS = ("max_completion_tokens", "max_tokens", "max_output_tokens")
@@ -76,7 +73,7 @@ class Limiter:
         principal = exchange.ctx.principal
         if not has_limits(principal):
             return
-        estimate = await self._estimate(exchange.payload, exchange.model) if needs_token_estimate(principal) else 0
+        estimate = await _estimate(exchange) if needs_token_estimate(principal) else 0
         now = time.time()
         checks = self.policy.checks(principal, tokens=estimate, now=now)
         lease = os.urandom(9).hex() if any(c.kind is Kind.CONCURRENCY for c in checks) else ""
@@ -127,16 +124,6 @@ class Limiter:
             return 0
         return int(cost * MICRO_USD) if isinstance(cost, Decimal) and cost > 0 else 0
 
-    async def _estimate(self, payload: dict[str, Any] | None, model: str | None) -> int:
-        if not payload:
-            return 0
-        if len(orjson.dumps(payload)) > _INLINE_ESTIMATE_BYTES:
-            prompt = await asyncio.to_thread(tokens.estimate_prompt_tokens, payload, model)
-        else:
-            prompt = tokens.estimate_prompt_tokens(payload, model)
-        output = next((v for f in _MAX_OUTPUT_FIELDS if isinstance(v := payload.get(f), int) and v > 0), 0)
-        return prompt + output
-
     async def peek(self, principal: Principal) -> Verdict:
         """The current state of every limit of ``principal``, charging nothing."""
         checks = self.policy.checks(principal, tokens=0, now=time.time(), peek=True)
@@ -145,6 +132,19 @@ class Limiter:
 
     async def close(self) -> None:
         await self.store.close()
+
+
+async def _estimate(exchange: Exchange) -> int:
+    """Prompt tokens plus the most output tokens the request allows."""
+    payload, model = exchange.payload, exchange.model
+    if not payload:
+        return 0
+    if exchange.body_size > _INLINE_ESTIMATE_BYTES:
+        prompt = await asyncio.to_thread(tokens.estimate_prompt_tokens, payload, model)
+    else:
+        prompt = tokens.estimate_prompt_tokens(payload, model)
+    output = next((v for f in _MAX_OUTPUT_FIELDS if isinstance(v := payload.get(f), int) and v > 0), 0)
+    return prompt + output
 
 
 def _actual_tokens(exchange: Exchange, estimate: int) -> int:

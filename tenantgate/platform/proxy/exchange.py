@@ -82,6 +82,8 @@ class Exchange:
     model: str | None = None
     stream: bool = False
     payload: dict[str, Any] | None = None
+    body_size: int = 0
+    """Bytes of the request body as the client sent it."""
     started: float = field(default_factory=time.perf_counter)
     started_at: float = field(default_factory=time.time)
 

@@ -75,6 +75,7 @@ class ProxyRouter:
             model = payload.get("model", endpoint.default_model)
             json_body = JsonBody(raw, payload, model if isinstance(model, str) else "")
             exchange.payload = payload
+            exchange.body_size = len(raw)
             exchange.stream = payload.get("stream") is True
         else:
             upload = await read_upload(scope, receive, limit)

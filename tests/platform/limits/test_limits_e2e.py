@@ -11,6 +11,7 @@ import httpx
 import openai
 import pytest
 
+from tenantgate import tokens
 from tenantgate.platform.proxy.exchange import Exchange
 from tests.platform.limits.conftest import MESSAGES, me, shift_clock, tenant_with_key, wait_for
 from tests.support.gateway import Gateway
@@ -108,6 +109,19 @@ def test_tokens_are_charged_from_actual_usage(limited: Gateway) -> None:
         return int(me(limited, key)["limits"]["key"]["tokens_per_minute"]["used"])
 
     assert wait_for(used, completion.usage.total_tokens) == completion.usage.total_tokens
+
+
+def test_large_prompt_is_estimated_with_the_tokenizer(limited: Gateway) -> None:
+    """Bodies over 32 kB are tokenised off the event loop; the estimate is the same tiktoken count."""
+    text = " ".join(f"word{i}" for i in range(8_000))  # ~70 kB
+    messages = [{"role": "user", "content": text}]
+    expected = tokens.estimate_prompt_tokens({"messages": messages}, "gpt-4o-mini") + 100
+    assert expected > 8_000
+    key = tenant_with_key(limited, tpm=100_000)["key"]
+    raw = limited.client(key).chat.completions.with_raw_response.create(
+        model="gpt-4o-mini", messages=messages, max_tokens=100
+    )
+    assert int(raw.headers["x-ratelimit-remaining-tokens"]) == 100_000 - expected
 
 
 def test_request_larger_than_the_tpm_limit_is_not_retried(limited: Gateway) -> None:
