@@ -100,7 +100,7 @@ def serve(
     typer.echo(f"tenantgate listening on http://{host}:{port}  (OpenAI base_url: http://{host}:{port}/v1)", err=True)
     try:
         uvicorn.run(
-            "tenantgate.platform.app:create_app",
+            "tenantgate.platform.serving:create_app",
             factory=True,
             host=host,
             port=port,

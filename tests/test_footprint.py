@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+
+REPO = Path(__file__).resolve().parents[1]
 
 _LEFT_OUT = (
     "cryptography.fernet",  # tenants' own upstream keys: loaded on first encrypt/decrypt (~7 MB)
@@ -29,3 +33,30 @@ def test_the_secret_box_loads_its_cipher_when_first_used() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out == ["False", "True", "sk-upstream", "None"]
+
+
+def _serving_process(estimates: str) -> list[str]:
+    """What ``tenantgate serve``'s app factory did in a fresh process: when the tokenizer was built, what is loaded."""
+    code = (
+        "import sys; from tenantgate import tokens; built = []; build = tokens._encoding.__wrapped__\n"
+        "def recording(name):\n"
+        "    built.append((name, 'tenantgate.platform.app' in sys.modules)); return build(name)\n"
+        "tokens._encoding = recording\n"
+        "from tenantgate.platform import serving; app = serving.create_app()\n"
+        "print(built, tokens.encoding_for_model('gpt-4o-mini') is not None, 'tenantgate.platform.app' in sys.modules)"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TENANTGATE_")}
+    env.update(TENANTGATE_ENV="dev", TENANTGATE_DATABASE_URL="sqlite+aiosqlite://", TENANTGATE_TOKEN_ESTIMATES=estimates)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=REPO)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout.strip().splitlines()[-1:]
+
+
+def test_serving_builds_the_tokenizer_before_importing_the_app() -> None:
+    # Built first, its transient memory is reused by the imports rather than stacked on them; and the first
+    # request of a gpt-4o-family model is estimated with it, not with the heuristic.
+    assert _serving_process("tiktoken") == ["[('o200k_base', False)] True True"]
+
+
+def test_heuristic_estimates_load_no_tokenizer() -> None:
+    assert _serving_process("heuristic") == ["[] False True"]

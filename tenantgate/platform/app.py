@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from tenantgate import __version__
+from tenantgate import __version__, tokens
 from tenantgate.observability.http import TelemetryMiddleware
 from tenantgate.platform import interpreter, metrics, ops
 from tenantgate.platform.admin.limits import router as admin_limits_router
@@ -63,6 +63,7 @@ class GatewayApp:
 
 def create_app(settings: Settings | None = None) -> GatewayApp:
     settings = settings or Settings()
+    tokens.configure(settings.token_estimates)
     if settings.interpreter_tuning:
         interpreter.cap_malloc_arenas()
     runtime = Runtime(settings)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import re
 import time
+from collections.abc import Callable
 from decimal import Decimal
 
 import httpx
@@ -122,6 +123,20 @@ def test_large_prompt_is_estimated_with_the_tokenizer(limited: Gateway) -> None:
         model="gpt-4o-mini", messages=messages, max_tokens=100
     )
     assert int(raw.headers["x-ratelimit-remaining-tokens"]) == 100_000 - expected
+
+
+def test_heuristic_estimates_count_four_characters_a_token(
+    gateway_factory: Callable[..., Gateway], sqlite_url: str, dev_upstream: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tokens, "_use_tiktoken", True)  # the estimate mode is per process: restored afterwards
+    gateway = gateway_factory(database_url=sqlite_url, upstream_base_url=dev_upstream, token_estimates="heuristic")
+    text = "Say hello to the gateway, " * 40  # 1,040 characters, ~240 tokens with tiktoken
+    key = tenant_with_key(gateway, tpm=100_000)["key"]
+    raw = gateway.client(key).chat.completions.with_raw_response.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": text}], max_tokens=100
+    )
+    # 1,040 / 4 = 260 tokens of text, 3 for the message, 3 for the reply, 100 it may generate.
+    assert int(raw.headers["x-ratelimit-remaining-tokens"]) == 100_000 - 366
 
 
 def test_request_larger_than_the_tpm_limit_is_not_retried(limited: Gateway) -> None:
