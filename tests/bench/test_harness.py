@@ -12,7 +12,7 @@ from pathlib import Path
 import openai
 import pytest
 
-from bench import canned
+from bench import canned, memory
 from bench.load import run_wrk, write_bodies
 from bench.passthrough import create_app
 from bench.upstream import CannedUpstream
@@ -107,3 +107,17 @@ def test_otlp_sink_accepts_exports_and_counts_them() -> None:
         }
     finally:
         sink.stop()
+
+
+def test_memory_benchmark_reads_every_phase_of_a_worker(postgres_server: str, redis_url: str) -> None:
+    readings = memory.measure("heuristic", 1, 2, postgres_server=postgres_server, redis_url=redis_url)
+    assert [r.phase for r in readings] == [
+        "started, 2 requests served",
+        "after 1 s plain at 2 connections",
+        "after 1 s plain at 2 connections",
+        "after 1 s streamed at 2 connections",
+    ]
+    assert readings[0].rps is None and all(r.rps and r.rps > 0 for r in readings[1:])
+    # A whole worker, read from /proc: tens of MB at least, and the peak never under the current size.
+    assert all(50 < r.rss_mb <= r.peak_mb for r in readings)
+    assert [r.peak_mb for r in readings] == sorted(r.peak_mb for r in readings)
