@@ -46,7 +46,9 @@ def _serving_process(estimates: str) -> list[str]:
         "print(built, tokens.encoding_for_model('gpt-4o-mini') is not None, 'tenantgate.platform.app' in sys.modules)"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("TENANTGATE_")}
-    env.update(TENANTGATE_ENV="dev", TENANTGATE_DATABASE_URL="sqlite+aiosqlite://", TENANTGATE_TOKEN_ESTIMATES=estimates)
+    env.update(
+        TENANTGATE_ENV="dev", TENANTGATE_DATABASE_URL="sqlite+aiosqlite://", TENANTGATE_TOKEN_ESTIMATES=estimates
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=REPO)
     assert result.returncode == 0, result.stderr[-2000:]
     return result.stdout.strip().splitlines()[-1:]
