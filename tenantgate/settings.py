@@ -25,6 +25,7 @@ _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 OtlpProtocol = Literal["http/protobuf", "grpc"]
+TokenEstimates = Literal["tiktoken", "heuristic"]
 _EXPORTERS = {
     "otel_traces_exporter": ("otlp", "console", "none"),
     "otel_metrics_exporter": ("otlp", "prometheus", "console", "none"),
@@ -96,7 +97,7 @@ class Settings(BaseSettings):
     limits_local_credit: bool = True
     # Prompt token estimates for TPM and quota admission: the model's tiktoken encoding, or 1 token per 4 characters
     # always (no tokenizer in memory: about 46 MB less per process). See tenantgate/tokens.py.
-    token_estimates: Literal["tiktoken", "heuristic"] = "tiktoken"
+    token_estimates: TokenEstimates = "tiktoken"
     admin_ip_rate_limit: str = "600/minute"
     # Observability (tenantgate/observability/). Standard OTEL_* variables keep their own names.
     metrics_enabled: bool = True

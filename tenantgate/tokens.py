@@ -26,10 +26,13 @@ import threading
 from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import tiktoken
 from tiktoken_ext import openai_public
+
+if TYPE_CHECKING:
+    from tenantgate.settings import TokenEstimates
 
 _DATA = Path(__file__).parent / "data"
 _EXPECTED_SHA256 = {
@@ -58,7 +61,6 @@ TOKENS_PER_MESSAGE = 3
 TOKENS_PER_REPLY = 3
 
 PRELOADED = ("o200k_base",)
-TokenEstimates = Literal["tiktoken", "heuristic"]
 
 _lock = threading.Lock()
 _use_tiktoken = True
