@@ -9,11 +9,17 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import ADMIN_TOKEN, SECRET_KEY, UPSTREAM_KEY, make_settings
+from tests.support.gateway import Gateway
+from tests.support.process import ServeProcess
+from tests.support.scripted import ScriptedUpstream
+
 REPO = Path(__file__).resolve().parents[1]
 
 _LEFT_OUT = (
     "cryptography.fernet",  # tenants' own upstream keys: loaded on first encrypt/decrypt (~7 MB)
     "alembic",  # migrations run before serving, from the CLI
+    "aiohttp",  # tenants' own base URLs and the aiohttp client setting: loaded on first use (~9.5 MB)
     "unittest.mock",
 )
 
@@ -62,3 +68,42 @@ def test_serving_builds_the_tokenizer_before_importing_the_app() -> None:
 
 def test_heuristic_estimates_load_no_tokenizer() -> None:
     assert _serving_process("heuristic") == ["[] False True"]
+
+
+def _maps_aiohttp(pid: int) -> bool:
+    """Whether the process has aiohttp's compiled parser mapped (aiohttp loads it when imported)."""
+    return "/aiohttp/" in Path(f"/proc/{pid}/maps").read_text()
+
+
+def test_a_worker_loads_aiohttp_only_for_a_tenants_own_base_url(sqlite_url: str, dev_upstream: str) -> None:
+    env = {
+        "TENANTGATE_ENV": "production",
+        "TENANTGATE_DATABASE_URL": sqlite_url,
+        "TENANTGATE_SECRET_KEY": SECRET_KEY,
+        "TENANTGATE_ADMIN_TOKEN": ADMIN_TOKEN,
+        "TENANTGATE_UPSTREAM_BASE_URL": dev_upstream,
+        "TENANTGATE_UPSTREAM_API_KEY": UPSTREAM_KEY,
+        "TENANTGATE_TENANT_UPSTREAM_ALLOWED_NETWORKS": "127.0.0.0/8",
+        "TENANTGATE_TENANT_UPSTREAM_ALLOW_HTTP": "true",
+        "TENANTGATE_TOKEN_ESTIMATES": "heuristic",
+        "TENANTGATE_LOG_LEVEL": "warning",
+    }
+    server = ServeProcess(env)
+    try:
+        gateway = Gateway(url=server.wait_ready().url, admin_token=ADMIN_TOKEN, settings=make_settings())
+        key = gateway.new_key("lazy")
+        messages = [{"role": "user", "content": "hi"}]
+        gateway.client(key["key"]).chat.completions.create(model="gpt-4o-mini", messages=messages)
+        assert not _maps_aiohttp(server.process.pid)  # the operator's upstream: the gateway's own client
+
+        with ScriptedUpstream() as own:
+            path = f"/admin/tenants/{key['tenant_id']}/upstream-keys/default"
+            put = gateway.admin("PUT", path, json={"api_key": "sk-tenant-own", "base_url": own.base_url})
+            assert put.status_code == 200, put.text
+            reply = gateway.client(key["key"]).chat.completions.create(model="gpt-4o-mini", messages=messages)
+            assert reply.choices[0].message.content == "hi"
+            (request,) = own.requests
+            assert request.headers["authorization"] == "Bearer sk-tenant-own"
+        assert _maps_aiohttp(server.process.pid)
+    finally:
+        server.stop()

@@ -13,7 +13,6 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-import aiohttp
 from starlette.types import Receive, Scope, Send
 
 from tenantgate.platform.errors import GatewayError, UpstreamAddressForbidden, UpstreamTimeout, UpstreamUnavailable
@@ -22,6 +21,7 @@ from tenantgate.platform.proxy.hooks import Hooks
 from tenantgate.platform.proxy.http import client_response_headers, upstream_request_headers
 from tenantgate.platform.proxy.relay import is_buffered, relay_buffered, relay_chunks
 from tenantgate.platform.proxy.sse import StreamScanner
+from tenantgate.platform.upstream import errors
 from tenantgate.platform.upstream.client import UpstreamClient, UpstreamResponse, UpstreamSession
 from tenantgate.platform.upstream.guard import AddressRefused
 from tenantgate.platform.upstream.registry import Target
@@ -139,9 +139,9 @@ async def _attempt(
     if upstream.tenant_set:
         if upstream.refused is not None:
             return _refused(exchange, attempt, upstream.name)
-        session = client.tenant_session
+        session = await client.tenant_session()
     try:
-        # Non-streamed answers are bounded by aiohttp's own total timeout (json_timeout).
+        # Non-streamed answers are bounded by the client's own total timeout (json_timeout).
         async with asyncio.timeout(upstream.first_byte_timeout) if exchange.stream else _NO_TIMEOUT:
             response = await session.request(
                 method,
@@ -180,10 +180,10 @@ async def _attempt(
         if response is not None:
             response.close()
         raise
-    except aiohttp.ClientError as exc:
+    except errors.CLIENT_ERRORS as exc:
         if response is not None:
             response.close()
-        if isinstance(exc, aiohttp.ClientConnectorError) and isinstance(exc.os_error, AddressRefused):
+        if isinstance(getattr(exc, "os_error", None), AddressRefused):  # aiohttp's ClientConnectorError
             return _refused(exchange, attempt, upstream.name)
         attempt.ended = time.perf_counter()
         attempt.error_type = exchange.error_type = type(exc).__name__

@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import time
 
-import aiohttp
 from starlette.types import Receive, Send
 
 from tenantgate.platform.errors import UpstreamTimeout, UpstreamUnavailable, error_body
@@ -18,6 +17,7 @@ from tenantgate.platform.proxy.exchange import Exchange
 from tenantgate.platform.proxy.hooks import Hooks
 from tenantgate.platform.proxy.sse import StreamScanner
 from tenantgate.platform.proxy.usage import estimate_usage, record_json_answer
+from tenantgate.platform.upstream import errors
 from tenantgate.platform.upstream.client import UpstreamResponse
 
 _BUFFERED_TYPES = ("application/json", "text/plain", "text/html")
@@ -39,7 +39,7 @@ async def relay_buffered(
     except TimeoutError:
         exchange.error_type = "timeout"
         raise UpstreamTimeout(f"The upstream stopped answering. (request id {exchange.ctx.request_id})") from None
-    except aiohttp.ClientError as exc:
+    except errors.CLIENT_ERRORS as exc:
         exchange.error_type = type(exc).__name__
         raise UpstreamUnavailable(
             f"The upstream connection failed while reading its answer. (request id {exchange.ctx.request_id})"
@@ -99,8 +99,11 @@ async def relay_chunks(
         relay.uncancel()
         response.close()
         exchange.client_disconnected = True
-    except (TimeoutError, aiohttp.ClientError) as exc:
-        exchange.error_type = "stream_timeout" if isinstance(exc, TimeoutError) else "stream_broken"
+    except TimeoutError:
+        exchange.error_type = "stream_timeout"
+        broken = True
+    except errors.CLIENT_ERRORS:
+        exchange.error_type = "stream_broken"
         broken = True
     finally:
         watcher.cancel()

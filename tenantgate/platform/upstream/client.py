@@ -7,21 +7,26 @@ proxy support). One pool keeps connections warm across requests and upstreams. T
 forward.py), since they differ by upstream and by streaming.
 
 Base URLs set by tenants go through an aiohttp session whose connector checks every address it connects to
-(guard.py). A separate pool rather than a filtering resolver on the shared one: aiohttp reuses pooled connections
-by host and port, so on a shared pool a tenant URL naming an operator's internal host could ride a keep-alive
-connection that no check ever saw, and IP literals never reach a resolver at all. Operator upstreams keep a
-connector without any check, and a tenant's slow endpoint cannot use up their pool.
+(guard.py, aio.py), made on first use: aiohttp is imported only by a worker that needs it (errors.py). A separate
+pool rather than a filtering resolver on the shared one: aiohttp reuses pooled connections by host and port, so on
+a shared pool a tenant URL naming an operator's internal host could ride a keep-alive connection that no check ever
+saw, and IP literals never reach a resolver at all. Operator upstreams keep a connector without any check, and a
+tenant's slow endpoint cannot use up their pool.
 """
 
 from __future__ import annotations
 
+import asyncio
+import importlib
 from collections.abc import Iterable, Mapping
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
-import aiohttp
-
+from tenantgate.platform.upstream.errors import Timeouts
 from tenantgate.platform.upstream.guard import TenantUpstreamGuard
 from tenantgate.platform.upstream.http1 import Http1Client
+
+if TYPE_CHECKING:
+    from tenantgate.platform.upstream.aio import AiohttpSession
 
 
 class BodyReader(Protocol):
@@ -55,20 +60,10 @@ class UpstreamSession(Protocol):
         data: object = None,
         headers: Iterable[tuple[str, str]] = ...,
         allow_redirects: bool = ...,
-        timeout: aiohttp.ClientTimeout | None = None,  # noqa: ASYNC109 (aiohttp's keyword: a per-phase policy)
+        timeout: Timeouts | None = None,  # noqa: ASYNC109 (aiohttp's keyword: a per-phase policy)
     ) -> UpstreamResponse: ...
 
-
-def _session(connector: aiohttp.TCPConnector) -> aiohttp.ClientSession:
-    return aiohttp.ClientSession(
-        connector=connector,
-        auto_decompress=False,
-        # A shared jar would hand one tenant's upstream cookies (e.g. a CDN's session cookie) to every other
-        # tenant's requests; callers' own Cookie headers are forwarded as they are.
-        cookie_jar=aiohttp.DummyCookieJar(),
-        skip_auto_headers=("User-Agent", "Accept-Encoding", "Content-Type"),
-        read_bufsize=2**16,
-    )
+    async def close(self) -> None: ...
 
 
 class UpstreamClient:
@@ -76,24 +71,16 @@ class UpstreamClient:
         self._pool_size = pool_size
         self._guard = guard
         self._kind = kind
-        self._session: Http1Client | aiohttp.ClientSession | None = None
-        self._tenant_session: aiohttp.ClientSession | None = None
+        self._session: UpstreamSession | None = None
+        self._tenant_session: AiohttpSession | None = None
 
     async def start(self) -> None:
         if self._kind == "lean":
             self._session = Http1Client(self._pool_size, keepalive_timeout=60)
         else:
-            connector = aiohttp.TCPConnector(limit=self._pool_size, ttl_dns_cache=300, keepalive_timeout=60)
-            self._session = _session(connector)
-        self._tenant_session = _session(
-            aiohttp.TCPConnector(
-                limit=self._pool_size,
-                ttl_dns_cache=300,
-                keepalive_timeout=60,
-                resolver=self._guard.connector_resolver(),
-                socket_factory=self._guard.socket_factory,
-            )
-        )
+            from tenantgate.platform.upstream import aio
+
+            self._session = aio.operator_session(self._pool_size)
 
     @property
     def session(self) -> UpstreamSession:
@@ -101,10 +88,16 @@ class UpstreamClient:
         assert self._session is not None, "upstream client used before startup"
         return self._session
 
-    @property
-    def tenant_session(self) -> aiohttp.ClientSession:
-        """For tenant-set base URLs: connects only to addresses the SSRF guard permits."""
-        assert self._tenant_session is not None, "upstream client used before startup"
+    async def tenant_session(self) -> UpstreamSession:
+        """For tenant-set base URLs: connects only to addresses the SSRF guard permits.
+
+        Made on first use, aiohttp imported in a worker thread (about 0.1 s of imports): the loop goes on serving
+        other requests meanwhile, in the GIL's switch intervals."""
+        assert self._session is not None, "upstream client used before startup"
+        if self._tenant_session is None:
+            aio = await asyncio.to_thread(importlib.import_module, "tenantgate.platform.upstream.aio")
+            if self._tenant_session is None:  # not made by another request meanwhile
+                self._tenant_session = aio.tenant_session(self._pool_size, self._guard)
         return self._tenant_session
 
     async def close(self) -> None:

@@ -3,7 +3,7 @@
 Operator-configured upstreams are trusted and never pass through here. A tenant's base URL is checked twice: when it
 is set (scheme, no credentials, every address its host resolves to), and at every connection, because DNS may
 answer differently later (rebinding). The connection check is the socket factory of the separate connector that
-serves tenant-set URLs (client.py), so it sees the address actually connected to, whether it came from the
+serves tenant-set URLs (aio.py), so it sees the address actually connected to, whether it came from the
 resolver, from aiohttp's DNS cache, or from an IP literal (which aiohttp never hands to a resolver).
 
 Refused unless an operator allows their network: loopback, private (RFC 1918, fc00::/7), link-local (169.254.0.0/16
@@ -14,14 +14,16 @@ globally routable (shared 100.64.0.0/10, documentation ranges, ...), also when w
 from __future__ import annotations
 
 import asyncio
+import importlib
 import ipaddress
 import socket
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
-import aiohttp
-from aiohappyeyeballs import AddrInfoType
-from aiohttp.abc import AbstractResolver, ResolveResult
-from yarl import URL
+if TYPE_CHECKING:  # aiohttp and yarl are imported where used: see errors.py
+    from aiohappyeyeballs import AddrInfoType
+    from aiohttp.abc import AbstractResolver
+    from yarl import URL
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -103,6 +105,8 @@ class TenantUpstreamGuard:
     @property
     def resolver(self) -> AbstractResolver:
         if self._resolver is None:
+            import aiohttp
+
             self._resolver = aiohttp.ThreadedResolver()  # binds the running loop: made on first use
         return self._resolver
 
@@ -125,6 +129,8 @@ class TenantUpstreamGuard:
 
     def parse(self, raw: str) -> URL:
         """The checks that need no DNS: a valid absolute URL, https (or allowed http), no credentials, no query."""
+        from yarl import URL
+
         try:
             url = URL(raw.strip())
         except (ValueError, TypeError):
@@ -161,6 +167,8 @@ class TenantUpstreamGuard:
         return str(url).rstrip("/")
 
     async def _resolve(self, host: str, port: int) -> list[IPAddress]:
+        if self._resolver is None:  # the default resolver is aiohttp's: imported off the loop, once
+            await asyncio.to_thread(importlib.import_module, "aiohttp")
         try:
             async with asyncio.timeout(RESOLVE_TIMEOUT_SECONDS):
                 results = await self.resolver.resolve(host, port, family=socket.AF_UNSPEC)
@@ -179,21 +187,3 @@ class TenantUpstreamGuard:
         if not self.permits(str(sockaddr[0])):
             raise AddressRefused()
         return socket.socket(family=family, type=type_, proto=proto)
-
-    def connector_resolver(self) -> AbstractResolver:
-        return _GuardResolver(self)
-
-
-class _GuardResolver(AbstractResolver):
-    """Resolves through the guard's current resolver, so one injected resolver serves both checks."""
-
-    def __init__(self, guard: TenantUpstreamGuard) -> None:
-        self._guard = guard
-
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[ResolveResult]:
-        return await self._guard.resolver.resolve(host, port, family)
-
-    async def close(self) -> None:
-        await self._guard.resolver.close()

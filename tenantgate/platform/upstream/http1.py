@@ -8,8 +8,9 @@ httptools (llhttp, the parser uvicorn uses for requests) and hands the body over
 
 It answers the part of aiohttp's interface the proxy uses (``request()``; a response with ``status``,
 ``raw_headers``, ``headers``, ``content_type``, ``content.readany()``, ``read()``, ``release()``, ``close()``) and
-raises aiohttp's exception types, so error handling and the error types on metrics and spans stay the same.
-Base URLs tenants set themselves still go through aiohttp, whose connector carries the SSRF guard (client.py).
+raises exception types named as aiohttp's (errors.py), so error handling and the error types on metrics and spans
+are the same for both. Base URLs tenants set themselves go through aiohttp, whose connector carries the SSRF guard
+(aio.py).
 
 Behaviour:
 - One pool per process with at most ``limit`` open connections; a request waits for a free slot beyond that.
@@ -21,8 +22,8 @@ Behaviour:
   bytes (sent chunked, paced by the socket's write buffer).
 - Answers: Content-Length, chunked, or read until the upstream closes. The upstream is paused while more than
   64 KiB of answer waits unread (a slow client slows the upstream, not the gateway's memory).
-- Timeouts (aiohttp's ``ClientTimeout``): ``sock_connect`` for connecting, ``total`` for the whole exchange up to
-  the last byte of the answer, ``sock_read`` between two reads of the answer.
+- Timeouts (``errors.Timeouts``, as aiohttp's ``ClientTimeout``): ``sock_connect`` for connecting, ``total`` for
+  the whole exchange up to the last byte of the answer, ``sock_read`` between two reads of the answer.
 """
 
 from __future__ import annotations
@@ -35,9 +36,7 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
 
-import aiohttp
-from aiohttp.client_reqrep import ConnectionKey
-
+from tenantgate.platform.upstream.errors import ClientConnectorError, InvalidURL, ServerDisconnectedError, Timeouts
 from tenantgate.platform.upstream.http1conn import PAUSE_ABOVE, Connection, Http1Response
 
 _BODYLESS_METHODS = frozenset({"GET", "HEAD", "DELETE", "OPTIONS", "TRACE"})
@@ -51,7 +50,7 @@ class _Origin:
     def __init__(self, url: str) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise aiohttp.InvalidURL(url)
+            raise InvalidURL(url)
         self.is_ssl = parts.scheme == "https"
         self.host = parts.hostname
         default_port = 443 if self.is_ssl else 80
@@ -99,7 +98,7 @@ class Http1Client:
         data: object = None,
         headers: Iterable[tuple[str, str]] = (),
         allow_redirects: bool = False,
-        timeout: aiohttp.ClientTimeout | None = None,  # noqa: ASYNC109 (aiohttp's keyword: a per-phase policy)
+        timeout: Timeouts | None = None,  # noqa: ASYNC109 (aiohttp's keyword: a per-phase policy)
     ) -> Http1Response:
         """Send a request and return once the answer's head arrived. Redirects are never followed."""
         del allow_redirects  # accepted for aiohttp compatibility: a gateway never follows them
@@ -112,7 +111,7 @@ class Http1Client:
             conn = await self._acquire(origin, timeout, deadline)
             try:
                 return await self._send(conn, head, data, timeout, deadline)
-            except aiohttp.ServerDisconnectedError:
+            except ServerDisconnectedError:
                 # A kept-alive connection the upstream had closed meanwhile: nothing of this request was answered.
                 if not (conn.reused and not conn.got_bytes and replayable):
                     raise
@@ -122,7 +121,7 @@ class Http1Client:
         conn: Connection,
         head: bytes,
         data: object,
-        timeouts: aiohttp.ClientTimeout | None,
+        timeouts: Timeouts | None,
         deadline: float | None,
     ) -> Http1Response:
         response = Http1Response(conn, timeouts.sock_read if timeouts is not None else None)
@@ -152,9 +151,7 @@ class Http1Client:
             raise
         return response
 
-    async def _acquire(
-        self, origin: _Origin, timeouts: aiohttp.ClientTimeout | None, deadline: float | None
-    ) -> Connection:
+    async def _acquire(self, origin: _Origin, timeouts: Timeouts | None, deadline: float | None) -> Connection:
         loop = asyncio.get_running_loop()
         while True:
             idle = self._idle.get(origin.key)
@@ -194,9 +191,7 @@ class Http1Client:
         self._open.discard(oldest)
         return True
 
-    async def _connect(
-        self, origin: _Origin, timeouts: aiohttp.ClientTimeout | None, deadline: float | None
-    ) -> Connection:
+    async def _connect(self, origin: _Origin, timeouts: Timeouts | None, deadline: float | None) -> Connection:
         loop = asyncio.get_running_loop()
         conn = Connection(self, origin.key)
         self._open.add(conn)
@@ -218,8 +213,7 @@ class Http1Client:
                 )
         except OSError as exc:
             self.forget(conn)
-            key = ConnectionKey(origin.host, origin.port, origin.is_ssl, True, None, None, None, None)
-            raise aiohttp.ClientConnectorError(key, exc) from exc
+            raise ClientConnectorError(origin.host, origin.port, exc) from exc
         except BaseException:
             self.forget(conn)
             raise

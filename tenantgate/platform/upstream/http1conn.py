@@ -12,9 +12,10 @@ import collections
 import weakref
 from typing import TYPE_CHECKING, cast
 
-import aiohttp
 import httptools
 from multidict import CIMultiDict, CIMultiDictProxy
+
+from tenantgate.platform.upstream.errors import ClientConnectionError, ClientPayloadError, ServerDisconnectedError
 
 if TYPE_CHECKING:
     from tenantgate.platform.upstream.http1 import Http1Client
@@ -159,7 +160,7 @@ class Http1Response:
         """Drop the connection (e.g. the client went away mid-stream: the upstream stops generating)."""
         if not self._released:
             self._released = True
-            self._finish(aiohttp.ClientConnectionError("response closed"))
+            self._finish(ClientConnectionError("response closed"))
             self._conn.response_released(False)
 
 
@@ -213,7 +214,7 @@ class Connection(asyncio.Protocol):
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as exc:
-            error = aiohttp.ClientPayloadError(f"invalid HTTP response from the upstream: {exc}")
+            error = ClientPayloadError(f"invalid HTTP response from the upstream: {exc}")
             self.fail(error)
             self.close()
 
@@ -227,11 +228,11 @@ class Connection(asyncio.Protocol):
             if response.status and response.until_close and exc is None:
                 response._finish()
             elif response.status:
-                self.fail(aiohttp.ClientPayloadError("Response payload is not completed"))
+                self.fail(ClientPayloadError("Response payload is not completed"))
             else:
-                self.fail(aiohttp.ServerDisconnectedError())
+                self.fail(ServerDisconnectedError())
         if self._drain is not None and not self._drain.done():
-            self._drain.set_exception(aiohttp.ServerDisconnectedError())
+            self._drain.set_exception(ServerDisconnectedError())
         self.pool.connection_lost(self)
 
     def pause_writing(self) -> None:

@@ -5,9 +5,8 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 
-import aiohttp
-
 from tenantgate.platform.upstream.config import GatewayConfig, UpstreamConfig
+from tenantgate.platform.upstream.errors import Timeouts
 
 # Azure OpenAI addresses these per deployment; other paths (e.g. /models) are per resource.
 _AZURE_DEPLOYMENT_PATHS = frozenset(
@@ -33,12 +32,10 @@ class Upstream:
         self.max_retries = config.max_retries
         self.first_byte_timeout = config.first_byte_timeout_seconds
         self.total_timeout = config.total_timeout_seconds
-        self.stream_timeout = aiohttp.ClientTimeout(
+        self.stream_timeout = Timeouts(
             total=None, sock_connect=config.connect_timeout_seconds, sock_read=config.idle_timeout_seconds
         )
-        self.json_timeout = aiohttp.ClientTimeout(
-            total=config.total_timeout_seconds, sock_connect=config.connect_timeout_seconds
-        )
+        self.json_timeout = Timeouts(total=config.total_timeout_seconds, sock_connect=config.connect_timeout_seconds)
         self._api_version = config.api_version
         self._api_key = config.api_key.get_secret_value() if config.api_key is not None else None
 

@@ -16,13 +16,13 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from tenantgate.platform.upstream import errors
 from tenantgate.platform.upstream.http1 import Http1Client
 from tests.support.scripted import read_body
 
@@ -184,7 +184,7 @@ async def test_a_kept_alive_connection_the_upstream_closed_is_replaced_without_a
     assert state.connections == 3 and len(state.requests) == 5
 
 
-async def test_broken_answers_raise_aiohttps_error_types(client: Http1Client) -> None:
+async def test_broken_answers_raise_upstream_error_types(client: Http1Client) -> None:
     hang_up_mid_body = replies(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly part")
 
     async def hang_up_before_answering(
@@ -196,15 +196,15 @@ async def test_broken_answers_raise_aiohttps_error_types(client: Http1Client) ->
 
     async with serve(hang_up_mid_body) as (_, url):
         response = await client.request("POST", url + "/", data=b"{}")
-        with pytest.raises(aiohttp.ClientPayloadError):
+        with pytest.raises(errors.ClientPayloadError):
             await response.read()
         response.release()
     async with serve(hang_up_before_answering) as (state, url):
-        with pytest.raises(aiohttp.ServerDisconnectedError):
+        with pytest.raises(errors.ServerDisconnectedError):
             await client.request("POST", url + "/", data=b"{}")
         assert len(state.requests) == 1  # a fresh connection: not silently sent twice
     async with serve(garbage) as (_, url):
-        with pytest.raises(aiohttp.ClientError):
+        with pytest.raises(errors.ClientError):
             await client.request("POST", url + "/", data=b"{}")
     assert client.open_connections == 0
 
@@ -212,20 +212,22 @@ async def test_broken_answers_raise_aiohttps_error_types(client: Http1Client) ->
 async def test_refused_connection_is_a_connector_error(client: Http1Client) -> None:
     async with serve(keep_answering) as (_, url):
         pass  # closed: nothing listens on the port any more
-    with pytest.raises(aiohttp.ClientConnectorError):
+    with pytest.raises(errors.ClientConnectorError) as refused:
         await client.request("GET", url + "/")
+    assert isinstance(refused.value.os_error, ConnectionRefusedError)
+    assert url.removeprefix("http://") in str(refused.value)
 
 
 async def test_total_and_read_timeouts(client: Http1Client) -> None:
     slow_body = replies(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n", then_wait=5)
 
     async with serve(slow_body) as (_, url):
-        response = await client.request("GET", url + "/", timeout=aiohttp.ClientTimeout(total=0.3))
+        response = await client.request("GET", url + "/", timeout=errors.Timeouts(total=0.3))
         assert response.status == 200  # the head came in time; the body did not
         with pytest.raises(TimeoutError):
             await response.read()
         response.release()
-        response = await client.request("GET", url + "/", timeout=aiohttp.ClientTimeout(total=None, sock_read=0.2))
+        response = await client.request("GET", url + "/", timeout=errors.Timeouts(total=None, sock_read=0.2))
         assert await response.content.readany() == b"ok"
         with pytest.raises(TimeoutError):
             await response.content.readany()
@@ -412,5 +414,5 @@ async def test_https_verifies_the_certificate(tmp_path: Path) -> None:
         async with pool_of(10, ssl_context=trusting) as pool:
             assert await post(pool, url) == JSON_ANSWER
         async with pool_of(10) as default:  # the system's CAs: a self-signed certificate is refused
-            with pytest.raises(aiohttp.ClientConnectorError):
+            with pytest.raises(errors.ClientConnectorError):
                 await default.request("POST", url + "/", data=b"{}")
