@@ -28,10 +28,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import tiktoken
-from tiktoken_ext import openai_public
-
 if TYPE_CHECKING:
+    import tiktoken
+
     from tenantgate.settings import TokenEstimates
 
 _DATA = Path(__file__).parent / "data"
@@ -89,6 +88,9 @@ def _load_in_background(name: str) -> None:
 
 @lru_cache(maxsize=4)
 def _encoding(name: str) -> tiktoken.Encoding:
+    import tiktoken  # imported here: a worker with heuristic estimates never loads it (about 1.4 MB)
+    from tiktoken_ext import openai_public
+
     with _lock:
         raw = gzip.decompress((_DATA / f"{name}.tiktoken.gz").read_bytes())
         if hashlib.sha256(raw).hexdigest() != _EXPECTED_SHA256[name]:

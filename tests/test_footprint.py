@@ -49,7 +49,8 @@ def _serving_process(estimates: str) -> list[str]:
         "    built.append((name, 'tenantgate.platform.app' in sys.modules)); return build(name)\n"
         "tokens._encoding = recording\n"
         "from tenantgate.platform import serving; app = serving.create_app()\n"
-        "print(built, tokens.encoding_for_model('gpt-4o-mini') is not None, 'tenantgate.platform.app' in sys.modules)"
+        "print(built, tokens.encoding_for_model('gpt-4o-mini') is not None, 'tenantgate.platform.app' in sys.modules,\n"
+        "      'tiktoken' in sys.modules)"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("TENANTGATE_")}
     env.update(
@@ -63,11 +64,11 @@ def _serving_process(estimates: str) -> list[str]:
 def test_serving_builds_the_tokenizer_before_importing_the_app() -> None:
     # Built first, its transient memory is reused by the imports rather than stacked on them; and the first
     # request of a gpt-4o-family model is estimated with it, not with the heuristic.
-    assert _serving_process("tiktoken") == ["[('o200k_base', False)] True True"]
+    assert _serving_process("tiktoken") == ["[('o200k_base', False)] True True True"]
 
 
 def test_heuristic_estimates_load_no_tokenizer() -> None:
-    assert _serving_process("heuristic") == ["[] False True"]
+    assert _serving_process("heuristic") == ["[] False True False"]  # tiktoken itself is not imported
 
 
 def _maps_aiohttp(pid: int) -> bool:
