@@ -14,11 +14,11 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from pydantic import BaseModel, ValidationError
-from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tenantgate import database
 from tenantgate.platform.errors import GatewayError, _validation_message
+from tenantgate.resp import RespClient
 from tenantgate.settings import Settings
 from tenantgate.tenants.invalidation import Invalidation, channel_name, publish
 from tenantgate.tenants.operation import CLI_ACTOR, Actor, Operation
@@ -70,7 +70,7 @@ async def publish_invalidations(settings: Settings, invalidations: list[Invalida
     """Tell running servers (through Redis, if configured) which cached keys to drop."""
     if not invalidations or not settings.redis_url:
         return
-    redis = Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
+    redis = RespClient.from_url(settings.redis_url, connect_timeout=2, stall_timeout=2)
     try:
         await publish(redis, channel_name(settings.redis_prefix), invalidations)
     finally:

@@ -12,35 +12,36 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from redis.asyncio import Redis
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tenantgate.observability.context import CURRENT
 from tenantgate.observability.tracing import Tracing
+from tenantgate.resp import RespClient
 
 _DB_SYSTEMS = {"postgresql": "postgresql", "sqlite": "sqlite", "mysql": "mysql"}
 _STATE_KEY = "_tenantgate_span"
 
 
-def instrument_redis(client: Redis, tracing: Tracing) -> None:
-    kwargs = client.connection_pool.connection_kwargs
-    base: dict[str, Any] = {"db.system.name": "redis", "db.namespace": str(kwargs.get("db", 0))}
-    if kwargs.get("host"):
-        base["server.address"] = kwargs["host"]
-        base["server.port"] = int(kwargs.get("port", 6379))
-    execute_command: Callable[..., Awaitable[Any]] = client.execute_command
-    pipeline: Callable[..., Any] = client.pipeline
+def instrument_redis(client: RespClient, tracing: Tracing) -> None:
+    """Spans for the commands of ``client.execute`` (the runtime's client: stored responses' owners, invalidation
+    messages). The limiter's own client is not wrapped: its one script call per request shows as the limiter."""
+    endpoint = client.endpoint
+    base: dict[str, Any] = {"db.system.name": "redis", "db.namespace": str(endpoint.db)}
+    if endpoint.unix_path is None:
+        base["server.address"] = endpoint.host
+        base["server.port"] = endpoint.port
+    execute: Callable[..., Awaitable[Any]] = client.execute
 
-    async def traced_execute_command(*args: Any, **options: Any) -> Any:
+    async def traced_execute(*args: Any, **options: Any) -> Any:
         state = CURRENT.get()
         if state is None or not state.sampled:
-            return await execute_command(*args, **options)
+            return await execute(*args, **options)
         command = str(args[0]).upper() if args else "COMMAND"
         started = time.perf_counter()
         error: str | None = None
         try:
-            return await execute_command(*args, **options)
+            return await execute(*args, **options)
         except BaseException as exc:
             error = type(exc).__name__
             raise
@@ -49,31 +50,7 @@ def instrument_redis(client: Redis, tracing: Tracing) -> None:
                 state, command, {**base, "db.operation.name": command}, started, time.perf_counter(), error
             )
 
-    def traced_pipeline(*args: Any, **kwargs: Any) -> Any:
-        pipe = pipeline(*args, **kwargs)
-        execute = pipe.execute
-
-        async def traced_execute(*a: Any, **kw: Any) -> Any:
-            state = CURRENT.get()
-            if state is None or not state.sampled:
-                return await execute(*a, **kw)
-            size = len(pipe.command_stack)
-            started = time.perf_counter()
-            error: str | None = None
-            try:
-                return await execute(*a, **kw)
-            except BaseException as exc:
-                error = type(exc).__name__
-                raise
-            finally:
-                attributes = {**base, "db.operation.name": "PIPELINE", "db.operation.batch.size": size}
-                tracing.child_span(state, "PIPELINE", attributes, started, time.perf_counter(), error)
-
-        pipe.execute = traced_execute
-        return pipe
-
-    client.execute_command = traced_execute_command  # type: ignore[method-assign]
-    client.pipeline = traced_pipeline  # type: ignore[method-assign]
+    client.execute = traced_execute  # type: ignore[method-assign]
 
 
 def instrument_engine(engine: AsyncEngine, tracing: Tracing) -> None:

@@ -17,7 +17,6 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from opentelemetry.sdk.metrics.export import MetricExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tenantgate import __version__
@@ -36,6 +35,7 @@ from tenantgate.observability.metrics import MetricData, MetricRegistry
 from tenantgate.observability.otlp import metric_exporters, span_exporters, to_metrics_data
 from tenantgate.observability.spanbatch import SpanBatcher
 from tenantgate.observability.tracing import Tracing
+from tenantgate.resp import RespClient
 from tenantgate.settings import Settings
 from tenantgate.tenants.cache import KeyCache
 
@@ -100,7 +100,7 @@ class Telemetry:
         *,
         key_cache: KeyCache,
         engine: AsyncEngine,
-        redis: Redis | None,
+        redis: RespClient | None,
         upstreams: Iterable[UpstreamLike],
         check_database: Callable[[], Awaitable[bool]],
         check_redis: Callable[[], Awaitable[bool | None]],

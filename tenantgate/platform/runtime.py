@@ -7,7 +7,6 @@ import dataclasses
 import logging
 
 from pydantic import SecretStr
-from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -23,6 +22,7 @@ from tenantgate.platform.upstream.client import UpstreamClient
 from tenantgate.platform.upstream.config import gateway_config
 from tenantgate.platform.upstream.guard import TenantUpstreamGuard, UpstreamURLRefused
 from tenantgate.platform.upstream.registry import Routing, Upstream
+from tenantgate.resp import RespClient
 from tenantgate.settings import Settings
 from tenantgate.tenants.cache import KeyCache
 from tenantgate.tenants.invalidation import InvalidationBus, channel_name
@@ -53,10 +53,8 @@ class Runtime:
             ttl=settings.key_cache_ttl_seconds,
             negative_ttl=settings.key_cache_negative_ttl_seconds,
         )
-        self.redis: Redis | None = (
-            Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
-            if settings.redis_url
-            else None
+        self.redis: RespClient | None = (
+            RespClient.from_url(settings.redis_url, connect_timeout=2, stall_timeout=2) if settings.redis_url else None
         )
         self.last_used = LastUsedTracker(self.sessions, interval_seconds=settings.last_used_flush_seconds)
         self.admin_throttle = AdminAuthThrottle(settings.admin_auth_failure_limit)
@@ -161,7 +159,7 @@ class Runtime:
             return None
         try:
             async with asyncio.timeout(limit_seconds):
-                await self.redis.ping()
+                await self.redis.execute("PING")
         except Exception as exc:
             log.warning("redis readiness check failed: %s", type(exc).__name__)
             return False

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 import orjson
-from redis.asyncio import Redis
 
+from tenantgate.resp import RespClient
 from tenantgate.tenants.cache import KeyCache
 
 log = logging.getLogger("tenantgate.invalidation")
@@ -65,12 +65,12 @@ def decode(payload: bytes) -> list[Invalidation]:
         return [ALL]
 
 
-async def publish(redis: Redis, channel: str, invalidations: Sequence[Invalidation]) -> None:
+async def publish(redis: RespClient, channel: str, invalidations: Sequence[Invalidation]) -> None:
     """Publish to every subscribed process. A Redis failure is logged, not raised: the change is committed."""
     if not invalidations:
         return
     try:
-        await redis.publish(channel, encode(invalidations))
+        await redis.execute("PUBLISH", channel, encode(invalidations))
     except Exception as exc:
         log.warning("could not publish cache invalidation (%s); other processes catch up by TTL", type(exc).__name__)
 
@@ -79,7 +79,7 @@ class InvalidationBus:
     def __init__(
         self,
         cache: KeyCache,
-        redis: Redis | None,
+        redis: RespClient | None,
         channel: str,
         *,
         retry_seconds: float = 1.0,
@@ -127,20 +127,18 @@ class InvalidationBus:
     def subscribed(self) -> bool:
         return self._subscribed.is_set()
 
-    async def _listen(self, redis: Redis) -> None:
+    async def _listen(self, redis: RespClient) -> None:
         while True:
             try:
-                async with redis.pubsub() as pubsub:
-                    await pubsub.subscribe(self._channel)
+                async with redis.subscribe(self._channel) as subscription:
                     # Whatever was published while not subscribed is lost: start over from the database.
                     self._apply([ALL, PRICES])
                     self._subscribed.set()
                     self._first_attempt.set()
                     while True:
-                        message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
-                        if message is not None and message.get("type") == "message":
-                            self.received += 1
-                            self._apply(decode(message["data"]))
+                        data = await subscription.message()
+                        self.received += 1
+                        self._apply(decode(data))
             except asyncio.CancelledError:
                 raise
             except Exception as exc:

@@ -16,10 +16,10 @@ import logging
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from redis.asyncio import Redis
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from tenantgate.resp import RespClient
 from tenantgate.tenants.models import UpstreamObject, utcnow
 
 log = logging.getLogger("tenantgate.objects")
@@ -38,7 +38,7 @@ class ObjectOwnership:
     def __init__(
         self,
         sessions: async_sessionmaker[AsyncSession],
-        redis: Redis | None,
+        redis: RespClient | None,
         redis_prefix: str,
         flush_interval: float = 0.5,
     ) -> None:
@@ -65,8 +65,8 @@ class ObjectOwnership:
         self._pending[object_id] = (kind, owner)
         if self._redis is not None:
             try:
-                await self._redis.set(
-                    self._prefix + object_id, f"{owner.tenant_id} {owner.upstream}", ex=_REDIS_TTL_SECONDS
+                await self._redis.execute(
+                    "SET", self._prefix + object_id, f"{owner.tenant_id} {owner.upstream}", "EX", _REDIS_TTL_SECONDS
                 )
             except Exception as exc:  # the batch write to the database still records it
                 log.warning("could not record object owner in redis: %s", type(exc).__name__)
@@ -77,7 +77,7 @@ class ObjectOwnership:
             return owner
         if self._redis is not None:
             try:
-                value = await self._redis.get(self._prefix + object_id)
+                value = await self._redis.execute("GET", self._prefix + object_id)
             except Exception as exc:
                 log.warning("could not read object owner from redis: %s", type(exc).__name__)
                 value = None

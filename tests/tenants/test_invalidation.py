@@ -7,6 +7,7 @@ import time
 
 from redis.asyncio import Redis
 
+from tenantgate.resp import RespClient
 from tenantgate.tenants.cache import KeyCache
 from tenantgate.tenants.invalidation import Invalidation, InvalidationBus, channel_name, decode, encode
 from tenantgate.tenants.principal import Limits, Principal
@@ -60,7 +61,7 @@ def test_messages_round_trip_and_garbage_clears_everything() -> None:
 async def test_published_change_reaches_the_other_process_cache(redis_url: str, redis_prefix: str) -> None:
     channel = channel_name(redis_prefix)
     here, there = _cache(), _cache()
-    redis_here, redis_there = Redis.from_url(redis_url), Redis.from_url(redis_url)
+    redis_here, redis_there = RespClient.from_url(redis_url), RespClient.from_url(redis_url)
     bus_here, bus_there = InvalidationBus(here, redis_here, channel), InvalidationBus(there, redis_there, channel)
     await bus_here.start()
     await bus_there.start()
@@ -84,7 +85,7 @@ async def test_published_change_reaches_the_other_process_cache(redis_url: str, 
 async def test_lost_subscription_reconnects_and_clears_the_cache(redis_url: str, redis_prefix: str) -> None:
     channel = channel_name(redis_prefix)
     cache = _cache()
-    client = Redis.from_url(redis_url, client_name=redis_prefix)  # named, so only our connection is killed
+    client = RespClient.from_url(f"{redis_url}?client_name={redis_prefix}")  # named: only ours is killed
     bus = InvalidationBus(cache, client, channel, retry_seconds=0.05)
     await bus.start()
     publisher = Redis.from_url(redis_url)
@@ -125,7 +126,7 @@ async def test_price_changes_reach_the_other_process_without_touching_its_key_ca
     channel = channel_name(redis_prefix)
     cache = _cache()
     reloads: list[str] = []
-    redis_here, redis_there = Redis.from_url(redis_url), Redis.from_url(redis_url)
+    redis_here, redis_there = RespClient.from_url(redis_url), RespClient.from_url(redis_url)
     bus_here = InvalidationBus(_cache(), redis_here, channel)
     bus_there = InvalidationBus(cache, redis_there, channel, on_prices=lambda: reloads.append("prices"))
     await bus_there.start()

@@ -8,10 +8,17 @@ from collections.abc import AsyncIterator
 
 import pytest
 from redis.asyncio import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
 
-from tenantgate.tenants.limits.resp import Endpoint, RedisStalled, RespClient, Script, _Connection
+from tenantgate.resp import (
+    Endpoint,
+    RedisConnectionError,
+    RedisStalled,
+    RespClient,
+    ResponseError,
+    Script,
+    Subscription,
+    _Connection,
+)
 
 
 def test_urls_name_host_port_db_credentials_and_tls() -> None:
@@ -22,6 +29,7 @@ def test_urls_name_host_port_db_credentials_and_tls() -> None:
     assert Endpoint.parse("redis://:only-password@localhost/0").password == "only-password"
     unix = Endpoint.parse("unix:///run/redis.sock?db=2")
     assert (unix.unix_path, unix.db) == ("/run/redis.sock", 2)
+    assert Endpoint.parse("redis://localhost?client_name=tenantgate-web").client_name == "tenantgate-web"
     with pytest.raises(ValueError, match="scheme"):
         Endpoint.parse("http://localhost:6379")
 
@@ -176,4 +184,58 @@ async def test_a_slow_but_answering_redis_is_not_a_stall() -> None:
         assert await asyncio.gather(*(client.execute("PING") for _ in range(6))) == ["PONG"] * 6
     finally:
         await client.aclose()
+        server.close()
+
+
+async def test_a_subscription_gets_what_is_published_and_names_its_connection(
+    client: RespClient, redis_url: str, redis_prefix: str
+) -> None:
+    channel, other = f"{redis_prefix}:news", f"{redis_prefix}:other"
+    subscriber = RespClient.from_url(f"{redis_url}?client_name={redis_prefix}")
+    async with subscriber.subscribe(channel) as subscription:
+        assert await client.execute("PUBLISH", other, b"not for us") == 0
+        assert await client.execute("PUBLISH", channel, b"\x00binary\r\n") == 1
+        assert await client.execute("PUBLISH", channel, "second") == 1
+        assert await asyncio.wait_for(subscription.message(), 2) == b"\x00binary\r\n"
+        assert await asyncio.wait_for(subscription.message(), 2) == b"second"
+        listing = await client.execute("CLIENT", "LIST")
+        assert f"name={redis_prefix} " in listing.decode()
+    assert await client.execute("PUBLISH", channel, b"after") == 0  # unsubscribed when the block ended
+
+
+async def test_a_killed_subscription_raises_instead_of_waiting_forever(
+    client: RespClient, redis_url: str, redis_prefix: str
+) -> None:
+    subscriber = RespClient.from_url(f"{redis_url}?client_name={redis_prefix}")
+    with pytest.raises(RedisConnectionError):
+        async with subscriber.subscribe(f"{redis_prefix}:news") as subscription:
+            waiting = asyncio.ensure_future(subscription.message())
+            await asyncio.sleep(0.05)
+            listing = (await client.execute("CLIENT", "LIST")).decode().splitlines()
+            (ours,) = [line.split()[0].removeprefix("id=") for line in listing if f"name={redis_prefix} " in line]
+            assert await client.execute("CLIENT", "KILL", "ID", ours) == 1
+            await asyncio.wait_for(waiting, 2)
+
+
+async def test_a_subscription_that_stops_answering_is_given_up_after_a_ping() -> None:
+    """A peer that vanished without closing: quiet past ``idle_check``, then no answer to a PING."""
+    pings: list[bytes] = []
+
+    async def confirms_then_goes_silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"news\r\n")
+        writer.write(b"*3\r\n$9\r\nsubscribe\r\n$4\r\nnews\r\n:1\r\n")
+        pings.append(await reader.read(1 << 16))
+        await asyncio.sleep(5)
+        writer.close()
+
+    server, url = await _serve(confirms_then_goes_silent)
+    subscription = Subscription(Endpoint.parse(url), ("news",), connect_timeout=0.2, idle_check=0.1)
+    try:
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(RedisConnectionError, match="PING"):
+            async with subscription:
+                await subscription.message()
+        assert asyncio.get_running_loop().time() - started < 1.5
+        assert pings and b"PING" in pings[0]
+    finally:
         server.close()

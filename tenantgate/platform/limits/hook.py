@@ -19,13 +19,13 @@ from tenantgate import tokens
 from tenantgate.platform.limits.cost import CostEstimator, NoCostKnown
 from tenantgate.platform.limits.responses import RateLimiterUnavailable, rate_limit_headers, refusal
 from tenantgate.platform.proxy.exchange import Exchange
+from tenantgate.resp import RespClient
 from tenantgate.settings import Settings
 from tenantgate.tenants.limits.checks import Check, Kind, Settlement, Verdict
 from tenantgate.tenants.limits.guard import GuardedStore, LimiterUnavailable
 from tenantgate.tenants.limits.memory import MemoryLimitStore
 from tenantgate.tenants.limits.policy import MICRO_USD, LimitPolicy, has_limits, month_bounds, needs_token_estimate
 from tenantgate.tenants.limits.redis import RedisLimitStore
-from tenantgate.tenants.limits.resp import RespClient
 from tenantgate.tenants.principal import Principal
 
 # Request bodies larger than this (bytes as sent) are tokenised in a thread: tiktoken releases the GIL, and a

@@ -15,8 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from opentelemetry import metrics
-from redis.exceptions import RedisError
 
+from tenantgate.resp import RedisError
 from tenantgate.tenants.limits.checks import Check, Settlement, Verdict
 from tenantgate.tenants.limits.memory import MemoryLimitStore
 from tenantgate.tenants.limits.redis import RedisLimitStore

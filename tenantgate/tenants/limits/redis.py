@@ -23,9 +23,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from tenantgate.resp import RespClient, Script, bulk
 from tenantgate.tenants.limits.checks import Check, CheckState, Kind, Settlement, Verdict
 from tenantgate.tenants.limits.memory import Clock
-from tenantgate.tenants.limits.resp import RespClient, Script, bulk
 
 _LUA = Path(__file__).parent / "lua"
 _EVALSHA = bulk("EVALSHA")

@@ -1,14 +1,16 @@
-"""A lean Redis client for the limiter's two script calls: one pipelined connection, RESP2, nothing else.
+"""tenantgate's Redis client: one pipelined connection, RESP2, and subscriptions on connections of their own.
 
-Why not redis-py here: the limiter makes one EVALSHA per request on the hot path, and redis-py's asyncio command
-path (connection pool checkout with a zero-timeout read probe, command packing, the retry wrapper, the parser)
-cost about 300 us of CPU per call on this project's benchmark machine - more than the rest of the request path's
-own work. This client writes every command of a loop iteration in one ``write()`` on one connection and matches
+Why not redis-py: the limiter makes one EVALSHA per request on the hot path, and redis-py's asyncio command path
+(connection pool checkout with a zero-timeout read probe, command packing, the retry wrapper, the parser) cost
+about 300 us of CPU per call on this project's benchmark machine - more than the rest of the request path's own
+work. This client writes every command of a loop iteration in one ``write()`` on one connection and matches
 replies to callers in order (Redis answers in order on a connection), so concurrent requests share round trips
-without any batching code above it. The rest of tenantgate (pub/sub, stored-response ownership) keeps redis-py.
+without any batching code above it. The rest of the gateway's Redis use (cache invalidation over pub/sub, stored
+responses' owners, readiness) is a handful of plain commands, so it uses this client too rather than importing
+redis-py for them: that was about 7 MB of every worker's memory.
 
-Errors are redis-py's exception classes (``ConnectionError``, ``ResponseError``, ``NoScriptError``), so callers
-handle both clients alike. A connection that breaks fails every call waiting on it; the next call reconnects.
+A connection that breaks fails every call waiting on it; the next call reconnects. Errors derive from
+``RedisError``; a connection that cannot be opened or breaks raises ``RedisConnectionError``.
 """
 
 from __future__ import annotations
@@ -18,16 +20,30 @@ import functools
 import hashlib
 import ssl
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 from urllib.parse import parse_qs, unquote, urlsplit
-
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, ResponseError
 
 Arg = str | int | bytes
 DEFER_SECONDS = 0.002
 """How long a call that nobody waits for (``urgent=False``) may wait for an urgent one to share its write."""
+
+
+class RedisError(Exception):
+    pass
+
+
+class RedisConnectionError(RedisError):
+    """Redis could not be reached, or the connection broke or spoke something that is not RESP."""
+
+
+class ResponseError(RedisError):
+    """Redis answered the command with an error."""
+
+
+class NoScriptError(ResponseError):
+    """EVALSHA of a script the server does not hold (it is loaded and called again)."""
 
 
 @dataclass(slots=True)
@@ -51,10 +67,12 @@ class Endpoint:
     username: str | None
     password: str | None
     db: int
+    client_name: str | None = None
 
     @classmethod
     def parse(cls, url: str) -> Endpoint:
-        """``redis://[[user]:password@]host[:port][/db]``, ``rediss://`` (TLS) or ``unix:///path?db=N``."""
+        """``redis://[[user]:password@]host[:port][/db]``, ``rediss://`` (TLS) or ``unix:///path?db=N``; the query
+        parameter ``client_name`` names the connections (``CLIENT SETNAME``, shown by ``CLIENT LIST``)."""
         parts = urlsplit(url)
         if parts.scheme not in ("redis", "rediss", "unix"):
             raise ValueError(f"unsupported Redis URL scheme {parts.scheme!r} (redis://, rediss:// or unix://)")
@@ -69,6 +87,7 @@ class Endpoint:
             username=unquote(parts.username) if parts.username else None,
             password=unquote(parts.password) if parts.password else None,
             db=db,
+            client_name=query["client_name"][0] if "client_name" in query else None,
         )
 
 
@@ -365,16 +384,9 @@ class RespClient:
         return connection
 
     async def _open(self) -> _Connection:
-        endpoint = self.endpoint
-        loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(self.connect_timeout):
-                factory = functools.partial(_Connection, self.stall_timeout)
-                if endpoint.unix_path is not None:
-                    _, connection = await loop.create_unix_connection(factory, endpoint.unix_path)
-                else:
-                    context = ssl.create_default_context() if endpoint.tls else None
-                    _, connection = await loop.create_connection(factory, endpoint.host, endpoint.port, ssl=context)
+                connection = await _create(self.endpoint, functools.partial(_Connection, self.stall_timeout))
                 try:
                     await self._handshake(connection)
                 except BaseException:
@@ -386,18 +398,15 @@ class RespClient:
         return connection
 
     async def _handshake(self, connection: _Connection) -> None:
-        endpoint = self.endpoint
-        calls: list[tuple[Arg, ...]] = []
-        if endpoint.password is not None:
-            user = (endpoint.username,) if endpoint.username else ()
-            calls.append(("AUTH", *user, endpoint.password))
-        if endpoint.db:
-            calls.append(("SELECT", endpoint.db))
         loop = asyncio.get_running_loop()
-        for call in calls:
+        for call in _handshake_calls(self.endpoint):
             future: asyncio.Future[Any] = loop.create_future()
             connection.send(encode(call), future)
             await future
+
+    def subscribe(self, *channels: str) -> Subscription:
+        """``async with client.subscribe(channel) as subscription``: see ``Subscription``."""
+        return Subscription(self.endpoint, channels, connect_timeout=self.connect_timeout)
 
     async def aclose(self) -> None:
         if self._connection is not None:
@@ -406,3 +415,133 @@ class RespClient:
                 self._connection.transport.close()
             self._connection.closed = True
             self._connection = None
+
+
+_P = TypeVar("_P", bound=asyncio.Protocol)
+
+
+async def _create(endpoint: Endpoint, factory: Callable[[], _P]) -> _P:
+    loop = asyncio.get_running_loop()
+    if endpoint.unix_path is not None:
+        _, protocol = await loop.create_unix_connection(factory, endpoint.unix_path)
+    else:
+        context = ssl.create_default_context() if endpoint.tls else None
+        _, protocol = await loop.create_connection(factory, endpoint.host, endpoint.port, ssl=context)
+    return protocol
+
+
+def _handshake_calls(endpoint: Endpoint, *, select_db: bool = True) -> list[tuple[Arg, ...]]:
+    calls: list[tuple[Arg, ...]] = []
+    if endpoint.password is not None:
+        user = (endpoint.username,) if endpoint.username else ()
+        calls.append(("AUTH", *user, endpoint.password))
+    if endpoint.client_name:
+        calls.append(("CLIENT", "SETNAME", endpoint.client_name))
+    if endpoint.db and select_db:
+        calls.append(("SELECT", endpoint.db))
+    return calls
+
+
+class _Replies(asyncio.Protocol):
+    """A subscribed connection: every reply and message, in order, into a queue; an error when it breaks."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.replies: asyncio.Queue[Any] = asyncio.Queue()
+        self.buffer = bytearray()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        buffer = self.buffer
+        buffer += data
+        position = 0
+        try:
+            while position < len(buffer):
+                value, position = _parse(buffer, position)
+                self.replies.put_nowait(value)
+        except _Incomplete:
+            pass
+        except (RedisConnectionError, ValueError, IndexError) as exc:
+            self.replies.put_nowait(RedisConnectionError(f"Redis protocol error: {exc}"))
+            if self.transport is not None:
+                self.transport.abort()
+            return
+        del buffer[:position]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.replies.put_nowait(RedisConnectionError("Connection to Redis lost"))
+
+
+class Subscription:
+    """What is published to ``channels``, on a connection of its own (a subscribed connection takes no other
+    commands). Entered, it is subscribed; ``message()`` waits for the next message. A connection that breaks, or
+    that stays silent to a PING after ``idle_check`` seconds without messages, raises ``RedisConnectionError``:
+    the caller subscribes again (and should assume it missed messages meanwhile)."""
+
+    def __init__(
+        self, endpoint: Endpoint, channels: tuple[str, ...], *, connect_timeout: float = 2.0, idle_check: float = 30.0
+    ) -> None:
+        self.endpoint = endpoint
+        self.channels = channels
+        self.connect_timeout = connect_timeout
+        self.idle_check = idle_check
+        self._protocol: _Replies | None = None
+
+    async def __aenter__(self) -> Subscription:
+        try:
+            async with asyncio.timeout(self.connect_timeout):
+                self._protocol = await _create(self.endpoint, _Replies)
+                for call in _handshake_calls(self.endpoint, select_db=False):  # channels are not per database
+                    self._send(call)
+                    await self._reply()
+                self._send(("SUBSCRIBE", *self.channels))
+                for _ in self.channels:
+                    reply = await self._reply()
+                    if not (isinstance(reply, list) and reply[:1] == [b"subscribe"]):
+                        raise RedisConnectionError(f"unexpected answer to SUBSCRIBE: {reply!r}")
+        except BaseException as exc:
+            self._close()
+            if isinstance(exc, OSError | TimeoutError):
+                raise RedisConnectionError(f"Cannot subscribe on Redis ({type(exc).__name__})") from None
+            raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._close()
+
+    async def message(self) -> bytes:
+        """The data of the next message published to one of the channels."""
+        while True:
+            try:
+                async with asyncio.timeout(self.idle_check):
+                    reply = await self._reply()
+            except TimeoutError:
+                # Quiet for a while: make sure the connection is still there (a peer that vanished without a FIN
+                # would otherwise leave this subscription waiting forever).
+                self._send(("PING",))
+                try:
+                    async with asyncio.timeout(self.connect_timeout):
+                        reply = await self._reply()
+                except TimeoutError:
+                    self._close()
+                    raise RedisConnectionError("Redis did not answer a PING on the subscription") from None
+            if isinstance(reply, list) and len(reply) == 3 and reply[0] == b"message":
+                data: bytes = reply[2]
+                return data
+
+    def _send(self, call: tuple[Arg, ...]) -> None:
+        assert self._protocol is not None and self._protocol.transport is not None
+        self._protocol.transport.write(encode(call))
+
+    async def _reply(self) -> Any:
+        assert self._protocol is not None
+        reply = await self._protocol.replies.get()
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
+
+    def _close(self) -> None:
+        if self._protocol is not None and self._protocol.transport is not None:
+            self._protocol.transport.close()
