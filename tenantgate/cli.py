@@ -109,6 +109,7 @@ def serve(
             log_config=logging_config(settings),
             access_log=False,
             server_header=False,
+            ws="none",  # no WebSocket endpoints: upgrade requests are plain HTTP requests (and websockets never loads)
             # X-Forwarded-For/-Proto are honoured only from configured proxies (uvicorn's layer costs time too).
             proxy_headers=bool(settings.trusted_proxies),
             forwarded_allow_ips=settings.trusted_proxies or None,

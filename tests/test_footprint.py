@@ -77,7 +77,9 @@ def _maps_aiohttp(pid: int) -> bool:
     return "/aiohttp/" in Path(f"/proc/{pid}/maps").read_text()
 
 
-def test_a_worker_loads_aiohttp_only_for_a_tenants_own_base_url(sqlite_url: str, dev_upstream: str) -> None:
+def test_a_worker_loads_no_websockets_and_aiohttp_only_for_a_tenants_own_base_url(
+    sqlite_url: str, dev_upstream: str
+) -> None:
     env = {
         "TENANTGATE_ENV": "production",
         "TENANTGATE_DATABASE_URL": sqlite_url,
@@ -97,6 +99,7 @@ def test_a_worker_loads_aiohttp_only_for_a_tenants_own_base_url(sqlite_url: str,
         messages = [{"role": "user", "content": "hi"}]
         gateway.client(key["key"]).chat.completions.create(model="gpt-4o-mini", messages=messages)
         assert not _maps_aiohttp(server.process.pid)  # the operator's upstream: the gateway's own client
+        assert "/websockets/" not in Path(f"/proc/{server.process.pid}/maps").read_text()  # uvicorn's ws="none"
 
         with ScriptedUpstream() as own:
             path = f"/admin/tenants/{key['tenant_id']}/upstream-keys/default"
