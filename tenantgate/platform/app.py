@@ -66,6 +66,7 @@ def create_app(settings: Settings | None = None) -> GatewayApp:
     tokens.configure(settings.token_estimates)
     if settings.interpreter_tuning:
         interpreter.cap_malloc_arenas()
+        interpreter.fix_malloc_thresholds()
     runtime = Runtime(settings)
 
     @asynccontextmanager

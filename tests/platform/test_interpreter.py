@@ -10,7 +10,13 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from tenantgate.platform.interpreter import GEN0_THRESHOLD, MALLOC_ARENAS, SWITCH_INTERVAL_SECONDS, cap_malloc_arenas
+from tenantgate.platform.interpreter import (
+    GEN0_THRESHOLD,
+    MALLOC_ARENAS,
+    SWITCH_INTERVAL_SECONDS,
+    cap_malloc_arenas,
+    fix_malloc_thresholds,
+)
 from tests.support.gateway import Gateway
 
 
@@ -91,3 +97,42 @@ def test_threads_share_a_capped_number_of_malloc_arenas(mode: str, most: int | N
 def test_an_operators_malloc_arena_max_wins(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
     assert cap_malloc_arenas() is False
+
+
+_HEAP_AFTER_A_BURST = """
+import ctypes, sys
+from tenantgate.platform.interpreter import fix_malloc_thresholds
+if sys.argv[1] == "fixed":
+    assert fix_malloc_thresholds()
+class MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+                                                     "fsmblks", "uordblks", "fordblks", "keepcost")]
+libc = ctypes.CDLL(None)
+libc.malloc.restype = ctypes.c_void_p
+libc.malloc.argtypes = [ctypes.c_size_t]
+libc.free.argtypes = [ctypes.c_void_p]
+libc.mallinfo2.restype = MallInfo2
+libc.free(libc.malloc(4 << 20))  # one big block, mapped on its own and freed: glibc's thresholds move up
+burst = [libc.malloc(64 << 10) for _ in range(96)]  # then 6 MB in blocks of 64 kB, all freed
+for block in burst:
+    libc.free(block)
+print(libc.mallinfo2().arena >> 10)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator")
+def test_fixed_malloc_thresholds_give_a_freed_burst_back_to_the_system() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MALLOC_", "GLIBC_TUNABLES"))}
+
+    def heap_kb(mode: str) -> int:
+        run = subprocess.run([sys.executable, "-c", _HEAP_AFTER_A_BURST, mode], env=env, capture_output=True, text=True)
+        assert run.returncode == 0, run.stderr
+        return int(run.stdout)
+
+    assert heap_kb("default") > 6 * 1024  # glibc's moving thresholds: the freed 6 MB stay in the heap
+    assert heap_kb("fixed") < 2 * 1024  # trimmed back: the process gave them back
+
+
+def test_an_operators_malloc_thresholds_win(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "4194304")
+    assert fix_malloc_thresholds() is False
