@@ -78,10 +78,6 @@ def tenant_session(pool_size: int, guard: TenantUpstreamGuard) -> AiohttpSession
     )
 
 
-def threaded_resolver() -> AbstractResolver:
-    return aiohttp.ThreadedResolver()
-
-
 class _GuardResolver(AbstractResolver):
     """Resolves through the guard's current resolver, so one injected resolver serves both checks."""
 
