@@ -17,6 +17,7 @@ from tenantgate.platform.upstream.errors import Timeouts
 from tenantgate.platform.upstream.guard import TenantUpstreamGuard
 
 errors.also_catch(aiohttp.ClientError)
+_NO_TIMEOUT = aiohttp.ClientTimeout()  # every phase unlimited, as the lean client's ``timeout=None``
 
 
 @lru_cache(maxsize=64)  # one per upstream and kind of answer
@@ -52,9 +53,9 @@ class AiohttpSession:
             method,
             url,
             data=data,
-            headers=list(headers),
+            headers=headers,
             allow_redirects=allow_redirects,
-            timeout=_client_timeout(timeout) if timeout is not None else aiohttp.ClientTimeout(),
+            timeout=_client_timeout(timeout) if timeout is not None else _NO_TIMEOUT,
         )
 
     async def close(self) -> None:
