@@ -41,7 +41,7 @@ from tenantgate.tenants.metering.events import encode
 from tenantgate.tenants.metering.pricing import PriceBook
 from tenantgate.tenants.metering.rollups import DAY, UsageQuery, aggregate
 from tenantgate.tenants.metering.spool import Spool
-from tenantgate.tenants.metering.store import PostgresEventStore
+from tenantgate.tenants.metering.store import PostgresEventStore, row_of
 from tenantgate.tenants.metering.writer import MeterWriter, price_event
 
 MODELS = ("gpt-4o-mini", "gpt-4o", "gpt-4.1-mini", "text-embedding-3-small")
@@ -171,7 +171,7 @@ async def write_throughput(url: str, count: int, batch: int) -> dict[str, Any]:
     book = PriceBook.load()
     store = PostgresEventStore(engine)
     try:
-        events = [price_event(book, e) for e in synthetic_events(count, time.time())]
+        events = [row_of(price_event(book, e)) for e in synthetic_events(count, time.time())]
         await store.write(events[:batch])  # warm the connection and the prepared statement
         started = time.perf_counter()
         written = batch

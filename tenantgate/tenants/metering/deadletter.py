@@ -31,7 +31,6 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import asyncpg
 import orjson
@@ -39,7 +38,7 @@ from sqlalchemy import exc as sa_exc
 
 from tenantgate.ids import new_id
 from tenantgate.tenants.metering.spool import fsync_directory
-from tenantgate.tenants.metering.store import EventStore
+from tenantgate.tenants.metering.store import EventStore, Row
 
 FILE_NAME = "rejected-events.jsonl"
 _CLAIMED = FILE_NAME + ".replaying-"
@@ -106,10 +105,10 @@ class Refusal:
     error: BaseException
 
 
-async def write_isolating(store: EventStore, events: Sequence[dict[str, Any]]) -> tuple[int, list[Refusal]]:
-    """Write ``events``; if the database refuses the batch while it is available, write every event but those it
-    refuses. Returns how many were inserted and the refused events, in batch order. Raises the write's error when
-    the database is unavailable, at any step: nothing is refused then."""
+async def write_isolating(store: EventStore, events: Sequence[Row]) -> tuple[int, list[Refusal]]:
+    """Write ``events`` (rows: ``store.row_of``); if the database refuses the batch while it is available, write
+    every event but those it refuses. Returns how many were inserted and the refused events, in batch order. Raises
+    the write's error when the database is unavailable, at any step: nothing is refused then."""
     try:
         return await store.write(events), []
     except Exception as error:
@@ -120,7 +119,7 @@ async def write_isolating(store: EventStore, events: Sequence[dict[str, Any]]) -
     return inserted, refused
 
 
-async def _bisect(store: EventStore, events: Sequence[dict[str, Any]], lo: int, hi: int, refused: list[Refusal]) -> int:
+async def _bisect(store: EventStore, events: Sequence[Row], lo: int, hi: int, refused: list[Refusal]) -> int:
     """Write ``events[lo:hi]``, which just failed together, around the events the database refuses."""
     if hi - lo == 1:
         try:

