@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import ADMIN_TOKEN, SECRET_KEY, UPSTREAM_KEY, make_settings
 from tests.support.gateway import Gateway
+from tests.support.otlp import HttpReceiver
 from tests.support.process import ServeProcess
 from tests.support.scripted import ScriptedUpstream
 
@@ -112,3 +114,44 @@ def test_a_worker_loads_no_websockets_and_aiohttp_only_for_a_tenants_own_base_ur
         assert _maps_aiohttp(server.process.pid)
     finally:
         server.stop()
+
+
+def test_a_worker_exports_otlp_over_http_without_requests_or_protobuf(sqlite_url: str, dev_upstream: str) -> None:
+    """The SDK's OTLP/HTTP exporters would load requests (with charset_normalizer's compiled modules) and protobuf
+    (its upb extension); the gateway's own exporters load neither and still deliver spans and metrics."""
+    with HttpReceiver() as receiver:
+        env = {
+            "TENANTGATE_ENV": "production",
+            "TENANTGATE_DATABASE_URL": sqlite_url,
+            "TENANTGATE_SECRET_KEY": SECRET_KEY,
+            "TENANTGATE_ADMIN_TOKEN": ADMIN_TOKEN,
+            "TENANTGATE_UPSTREAM_BASE_URL": dev_upstream,
+            "TENANTGATE_UPSTREAM_API_KEY": UPSTREAM_KEY,
+            "TENANTGATE_TOKEN_ESTIMATES": "heuristic",
+            "TENANTGATE_TRACING_ENABLED": "true",
+            "TENANTGATE_LOG_LEVEL": "warning",
+            "OTEL_SERVICE_NAME": "tg-footprint",
+            "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url,
+            "OTEL_TRACES_EXPORTER": "otlp",
+            "OTEL_METRICS_EXPORTER": "otlp,prometheus",
+            "OTEL_BSP_SCHEDULE_DELAY": "100",
+            "OTEL_METRIC_EXPORT_INTERVAL": "200",
+        }
+        server = ServeProcess(env)
+        try:
+            gateway = Gateway(url=server.wait_ready().url, admin_token=ADMIN_TOKEN, settings=make_settings())
+            key = gateway.new_key("exports")
+            messages = [{"role": "user", "content": "trace me"}]
+            gateway.client(key["key"]).chat.completions.create(model="gpt-4o-mini", messages=messages)
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and not (
+                any(s.name == "chat gpt-4o-mini" for s in receiver.received.spans())
+                and receiver.received.metric("gen_ai.client.token.usage") is not None
+            ):
+                time.sleep(0.1)
+            assert receiver.received.resource_attributes()["service.name"] == "tg-footprint"
+            assert receiver.received.metric("gen_ai.client.token.usage") is not None
+            maps = Path(f"/proc/{server.process.pid}/maps").read_text()
+            assert "/google/_upb/" not in maps and "/charset_normalizer/" not in maps
+        finally:
+            server.stop()

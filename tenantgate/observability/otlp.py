@@ -4,7 +4,8 @@
 also accept ``prometheus``, which is the ``/metrics`` endpoint and always on while metrics are enabled) and
 ``OTEL_EXPORTER_OTLP[_TRACES|_METRICS]_PROTOCOL`` (``http/protobuf`` or ``grpc``) are read through Settings. The
 OTLP exporters read their own endpoint, headers, timeout, compression and certificate variables
-(``OTEL_EXPORTER_OTLP_ENDPOINT``, ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``, ``OTEL_EXPORTER_OTLP_HEADERS``, ...).
+(``OTEL_EXPORTER_OTLP_ENDPOINT``, ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``, ``OTEL_EXPORTER_OTLP_HEADERS``, ...):
+over gRPC the SDK's exporters, over HTTP ours (otlphttp.py: no requests, no protobuf in the worker).
 """
 
 from __future__ import annotations
@@ -47,9 +48,9 @@ def span_exporters(settings: Settings) -> list[SpanExporter]:
 
                 exporters.append(GrpcSpans())
             else:
-                from tenantgate.observability.spanwire import LeanOtlpSpanExporter
+                from tenantgate.observability.otlphttp import OtlpHttpSpanExporter
 
-                exporters.append(LeanOtlpSpanExporter())
+                exporters.append(OtlpHttpSpanExporter())
         elif name == "console":
             exporters.append(ConsoleSpanExporter())
     return exporters
@@ -64,9 +65,9 @@ def metric_exporters(settings: Settings) -> list[MetricExporter]:
 
                 exporters.append(Grpc())
             else:
-                from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter as Http
+                from tenantgate.observability.otlphttp import OtlpHttpMetricExporter
 
-                exporters.append(Http())
+                exporters.append(OtlpHttpMetricExporter())
         elif name == "console":
             exporters.append(ConsoleMetricExporter())
     return exporters

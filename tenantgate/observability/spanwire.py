@@ -1,4 +1,4 @@
-"""OTLP/HTTP span export with a direct protobuf encoder.
+"""Spans as ``ExportTraceServiceRequest`` wire bytes, without protobuf's message classes.
 
 The SDK's OTLP encoder builds a tree of protobuf message objects per span and then serialises it; with every
 request traced that was the largest single cost in the gateway process (py-spy: ~17% of its CPU for two spans per
@@ -7,9 +7,7 @@ directly (resource and instrumentation scope encoded once and reused). ``tests/o
 checks that the bytes parse to exactly the message the SDK's encoder produces, for every attribute type and span
 shape the gateway emits. Spans with events or links (the gateway makes none) go through the SDK's encoder.
 
-``LeanOtlpSpanExporter`` is the SDK's OTLP/HTTP exporter (endpoint, headers, compression, timeouts and retries:
-its own HTTP client) with the encoding replaced; the SDK exporter's optional self-metrics are not recorded for its
-exports.
+They are sent by ``otlphttp.OtlpHttpSpanExporter``.
 """
 
 from __future__ import annotations
@@ -19,10 +17,7 @@ import struct
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans as sdk_encode_spans
-from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.sdk.trace.export import SpanExportResult
 
 log = logging.getLogger("tenantgate.telemetry")
 
@@ -208,6 +203,8 @@ _ENVELOPES = _Envelopes()
 def encode_spans(spans: Sequence[ReadableSpan]) -> bytes:
     """The serialised ``ExportTraceServiceRequest`` of ``spans``."""
     if any(span.events or span.links for span in spans):
+        from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans as sdk_encode_spans
+
         return bytes(sdk_encode_spans(spans).SerializePartialToString())
     grouped: dict[tuple[int, int], tuple[Any, Any, list[bytes]]] = {}
     for span in spans:
@@ -227,19 +224,3 @@ def encode_spans(spans: Sequence[ReadableSpan]) -> bytes:
             body += _field(3, resource.schema_url.encode())
         out.append(_field(1, body))
     return b"".join(out)
-
-
-class LeanOtlpSpanExporter(OTLPSpanExporter):
-    """The SDK's OTLP/HTTP span exporter, encoding with ``encode_spans`` above."""
-
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        client = getattr(self, "_client", None)
-        if getattr(self, "_shutdown", False) or client is None or not hasattr(client, "export"):
-            return super().export(spans)  # an SDK whose internals differ: its own (slower) path
-        try:
-            data = encode_spans(spans)
-        except Exception as error:  # never let one odd span break the export thread
-            log.error("failed to encode a span batch (%s)", type(error).__name__)
-            return SpanExportResult.FAILURE
-        result = client.export(data)
-        return SpanExportResult.SUCCESS if result.success else SpanExportResult.FAILURE
