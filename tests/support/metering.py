@@ -91,14 +91,14 @@ def seed(database_url: str, events: list[dict[str, Any]]) -> int:
     """Price and store events directly (as the writer would), for tests of the read side."""
     from tenantgate.database import create_engine
     from tenantgate.tenants.metering.pricing import PriceBook
-    from tenantgate.tenants.metering.store import store_for
+    from tenantgate.tenants.metering.store import row_of, store_for
     from tenantgate.tenants.metering.writer import price_event
 
     async def write() -> int:
         engine = create_engine(database_url)
         try:
             book = PriceBook.load()
-            return await store_for(engine).write([price_event(book, dict(event)) for event in events])
+            return await store_for(engine).write([row_of(price_event(book, dict(event))) for event in events])
         finally:
             await engine.dispose()
 
