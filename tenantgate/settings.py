@@ -95,9 +95,9 @@ class Settings(BaseSettings):
     limits_redis_retry_seconds: float = Field(default=1.0, ge=0)
     limits_lease_seconds: float = Field(default=900.0, gt=0)
     limits_local_credit: bool = True
-    # Prompt token estimates for TPM and quota admission: the model's tiktoken encoding, or 1 token per 4 characters
-    # always (no tokenizer in memory: about 46 MB less per process). See tenantgate/tokens.py.
-    token_estimates: TokenEstimates = "tiktoken"
+    # Prompt token estimates for TPM and quota admission: 1 token per 4 characters (as OpenAI's own rate limiter
+    # estimates a request), or the model's tiktoken encoding (about 46 MB more per process). See tenantgate/tokens.py.
+    token_estimates: TokenEstimates = "heuristic"
     admin_ip_rate_limit: str = "600/minute"
     # Observability (tenantgate/observability/). Standard OTEL_* variables keep their own names.
     metrics_enabled: bool = True

@@ -1,18 +1,17 @@
 """Token counting for estimates: TPM admission before forwarding, and usage when the upstream never reported it.
 
-Uses tiktoken with the BPE files shipped in ``tenantgate/data`` (no download at run time) for models whose
-encoding is known. For other models the documented heuristic is one token per 4 characters, rounded up (OpenAI's
-rule of thumb for English text).
+By default (``TENANTGATE_TOKEN_ESTIMATES=heuristic``) text counts 1 token per 4 characters, rounded up: OpenAI's rule
+of thumb for English text, and how OpenAI's own rate limiter estimates a request ("the maximum of max_tokens and the
+estimated number of tokens based on the character count of your request"). No tokenizer is loaded.
 
-An encoding costs 1-2 s of CPU and tens of MB to load (o200k_base: about 46 MB kept, 70 MB while it is built).
-``tenantgate serve`` builds o200k_base, the encoding of every current OpenAI family, before it imports the app
-(``preload``), so the build's transient memory is reused by the imports instead of adding to the process's peak,
-and the first requests are estimated exactly. Any other encoding is loaded once a model of its family is seen, in a
-background thread: until it is ready (the first second or so), estimates use the heuristic. The event loop never
-waits for it. ``warm_up()`` loads them all synchronously (tests, benchmarks).
-
-``configure("heuristic")`` (``TENANTGATE_TOKEN_ESTIMATES=heuristic``) loads no encoding at all: every estimate uses
-the heuristic, for deployments that count memory more than estimate accuracy.
+``configure("tiktoken")`` counts with tiktoken and the BPE files shipped in ``tenantgate/data`` (no download at run
+time) for models whose encoding is known, and with the heuristic for the others. An encoding costs 1-2 s of CPU and
+tens of MB to load (o200k_base: about 46 MB kept, 70 MB while it is built). ``tenantgate serve`` then builds
+o200k_base, the encoding of every current OpenAI family, before it imports the app (``preload``), so the build's
+transient memory is reused by the imports instead of adding to the process's peak, and the first requests are
+estimated exactly. Any other encoding is loaded once a model of its family is seen, in a background thread: until it
+is ready (the first second or so), estimates use the heuristic. The event loop never waits for it. ``warm_up()``
+loads them all synchronously (tests, benchmarks).
 """
 
 from __future__ import annotations
@@ -62,7 +61,7 @@ TOKENS_PER_REPLY = 3
 PRELOADED = ("o200k_base",)
 
 _lock = threading.Lock()
-_use_tiktoken = True
+_use_tiktoken = False
 
 
 @lru_cache(maxsize=1024)  # model names come from requests: bounded; the scan below runs per request otherwise
@@ -119,7 +118,8 @@ def _encoding(name: str) -> tiktoken.Encoding:
 
 
 def configure(estimates: TokenEstimates) -> None:
-    """Process-wide: ``tiktoken`` counts with the model's encoding where it is known, ``heuristic`` never does."""
+    """Process-wide: ``tiktoken`` counts with the model's encoding where it is known, ``heuristic`` (the default)
+    never does."""
     global _use_tiktoken
     _use_tiktoken = estimates == "tiktoken"
 

@@ -104,7 +104,8 @@ def test_randomized_mix_totals_equal_upstream_reports(
     gateway_factory: Callable[..., Gateway], database_url: str, faulty: tuple[FaultyUpstream, str]
 ) -> None:
     upstream, upstream_url = faulty
-    gateway = gateway_factory(database_url=database_url, upstream_base_url=upstream_url)
+    # Exact prompt estimates (tiktoken), so an estimated event's input is comparable with the upstream's count.
+    gateway = gateway_factory(database_url=database_url, upstream_base_url=upstream_url, token_estimates="tiktoken")
     created = gateway.new_key()
     key, tenant_id = created["key"], created["tenant_id"]
     seed = int(os.environ.get("TG_TEST_SEED", random.randrange(2**32)))
