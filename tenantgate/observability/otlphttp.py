@@ -14,8 +14,8 @@ URL-encoded), ``..._TIMEOUT`` (seconds, as the Python SDK reads it; default 10),
 
 Retries follow the OTLP specification: 429, 502, 503 and 504 answers and failed connections are retried with
 exponential backoff (1, 2, 4... seconds, 20% jitter), or after the server's ``Retry-After``, for as long as the
-timeout allows; any other answer fails the export at once. Header values (API keys of a tracing vendor) are never
-logged.
+timeout allows; any other answer, and a collector certificate that does not verify, fails the export at once.
+Header values (API keys of a tracing vendor) are never logged.
 """
 
 from __future__ import annotations
@@ -53,6 +53,7 @@ RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
 MAX_ATTEMPTS = 6
 JITTER = 0.2
 Compression = Literal["none", "gzip", "deflate"]
+_UNTRUSTED = "untrusted certificate"
 
 
 def _variable(signal: Signal, name: str) -> str | None:
@@ -154,6 +155,13 @@ class OtlpHttpSender:
                 if status is not None and status not in RETRYABLE_STATUSES:
                     log.warning("OTLP %s export refused: HTTP %d (not retried)", self.signal, status)
                     return False
+                if problem == _UNTRUSTED:
+                    log.warning(
+                        "OTLP %s export failed: the collector's TLS certificate is not trusted (set "
+                        "OTEL_EXPORTER_OTLP_CERTIFICATE to its CA bundle); not retried",
+                        self.signal,
+                    )
+                    return False
                 delay = retry_after if retry_after is not None else 2**attempt * random.uniform(1 - JITTER, 1 + JITTER)
                 if attempt + 1 == MAX_ATTEMPTS or time.monotonic() + delay > deadline:
                     log.warning("OTLP %s export failed (%s); giving up on this batch", self.signal, problem)
@@ -173,6 +181,9 @@ class OtlpHttpSender:
                 connection.request("POST", self._path, body=data, headers=self._headers)
                 response = connection.getresponse()
                 response.read()  # drained, so the connection can carry the next export
+            except ssl.SSLCertVerificationError:
+                self._disconnect()
+                return None, None, _UNTRUSTED  # no retry can change that
             except (OSError, http.client.HTTPException) as error:
                 self._disconnect()
                 if fresh:

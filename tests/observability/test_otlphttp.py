@@ -219,7 +219,7 @@ def _certificate_authority(directory: Path) -> tuple[Path, ssl.SSLContext]:
 
 
 def test_https_with_the_configured_certificate_and_refused_without_it(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     ca_file, context = _certificate_authority(tmp_path)
     for state in _serve(Collector(), context):
@@ -227,6 +227,10 @@ def test_https_with_the_configured_certificate_and_refused_without_it(
         monkeypatch.setenv("OTEL_EXPORTER_OTLP_CERTIFICATE", str(ca_file))
         trusted = OtlpHttpSender(OtlpHttpConfig.from_environment("traces"), "traces")
         assert trusted.send(b"over tls")
-        untrusted = _sender(f"{state.url}/v1/traces", timeout=1)  # the system's CAs do not know this one
-        assert not untrusted.send(b"refused")
+        untrusted = _sender(f"{state.url}/v1/traces", timeout=30)  # the system's CAs do not know this one
+        started = time.monotonic()
+        with caplog.at_level(logging.WARNING, logger="tenantgate.telemetry"):
+            assert not untrusted.send(b"refused")
+        assert time.monotonic() - started < 5  # not retried for the 30 s the timeout would allow
+        assert "OTEL_EXPORTER_OTLP_CERTIFICATE" in caplog.text
         assert [s.body for s in state.seen] == [b"over tls"]
