@@ -79,20 +79,25 @@ def _maps_aiohttp(pid: int) -> bool:
     return "/aiohttp/" in Path(f"/proc/{pid}/maps").read_text()
 
 
-def test_a_worker_loads_no_websockets_and_aiohttp_only_for_a_tenants_own_base_url(
-    sqlite_url: str, dev_upstream: str
-) -> None:
-    env = {
+def _production(sqlite_url: str, dev_upstream: str) -> dict[str, str]:
+    """The environment of a production ``tenantgate serve`` against the dev upstream (default token estimates)."""
+    return {
         "TENANTGATE_ENV": "production",
         "TENANTGATE_DATABASE_URL": sqlite_url,
         "TENANTGATE_SECRET_KEY": SECRET_KEY,
         "TENANTGATE_ADMIN_TOKEN": ADMIN_TOKEN,
         "TENANTGATE_UPSTREAM_BASE_URL": dev_upstream,
         "TENANTGATE_UPSTREAM_API_KEY": UPSTREAM_KEY,
+        "TENANTGATE_LOG_LEVEL": "warning",
+    }
+
+
+def test_a_worker_loads_no_websockets_and_aiohttp_only_for_a_tenants_own_base_url(
+    sqlite_url: str, dev_upstream: str
+) -> None:
+    env = _production(sqlite_url, dev_upstream) | {
         "TENANTGATE_TENANT_UPSTREAM_ALLOWED_NETWORKS": "127.0.0.0/8",
         "TENANTGATE_TENANT_UPSTREAM_ALLOW_HTTP": "true",
-        "TENANTGATE_TOKEN_ESTIMATES": "heuristic",
-        "TENANTGATE_LOG_LEVEL": "warning",
     }
     server = ServeProcess(env)
     try:
@@ -120,16 +125,8 @@ def test_a_worker_exports_otlp_over_http_without_requests_or_protobuf(sqlite_url
     """The SDK's OTLP/HTTP exporters would load requests (with charset_normalizer's compiled modules) and protobuf
     (its upb extension); the gateway's own exporters load neither and still deliver spans and metrics."""
     with HttpReceiver() as receiver:
-        env = {
-            "TENANTGATE_ENV": "production",
-            "TENANTGATE_DATABASE_URL": sqlite_url,
-            "TENANTGATE_SECRET_KEY": SECRET_KEY,
-            "TENANTGATE_ADMIN_TOKEN": ADMIN_TOKEN,
-            "TENANTGATE_UPSTREAM_BASE_URL": dev_upstream,
-            "TENANTGATE_UPSTREAM_API_KEY": UPSTREAM_KEY,
-            "TENANTGATE_TOKEN_ESTIMATES": "heuristic",
+        env = _production(sqlite_url, dev_upstream) | {
             "TENANTGATE_TRACING_ENABLED": "true",
-            "TENANTGATE_LOG_LEVEL": "warning",
             "OTEL_SERVICE_NAME": "tg-footprint",
             "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url,
             "OTEL_TRACES_EXPORTER": "otlp",

@@ -16,12 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from tenantgate.observability.otlphttp import OtlpHttpConfig, OtlpHttpSender, _retry_after
+from tests.support.tls import self_signed
 
 TRACE_ENV = (
     "OTEL_EXPORTER_OTLP_ENDPOINT",
@@ -191,37 +188,10 @@ def test_retry_after_as_seconds_or_an_http_date() -> None:
     assert _retry_after("soon") is None and _retry_after("-4") == 0.0
 
 
-def _certificate_authority(directory: Path) -> tuple[Path, ssl.SSLContext]:
-    """A CA file, and a server context with a certificate for localhost signed by that CA."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=1))
-        .not_valid_after(now + datetime.timedelta(hours=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_file, key_file = directory / "collector.pem", directory / "collector.key"
-    cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert_file, key_file)
-    return cert_file, context
-
-
 def test_https_with_the_configured_certificate_and_refused_without_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    ca_file, context = _certificate_authority(tmp_path)
+    ca_file, context = self_signed(tmp_path)
     for state in _serve(Collector(), context):
         monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", state.url)
         monkeypatch.setenv("OTEL_EXPORTER_OTLP_CERTIFICATE", str(ca_file))

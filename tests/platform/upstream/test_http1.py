@@ -7,9 +7,7 @@ rest of the suite; these pin the wire-level cases a well-behaved dev upstream ne
 from __future__ import annotations
 
 import asyncio
-import datetime
 import gc
-import ipaddress
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -17,14 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from tenantgate.platform.upstream import errors
 from tenantgate.platform.upstream.http1 import Http1Client
 from tests.support.scripted import read_body
+from tests.support.tls import self_signed
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 JSON_ANSWER = b'{"ok":true}'
@@ -382,34 +377,9 @@ async def test_an_answer_dropped_without_release_frees_its_connection(client: Ht
         assert state.open == 0  # the upstream saw the connection close
 
 
-def _self_signed(directory: Path) -> tuple[ssl.SSLContext, ssl.SSLContext]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=1))
-        .not_valid_after(now + datetime.timedelta(hours=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    server.load_cert_chain(cert_path, key_path)
-    trusting = ssl.create_default_context(cafile=str(cert_path))
-    return server, trusting
-
-
 async def test_https_verifies_the_certificate(tmp_path: Path) -> None:
-    server_context, trusting = _self_signed(tmp_path)
+    cert_path, server_context = self_signed(tmp_path)
+    trusting = ssl.create_default_context(cafile=str(cert_path))
     async with serve(keep_answering, ssl_context=server_context) as (_, url):
         async with pool_of(10, ssl_context=trusting) as pool:
             assert await post(pool, url) == JSON_ANSWER
