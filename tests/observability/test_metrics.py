@@ -133,14 +133,16 @@ def test_limit_checks_are_counted_by_where_they_were_decided(
     gateway = start(upstream_base_url=dev_upstream, **redis)
     key = gateway.new_key(rpm=100_000)
     client = gateway.client(key["key"])
-    for _ in range(12):  # back to back: from the second on, the process holds a credit
+    for _ in range(12):  # back to back: from the second on, the process holds a credit while its bucket lasts
         client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
     metrics = scrape(gateway.url)
     source = "tenantgate_limits_admissions_total"
     by_source = {s: metrics.total(source, tenantgate_limits_source=s) for s in ("redis", "credit", "memory")}
     assert sum(by_source.values()) == 12
     if with_redis:
-        assert by_source["memory"] == 0 and by_source["redis"] >= 2 and by_source["credit"] >= 4
+        # How many a credit covers depends on how fast the requests come (a credit ends with its one-second bucket;
+        # a loaded CI machine once got 11 / 1): the limiter's own tests pin that with a clock. Here: both are counted.
+        assert by_source["memory"] == 0 and by_source["redis"] >= 2 and by_source["credit"] >= 1
     else:
         assert by_source == {"redis": 0, "credit": 0, "memory": 12}
 
