@@ -6,7 +6,10 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -92,6 +95,21 @@ def _production(sqlite_url: str, dev_upstream: str) -> dict[str, str]:
     }
 
 
+@contextmanager
+def _serving_one_chat(env: dict[str, str], content: str) -> Iterator[tuple[int, Gateway, dict[str, Any]]]:
+    """A ``tenantgate serve`` process with ``env`` that has answered one chat completion through the SDK: its pid,
+    a gateway handle and the key (with its tenant) it was made with. Stopped on leaving."""
+    server = ServeProcess(env)
+    try:
+        gateway = Gateway(url=server.wait_ready().url, admin_token=ADMIN_TOKEN, settings=make_settings())
+        key = gateway.new_key("footprint")
+        messages = [{"role": "user", "content": content}]
+        gateway.client(key["key"]).chat.completions.create(model="gpt-4o-mini", messages=messages)
+        yield server.process.pid, gateway, key
+    finally:
+        server.stop()
+
+
 def test_a_worker_loads_no_websockets_and_aiohttp_only_for_a_tenants_own_base_url(
     sqlite_url: str, dev_upstream: str
 ) -> None:
@@ -99,26 +117,20 @@ def test_a_worker_loads_no_websockets_and_aiohttp_only_for_a_tenants_own_base_ur
         "TENANTGATE_TENANT_UPSTREAM_ALLOWED_NETWORKS": "127.0.0.0/8",
         "TENANTGATE_TENANT_UPSTREAM_ALLOW_HTTP": "true",
     }
-    server = ServeProcess(env)
-    try:
-        gateway = Gateway(url=server.wait_ready().url, admin_token=ADMIN_TOKEN, settings=make_settings())
-        key = gateway.new_key("lazy")
-        messages = [{"role": "user", "content": "hi"}]
-        gateway.client(key["key"]).chat.completions.create(model="gpt-4o-mini", messages=messages)
-        assert not _maps_aiohttp(server.process.pid)  # the operator's upstream: the gateway's own client
-        assert "/websockets/" not in Path(f"/proc/{server.process.pid}/maps").read_text()  # uvicorn's ws="none"
+    with _serving_one_chat(env, "hi") as (pid, gateway, key):
+        assert not _maps_aiohttp(pid)  # the operator's upstream: the gateway's own client
+        assert "/websockets/" not in Path(f"/proc/{pid}/maps").read_text()  # uvicorn's ws="none"
 
         with ScriptedUpstream() as own:
             path = f"/admin/tenants/{key['tenant_id']}/upstream-keys/default"
             put = gateway.admin("PUT", path, json={"api_key": "sk-tenant-own", "base_url": own.base_url})
             assert put.status_code == 200, put.text
+            messages = [{"role": "user", "content": "hi"}]
             reply = gateway.client(key["key"]).chat.completions.create(model="gpt-4o-mini", messages=messages)
             assert reply.choices[0].message.content == "hi"
             (request,) = own.requests
             assert request.headers["authorization"] == "Bearer sk-tenant-own"
-        assert _maps_aiohttp(server.process.pid)
-    finally:
-        server.stop()
+        assert _maps_aiohttp(pid)
 
 
 def test_a_worker_exports_otlp_over_http_without_requests_or_protobuf(sqlite_url: str, dev_upstream: str) -> None:
@@ -134,12 +146,7 @@ def test_a_worker_exports_otlp_over_http_without_requests_or_protobuf(sqlite_url
             "OTEL_BSP_SCHEDULE_DELAY": "100",
             "OTEL_METRIC_EXPORT_INTERVAL": "200",
         }
-        server = ServeProcess(env)
-        try:
-            gateway = Gateway(url=server.wait_ready().url, admin_token=ADMIN_TOKEN, settings=make_settings())
-            key = gateway.new_key("exports")
-            messages = [{"role": "user", "content": "trace me"}]
-            gateway.client(key["key"]).chat.completions.create(model="gpt-4o-mini", messages=messages)
+        with _serving_one_chat(env, "trace me") as (pid, _, _):
             deadline = time.monotonic() + 20
             while time.monotonic() < deadline and not (
                 any(s.name == "chat gpt-4o-mini" for s in receiver.received.spans())
@@ -148,7 +155,5 @@ def test_a_worker_exports_otlp_over_http_without_requests_or_protobuf(sqlite_url
                 time.sleep(0.1)
             assert receiver.received.resource_attributes()["service.name"] == "tg-footprint"
             assert receiver.received.metric("gen_ai.client.token.usage") is not None
-            maps = Path(f"/proc/{server.process.pid}/maps").read_text()
+            maps = Path(f"/proc/{pid}/maps").read_text()
             assert "/google/_upb/" not in maps and "/charset_normalizer/" not in maps
-        finally:
-            server.stop()

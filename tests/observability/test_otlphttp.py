@@ -30,6 +30,8 @@ TRACE_ENV = (
     "OTEL_EXPORTER_OTLP_COMPRESSION",
     "OTEL_EXPORTER_OTLP_METRICS_COMPRESSION",
     "OTEL_EXPORTER_OTLP_CERTIFICATE",
+    "OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE",
+    "OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY",
 )
 
 
@@ -204,3 +206,23 @@ def test_https_with_the_configured_certificate_and_refused_without_it(
         assert time.monotonic() - started < 5  # not retried for the 30 s the timeout would allow
         assert "OTEL_EXPORTER_OTLP_CERTIFICATE" in caplog.text
         assert [s.body for s in state.seen] == [b"over tls"]
+
+
+def test_mutual_tls_sends_the_configured_client_certificate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "collector").mkdir()
+    (tmp_path / "client").mkdir()
+    ca_file, context = self_signed(tmp_path / "collector")
+    client_cert, _ = self_signed(tmp_path / "client")
+    context.load_verify_locations(cafile=str(client_cert))
+    context.verify_mode = ssl.CERT_REQUIRED  # the collector refuses a client without a certificate it trusts
+    for state in _serve(Collector(), context):
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", state.url)
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_CERTIFICATE", str(ca_file))
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "1.5")  # the refused handshake is retried until then
+        anonymous = OtlpHttpSender(OtlpHttpConfig.from_environment("traces"), "traces")
+        assert not anonymous.send(b"no client certificate")
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE", str(client_cert))
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY", str(tmp_path / "client" / "key.pem"))
+        mutual = OtlpHttpSender(OtlpHttpConfig.from_environment("traces"), "traces")
+        assert mutual.send(b"with a client certificate")
+        assert [s.body for s in state.seen] == [b"with a client certificate"]
