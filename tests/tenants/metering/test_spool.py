@@ -8,6 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from tenantgate.tenants.metering import spool as spool_module
 from tenantgate.tenants.metering.spool import Spool
 
 
@@ -30,6 +33,35 @@ def test_reads_in_order_from_the_checkpoint(tmp_path: Path) -> None:
     assert end == segment.size
     spool.close()  # uncommitted lines remain: the segment stays for the next process
     assert len(list(tmp_path.glob("seg-*.spool"))) == 1
+
+
+@pytest.mark.parametrize("chunk", [7, 100, 1 << 20], ids=["lines-span-chunks", "batch-ends-in-a-chunk", "one-chunk"])
+def test_batches_end_on_whole_lines_across_read_chunks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int
+) -> None:
+    """Batches are read in chunks of bytes: a line cut by a chunk boundary, a batch ending inside a chunk and a line
+    still being appended (no newline yet) must all come out as whole lines, each read once, in order."""
+    monkeypatch.setattr(spool_module, "_READ_CHUNK", chunk)
+    spool = Spool(tmp_path)
+    spool.open()
+    written = _lines(12)
+    for line in written:
+        spool.append(line)
+    segment = spool.active
+    assert segment is not None
+    os.write(segment.fd, b'{"n":"torn')  # a concurrent append half done
+    read: list[bytes] = []
+    position = segment.committed
+    while True:
+        block, count, end = segment.read_block(5, None, position)
+        if not count:
+            break
+        assert count <= 5 and block.count(b"\n") == count and block.endswith(b"\n")
+        read.extend(bytes(block).splitlines(keepends=True))
+        position = end
+    assert read == written
+    assert position == segment.size  # the torn tail is left for the next read
+    spool.close()
 
 
 def test_a_fully_committed_segment_is_removed_on_close(tmp_path: Path) -> None:
