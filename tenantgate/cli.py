@@ -17,7 +17,7 @@ import typer
 from tenantgate import commands, database
 from tenantgate.commands.common import load_settings, mutate, with_session
 from tenantgate.observability.exposition import clear_snapshots
-from tenantgate.observability.logging import logging_config
+from tenantgate.platform import serving
 from tenantgate.settings import DEFAULT_UPSTREAM_BASE_URL, Environment, Settings
 from tenantgate.tenants.metering import cli as usage_cli
 from tenantgate.tenants.operation import SYSTEM_ACTOR, Operation
@@ -75,8 +75,6 @@ def serve(
     workers: Annotated[int, typer.Option(envvar="TENANTGATE_WORKERS", min=1)] = 1,
 ) -> None:
     """Migrate (unless TENANTGATE_MIGRATE_ON_START=false) and serve the gateway."""
-    import uvicorn
-
     settings = load_settings()
     if settings.migrate_on_start:
         # In a child process, so alembic and the migration run do not stay in the serving process's memory (8 MB).
@@ -98,29 +96,26 @@ def serve(
         )
     metrics_dir = _prepare_metrics_dir(settings, workers)
     typer.echo(f"tenantgate listening on http://{host}:{port}  (OpenAI base_url: http://{host}:{port}/v1)", err=True)
+    # The serving process is a lean one (tenantgate/platform/serving.py): the command line is not kept in memory.
+    # It stops the dev upstream and removes the temporary metrics directory when it exits.
+    argv = serving.command(
+        host,
+        port,
+        workers,
+        stop_pid=dev_process.pid if dev_process is not None else None,
+        remove_dir=metrics_dir,
+    )
+    sys.stdout.flush()
+    sys.stderr.flush()
     try:
-        uvicorn.run(
-            "tenantgate.platform.serving:create_app",
-            factory=True,
-            host=host,
-            port=port,
-            workers=workers,
-            log_level=settings.log_level,
-            log_config=logging_config(settings),
-            access_log=False,
-            server_header=False,
-            ws="none",  # no WebSocket endpoints: upgrade requests are plain HTTP requests (and websockets never loads)
-            # X-Forwarded-For/-Proto are honoured only from configured proxies (uvicorn's layer costs time too).
-            proxy_headers=bool(settings.trusted_proxies),
-            forwarded_allow_ips=settings.trusted_proxies or None,
-            timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
-        )
-    finally:
+        os.execv(argv[0], argv)
+    except OSError as error:
         if dev_process is not None:
-            dev_process.terminate()
-            dev_process.wait(timeout=10)
+            serving.stop_child(dev_process.pid)
         if metrics_dir is not None:
             shutil.rmtree(metrics_dir, ignore_errors=True)
+        typer.secho(f"cannot start the server: {error}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from None
 
 
 def _prepare_metrics_dir(settings: Settings, workers: int) -> str | None:

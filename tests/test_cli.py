@@ -99,9 +99,19 @@ def test_serve_on_a_fresh_directory_with_no_upstream_key(tmp_path: Path) -> None
         reply = client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
         assert reply.choices[0].message.content
         assert httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200
+        dev_upstream = re.search(r"local dev upstream at (http://\S+?)/v1", output)
+        assert dev_upstream, output
+        assert httpx.get(f"{dev_upstream.group(1)}/v1/models").status_code == 200
+
+        # A supervisor stops serve by its pid alone (not its process group): the dev upstream it started goes too.
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == -signal.SIGTERM  # as uvicorn exits: stopped by the signal, gracefully
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"{dev_upstream.group(1)}/v1/models")
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=30)
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(timeout=30)
 
 
 def test_serve_stops_with_one_clear_line_when_the_database_cannot_be_migrated(tmp_path: Path) -> None:

@@ -133,6 +133,20 @@ def test_a_worker_loads_no_websockets_and_aiohttp_only_for_a_tenants_own_base_ur
         assert _maps_aiohttp(pid)
 
 
+def test_the_serving_process_holds_no_command_line(sqlite_url: str, dev_upstream: str) -> None:
+    """``tenantgate serve`` prepares, then execs the lean serving entry (same pid): typer and the commands' imports
+    (3 MB) are not in the process that serves."""
+    with _serving_one_chat(_production(sqlite_url, dev_upstream), "hi") as (pid, _, _):
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        assert argv[1:3] == [b"-m", b"tenantgate.platform.serving"], argv
+    code = (
+        "import sys, uvicorn, tenantgate.platform.serving, tenantgate.platform.app\n"
+        "print(sorted(m for m in ('typer', 'tenantgate.cli', 'tenantgate.commands', 'watchfiles') if m in sys.modules))"
+    )
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert loaded == "[]"
+
+
 def test_a_worker_exports_otlp_over_http_without_requests_or_protobuf(sqlite_url: str, dev_upstream: str) -> None:
     """The SDK's OTLP/HTTP exporters would load requests (with charset_normalizer's compiled modules) and protobuf
     (its upb extension); the gateway's own exporters load neither and still deliver spans and metrics."""
