@@ -24,7 +24,7 @@ from bench.stack import REPO, Stack, StackOptions
 
 OWN_CODE = str(REPO / "tenantgate") + "/"
 # The process's entry point is in every stack; it says nothing about the request path.
-_ENTRY = (OWN_CODE + "cli.py", OWN_CODE + "__main__.py")
+_ENTRY = (OWN_CODE + "cli.py", OWN_CODE + "__main__.py", OWN_CODE + "platform/serving.py")
 
 
 def _py_spy() -> str:
