@@ -131,3 +131,50 @@ def test_serve_stops_with_one_clear_line_when_the_database_cannot_be_migrated(tm
     assert result.stderr.startswith("cannot migrate the database at postgresql+asyncpg://postgres:***@127.0.0.1:")
     assert "hunter2" not in result.stderr + result.stdout
     assert "Traceback" not in result.stderr and len(result.stderr.splitlines()) == 1
+
+
+def test_serve_with_workers_removes_its_own_metrics_directory_when_stopped(tmp_path: Path, dev_upstream: str) -> None:
+    """With several workers and no TENANTGATE_METRICS_DIR, serve makes a temporary directory for the workers'
+    metric snapshots; stopped by SIGTERM to its pid, as Kubernetes stops it, it removes it."""
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TENANTGATE_", "OTEL_"))}
+    env |= {
+        "TMPDIR": str(temp),
+        "TENANTGATE_ENV": "production",
+        "TENANTGATE_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'tg.db'}",
+        "TENANTGATE_SECRET_KEY": SECRET_KEY,
+        "TENANTGATE_ADMIN_TOKEN": "admin-" + "x" * 32,
+        "TENANTGATE_UPSTREAM_BASE_URL": dev_upstream,
+        "TENANTGATE_UPSTREAM_API_KEY": "sk-upstream",
+        "TENANTGATE_LOG_LEVEL": "warning",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tenantgate", "serve", "--port", str(port), "--workers", "2"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            assert process.poll() is None, "serve exited"
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        (made,) = temp.glob("tenantgate-metrics-*")
+        assert any(made.iterdir())  # the workers' snapshots
+
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
+        assert not made.exists()
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=30)

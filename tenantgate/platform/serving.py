@@ -112,7 +112,9 @@ def main(argv: list[str] | None = None) -> None:
         signal.raise_signal(stopped_by)
 
 
-class _Stopped(Exception):
+class _Stopped(BaseException):
+    """uvicorn's re-raised stop signal: a control flow, like KeyboardInterrupt, that no ``except Exception`` stops."""
+
     def __init__(self, signum: int) -> None:
         super().__init__(signum)
         self.signum = signum
