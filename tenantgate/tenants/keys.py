@@ -9,6 +9,7 @@ from __future__ import annotations
 import hmac
 import secrets
 from dataclasses import dataclass
+from functools import lru_cache
 
 KEY_PREFIX = "tg-"
 _DISPLAY_PREFIX_LEN = len(KEY_PREFIX) + 8
@@ -22,7 +23,18 @@ class NewKey:
 
 
 def hash_key(secret_key: bytes, plaintext: str) -> str:
-    return hmac.digest(secret_key, plaintext.encode(), "sha256").hex()
+    """HMAC-SHA256 of the key, hex. Every request hashes the key it presents: from an HMAC keyed once per secret and
+    copied, not with ``hmac.digest``, whose one-shot OpenSSL call lets go of the interpreter lock. On the event
+    loop each such let-go hands the lock to any background thread that wants it (span or metric export, the
+    metering writer's file work), and the request then waits up to the switch interval to get it back."""
+    mac = _keyed(secret_key).copy()
+    mac.update(plaintext.encode())
+    return mac.hexdigest()
+
+
+@lru_cache(maxsize=4)
+def _keyed(secret_key: bytes) -> hmac.HMAC:
+    return hmac.new(secret_key, digestmod="sha256")
 
 
 def generate_key(secret_key: bytes) -> NewKey:
