@@ -92,6 +92,16 @@ _FIELDS: dict[tuple[int, str, str | int], bytes] = {}
 """Whole encoded attribute fields by (field number, key, value) for str and int values: most repeat from span to
 span (method, route, model, provider, tenant, status...). Bounded: cleared when full."""
 _FIELDS_MAX = 8192
+_UNIQUE_KEYS = frozenset(
+    {
+        "tenantgate.request.id",
+        "gen_ai.response.id",
+        "tenantgate.ratelimit.remaining_requests",
+        "tenantgate.ratelimit.remaining_tokens",
+    }
+)
+"""Attributes whose value is new on (nearly) every span: never found again in the cache, each would only fill it
+(about 300 B an entry, 2.4 MB when full) and empty it of the fields that do repeat."""
 
 
 def _attributes(number: int, attributes: Mapping[str, Any] | None) -> bytes:
@@ -103,7 +113,8 @@ def _attributes(number: int, attributes: Mapping[str, Any] | None) -> bytes:
     parts = []
     for key, value in attributes.items():
         kind = type(value)
-        cacheable = kind is str or kind is int  # not bool: True == 1 must not find 1's encoding
+        # not bool: True == 1 must not find 1's encoding
+        cacheable = (kind is str or kind is int) and key not in _UNIQUE_KEYS
         if cacheable:
             found = cache.get((number, key, value))
             if found is not None:

@@ -10,6 +10,7 @@ from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags, TraceState
 
+from tenantgate.observability import spanwire
 from tenantgate.observability.spanwire import encode_spans
 
 RESOURCE = Resource.create({"service.name": "tenantgate", "service.instance.id": "w-1", "host.cpus": 2})
@@ -106,3 +107,24 @@ def test_an_attribute_of_an_unknown_type_is_left_out_not_the_whole_batch() -> No
     parsed = ExportTraceServiceRequest.FromString(encode_spans(spans))
     keys = [kv.key for kv in parsed.resource_spans[0].scope_spans[0].spans[0].attributes]
     assert keys == ["fine"]
+
+
+def test_per_request_identifiers_do_not_fill_the_encoders_cache() -> None:
+    """Repeating attributes are encoded once and reused; a request id or a remaining count, new on every span, is
+    encoded each time instead of filling the bounded cache (and flushing out what does repeat)."""
+    spanwire._FIELDS.clear()
+    spans = [
+        _span(
+            "chat gpt-4o-mini",
+            {
+                "gen_ai.request.model": "gpt-4o-mini",
+                "tenantgate.request.id": f"req_{n:032x}",
+                "gen_ai.response.id": f"chatcmpl-{n}",
+                "tenantgate.ratelimit.remaining_requests": 10_000 - n,
+            },
+        )
+        for n in range(200)
+    ]
+    parsed = ExportTraceServiceRequest.FromString(encode_spans(spans))
+    assert parsed == sdk_encode_spans(spans)
+    assert [key for _, key, _ in spanwire._FIELDS] == ["gen_ai.request.model"]
