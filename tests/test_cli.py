@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 
 from tenantgate.cli import app
 from tests.conftest import SECRET_KEY
+from tests.support.process import ServeProcess
 from tests.support.services import free_port
 
 
@@ -138,9 +139,7 @@ def test_serve_with_workers_removes_its_own_metrics_directory_when_stopped(tmp_p
     metric snapshots; stopped by SIGTERM to its pid, as Kubernetes stops it, it removes it."""
     temp = tmp_path / "tmp"
     temp.mkdir()
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TENANTGATE_", "OTEL_"))}
-    env |= {
+    env = {
         "TMPDIR": str(temp),
         "TENANTGATE_ENV": "production",
         "TENANTGATE_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'tg.db'}",
@@ -150,31 +149,14 @@ def test_serve_with_workers_removes_its_own_metrics_directory_when_stopped(tmp_p
         "TENANTGATE_UPSTREAM_API_KEY": "sk-upstream",
         "TENANTGATE_LOG_LEVEL": "warning",
     }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tenantgate", "serve", "--port", str(port), "--workers", "2"],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    server = ServeProcess(env, "--workers", "2")
     try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            assert process.poll() is None, "serve exited"
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
+        server.wait_ready(timeout=90)
         (made,) = temp.glob("tenantgate-metrics-*")
         assert any(made.iterdir())  # the workers' snapshots
 
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=60)
+        server.process.send_signal(signal.SIGTERM)
+        server.process.wait(timeout=60)
         assert not made.exists()
     finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=30)
+        server.stop()

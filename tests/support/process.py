@@ -15,14 +15,15 @@ from tests.support.services import free_port
 
 
 class ServeProcess:
-    def __init__(self, env: dict[str, str]) -> None:
+    def __init__(self, env: dict[str, str], *args: str) -> None:
+        """``args``: more ``tenantgate serve`` options, e.g. ``"--workers", "2"``."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         base = {k: v for k, v in os.environ.items() if not k.startswith(("TENANTGATE_", "OPENAI_"))}
         # A file, not a pipe: nobody reads a pipe while the test runs, and a full one would stall the server.
         self.log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "tenantgate", "serve", "--port", str(self.port)],
+            [sys.executable, "-m", "tenantgate", "serve", "--port", str(self.port), *args],
             env=base | env,
             stdout=subprocess.DEVNULL,
             stderr=self.log,
