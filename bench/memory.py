@@ -4,10 +4,10 @@
 
 For each token-estimate mode (``TENANTGATE_TOKEN_ESTIMATES``), one ``tenantgate serve --workers 1`` is started on the
 benchmark's own stack (PostgreSQL, Redis limits, durable metering, OTel with 10% of traces sampled; bench/stack.py),
-and its resident memory (VmRSS) and peak (VmHWM) are read from /proc after start and the two preflight requests,
-then after each of two rounds of ``--seconds`` of non-streamed load at ``--connections``, then once more streamed.
-Memory does not depend on the machine's speed as throughput does, so these figures carry across machines better
-than bench.run's; the peak after the last phase is what bench.run reports as "peak RSS".
+and its resident memory (VmRSS) and peak (the largest VmHWM read so far) are read from /proc after start and the two
+preflight requests, then after each of two rounds of ``--seconds`` of non-streamed load at ``--connections``, then
+once more streamed. Memory does not depend on the machine's speed as throughput does, so these figures carry across
+machines better than bench.run's; the peak after the last phase is what bench.run reports as "peak RSS".
 """
 
 from __future__ import annotations
@@ -35,9 +35,11 @@ class Reading:
     rps: float | None = None
 
 
-def _read(pid: int, phase: str, rps: float | None = None) -> Reading:
+def _read(pid: int, phase: str, rps: float | None = None, *, after: Reading | None = None) -> Reading:
+    """The worker's memory now; the peak is never below ``after``'s (why: bench.services.Process.peak_rss_mb)."""
     memory = memory_kb(pid)
-    return Reading(phase, round(memory.get("VmRSS", 0) / 1024, 1), round(memory.get("VmHWM", 0) / 1024, 1), rps)
+    peak = round(memory.get("VmHWM", 0) / 1024, 1)
+    return Reading(phase, round(memory.get("VmRSS", 0) / 1024, 1), max(peak, after.peak_mb if after else 0.0), rps)
 
 
 def measure(
@@ -72,7 +74,7 @@ def measure(
             if result.successes == 0 or result.socket_errors:
                 raise RuntimeError(f"load phase {number} failed: {result}")
             phase = f"after {seconds} s {label} at {connections} connections"
-            readings.append(_read(pid, phase, result.rps))
+            readings.append(_read(pid, phase, result.rps, after=readings[-1]))
     return readings
 
 

@@ -117,6 +117,7 @@ def run_cases(
                         successes[name] += warm.successes
                     result: WrkResult = run_wrk(contender.chat_url, seconds=timing.seconds, **kwargs)
                     successes[name] += result.successes
+                    stack.peak_rss_mb()  # each phase's peak is kept (see Process.peak_rss_mb)
                     errors = result.non_2xx + result.socket_errors
                     print(
                         f"  {mode:<6} c={conns:<3} round {round_no + 1}/{timing.rounds}  {name:<18} "

@@ -68,6 +68,7 @@ class Process:
     popen: subprocess.Popen[bytes]
     log_path: Path
     ports: list[int] = field(default_factory=list)
+    _peaks: dict[str, float] = field(default_factory=dict, repr=False)
 
     @property
     def pid(self) -> int:
@@ -77,13 +78,19 @@ class Process:
         return process_tree(self.pid) if self.popen.poll() is None else []
 
     def peak_rss_mb(self) -> dict[str, float]:
-        """Peak and current resident memory of each process of the tree (the server and its workers)."""
-        result = {}
+        """Peak resident memory of each process of the tree (the server and its workers) so far, in MB.
+
+        The largest of every VmHWM this object has read: Linux reports VmHWM as the larger of the current RSS and a
+        high-water mark it stores only at some of the points where RSS goes down (fs/proc/task_mmu.c), so a peak
+        that was read off the current RSS can read lower later (100.2 MB after one load phase, 99.9 after the next).
+        Read it after every phase of load to keep each phase's peak.
+        """
         for pid in self.tree_pids():
             memory = memory_kb(pid)
             if memory:
-                result[str(pid)] = round(memory.get("VmHWM", 0) / 1024, 1)
-        return result
+                peak = round(memory.get("VmHWM", 0) / 1024, 1)
+                self._peaks[str(pid)] = max(peak, self._peaks.get(str(pid), 0.0))
+        return dict(self._peaks)
 
     def log_tail(self, lines: int = 30) -> str:
         try:

@@ -6,13 +6,14 @@ Not a load test: each wrk run here lasts one second on one connection.
 from __future__ import annotations
 
 import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import openai
 import pytest
 
-from bench import canned, memory
+from bench import canned, memory, services
 from bench.load import run_wrk, write_bodies
 from bench.passthrough import create_app
 from bench.upstream import CannedUpstream
@@ -121,3 +122,22 @@ def test_memory_benchmark_reads_every_phase_of_a_worker(postgres_server: str, re
     # A whole worker, read from /proc: tens of MB at least, and the peak never under the current size.
     assert all(50 < r.rss_mb <= r.peak_mb for r in readings)
     assert [r.peak_mb for r in readings] == sorted(r.peak_mb for r in readings)
+
+
+def test_a_peak_once_read_is_kept_when_the_kernel_reads_lower_later(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # Linux's VmHWM can read lower than an earlier reading (the CI run that found it: 100.2 MB, then 99.9 MB).
+    readings = iter([{"VmHWM": 102_605, "VmRSS": 102_605}, {"VmHWM": 102_298, "VmRSS": 101_000}])
+    monkeypatch.setattr(services, "memory_kb", lambda pid: next(readings))
+    with subprocess.Popen(["sleep", "30"]) as popen:
+        try:
+            process = services.Process("worker", popen, tmp_path / "log")
+            assert process.peak_rss_mb() == {str(popen.pid): 100.2}
+            assert process.peak_rss_mb() == {str(popen.pid): 100.2}
+        finally:
+            popen.kill()
+    readings = iter([{"VmHWM": 102_605, "VmRSS": 102_605}, {"VmHWM": 102_298, "VmRSS": 101_000}])
+    monkeypatch.setattr(memory, "memory_kb", lambda pid: next(readings))
+    first = memory._read(1, "first")
+    assert memory._read(1, "second", after=first).peak_mb == 100.2
