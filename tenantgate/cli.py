@@ -76,6 +76,7 @@ def serve(
 ) -> None:
     """Migrate (unless TENANTGATE_MIGRATE_ON_START=false) and serve the gateway."""
     settings = load_settings()
+    _check_routing(settings)
     if settings.migrate_on_start:
         # In a child process, so alembic and the migration run do not stay in the serving process's memory (8 MB).
         migrated = subprocess.run([sys.executable, "-m", "tenantgate", "db", "upgrade"], check=False)
@@ -95,7 +96,7 @@ def serve(
             err=True,
         )
     metrics_dir = _prepare_metrics_dir(settings, workers)
-    typer.echo(f"tenantgate listening on http://{host}:{port}  (OpenAI base_url: http://{host}:{port}/v1)", err=True)
+    typer.echo(f"tenantgate starting on http://{host}:{port}  (OpenAI base_url: http://{host}:{port}/v1)", err=True)
     # The serving process is a lean one (tenantgate/platform/serving.py): the command line is not kept in memory.
     # It stops the dev upstream and removes the temporary metrics directory when it exits.
     argv = serving.command(
@@ -116,6 +117,24 @@ def serve(
             shutil.rmtree(metrics_dir, ignore_errors=True)
         typer.secho(f"cannot start the server: {error}", fg=typer.colors.RED, err=True)
         raise typer.Exit(1) from None
+
+
+def _check_routing(settings: Settings) -> None:
+    """A config file that cannot be used is said before anything starts, in one line, not as a worker's traceback."""
+    from pydantic import ValidationError
+
+    from tenantgate.platform.upstream.config import gateway_config
+
+    try:
+        gateway_config(settings)
+    except ValidationError as error:  # each problem, where it is; never the values (they may be keys)
+        for problem in error.errors():
+            where = ".".join(str(part) for part in problem["loc"])
+            typer.echo(f"configuration error: {settings.config_file}: {where}: {problem['msg']}", err=True)
+        raise typer.Exit(2) from None
+    except (OSError, ValueError) as error:
+        typer.echo(f"configuration error: {error}", err=True)
+        raise typer.Exit(2) from None
 
 
 def _prepare_metrics_dir(settings: Settings, workers: int) -> str | None:

@@ -202,22 +202,41 @@ class Settings(BaseSettings):
         return self
 
     def load_config_file(self) -> dict[str, Any] | None:
-        """The YAML config file (TENANTGATE_CONFIG_FILE) with ``${VAR}`` expanded from the environment."""
+        """The YAML config file (TENANTGATE_CONFIG_FILE) with ``${VAR}`` in its string values expanded.
+
+        Expanded after parsing, value by value: a reference in a comment is not one, and a value's characters
+        (a ``#`` or ``: `` in a password) cannot change the file's structure. Inside a flow mapping (``{...}``)
+        a reference must be quoted, as any value starting with ``$`` and holding braces must be.
+        """
         if self.config_file is None:
             return None
-        text = self.config_file.read_text(encoding="utf-8")
-
-        def expand(match: re.Match[str]) -> str:
-            name = match.group(1)
-            if name not in os.environ:
-                raise ValueError(f"{self.config_file}: environment variable {name} is not set")
-            return os.environ[name]
-
-        loaded = yaml.safe_load(_ENV_REFERENCE.sub(expand, text))
+        try:
+            loaded = yaml.safe_load(self.config_file.read_text(encoding="utf-8"))
+        except yaml.YAMLError as error:
+            raise ValueError(f"{self.config_file}: not valid YAML: {error}") from None
         if not isinstance(loaded, dict):
             raise ValueError(f"{self.config_file}: expected a mapping at the top level")
-        return loaded
+        expanded: dict[str, Any] = _expand_references(loaded, str(self.config_file))
+        return expanded
 
     @cached_property
     def secret_key_bytes(self) -> bytes:
         return self.secret_key.get_secret_value().encode()
+
+
+def _expand_references(value: Any, source: str) -> Any:
+    """``value`` with ``${VAR}`` in every string replaced by the environment variable (ValueError if unset)."""
+    if isinstance(value, str):
+
+        def expand(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name not in os.environ:
+                raise ValueError(f"{source}: environment variable {name} is not set")
+            return os.environ[name]
+
+        return _ENV_REFERENCE.sub(expand, value)
+    if isinstance(value, dict):
+        return {key: _expand_references(item, source) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_expand_references(item, source) for item in value]
+    return value

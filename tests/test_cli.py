@@ -134,6 +134,45 @@ def test_serve_stops_with_one_clear_line_when_the_database_cannot_be_migrated(tm
     assert "Traceback" not in result.stderr and len(result.stderr.splitlines()) == 1
 
 
+@pytest.mark.parametrize(
+    ("config", "said"),
+    [
+        (
+            "upstreams:\n  - name: a\n    base_url: http://127.0.0.1:9/v1\n    api_key: ${TG_UNSET_KEY}\n",
+            ["{file}: environment variable TG_UNSET_KEY is not set"],
+        ),
+        (  # a value that does not validate: where and why, never the values (the key beside it stays unsaid)
+            "upstreams:\n  - name: a\n    base_url: ftp://127.0.0.1:9/v1\n    api_key: sk-do-not-print\n"
+            "    max_retries: 99\n",
+            [
+                "{file}: upstreams.0.base_url: Value error, base_url must start with http:// or https://",
+                "{file}: upstreams.0.max_retries: Input should be less than or equal to 10",
+            ],
+        ),
+    ],
+)
+def test_serve_refuses_a_config_file_it_cannot_use_before_starting_anything(
+    tmp_path: Path, config: str, said: list[str]
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TENANTGATE_") and k != "TG_UNSET_KEY"}
+    env["TENANTGATE_ENV"] = "dev"
+    env["TENANTGATE_CONFIG_FILE"] = str(tmp_path / "routes.yaml")
+    (tmp_path / "routes.yaml").write_text(config)
+    result = subprocess.run(
+        [sys.executable, "-m", "tenantgate", "serve", "--port", str(free_port())],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    expected = [f"configuration error: {line.format(file=tmp_path / 'routes.yaml')}" for line in said]
+    assert result.stderr.splitlines() == expected
+    assert "sk-do-not-print" not in result.stdout + result.stderr
+    assert not (tmp_path / "tenantgate.db").exists()  # nothing was migrated or started
+
+
 def test_serve_with_workers_removes_its_own_metrics_directory_when_stopped(tmp_path: Path, dev_upstream: str) -> None:
     """With several workers and no TENANTGATE_METRICS_DIR, serve makes a temporary directory for the workers'
     metric snapshots; stopped by SIGTERM to its pid, as Kubernetes stops it, it removes it."""

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
+from tenantgate.platform.upstream.config import gateway_config
 from tenantgate.settings import Settings
 
 
@@ -56,3 +59,37 @@ def test_tenant_upstream_network_with_host_bits_is_refused(monkeypatch: pytest.M
     monkeypatch.setenv("TENANTGATE_TENANT_UPSTREAM_ALLOWED_NETWORKS", "10.0.0.1/8")
     with pytest.raises(ValidationError, match="host bits set"):
         Settings(_env_file=None, env="dev")
+
+
+def _readme_routing_example() -> str:
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    section = readme[readme.index("## Upstreams and routing") :]
+    return section[section.index("```yaml\n") + len("```yaml\n") : section.index("```\n", section.index("```yaml"))]
+
+
+def test_the_readmes_routing_example_loads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Its comments mention ${VAR}: a comment is not a reference (it used to stop the server at start).
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-openai")
+    monkeypatch.setenv("AZURE_OPENAI_API_KEY", "azure-key")
+    monkeypatch.delenv("VAR", raising=False)
+    config = tmp_path / "routes.yaml"
+    config.write_text(_readme_routing_example())
+    routing = gateway_config(Settings(_env_file=None, env="dev", config_file=config))
+    assert {u.name: u.api_key.get_secret_value() for u in routing.upstreams if u.api_key} == {
+        "openai": "sk-openai",
+        "azure-eu": "azure-key",
+    }
+    assert routing.default_upstream == "openai"
+
+
+def test_a_referenced_value_is_taken_as_it_is(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TG_TEST_SECRET", "pa#ss: {word} ${OTHER}")
+    config = tmp_path / "routes.yaml"
+    config.write_text("upstreams:\n  - name: a\n    base_url: http://127.0.0.1:9/v1\n    api_key: ${TG_TEST_SECRET}\n")
+    routing = gateway_config(Settings(_env_file=None, env="dev", config_file=config))
+    key = routing.upstreams[0].api_key
+    assert key is not None and key.get_secret_value() == "pa#ss: {word} ${OTHER}"
+
+    monkeypatch.delenv("TG_TEST_SECRET")
+    with pytest.raises(ValueError, match="environment variable TG_TEST_SECRET is not set"):
+        gateway_config(Settings(_env_file=None, env="dev", config_file=config))
