@@ -132,6 +132,14 @@ def test_models_list(gateway: Gateway) -> None:
     assert "gpt-4o-mini" in ids
 
 
+def test_models_list_of_a_key_with_an_allow_list_is_the_upstreams_own_filtered(gateway: Gateway) -> None:
+    everything = {m.id: m for m in gateway.client(gateway.new_key()["key"]).models.list()}
+    allowed = gateway.new_key(allowed_models=["gpt-4o-mini", "not-served-upstream"])["key"]
+    listed = list(gateway.client(allowed).models.list())
+    assert listed == [everything["gpt-4o-mini"]]  # the upstream's entry as it is (created, owned_by)
+    assert listed[0].owned_by != "tenantgate"
+
+
 def test_embeddings_through_sdk_default_base64(gateway: Gateway) -> None:
     # /v1/embeddings is proxied with the generic JSON forwarder as well.
     key = gateway.new_key()["key"]

@@ -96,9 +96,10 @@ async def _filtered_upstream_list(
             response.release()
     except Exception:
         listing = {}
-    known = {m.get("id") for m in listing.get("data", []) if isinstance(m, dict)}
+    # The upstream's own entries (its created, owned_by); if it could not be asked, the allowed names as ours.
+    entries = {m.get("id"): m for m in listing.get("data", []) if isinstance(m, dict)}
     allowed = sorted(principal.allowed_models or ())
-    data = [_model_object(name) for name in allowed if not known or name in known]
+    data = [entries.get(name) or _model_object(name) for name in allowed if not entries or name in entries]
     await send_json(send, exchange, {"object": "list", "data": data})
 
 
