@@ -17,7 +17,7 @@ from tenantgate.platform.app import create_app
 from tenantgate.settings import Settings
 from tests.support.gateway import Gateway
 from tests.support.server import ServedApp
-from tests.support.services import postgres_server_url, redis_server_url
+from tests.support.services import own_redis_prefix, postgres_server_url, redis_server_url
 
 ADMIN_TOKEN = "test-admin-token-0123456789"
 SECRET_KEY = "test-secret-key-0123456789abcdef"
@@ -41,8 +41,9 @@ def redis_url() -> str:
 
 
 @pytest.fixture
-def redis_prefix() -> str:
-    return f"tgtest-{uuid.uuid4().hex[:12]}"
+def redis_prefix(redis_url: str) -> Iterator[str]:
+    with own_redis_prefix(redis_url) as prefix:
+        yield prefix
 
 
 def _create_pg_database(server: str) -> tuple[str, Callable[[], None]]:

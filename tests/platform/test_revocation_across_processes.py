@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Callable, Iterator
 
 import openai
@@ -15,6 +14,7 @@ from tenantgate.cli import app as cli
 from tests.conftest import ADMIN_TOKEN, SECRET_KEY, UPSTREAM_KEY, _create_pg_database, make_settings
 from tests.support.gateway import Gateway
 from tests.support.process import ServeProcess
+from tests.support.services import own_redis_prefix
 
 
 @pytest.fixture(scope="module")
@@ -22,19 +22,20 @@ def shared_env(postgres_server: str, redis_url: str, dev_upstream: str) -> Itera
     """One Postgres database and Redis prefix for two servers (started once for the module: it takes seconds)."""
     url, drop = _create_pg_database(postgres_server)
     database.upgrade(url)
-    yield {
-        "TENANTGATE_ENV": "production",
-        "TENANTGATE_DATABASE_URL": url,
-        "TENANTGATE_REDIS_URL": redis_url,
-        "TENANTGATE_REDIS_PREFIX": f"tgtest-{uuid.uuid4().hex[:12]}",
-        "TENANTGATE_SECRET_KEY": SECRET_KEY,
-        "TENANTGATE_ADMIN_TOKEN": ADMIN_TOKEN,
-        "TENANTGATE_UPSTREAM_BASE_URL": dev_upstream,
-        "TENANTGATE_UPSTREAM_API_KEY": UPSTREAM_KEY,
-        "TENANTGATE_MIGRATE_ON_START": "false",
-        "TENANTGATE_KEY_CACHE_TTL_SECONDS": "30",  # far longer than the 1 s we allow
-        "TENANTGATE_LOG_LEVEL": "warning",
-    }
+    with own_redis_prefix(redis_url) as redis_prefix:
+        yield {
+            "TENANTGATE_ENV": "production",
+            "TENANTGATE_DATABASE_URL": url,
+            "TENANTGATE_REDIS_URL": redis_url,
+            "TENANTGATE_REDIS_PREFIX": redis_prefix,
+            "TENANTGATE_SECRET_KEY": SECRET_KEY,
+            "TENANTGATE_ADMIN_TOKEN": ADMIN_TOKEN,
+            "TENANTGATE_UPSTREAM_BASE_URL": dev_upstream,
+            "TENANTGATE_UPSTREAM_API_KEY": UPSTREAM_KEY,
+            "TENANTGATE_MIGRATE_ON_START": "false",
+            "TENANTGATE_KEY_CACHE_TTL_SECONDS": "30",  # far longer than the 1 s we allow
+            "TENANTGATE_LOG_LEVEL": "warning",
+        }
     drop()
 
 

@@ -16,6 +16,9 @@ import socket
 import subprocess
 import tempfile
 import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -59,6 +62,22 @@ def redis_server_url() -> str:
     if os.environ.get("TENANTGATE_TEST_EMBEDDED") != "1" and _port_open("127.0.0.1", 6379):
         return "redis://127.0.0.1:6379"
     return _start_embedded_redis()
+
+
+@contextmanager
+def own_redis_prefix(url: str) -> Iterator[str]:
+    """A Redis key prefix nobody else uses; its keys are deleted afterwards (else they wait for their TTLs)."""
+    import redis
+
+    prefix = f"tgtest-{uuid.uuid4().hex[:12]}"
+    yield prefix
+    client = redis.Redis.from_url(url)
+    try:
+        stale = list(client.scan_iter(match=f"{prefix}*", count=1000))
+        if stale:
+            client.delete(*stale)
+    finally:
+        client.close()
 
 
 def _start_embedded_postgres() -> str:

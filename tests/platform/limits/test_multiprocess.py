@@ -17,6 +17,7 @@ from tests.conftest import ADMIN_TOKEN, UPSTREAM_KEY
 from tests.conftest import _create_pg_database as create_pg_database
 from tests.platform.limits.processes import GatewayProcess
 from tests.support.server import ServedApp
+from tests.support.services import own_redis_prefix
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 # Twelve words: the dev upstream's answer is then 19 tokens long.
@@ -34,28 +35,28 @@ def upstream() -> Iterator[str]:
 def gateways(postgres_server: str, redis_url: str, upstream: str) -> Iterator[list[str]]:
     postgres_url, drop_database = create_pg_database(postgres_server)
     database.upgrade(postgres_url)
-    redis_prefix = f"tgtest-{uuid.uuid4().hex[:12]}"
-    # Fail closed with a generous timeout: a request Redis could not check is refused, never admitted on
-    # per-process memory limits, so an over-admission can only come from the shared store itself.
-    processes = [
-        GatewayProcess(
-            database_url=postgres_url,
-            upstream=upstream,
-            redis_url=redis_url,
-            redis_prefix=redis_prefix,
-            limits_fail_mode="closed",
-            limits_redis_timeout_ms="3000",
-        )
-        for _ in range(2)
-    ]
-    try:
-        for process in processes:
-            process.wait_ready()
-        yield [p.url for p in processes]
-    finally:
-        for process in processes:
-            process.stop()
-        drop_database()
+    with own_redis_prefix(redis_url) as redis_prefix:
+        # Fail closed with a generous timeout: a request Redis could not check is refused, never admitted on
+        # per-process memory limits, so an over-admission can only come from the shared store itself.
+        processes = [
+            GatewayProcess(
+                database_url=postgres_url,
+                upstream=upstream,
+                redis_url=redis_url,
+                redis_prefix=redis_prefix,
+                limits_fail_mode="closed",
+                limits_redis_timeout_ms="3000",
+            )
+            for _ in range(2)
+        ]
+        try:
+            for process in processes:
+                process.wait_ready()
+            yield [p.url for p in processes]
+        finally:
+            for process in processes:
+                process.stop()
+            drop_database()
 
 
 def _tenant_and_keys(url: str, tenant: dict[str, object], keys: list[dict[str, object]]) -> list[str]:
