@@ -189,7 +189,9 @@ def _start_dev_upstream() -> tuple[subprocess.Popen[bytes], str]:
 
 
 def _free_port(preferred: int) -> int:
+    """``preferred`` unless something listens there; connections of a stopped server in TIME_WAIT do not count."""
     with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
         try:
             probe.bind(("127.0.0.1", preferred))
         except OSError:

@@ -6,6 +6,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -199,3 +200,24 @@ def test_serve_with_workers_removes_its_own_metrics_directory_when_stopped(tmp_p
         assert not made.exists()
     finally:
         server.stop()
+
+
+def test_the_dev_upstreams_port_is_kept_after_a_restart() -> None:
+    """A stopped dev upstream leaves its port in TIME_WAIT; the next serve takes that port again, not a random one."""
+    from tenantgate.cli import _free_port
+
+    with socket.socket() as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn, which serves the dev upstream
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        client = socket.create_connection(("127.0.0.1", port))
+        accepted, _ = listener.accept()
+        accepted.close()  # the server side closes first: its end, on the port, waits in TIME_WAIT
+        client.close()
+    assert _free_port(port) == port
+    with socket.socket() as busy:
+        busy.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        busy.bind(("127.0.0.1", port))
+        busy.listen()
+        assert _free_port(port) != port  # a listening server is not shared
