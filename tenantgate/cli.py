@@ -120,7 +120,7 @@ def serve(
 
 
 def _check_routing(settings: Settings) -> None:
-    """A config file that cannot be used is said before anything starts, in one line, not as a worker's traceback."""
+    """A config file that cannot be used is said before anything starts, a line per problem, not as a traceback."""
     from pydantic import ValidationError
 
     from tenantgate.platform.upstream.config import gateway_config
