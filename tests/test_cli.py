@@ -116,18 +116,18 @@ def test_serve_on_a_fresh_directory_with_no_upstream_key(tmp_path: Path) -> None
             process.wait(timeout=30)
 
 
+def _serve_until_it_stops(workdir: Path, **settings: str) -> subprocess.CompletedProcess[str]:
+    """`tenantgate serve` in dev mode with only ``settings`` (no TENANTGATE_* or TG_* of this process)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TENANTGATE_", "TG_"))}
+    env.update(TENANTGATE_ENV="dev", **settings)
+    command = [sys.executable, "-m", "tenantgate", "serve", "--port", str(free_port())]
+    return subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True, timeout=60)
+
+
 def test_serve_stops_with_one_clear_line_when_the_database_cannot_be_migrated(tmp_path: Path) -> None:
     """Migrations run in a child process (so alembic stays out of the server's memory); its failure stops serve."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TENANTGATE_")}
-    env["TENANTGATE_ENV"] = "dev"
-    env["TENANTGATE_DATABASE_URL"] = f"postgresql+asyncpg://postgres:hunter2@127.0.0.1:{free_port()}/nope"
-    result = subprocess.run(
-        [sys.executable, "-m", "tenantgate", "serve", "--port", str(free_port())],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
+    result = _serve_until_it_stops(
+        tmp_path, TENANTGATE_DATABASE_URL=f"postgresql+asyncpg://postgres:hunter2@127.0.0.1:{free_port()}/nope"
     )
     assert result.returncode == 2
     assert result.stderr.startswith("cannot migrate the database at postgresql+asyncpg://postgres:***@127.0.0.1:")
@@ -155,18 +155,8 @@ def test_serve_stops_with_one_clear_line_when_the_database_cannot_be_migrated(tm
 def test_serve_refuses_a_config_file_it_cannot_use_before_starting_anything(
     tmp_path: Path, config: str, said: list[str]
 ) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TENANTGATE_") and k != "TG_UNSET_KEY"}
-    env["TENANTGATE_ENV"] = "dev"
-    env["TENANTGATE_CONFIG_FILE"] = str(tmp_path / "routes.yaml")
     (tmp_path / "routes.yaml").write_text(config)
-    result = subprocess.run(
-        [sys.executable, "-m", "tenantgate", "serve", "--port", str(free_port())],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = _serve_until_it_stops(tmp_path, TENANTGATE_CONFIG_FILE=str(tmp_path / "routes.yaml"))
     assert result.returncode == 2
     expected = [f"configuration error: {line.format(file=tmp_path / 'routes.yaml')}" for line in said]
     assert result.stderr.splitlines() == expected
