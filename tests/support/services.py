@@ -70,14 +70,16 @@ def own_redis_prefix(url: str) -> Iterator[str]:
     import redis
 
     prefix = f"tgtest-{uuid.uuid4().hex[:12]}"
-    yield prefix
-    client = redis.Redis.from_url(url)
     try:
-        stale = list(client.scan_iter(match=f"{prefix}*", count=1000))
-        if stale:
-            client.delete(*stale)
+        yield prefix
     finally:
-        client.close()
+        client = redis.Redis.from_url(url)
+        try:
+            stale = list(client.scan_iter(match=f"{prefix}*", count=1000))
+            if stale:
+                client.delete(*stale)
+        finally:
+            client.close()
 
 
 def _start_embedded_postgres() -> str:
