@@ -18,7 +18,7 @@ import pytest
 from starlette.types import Receive, Scope, Send
 
 from tenantgate.devupstream import DevUpstream
-from tenantgate.platform.proxy.endpoints import POST_ENDPOINTS
+from tenantgate.platform.proxy.routes import CREATE_ROUTES as POST_ENDPOINTS
 from tests.conftest import UPSTREAM_KEY
 from tests.support.gateway import Gateway
 from tests.support.server import ServedApp

@@ -78,7 +78,7 @@ class Exchange:
     operation: str
     """OpenTelemetry ``gen_ai.operation.name``: chat, text_completion, embeddings, responses, models..."""
     path: str
-    query: str = ""
+    """The route template (``/v1/chat/completions``, ``/v1/responses/{response_id}``), never the caller's path."""
     model: str | None = None
     stream: bool = False
     payload: dict[str, Any] | None = None

@@ -24,6 +24,7 @@ from tenantgate.platform.proxy.sse import StreamScanner
 from tenantgate.platform.upstream import errors
 from tenantgate.platform.upstream.client import UpstreamClient, UpstreamResponse, UpstreamSession
 from tenantgate.platform.upstream.guard import AddressRefused
+from tenantgate.platform.upstream.paths import UpstreamPath
 from tenantgate.platform.upstream.registry import Target
 from tenantgate.platform.upstream.retry import backoff, retry_after, should_retry_status
 
@@ -68,7 +69,7 @@ async def forward(
     send: Send,
     *,
     method: str,
-    path: str,
+    path: UpstreamPath,
     body_for: BodyFactory,
     policy: ForwardPolicy,
     tenant_keys: Mapping[str, str] | None = None,
@@ -122,7 +123,7 @@ async def _attempt(
     send: Send,
     *,
     method: str,
-    path: str,
+    path: UpstreamPath,
     body: object,
     policy: ForwardPolicy,
 ) -> _Failed | None:
@@ -145,7 +146,7 @@ async def _attempt(
         async with asyncio.timeout(upstream.first_byte_timeout) if exchange.stream else _NO_TIMEOUT:
             response = await session.request(
                 method,
-                upstream.url(path, target.model, exchange.query),
+                upstream.url(path, target.model),
                 data=body,
                 headers=headers,
                 allow_redirects=False,

@@ -10,6 +10,8 @@ from starlette.types import Receive, Scope, Send
 from tenantgate.platform.errors import NotFound
 from tenantgate.platform.proxy.exchange import Exchange
 from tenantgate.platform.proxy.forward import ForwardPolicy, forward, tenant_keys
+from tenantgate.platform.proxy.routes import LIST_MODELS, RETRIEVE_MODEL, Route
+from tenantgate.platform.upstream.paths import is_segment
 from tenantgate.platform.upstream.registry import Target
 from tenantgate.tenants.principal import Principal
 
@@ -23,13 +25,18 @@ def not_found(model: str) -> NotFound:
     )
 
 
-def allowed_targets(runtime: Runtime, principal: Principal, model: str) -> tuple[Target, ...]:
+def allowed_targets(
+    runtime: Runtime, principal: Principal, model: str, route: Route | None = None
+) -> tuple[Target, ...]:
     """The deployments of ``model`` if the caller may use it (by its name or its alias's); else 404.
 
-    Deployments on an upstream the tenant set its own base URL for go to that endpoint instead.
+    Deployments on an upstream the tenant set its own base URL for go to that endpoint instead. Where the model
+    becomes a path segment upstream (an Azure deployment), a name outside the identifier grammar routes nowhere.
     """
     routing = runtime.routing
     targets = routing.targets(model)
+    if route is not None and route.deployment_scoped:
+        targets = tuple(t for t in targets if t.upstream.kind != "azure" or is_segment(t.model))
     if not targets or not (principal.may_use(model) or principal.may_use(routing.canonical(model))):
         raise not_found(model)
     own = principal.own_upstreams
@@ -42,11 +49,11 @@ def _model_object(name: str) -> dict[str, Any]:
     return {"id": name, "object": "model", "created": 0, "owned_by": "tenantgate"}
 
 
-async def serve(runtime: Runtime, exchange: Exchange, scope: Scope, receive: Receive, send: Send) -> None:
+async def serve(runtime: Runtime, exchange: Exchange, route: Route, scope: Scope, receive: Receive, send: Send) -> None:
     principal = exchange.ctx.principal
     routing = runtime.routing
     path: str = scope["path"]
-    if path == "/v1/models":
+    if route is LIST_MODELS:
         if routing.declared_models:
             names = [name for name in routing.declared_models if principal.may_use(name)]
             await send_json(send, exchange, {"object": "list", "data": [_model_object(n) for n in names]})
@@ -55,12 +62,17 @@ async def serve(runtime: Runtime, exchange: Exchange, scope: Scope, receive: Rec
             await _filtered_upstream_list(runtime, exchange, principal, scope, receive, send)
             return
         targets: tuple[Target, ...] = (Target(routing.primary, ""),)
+        upstream_path = LIST_MODELS.upstream({})
     else:
         model = path[len("/v1/models/") :]
         targets = allowed_targets(runtime, principal, model)
         if model in routing.declared_models or routing.canonical(model) != model:
             await send_json(send, exchange, _model_object(routing.canonical(model)))
             return
+        params = RETRIEVE_MODEL.match(path)
+        if params is None:  # not one segment of the identifier grammar: nothing upstream can be asked
+            raise not_found(model)
+        upstream_path = RETRIEVE_MODEL.upstream(params)
     await forward(
         exchange,
         runtime.http,
@@ -70,7 +82,7 @@ async def serve(runtime: Runtime, exchange: Exchange, scope: Scope, receive: Rec
         receive,
         send,
         method="GET",
-        path=path[3:],
+        path=upstream_path,
         body_for=lambda _t: None,
         policy=ForwardPolicy(runtime.settings.upstream_max_retry_wait_seconds),
         tenant_keys=tenant_keys(exchange),
@@ -88,7 +100,7 @@ async def _filtered_upstream_list(
         headers.append(auth)
     try:
         response = await runtime.http.session.request(
-            "GET", upstream.url("/models", None), headers=headers, timeout=upstream.json_timeout
+            "GET", upstream.url(LIST_MODELS.upstream({}), None), headers=headers, timeout=upstream.json_timeout
         )
         try:
             listing = orjson.loads(await response.read()) if response.status == 200 else {}

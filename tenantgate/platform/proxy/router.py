@@ -1,7 +1,8 @@
 """Dispatch of the OpenAI-compatible endpoints, as a raw ASGI layer in front of FastAPI.
 
-Paths it does not serve fall through to the FastAPI app (admin, usage, docs, ops, and OpenAI-shaped 404s, which
-is also what files, batches and vector stores get until their ids are tracked per tenant like responses are).
+Requests are matched against the fixed route templates of ``routes.py``; paths that match none fall through to the
+FastAPI app (admin, usage, docs, ops, and OpenAI-shaped 404s, which is also what files, batches and vector stores
+get until their ids are tracked per tenant like responses are).
 """
 
 from __future__ import annotations
@@ -14,12 +15,12 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from tenantgate.platform.context import SCOPE_CONTEXT, SCOPE_ROUTE, RequestContext
 from tenantgate.platform.errors import BadRequest, GatewayError, send_error
 from tenantgate.platform.proxy import models, stored
-from tenantgate.platform.proxy.endpoints import POST_ENDPOINTS, Endpoint
 from tenantgate.platform.proxy.exchange import Exchange
 from tenantgate.platform.proxy.forward import ForwardPolicy, forward, tenant_keys
 from tenantgate.platform.proxy.http import ClientDisconnected, parse_json_object, read_body
 from tenantgate.platform.proxy.multipart import read_upload
 from tenantgate.platform.proxy.request_body import JsonBody
+from tenantgate.platform.proxy.routes import CREATE_ROUTES, LIST_MODELS, RETRIEVE_MODEL, Route, match_stored_response
 from tenantgate.platform.runtime import Runtime
 
 
@@ -34,26 +35,30 @@ class ProxyRouter:
             return
         path: str = scope["path"]
         method: str = scope["method"]
-        endpoint = POST_ENDPOINTS.get(path) if method == "POST" else None
-        if endpoint is not None:
-            operation, template = endpoint.operation, path
-        elif method == "GET" and (path == "/v1/models" or path.startswith("/v1/models/")):
-            operation, template = "models", path if path == "/v1/models" else "/v1/models/{model}"
-        elif path.startswith("/v1/responses/") and stored.is_stored_response_route(method, path):
-            operation, template = "responses", "/v1/responses/{response_id}" + _stored_suffix(path)
+        route = CREATE_ROUTES.get(path) if method == "POST" else None
+        response_id = ""
+        if route is not None:
+            pass
+        elif method == "GET" and path == "/v1/models":
+            route = LIST_MODELS
+        elif method == "GET" and path.startswith("/v1/models/"):
+            route = RETRIEVE_MODEL  # models.serve checks the name; a declared model may contain "/"
+        elif path.startswith("/v1/responses/") and (stored_route := match_stored_response(method, path)):
+            route, response_id = stored_route
         else:
             await self.app(scope, receive, send)
             return
-        scope[SCOPE_ROUTE] = template  # what telemetry names this request by
+        scope[SCOPE_ROUTE] = route.template  # what telemetry names this request by
         ctx: RequestContext = scope[SCOPE_CONTEXT]
-        exchange = Exchange(ctx=ctx, operation=operation, path=path, query=scope["query_string"].decode("latin-1"))
+        # The template, not the path: ids stay out of usage events and metrics.
+        exchange = Exchange(ctx=ctx, operation=route.operation, path=route.template)
         try:
-            if endpoint is not None:
-                await self.create(exchange, endpoint, scope, receive, send)
-            elif operation == "models":
-                await models.serve(self.runtime, exchange, scope, receive, send)
+            if route.body != "none":
+                await self.create(exchange, route, scope, receive, send)
+            elif route.operation == "models":
+                await models.serve(self.runtime, exchange, route, scope, receive, send)
             else:
-                await stored.serve(self.runtime, exchange, scope, receive, send)
+                await stored.serve(self.runtime, exchange, route, response_id, scope, receive, send)
         except GatewayError as error:
             exchange.status = exchange.status if exchange.status >= 400 else error.status
             exchange.error_type = exchange.error_type or error.code or error.type
@@ -65,7 +70,7 @@ class ProxyRouter:
             exchange.finished_at = time.perf_counter()
             self.runtime.hooks.finish(exchange)
 
-    async def create(self, exchange: Exchange, endpoint: Endpoint, scope: Scope, receive: Receive, send: Send) -> None:
+    async def create(self, exchange: Exchange, endpoint: Route, scope: Scope, receive: Receive, send: Send) -> None:
         runtime = self.runtime
         limit = runtime.settings.max_request_body_bytes
         json_body: JsonBody | None = None
@@ -83,7 +88,7 @@ class ProxyRouter:
         if not isinstance(model, str) or not model:
             raise BadRequest("you must provide a model parameter", param="model")
         exchange.model = model
-        targets = models.allowed_targets(runtime, exchange.ctx.principal, model)
+        targets = models.allowed_targets(runtime, exchange.ctx.principal, model, endpoint)
         if json_body is not None and endpoint.operation == "responses":
             targets = await stored.check_previous_response(runtime, exchange, json_body.payload, targets)
         strip_usage = False
@@ -105,18 +110,11 @@ class ProxyRouter:
             receive,
             send,
             method="POST",
-            path=scope["path"][3:],
+            path=endpoint.upstream({}),
             body_for=body_for,
             policy=ForwardPolicy(runtime.settings.upstream_max_retry_wait_seconds, replayable, strip_usage),
             tenant_keys=tenant_keys(exchange),
         )
-
-
-def _stored_suffix(path: str) -> str:
-    for suffix in ("/input_items", "/cancel"):
-        if path.endswith(suffix):
-            return suffix
-    return ""
 
 
 def _once(body: object) -> Any:

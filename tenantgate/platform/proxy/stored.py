@@ -7,7 +7,6 @@ else gets the same 404 as for an id that never existed.
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING, Any
 
 from starlette.types import Receive, Scope, Send
@@ -16,31 +15,12 @@ from tenantgate.platform.errors import NotFound
 from tenantgate.platform.proxy.exchange import Exchange
 from tenantgate.platform.proxy.forward import ForwardPolicy, forward, tenant_keys
 from tenantgate.platform.proxy.http import read_body
+from tenantgate.platform.proxy.routes import Route
 from tenantgate.platform.upstream.registry import Target
 from tenantgate.tenants.objects import ObjectOwnership, Owner
 
 if TYPE_CHECKING:
     from tenantgate.platform.runtime import Runtime
-
-_ROUTES = (
-    ("GET", re.compile(r"^/v1/responses/([^/]+)$")),
-    ("DELETE", re.compile(r"^/v1/responses/([^/]+)$")),
-    ("GET", re.compile(r"^/v1/responses/([^/]+)/input_items$")),
-    ("POST", re.compile(r"^/v1/responses/([^/]+)/cancel$")),
-)
-
-
-def _response_id(method: str, path: str) -> str | None:
-    for route_method, pattern in _ROUTES:
-        if method == route_method:
-            match = pattern.match(path)
-            if match:
-                return match.group(1)
-    return None
-
-
-def is_stored_response_route(method: str, path: str) -> bool:
-    return _response_id(method, path) is not None
 
 
 def _not_found(response_id: str, param: str | None = None) -> NotFound:
@@ -52,9 +32,10 @@ async def _owned(ownership: ObjectOwnership, exchange: Exchange, response_id: st
     return owner if owner is not None and owner.tenant_id == exchange.ctx.principal.tenant_id else None
 
 
-async def serve(runtime: Runtime, exchange: Exchange, scope: Scope, receive: Receive, send: Send) -> None:
-    method: str = scope["method"]
-    response_id = _response_id(method, scope["path"]) or ""
+async def serve(
+    runtime: Runtime, exchange: Exchange, route: Route, response_id: str, scope: Scope, receive: Receive, send: Send
+) -> None:
+    method = route.method
     owner = await _owned(runtime.ownership, exchange, response_id)
     upstream = None
     if owner is not None:  # the tenant's own endpoint for that upstream, if it set one
@@ -74,7 +55,7 @@ async def serve(runtime: Runtime, exchange: Exchange, scope: Scope, receive: Rec
         receive,
         send,
         method=method,
-        path=scope["path"][3:],
+        path=route.upstream({"response_id": response_id}, scope["query_string"]),
         body_for=lambda _t: body,
         policy=ForwardPolicy(runtime.settings.upstream_max_retry_wait_seconds),
         tenant_keys=tenant_keys(exchange),

@@ -4,17 +4,11 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from urllib.parse import quote
 
 from tenantgate.platform.upstream.config import GatewayConfig, UpstreamConfig
 from tenantgate.platform.upstream.errors import Timeouts
-
-# Azure OpenAI addresses these per deployment; other paths (e.g. /models) are per resource.
-_AZURE_DEPLOYMENT_PATHS = frozenset(
-    {
-        "/chat/completions", "/completions", "/embeddings", "/images/generations", "/audio/speech",
-        "/audio/transcriptions", "/audio/translations",
-    }
-)  # fmt: skip
+from tenantgate.platform.upstream.paths import UpstreamPath, segment
 
 
 class Upstream:
@@ -39,13 +33,17 @@ class Upstream:
         self._api_version = config.api_version
         self._api_key = config.api_key.get_secret_value() if config.api_key is not None else None
 
-    def url(self, path: str, model: str | None, query: str = "") -> str:
-        """``path`` is the OpenAI path below /v1 (e.g. ``/chat/completions``); ``query`` the caller's query string."""
+    def url(self, target: UpstreamPath, model: str | None) -> str:
+        """The upstream URL of a route's path (built from its template) for a deployment ``model``.
+
+        On Azure the model is a path segment: it must pass the same grammar as any identifier (InvalidIdentifier).
+        """
+        path, query = target.path, target.query
         if self.kind != "azure":
             return f"{self.base_url}{path}?{query}" if query else self.base_url + path
-        suffix = f"?api-version={self._api_version}" + (f"&{query}" if query else "")
-        if model and path in _AZURE_DEPLOYMENT_PATHS:
-            return f"{self.base_url}/openai/deployments/{model}{path}{suffix}"
+        suffix = "?api-version=" + quote(self._api_version or "", safe="") + (f"&{query}" if query else "")
+        if model and target.deployment_scoped:
+            return f"{self.base_url}/openai/deployments/{segment(model)}{path}{suffix}"
         return f"{self.base_url}/openai{path}{suffix}"
 
     def for_tenant(self, base_url: str, api_key: str, *, refused: str | None = None) -> Upstream:

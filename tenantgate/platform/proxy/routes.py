@@ -1,0 +1,134 @@
+"""The OpenAI routes the gateway serves, as fixed templates: how a caller's path is matched, and the upstream's built.
+
+Nothing the caller sent is ever spliced into an upstream URL as text. A route is a (method, template) pair; its
+parameters must each be one path segment of a strict grammar (no ``/``, ``\\``, ``%``, ``?``, ``#``, ``;``, no
+leading dot, ASCII only), so they cannot add a segment, a dot-segment, a query or a fragment even behind a front
+that decodes and normalizes paths; they are percent-encoded all the same. The upstream path comes from the route's
+own upstream template, and only the query parameters OpenAI defines for that route are forwarded, re-encoded by
+name (anything else the caller put in the query string, e.g. ``api_key=``, stays here).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+from urllib.parse import parse_qsl, urlencode
+
+from tenantgate.platform.upstream.paths import UpstreamPath, is_segment, segment
+
+_MAX_QUERY_PARAMS = 32
+
+
+Body = Literal["json", "multipart", "none"]
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    method: str
+    template: str
+    """The caller-facing template, e.g. ``/v1/responses/{response_id}/input_items``; also the telemetry route."""
+    operation: str
+    """OpenTelemetry ``gen_ai.operation.name`` (or the closest OpenAI API name)."""
+    body: Body = "none"
+    query: frozenset[str] = frozenset()
+    """Query parameters OpenAI defines for this route; only these are forwarded."""
+    default_model: str | None = None
+    usage_option: bool = False
+    """Streams support ``stream_options.include_usage``."""
+    deployment_scoped: bool = False
+    """Azure OpenAI addresses it per deployment (``/openai/deployments/{model}/...``)."""
+    _parts: tuple[str, ...] = field(default=(), compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_parts", tuple(self.template.split("/")))
+
+    @property
+    def params(self) -> tuple[str, ...]:
+        return tuple(p[1:-1] for p in self._parts if p.startswith("{"))
+
+    def match(self, path: str) -> dict[str, str] | None:
+        parts = path.split("/")
+        if len(parts) != len(self._parts):
+            return None
+        params: dict[str, str] = {}
+        for want, got in zip(self._parts, parts, strict=True):
+            if want.startswith("{"):
+                if not is_segment(got):
+                    return None
+                params[want[1:-1]] = got
+            elif want != got:
+                return None
+        return params
+
+    def upstream(self, params: Mapping[str, str], query_string: bytes = b"") -> UpstreamPath:
+        """The upstream request's path (below the upstream's ``/v1``) and query, from this route's template."""
+        path = self.template.removeprefix("/v1")
+        for name in self.params:
+            path = path.replace("{" + name + "}", segment(params[name]))
+        return UpstreamPath(path, self.query_of(query_string), self.deployment_scoped)
+
+    def query_of(self, query_string: bytes) -> str:
+        if not self.query or not query_string:
+            return ""
+        try:
+            pairs = parse_qsl(query_string.decode("latin-1"), keep_blank_values=True, max_num_fields=_MAX_QUERY_PARAMS)
+        except ValueError:
+            return ""  # more parameters than any OpenAI route takes: forward none of them
+        return urlencode([(name, value) for name, value in pairs if name in self.query])
+
+
+_INCLUDE = frozenset({"include", "include[]"})
+CREATE_ROUTES: dict[str, Route] = {
+    r.template: r
+    for r in (
+        Route("POST", "/v1/chat/completions", "chat", "json", usage_option=True, deployment_scoped=True),
+        Route("POST", "/v1/completions", "text_completion", "json", usage_option=True, deployment_scoped=True),
+        Route("POST", "/v1/embeddings", "embeddings", "json", deployment_scoped=True),
+        Route("POST", "/v1/responses", "responses", "json"),
+        Route("POST", "/v1/moderations", "moderations", "json", default_model="omni-moderation-latest"),
+        Route(
+            "POST",
+            "/v1/images/generations",
+            "image_generation",
+            "json",
+            default_model="dall-e-2",
+            deployment_scoped=True,
+        ),
+        Route("POST", "/v1/audio/speech", "speech", "json", deployment_scoped=True),
+        Route("POST", "/v1/audio/transcriptions", "transcription", "multipart", deployment_scoped=True),
+        Route("POST", "/v1/audio/translations", "translation", "multipart", deployment_scoped=True),
+    )
+}
+"""POST routes that create model work, by path (no parameters)."""
+
+LIST_MODELS = Route("GET", "/v1/models", "models")
+RETRIEVE_MODEL = Route("GET", "/v1/models/{model}", "models")
+STORED_RESPONSE_ROUTES = (
+    Route(
+        "GET",
+        "/v1/responses/{response_id}",
+        "responses",
+        query=_INCLUDE | {"stream", "starting_after", "include_obfuscation"},
+    ),
+    Route("DELETE", "/v1/responses/{response_id}", "responses"),
+    Route(
+        "GET",
+        "/v1/responses/{response_id}/input_items",
+        "responses",
+        query=_INCLUDE | {"after", "before", "limit", "order"},
+    ),
+    Route("POST", "/v1/responses/{response_id}/cancel", "responses"),
+)
+
+ALL_ROUTES: tuple[Route, ...] = (*CREATE_ROUTES.values(), LIST_MODELS, RETRIEVE_MODEL, *STORED_RESPONSE_ROUTES)
+
+
+def match_stored_response(method: str, path: str) -> tuple[Route, str] | None:
+    """The stored-response route and response id of a request, or None."""
+    for route in STORED_RESPONSE_ROUTES:
+        if route.method == method:
+            params = route.match(path)
+            if params is not None:
+                return route, params["response_id"]
+    return None
