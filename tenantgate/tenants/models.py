@@ -128,6 +128,9 @@ class UpstreamObject(Base):
     kind: Mapped[str] = mapped_column(String(32))
     tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), index=True)
     upstream: Mapped[str] = mapped_column(String(100))
+    # "platform": the platform's upstream account holds it; "tenant": the tenant's own (BYOK key or endpoint).
+    account: Mapped[str] = mapped_column(String(16), default="platform", server_default="platform")
+    api_key_id: Mapped[str | None] = mapped_column(String(40), default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

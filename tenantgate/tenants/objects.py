@@ -1,11 +1,18 @@
-"""Which tenant created each object stored upstream (Responses API responses, for now).
+"""Which tenant created each object stored upstream (Responses API responses and their output items, for now).
 
 All tenants share the platform's upstream account, so an id like ``resp_...`` is reachable by anyone who knows it.
 The gateway records the owner of every id it sees created and answers 404 to everyone else.
 
-Recording is off the hot path's database: the owner goes into an in-process map at once (and Redis, when
-configured, so other replicas see it immediately), and into the database in batches. Lookups try the same
-order: memory, Redis, database.
+**First owner wins**, everywhere an owner is kept: a record never replaces another tenant's. The in-process map
+is checked first; then Redis (``SET NX``, so replicas agree at once) or, without Redis, the database; an id that
+already belongs to someone else is a *conflict*: the caller's answer is refused and the attempt logged as a
+security event (an upstream that names another tenant's id is a tenant's own endpoint lying, or a collision).
+The database is written in batches off the request path; a batch that finds an id stored with another owner
+(Redis lost its keys meanwhile) keeps the stored owner, corrects memory and Redis, and logs the conflict.
+
+An owner also says which account holds the object: the platform's, or the tenant's own (its BYOK key or endpoint
+for that upstream). A tenant-account object is only ever reached with that tenant's current credentials, so
+removing a BYOK record can never turn one of its ids into a platform-account read.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ import contextlib
 import logging
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Literal
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -23,15 +31,33 @@ from tenantgate.resp import RespClient
 from tenantgate.tenants.models import UpstreamObject, utcnow
 
 log = logging.getLogger("tenantgate.objects")
+security = logging.getLogger("tenantgate.security")
 
 _REDIS_TTL_SECONDS = 30 * 24 * 3600
 _MEMORY_ENTRIES = 50_000
+
+Account = Literal["platform", "tenant"]
 
 
 @dataclass(frozen=True, slots=True)
 class Owner:
     tenant_id: str
     upstream: str
+    account: Account = "platform"
+    api_key_id: str | None = None
+
+    def same_holder(self, other: Owner) -> bool:
+        """Same tenant, upstream and account (the creating key may differ)."""
+        return (self.tenant_id, self.upstream, self.account) == (other.tenant_id, other.upstream, other.account)
+
+    def encode(self) -> str:
+        return f"{self.tenant_id} {self.upstream} {self.account} {self.api_key_id or '-'}"
+
+    @classmethod
+    def decode(cls, text: str) -> Owner:
+        tenant_id, upstream, account, key_id = [*text.split(" "), "platform", "-"][:4]
+        kind: Account = "tenant" if account == "tenant" else "platform"
+        return cls(tenant_id, upstream, kind, None if key_id == "-" else key_id)
 
 
 class ObjectOwnership:
@@ -49,6 +75,8 @@ class ObjectOwnership:
         self._pending: dict[str, tuple[str, Owner]] = {}
         self._flush_interval = flush_interval
         self._task: asyncio.Task[None] | None = None
+        self.conflicts = 0
+        """Records refused because the id belonged to someone else (since start)."""
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._flush_forever())
@@ -60,16 +88,50 @@ class ObjectOwnership:
                 await self._task
         await self.flush()
 
-    async def record(self, object_id: str, kind: str, owner: Owner) -> None:
-        self._remember(object_id, owner)
-        self._pending[object_id] = (kind, owner)
+    async def record(self, object_id: str, kind: str, owner: Owner) -> Owner | None:
+        """Make ``owner`` the owner of ``object_id`` unless someone else is; returns that someone else, or None."""
+        known = self._memory.get(object_id)
+        if known is None:
+            known = await self._claim_shared(object_id, owner)
+        if known is not None and not known.same_holder(owner):
+            self._conflict(object_id, kind, owner, known)
+            self._remember(object_id, known)
+            return known
+        self._remember(object_id, known or owner)
+        if known is None:
+            self._pending[object_id] = (kind, owner)
+        return None
+
+    async def _claim_shared(self, object_id: str, owner: Owner) -> Owner | None:
+        """The owner already recorded where all processes see it (Redis, else the database); claims it if none."""
         if self._redis is not None:
             try:
-                await self._redis.execute(
-                    "SET", self._prefix + object_id, f"{owner.tenant_id} {owner.upstream}", "EX", _REDIS_TTL_SECONDS
-                )
-            except Exception as exc:  # the batch write to the database still records it
+                key = self._prefix + object_id
+                if await self._redis.execute("SET", key, owner.encode(), "NX", "EX", _REDIS_TTL_SECONDS):
+                    return None
+                value = await self._redis.execute("GET", key)
+                return Owner.decode(value.decode() if isinstance(value, bytes) else str(value)) if value else None
+            except Exception as exc:  # the database still has the final word when the batch is written
                 log.warning("could not record object owner in redis: %s", type(exc).__name__)
+        return await self._stored_owner(object_id)
+
+    async def _stored_owner(self, object_id: str) -> Owner | None:
+        async with self._sessions() as session:
+            row = await session.get(UpstreamObject, object_id)
+        return None if row is None else _owner_of(row)
+
+    def _conflict(self, object_id: str, kind: str, claimant: Owner, owner: Owner) -> None:
+        self.conflicts += 1
+        security.warning(
+            "security: an upstream answer named %s %s, which belongs to another tenant; refused "
+            "(claimant tenant %s via upstream %r, %s account; owner tenant %s)",
+            kind,
+            object_id,
+            claimant.tenant_id,
+            claimant.upstream,
+            claimant.account,
+            owner.tenant_id,
+        )
 
     async def owner(self, object_id: str) -> Owner | None:
         owner = self._memory.get(object_id)
@@ -82,14 +144,9 @@ class ObjectOwnership:
                 log.warning("could not read object owner from redis: %s", type(exc).__name__)
                 value = None
             if value:
-                text = value.decode() if isinstance(value, bytes) else str(value)
-                tenant_id, _, upstream = text.partition(" ")
-                owner = Owner(tenant_id, upstream)
+                owner = Owner.decode(value.decode() if isinstance(value, bytes) else str(value))
         if owner is None:
-            async with self._sessions() as session:
-                row = await session.get(UpstreamObject, object_id)
-            if row is not None:
-                owner = Owner(row.tenant_id, row.upstream)
+            owner = await self._stored_owner(object_id)
         if owner is not None:
             self._remember(object_id, owner)
         return owner
@@ -106,12 +163,17 @@ class ObjectOwnership:
         batch, self._pending = self._pending, {}
         try:
             async with self._sessions() as session, session.begin():
-                existing = set(
-                    (await session.execute(select(UpstreamObject.id).where(UpstreamObject.id.in_(batch)))).scalars()
-                )
+                rows = (await session.execute(select(UpstreamObject).where(UpstreamObject.id.in_(batch)))).scalars()
+                existing = {row.id: _owner_of(row) for row in rows}
                 session.add_all(
                     UpstreamObject(
-                        id=object_id, kind=kind, tenant_id=owner.tenant_id, upstream=owner.upstream, created_at=utcnow()
+                        id=object_id,
+                        kind=kind,
+                        tenant_id=owner.tenant_id,
+                        upstream=owner.upstream,
+                        account=owner.account,
+                        api_key_id=owner.api_key_id,
+                        created_at=utcnow(),
                     )
                     for object_id, (kind, owner) in batch.items()
                     if object_id not in existing
@@ -119,8 +181,29 @@ class ObjectOwnership:
         except Exception as exc:
             log.warning("could not write object owners (%d), will retry: %s", len(batch), type(exc).__name__)
             self._pending = {**batch, **self._pending}
+            return
+        for object_id, stored in existing.items():
+            kind, claimed = batch[object_id]
+            if not stored.same_holder(claimed):
+                # Redis had lost the first owner's record: the database's owner stands everywhere.
+                self._conflict(object_id, kind, claimed, stored)
+                self._remember(object_id, stored)
+                await self._restore_shared(object_id, stored)
+
+    async def _restore_shared(self, object_id: str, owner: Owner) -> None:
+        if self._redis is None:
+            return
+        try:
+            await self._redis.execute("SET", self._prefix + object_id, owner.encode(), "EX", _REDIS_TTL_SECONDS)
+        except Exception as exc:
+            log.warning("could not correct object owner in redis: %s", type(exc).__name__)
 
     async def _flush_forever(self) -> None:
         while True:
             await asyncio.sleep(self._flush_interval)
             await self.flush()
+
+
+def _owner_of(row: UpstreamObject) -> Owner:
+    account: Account = "tenant" if row.account == "tenant" else "platform"
+    return Owner(row.tenant_id, row.upstream, account, row.api_key_id)

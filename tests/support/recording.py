@@ -32,6 +32,8 @@ class RecordingUpstream:
     seen: list[Seen] = field(default_factory=list)
     next_response_id: str = "resp_recorded"
     item_ids: list[str] = field(default_factory=list)
+    base_url: str = ""
+    """Set while served (``serve_recording``): where the gateway finds it, up to ``/v1``."""
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -96,4 +98,6 @@ class RecordingUpstream:
 
 
 def serve_recording(upstream: RecordingUpstream) -> ServedApp:
-    return ServedApp(upstream, lifespan="off")
+    served = ServedApp(upstream, lifespan="off")
+    upstream.base_url = served.url + "/v1"
+    return served

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from tenantgate.platform.context import RequestContext
+from tenantgate.platform.errors import GatewayError
 
 UsageSource = Literal["upstream", "estimated"]
 
@@ -94,6 +95,11 @@ class Exchange:
     first_byte_at: float | None = None
     finished_at: float | None = None
     response_id: str | None = None
+    # Ids of the output items of a Responses API answer (stored with the response; owned like it).
+    output_item_ids: list[str] = field(default_factory=list)
+    # Set by a hook in settle when the answer must not reach the client although it was metered (e.g. it names
+    # an object another tenant owns): the relay sends this error instead.
+    withheld: GatewayError | None = None
     response_model: str | None = None
     finish_reasons: list[str] = field(default_factory=list)
     usage: Usage | None = None

@@ -50,6 +50,8 @@ async def relay_buffered(
     else:
         exchange.error_type = exchange.error_type or str(response.status)
     await hooks.settle(exchange)
+    if exchange.withheld is not None:
+        raise exchange.withheld
     headers.append((b"content-length", str(len(payload)).encode()))
     await send({"type": "http.response.start", "status": response.status, "headers": headers})
     await send({"type": "http.response.body", "body": payload})
@@ -113,6 +115,13 @@ async def relay_chunks(
         exchange.output = scanner.delivered_text()
     await hooks.settle(exchange)
     if exchange.client_disconnected:
+        return
+    if exchange.withheld is not None:
+        # The stream's end never goes out: the SDKs raise on the error event instead.
+        with contextlib.suppress(OSError):
+            body = b"event: error\ndata: " + exchange.withheld.body() + b"\n\n"
+            await send({"type": "http.response.body", "body": body, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
         return
     held = scanner.release() if scanner is not None else b""
     if held:

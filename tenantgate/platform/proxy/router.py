@@ -19,6 +19,7 @@ from tenantgate.platform.proxy.exchange import Exchange
 from tenantgate.platform.proxy.forward import ForwardPolicy, forward, tenant_keys
 from tenantgate.platform.proxy.http import ClientDisconnected, parse_json_object, read_body
 from tenantgate.platform.proxy.multipart import read_upload
+from tenantgate.platform.proxy.references import check_single_reading, references
 from tenantgate.platform.proxy.request_body import JsonBody
 from tenantgate.platform.proxy.routes import CREATE_ROUTES, LIST_MODELS, RETRIEVE_MODEL, Route, match_stored_response
 from tenantgate.platform.runtime import Runtime
@@ -77,6 +78,7 @@ class ProxyRouter:
         if endpoint.body == "json":
             raw = await read_body(scope, receive, limit)
             payload = parse_json_object(raw)
+            check_single_reading(raw, payload)
             model = payload.get("model", endpoint.default_model)
             json_body = JsonBody(raw, payload, model if isinstance(model, str) else "")
             exchange.payload = payload
@@ -89,8 +91,10 @@ class ProxyRouter:
             raise BadRequest("you must provide a model parameter", param="model")
         exchange.model = model
         targets = models.allowed_targets(runtime, exchange.ctx.principal, model, endpoint)
-        if json_body is not None and endpoint.operation == "responses":
-            targets = await stored.check_previous_response(runtime, exchange, json_body.payload, targets)
+        if json_body is not None:
+            named = references(endpoint.template, json_body.raw, json_body.payload)
+            if named:
+                targets = await stored.check_references(runtime, exchange, named, targets)
         strip_usage = False
         if json_body is not None and exchange.stream and endpoint.usage_option:
             strip_usage = json_body.ask_for_stream_usage()

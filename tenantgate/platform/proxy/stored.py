@@ -1,50 +1,80 @@
-"""Responses stored upstream: reachable only by the tenant that created them.
+"""Objects stored upstream: reachable only by the tenant that created them, with the credentials of the account
+that holds them.
 
-``GET``/``DELETE /v1/responses/{id}``, ``GET /v1/responses/{id}/input_items``, ``POST /v1/responses/{id}/cancel``
-and ``previous_response_id`` are forwarded only for the owner, to the upstream that stored the response; anyone
+``GET``/``DELETE /v1/responses/{id}``, ``GET /v1/responses/{id}/input_items`` and ``POST /v1/responses/{id}/cancel``
+are forwarded only for the owner, to the upstream that stored the response; ids named in request bodies
+(``previous_response_id``, input items, files...) are checked the same way before anything is forwarded. Anyone
 else gets the same 404 as for an id that never existed.
+
+An object in the platform's account is reached with the platform's credentials; one in the tenant's own account
+(created with its BYOK key or endpoint) only with the tenant's current BYOK record for that upstream; without one,
+404: never the platform's key on an id a tenant's endpoint named.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from starlette.types import Receive, Scope, Send
 
-from tenantgate.platform.errors import NotFound
+from tenantgate.platform.errors import GatewayError, NotFound
 from tenantgate.platform.proxy.exchange import Exchange
-from tenantgate.platform.proxy.forward import ForwardPolicy, forward, tenant_keys
+from tenantgate.platform.proxy.forward import ForwardPolicy, forward
 from tenantgate.platform.proxy.http import read_body
+from tenantgate.platform.proxy.references import Reference
 from tenantgate.platform.proxy.routes import Route
-from tenantgate.platform.upstream.registry import Target
-from tenantgate.tenants.objects import ObjectOwnership, Owner
+from tenantgate.platform.upstream.registry import Target, Upstream
+from tenantgate.tenants.objects import Account, ObjectOwnership, Owner
 
 if TYPE_CHECKING:
     from tenantgate.platform.runtime import Runtime
 
+_MAX_REFERENCES = 256
+_NOT_FOUND_MESSAGES = {
+    "response": "No response found with id '{id}'.",
+    "item": "Item with id '{id}' not found.",
+    "conversation": "Conversation with id '{id}' not found.",
+    "file": "No such File object: {id}",
+    "vector_store": "No vector store found with id '{id}'.",
+    "container": "Container with id '{id}' not found.",
+}
 
-def _not_found(response_id: str, param: str | None = None) -> NotFound:
-    return NotFound(f"No response found with id '{response_id}'.", param=param)
+
+def not_found(kind: str, object_id: str, param: str | None = None) -> NotFound:
+    message = _NOT_FOUND_MESSAGES.get(kind, "No object found with id '{id}'.").format(id=object_id[:256])
+    return NotFound(message, param=param)
 
 
-async def _owned(ownership: ObjectOwnership, exchange: Exchange, response_id: str) -> Owner | None:
-    owner = await ownership.owner(response_id)
-    return owner if owner is not None and owner.tenant_id == exchange.ctx.principal.tenant_id else None
+async def owned(ownership: ObjectOwnership, exchange: Exchange, object_id: str) -> Owner | None:
+    """The owner of ``object_id`` if it is the caller's tenant and the account holding it is reachable now."""
+    owner = await ownership.owner(object_id)
+    principal = exchange.ctx.principal
+    if owner is None or owner.tenant_id != principal.tenant_id:
+        return None
+    if owner.account == "tenant" and owner.upstream not in principal.upstream_keys:
+        return None  # the tenant's own account, but its BYOK record for that upstream is gone
+    return owner
+
+
+def holder(runtime: Runtime, exchange: Exchange, owner: Owner) -> tuple[Upstream | None, dict[str, str] | None]:
+    """The upstream (and credentials) that hold an owned object."""
+    if owner.account == "platform":
+        return runtime.routing.upstreams.get(owner.upstream), None
+    principal = exchange.ctx.principal
+    upstream = principal.own_upstreams.get(owner.upstream) or runtime.routing.upstreams.get(owner.upstream)
+    return upstream, {owner.upstream: principal.upstream_keys[owner.upstream].get_secret_value()}
 
 
 async def serve(
     runtime: Runtime, exchange: Exchange, route: Route, response_id: str, scope: Scope, receive: Receive, send: Send
 ) -> None:
-    method = route.method
-    owner = await _owned(runtime.ownership, exchange, response_id)
-    upstream = None
-    if owner is not None:  # the tenant's own endpoint for that upstream, if it set one
-        own = exchange.ctx.principal.own_upstreams
-        upstream = own.get(owner.upstream) or runtime.routing.upstreams.get(owner.upstream)
+    owner = await owned(runtime.ownership, exchange, response_id)
+    upstream, keys = holder(runtime, exchange, owner) if owner is not None else (None, None)
     if upstream is None:
-        raise _not_found(response_id)
+        raise not_found("response", response_id)
     body = None
-    if method == "POST":
+    if route.method == "POST":
         body = await read_body(scope, receive, runtime.settings.max_request_body_bytes)
     await forward(
         exchange,
@@ -54,34 +84,46 @@ async def serve(
         scope,
         receive,
         send,
-        method=method,
+        method=route.method,
         path=route.upstream({"response_id": response_id}, scope["query_string"]),
         body_for=lambda _t: body,
         policy=ForwardPolicy(runtime.settings.upstream_max_retry_wait_seconds),
-        tenant_keys=tenant_keys(exchange),
+        tenant_keys=keys,
     )
 
 
-async def check_previous_response(
-    runtime: Runtime, exchange: Exchange, payload: dict[str, Any], targets: tuple[Target, ...]
+async def check_references(
+    runtime: Runtime, exchange: Exchange, references: Iterable[Reference], targets: tuple[Target, ...]
 ) -> tuple[Target, ...]:
-    """A continuation must name the caller's own response, and goes to the upstream that stored it."""
-    previous = payload.get("previous_response_id")
-    if previous is None:
+    """Every referenced object must be the caller's; the request then goes to the upstream that holds them."""
+    upstreams: set[str] = set()
+    for count, reference in enumerate(references):
+        if count >= _MAX_REFERENCES:
+            raise NotFound(f"A request may name at most {_MAX_REFERENCES} stored objects.", param=reference.param)
+        if reference.kind not in ("response", "item"):
+            raise not_found(reference.kind, reference.id, reference.param)  # not tracked per tenant yet: nobody's
+        owner = await owned(runtime.ownership, exchange, reference.id)
+        if owner is None:
+            raise not_found(reference.kind, reference.id, reference.param)
+        upstreams.add(owner.upstream)
+    if not upstreams:
         return targets
-    if not isinstance(previous, str):
-        raise _not_found(str(previous), param="previous_response_id")
-    owner = await _owned(runtime.ownership, exchange, previous)
-    if owner is None:
-        raise _not_found(previous, param="previous_response_id")
-    same_upstream = tuple(t for t in targets if t.upstream.name == owner.upstream)
-    if not same_upstream:
-        raise _not_found(previous, param="previous_response_id")
+    same_upstream = tuple(t for t in targets if t.upstream.name in upstreams)
+    if len(upstreams) > 1 or not same_upstream:
+        first = next(iter(references))
+        raise not_found(first.kind, first.id, first.param)
     return same_upstream
 
 
+class OwnershipConflict(GatewayError):
+    status = 502
+    type = "api_error"
+    code = "upstream_object_conflict"
+
+
 class OwnershipHook:
-    """Records the owner of every response the upstream stored, before the client receives its id."""
+    """Records the owner of every response (and output item) the upstream stored, before the client receives
+    its id; an answer naming an id someone else owns is refused (first owner wins, see tenants/objects.py)."""
 
     name = "ownership"
 
@@ -92,15 +134,27 @@ class OwnershipHook:
         return None
 
     async def settle(self, exchange: Exchange) -> None:
-        if (
+        if not (
             exchange.operation == "responses"
             and exchange.response_id
             and exchange.status < 400
             and exchange.path == "/v1/responses"
             and (exchange.payload or {}).get("store") is not False
         ):
-            owner = Owner(exchange.ctx.principal.tenant_id, exchange.upstream_name)
-            await self.ownership.record(exchange.response_id, "response", owner)
+            return
+        principal = exchange.ctx.principal
+        account: Account = "tenant" if exchange.upstream_name in principal.upstream_keys else "platform"
+        owner = Owner(principal.tenant_id, exchange.upstream_name, account, principal.key_id)
+        ids = [(exchange.response_id, "response"), *((item, "item") for item in exchange.output_item_ids)]
+        for object_id, kind in ids:
+            if await self.ownership.record(object_id, kind, owner) is not None:
+                # Metered all the same (the upstream did the work); the client gets an error instead of the answer.
+                exchange.error_type = OwnershipConflict.code
+                exchange.withheld = OwnershipConflict(
+                    "The upstream answered with an object id that is not this tenant's; the answer was withheld. "
+                    f"(request id {exchange.ctx.request_id})"
+                )
+                return
 
     def finish(self, exchange: Exchange) -> None:
         return None

@@ -71,8 +71,14 @@ def record_answer_object(exchange: Exchange, answer: dict[str, Any]) -> None:
             c["finish_reason"] for c in choices if isinstance(c, dict) and isinstance(c.get("finish_reason"), str)
         ]
     status = answer.get("status")
-    if answer.get("object") == "response" and isinstance(status, str):
-        exchange.finish_reasons = [status]
+    if answer.get("object") == "response":
+        if isinstance(status, str):
+            exchange.finish_reasons = [status]
+        output = answer.get("output")
+        if isinstance(output, list):
+            exchange.output_item_ids = [
+                item["id"] for item in output if isinstance(item, dict) and isinstance(item.get("id"), str)
+            ]
     reported = answer.get("usage")
     usage = Usage.from_openai(reported)
     if usage is not None:

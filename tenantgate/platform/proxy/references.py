@@ -1,0 +1,133 @@
+"""What a JSON request body names, read once: its references to objects stored upstream, and no duplicate keys.
+
+**References.** Every id of an upstream-stored object a request names must be the caller's before anything is
+forwarded: ``previous_response_id``, input items passed by id (``item_reference`` and any input item carrying an
+``id``), and ids of files, vector stores, containers and conversations wherever they appear. Objects the gateway
+does not track per tenant yet (files, vector stores, containers, conversations) belong to nobody here, so naming one
+gets the same 404 as an id that never existed.
+
+**One reading.** orjson keeps the last of duplicate keys; another parser (the upstream's) may keep the first, so a
+body like ``{"model": "allowed", "model": "other"}`` could be checked as one thing and served as another. A body in
+which any object names a key twice is refused with 400. Proving the absence costs a second, slower parse, so it is
+done only when a key that matters (routing, limits, metering, references) could be duplicated or spelled with
+escapes: when one of those names occurs more often in the raw bytes than the parsed body holds it, or the body
+contains a ``\\u`` escape. Other bodies go through with the one orjson parse.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from tenantgate.platform.errors import BadRequest
+
+_TOP_LEVEL_KEYS = (
+    "model", "stream", "stream_options", "n", "max_tokens", "max_completion_tokens", "max_output_tokens",
+    "previous_response_id", "conversation", "store", "background", "service_tier", "input", "messages", "prompt",
+    "tools",
+)  # fmt: skip
+_REFERENCE_KEYS = ("file_id", "file_ids", "vector_store_ids", "container", "conversation", "previous_response_id")
+_ITEMS_PATH = "/v1/responses"
+
+
+@dataclass(frozen=True, slots=True)
+class Reference:
+    kind: str
+    """response, item, conversation, file, vector_store or container."""
+    id: str
+    param: str
+    """Where the body names it, for the error (``previous_response_id``, ``input[2].id``, ...)."""
+
+
+def _quoted(name: str) -> bytes:
+    return b'"' + name.encode() + b'"'
+
+
+_TOP_LEVEL_QUOTED = tuple((name, _quoted(name)) for name in _TOP_LEVEL_KEYS)
+_REFERENCE_QUOTED = tuple(_quoted(name) for name in (*_REFERENCE_KEYS, "item_reference"))
+
+
+def check_single_reading(raw: bytes, payload: dict[str, Any]) -> None:
+    """400 if the body names a key twice where that could matter (see the module's docstring)."""
+    suspicious = b"\\u" in raw
+    if not suspicious:
+        for name, quoted in _TOP_LEVEL_QUOTED:
+            if raw.count(quoted) > (1 if name in payload else 0):
+                suspicious = True
+                break
+    if not suspicious and any(quoted in raw for quoted in _REFERENCE_QUOTED):
+        suspicious = True  # nested reference keys: the full check below decides
+    if suspicious:
+        try:
+            json.loads(raw, object_pairs_hook=_refuse_duplicates)
+        except _DuplicateKey as duplicate:
+            raise BadRequest(
+                f"The request body names the key {duplicate.key!r} more than once in one object; send each key once.",
+                param=duplicate.key,
+                code="duplicate_key",
+            ) from None
+        except ValueError:
+            pass  # orjson accepted what json does not (or the reverse): orjson's reading is the one forwarded
+
+
+class _DuplicateKey(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKey(key)
+            seen.add(key)
+    return result
+
+
+def references(path: str, raw: bytes, payload: dict[str, Any]) -> list[Reference]:
+    """Every stored-object id the body of a request to ``path`` names."""
+    found: list[Reference] = []
+    previous = payload.get("previous_response_id")
+    if previous is not None:
+        found.append(
+            Reference("response", previous if isinstance(previous, str) else str(previous), "previous_response_id")
+        )
+    if not (b"\\u" in raw or any(quoted in raw for quoted in _REFERENCE_QUOTED) or path == _ITEMS_PATH):
+        return found
+    conversation = payload.get("conversation")
+    if conversation is not None:
+        conversation_id = conversation.get("id") if isinstance(conversation, dict) else conversation
+        found.append(Reference("conversation", str(conversation_id), "conversation"))
+    if path == _ITEMS_PATH and isinstance(payload.get("input"), list):
+        for index, item in enumerate(payload["input"]):
+            if isinstance(item, dict) and "id" in item:
+                found.append(Reference("item", str(item["id"]), f"input[{index}].id"))
+    for key, value, where in _walk(payload, ""):
+        if key == "file_id":
+            found.append(Reference("file", str(value), where))
+        elif key == "file_ids" and isinstance(value, list):
+            found.extend(Reference("file", str(v), f"{where}[{i}]") for i, v in enumerate(value))
+        elif key == "vector_store_ids" and isinstance(value, list):
+            found.extend(Reference("vector_store", str(v), f"{where}[{i}]") for i, v in enumerate(value))
+        elif key == "container" and isinstance(value, str):
+            found.append(Reference("container", value, where))
+    return found
+
+
+def _walk(value: Any, where: str) -> Iterator[tuple[str, Any, str]]:
+    if isinstance(value, dict):
+        for key, child in value.items():
+            here = f"{where}.{key}" if where else key
+            if key in _REFERENCE_KEYS:
+                yield key, child, here
+            if isinstance(child, dict | list):
+                yield from _walk(child, here)
+    elif isinstance(value, list):
+        for index, child in enumerate(value):
+            if isinstance(child, dict | list):
+                yield from _walk(child, f"{where}[{index}]")

@@ -1,0 +1,81 @@
+"""First owner wins, in every place an owner is kept: process memory, Redis and the database (both backends)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from tenantgate.database import create_engine, create_sessionmaker
+from tenantgate.resp import RespClient
+from tenantgate.tenants.models import Tenant
+from tenantgate.tenants.objects import ObjectOwnership, Owner
+
+A = Owner("ten_a", "default", "platform", "key_a")
+B = Owner("ten_b", "default", "tenant", "key_b")
+
+
+@pytest.fixture(params=["memory+db", "redis+db"])
+async def ownership_pair(
+    request: pytest.FixtureRequest, database_url: str, redis_url: str, redis_prefix: str
+) -> AsyncIterator[tuple[ObjectOwnership, ObjectOwnership, RespClient | None]]:
+    """Two processes' ownership records over one database (and one Redis in the redis variant)."""
+    engine = create_engine(database_url)
+    sessions = create_sessionmaker(engine)
+    async with sessions() as session, session.begin():
+        session.add_all([Tenant(id="ten_a", name="a"), Tenant(id="ten_b", name="b")])
+    clients = [RespClient.from_url(redis_url) for _ in range(2)] if request.param == "redis+db" else [None, None]
+    first, second = (ObjectOwnership(sessions, client, redis_prefix) for client in clients)
+    yield first, second, clients[0]
+    for client in clients:
+        if client is not None:
+            await client.aclose()
+    await engine.dispose()
+
+
+async def test_a_second_claim_never_replaces_the_first(
+    ownership_pair: tuple[ObjectOwnership, ObjectOwnership, RespClient | None],
+) -> None:
+    first, second, _ = ownership_pair
+    assert await first.record("resp_1", "response", A) is None
+    await first.flush()
+    assert await second.record("resp_1", "response", B) == A  # another process, a different tenant: refused
+    assert await first.record("resp_1", "response", B) == A  # the same process: refused from memory
+    await second.flush()
+    for ownership in (first, second):
+        assert await ownership.owner("resp_1") == A
+    assert first.conflicts + second.conflicts == 2
+
+
+async def test_the_same_tenant_recording_again_is_no_conflict(
+    ownership_pair: tuple[ObjectOwnership, ObjectOwnership, RespClient | None],
+) -> None:
+    first, second, _ = ownership_pair
+    assert await first.record("resp_2", "response", A) is None
+    await first.flush()
+    again = Owner(A.tenant_id, A.upstream, A.account, "another_key_of_a")
+    assert await second.record("resp_2", "response", again) is None
+    assert second.conflicts == 0
+
+
+@pytest.mark.parametrize("ownership_pair", ["redis+db"], indirect=True)
+async def test_the_database_owner_stands_when_redis_lost_its_keys(
+    ownership_pair: tuple[ObjectOwnership, ObjectOwnership, RespClient | None], redis_prefix: str
+) -> None:
+    first, second, redis = ownership_pair
+    assert redis is not None
+    assert await first.record("resp_3", "response", A) is None
+    await first.flush()
+    await redis.execute("DEL", f"{redis_prefix}:obj:resp_3")  # a Redis restart without persistence, an eviction
+    assert await second.record("resp_3", "response", B) is None  # Redis alone cannot know any more...
+    await second.flush()  # ...but the batch write finds the stored owner and puts it back everywhere
+    assert await second.owner("resp_3") == A
+    assert await first.owner("resp_3") == A
+    assert second.conflicts == 1
+    third = ObjectOwnership(second._sessions, redis, redis_prefix)
+    assert await third.owner("resp_3") == A  # Redis was corrected too
+
+
+async def test_owners_written_before_accounts_existed_read_as_platform() -> None:
+    assert Owner.decode("ten_a default") == Owner("ten_a", "default", "platform", None)
+    assert Owner.decode(B.encode()) == B
