@@ -72,6 +72,15 @@ class Settings(BaseSettings):
     upstream_http_client: Literal["lean", "aiohttp"] = "lean"
 
     max_request_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
+    # Bounded requests (platform/bounded_http.py): what an unauthenticated caller can make a worker hold.
+    max_admin_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    http_max_header_bytes: int = Field(default=32 * 1024, ge=1024)
+    http_max_headers: int = Field(default=100, ge=10)
+    http_header_timeout_seconds: float = Field(default=10.0, gt=0)
+    http_body_idle_timeout_seconds: float = Field(default=30.0, gt=0)
+    http_body_timeout_seconds: float = Field(default=300.0, gt=0)
+    http_keepalive_timeout_seconds: float = Field(default=5.0, gt=0)
+    http_max_connections: int = Field(default=2048, ge=1)
     log_level: str = "info"
     trusted_proxies: str = ""
     shutdown_grace_seconds: float = Field(default=30.0, ge=0)

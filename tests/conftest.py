@@ -14,6 +14,7 @@ import pytest
 from tenantgate import database, tokens
 from tenantgate.devupstream import DevUpstream
 from tenantgate.platform.app import create_app
+from tenantgate.platform.serving import uvicorn_options
 from tenantgate.settings import Settings
 from tests.support.gateway import Gateway
 from tests.support.server import ServedApp
@@ -131,7 +132,7 @@ def gateway_factory(tmp_path: Path) -> Iterator[Callable[..., Gateway]]:
         overrides.setdefault("spool_dir", tmp_path / f"spool-{len(started)}")
         settings = make_settings(**overrides)
         app = create_app(settings)
-        served = ServedApp(app).__enter__()
+        served = ServedApp(app, **uvicorn_options(settings)).__enter__()
         started.append(served)
         assert served.loop is not None
         return Gateway(

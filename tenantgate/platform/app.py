@@ -19,6 +19,7 @@ from tenantgate.platform import interpreter, metrics, ops
 from tenantgate.platform.admin.limits import router as admin_limits_router
 from tenantgate.platform.admin.routes import router as admin_router
 from tenantgate.platform.admin.upstream_keys import router as upstream_keys_router
+from tenantgate.platform.bounded_http import BodyDeadlineMiddleware, BufferedBodyMiddleware
 from tenantgate.platform.dashboard.routes import router as dashboard_router
 from tenantgate.platform.errors import install_handlers
 from tenantgate.platform.iplimit import SurfaceIpLimitMiddleware
@@ -49,7 +50,11 @@ class GatewayApp:
         )
         # Telemetry wraps both ways in: every request is measured, proxied or not.
         telemetry = runtime.telemetry
-        self.app = TelemetryMiddleware(self.dispatch, telemetry.http, telemetry.tracing, runtime.settings.access_log)
+        settings = runtime.settings
+        bounded = BodyDeadlineMiddleware(
+            self.dispatch, settings.http_body_idle_timeout_seconds, settings.http_body_timeout_seconds
+        )
+        self.app = TelemetryMiddleware(bounded, telemetry.http, telemetry.tracing, settings.access_log)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self.app(scope, receive, send)
@@ -102,6 +107,7 @@ def create_app(settings: Settings | None = None) -> GatewayApp:
     # SurfaceIpLimit throttles the admin and usage surface per client IP (before admin auth is checked).
     app.add_middleware(TenantAuthMiddleware, runtime=runtime)
     app.add_middleware(NulGuardMiddleware)  # 400 for %00 in the URL: Postgres text cannot hold it
+    app.add_middleware(BufferedBodyMiddleware, limit=settings.max_admin_body_bytes)  # 413/408 in OpenAI's shape
     app.add_middleware(SurfaceIpLimitMiddleware, limit=settings.admin_ip_rate_limit)
     app.add_middleware(RequestIdMiddleware)
     return GatewayApp(app, runtime)

@@ -20,7 +20,7 @@ import shutil
 import signal
 import sys
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tenantgate import tokens
 from tenantgate.settings import Settings
@@ -39,6 +39,17 @@ def create_app() -> GatewayApp:
     from tenantgate.platform.app import create_app as build  # after the tokenizer: see above
 
     return build(settings)
+
+
+def uvicorn_options(settings: Settings) -> dict[str, Any]:
+    """The gateway's own uvicorn settings (also for tests that serve an app in-process)."""
+    from tenantgate.platform.http_protocol import HttpLimits, protocol_factory
+
+    return {
+        "ws": "none",  # no WebSocket endpoints: upgrade requests are plain HTTP requests (and websockets never loads)
+        "http": protocol_factory(HttpLimits.from_settings(settings)),  # bounded heads, deadlines, connections
+        "timeout_keep_alive": int(settings.http_keepalive_timeout_seconds),
+    }
 
 
 def command(host: str, port: int, workers: int, *, stop_pid: int | None, remove_dir: str | None) -> list[str]:
@@ -93,7 +104,7 @@ def main(argv: list[str] | None = None) -> None:
             log_config=logging_config(settings),
             access_log=False,
             server_header=False,
-            ws="none",  # no WebSocket endpoints: upgrade requests are plain HTTP requests (and websockets never loads)
+            **uvicorn_options(settings),
             # X-Forwarded-For/-Proto are honoured only from configured proxies (uvicorn's layer costs time too).
             proxy_headers=bool(settings.trusted_proxies),
             forwarded_allow_ips=settings.trusted_proxies or None,

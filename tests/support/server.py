@@ -13,7 +13,8 @@ from tests.support.services import free_port
 
 
 class ServedApp:
-    def __init__(self, app: Any, *, lifespan: str = "on") -> None:
+    def __init__(self, app: Any, *, lifespan: str = "on", **options: Any) -> None:
+        """``options``: more uvicorn settings (the gateway's are in ``serving.uvicorn_options``)."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(
@@ -24,6 +25,7 @@ class ServedApp:
             lifespan=lifespan,
             access_log=False,
             server_header=False,
+            **options,
         )
         self.server = uvicorn.Server(config)
         self.loop: asyncio.AbstractEventLoop | None = None

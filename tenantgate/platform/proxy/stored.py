@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from tenantgate.platform.runtime import Runtime
 
 _MAX_REFERENCES = 256
+_MAX_BODY = 64 * 1024  # what a cancel may carry (nothing, in OpenAI's API)
 _NOT_FOUND_MESSAGES = {
     "response": "No response found with id '{id}'.",
     "item": "Item with id '{id}' not found.",
@@ -75,7 +76,7 @@ async def serve(
         raise not_found("response", response_id)
     body = None
     if route.method == "POST":
-        body = await read_body(scope, receive, runtime.settings.max_request_body_bytes)
+        body = await read_body(scope, receive, _MAX_BODY)
     await forward(
         exchange,
         runtime.http,

@@ -1,0 +1,185 @@
+"""Bounded HTTP/1.1 connections: uvicorn's httptools protocol with limits on what an unauthenticated caller can make a
+worker hold, before any application code runs.
+
+uvicorn's httptools protocol has no limit on the size of a request head (httptools accumulates a header value in
+memory however long it is: a 64 MiB header was accepted, and four of them took a worker from 108 to 876 MiB while
+/healthz stalled for seconds), no deadline for a head that trickles in, and none for a connection that never sends
+a byte. This protocol adds, per connection:
+
+- a head (request line and headers) of at most ``max_head_bytes`` and ``max_headers`` headers, else ``431`` and
+  the connection is closed; the bytes beyond the limit are never handed to the parser;
+- ``head_timeout`` seconds from the connection (or from the end of the previous response) to a complete head, else
+  the connection is closed (``408`` if part of a head arrived);
+- at most ``max_connections`` open connections per worker: one more is answered ``503`` at once and closed.
+
+Body deadlines are the application's business (``bounded_http.BodyDeadlineMiddleware``): only the application
+knows when it is waiting for the client rather than for the upstream. This module imports no web framework: the
+process supervising ``serve --workers N`` loads it too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from tenantgate.settings import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class HttpLimits:
+    max_head_bytes: int = 32 * 1024
+    max_headers: int = 100
+    head_timeout: float = 10.0
+    max_connections: int = 2048
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> HttpLimits:
+        return cls(
+            max_head_bytes=settings.http_max_header_bytes,
+            max_headers=settings.http_max_headers,
+            head_timeout=settings.http_header_timeout_seconds,
+            max_connections=settings.http_max_connections,
+        )
+
+
+_LINGER_SECONDS = 2.0
+
+
+def _response(status: int, reason: str, message: str, code: str, extra: bytes = b"") -> bytes:
+    kind = "invalid_request_error" if status < 500 else "api_error"
+    body = orjson.dumps({"error": {"message": message, "type": kind, "param": None, "code": code}})
+    head = f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\ncontent-length: {len(body)}\r\n"
+    return head.encode() + extra + b"connection: close\r\n\r\n" + body
+
+
+_TOO_LARGE = _response(
+    431, "Request Header Fields Too Large", "The request's headers are too large.", "headers_too_large"
+)
+_TOO_SLOW = _response(408, "Request Timeout", "The request's headers did not arrive in time.", "request_timeout")
+_BUSY = _response(
+    503, "Service Unavailable", "This server has too many open connections. Retry shortly.", "too_many_connections",
+    b"retry-after: 1\r\n",
+)  # fmt: skip
+
+
+class BoundedHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with the limits above (given with ``functools.partial(..., limits=...)``)."""
+
+    def __init__(self, *args: Any, limits: HttpLimits, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._limits = limits
+        self._in_head = True
+        self._head_bytes = 0
+        self._header_count = 0
+        self._head_timer: asyncio.TimerHandle | None = None
+        self._accepted = False
+        self._refused = False  # answered and closing: the parser's remaining callbacks are ignored
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        if len(self.connections) >= self._limits.max_connections:
+            self._refused = True
+            transport.write(_BUSY)
+            transport.close()
+            return
+        self._accepted = True
+        super().connection_made(transport)
+        self._arm_head_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_head_timer()
+        if self._accepted:
+            super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return  # answered already: lingering, dropping the rest
+        if self._in_head:
+            room = self._limits.max_head_bytes - self._head_bytes
+            if len(data) > room:
+                # Feed only what fits: the head may end inside it (a body or the next request follows).
+                head, rest = data[:room], data[room:]
+                self._head_bytes += len(head)
+                super().data_received(head)
+                if self._in_head:
+                    self._refuse(_TOO_LARGE)
+                    return
+                data = rest
+            else:
+                self._head_bytes += len(data)
+        super().data_received(data)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._in_head, self._header_count = True, 0
+        if self._head_timer is None:
+            self._arm_head_timer()
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_count += 1
+        if self._header_count <= self._limits.max_headers:
+            super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        self._in_head, self._head_bytes = False, 0
+        self._cancel_head_timer()
+        if self._header_count > self._limits.max_headers:
+            self._refuse(_TOO_LARGE)
+            return
+        super().on_headers_complete()
+
+    def on_body(self, body: bytes) -> None:
+        if not self._refused:
+            super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        if not self._refused:
+            super().on_message_complete()
+
+    def on_response_complete(self) -> None:
+        pipelined = bool(self.pipeline)  # the next request's head is complete already and starts now
+        super().on_response_complete()
+        if not pipelined and not self.transport.is_closing():
+            self._in_head, self._head_bytes = True, 0
+            self._arm_head_timer()
+
+    def _arm_head_timer(self) -> None:
+        self._cancel_head_timer()
+        self._head_timer = self.loop.call_later(self._limits.head_timeout, self._head_timed_out)
+
+    def _cancel_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_timed_out(self) -> None:
+        self._head_timer = None
+        if self._in_head and not self.transport.is_closing():
+            # A connection idle between requests is closed quietly (uvicorn's keep-alive timeout usually did);
+            # a head that began and never finished gets a 408.
+            if self._head_bytes:
+                self._refuse(_TOO_SLOW)
+            else:
+                self.transport.close()
+
+    def _refuse(self, response: bytes) -> None:
+        """Answer and close. Lingering, as nginx does: the answer goes out with a FIN, and what the client is still
+        sending is read and dropped for up to ``_LINGER_SECONDS``, so that closing with unread bytes does not
+        reset the connection and lose the answer before the client reads it."""
+        self._cancel_head_timer()
+        self._refused, self._in_head = True, False
+        self.transport.write(response)
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+            self._head_timer = self.loop.call_later(_LINGER_SECONDS, self.transport.close)
+        else:
+            self.transport.close()
+
+
+def protocol_factory(limits: HttpLimits) -> Any:
+    """What uvicorn's ``http=`` takes: a picklable callable making the protocol (workers are spawned)."""
+    return functools.partial(BoundedHttpToolsProtocol, limits=limits)
