@@ -63,7 +63,10 @@ class Settings(BaseSettings):
     key_cache_ttl_seconds: float = Field(default=30.0, ge=0)
     key_cache_negative_ttl_seconds: float = Field(default=2.0, ge=0)
     last_used_flush_seconds: float = Field(default=5.0, gt=0)
-    admin_auth_failure_limit: str = "10/minute"
+    # Failed authentications (tenant keys, admin tokens) per source address (an IPv6 /64) and from all sources, per
+    # minute and surface, before unknown credentials are refused unchecked (tenants/auth_throttle.py).
+    auth_failures_per_source_per_minute: int = Field(default=20, ge=1)
+    auth_failures_per_minute: int = Field(default=600, ge=1)
 
     upstream_connect_timeout_seconds: float = Field(default=10.0, gt=0)
     upstream_read_timeout_seconds: float = Field(default=600.0, gt=0)
@@ -110,6 +113,10 @@ class Settings(BaseSettings):
     admin_ip_rate_limit: str = "600/minute"
     # Observability (tenantgate/observability/). Standard OTEL_* variables keep their own names.
     metrics_enabled: bool = True
+    # A separate, unauthenticated /metrics listener for Prometheus (platform/metrics.py); unset: only the main
+    # port's /metrics, which needs an admin or billing token.
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    metrics_host: str = "127.0.0.1"
     metrics_dir: Path | None = None
     metrics_tenant_label_limit: int = Field(default=100, ge=0)
     metrics_model_label_limit: int = Field(default=100, ge=0)
@@ -169,6 +176,11 @@ class Settings(BaseSettings):
             return [ip_network(str(item).strip()) for item in items if str(item).strip()]
         return value
 
+    @field_validator("metrics_port", mode="before")
+    @classmethod
+    def _empty_port_is_unset(cls, value: object) -> object:
+        return None if value in ("", "0", 0) else value
+
     @field_validator("metrics_dir", mode="before")
     @classmethod
     def _empty_dir_is_unset(cls, value: object) -> object:
@@ -184,14 +196,6 @@ class Settings(BaseSettings):
                 variable = str(info.field_name).upper()
                 raise ValueError(f"{variable} {name!r} is not supported; use {', '.join(allowed)}")
         return ",".join(names) or "none"
-
-    @field_validator("admin_auth_failure_limit")
-    @classmethod
-    def _valid_rate_limit(cls, value: str) -> str:
-        from limits import parse
-
-        parse(value)  # raises ValueError on e.g. "ten per minute"
-        return value
 
     @field_validator("upstream_api_key", "admin_token", mode="before")
     @classmethod

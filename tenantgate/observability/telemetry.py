@@ -13,6 +13,7 @@ import os
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any
 
 from opentelemetry.sdk.metrics.export import MetricExporter
 from opentelemetry.sdk.resources import Resource
@@ -104,7 +105,7 @@ class Telemetry:
         upstreams: Iterable[UpstreamLike],
         check_database: Callable[[], Awaitable[bool]],
         check_redis: Callable[[], Awaitable[bool | None]],
-        admin_auth_failures: Mapping[str, int] | None = None,
+        auth_failures: Mapping[tuple[Any, str], int] | None = None,
     ) -> None:
         """Instrument the runtime's shared resources and export their state."""
         if self.tracing is not None:
@@ -126,13 +127,14 @@ class Telemetry:
             unit="{entry}",
             description="Resolved API keys held in the in-process cache",
         )
-        if admin_auth_failures is not None:
+        if auth_failures is not None:
             registry.register_counter(
-                "tenantgate.admin.auth.failures",
-                lambda: [((reason,), float(count)) for reason, count in admin_auth_failures.items()],
+                "tenantgate.auth.failures",
+                lambda: [(key, float(count)) for key, count in list(auth_failures.items())],
                 unit="{attempt}",
-                description="Failed admin API authentications, by reason (missing, invalid, throttled)",
-                labels=("reason",),
+                description="Failed authentications by surface (tenant keys, admin tokens) and reason: missing, "
+                "invalid, or throttled (refused unchecked while the source or everybody is over the failure limit)",
+                labels=("tenantgate.auth.surface", "reason"),
             )
         self._health_checks["database"] = check_database
         if redis is not None:

@@ -22,8 +22,10 @@ from tenantgate.platform.admin.upstream_keys import router as upstream_keys_rout
 from tenantgate.platform.bounded_http import BodyDeadlineMiddleware, BufferedBodyMiddleware
 from tenantgate.platform.dashboard.routes import router as dashboard_router
 from tenantgate.platform.errors import install_handlers
+from tenantgate.platform.http_protocol import HttpLimits
 from tenantgate.platform.iplimit import SurfaceIpLimitMiddleware
 from tenantgate.platform.limits.routes import router as limits_router
+from tenantgate.platform.metrics_listener import MetricsListener
 from tenantgate.platform.middleware import RequestIdMiddleware, TenantAuthMiddleware
 from tenantgate.platform.nulguard import NulGuardMiddleware
 from tenantgate.platform.proxy.router import ProxyRouter
@@ -74,15 +76,27 @@ def create_app(settings: Settings | None = None) -> GatewayApp:
         interpreter.fix_malloc_thresholds()
     runtime = Runtime(settings)
 
+    metrics_listener = (
+        MetricsListener(
+            runtime.telemetry, settings.metrics_host, settings.metrics_port, HttpLimits.from_settings(settings)
+        )
+        if settings.metrics_port
+        else None
+    )
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await runtime.start()
+        if metrics_listener is not None:
+            await metrics_listener.start()
         restore_signal = install_drain_handler(runtime.begin_shutdown, settings.shutdown_drain_seconds)
         try:
             yield
         finally:
             restore_signal()
             runtime.begin_shutdown()
+            if metrics_listener is not None:
+                await metrics_listener.close()
             await runtime.close()
 
     app = FastAPI(

@@ -74,6 +74,14 @@ class PayloadTooLarge(GatewayError):
     code = "request_too_large"
 
 
+class TooManyFailedAttempts(GatewayError):
+    """Failed authentications from this source (or everybody) are over the limit: credentials are not checked."""
+
+    status = 429
+    type = "requests"
+    code = "rate_limit_exceeded"
+
+
 class UpstreamUnavailable(GatewayError):
     status = 502
     type = "api_error"

@@ -1,22 +1,30 @@
 """``GET /metrics``: every worker's metrics in the Prometheus text format (see observability/exposition.py).
 
-Unauthenticated, like the probes, so a Prometheus in the cluster can scrape it; its labels carry tenant ids but
-never keys or secrets. Keep it off the public ingress.
+Metrics name tenants and their traffic, so they stay off the tenant surface: on the main port ``/metrics`` needs an
+admin or billing token, and ``TENANTGATE_METRICS_PORT`` opens a separate listener (``TENANTGATE_METRICS_HOST``)
+that serves only ``/metrics``, unauthenticated, for a Prometheus inside the network (metrics_listener.py; the Helm
+chart's ServiceMonitor scrapes it, and its ingress never routes that port).
 """
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from tenantgate.observability.exposition import CONTENT_TYPE
+from tenantgate.platform.admin.auth import require_billing
 from tenantgate.platform.errors import NotFound
 from tenantgate.platform.runtime import Runtime
 
 router = APIRouter(tags=["ops"])
 
 
-@router.get("/metrics", summary="Prometheus metrics of all worker processes", response_class=Response)
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics of all worker processes (admin or billing token; see TENANTGATE_METRICS_PORT)",
+    response_class=Response,
+    dependencies=[Depends(require_billing)],
+)
 async def metrics(request: Request) -> Response:
     runtime: Runtime = request.app.state.runtime
     if not runtime.telemetry.metrics_enabled:

@@ -14,14 +14,13 @@ the proxy path makes itself carries it already).
 from __future__ import annotations
 
 import os
-import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tenantgate.platform.context import SCOPE_CONTEXT, SCOPE_REQUEST_ID, RequestContext
-from tenantgate.platform.errors import InvalidApiKey, PermissionDenied, send_error
+from tenantgate.platform.credentials import resolve_tenant_key
+from tenantgate.platform.errors import InvalidApiKey, PermissionDenied, TooManyFailedAttempts, send_error
 from tenantgate.platform.runtime import Runtime
-from tenantgate.tenants.keys import hash_key
 
 _MAX_REQUEST_ID = 128
 _SELF_AUTH = "/v1/organization/"
@@ -80,7 +79,6 @@ class TenantAuthMiddleware:
     def __init__(self, app: ASGIApp, runtime: Runtime) -> None:
         self.app = app
         self.runtime = runtime
-        self.secret = runtime.settings.secret_key_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # /v1/organization/* (usage and costs) accepts tenant keys and platform tokens: its routes authenticate.
@@ -93,8 +91,12 @@ class TenantAuthMiddleware:
         if not key:
             await send_error(send, InvalidApiKey(_NO_KEY), request_id)
             return
-        principal = await self.runtime.key_cache.get(hash_key(self.secret, key))
-        if principal is None or (principal.expires_at is not None and principal.expires_at <= time.time()):
+        try:
+            principal = await resolve_tenant_key(self.runtime, scope, key)
+        except TooManyFailedAttempts as throttled:
+            await send_error(send, throttled, request_id)
+            return
+        if principal is None:
             await send_error(send, InvalidApiKey(f"Incorrect API key provided: {_redact(key)}."), request_id)
             return
         if not principal.tenant_active:

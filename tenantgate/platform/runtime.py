@@ -13,7 +13,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from tenantgate.database import create_engine, create_sessionmaker
 from tenantgate.observability.telemetry import Telemetry
 from tenantgate.platform import interpreter
-from tenantgate.platform.admin.throttle import AdminAuthThrottle
 from tenantgate.platform.limits.cost import PriceBookCost
 from tenantgate.platform.limits.hook import Limiter
 from tenantgate.platform.proxy.hooks import Hooks
@@ -24,6 +23,7 @@ from tenantgate.platform.upstream.guard import TenantUpstreamGuard, UpstreamURLR
 from tenantgate.platform.upstream.registry import Routing, Upstream
 from tenantgate.resp import RespClient
 from tenantgate.settings import Settings
+from tenantgate.tenants.auth_throttle import AuthThrottle, FailureLimits
 from tenantgate.tenants.cache import KeyCache
 from tenantgate.tenants.invalidation import InvalidationBus, channel_name
 from tenantgate.tenants.last_used import LastUsedTracker
@@ -57,7 +57,10 @@ class Runtime:
             RespClient.from_url(settings.redis_url, connect_timeout=2, stall_timeout=2) if settings.redis_url else None
         )
         self.last_used = LastUsedTracker(self.sessions, interval_seconds=settings.last_used_flush_seconds)
-        self.admin_throttle = AdminAuthThrottle(settings.admin_auth_failure_limit)
+        failure_limits = FailureLimits(settings.auth_failures_per_source_per_minute, settings.auth_failures_per_minute)
+        self.auth_throttle = AuthThrottle(
+            self.redis, settings.redis_prefix, {"tenant": failure_limits, "admin": failure_limits}
+        )
         self.shutting_down = False
         self.ownership = ObjectOwnership(self.sessions, self.redis, settings.redis_prefix)
         self.telemetry = Telemetry(settings)
@@ -68,7 +71,7 @@ class Runtime:
             upstreams=self.routing.upstreams.values(),
             check_database=self.check_database,
             check_redis=self.check_redis,
-            admin_auth_failures=self.admin_throttle.failures,
+            auth_failures=self.auth_throttle.failures,
         )
         # Limits, metering and telemetry register here, in order (see platform/proxy/hooks.py).
         self.limiter = Limiter.from_settings(settings)

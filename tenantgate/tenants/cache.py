@@ -29,6 +29,14 @@ class KeyCache:
         self.hits = 0
         self.misses = 0
 
+    def known(self, key_hash: str) -> Principal | None:
+        """The principal if this process resolved the key recently and it is still cached (a hit); never a lookup."""
+        entry = self._entries.get(key_hash)
+        if entry is not None and entry[0] is not None and entry[1] > time.monotonic():
+            self.hits += 1
+            return entry[0]
+        return None
+
     async def get(self, key_hash: str) -> Principal | None:
         entry = self._entries.get(key_hash)
         if entry is not None and entry[1] > time.monotonic():

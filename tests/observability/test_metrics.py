@@ -19,6 +19,7 @@ from tenantgate.observability.metrics import (
     HTTP_DURATION_BUCKETS,
 )
 from tenantgate.platform.proxy.hooks import Hooks
+from tests.conftest import ADMIN_TOKEN
 from tests.observability.conftest import RefuseWith429
 from tests.support.gateway import Gateway
 from tests.support.prometheus import scrape
@@ -184,7 +185,7 @@ def test_model_label_is_capped_and_made_up_models_cannot_take_a_place(start, kno
 
 def test_metrics_can_be_switched_off(start, dev_upstream: str) -> None:
     gateway = start(upstream_base_url=dev_upstream, metrics_enabled=False)
-    response = httpx.get(gateway.url + "/metrics")
+    response = httpx.get(gateway.url + "/metrics", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
     assert response.status_code == 404 and response.json()["error"]["code"] == "metrics_disabled"
 
 
@@ -195,6 +196,7 @@ def test_failed_admin_authentications_are_counted_by_reason(start, dev_upstream:
         response = httpx.get(gateway.url + "/admin/tenants", headers={"Authorization": "Bearer wrong-token-123"})
         assert response.status_code == 401
     metrics = scrape(gateway.url)
-    assert metrics.total("tenantgate_admin_auth_failures_total", reason="missing") == 1
-    assert metrics.total("tenantgate_admin_auth_failures_total", reason="invalid") == 2
+    surface = {"tenantgate_auth_surface": "admin"}
+    assert metrics.total("tenantgate_auth_failures_total", reason="missing", **surface) == 1
+    assert metrics.total("tenantgate_auth_failures_total", reason="invalid", **surface) == 2
     assert "wrong-token-123" not in metrics.text

@@ -24,8 +24,8 @@ CHAT = {"http_route": "/v1/chat/completions", "http_response_status_code": "200"
 
 
 @pytest.fixture
-def two_workers(tmp_path: Path, dev_upstream: str) -> Iterator[tuple[str, Path]]:
-    port = free_port()
+def two_workers(tmp_path: Path, dev_upstream: str) -> Iterator[tuple[str, Path, str]]:
+    port, metrics_port = free_port(), free_port()
     metrics_dir = tmp_path / "metrics"
     metrics_dir.mkdir()
     # A previous run's snapshot must not leak into this one's totals.
@@ -40,6 +40,7 @@ def two_workers(tmp_path: Path, dev_upstream: str) -> Iterator[tuple[str, Path]]
         TENANTGATE_UPSTREAM_BASE_URL=dev_upstream,
         TENANTGATE_UPSTREAM_API_KEY=UPSTREAM_KEY,
         TENANTGATE_METRICS_DIR=str(metrics_dir),
+        TENANTGATE_METRICS_PORT=str(metrics_port),
         TENANTGATE_LOG_LEVEL="warning",
     )
     process = subprocess.Popen(
@@ -63,7 +64,7 @@ def two_workers(tmp_path: Path, dev_upstream: str) -> Iterator[tuple[str, Path]]
             time.sleep(0.3)
         else:
             pytest.fail("two workers did not come up")
-        yield url, metrics_dir
+        yield url, metrics_dir, f"http://127.0.0.1:{metrics_port}"
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=60)
@@ -80,8 +81,8 @@ def _chat(url: str, key: str) -> int:
         return response.status_code
 
 
-def test_metrics_merge_both_workers_and_never_go_backwards(two_workers: tuple[str, Path]) -> None:
-    url, metrics_dir = two_workers
+def test_metrics_merge_both_workers_and_never_go_backwards(two_workers: tuple[str, Path, str]) -> None:
+    url, metrics_dir, listener = two_workers
     admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
     tenant = httpx.post(url + "/admin/tenants", headers=admin, json={"name": "multi"}).json()
     key = httpx.post(url + f"/admin/tenants/{tenant['id']}/keys", headers=admin, json={}).json()["key"]
@@ -96,7 +97,8 @@ def test_metrics_merge_both_workers_and_never_go_backwards(two_workers: tuple[st
     seen: list[float] = []
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        metrics = scrape(url)
+        # Alternately the main port (with a token) and the metrics listener (no token, one worker holds it).
+        metrics = scrape(url) if len(seen) % 2 else scrape(listener, token="")
         seen.append(metrics.total("http_server_request_duration_seconds_count", **CHAT))
         if seen[-1] == REQUESTS and len(seen) >= 10:
             break

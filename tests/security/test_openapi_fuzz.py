@@ -62,7 +62,7 @@ def test_admin_usage_and_ops_routes_never_5xx_and_match_their_schema(
     gateway_factory: Callable[..., Gateway], postgres_url: str, dev_upstream: str
 ) -> None:
     gateway = gateway_factory(
-        database_url=postgres_url, upstream_base_url=dev_upstream, admin_auth_failure_limit="10000/minute"
+        database_url=postgres_url, upstream_base_url=dev_upstream, auth_failures_per_source_per_minute=100_000
     )
     key = gateway.new_key("fuzz-seed")
     plan = gateway.admin("POST", "/admin/plans", json={"name": "fuzz-plan"}).json()

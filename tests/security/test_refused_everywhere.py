@@ -137,7 +137,7 @@ def test_a_tenant_key_is_refused_on_every_admin_operation(
 ) -> None:
     # The failed-admin-auth throttle (429 after 10/minute) would answer most of these before authorization does.
     gateway = gateway_factory(
-        database_url=sqlite_url, upstream_base_url=dev_upstream, admin_auth_failure_limit="10000/minute"
+        database_url=sqlite_url, upstream_base_url=dev_upstream, auth_failures_per_source_per_minute=100_000
     )
     key = gateway.new_key("intruder")
     spec = gateway.admin("GET", "/openapi.json").json()

@@ -39,8 +39,14 @@ class Scrape:
         return bounds
 
 
-def scrape(base_url: str) -> Scrape:
-    response = httpx.get(base_url + "/metrics", timeout=30)
+def scrape(base_url: str, token: str | None = None) -> Scrape:
+    """``base_url``'s /metrics: the main port's with an admin token (the tests' own unless given), or a metrics
+    listener's (``token=""``: none)."""
+    from tests.conftest import ADMIN_TOKEN
+
+    token = ADMIN_TOKEN if token is None else token
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    response = httpx.get(base_url + "/metrics", timeout=30, headers=headers)
     assert response.status_code == 200, response.text
     assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
     samples: list[tuple[str, dict[str, str], float]] = []

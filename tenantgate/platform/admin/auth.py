@@ -17,9 +17,12 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from tenantgate.platform.credentials import throttled
 from tenantgate.platform.errors import InvalidApiKey, PermissionDenied
 from tenantgate.platform.runtime import Runtime
 from tenantgate.tenants.admin_tokens import token_for_plaintext
+from tenantgate.tenants.auth_throttle import source_of
+from tenantgate.tenants.keys import hash_key
 from tenantgate.tenants.models import AdminRole
 
 BOOTSTRAP_TOKEN_ID = "bootstrap"
@@ -34,29 +37,46 @@ class AdminIdentity:
         return self.role == AdminRole.ADMIN or self.role == role
 
 
-async def _identify(runtime: Runtime, presented: str) -> AdminIdentity | None:
-    bootstrap = runtime.settings.admin_token
-    if bootstrap is not None and hmac.compare_digest(presented.encode(), bootstrap.get_secret_value().encode()):
-        return AdminIdentity(BOOTSTRAP_TOKEN_ID, AdminRole.ADMIN)
-    async with runtime.sessions() as session:
-        token = await token_for_plaintext(session, runtime.settings.secret_key_bytes, presented)
-    return None if token is None else AdminIdentity(token.id, AdminRole(token.role))
-
-
 async def authenticate(request: Request) -> AdminIdentity:
+    """The caller's admin identity. Failures are throttled per source (tenants/auth_throttle.py); the bootstrap
+    token and a named token seen valid lately are always checked, so a guesser never locks out the real admin."""
     runtime: Runtime = request.app.state.runtime
-    throttle = runtime.admin_throttle
-    throttle.check(request)
+    throttle = runtime.auth_throttle
+    source = source_of(request.scope.get("client"))
     scheme, _, presented = request.headers.get("authorization", "").partition(" ")
     presented = presented.strip()
     if scheme.lower() != "bearer" or not presented:
-        throttle.failed(request, "missing")
-        raise InvalidApiKey("Missing admin token: send it as Authorization: Bearer <admin token>.")
-    identity = await _identify(runtime, presented)
-    if identity is None:
-        throttle.failed(request, "invalid")
-        raise InvalidApiKey("Invalid admin token.")
-    return identity
+        await _failed(
+            runtime, source, "missing", "Missing admin token: send it as Authorization: Bearer <admin token>."
+        )
+    bootstrap = runtime.settings.admin_token
+    if bootstrap is not None and hmac.compare_digest(presented.encode(), bootstrap.get_secret_value().encode()):
+        return AdminIdentity(BOOTSTRAP_TOKEN_ID, AdminRole.ADMIN)
+    presented_hash = hash_key(runtime.settings.secret_key_bytes, presented)
+    if not throttle.vouched("admin", presented_hash) and (wait := throttle.permit_lookup("admin", source)):
+        raise throttled(wait)
+    async with runtime.sessions() as session:
+        token = await token_for_plaintext(session, runtime.settings.secret_key_bytes, presented)
+    if token is None:
+        await _failed(runtime, source, "invalid", "Invalid admin token.")
+    assert token is not None
+    throttle.vouch("admin", presented_hash)
+    return AdminIdentity(token.id, AdminRole(token.role))
+
+
+def identify_bootstrap(runtime: Runtime, presented: str) -> AdminIdentity | None:
+    """The bootstrap token (``TENANTGATE_ADMIN_TOKEN``), compared in constant time."""
+    bootstrap = runtime.settings.admin_token
+    if bootstrap is not None and hmac.compare_digest(presented.encode(), bootstrap.get_secret_value().encode()):
+        return AdminIdentity(BOOTSTRAP_TOKEN_ID, AdminRole.ADMIN)
+    return None
+
+
+async def _failed(runtime: Runtime, source: str, reason: str, message: str) -> None:
+    wait = await runtime.auth_throttle.failed("admin", source, reason)
+    if wait is not None:
+        raise throttled(wait)
+    raise InvalidApiKey(message)
 
 
 def _role_dependency(role: AdminRole) -> Callable[..., Awaitable[AdminIdentity]]:

@@ -7,17 +7,17 @@ Tenant keys (``tg-...``) see their own tenant only. Admin tokens whose role allo
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 from fastapi import Request
 from sqlalchemy.exc import SQLAlchemyError
 
-from tenantgate.platform.admin.auth import _identify, authenticate
+from tenantgate.platform.admin.auth import authenticate, identify_bootstrap
+from tenantgate.platform.credentials import resolve_tenant_key
 from tenantgate.platform.errors import InvalidApiKey, PermissionDenied, ServiceUnavailable
 from tenantgate.platform.runtime import Runtime
 from tenantgate.tenants.admin_tokens import TOKEN_PREFIX
-from tenantgate.tenants.keys import KEY_PREFIX, hash_key
+from tenantgate.tenants.keys import KEY_PREFIX
 from tenantgate.tenants.models import AdminRole
 from tenantgate.tenants.principal import Principal
 
@@ -35,14 +35,11 @@ def _presented(request: Request) -> str:
     return request.headers.get("api-key", "").strip()
 
 
-async def _tenant_key(runtime: Runtime, presented: str) -> Principal | None:
+async def _tenant_key(runtime: Runtime, request: Request, presented: str) -> Principal | None:
     try:
-        principal = await runtime.key_cache.get(hash_key(runtime.settings.secret_key_bytes, presented))
+        return await resolve_tenant_key(runtime, request.scope, presented)
     except (SQLAlchemyError, OSError):
         raise ServiceUnavailable("Usage data is unavailable right now; try again shortly.") from None
-    if principal is None or (principal.expires_at is not None and principal.expires_at <= time.time()):
-        return None
-    return principal
 
 
 async def usage_reader(request: Request) -> UsageReader:
@@ -55,16 +52,16 @@ async def usage_reader(request: Request) -> UsageReader:
     if not presented:
         raise InvalidApiKey("You didn't provide an API key. Provide it as `Authorization: Bearer YOUR_KEY`.")
     if presented.startswith(KEY_PREFIX) and not presented.startswith(TOKEN_PREFIX):
-        principal = await _tenant_key(runtime, presented)
+        principal = await _tenant_key(runtime, request, presented)
         if principal is not None:
             if not principal.tenant_active:
                 raise PermissionDenied(
                     "This tenant is suspended. Contact the platform operator.", code="tenant_suspended"
                 )
             return UsageReader(tenant_id=principal.tenant_id)
-        # Not a tenant key; it may still be a bootstrap admin token that happens to look like one. A tenant key
-        # that is wrong is not an admin login attempt, so it does not count against the admin throttle.
-        identity = await _identify(runtime, presented)
+        # Not a tenant key; it may still be a bootstrap admin token that happens to look like one. A wrong tenant
+        # key counted as a tenant-key failure above, not as an admin one.
+        identity = identify_bootstrap(runtime, presented)
         if identity is None:
             raise InvalidApiKey("Incorrect API key provided.")
     else:

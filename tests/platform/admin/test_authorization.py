@@ -56,7 +56,7 @@ def test_every_admin_route_refuses_missing_wrong_and_tenant_credentials(
 ) -> None:
     # Many failures from one address on purpose: raise the throttle (tested on its own) out of the way.
     gateway = gateway_factory(
-        database_url=database_url, upstream_base_url=dev_upstream, admin_auth_failure_limit="1000/minute"
+        database_url=database_url, upstream_base_url=dev_upstream, auth_failures_per_source_per_minute=100_000
     )
     tenant_key = gateway.new_key()["key"]
     credentials = [

@@ -1,0 +1,87 @@
+"""Threat T6, guessing credentials: failed tenant-key and admin-token authentications are limited per source and
+overall, across processes (Redis), with OpenAI-shaped 429s, and never lock out a valid credential."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from tests.support.gateway import Gateway
+from tests.support.prometheus import scrape
+
+LIMITS = {"auth_failures_per_source_per_minute": 5, "auth_failures_per_minute": 1000}
+
+
+def _guess(gateway: Gateway, n: int, path: str = "/v1/models") -> list[httpx.Response]:
+    return [
+        gateway.http.get(gateway.url + path, headers={"Authorization": f"Bearer tg-guess{i:040d}"}) for i in range(n)
+    ]
+
+
+@pytest.fixture
+def pair(
+    gateway_factory: Callable[..., Gateway], database_url: str, dev_upstream: str, redis_url: str, redis_prefix: str
+) -> tuple[Gateway, Gateway]:
+    """Two gateway processes' worth of state over one database and one Redis."""
+    settings: dict[str, Any] = dict(
+        database_url=database_url, upstream_base_url=dev_upstream, redis_url=redis_url, redis_prefix=redis_prefix
+    )
+    return gateway_factory(**settings, **LIMITS), gateway_factory(**settings, **LIMITS)
+
+
+def test_guessing_tenant_keys_is_throttled_across_processes(pair: tuple[Gateway, Gateway]) -> None:
+    first, second = pair
+    valid = first.new_key("real")["key"]
+    assert [r.status_code for r in _guess(first, 3)] == [401] * 3
+    assert [r.status_code for r in _guess(second, 3)] == [401, 401, 429]  # the sixth failure, counted in Redis
+    refused = _guess(second, 1)[0]
+    assert refused.status_code == 429
+    assert refused.json()["error"]["code"] == "rate_limit_exceeded"
+    assert int(refused.headers["retry-after"]) >= 1
+    lookups = second.runtime.key_cache.misses
+    assert all(r.status_code == 429 for r in _guess(second, 20))
+    assert second.runtime.key_cache.misses - lookups <= 2  # refused unchecked: no database lookup per guess
+    # Meanwhile the real key keeps working from the same address, in both processes (the SDK retries a 429).
+    for gateway in pair:
+        client = openai.OpenAI(base_url=gateway.base_url, api_key=valid, max_retries=3)
+        assert client.models.list().data
+
+
+def test_guessing_admin_tokens_never_locks_out_the_admin(pair: tuple[Gateway, Gateway]) -> None:
+    first, second = pair
+    named = first.admin("POST", "/admin/tokens", json={"name": "ops", "role": "billing"}).json()["token"]
+    assert first.admin("GET", "/admin/tenants", headers={"Authorization": f"Bearer {named}"}).status_code == 200
+    bad = {"Authorization": "Bearer tga-not-a-token"}
+    codes = [first.http.get(first.url + "/admin/tenants", headers=bad).status_code for _ in range(8)]
+    assert codes[:5] == [401] * 5 and set(codes[5:]) == {429}
+    assert second.http.get(second.url + "/admin/tenants", headers=bad).status_code == 429  # shared through Redis
+    for gateway in pair:  # the bootstrap token and a named token still work from the guesser's address
+        assert gateway.admin("GET", "/admin/tenants").status_code == 200
+        named_client = httpx.Client(transport=httpx.HTTPTransport(retries=0))
+        response = named_client.get(gateway.url + "/admin/tenants", headers={"Authorization": f"Bearer {named}"})
+        if response.status_code == 429:  # a process that never saw the token valid: one trickle slot a second
+            assert response.headers["retry-after"] == "1"
+        else:
+            assert response.status_code == 200
+    # The proxy's tenant-key surface counts apart from the admin one.
+    assert _guess(first, 1)[0].status_code == 401
+
+
+def test_failures_are_counted_on_metrics_by_surface_and_reason(
+    gateway_factory: Callable[..., Gateway], sqlite_url: str, dev_upstream: str
+) -> None:
+    gateway = gateway_factory(database_url=sqlite_url, upstream_base_url=dev_upstream, **LIMITS)
+    _guess(gateway, 9)
+    gateway.http.get(gateway.url + "/admin/tenants")
+    metrics = scrape(gateway.url)
+    invalid = metrics.total("tenantgate_auth_failures_total", tenantgate_auth_surface="tenant", reason="invalid")
+    throttled = metrics.total("tenantgate_auth_failures_total", tenantgate_auth_surface="tenant", reason="throttled")
+    # Six failures reach the limit; then one lookup a second gets through, the rest are refused unchecked.
+    assert invalid >= 6 and throttled >= 1 and invalid + throttled == 9
+    assert metrics.total("tenantgate_auth_failures_total", tenantgate_auth_surface="admin", reason="missing") == 1
+    text = metrics.text
+    assert "tg-guess" not in text
