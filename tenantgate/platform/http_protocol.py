@@ -48,6 +48,7 @@ class HttpLimits:
 
 
 _LINGER_SECONDS = 2.0
+_LINGER_BYTES = 64 * 1024
 
 
 def _response(status: int, reason: str, message: str, code: str, extra: bytes = b"") -> bytes:
@@ -79,6 +80,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._head_timer: asyncio.TimerHandle | None = None
         self._accepted = False
         self._refused = False  # answered and closing: the parser's remaining callbacks are ignored
+        self._drained = 0
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         if len(self.connections) >= self._limits.max_connections:
@@ -97,7 +99,11 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def data_received(self, data: bytes) -> None:
         if self._refused:
-            return  # answered already: lingering, dropping the rest
+            # Answered already: lingering, dropping the rest; a client that keeps sending is cut off (a reset).
+            self._drained += len(data)
+            if self._drained > _LINGER_BYTES:
+                self.transport.abort()
+            return
         if self._in_head:
             room = self._limits.max_head_bytes - self._head_bytes
             if len(data) > room:
@@ -168,8 +174,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def _refuse(self, response: bytes) -> None:
         """Answer and close. Lingering, as nginx does: the answer goes out with a FIN, and what the client is still
-        sending is read and dropped for up to ``_LINGER_SECONDS``, so that closing with unread bytes does not
-        reset the connection and lose the answer before the client reads it."""
+        sending is read and dropped for up to ``_LINGER_SECONDS`` and ``_LINGER_BYTES``, so that closing with unread
+        bytes does not reset the connection and lose the answer before the client reads it; a client still sending
+        beyond that (an attack, not a mistake) is reset, so refusing it costs no more reading."""
         self._cancel_head_timer()
         self._refused, self._in_head = True, False
         self.transport.write(response)
