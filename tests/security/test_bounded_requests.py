@@ -55,13 +55,19 @@ def read_answer(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
     return int(lines[0].split(" ")[1]), {k.lower(): v for k, v in headers.items()}, body
 
 
-def test_a_head_larger_than_the_limit_is_refused_unread(connect: Callable[[], socket.socket]) -> None:
+def test_a_head_larger_than_the_limit_is_refused_unread(gateway: Gateway, connect: Callable[[], socket.socket]) -> None:
     sock = connect()
-    sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * (4 * 1024 * 1024))
+    sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * (20 * 1024))
     status, headers, body = read_answer(sock)
     assert status == 431
     assert orjson.loads(body)["error"]["code"] == "headers_too_large"
     assert headers["connection"] == "close"
+    # A client that goes on sending (a 64 MiB header) is cut off instead of being read to the end.
+    flood = connect()
+    with pytest.raises(OSError):
+        for _ in range(64):
+            flood.sendall(b"a" * (1024 * 1024))
+    assert httpx.get(gateway.url + "/healthz").status_code == 200
 
 
 def test_too_many_headers_are_refused(connect: Callable[[], socket.socket]) -> None:
