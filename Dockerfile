@@ -12,11 +12,19 @@ ENV PIP_NO_CACHE_DIR=1 \
 RUN apt-get update \
     && apt-get install -y --no-install-recommends build-essential \
     && rm -rf /var/lib/apt/lists/*
-RUN python -m venv /opt/venv
-ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
+# The dependencies from the lock (exact versions, hashes checked) in a layer of their own, so a code change
+# reinstalls only the package; then the package without resolving anything, built by the locked hatchling, which
+# stays in this stage's system Python.
+COPY requirements/ requirements/
+RUN python -m venv /opt/venv \
+    && /opt/venv/bin/pip install --require-hashes -r requirements/pip.txt \
+    && /opt/venv/bin/pip install --require-hashes -r requirements/base.txt \
+    && pip install --require-hashes -r requirements/build.txt
 COPY . .
-RUN pip install .
+RUN pip wheel --no-deps --no-build-isolation --wheel-dir /tmp/dist . \
+    && /opt/venv/bin/pip install --no-deps /tmp/dist/tenantgate-*.whl \
+    && /opt/venv/bin/pip check
 
 FROM ${PYTHON_IMAGE} AS runtime
 ENV PATH=/opt/venv/bin:$PATH \

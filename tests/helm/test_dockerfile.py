@@ -119,8 +119,25 @@ def test_dockerignore_keeps_secrets_out_and_the_package_in():
     ]
     for path in [".git/config", ".env", "sub/.env", "tenantgate.db", ".venv/bin/python", "tests/test_x.py"]:
         assert _ignored(path, patterns), path
-    for path in ["pyproject.toml", "README.md", "tenantgate/__init__.py", "tenantgate/cli.py"]:
+    for path in ["pyproject.toml", "README.md", "requirements/base.txt", "tenantgate/__init__.py", "tenantgate/cli.py"]:
         assert not _ignored(path, patterns), path
+
+
+def test_the_image_installs_the_locked_versions_and_resolves_nothing():
+    """Every pip command of the build either installs a lock file with its hashes checked or installs without
+    dependencies, so the image holds exactly the versions CI tested (docs/dependencies.md)."""
+    commands = [
+        part.strip()
+        for stage in stages()[:-1]
+        for command in stage
+        if command.cmd == "RUN"
+        for part in " ".join(command.value).split("&&")
+        if re.search(r"\bpip (install|wheel)\b", part)
+    ]
+    assert any("-r requirements/base.txt" in c for c in commands), commands
+    for command in commands:
+        locked = "--require-hashes" in command and re.search(r"-r requirements/\w+\.txt", command)
+        assert locked or "--no-deps" in command, command
 
 
 # --- the command as the image runs it ---------------------------------------------------------------------
