@@ -1,4 +1,4 @@
-"""A worker's memory: importing the app leaves out what only some deployments use (see bench/README.md)."""
+"""A worker's memory: importing the app leaves out what only some deployments use (docs/performance.md)."""
 
 from __future__ import annotations
 

@@ -61,19 +61,19 @@ def test_tenant_upstream_network_with_host_bits_is_refused(monkeypatch: pytest.M
         Settings(_env_file=None, env="dev")
 
 
-def _readme_routing_example() -> str:
-    readme = (Path(__file__).parent.parent / "README.md").read_text()
-    section = readme[readme.index("## Upstreams and routing") :]
+def _documented_routing_example() -> str:
+    page = (Path(__file__).parent.parent / "docs" / "upstreams.md").read_text()
+    section = page[page.index("## The routing table") :]
     return section[section.index("```yaml\n") + len("```yaml\n") : section.index("```\n", section.index("```yaml"))]
 
 
-def test_the_readmes_routing_example_loads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_documented_routing_example_loads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # Its comments mention ${VAR}: a comment is not a reference (it used to stop the server at start).
     monkeypatch.setenv("OPENAI_API_KEY", "sk-openai")
     monkeypatch.setenv("AZURE_OPENAI_API_KEY", "azure-key")
     monkeypatch.delenv("VAR", raising=False)
     config = tmp_path / "routes.yaml"
-    config.write_text(_readme_routing_example())
+    config.write_text(_documented_routing_example())
     routing = gateway_config(Settings(_env_file=None, env="dev", config_file=config))
     assert {u.name: u.api_key.get_secret_value() for u in routing.upstreams if u.api_key} == {
         "openai": "sk-openai",

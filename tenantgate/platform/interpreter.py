@@ -24,10 +24,10 @@ glibc also moves its thresholds as it goes: once a block it had mapped on its ow
 up to that size come from the heap from then on, and the heap's free top is returned to the system only beyond
 twice that size (up to 64 MB). A worker frees such blocks now and then (a metering batch, a span export), so its
 heap kept megabytes it no longer used. Fixed at 1 MiB each instead: a worker after the benchmark's load holds
-about 9 MB less (peak about 3 MB less) at the same CPU per request (bench/README.md). An operator's own
-``MALLOC_MMAP_THRESHOLD_``, ``MALLOC_TRIM_THRESHOLD_`` or ``GLIBC_TUNABLES`` wins.
+about 9 MB less (peak about 3 MB less) at the same CPU per request (bench/README.md's history, sixth session). An
+operator's own ``MALLOC_MMAP_THRESHOLD_``, ``MALLOC_TRIM_THRESHOLD_`` or ``GLIBC_TUNABLES`` wins.
 
-Numbers in bench/README.md.
+The runs behind these numbers are in the git history of bench/README.md; the latest in docs/performance.md.
 """
 
 from __future__ import annotations

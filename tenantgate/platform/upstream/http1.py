@@ -2,9 +2,9 @@
 
 Why not aiohttp here: per request, aiohttp's client built a URL object, a request and a response object with
 their multidicts, a connection key, a timer context and trace hooks; under load that was about a quarter of the
-gateway's CPU (py-spy, bench/README.md). The gateway needs none of it: it forwards bytes it already holds to a
-base URL it already knows. This client writes the request head and body in one ``write``, parses the answer with
-httptools (llhttp, the parser uvicorn uses for requests) and hands the body over chunk by chunk.
+gateway's CPU (py-spy; docs/decisions/003-own-http1-client.md). The gateway needs none of it: it forwards bytes it
+already holds to a base URL it already knows. This client writes the request head and body in one ``write``, parses
+the answer with httptools (llhttp, the parser uvicorn uses for requests) and hands the body over chunk by chunk.
 
 It answers the part of aiohttp's interface the proxy uses (``request()``; a response with ``status``,
 ``raw_headers``, ``headers``, ``content_type``, ``content.readany()``, ``read()``, ``release()``, ``close()``) and
