@@ -14,6 +14,7 @@ import os
 import time
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 from tenantgate import tokens
 from tenantgate.platform.limits.cost import CostEstimator, NoCostKnown
@@ -143,8 +144,22 @@ async def _estimate(exchange: Exchange) -> int:
         prompt = await asyncio.to_thread(tokens.estimate_prompt_tokens, payload, model)
     else:
         prompt = tokens.estimate_prompt_tokens(payload, model)
-    output = next((v for f in _MAX_OUTPUT_FIELDS if isinstance(v := payload.get(f), int) and v > 0), 0)
-    return prompt + output
+    return prompt + max_output_tokens(payload)
+
+
+def max_output_tokens(payload: dict[str, Any]) -> int:
+    """The most output tokens a request allows: the largest cap it gives, times the answers it asks for (``n``, or
+    ``best_of`` for completions, which generates that many); 0 when it gives no cap. The fields' types were
+    checked at the door (proxy/references.py)."""
+    caps = [v for f in _MAX_OUTPUT_FIELDS if isinstance(v := payload.get(f), int) and v > 0]
+    if not caps:
+        return 0
+    answers = max(_count(payload.get("n")), _count(payload.get("best_of")))
+    return max(caps) * answers
+
+
+def _count(value: object) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 1
 
 
 def _actual_tokens(exchange: Exchange, estimate: int) -> int:

@@ -80,6 +80,8 @@ class Exchange:
     """OpenTelemetry ``gen_ai.operation.name``: chat, text_completion, embeddings, responses, models..."""
     path: str
     """The route template (``/v1/chat/completions``, ``/v1/responses/{response_id}``), never the caller's path."""
+    model_work: bool = True
+    """The request asks for model work (billable); reads, lists, deletes and cancels of stored objects do not."""
     model: str | None = None
     stream: bool = False
     payload: dict[str, Any] | None = None
@@ -97,6 +99,9 @@ class Exchange:
     response_id: str | None = None
     # Ids of the output items of a Responses API answer (stored with the response; owned like it).
     output_item_ids: list[str] = field(default_factory=list)
+    # The usage event's id when it must be the same however often the usage is seen (a background response's
+    # completion, metered once whether it arrives on its create stream or on any number of retrieves).
+    event_id: str | None = None
     # Set by a hook in settle when the answer must not reach the client although it was metered (e.g. it names
     # an object another tenant owns): the relay sends this error instead.
     withheld: GatewayError | None = None

@@ -89,6 +89,41 @@ def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
+_BOOLEAN_FIELDS = ("stream", "store", "background")
+_COUNT_FIELDS = {
+    "n": 128,
+    "best_of": 20,
+    "max_tokens": 2**31,
+    "max_completion_tokens": 2**31,
+    "max_output_tokens": 2**31,
+}
+
+
+def check_admission_fields(payload: dict[str, Any]) -> None:
+    """The fields admission and metering read must have the types OpenAI requires, so the gateway and the upstream
+    cannot read them differently (``"stream": "true"`` is not a stream here and a 400 there; a string
+    ``max_tokens`` is no cap here and may be one elsewhere). OpenAI's messages and 400s."""
+    for name in _BOOLEAN_FIELDS:
+        value = payload.get(name)
+        if value is not None and not isinstance(value, bool):
+            raise BadRequest(f"{_json(value)} is not of type 'boolean' - '{name}'", param=name, code="invalid_type")
+    for name, most in _COUNT_FIELDS.items():
+        value = payload.get(name)
+        if value is None:
+            continue
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise BadRequest(f"{_json(value)} is not of type 'integer' - '{name}'", param=name, code="invalid_type")
+        if not 1 <= value <= most:
+            raise BadRequest(
+                f"Invalid '{name}': {value}. It must be between 1 and {most}.", param=name, code="integer_out_of_range"
+            )
+
+
+def _json(value: Any) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= 64 else text[:61] + "..."
+
+
 def references(path: str, raw: bytes, payload: dict[str, Any]) -> list[Reference]:
     """Every stored-object id the body of a request to ``path`` names."""
     found: list[Reference] = []

@@ -16,7 +16,7 @@ from tenantgate.platform.errors import UpstreamTimeout, UpstreamUnavailable, err
 from tenantgate.platform.proxy.exchange import Exchange
 from tenantgate.platform.proxy.hooks import Hooks
 from tenantgate.platform.proxy.sse import StreamScanner
-from tenantgate.platform.proxy.usage import estimate_usage, record_json_answer
+from tenantgate.platform.proxy.usage import estimate_usage, record_json_answer, record_stored_answer
 from tenantgate.platform.upstream import errors
 from tenantgate.platform.upstream.client import UpstreamResponse
 
@@ -45,8 +45,10 @@ async def relay_buffered(
             f"The upstream connection failed while reading its answer. (request id {exchange.ctx.request_id})"
         ) from None
     exchange.first_byte_at = time.perf_counter()
-    if response.status < 400:
+    if response.status < 400 and exchange.model_work:
         record_json_answer(exchange, payload)
+    elif response.status < 400:
+        record_stored_answer(exchange, payload)
     else:
         exchange.error_type = exchange.error_type or str(response.status)
     await hooks.settle(exchange)
@@ -109,7 +111,7 @@ async def relay_chunks(
         broken = True
     finally:
         watcher.cancel()
-    if scanner is not None and exchange.usage is None:
+    if scanner is not None and exchange.usage is None and exchange.model_work:
         estimate_usage(exchange, scanner.delivered_text())
     if scanner is not None and exchange.capture_output and exchange.output is None:
         exchange.output = scanner.delivered_text()

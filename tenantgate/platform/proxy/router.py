@@ -19,7 +19,7 @@ from tenantgate.platform.proxy.exchange import Exchange
 from tenantgate.platform.proxy.forward import ForwardPolicy, forward, tenant_keys
 from tenantgate.platform.proxy.http import ClientDisconnected, parse_json_object, read_body
 from tenantgate.platform.proxy.multipart import read_upload
-from tenantgate.platform.proxy.references import check_single_reading, references
+from tenantgate.platform.proxy.references import check_admission_fields, check_single_reading, references
 from tenantgate.platform.proxy.request_body import JsonBody
 from tenantgate.platform.proxy.routes import CREATE_ROUTES, LIST_MODELS, RETRIEVE_MODEL, Route, match_stored_response
 from tenantgate.platform.runtime import Runtime
@@ -52,7 +52,7 @@ class ProxyRouter:
         scope[SCOPE_ROUTE] = route.template  # what telemetry names this request by
         ctx: RequestContext = scope[SCOPE_CONTEXT]
         # The template, not the path: ids stay out of usage events and metrics.
-        exchange = Exchange(ctx=ctx, operation=route.operation, path=route.template)
+        exchange = Exchange(ctx=ctx, operation=route.operation, path=route.template, model_work=route.body != "none")
         try:
             if route.body != "none":
                 await self.create(exchange, route, scope, receive, send)
@@ -83,6 +83,7 @@ class ProxyRouter:
             json_body = JsonBody(raw, payload, model if isinstance(model, str) else "")
             exchange.payload = payload
             exchange.body_size = len(raw)
+            check_admission_fields(payload)
             exchange.stream = payload.get("stream") is True
         else:
             upload = await read_upload(scope, receive, limit)

@@ -7,6 +7,7 @@ When the upstream never reported usage, input and delivered output are estimated
 
 from __future__ import annotations
 
+import hashlib
 import math
 from typing import Any
 
@@ -28,7 +29,7 @@ def record_json_answer(exchange: Exchange, body: bytes) -> None:
             answer = None
         if isinstance(answer, dict):
             record_answer_object(exchange, answer)
-            if exchange.usage is None and exchange.payload is not None:
+            if exchange.usage is None and exchange.payload is not None and exchange.model_work:
                 estimate_usage(exchange, _answer_text(answer))
         return
     usage = _usage_near_end(body)
@@ -37,6 +38,19 @@ def record_json_answer(exchange: Exchange, body: bytes) -> None:
         exchange.usage_source = "upstream"
     elif exchange.payload is not None:
         estimate_usage(exchange, "")
+
+
+def record_stored_answer(exchange: Exchange, body: bytes) -> None:
+    """A read of a stored object: nothing to bill, unless it shows a background response's final usage for the
+    first time (see ``_background``)."""
+    if b'"background":true' not in body and b'"background": true' not in body:
+        return
+    try:
+        answer = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return
+    if isinstance(answer, dict):
+        record_answer_object(exchange, answer)
 
 
 def _answer_text(answer: dict[str, Any]) -> str:
@@ -74,11 +88,15 @@ def record_answer_object(exchange: Exchange, answer: dict[str, Any]) -> None:
     if answer.get("object") == "response":
         if isinstance(status, str):
             exchange.finish_reasons = [status]
+        if answer.get("background") is True:
+            _background(exchange, answer, status)
         output = answer.get("output")
         if isinstance(output, list):
             exchange.output_item_ids = [
                 item["id"] for item in output if isinstance(item, dict) and isinstance(item.get("id"), str)
             ]
+    if not exchange.model_work:
+        return  # a read of a stored object: its usage was billed when it was made
     reported = answer.get("usage")
     usage = Usage.from_openai(reported)
     if usage is not None:
@@ -91,6 +109,27 @@ def record_answer_object(exchange: Exchange, answer: dict[str, Any]) -> None:
         seconds = answer.get("duration")
     if isinstance(seconds, int | float) and not isinstance(seconds, bool) and 0 <= seconds < 1e9:
         exchange.quantity = math.ceil(seconds)
+
+
+_TERMINAL = frozenset({"completed", "failed", "incomplete", "cancelled"})
+
+
+def _background(exchange: Exchange, answer: dict[str, Any], status: object) -> None:
+    """A background response is billed once, when its final usage is first seen: on its create stream or on a
+    retrieve. Its create is model work not yet done (nothing billable); its completion has one event id, so every
+    later sighting (retrieves, cancels) is the same event and the store keeps it once."""
+    response_id = answer.get("id")
+    if status in _TERMINAL and isinstance(response_id, str) and isinstance(answer.get("usage"), dict):
+        exchange.event_id = completion_event_id(response_id)
+        if isinstance(answer.get("model"), str) and not exchange.model_work:
+            exchange.model = answer["model"]
+        exchange.model_work = True
+    else:
+        exchange.model_work = False
+
+
+def completion_event_id(response_id: str) -> str:
+    return "evt_bg" + hashlib.sha256(b"response:" + response_id.encode()).hexdigest()[:32]
 
 
 def _usage_near_end(body: bytes) -> Usage | None:

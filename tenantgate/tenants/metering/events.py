@@ -22,6 +22,9 @@ _CATEGORIES = {
     "/v1/chat/completions": "completions",
     "/v1/completions": "completions",
     "/v1/responses": "completions",
+    # A background response's completion, first seen on a retrieve or a cancel (reads are otherwise not billable).
+    "/v1/responses/{response_id}": "completions",
+    "/v1/responses/{response_id}/cancel": "completions",
     "/v1/embeddings": "embeddings",
     "/v1/moderations": "moderations",
     "/v1/images/generations": "images",
@@ -84,11 +87,12 @@ def from_exchange(exchange: Exchange, *, settled: bool) -> dict[str, Any]:
     refused before or failed on the way to the upstream, and the event is recorded for analytics only."""
     principal = exchange.ctx.principal
     category = category_of(exchange.path)
-    billable = settled and 0 < exchange.status < 400
+    # Only model work is billable: reads, lists, deletes and cancels of stored objects are recorded as operations.
+    billable = settled and 0 < exchange.status < 400 and exchange.model_work
     usage = exchange.usage if billable else None
     now = time.perf_counter()
     event: dict[str, Any] = {
-        "id": new_id("evt"),
+        "id": exchange.event_id or new_id("evt"),
         "request_id": exchange.ctx.request_id,
         "occurred_at": exchange.started_at,
         "tenant_id": principal.tenant_id,

@@ -1,0 +1,53 @@
+"""Admission reads the request as the upstream will: every output cap, every answer asked for, typed fields."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from tests.support.gateway import Gateway
+
+MESSAGES = [{"role": "user", "content": "hi"}]
+
+
+@pytest.fixture
+def gateway(gateway_factory: Callable[..., Gateway], sqlite_url: str, dev_upstream: str) -> Gateway:
+    return gateway_factory(database_url=sqlite_url, upstream_base_url=dev_upstream)
+
+
+def _chat(gateway: Gateway, key: str, **body: Any) -> Any:
+    return gateway.http.post(
+        gateway.base_url + "/chat/completions",
+        headers={"Authorization": f"Bearer {key}"},
+        json={"model": "gpt-4o-mini", "messages": MESSAGES, **body},
+    )
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"max_completion_tokens": 1, "max_tokens": 1_000_000},  # the larger cap counts, whichever field it is in
+        {"max_tokens": 1, "max_completion_tokens": 1_000_000},
+        {"n": 5, "max_tokens": 200},  # five answers of up to 200 tokens each
+    ],
+)
+def test_the_estimate_counts_the_largest_cap_and_every_answer(gateway: Gateway, body: dict[str, Any]) -> None:
+    key = gateway.new_key("tpm", tpm=500)["key"]
+    refused = _chat(gateway, key, **body)
+    assert refused.status_code == 429, refused.text
+    assert refused.json()["error"]["code"] == "rate_limit_exceeded"
+    assert _chat(gateway, key, max_tokens=100, n=2).status_code == 200  # 2 x 100 + the prompt fits
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "kind"),
+    [("stream", "true", "boolean"), ("store", 1, "boolean"), ("n", "2", "integer"), ("max_tokens", 1.5, "integer")],
+)
+def test_fields_admission_reads_must_have_openais_types(gateway: Gateway, field: str, value: object, kind: str) -> None:
+    key = gateway.new_key("types")["key"]
+    refused = _chat(gateway, key, **{field: value})
+    assert refused.status_code == 400
+    error = refused.json()["error"]
+    assert error["param"] == field and error["code"] == "invalid_type" and f"of type '{kind}'" in error["message"]
