@@ -16,9 +16,15 @@ from tenantgate.platform.proxy.http import ClientDisconnected, read_body
 
 
 class RequestTimeout(GatewayError):
+    """The body stopped arriving: the connection closes after the answer (what is left of the body cannot be told
+    from a next request)."""
+
     status = 408
     type = "invalid_request_error"
     code = "request_timeout"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, headers={"connection": "close"})
 
 
 class BodyDeadlineMiddleware:

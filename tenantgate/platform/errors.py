@@ -69,9 +69,16 @@ class Conflict(GatewayError):
 
 
 class PayloadTooLarge(GatewayError):
+    """Refused before the whole body was read: the connection closes after the answer (the rest of the body may
+    still be on its way, and would otherwise be read as the next request)."""
+
     status = 413
     type = "invalid_request_error"
     code = "request_too_large"
+
+    def __init__(self, message: str, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.headers.setdefault("connection", "close")
 
 
 class TooManyFailedAttempts(GatewayError):

@@ -8,8 +8,9 @@ a byte. This protocol adds, per connection:
 
 - a head (request line and headers) of at most ``max_head_bytes`` and ``max_headers`` headers, else ``431`` and
   the connection is closed; the bytes beyond the limit are never handed to the parser;
-- ``head_timeout`` seconds from the connection (or from the end of the previous response) to a complete head, else
-  the connection is closed (``408`` if part of a head arrived);
+- ``head_timeout`` seconds from the connection, or from the first byte of a later request on it, to a complete head,
+  else the connection is closed (``408`` if part of a head arrived); idle kept-alive connections close after
+  uvicorn's keep-alive timeout;
 - at most ``max_connections`` open connections per worker: one more is answered ``503`` at once and closed.
 
 Body deadlines are the application's business (``bounded_http.BodyDeadlineMiddleware``): only the application
@@ -120,10 +121,12 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         super().data_received(data)
 
     def on_message_begin(self) -> None:
+        # The first byte of a request: its head must be complete within the deadline from now. (Between requests a
+        # kept-alive connection is uvicorn's keep-alive timer's business, so an idle connection lives as long as
+        # TENANTGATE_HTTP_KEEPALIVE_TIMEOUT_SECONDS says, whatever the head deadline.)
         super().on_message_begin()
         self._in_head, self._header_count = True, 0
-        if self._head_timer is None:
-            self._arm_head_timer()
+        self._arm_head_timer()
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._header_count += 1
@@ -143,15 +146,11 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             super().on_body(body)
 
     def on_message_complete(self) -> None:
+        # The request's last body byte: whatever the client sends next is the next request's head, counted from
+        # now (not from our answer, which may go out before the client has sent all of its body).
+        self._in_head, self._head_bytes = True, 0
         if not self._refused:
             super().on_message_complete()
-
-    def on_response_complete(self) -> None:
-        pipelined = bool(self.pipeline)  # the next request's head is complete already and starts now
-        super().on_response_complete()
-        if not pipelined and not self.transport.is_closing():
-            self._in_head, self._head_bytes = True, 0
-            self._arm_head_timer()
 
     def _arm_head_timer(self) -> None:
         self._cancel_head_timer()

@@ -128,3 +128,38 @@ def test_connections_beyond_the_cap_are_refused_and_the_rest_served(
         assert read_answer(sock)[0] == 408
         sock.close()
     assert httpx.get(gateway.url + "/healthz", timeout=5).status_code == 200
+
+
+def test_an_idle_kept_alive_connection_lives_as_long_as_keep_alive_says(
+    gateway_factory: Callable[..., Gateway], sqlite_url: str, dev_upstream: str
+) -> None:
+    """The head deadline runs from a request's first byte, not between requests: a proxy in front that keeps idle
+    connections longer than the head deadline must not find them closed under it."""
+    gateway = gateway_factory(
+        database_url=sqlite_url,
+        upstream_base_url=dev_upstream,
+        http_header_timeout_seconds=0.3,
+        http_keepalive_timeout_seconds=2,
+    )
+    port = int(gateway.url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        for _ in range(2):
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert _read_one(sock).startswith(b"HTTP/1.1 200")
+            time.sleep(0.8)  # longer than the head deadline, shorter than keep-alive: still open
+        time.sleep(1.5)  # now past keep-alive: closed
+        assert sock.recv(10) == b""
+
+
+def _read_one(sock: socket.socket) -> bytes:
+    """One answer with a Content-Length, read off a kept-alive connection."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += sock.recv(65536)
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(
+        next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length"))
+    )
+    while len(body) < length:
+        body += sock.recv(65536)
+    return head
