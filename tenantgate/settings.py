@@ -107,6 +107,9 @@ class Settings(BaseSettings):
     limits_redis_retry_seconds: float = Field(default=1.0, ge=0)
     limits_lease_seconds: float = Field(default=900.0, gt=0)
     limits_local_credit: bool = True
+    # What a request without an output cap holds against a monthly quota or budget, for models whose maximum
+    # output the gateway does not know (tenants/limits/outputs.py).
+    default_max_output_tokens: int = Field(default=16_384, ge=1)
     # Prompt token estimates for TPM and quota admission: 1 token per 4 characters (as OpenAI's own rate limiter
     # estimates a request), or the model's tiktoken encoding (about 46 MB more per process). See tenantgate/tokens.py.
     token_estimates: TokenEstimates = "heuristic"

@@ -27,6 +27,7 @@ from tenantgate.tenants.auth_throttle import AuthThrottle, FailureLimits
 from tenantgate.tenants.cache import KeyCache
 from tenantgate.tenants.invalidation import InvalidationBus, channel_name
 from tenantgate.tenants.last_used import LastUsedTracker
+from tenantgate.tenants.metering.ledger import Ledger
 from tenantgate.tenants.metering.meter import Metering
 from tenantgate.tenants.models import TenantUpstreamKey
 from tenantgate.tenants.objects import ObjectOwnership
@@ -74,15 +75,18 @@ class Runtime:
             auth_failures=self.auth_throttle.failures,
         )
         # Limits, metering and telemetry register here, in order (see platform/proxy/hooks.py).
-        self.limiter = Limiter.from_settings(settings)
         self.metering = Metering(settings, self.engine, self.sessions)
+        self.limiter = Limiter.from_settings(
+            settings,
+            cost_estimator=PriceBookCost(self.metering.prices),
+            ledger=Ledger(self.sessions, self.metering.spool, self.metering.prices),
+        )
         self.invalidation = InvalidationBus(
             self.key_cache,
             self.redis,
             channel_name(settings.redis_prefix),
             on_prices=self.metering.writer.prices_changed,
         )
-        self.limiter.cost_estimator = PriceBookCost(self.metering.prices)
         self.telemetry.registry.register_counter(
             "tenantgate.limits.admissions",
             self.limiter.store.admissions_by_source,

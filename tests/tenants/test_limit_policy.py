@@ -31,7 +31,7 @@ def test_monthly_counters_start_afresh_with_the_utc_month() -> None:
     december = POLICY.checks(principal, tokens=10, now=_ts(2026, 12, 1, 0, 0, 0))
     assert [c.key for c in november] == ["tg:lim:{ten_a}:tenant:tokens:2026-11", "tg:lim:{ten_a}:tenant:spend:2026-11"]
     assert [c.key for c in december] == ["tg:lim:{ten_a}:tenant:tokens:2026-12", "tg:lim:{ten_a}:tenant:spend:2026-12"]
-    assert november[1].limit == 2_500_000 and november[1].kind is Kind.GATE  # micro-USD
+    assert november[1].limit == 2_500_000 and november[1].kind is Kind.COUNTER  # micro-USD
     # Kept a week past the month's end, so a late settlement still lands in its month.
     assert november[0].period_ms == 1000 + 7 * DAY_MS
 

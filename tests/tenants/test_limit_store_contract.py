@@ -13,7 +13,7 @@ import pytest
 from redis.asyncio import Redis
 
 from tenantgate.resp import Endpoint, RespClient
-from tenantgate.tenants.limits.checks import DAY_MS, MINUTE_MS, NEVER, Check, Kind, Settlement
+from tenantgate.tenants.limits.checks import DAY_MS, MINUTE_MS, NEVER, SEED, Check, Kind, Settlement
 from tenantgate.tenants.limits.memory import MemoryLimitStore
 from tenantgate.tenants.limits.redis import RedisLimitStore
 
@@ -164,25 +164,35 @@ async def test_monthly_counter_reserves_corrects_and_refuses(store_and_clock) ->
     def quota(amount: int) -> Check:
         return Check("monthly_tokens", "tenant", Kind.COUNTER, key("month"), 100, amount, 40 * DAY_MS)
 
+    await store.seed(quota(0), 0)
     verdict = await store.admit([quota(80)], "")
-    assert verdict.admitted and verdict.states[0].used == 80
+    assert verdict.admitted and verdict.states[0].used == 80 and verdict.states[0].reserved == 80
     assert (await store.admit([quota(30)], "")).states[0].retry_ms == NEVER
-    await store.settle(Settlement(counter_deltas=[(quota(80), -50)]))  # actually used 30
+    await store.settle(Settlement(counter_deltas=[(quota(80), -50, 80)]))  # held 80, actually used 30
+    peek = await store.admit([quota(0)], "", dry=True)
+    assert (peek.states[0].used, peek.states[0].reserved) == (30, 0)
     assert (await store.admit([quota(70)], "")).admitted
     assert not (await store.admit([quota(1)], "")).admitted
-    await store.settle(Settlement(counter_deltas=[(quota(1), -1000)]))
+    await store.settle(Settlement(counter_deltas=[(quota(1), -1000, 70)]))
     assert (await store.admit([quota(0)], "", dry=True)).states[0].used == 0
 
 
-async def test_spend_gate_passes_until_spent(store_and_clock) -> None:
+async def test_a_month_counter_the_store_does_not_hold_is_seeded_never_guessed(store_and_clock) -> None:
+    """A missing counter (start, Redis flushed) admits nothing until it is seeded; the first seed wins; a
+    correction arriving for a counter that is gone does not bring it back as if it were the whole month."""
     store, _clock, key = store_and_clock
-    gate = Check("monthly_budget", "tenant", Kind.GATE, key("spend"), 1_000_000, 1, 40 * DAY_MS)
-    assert (await store.admit([gate], "")).admitted
-    await store.settle(Settlement(counter_deltas=[(gate, 999_999)]))
-    assert (await store.admit([gate], "")).admitted
-    await store.settle(Settlement(counter_deltas=[(gate, 1)]))
-    refused = await store.admit([gate], "")
-    assert not refused.admitted and refused.states[0].used == 1_000_000
+    budget = Check("monthly_budget", "tenant", Kind.COUNTER, key("spend"), 1_000_000, 400_000, 40 * DAY_MS)
+    missing = await store.admit([budget], "")
+    assert not missing.admitted and missing.states[0].retry_ms == SEED
+    assert (await store.admit([budget], "", dry=True)).states[0].retry_ms == SEED
+    await store.settle(Settlement(counter_deltas=[(budget, 5, 0)]))  # a late settlement: ignored
+    assert (await store.admit([budget], "", dry=True)).states[0].retry_ms == SEED
+    await store.seed(budget, 500_000)
+    await store.seed(budget, 0)  # another process seeding later changes nothing
+    assert (await store.admit([budget], "")).admitted  # 500,000 spent + 400,000 held
+    refused = await store.admit([budget], "")
+    assert not refused.admitted and refused.states[0].retry_ms == NEVER
+    assert (refused.states[0].used, refused.states[0].reserved) == (900_000, 400_000)
 
 
 async def test_concurrent_admissions_never_exceed_the_limit(store_and_clock) -> None:

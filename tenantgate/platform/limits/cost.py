@@ -1,9 +1,9 @@
-"""How the limiter learns what a request cost, for tenants' monthly budgets.
+"""How the limiter learns what a request costs, for tenants' monthly budgets.
 
-The limiter does not price anything itself: it asks a ``CostEstimator`` once per finished request. Until the
-metering price table (issue 5) provides one, ``NoCostKnown`` answers "unknown", which is charged as 0 - so a
-monthly budget is recorded and shown but never runs out. Metering plugs in by handing its estimator to the
-limiter: ``Limiter(..., cost_estimator=prices)`` or ``runtime.limiter.cost_estimator = prices``.
+The limiter does not price anything itself: it asks a ``CostEstimator`` for a request's worst case when admitting
+it (held against the budget while it runs) and for its actual cost once it is over (the reservation is settled to
+it). The runtime hands it metering's price table (``PriceBookCost``), the same prices the usage events carry;
+``NoCostKnown`` (no prices) makes a budget a number that never runs out.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Protocol
 
-from tenantgate.platform.proxy.exchange import Exchange
+from tenantgate.platform.proxy.exchange import Exchange, Usage
 from tenantgate.tenants.metering.pricing import PriceBook
 
 
@@ -24,9 +24,17 @@ class CostEstimator(Protocol):
         """
         ...
 
+    def worst_case_usd(self, exchange: Exchange, input_tokens: int, output_tokens: int) -> Decimal | None:
+        """What ``exchange`` would cost with that many input and output tokens (its worst case, held against a
+        budget while it runs); None when unknown. Same constraints as ``cost_usd``."""
+        ...
+
 
 class NoCostKnown:
     def cost_usd(self, exchange: Exchange) -> Decimal | None:
+        return None
+
+    def worst_case_usd(self, exchange: Exchange, input_tokens: int, output_tokens: int) -> Decimal | None:
         return None
 
 
@@ -43,5 +51,12 @@ class PriceBookCost:
             tenant_id=exchange.ctx.principal.tenant_id,
             at=exchange.started_at,
             served_model=exchange.response_model,
+        )
+        return cost.usd if cost.version is not None else None
+
+    def worst_case_usd(self, exchange: Exchange, input_tokens: int, output_tokens: int) -> Decimal | None:
+        usage = Usage(input_tokens=input_tokens, output_tokens=output_tokens)
+        cost = self.prices.cost(
+            exchange.model, usage, tenant_id=exchange.ctx.principal.tenant_id, at=exchange.started_at
         )
         return cost.usd if cost.version is not None else None

@@ -10,8 +10,10 @@ no Redis round trip is added before the client's last byte.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -22,17 +24,32 @@ from tenantgate.platform.limits.responses import RateLimiterUnavailable, rate_li
 from tenantgate.platform.proxy.exchange import Exchange
 from tenantgate.resp import RespClient
 from tenantgate.settings import Settings
-from tenantgate.tenants.limits.checks import Check, Kind, Settlement, Verdict
+from tenantgate.tenants.limits.checks import SEED, Check, Kind, Settlement, Verdict
 from tenantgate.tenants.limits.guard import GuardedStore, LimiterUnavailable
 from tenantgate.tenants.limits.memory import MemoryLimitStore
-from tenantgate.tenants.limits.policy import MICRO_USD, LimitPolicy, has_limits, month_bounds, needs_token_estimate
+from tenantgate.tenants.limits.outputs import max_output_tokens as model_max_output
+from tenantgate.tenants.limits.policy import (
+    MICRO_USD,
+    LimitPolicy,
+    has_limits,
+    month_bounds,
+    month_start,
+    needs_token_estimate,
+)
 from tenantgate.tenants.limits.redis import RedisLimitStore
+from tenantgate.tenants.metering.ledger import Ledger as MonthLedger
+from tenantgate.tenants.metering.ledger import MonthTotals
 from tenantgate.tenants.principal import Principal
 
 # Request bodies larger than this (bytes as sent) are tokenised in a thread: tiktoken releases the GIL, and a
 # 100 kB prompt takes ~5 ms, too long to hold the event loop.
 _INLINE_ESTIMATE_BYTES = 32 * 1024
 _MAX_OUTPUT_FIELDS = ("max_completion_tokens", "max_tokens", "max_output_tokens")
+_GENERATING = frozenset({"chat", "text_completion", "responses"})
+_NANO_PER_MICRO = 1000
+_LEDGER_RETRY_SECONDS = 5.0
+_CHARGED_MEMORY = 10_000
+log = logging.getLogger("tenantgate.limits")
 
 
 @dataclass(slots=True)
@@ -41,19 +58,38 @@ class Reservation:
     checks: list[Check]
     lease: str
     tokens: int
+    """The TPM estimate (prompt + the output cap if given), corrected to the actual tokens afterwards."""
     admitted_ms: int
+    month_tokens: int = 0
+    """Worst case held against the monthly token quota (prompt + the most output the request allows)."""
+    month_micro_usd: int = 0
+    """Worst case held against the monthly budget (that usage at the tenant's price)."""
 
 
 class Limiter:
     name = "limits"
 
-    def __init__(self, store: GuardedStore, policy: LimitPolicy, cost_estimator: CostEstimator | None = None) -> None:
+    def __init__(
+        self,
+        store: GuardedStore,
+        policy: LimitPolicy,
+        cost_estimator: CostEstimator | None = None,
+        *,
+        ledger: MonthLedger | None = None,
+        default_max_output_tokens: int = 16_384,
+    ) -> None:
         self.store = store
         self.policy = policy
         self.cost_estimator: CostEstimator = cost_estimator or NoCostKnown()
+        self.ledger = ledger
+        self.default_max_output_tokens = default_max_output_tokens
+        self._ledger_down_until = 0.0
+        self._charged: OrderedDict[str, None] = OrderedDict()
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Limiter:
+    def from_settings(
+        cls, settings: Settings, cost_estimator: CostEstimator | None = None, ledger: MonthLedger | None = None
+    ) -> Limiter:
         silence = settings.limits_redis_timeout_ms / 1000
         primary = None
         if settings.redis_url:
@@ -68,22 +104,36 @@ class Limiter:
             retry_seconds=settings.limits_redis_retry_seconds,
         )
         policy = LimitPolicy(prefix=settings.redis_prefix, lease_ms=int(settings.limits_lease_seconds * 1000))
-        return cls(store, policy)
+        return cls(
+            store,
+            policy,
+            cost_estimator,
+            ledger=ledger,
+            default_max_output_tokens=settings.default_max_output_tokens,
+        )
 
     async def admit(self, exchange: Exchange) -> None:
         principal = exchange.ctx.principal
         if not has_limits(principal):
             return
-        estimate = await _estimate(exchange) if needs_token_estimate(principal) else 0
+        prompt = await _estimate(exchange) if needs_token_estimate(principal) else 0
+        payload = exchange.payload or {}
+        cap = max_output_tokens(payload)
+        tokens = prompt + cap
+        month_tokens, month_micro_usd = tokens, 0
+        tenant = principal.tenant_limits
+        if tenant.monthly_token_quota is not None or tenant.monthly_budget_usd is not None:
+            # The worst case is held until the request ends: its cap, or the most the model can answer.
+            worst_output = cap or self._most_output(exchange, payload)
+            month_tokens = prompt + worst_output
+            if tenant.monthly_budget_usd is not None:
+                month_micro_usd = self._worst_case_micro_usd(exchange, prompt, worst_output)
         now = time.time()
-        checks = self.policy.checks(principal, tokens=estimate, now=now)
+        checks = self.policy.checks(
+            principal, tokens=tokens, now=now, reserve_tokens=month_tokens, reserve_micro_usd=month_micro_usd
+        )
         lease = os.urandom(9).hex() if any(c.kind is Kind.CONCURRENCY for c in checks) else ""
-        try:
-            verdict, store = await self.store.admit(checks, lease)
-        except LimiterUnavailable:
-            raise RateLimiterUnavailable(
-                "The gateway cannot check rate limits right now. Please retry shortly.", headers={"retry-after": "1"}
-            ) from None
+        verdict, store = await self._admit(principal, checks, lease, now)
         headers = rate_limit_headers(verdict.states)
         exchange.response_headers.extend(headers)
         if not verdict.admitted:
@@ -91,7 +141,59 @@ class Limiter:
             failed = [s.check for s in verdict.states if not s.passed]
             exchange.notes["limit_kind"] = ",".join(sorted({f"{c.scope}_{c.name}" for c in failed}))
             raise refusal(verdict.states, principal, exchange.model, headers, month_bounds(now)[1])
-        exchange.notes[self.name] = Reservation(store, checks, lease, estimate, verdict.now_ms)
+        exchange.notes[self.name] = Reservation(
+            store, checks, lease, tokens, verdict.now_ms, month_tokens if _has(checks, "monthly_tokens") else 0,
+            month_micro_usd if _has(checks, "monthly_budget") else 0,
+        )  # fmt: skip
+
+    def _most_output(self, exchange: Exchange, payload: dict[str, Any]) -> int:
+        if exchange.operation not in _GENERATING:
+            return 0  # embeddings and moderations answer no tokens; images and audio are charged as they come
+        answers = max(_count(payload.get("n")), _count(payload.get("best_of")))
+        return answers * model_max_output(exchange.model or "", self.default_max_output_tokens)
+
+    async def _admit(
+        self, principal: Principal, checks: list[Check], lease: str, now: float, *, dry: bool = False
+    ) -> tuple[Verdict, RedisLimitStore | MemoryLimitStore]:
+        """Admit (or look, ``dry``), seeding month counters the store does not hold from the ledger first."""
+        try:
+            verdict, store = await self.store.admit(checks, lease, dry=dry)
+            missing = [state.check for state in verdict.states if state.retry_ms == SEED]
+            if not missing:
+                return verdict, store
+            if await self._seed(principal.tenant_id, missing, now, store):
+                verdict, store = await self.store.admit(checks, lease, dry=dry)
+                if not any(state.retry_ms == SEED for state in verdict.states):
+                    return verdict, store
+            if not self.store.fail_open:
+                raise LimiterUnavailable
+            # The ledger cannot be read (database down): the month's quota and budget are not checked meanwhile.
+            kept = [check for check in checks if check not in missing]
+            return await self.store.admit(kept, lease, dry=dry)
+        except LimiterUnavailable:
+            raise RateLimiterUnavailable(
+                "The gateway cannot check rate limits right now. Please retry shortly.", headers={"retry-after": "1"}
+            ) from None
+
+    async def _seed(
+        self, tenant_id: str, missing: list[Check], now: float, store: RedisLimitStore | MemoryLimitStore
+    ) -> bool:
+        """Set missing month counters to the ledger's totals of this month; False if the ledger cannot be read."""
+        if self.ledger is None:
+            totals = MonthTotals(0, 0)
+        elif time.monotonic() < self._ledger_down_until:
+            return False
+        else:
+            try:
+                totals = await self.ledger.month_totals(tenant_id, month_start(now))
+            except Exception as exc:
+                self._ledger_down_until = time.monotonic() + _LEDGER_RETRY_SECONDS
+                log.error("limits: the month's usage could not be read to seed a quota (%s)", type(exc).__name__)
+                return False
+        for check in missing:
+            value = totals.tokens if check.name == "monthly_tokens" else totals.cost_nusd // _NANO_PER_MICRO
+            await self.store.seed(check, value, store)
+        return True
 
     async def settle(self, exchange: Exchange) -> None:
         self._close_out(exchange)
@@ -102,6 +204,7 @@ class Limiter:
     def _close_out(self, exchange: Exchange) -> None:
         reservation: Reservation | None = exchange.notes.pop(self.name, None)
         if reservation is None:
+            self._charge_completion(exchange)
             return
         actual = _actual_tokens(exchange, reservation.tokens)
         settlement = Settlement(lease=reservation.lease, admitted_ms=reservation.admitted_ms)
@@ -110,11 +213,37 @@ class Limiter:
                 settlement.release.append(check)
             elif check.name == "tpm" and actual != reservation.tokens:
                 settlement.window_deltas.append((check, actual - reservation.tokens))
-            elif check.name == "monthly_tokens" and actual != reservation.tokens:
-                settlement.counter_deltas.append((check, actual - reservation.tokens))
-            elif check.name == "monthly_budget" and (cost := self._cost_micro_usd(exchange)):
-                settlement.counter_deltas.append((check, cost))
+            elif check.name == "monthly_tokens":
+                held = reservation.month_tokens
+                settlement.counter_deltas.append((check, actual - held, held))
+            elif check.name == "monthly_budget":
+                held = reservation.month_micro_usd
+                settlement.counter_deltas.append((check, self._cost_micro_usd(exchange) - held, held))
         self.store.settle_soon(settlement, reservation.store)
+
+    def _charge_completion(self, exchange: Exchange) -> None:
+        """Usage billed without an admission of its own (a background response's completion, first seen on a
+        retrieve) counts against the month's quota and budget once per event id in this process."""
+        principal = exchange.ctx.principal
+        tenant = principal.tenant_limits
+        if exchange.event_id is None or exchange.usage is None or exchange.status >= 400:
+            return
+        if tenant.monthly_token_quota is None and tenant.monthly_budget_usd is None:
+            return
+        if exchange.event_id in self._charged:
+            return
+        self._charged[exchange.event_id] = None
+        if len(self._charged) > _CHARGED_MEMORY:
+            self._charged.popitem(last=False)
+        checks = self.policy.checks(principal, tokens=0, now=time.time(), reserve_tokens=0)
+        settlement = Settlement()
+        for check in checks:
+            if check.name == "monthly_tokens":
+                settlement.counter_deltas.append((check, exchange.usage.total_tokens, 0))
+            elif check.name == "monthly_budget":
+                settlement.counter_deltas.append((check, self._cost_micro_usd(exchange), 0))
+        verdict_store = self.store.primary or self.store.fallback
+        self.store.settle_soon(settlement, verdict_store)
 
     def _cost_micro_usd(self, exchange: Exchange) -> int:
         if exchange.usage is None:
@@ -123,20 +252,36 @@ class Limiter:
             cost = self.cost_estimator.cost_usd(exchange)
         except Exception:
             return 0
+        return self._micro_usd(cost)
+
+    def _worst_case_micro_usd(self, exchange: Exchange, input_tokens: int, output_tokens: int) -> int:
+        try:
+            cost = self.cost_estimator.worst_case_usd(exchange, input_tokens, output_tokens)
+        except Exception:
+            return 0
+        return self._micro_usd(cost)
+
+    @staticmethod
+    def _micro_usd(cost: Decimal | None) -> int:
         return int(cost * MICRO_USD) if isinstance(cost, Decimal) and cost > 0 else 0
 
     async def peek(self, principal: Principal) -> Verdict:
         """The current state of every limit of ``principal``, charging nothing."""
-        checks = self.policy.checks(principal, tokens=0, now=time.time(), peek=True)
-        verdict, _ = await self.store.admit(checks, "", dry=True)
+        now = time.time()
+        checks = self.policy.checks(principal, tokens=0, now=now, peek=True)
+        verdict, _ = await self._admit(principal, checks, "", now, dry=True)
         return verdict
 
     async def close(self) -> None:
         await self.store.close()
 
 
+def _has(checks: list[Check], name: str) -> bool:
+    return any(check.name == name for check in checks)
+
+
 async def _estimate(exchange: Exchange) -> int:
-    """Prompt tokens plus the most output tokens the request allows."""
+    """The prompt's tokens, estimated."""
     payload, model = exchange.payload, exchange.model
     if not payload:
         return 0
@@ -144,7 +289,7 @@ async def _estimate(exchange: Exchange) -> int:
         prompt = await asyncio.to_thread(tokens.estimate_prompt_tokens, payload, model)
     else:
         prompt = tokens.estimate_prompt_tokens(payload, model)
-    return prompt + max_output_tokens(payload)
+    return prompt
 
 
 def max_output_tokens(payload: dict[str, Any]) -> int:

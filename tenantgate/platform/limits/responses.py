@@ -141,12 +141,18 @@ def _quota_error(
     headers["x-should-retry"] = "false"
     resets = month_end.strftime("%Y-%m-%dT%H:%M:%SZ")
     subject = _subject(principal, "tenant")
+    # A request holds its worst case (its output cap, or the model's most) until it ends, then pays what it used.
     if check.name == "monthly_tokens":
-        detail = f"monthly token quota of {subject}: Limit {check.limit}, Used {state.used}, Requested {check.amount}"
+        detail = (
+            f"monthly token quota of {subject}: Limit {check.limit}, Used {state.used - state.reserved}, "
+            f"Reserved by requests in flight {state.reserved}, Requested up to {check.amount} "
+            "(a request holds the most tokens it may use until it ends; set max_tokens to hold less)"
+        )
     else:
         detail = (
-            f"monthly budget of {subject}: Limit ${_usd(check.limit)}, Spent ${_usd(state.used)} "
-            f"(spend is charged after each request)"
+            f"monthly budget of {subject}: Limit ${_usd(check.limit)}, Spent ${_usd(state.used - state.reserved)}, "
+            f"Reserved by requests in flight ${_usd(state.reserved)}, Requested up to ${_usd(check.amount)} "
+            "(a request holds its worst-case cost until it ends; set max_tokens to hold less)"
         )
     return InsufficientQuota(
         f"You exceeded your current quota: {detail}. It resets at {resets}.",

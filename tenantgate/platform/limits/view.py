@@ -44,16 +44,20 @@ def limits_view(principal: Principal, verdict: Verdict) -> dict[str, Any]:
     tenant = _level(by_scope["tenant"])
     resets_at = month_bounds(time.time())[1].strftime("%Y-%m-%dT%H:%M:%SZ")
     tokens = by_scope["tenant"].get("monthly_tokens")
+    # "used"/"spent" is what finished requests used; "reserved" what requests in flight hold (their worst case,
+    # settled to what they use when they end); "remaining" is what is left for new requests.
     tenant["monthly_tokens"] = {
         "limit": tokens.check.limit if tokens else None,
-        "used": tokens.used if tokens else None,
+        "used": tokens.used - tokens.reserved if tokens else None,
+        "reserved": tokens.reserved if tokens else None,
         "remaining": tokens.remaining if tokens else None,
         "resets_at": resets_at,
     }
     budget = by_scope["tenant"].get("monthly_budget")
     tenant["monthly_budget_usd"] = {
         "limit": _usd(budget.check.limit) if budget else None,
-        "spent": _usd(budget.used) if budget else None,
+        "spent": _usd(budget.used - budget.reserved) if budget else None,
+        "reserved": _usd(budget.reserved) if budget else None,
         "remaining": _usd(budget.remaining) if budget else None,
         "resets_at": resets_at,
     }

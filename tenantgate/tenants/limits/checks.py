@@ -20,6 +20,9 @@ MINUTE_MS = 60_000
 DAY_MS = 86_400_000
 NEVER = -1
 """``retry_ms`` of a check the request can never pass (it asks for more than the whole limit)."""
+SEED = -2
+"""``retry_ms`` of a month counter the store does not hold (a start, a Redis restart or eviction, a limit set
+mid-month): nothing was admitted; the limiter seeds the counter from the ledger and asks again."""
 CONCURRENCY_RETRY_MS = 1000
 """When requests in flight will end is unknown: a refused caller is told to retry after a second."""
 
@@ -30,9 +33,9 @@ class Kind(StrEnum):
     CONCURRENCY = "c"
     """In-flight leases: admitted while leases + 1 <= limit; a lease is held until released or expired."""
     COUNTER = "q"
-    """A counter over a fixed period (the month): admitted while used + amount <= limit; amount reserved now."""
-    GATE = "g"
-    """A counter charged only afterwards (spend): admitted while used < limit."""
+    """A counter over a fixed period (the month), a cache of the ledger's total: admitted while used + amount <=
+    limit; the amount is reserved now (counted in ``used`` and in the reservations) and settled to the actual
+    amount afterwards. A counter the store does not hold is not guessed at: ``SEED``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +49,7 @@ class Check:
     limit: int
     amount: int
     period_ms: int = 0
-    """WINDOW: the window length; COUNTER and GATE: how long the counter is kept; CONCURRENCY: the lease TTL."""
+    """WINDOW: the window length; COUNTER: how long the counter is kept; CONCURRENCY: the lease TTL."""
 
     @property
     def bucket_ms(self) -> int:
@@ -54,7 +57,11 @@ class Check:
 
     @property
     def storage_keys(self) -> tuple[str, ...]:
-        return (self.key, self.key + ":z") if self.kind is Kind.WINDOW else (self.key,)
+        if self.kind is Kind.WINDOW:
+            return (self.key, self.key + ":z")
+        if self.kind is Kind.COUNTER:
+            return (self.key, self.key + ":r")  # the counter, and the part of it that is reservations in flight
+        return (self.key,)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +72,9 @@ class CheckState:
     reset_ms: int
     """Until ``used`` is back to zero (windows), 0 otherwise."""
     retry_ms: int
-    """Refused: until the request would fit (``NEVER`` if it cannot); 0 when passed."""
+    """Refused: until the request would fit (``NEVER`` if it cannot, ``SEED`` if unknown); 0 when passed."""
+    reserved: int = 0
+    """Counters: how much of ``used`` is reserved by requests still in flight."""
 
     @property
     def passed(self) -> bool:
@@ -90,7 +99,8 @@ class Settlement:
     lease: str = ""
     release: list[Check] = field(default_factory=list)
     window_deltas: list[tuple[Check, int]] = field(default_factory=list)
-    counter_deltas: list[tuple[Check, int]] = field(default_factory=list)
+    counter_deltas: list[tuple[Check, int, int]] = field(default_factory=list)
+    """(counter, correction, reservation released): reserved 100, used 30 is (check, -70, 100)."""
     admitted_ms: int = 0
 
     def __bool__(self) -> bool:

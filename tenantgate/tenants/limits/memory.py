@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from tenantgate.tenants.limits.checks import (
     CONCURRENCY_RETRY_MS,
     NEVER,
+    SEED,
     Check,
     CheckState,
     Kind,
@@ -39,6 +40,7 @@ class _Window:
 @dataclass(slots=True)
 class _Counter:
     value: int = 0
+    reserved: int = 0
     expires: float = 0.0
 
 
@@ -73,8 +75,21 @@ class MemoryLimitStore:
         for check, (used, reset, retry) in zip(checks, found, strict=True):
             if admitted and not dry and check.amount > 0:
                 used, reset = self._charge(check, lease, now, used, reset)
-            states.append(CheckState(check, used, reset, retry))
+            reserved = 0
+            if check.kind is Kind.COUNTER and (counter := self._counters.get(check.key)) is not None:
+                reserved = counter.reserved
+            states.append(CheckState(check, used, reset, retry, reserved))
         return Verdict(admitted, now, states)
+
+    async def seed(self, check: Check, value: int) -> None:
+        self.seed_now(check, value)
+
+    def seed_now(self, check: Check, value: int) -> None:
+        """Set a month counter this store did not hold to the ledger's total (kept if it holds one meanwhile)."""
+        now = int(self.clock())
+        counter = self._counters.get(check.key)
+        if counter is None or counter.expires <= now:
+            self._counters[check.key] = _Counter(max(0, value), 0, now + check.period_ms)
 
     def _look(self, check: Check, now: int) -> tuple[int, int, int]:
         """(used, reset_ms, retry_ms) as the Lua script computes them."""
@@ -91,12 +106,11 @@ class MemoryLimitStore:
             used = len(leases)
             return used, 0, CONCURRENCY_RETRY_MS if used + check.amount > check.limit else 0
         counter = self._counters.get(check.key)
-        used = counter.value if counter is not None and counter.expires > now else 0
-        if check.kind is Kind.COUNTER and used + check.amount > check.limit:
-            return used, 0, NEVER
-        if check.kind is Kind.GATE and check.amount > 0 and used >= check.limit:
-            return used, 0, NEVER
-        return used, 0, 0
+        if counter is None or counter.expires <= now:
+            return 0, 0, SEED
+        if counter.value + check.amount > check.limit:
+            return counter.value, 0, NEVER
+        return counter.value, 0, 0
 
     def _window(self, check: Check, now: int) -> _Window:
         window = self._windows.get(check.key)
@@ -140,6 +154,8 @@ class MemoryLimitStore:
             self._leases.setdefault(check.key, {})[lease] = now + check.period_ms
             return used + 1, reset
         if check.kind is Kind.COUNTER:
+            counter = self._counters[check.key]  # it exists: an unseeded counter is never admitted
+            counter.reserved += check.amount
             return self._add_to_counter(check, now, check.amount), reset
         return used, reset
 
@@ -153,11 +169,12 @@ class MemoryLimitStore:
         window.expires = now + check.period_ms + 2 * check.bucket_ms
         return bucket
 
-    def _add_to_counter(self, check: Check, now: int, delta: int) -> int:
+    def _add_to_counter(self, check: Check, now: int, delta: int, released: int = 0) -> int:
         counter = self._counters.get(check.key)
         if counter is None or counter.expires <= now:
-            counter = self._counters[check.key] = _Counter()
+            return 0  # gone (swept): the next admission seeds it from the ledger, corrections alone are not trusted
         counter.value = max(0, counter.value + delta)
+        counter.reserved = max(0, counter.reserved - released)
         counter.expires = now + check.period_ms
         return counter.value
 
@@ -175,9 +192,9 @@ class MemoryLimitStore:
                     current = window.buckets[bucket]
                     window.buckets[bucket] = max(0, current + delta)
                     window.total += window.buckets[bucket] - current
-        for check, delta in settlement.counter_deltas:
-            if delta != 0:
-                self._add_to_counter(check, now, delta)
+        for check, delta, released in settlement.counter_deltas:
+            if delta or released:
+                self._add_to_counter(check, now, delta, released)
 
     def _sweep(self, now: int) -> None:
         """Forget state nobody touched for longer than it counts (Redis does this with key TTLs)."""

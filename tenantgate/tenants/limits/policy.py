@@ -50,7 +50,12 @@ def _month(now: float) -> _Month:
 
 def needs_token_estimate(principal: Principal) -> bool:
     key, tenant = principal.key_limits, principal.tenant_limits
-    return key.tpm is not None or tenant.tpm is not None or tenant.monthly_token_quota is not None
+    return (
+        key.tpm is not None
+        or tenant.tpm is not None
+        or tenant.monthly_token_quota is not None
+        or tenant.monthly_budget_usd is not None
+    )
 
 
 def has_limits(principal: Principal) -> bool:
@@ -71,15 +76,32 @@ def _any(limits: Limits) -> bool:
     )
 
 
+def month_start(now: float) -> float:
+    """The start of ``now``'s UTC month (what the month counters count from)."""
+    return _month(now).start
+
+
 @dataclass(frozen=True, slots=True)
 class LimitPolicy:
     prefix: str
     lease_ms: int
 
-    def checks(self, principal: Principal, *, tokens: int, now: float, peek: bool = False) -> list[Check]:
-        """The checks of one request asking for ``tokens`` (``peek``: amounts 0, only to read the state)."""
+    def checks(
+        self,
+        principal: Principal,
+        *,
+        tokens: int,
+        now: float,
+        peek: bool = False,
+        reserve_tokens: int | None = None,
+        reserve_micro_usd: int = 0,
+    ) -> list[Check]:
+        """The checks of one request: ``tokens`` for TPM (OpenAI's estimate: prompt + the output cap if given);
+        ``reserve_tokens`` (default ``tokens``) and ``reserve_micro_usd``, its worst case, held against the month's
+        quota and budget until it is settled. ``peek``: amounts 0, only to read the state."""
         one = 0 if peek else 1
-        tokens = 0 if peek else tokens
+        reserve = tokens if reserve_tokens is None else reserve_tokens
+        tokens, reserve, spend = (0, 0, 0) if peek else (tokens, reserve, reserve_micro_usd)
         tag = f"{self.prefix}:lim:{{{principal.tenant_id}}}"
         checks: list[Check] = []
         for scope, limits, base in (
@@ -116,7 +138,7 @@ class LimitPolicy:
                         Kind.COUNTER,
                         f"{tag}:tenant:tokens:{month.label}",
                         tenant.monthly_token_quota,
-                        tokens,
+                        reserve,
                         keep_ms,
                     )
                 )
@@ -125,10 +147,10 @@ class LimitPolicy:
                     Check(
                         "monthly_budget",
                         "tenant",
-                        Kind.GATE,
+                        Kind.COUNTER,
                         f"{tag}:tenant:spend:{month.label}",
                         int(tenant.monthly_budget_usd * MICRO_USD),
-                        one,
+                        spend,
                         keep_ms,
                     )
                 )

@@ -182,8 +182,8 @@ class RedisLimitStore:
         )
         reply = await self.client.evalsha_command(self._admit, command)
         states = [
-            CheckState(check, reply[i], reply[i + 1], reply[i + 2])
-            for check, i in zip(checks, range(3, len(reply), 3), strict=True)
+            CheckState(check, reply[i], reply[i + 1], reply[i + 2], reply[i + 3])
+            for check, i in zip(checks, range(3, len(reply), 4), strict=True)
         ]
         verdict = Verdict(bool(reply[1]), reply[0], states)
         if reply[2] > 0:
@@ -224,7 +224,7 @@ class RedisLimitStore:
             found = self._credit_of.get(state.check.key)  # until given back (also once over), it is in Redis
             if found is not None:
                 used = max(0, state.used - found[0].left[found[1]])
-                state = CheckState(state.check, used, state.reset_ms, state.retry_ms)
+                state = CheckState(state.check, used, state.reset_ms, state.retry_ms, state.reserved)
             states.append(state)
         return Verdict(verdict.admitted, verdict.now_ms, states)
 
@@ -288,9 +288,9 @@ class RedisLimitStore:
         keys: list[bytes] = []
         args: list[bytes] = [bulk(self._now()), bulk(settlement.lease, cache=False), bulk(settlement.admitted_ms)]
         key_count = 0
-        for check, delta in (
-            *((check, 0) for check in settlement.release),
-            *settlement.window_deltas,
+        for check, delta, released in (
+            *((check, 0, 0) for check in settlement.release),
+            *((check, delta, 0) for check, delta in settlement.window_deltas),
             *settlement.counter_deltas,
         ):
             storage_keys, count, _, period = self._pieces(check)
@@ -299,9 +299,10 @@ class RedisLimitStore:
             args.append(_KINDS[check.kind])
             args.append(bulk(delta, cache=False))
             args.append(period if period is not None else bulk(check.period_ms))
+            args.append(bulk(released, cache=False) if released else _NO_CREDIT)
         return b"".join(
             (
-                b"*%d\r\n" % (3 + key_count + len(args)),  # EVALSHA sha n, keys, clock lease admitted, 3 per operation
+                b"*%d\r\n" % (3 + key_count + len(args)),  # EVALSHA sha n, keys, clock lease admitted, 4 per operation
                 _EVALSHA,
                 bulk(self._settle.sha),
                 bulk(key_count),
@@ -309,6 +310,13 @@ class RedisLimitStore:
                 *args,
             )
         )
+
+    async def seed(self, check: Check, value: int) -> None:
+        """Set a month counter the store did not hold to the ledger's total, unless another process did first."""
+        key, reserved = check.storage_keys
+        period = max(1, check.period_ms)
+        await self.client.execute("SET", key, value, "NX", "PX", period)
+        await self.client.execute("SET", reserved, 0, "NX", "PX", period)
 
     async def settle(self, settlement: Settlement) -> None:
         future = self.settle_nowait(settlement)

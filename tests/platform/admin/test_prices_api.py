@@ -163,17 +163,18 @@ def test_costs_use_an_override_for_events_after_it_takes_effect(gateway: Gateway
 
 
 def test_budget_is_charged_at_the_override_price(gateway: Gateway) -> None:
-    tenant = gateway.create_tenant(f"budget-{uuid.uuid4().hex[:8]}", monthly_budget_usd="0.01")
+    tenant = gateway.create_tenant(f"budget-{uuid.uuid4().hex[:8]}", monthly_budget_usd="0.25")
     key = gateway.create_key(tenant["id"])["key"]
     override = _price(gateway, model="gpt-4o-mini", input_per_1m="5000", output_per_1m="5000", tenant_id=tenant["id"])
     # The process that took the change prices with it from the response on.
     version = gateway.runtime.metering.prices.price_for("gpt-4o-mini", tenant_id=tenant["id"])[1]
     assert version.endswith("+" + override["id"])
     client = gateway.client(key)
-    completion = client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    # It holds its worst case at the override price while it runs: (prompt + 20 tokens) x $0.005, under $0.25.
+    completion = client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, max_tokens=20)
     assert completion.usage is not None
     expected = _usd(completion.usage.prompt_tokens, completion.usage.completion_tokens, "5000", "5000")
-    assert expected > Decimal("0.01")  # at the table's price this request would cost a few millionths
+    assert expected > Decimal("0.1")  # at the table's price this request would cost a few millionths
 
     def spent() -> float:
         me = httpx.get(gateway.base_url + "/me", headers={"Authorization": f"Bearer {key}"}, timeout=10).json()
@@ -183,8 +184,8 @@ def test_budget_is_charged_at_the_override_price(gateway: Gateway) -> None:
     while spent() == 0 and time.monotonic() < deadline:  # settlement lands in the background
         time.sleep(0.02)
     assert spent() == pytest.approx(float(expected), abs=1e-6)
-    with pytest.raises(openai.RateLimitError) as refused:
-        client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    with pytest.raises(openai.RateLimitError) as refused:  # spent + another such worst case > $0.25
+        client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, max_tokens=20)
     assert refused.value.code == "insufficient_quota"
 
 

@@ -156,7 +156,9 @@ def test_monthly_token_quota_runs_out_with_insufficient_quota(limited: Gateway) 
     answered = 0
     with pytest.raises(openai.RateLimitError) as raised:
         for _ in range(20):
-            client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+            # Each holds its prompt and up to 10 output tokens while it runs (without max_tokens it would hold the
+            # model's 16,384, more than the whole quota).
+            client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, max_tokens=10)
             answered += 1
             time.sleep(0.05)  # let the settlement land
     error = raised.value
@@ -178,9 +180,13 @@ class FixedPrice:
         self.seen.append(exchange)
         return self.usd
 
+    def worst_case_usd(self, exchange: Exchange, input_tokens: int, output_tokens: int) -> Decimal | None:
+        return self.usd
+
 
 def test_monthly_budget_runs_out_once_costs_are_known(limited: Gateway) -> None:
-    created = tenant_with_key(limited, {"monthly_budget_usd": "0.001"})
+    """Each request holds its worst case ($0.0006 here) while it runs: a third would take the spend past $0.0015."""
+    created = tenant_with_key(limited, {"monthly_budget_usd": "0.0015"})
     client = limited.client(created["key"])
     prices = FixedPrice("0.0006")
     limited.runtime.limiter.cost_estimator = prices
@@ -253,7 +259,7 @@ def test_failed_upstream_call_refunds_tokens_and_frees_the_slot(
 
 def test_me_shows_the_callers_limits(limited: Gateway) -> None:
     created = tenant_with_key(limited, {"rpm": 50, "monthly_token_quota": 10_000}, rpm=10, rpd=1_000, max_concurrency=4)
-    limited.client(created["key"]).chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    limited.client(created["key"]).chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, max_tokens=50)
     view = me(limited, created["key"])
     assert view["key"]["id"] == created["id"] and view["tenant"]["id"] == created["tenant_id"]
     key_limits, tenant_limits = view["limits"]["key"], view["limits"]["tenant"]

@@ -3,7 +3,9 @@
 -- ARGV: now_ms ("" = this server's clock, shared by every replica), lease id, dry ("1" = only look),
 --       credit wanted (k: how many more requests like this one the caller may admit on its own; 0 = none),
 --       then per check: kind, limit, amount, period_ms.
--- Returns: {now_ms, admitted, credit granted (k), then per check: used, reset_ms, retry_ms}.
+-- Returns: {now_ms, admitted, credit granted (k), then per check: used, reset_ms, retry_ms, reserved}.
+-- A month counter ('q': the counter and its reservations in flight) that does not exist is not guessed at: its
+-- retry_ms is -2 (SEED) and nothing is charged; the limiter seeds it from the ledger and asks again.
 -- Credit (limits/redis.py): only when every check is a window with an amount; k is capped so that no window gives
 -- away more than 1/CREDIT_SHARE of what is left in it. It is charged now, into the current bucket, like the request.
 
@@ -64,7 +66,7 @@ local k = 1
 local a = 5
 while a <= #ARGV do
     local c = {kind = ARGV[a], limit = tonumber(ARGV[a + 1]), amount = tonumber(ARGV[a + 2]),
-               period = tonumber(ARGV[a + 3]), key = KEYS[k], retry = 0, reset = 0}
+               period = tonumber(ARGV[a + 3]), key = KEYS[k], retry = 0, reset = 0, reserved = 0}
     a = a + 4
     if c.kind == 'w' then
         c.zkey = KEYS[k + 1]
@@ -78,17 +80,23 @@ while a <= #ARGV do
                 c.retry = window_retry(c.key, c.zkey, c.period, c.width, c.used + c.amount - c.limit)
             end
         end
+    elseif c.kind == 'q' then
+        c.rkey = KEYS[k + 1]
+        k = k + 2
+        local value = redis.call('GET', c.key)
+        if not value then
+            c.used = 0
+            c.retry = -2  -- SEED
+        else
+            c.used = tonumber(value)
+            c.reserved = tonumber(redis.call('GET', c.rkey)) or 0
+            if c.used + c.amount > c.limit then c.retry = -1 end
+        end
     else
         k = k + 1
-        if c.kind == 'c' then
-            redis.call('ZREMRANGEBYSCORE', c.key, '-inf', now)
-            c.used = redis.call('ZCARD', c.key)
-            if c.used + c.amount > c.limit then c.retry = 1000 end  -- CONCURRENCY_RETRY_MS
-        else
-            c.used = tonumber(redis.call('GET', c.key)) or 0
-            if c.kind == 'q' and c.used + c.amount > c.limit then c.retry = -1 end
-            if c.kind == 'g' and c.amount > 0 and c.used >= c.limit then c.retry = -1 end
-        end
+        redis.call('ZREMRANGEBYSCORE', c.key, '-inf', now)
+        c.used = redis.call('ZCARD', c.key)
+        if c.used + c.amount > c.limit then c.retry = 1000 end  -- CONCURRENCY_RETRY_MS
     end
     if c.retry ~= 0 then admitted = false end
     checks[#checks + 1] = c
@@ -113,7 +121,9 @@ if admitted and not dry then
             c.used = c.used + 1
         elseif c.kind == 'q' and c.amount > 0 then
             c.used = redis.call('INCRBY', c.key, c.amount)
-            if c.used == c.amount then redis.call('PEXPIRE', c.key, c.period) end
+            c.reserved = redis.call('INCRBY', c.rkey, c.amount)
+            redis.call('PEXPIRE', c.key, c.period)
+            redis.call('PEXPIRE', c.rkey, c.period)
         end
     end
 end
@@ -150,5 +160,6 @@ for _, c in ipairs(checks) do
     out[#out + 1] = c.used
     out[#out + 1] = c.reset
     out[#out + 1] = c.retry
+    out[#out + 1] = c.reserved
 end
 return out

@@ -1,8 +1,10 @@
 -- Once a request is over: release its concurrency leases, correct window and counter charges.
 -- KEYS: per operation, its storage keys (a window has two).
--- ARGV: now_ms ("" = this server's clock), lease id, admitted_ms, then per operation: kind, delta, period_ms.
+-- ARGV: now_ms ("" = this server's clock), lease id, admitted_ms, then per operation: kind, delta, period_ms,
+-- released (a counter's reservation that ends now).
 -- A negative window delta is refunded from the bucket the request was admitted in (if still in the window);
--- a positive one is charged now. Counters never go below zero.
+-- a positive one is charged now. Counters never go below zero, and a counter that no longer exists (Redis lost it)
+-- is left missing, so the next admission seeds it from the ledger instead of trusting a correction alone.
 
 local now
 if ARGV[1] == '' then
@@ -18,8 +20,8 @@ local BUCKETS = 60
 local k = 1
 local a = 4
 while a <= #ARGV do
-    local kind, delta, period = ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
-    a = a + 3
+    local kind, delta, period, released = ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
+    a = a + 4
     if kind == 'w' then
         local hkey, zkey = KEYS[k], KEYS[k + 1]
         k = k + 2
@@ -41,15 +43,19 @@ while a <= #ARGV do
             end
             redis.call('HINCRBY', hkey, 't', delta)
         end
+    elseif kind == 'q' then
+        local key, rkey = KEYS[k], KEYS[k + 1]
+        k = k + 2
+        if redis.call('EXISTS', key) == 1 then
+            if delta ~= 0 and redis.call('INCRBY', key, delta) < 0 then redis.call('SET', key, 0, 'KEEPTTL') end
+            if released > 0 and redis.call('DECRBY', rkey, released) < 0 then redis.call('SET', rkey, 0) end
+            redis.call('PEXPIRE', key, period)
+            redis.call('PEXPIRE', rkey, period)
+        end
     else
         local key = KEYS[k]
         k = k + 1
-        if kind == 'c' then
-            redis.call('ZREM', key, lease)
-        elseif delta ~= 0 then
-            if redis.call('INCRBY', key, delta) < 0 then redis.call('SET', key, 0) end
-            redis.call('PEXPIRE', key, period)
-        end
+        redis.call('ZREM', key, lease)
     end
 end
 return 1
