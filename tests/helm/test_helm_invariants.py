@@ -54,7 +54,7 @@ def pod_specs(rendered):
 def test_probes_use_health_endpoints_on_the_served_port(case):
     container = server_container(case.render())
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-    assert ports == {"http": 8080}
+    assert ports == {"http": 8080, "metrics": 9464}
     for probe, path in [("startupProbe", "/healthz"), ("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")]:
         assert container[probe]["httpGet"] == {"path": path, "port": "http"}, probe
     assert container["args"][:5] == ["serve", "--host", "0.0.0.0", "--port", "8080"]
@@ -100,7 +100,8 @@ def test_topology_spread_and_disruption_budget_select_the_server_pods(production
     assert {c["topologyKey"] for c in constraints} == {"kubernetes.io/hostname", "topology.kubernetes.io/zone"}
     selectors = [c["labelSelector"]["matchLabels"] for c in constraints]
     selectors.append(rendered.one("PodDisruptionBudget")["spec"]["selector"]["matchLabels"])
-    selectors.append(rendered.one("Service")["spec"]["selector"])
+    selectors.append(rendered.one("Service", "rel-tenantgate")["spec"]["selector"])
+    selectors.append(rendered.one("Service", "rel-tenantgate-metrics")["spec"]["selector"])
     selectors.append(rendered.one("NetworkPolicy")["spec"]["podSelector"]["matchLabels"])
     job_labels = rendered.one("Job")["spec"]["template"]["metadata"]["labels"]
     for selector in selectors:
@@ -122,7 +123,7 @@ def test_autoscaling_owns_the_replica_count(production, render):
 
 def test_network_policy_admits_the_http_port_and_dns(production, render):
     policy = render(production).one("NetworkPolicy")["spec"]
-    (ingress,) = policy["ingress"]
+    ingress = policy["ingress"][0]  # the metrics port's rule follows (test_helm_isolation.py)
     assert ingress["ports"] == [{"port": "http", "protocol": "TCP"}]
     assert len(ingress["from"]) == 2
     assert policy["policyTypes"] == ["Ingress", "Egress"]
@@ -246,6 +247,11 @@ def test_scaling_with_redis_renders(minimal, with_values, render, redis):
         ({"shutdown": {"terminationGracePeriodSeconds": 30}}, "must be at least preStopSleepSeconds + graceSeconds"),
         ({"podDisruptionBudget": {"enabled": True, "maxUnavailable": None}}, "needs minAvailable or maxUnavailable"),
         ({"httpRoute": {"enabled": True}}, "httpRoute.parentRefs must name at least one Gateway"),
+        ({"metricsPort": 8080}, "metricsPort must differ from containerPort"),
+        (
+            {"networkPolicy": {"enabled": True}, "serviceMonitor": {"enabled": True}},
+            "networkPolicy.metricsFrom is empty, so Prometheus could not reach metricsPort",
+        ),
     ],
 )
 def test_inconsistent_values_fail_with_a_clear_message(minimal, with_values, render, override, message):

@@ -70,7 +70,7 @@ def _labels_select(selector: dict[str, str], labels: dict[str, str]) -> bool:
 def test_service_monitor_shape_selects_the_service_port(production, chart_with_observability, render):
     rendered = render(production, chart_with_observability)
     monitor = rendered.one("ServiceMonitor")
-    service = rendered.one("Service")
+    service = rendered.one("Service", "rel-tenantgate-metrics")
     spec = monitor["spec"]
     assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
     assert _labels_select(spec["selector"]["matchLabels"], service["metadata"]["labels"])
@@ -104,7 +104,7 @@ def test_prometheus_rule_shape(production, chart_with_observability, render):
 def test_http_route_shape_targets_the_service(production, chart_with_observability, render):
     rendered = render(production, chart_with_observability)
     route = rendered.one("HTTPRoute")
-    service = rendered.one("Service")
+    service = rendered.one("Service", "rel-tenantgate")
     spec = route["spec"]
     assert spec["parentRefs"] == [{"name": "public", "namespace": "gateway-system"}]
     assert spec["hostnames"] == ["gw.example.com"]
@@ -123,6 +123,7 @@ def test_http_route_shape_targets_the_service(production, chart_with_observabili
         ({"redis": {"url": "http://redis:6379"}}, "/redis/url"),
         ({"autoscaling": {"enabled": "yes"}}, "/autoscaling/enabled"),
         ({"podDisruptionBudget": {"maxUnavailable": "half"}}, "/podDisruptionBudget/maxUnavailable"),
+        ({"metricsPort": 70000}, "/metricsPort"),
     ],
 )
 def test_schema_rejects_bad_values(minimal, with_values, chart_dir, render, override, error):

@@ -33,6 +33,16 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/component: server
 {{- end }}
 
+{{/* The metrics Service's own labels, so the ServiceMonitor selects it and not the main Service. */}}
+{{- define "tenantgate.metricsServiceLabels" -}}
+{{ include "tenantgate.instanceLabels" . }}
+app.kubernetes.io/component: metrics
+{{- end }}
+
+{{- define "tenantgate.metricsServiceName" -}}
+{{- printf "%s-metrics" (include "tenantgate.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
 {{- define "tenantgate.labels" -}}
 helm.sh/chart: {{ include "tenantgate.chart" . }}
 {{ include "tenantgate.instanceLabels" . }}
@@ -147,6 +157,9 @@ TENANTGATE_LOG_LEVEL: {{ .Values.logLevel | quote }}
 TENANTGATE_MIGRATE_ON_START: "false"
 TENANTGATE_SPOOL_DIR: {{ .Values.spool.mountPath | quote }}
 TENANTGATE_SHUTDOWN_GRACE_SECONDS: {{ .Values.shutdown.graceSeconds | int | quote }}
+{{- /* The unauthenticated metrics listener must accept Prometheus from other pods, hence every interface. */}}
+TENANTGATE_METRICS_PORT: {{ .Values.metricsPort | int | quote }}
+TENANTGATE_METRICS_HOST: "0.0.0.0"
 {{- with .Values.upstream.baseUrl }}
 TENANTGATE_UPSTREAM_BASE_URL: {{ . | quote }}
 {{- end }}
@@ -215,6 +228,12 @@ Refuse values that would deploy something broken or unsafe. Included once, from 
 {{- end }}
 {{- if and $v.redis.url $v.redis.existingSecret }}
 {{- fail "tenantgate: set redis.url or redis.existingSecret, not both." }}
+{{- end }}
+{{- if eq (int $v.metricsPort) (int $v.containerPort) }}
+{{- fail "tenantgate: metricsPort must differ from containerPort: the metrics listener is a separate, unauthenticated port." }}
+{{- end }}
+{{- if and $v.networkPolicy.enabled $v.serviceMonitor.enabled (not $v.networkPolicy.metricsFrom) }}
+{{- fail "tenantgate: networkPolicy.enabled and serviceMonitor.enabled, but networkPolicy.metricsFrom is empty, so Prometheus could not reach metricsPort. List your Prometheus there (e.g. a namespaceSelector for its namespace)." }}
 {{- end }}
 {{- if and $v.configFile.content $v.configFile.existingSecret }}
 {{- fail "tenantgate: set configFile.content or configFile.existingSecret, not both." }}
