@@ -124,6 +124,11 @@ def test_http_route_shape_targets_the_service(production, chart_with_observabili
         ({"autoscaling": {"enabled": "yes"}}, "/autoscaling/enabled"),
         ({"podDisruptionBudget": {"maxUnavailable": "half"}}, "/podDisruptionBudget/maxUnavailable"),
         ({"metricsPort": 70000}, "/metricsPort"),
+        ({"limits": {"http": {"maxHeaderBytes": 512}}}, "/limits/http/maxHeaderBytes"),
+        ({"limits": {"http": {"headerTimeoutSeconds": 0}}}, "/limits/http/headerTimeoutSeconds"),
+        ({"limits": {"http": {"keepaliveTimeoutSeconds": 2.5}}}, "/limits/http/keepaliveTimeoutSeconds"),
+        ({"limits": {"http": {"maxHeader": 100}}}, "maxHeader"),
+        ({"limits": {"authFailures": {"perMinute": 0}}}, "/limits/authFailures/perMinute"),
     ],
 )
 def test_schema_rejects_bad_values(minimal, with_values, chart_dir, render, override, error):

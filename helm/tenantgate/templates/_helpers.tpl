@@ -160,6 +160,7 @@ TENANTGATE_SHUTDOWN_GRACE_SECONDS: {{ .Values.shutdown.graceSeconds | int | quot
 {{- /* The unauthenticated metrics listener must accept Prometheus from other pods, hence every interface. */}}
 TENANTGATE_METRICS_PORT: {{ .Values.metricsPort | int | quote }}
 TENANTGATE_METRICS_HOST: "0.0.0.0"
+{{- include "tenantgate.limitsEnv" . }}
 {{- with .Values.upstream.baseUrl }}
 TENANTGATE_UPSTREAM_BASE_URL: {{ . | quote }}
 {{- end }}
@@ -172,6 +173,36 @@ OTEL_EXPORTER_OTLP_ENDPOINT: {{ . | quote }}
 OTEL_EXPORTER_OTLP_PROTOCOL: {{ $.Values.otel.protocol | quote }}
 OTEL_TRACES_SAMPLER: {{ $.Values.otel.tracesSampler | quote }}
 OTEL_TRACES_SAMPLER_ARG: {{ $.Values.otel.tracesSamplerArg | toString | quote }}
+{{- end }}
+{{- end }}
+
+{{/*
+Request and authentication limits. A limit set to null is left out, so the application's default applies.
+*/}}
+{{- define "tenantgate.limitsEnv" -}}
+{{- $limits := .Values.limits | default dict }}
+{{- $env := dict
+  "TENANTGATE_MAX_REQUEST_BODY_BYTES" (list "http" "maxRequestBodyBytes")
+  "TENANTGATE_MAX_ADMIN_BODY_BYTES" (list "http" "maxAdminBodyBytes")
+  "TENANTGATE_HTTP_MAX_HEADER_BYTES" (list "http" "maxHeaderBytes")
+  "TENANTGATE_HTTP_MAX_HEADERS" (list "http" "maxHeaders")
+  "TENANTGATE_HTTP_HEADER_TIMEOUT_SECONDS" (list "http" "headerTimeoutSeconds")
+  "TENANTGATE_HTTP_BODY_IDLE_TIMEOUT_SECONDS" (list "http" "bodyIdleTimeoutSeconds")
+  "TENANTGATE_HTTP_BODY_TIMEOUT_SECONDS" (list "http" "bodyTimeoutSeconds")
+  "TENANTGATE_HTTP_KEEPALIVE_TIMEOUT_SECONDS" (list "http" "keepaliveTimeoutSeconds")
+  "TENANTGATE_HTTP_MAX_CONNECTIONS" (list "http" "maxConnections")
+  "TENANTGATE_AUTH_FAILURES_PER_SOURCE_PER_MINUTE" (list "authFailures" "perSourcePerMinute")
+  "TENANTGATE_AUTH_FAILURES_PER_MINUTE" (list "authFailures" "perMinute")
+}}
+{{- range $name, $path := $env }}
+{{- $value := dig (index $path 0) (index $path 1) nil $limits }}
+{{- if not (kindIs "invalid" $value) }}
+{{- /* Values files give every number as a float: 33554432 would print as 3.3554432e+07. */}}
+{{- if eq (float64 $value) (float64 (int64 $value)) }}
+{{- $value = int64 $value }}
+{{- end }}
+{{ $name }}: {{ $value | toString | quote }}
+{{- end }}
 {{- end }}
 {{- end }}
 
