@@ -104,12 +104,22 @@ class RefuseOneModel:
 
 @pytest.fixture
 def busy_gateway(
-    gateway_factory: Callable[..., Gateway], tmp_path: Path, redis_url: str, known_models_upstream: str
+    gateway_factory: Callable[..., Gateway],
+    tmp_path: Path,
+    redis_url: str,
+    redis_prefix: str,
+    known_models_upstream: str,
 ) -> Gateway:
     """A gateway that served every kind of request the dashboards chart, so every series exists."""
     url = f"sqlite+aiosqlite:///{tmp_path / 'dash.db'}"
     database.upgrade(url)
-    gateway = gateway_factory(database_url=url, redis_url=redis_url, upstream_base_url=known_models_upstream)
+    gateway = gateway_factory(
+        database_url=url,
+        redis_url=redis_url,
+        redis_prefix=redis_prefix,
+        upstream_base_url=known_models_upstream,
+        auth_failures_per_source_per_minute=1,  # a few bad keys are then invalid, then throttled
+    )
     gateway.runtime.hooks = Hooks([gateway.runtime.telemetry.hook, RefuseOneModel()])
     client = gateway.client(gateway.new_key("dashboards")["key"])
     client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
@@ -117,6 +127,11 @@ def busy_gateway(
     for model in ("made-up-model", "gpt-4.1-mini"):  # an upstream 404 and a limit rejection
         with pytest.raises(Exception):  # noqa: B017 - the SDK's NotFoundError / RateLimitError
             client.chat.completions.create(model=model, messages=MESSAGES)
+    guesses = [
+        gateway.http.get(gateway.base_url + "/models", headers={"Authorization": f"Bearer tg-guess{i:040d}"})
+        for i in range(6)
+    ]
+    assert {r.status_code for r in guesses} == {401, 429}
     return gateway
 
 
@@ -152,6 +167,39 @@ def test_every_metric_and_label_in_dashboards_and_alerts_is_exported(busy_gatewa
         if available:
             assert uses.grouped_by <= available, f"{query.where}: grouped by {uses.grouped_by - available}"
     assert checked >= 40
+
+
+def test_auth_failure_alert_selects_invalid_and_throttled_failures(busy_gateway: Gateway) -> None:
+    """Label names alone would pass with a misspelt reason; the alert must select the values the app counts."""
+    metrics = scrape(busy_gateway.url)
+    (rule,) = [r for g in RULES["groups"] for r in g["rules"] if r.get("alert") == "TenantgateAuthFailureSpike"]
+    selectors: list[promql.VectorSelector] = []
+
+    def visit(node: Any) -> bool:
+        if isinstance(node, promql.VectorSelector):
+            selectors.append(node)
+        return True
+
+    promql.walk(_parse(rule["expr"]), visit)
+    (selector,) = selectors
+    assert selector.name == "tenantgate_auth_failures_total"
+    selected = {
+        labels["reason"]
+        for name, labels, value in metrics.samples
+        if name == selector.name and value > 0 and all(_matches(m, labels) for m in selector.matchers.matchers)
+    }
+    assert selected == {"invalid", "throttled"}
+    assert "tenantgate_auth_surface" in _uses(_parse(rule["expr"])).grouped_by
+
+
+def _matches(matcher: Any, labels: dict[str, str]) -> bool:
+    value = labels.get(matcher.name, "")
+    if matcher.op == promql.MatchOp.Equal:
+        return bool(value == matcher.value)
+    if matcher.op == promql.MatchOp.NotEqual:
+        return bool(value != matcher.value)
+    found = re.fullmatch(matcher.value, value) is not None
+    return found if matcher.op == promql.MatchOp.Re else not found
 
 
 def test_template_variables_query_exported_labels(busy_gateway: Gateway) -> None:
@@ -194,6 +242,7 @@ def test_alert_rules_are_complete() -> None:
         "TenantgateMeteringSpoolGrowing",
         "TenantgateRedisUnreachable",
         "TenantgateDatabaseUnreachable",
+        "TenantgateAuthFailureSpike",
     } <= names
     for rule in alerts:
         assert rule["labels"]["severity"] in ("warning", "critical"), rule["alert"]
