@@ -1,4 +1,5 @@
-"""The chart's README documents every value in values.yaml, and documents none that does not exist."""
+"""The chart's README documents every value in values.yaml, and documents none that does not exist; the docs page's
+examples are values the chart accepts."""
 
 from __future__ import annotations
 
@@ -6,7 +7,10 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
+import helm_python as helm
 import yaml
+
+from tests.helm.conftest import merge, minimal_values, render_chart
 
 DOCUMENTED = re.compile(r"^\| `([A-Za-z0-9_.]+)` \|", re.MULTILINE)
 
@@ -66,3 +70,15 @@ def test_pinned_value_names_exist(chart_dir):
         "redis.existingSecret", "database.url", "database.existingSecret", "existingSecret", "ingress.enabled",
     }  # fmt: skip
     assert pinned <= paths
+
+
+def test_the_docs_pages_values_examples_render(chart_dir):
+    """Each YAML example of docs/helm-metrics-and-limits.md is a values file the chart accepts as it stands."""
+    page = (chart_dir.parents[1] / "docs" / "helm-metrics-and-limits.md").read_text()
+    examples = re.findall(r"```yaml\n(.*?)```", page, re.DOTALL)
+    assert len(examples) == 3
+    for example in examples:
+        values = merge(minimal_values(), yaml.safe_load(example))
+        with helm.Chart.load(str(chart_dir)) as chart:
+            chart.validate_schema(values)
+        render_chart(values, chart_dir)
