@@ -1,8 +1,12 @@
-"""The ``tenantgate`` command line: serve, migrate, manage tenants and keys, run the dev upstream."""
+"""The ``tenantgate`` command line: serve, migrate, manage tenants and keys, run the dev upstream.
+
+What a command needs is imported when it runs (see commands/common.py): ``--help`` loads typer and nothing of the
+gateway. Help is plain text (``rich_markup_mode=None``): typer's rich panels cost a third more start-up time and
+show flags such as ``--json`` as if they took a ``<bool>`` value.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 import socket
@@ -10,23 +14,26 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from tenantgate import commands, database
+from tenantgate import commands
 from tenantgate.commands.common import load_settings, mutate, with_session
-from tenantgate.observability.exposition import clear_snapshots
-from tenantgate.platform import serving
-from tenantgate.settings import DEFAULT_UPSTREAM_BASE_URL, Environment, Settings
-from tenantgate.tenants.metering import cli as usage_cli
-from tenantgate.tenants.operation import SYSTEM_ACTOR, Operation
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help="tenantgate: multi-tenant OpenAI gateway")
+if TYPE_CHECKING:
+    from tenantgate.settings import Settings
+    from tenantgate.tenants.operation import Operation
+
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode=None,
+    help="tenantgate: multi-tenant OpenAI gateway",
+)
 db_app = typer.Typer(no_args_is_help=True, help="Database migrations")
 app.add_typer(db_app, name="db")
 commands.register(app)
-app.add_typer(usage_cli.app, name="usage")
 
 
 @db_app.command("upgrade")
@@ -34,6 +41,8 @@ def db_upgrade() -> None:
     """Apply all database migrations."""
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import OperationalError
+
+    from tenantgate import database
 
     url = load_settings().database_url
     try:
@@ -75,6 +84,11 @@ def serve(
     workers: Annotated[int, typer.Option(envvar="TENANTGATE_WORKERS", min=1)] = 1,
 ) -> None:
     """Migrate (unless TENANTGATE_MIGRATE_ON_START=false) and serve the gateway."""
+    import asyncio
+
+    from tenantgate.platform import serving
+    from tenantgate.settings import DEFAULT_UPSTREAM_BASE_URL, Environment
+
     settings = load_settings()
     _check_routing(settings)
     if settings.migrate_on_start:
@@ -142,6 +156,8 @@ def _prepare_metrics_dir(settings: Settings, workers: int) -> str | None:
 
     Returns the directory to delete at exit when ``serve`` made a temporary one itself.
     """
+    from tenantgate.observability.exposition import clear_snapshots
+
     if settings.metrics_dir is not None:
         clear_snapshots(settings.metrics_dir)
         return None
@@ -154,6 +170,7 @@ def _prepare_metrics_dir(settings: Settings, workers: int) -> str | None:
 
 async def _ensure_demo_tenant(settings: Settings) -> None:
     from tenantgate.tenants import key_service, repository, service
+    from tenantgate.tenants.operation import SYSTEM_ACTOR
 
     async def empty(session: Any) -> bool:
         return await repository.count_tenants(session) == 0

@@ -5,20 +5,23 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-import yaml
-from pydantic import ValidationError
 
-from tenantgate import database
 from tenantgate.commands.common import JsonFlag, fail, publish_invalidations, run
-from tenantgate.settings import Settings
-from tenantgate.tenants.declarative import APPLY_ACTOR, ApplyResult, ConfigSpec, NewKey, reconcile
-from tenantgate.tenants.operation import Operation
+
+if TYPE_CHECKING:
+    from tenantgate.settings import Settings
+    from tenantgate.tenants.declarative import ApplyResult, ConfigSpec, NewKey
 
 
 def load_spec(path: Path) -> ConfigSpec:
+    import yaml
+    from pydantic import ValidationError
+
+    from tenantgate.tenants.declarative import ConfigSpec
+
     try:
         document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except OSError as exc:
@@ -48,6 +51,10 @@ def _write_keys(path: Path, keys: list[NewKey]) -> None:
 
 
 async def _apply(settings: Settings, spec: ConfigSpec, *, prune: bool, dry_run: bool, keys_file: Path | None) -> Any:
+    from tenantgate import database
+    from tenantgate.tenants.declarative import APPLY_ACTOR, reconcile
+    from tenantgate.tenants.operation import Operation
+
     engine = database.create_engine(settings.database_url)
     try:
         async with database.create_sessionmaker(engine)() as session:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from tenantgate.commands.common import After, JsonFlag, Limit, emit, list_lines, run_in_session
-from tenantgate.platform.admin.schemas import AuditEntryOut, ListOf, page_fields
-from tenantgate.tenants.audit import list_audit
+
+if TYPE_CHECKING:
+    from tenantgate.platform.admin.schemas import AuditEntryOut, ListOf
 
 Filter = Annotated[str | None, typer.Option()]
 
@@ -36,6 +37,9 @@ def audit(
     as_json: JsonFlag = False,
 ) -> None:
     """Show the audit log of admin changes, newest first."""
+    from tenantgate.platform.admin.schemas import AuditEntryOut, ListOf, page_fields
+    from tenantgate.tenants.audit import list_audit
+
     since_utc = since.replace(tzinfo=UTC) if since is not None and since.tzinfo is None else since
 
     async def query(session: Any) -> ListOf[AuditEntryOut]:

@@ -2,26 +2,27 @@
 
 Commands work on the database directly, through the same lifecycle functions and schemas as the admin API, so
 their ``--json`` output has the API's shapes, their validation the API's messages, and their changes land in the
-audit log (actor ``cli``) and reach running servers through Redis like the API's.
+audit log (actor ``cli``) and reach running servers like the API's.
+
+The command modules import the gateway (SQLAlchemy, the schemas, the services) inside the functions that use it:
+typer builds every command to answer ``--help``, which then loads nothing but typer (tests/test_cli_help.py).
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
-from pydantic import BaseModel, ValidationError
-from sqlalchemy.ext.asyncio import AsyncSession
+from pydantic import BaseModel  # typer itself is built on pydantic: no cost
 
-from tenantgate import database
-from tenantgate.platform.errors import GatewayError, _validation_message
-from tenantgate.resp import RespClient
-from tenantgate.settings import Settings
-from tenantgate.tenants.invalidation import Invalidation, channel_name, publish
-from tenantgate.tenants.operation import CLI_ACTOR, Actor, Operation
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from tenantgate.settings import Settings
+    from tenantgate.tenants.invalidation import Invalidation
+    from tenantgate.tenants.operation import Actor, Operation
 
 T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
@@ -30,6 +31,10 @@ JsonFlag = Annotated[bool, typer.Option("--json", help="Print exactly one JSON o
 
 
 def load_settings() -> Settings:
+    from pydantic import ValidationError
+
+    from tenantgate.settings import Settings
+
     try:
         return Settings()
     except ValidationError as exc:
@@ -45,6 +50,10 @@ def fail(message: str, code: int = 1) -> typer.Exit:
 
 def run(factory: Callable[[Settings], Coroutine[Any, Any, T]]) -> T:
     """Run one command's coroutine; lifecycle errors become a message on stderr and exit status 1."""
+    import asyncio
+
+    from tenantgate.platform.errors import GatewayError
+
     settings = load_settings()
     try:
         return asyncio.run(factory(settings))
@@ -53,6 +62,8 @@ def run(factory: Callable[[Settings], Coroutine[Any, Any, T]]) -> T:
 
 
 async def with_session(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    from tenantgate import database
+
     engine = database.create_engine(settings.database_url)
     try:
         async with database.session_scope(database.create_sessionmaker(engine)) as session:
@@ -70,6 +81,9 @@ async def publish_invalidations(settings: Settings, invalidations: list[Invalida
     """Tell running servers (through Redis, if configured) which cached keys to drop."""
     if not invalidations or not settings.redis_url:
         return
+    from tenantgate.resp import RespClient
+    from tenantgate.tenants.invalidation import channel_name, publish
+
     redis = RespClient.from_url(settings.redis_url, connect_timeout=2, stall_timeout=2)
     try:
         await publish(redis, channel_name(settings.redis_prefix), invalidations)
@@ -77,12 +91,15 @@ async def publish_invalidations(settings: Settings, invalidations: list[Invalida
         await redis.aclose()
 
 
-async def mutate(settings: Settings, work: Callable[[Operation], Awaitable[T]], actor: Actor = CLI_ACTOR) -> T:
+async def mutate(settings: Settings, work: Callable[[Operation], Awaitable[T]], actor: Actor | None = None) -> T:
+    """``work`` in one transaction, audited as ``actor`` (default: ``cli``); running servers hear of the change."""
+    from tenantgate.tenants.operation import CLI_ACTOR, Operation
+
     operation: Operation | None = None
 
     async def in_session(session: AsyncSession) -> T:
         nonlocal operation
-        operation = Operation(session, actor, settings.secret_key_bytes)
+        operation = Operation(session, actor or CLI_ACTOR, settings.secret_key_bytes)
         return await work(operation)
 
     result = await with_session(settings, in_session)
@@ -93,6 +110,10 @@ async def mutate(settings: Settings, work: Callable[[Operation], Awaitable[T]], 
 
 def validated(model: type[M], values: dict[str, Any]) -> M:
     """Command-line values checked by the admin API's schema, with its messages."""
+    from pydantic import ValidationError
+
+    from tenantgate.platform.errors import _validation_message
+
     try:
         return model.model_validate(values)
     except ValidationError as exc:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -27,11 +27,11 @@ from tenantgate.commands.common import (
     run_in_session,
     validated,
 )
-from tenantgate.platform.admin.schemas import KeyCreate, KeyOut, KeyRotate, KeyRotated, KeyUpdate, ListOf, page_fields
-from tenantgate.tenants import key_service, service
-from tenantgate.tenants.key_service import CreatedKey, KeyState
-from tenantgate.tenants.models import RATE_LIMIT_FIELDS
-from tenantgate.tenants.operation import Operation
+
+if TYPE_CHECKING:
+    from tenantgate.platform.admin.schemas import KeyOut, KeyRotated, ListOf
+    from tenantgate.tenants.key_service import CreatedKey, KeyState
+    from tenantgate.tenants.operation import Operation
 
 app = typer.Typer(no_args_is_help=True, help="Manage tenant API keys")
 
@@ -40,6 +40,8 @@ Expires = Annotated[datetime | None, typer.Option("--expires-at", help="Refuse t
 
 
 def _line(key: KeyOut) -> str:
+    from tenantgate.tenants.models import RATE_LIMIT_FIELDS
+
     expires = f"  expires={key.expires_at.isoformat()}" if key.expires_at else ""
     used = key.last_used_at.isoformat() if key.last_used_at else "never"
     return (
@@ -62,6 +64,9 @@ def create(
 ) -> None:
     """Create an API key. The plaintext is printed once and never stored. --json prints {"id", "key", "prefix",
     "tenant_id"}."""
+    from tenantgate.platform.admin.schemas import KeyCreate
+    from tenantgate.tenants import key_service, service
+
     body = validated(
         KeyCreate,
         given(
@@ -99,6 +104,9 @@ def list_(
     as_json: JsonFlag = False,
 ) -> None:
     """List keys (prefix, name, status, created, last used, expiry), newest first."""
+    from tenantgate.platform.admin.schemas import KeyOut, ListOf, page_fields
+    from tenantgate.tenants import key_service, service
+
     if status not in (None, "active", "expired", "revoked"):
         raise typer.BadParameter("must be active, expired or revoked", param_hint="--status")
     state: KeyState | None = status  # type: ignore[assignment]
@@ -116,6 +124,8 @@ def list_(
 @app.command("get")
 def get(key_id: KeyId, as_json: JsonFlag = False) -> None:
     """Show a key (never its plaintext)."""
+    from tenantgate.platform.admin.schemas import KeyOut
+    from tenantgate.tenants import key_service
 
     async def read(session: Any) -> KeyOut:
         return KeyOut.of(await key_service.get_key(session, key_id))
@@ -138,6 +148,10 @@ def update(
     as_json: JsonFlag = False,
 ) -> None:
     """Change a key's name, limits, allowed models or expiry (only the options given)."""
+    from tenantgate.platform.admin.schemas import KeyOut, KeyUpdate
+    from tenantgate.tenants import key_service
+    from tenantgate.tenants.models import RATE_LIMIT_FIELDS
+
     values = cleared(clear, (*RATE_LIMIT_FIELDS, "expires_at"))
     values |= given(
         name=name,
@@ -165,6 +179,9 @@ def rotate(
     as_json: JsonFlag = False,
 ) -> None:
     """Create a replacement key (plaintext printed once); the old key stops after the grace period."""
+    from tenantgate.platform.admin.schemas import KeyOut, KeyRotate, KeyRotated
+    from tenantgate.tenants import key_service
+
     body = validated(KeyRotate, given(grace_seconds=grace_seconds, expires_at=expires_at))
 
     async def work(op: Operation) -> KeyRotated:
@@ -186,7 +203,9 @@ def rotate(
 
 @app.command("revoke")
 def revoke(key_id: KeyId, as_json: JsonFlag = False) -> None:
-    """Revoke a key (refused within a second on servers sharing Redis). --json prints {"id", "status"}."""
+    """Revoke a key (refused by running servers within a second). --json prints {"id", "status"}."""
+    from tenantgate.platform.admin.schemas import KeyOut
+    from tenantgate.tenants import key_service
 
     async def work(op: Operation) -> KeyOut:
         return KeyOut.of(await key_service.revoke_key(op, await key_service.get_key(op.session, key_id)))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -28,10 +28,10 @@ from tenantgate.commands.common import (
     run_in_session,
     validated,
 )
-from tenantgate.platform.admin.schemas import Deleted, ListOf, PlanCreate, PlanOut, PlanUpdate, page_fields
-from tenantgate.tenants import plans
-from tenantgate.tenants.models import QUOTA_FIELDS, RATE_LIMIT_FIELDS
-from tenantgate.tenants.operation import Operation
+
+if TYPE_CHECKING:
+    from tenantgate.platform.admin.schemas import ListOf, PlanOut
+    from tenantgate.tenants.operation import Operation
 
 app = typer.Typer(no_args_is_help=True, help="Manage plans (default limits of tenants)")
 
@@ -39,6 +39,8 @@ PlanId = Annotated[str, typer.Argument(help="Plan id")]
 
 
 def _line(plan: PlanOut) -> str:
+    from tenantgate.tenants.models import QUOTA_FIELDS, RATE_LIMIT_FIELDS
+
     limits = limits_text(plan, (*RATE_LIMIT_FIELDS, *QUOTA_FIELDS))
     return f"{plan.id}  {plan.name}  {limits}".rstrip()
 
@@ -56,6 +58,9 @@ def create(
     as_json: JsonFlag = False,
 ) -> None:
     """Create a plan."""
+    from tenantgate.platform.admin.schemas import PlanCreate, PlanOut
+    from tenantgate.tenants import plans
+
     body = validated(
         PlanCreate,
         given(
@@ -80,6 +85,8 @@ def create(
 @app.command("list")
 def list_(limit: Limit = 100, after: After = None, as_json: JsonFlag = False) -> None:
     """List plans, newest first."""
+    from tenantgate.platform.admin.schemas import ListOf, PlanOut, page_fields
+    from tenantgate.tenants import plans
 
     async def query(session: Any) -> ListOf[PlanOut]:
         page = await plans.list_plans(session, limit=limit, after=after)
@@ -93,6 +100,8 @@ def list_(limit: Limit = 100, after: After = None, as_json: JsonFlag = False) ->
 @app.command("get")
 def get(plan_id: PlanId, as_json: JsonFlag = False) -> None:
     """Show a plan."""
+    from tenantgate.platform.admin.schemas import PlanOut
+    from tenantgate.tenants import plans
 
     async def read(session: Any) -> PlanOut:
         return PlanOut.model_validate(await plans.get_plan(session, plan_id))
@@ -115,7 +124,11 @@ def update(
     clear: Clear = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Change a plan's name or limits; its tenants follow within a second on servers sharing Redis."""
+    """Change a plan's name or limits; running servers apply them within a second."""
+    from tenantgate.platform.admin.schemas import PlanOut, PlanUpdate
+    from tenantgate.tenants import plans
+    from tenantgate.tenants.models import QUOTA_FIELDS, RATE_LIMIT_FIELDS
+
     values = cleared(clear, (*RATE_LIMIT_FIELDS, *QUOTA_FIELDS))
     values |= given(
         name=name,
@@ -140,6 +153,8 @@ def update(
 @app.command("delete")
 def delete(plan_id: PlanId, as_json: JsonFlag = False) -> None:
     """Delete a plan (refused while tenants use it)."""
+    from tenantgate.platform.admin.schemas import Deleted
+    from tenantgate.tenants import plans
 
     async def work(op: Operation) -> None:
         await plans.delete_plan(op, await plans.get_plan(op.session, plan_id))

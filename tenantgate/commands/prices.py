@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, cast, get_args
+from typing import TYPE_CHECKING, Annotated, Any, cast, get_args
 
 import typer
 
@@ -19,10 +19,11 @@ from tenantgate.commands.common import (
     run_in_session,
     validated,
 )
-from tenantgate.platform.admin.schemas import Deleted, ListOf, PriceOverrideCreate, PriceOverrideOut, page_fields
-from tenantgate.tenants.metering import price_overrides
-from tenantgate.tenants.metering.price_overrides import PriceScope
-from tenantgate.tenants.operation import Operation
+
+if TYPE_CHECKING:
+    from tenantgate.platform.admin.schemas import ListOf, PriceOverrideOut
+    from tenantgate.tenants.metering.price_overrides import PriceScope
+    from tenantgate.tenants.operation import Operation
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -57,6 +58,9 @@ def set_(
     as_json: JsonFlag = False,
 ) -> None:
     """Set a new price for MODEL (a new override; earlier ones stay in the history)."""
+    from tenantgate.platform.admin.schemas import PriceOverrideCreate, PriceOverrideOut
+    from tenantgate.tenants.metering import price_overrides
+
     body = validated(
         PriceOverrideCreate,
         given(
@@ -88,9 +92,12 @@ def list_(
     as_json: JsonFlag = False,
 ) -> None:
     """List price overrides, newest first."""
-    if scope is not None and scope not in get_args(PriceScope):
+    from tenantgate.platform.admin.schemas import ListOf, PriceOverrideOut, page_fields
+    from tenantgate.tenants.metering import price_overrides
+
+    if scope is not None and scope not in get_args(price_overrides.PriceScope):
         raise fail("--scope takes one of: global, plan, tenant", 2)
-    chosen = cast(PriceScope | None, scope)
+    chosen = cast("PriceScope | None", scope)
 
     async def query(session: Any) -> ListOf[PriceOverrideOut]:
         page = await price_overrides.list_overrides(
@@ -106,6 +113,8 @@ def list_(
 @app.command("get")
 def get(price_id: PriceId, as_json: JsonFlag = False) -> None:
     """Show a price override."""
+    from tenantgate.platform.admin.schemas import PriceOverrideOut
+    from tenantgate.tenants.metering import price_overrides
 
     async def read(session: Any) -> PriceOverrideOut:
         return PriceOverrideOut.of(await price_overrides.get_override(session, price_id))
@@ -117,6 +126,8 @@ def get(price_id: PriceId, as_json: JsonFlag = False) -> None:
 @app.command("delete")
 def delete(price_id: PriceId, as_json: JsonFlag = False) -> None:
     """Delete a price override: usage from now on is priced without it (recorded usage keeps its cost)."""
+    from tenantgate.platform.admin.schemas import Deleted
+    from tenantgate.tenants.metering import price_overrides
 
     async def work(op: Operation) -> None:
         await price_overrides.delete_override(op, await price_overrides.get_override(op.session, price_id))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -29,11 +29,13 @@ from tenantgate.commands.common import (
     validated,
     with_session,
 )
-from tenantgate.platform.admin.schemas import ListOf, TenantCreate, TenantOut, TenantUpdate, page_fields
-from tenantgate.settings import Settings
-from tenantgate.tenants import service
-from tenantgate.tenants.models import QUOTA_FIELDS, RATE_LIMIT_FIELDS, Tenant, TenantStatus
-from tenantgate.tenants.operation import Operation
+from tenantgate.tenants.enums import TenantStatus
+
+if TYPE_CHECKING:
+    from tenantgate.platform.admin.schemas import ListOf, TenantOut
+    from tenantgate.settings import Settings
+    from tenantgate.tenants.models import Tenant
+    from tenantgate.tenants.operation import Operation
 
 app = typer.Typer(no_args_is_help=True, help="Manage tenants")
 
@@ -42,6 +44,8 @@ PlanOpt = Annotated[str | None, typer.Option("--plan", help="Plan id")]
 
 
 def _line(tenant: TenantOut) -> str:
+    from tenantgate.tenants.models import QUOTA_FIELDS, RATE_LIMIT_FIELDS
+
     limits = limits_text(tenant, (*RATE_LIMIT_FIELDS, *QUOTA_FIELDS))
     return f"{tenant.id}  {tenant.name}  {tenant.status}  plan={tenant.plan_id or '-'}  {limits}".rstrip()
 
@@ -60,6 +64,9 @@ def create(
     as_json: JsonFlag = False,
 ) -> None:
     """Create a tenant. --json prints {"id", "name"}."""
+    from tenantgate.platform.admin.schemas import TenantCreate
+    from tenantgate.tenants import service
+
     body = validated(
         TenantCreate,
         given(
@@ -92,6 +99,8 @@ def list_(
     as_json: JsonFlag = False,
 ) -> None:
     """List tenants, newest first."""
+    from tenantgate.platform.admin.schemas import ListOf, TenantOut, page_fields
+    from tenantgate.tenants import service
 
     async def query(session: Any) -> ListOf[TenantOut]:
         page = await service.list_tenants(session, status=status, plan_id=plan, name=name, limit=limit, after=after)
@@ -103,6 +112,9 @@ def list_(
 
 
 def _show(tenant_id: str, as_json: bool, action: Any = None) -> None:
+    from tenantgate.platform.admin.schemas import TenantOut
+    from tenantgate.tenants import service
+
     async def work(settings: Settings) -> TenantOut:
         if action is None:
 
@@ -142,6 +154,10 @@ def update(
     as_json: JsonFlag = False,
 ) -> None:
     """Change a tenant's name, plan or limits (only the options given)."""
+    from tenantgate.platform.admin.schemas import TenantUpdate
+    from tenantgate.tenants import service
+    from tenantgate.tenants.models import QUOTA_FIELDS, RATE_LIMIT_FIELDS
+
     values = cleared(clear, ("plan_id", *RATE_LIMIT_FIELDS, *QUOTA_FIELDS))
     values |= given(
         name=name,
@@ -164,17 +180,23 @@ def update(
 
 @app.command("suspend")
 def suspend(tenant_id: TenantId, as_json: JsonFlag = False) -> None:
-    """Suspend a tenant: its keys get 403 tenant_suspended (within a second on servers sharing Redis)."""
+    """Suspend a tenant: its keys get 403 tenant_suspended (from running servers within a second)."""
+    from tenantgate.tenants import service
+
     _show(tenant_id, as_json, service.suspend_tenant)
 
 
 @app.command("resume")
 def resume(tenant_id: TenantId, as_json: JsonFlag = False) -> None:
     """Resume a suspended tenant."""
+    from tenantgate.tenants import service
+
     _show(tenant_id, as_json, service.resume_tenant)
 
 
 @app.command("delete")
 def delete(tenant_id: TenantId, as_json: JsonFlag = False) -> None:
     """Delete a tenant (soft: its usage history is kept; its keys are revoked; its name is free again)."""
+    from tenantgate.tenants import service
+
     _show(tenant_id, as_json, service.delete_tenant)

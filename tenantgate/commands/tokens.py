@@ -5,15 +5,16 @@ The CLI reaches the database directly, so it can create the first named token wh
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from tenantgate.commands.common import After, JsonFlag, Limit, emit, list_lines, mutate, run, run_in_session, validated
-from tenantgate.platform.admin.schemas import AdminTokenCreate, AdminTokenCreated, AdminTokenOut, ListOf, page_fields
-from tenantgate.tenants import admin_tokens
-from tenantgate.tenants.models import AdminRole
-from tenantgate.tenants.operation import Operation
+from tenantgate.tenants.enums import AdminRole
+
+if TYPE_CHECKING:
+    from tenantgate.platform.admin.schemas import AdminTokenCreated, AdminTokenOut, ListOf
+    from tenantgate.tenants.operation import Operation
 
 app = typer.Typer(no_args_is_help=True, help="Manage admin API tokens")
 
@@ -30,6 +31,9 @@ def create(
     as_json: JsonFlag = False,
 ) -> None:
     """Create an admin token; its plaintext is printed once."""
+    from tenantgate.platform.admin.schemas import AdminTokenCreate, AdminTokenCreated, AdminTokenOut
+    from tenantgate.tenants import admin_tokens
+
     body = validated(AdminTokenCreate, {"name": name, "role": role})
 
     async def work(op: Operation) -> AdminTokenCreated:
@@ -48,6 +52,8 @@ def create(
 @app.command("list")
 def list_(limit: Limit = 100, after: After = None, as_json: JsonFlag = False) -> None:
     """List admin tokens (never their plaintexts)."""
+    from tenantgate.platform.admin.schemas import AdminTokenOut, ListOf, page_fields
+    from tenantgate.tenants import admin_tokens
 
     async def query(session: Any) -> ListOf[AdminTokenOut]:
         page = await admin_tokens.list_tokens(session, limit=limit, after=after)
@@ -61,6 +67,8 @@ def list_(limit: Limit = 100, after: After = None, as_json: JsonFlag = False) ->
 @app.command("revoke")
 def revoke(token_id: Annotated[str, typer.Argument(help="Admin token id")], as_json: JsonFlag = False) -> None:
     """Revoke an admin token (refused from its next request on)."""
+    from tenantgate.platform.admin.schemas import AdminTokenOut
+    from tenantgate.tenants import admin_tokens
 
     async def work(op: Operation) -> AdminTokenOut:
         token = await admin_tokens.revoke_token(op, await admin_tokens.get_token(op.session, token_id))

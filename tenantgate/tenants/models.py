@@ -8,12 +8,16 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
-from enum import StrEnum
 from typing import Any, ClassVar
 
 from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, Index, Integer, Numeric, String, TypeDecorator, text
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# Re-exported (``as``): their home is tenants/enums.py, which the command line imports without SQLAlchemy.
+from tenantgate.tenants.enums import AdminRole as AdminRole
+from tenantgate.tenants.enums import KeyStatus as KeyStatus
+from tenantgate.tenants.enums import TenantStatus as TenantStatus
 
 
 def utcnow() -> datetime:
@@ -39,17 +43,6 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 class Base(DeclarativeBase):
     type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UTCDateTime, list[str]: JSON}
-
-
-class TenantStatus(StrEnum):
-    ACTIVE = "active"
-    SUSPENDED = "suspended"
-    DELETED = "deleted"
-
-
-class KeyStatus(StrEnum):
-    ACTIVE = "active"
-    REVOKED = "revoked"
 
 
 class _RateLimits:
@@ -146,11 +139,6 @@ class TenantUpstreamKey(Base):
     base_url: Mapped[str | None] = mapped_column(String(2048))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
-
-
-class AdminRole(StrEnum):
-    ADMIN = "admin"  # everything
-    BILLING = "billing"  # read-only: usage, tenants, plans, keys
 
 
 class AdminToken(Base):

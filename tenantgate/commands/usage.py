@@ -3,22 +3,17 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from tenantgate.commands.common import fail, load_settings
-from tenantgate.database import create_engine, create_sessionmaker
-from tenantgate.tenants.metering import reports
-from tenantgate.tenants.metering.meter import load_price_overrides
-from tenantgate.tenants.metering.pricing import PriceBook
-from tenantgate.tenants.metering.replay import ReplayReport, replay_rejected
-from tenantgate.tenants.metering.rollups import ceil_minute, floor_minute
-from tenantgate.tenants.metering.store import store_for
+from tenantgate.commands.common import JsonFlag, fail, load_settings
+
+if TYPE_CHECKING:
+    from tenantgate.tenants.metering.replay import ReplayReport
 
 app = typer.Typer(
     invoke_without_command=True,
@@ -38,6 +33,9 @@ def _moment(value: str, option: str) -> int:
 
 
 def _window(period: str | None, start: str | None, end: str | None) -> tuple[int, int]:
+    from tenantgate.tenants.metering import reports
+    from tenantgate.tenants.metering.rollups import ceil_minute, floor_minute
+
     if start is not None or end is not None:
         if period is not None or start is None or end is None:
             raise typer.BadParameter("give --period, or both --start and --end", param_hint="--start/--end")
@@ -58,11 +56,13 @@ def usage(
     start: Annotated[str | None, typer.Option(help="Start (unix seconds or ISO date), instead of --period")] = None,
     end: Annotated[str | None, typer.Option(help="End, exclusive (unix seconds or ISO date)")] = None,
     tenant: Annotated[str | None, typer.Option("--tenant", help="Only this tenant id")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print exactly one JSON object on stdout")] = False,
+    as_json: JsonFlag = False,
 ) -> None:
     """Usage summary per tenant: requests, tokens and cost by model for a period."""
     if ctx.invoked_subcommand is not None:
         return
+    import asyncio
+
     lo, hi = _window(period, start, end)
     settings = load_settings()
     found = asyncio.run(_invoices(settings.database_url, lo, hi, tenant))
@@ -73,6 +73,9 @@ def usage(
 
 
 async def _invoices(url: str, lo: int, hi: int, tenant: str | None) -> list[dict[str, Any]]:
+    from tenantgate.database import create_engine
+    from tenantgate.tenants.metering import reports
+
     engine = create_engine(url)
     try:
         async with engine.connect() as conn:
@@ -104,10 +107,12 @@ def replay_rejected_command(
     spool_dir: Annotated[
         Path | None, typer.Option("--spool-dir", help="The spool directory (default: TENANTGATE_SPOOL_DIR)")
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print exactly one JSON object on stdout")] = False,
+    as_json: JsonFlag = False,
 ) -> None:
     """Store the usage events the database refused (rejected-events.jsonl in the spool directory), after the
     cause was fixed. Safe to run again; events still refused stay in the file. Exit status 1 if any remain."""
+    import asyncio
+
     settings = load_settings()
     directory = spool_dir or settings.spool_dir
     if not directory.is_dir():
@@ -130,6 +135,12 @@ def replay_rejected_command(
 
 
 async def _replay(url: str, directory: Path) -> ReplayReport:
+    from tenantgate.database import create_engine, create_sessionmaker
+    from tenantgate.tenants.metering.meter import load_price_overrides
+    from tenantgate.tenants.metering.pricing import PriceBook
+    from tenantgate.tenants.metering.replay import replay_rejected
+    from tenantgate.tenants.metering.store import store_for
+
     engine = create_engine(url)
     try:
         prices = PriceBook.load()
