@@ -116,11 +116,11 @@ def test_serve_on_a_fresh_directory_with_no_upstream_key(tmp_path: Path) -> None
             process.wait(timeout=30)
 
 
-def _serve_until_it_stops(workdir: Path, **settings: str) -> subprocess.CompletedProcess[str]:
+def _serve_until_it_stops(workdir: Path, port: int | None = None, **settings: str) -> subprocess.CompletedProcess[str]:
     """`tenantgate serve` in dev mode with only ``settings`` (no TENANTGATE_* or TG_* of this process)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TENANTGATE_", "TG_"))}
     env.update(TENANTGATE_ENV="dev", **settings)
-    command = [sys.executable, "-m", "tenantgate", "serve", "--port", str(free_port())]
+    command = [sys.executable, "-m", "tenantgate", "serve", "--port", str(port or free_port())]
     return subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True, timeout=60)
 
 
@@ -161,6 +161,21 @@ def test_serve_refuses_a_config_file_it_cannot_use_before_starting_anything(
     expected = [f"configuration error: {line.format(file=tmp_path / 'routes.yaml')}" for line in said]
     assert result.stderr.splitlines() == expected
     assert "sk-do-not-print" not in result.stdout + result.stderr
+    assert not (tmp_path / "tenantgate.db").exists()  # nothing was migrated or started
+
+
+def test_serve_refuses_a_port_in_use_before_starting_anything(tmp_path: Path) -> None:
+    """Said at once, in one line: not after migrating, creating the demo tenant and starting the dev upstream."""
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = _serve_until_it_stops(tmp_path, port)
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        f"error: cannot serve on 127.0.0.1:{port}: it is already in use (another tenantgate serve?); stop that "
+        "server or choose --port"
+    ]
     assert not (tmp_path / "tenantgate.db").exists()  # nothing was migrated or started
 
 
