@@ -66,6 +66,7 @@ async def _apply(settings: Settings, spec: ConfigSpec, *, prune: bool, dry_run: 
                     return result
                 if keys_file is not None and result.new_keys:
                     _write_keys(keys_file, result.new_keys)  # before commit: a key is never created unseen
+                await operation.log_invalidations()
                 await session.commit()
             except BaseException:
                 await session.rollback()

@@ -78,7 +78,7 @@ def run_in_session(query: Callable[[AsyncSession], Awaitable[T]]) -> T:
 
 
 async def publish_invalidations(settings: Settings, invalidations: list[Invalidation]) -> None:
-    """Tell running servers (through Redis, if configured) which cached keys to drop."""
+    """Tell running servers that share Redis which cached keys to drop (the others read the invalidation log)."""
     if not invalidations or not settings.redis_url:
         return
     from tenantgate.resp import RespClient
@@ -100,7 +100,9 @@ async def mutate(settings: Settings, work: Callable[[Operation], Awaitable[T]], 
     async def in_session(session: AsyncSession) -> T:
         nonlocal operation
         operation = Operation(session, actor or CLI_ACTOR, settings.secret_key_bytes)
-        return await work(operation)
+        result = await work(operation)
+        await operation.log_invalidations()
+        return result
 
     result = await with_session(settings, in_session)
     assert operation is not None

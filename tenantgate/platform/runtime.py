@@ -26,6 +26,7 @@ from tenantgate.settings import Settings
 from tenantgate.tenants.auth_throttle import AuthThrottle, FailureLimits
 from tenantgate.tenants.cache import KeyCache
 from tenantgate.tenants.invalidation import InvalidationBus, channel_name
+from tenantgate.tenants.invalidation_log import InvalidationLog
 from tenantgate.tenants.last_used import LastUsedTracker
 from tenantgate.tenants.metering.ledger import Ledger
 from tenantgate.tenants.metering.meter import Metering
@@ -86,6 +87,7 @@ class Runtime:
             self.redis,
             channel_name(settings.redis_prefix),
             on_prices=self.metering.writer.prices_changed,
+            db_log=None if self.redis is not None else InvalidationLog(self.sessions),
         )
         self.telemetry.registry.register_counter(
             "tenantgate.limits.admissions",

@@ -2,9 +2,11 @@
 
 Every mutation that changes what a key may do (revoke, rotation expiry, key/tenant/plan update, suspend, resume,
 delete) is published, after its transaction commits, on ``{redis_prefix}:invalidate``; every server process
-subscribes from its lifespan and drops the matching cache entries. Without Redis only the local cache is
-invalidated (one process). If the subscription breaks, the listener reconnects and clears its whole cache,
-because messages sent meanwhile are lost; the cache TTL remains the backstop.
+subscribes from its lifespan and drops the matching cache entries. If the subscription breaks, the listener
+reconnects and clears its whole cache, because messages sent meanwhile are lost; the cache TTL remains the
+backstop. Without Redis, the processes read the same invalidations from the database instead: every mutation
+also writes them to the invalidation log in its transaction, which each process polls every half second
+(tenants/invalidation_log.py).
 
 The same channel tells processes that price overrides changed (scope ``prices``): they reload them at once
 instead of at their next periodic refresh. Older processes ignore the scope.
@@ -17,14 +19,18 @@ import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal, cast
 
 import orjson
 
 from tenantgate.resp import RespClient
 from tenantgate.tenants.cache import KeyCache
 
+if TYPE_CHECKING:
+    from tenantgate.tenants.invalidation_log import InvalidationLog
+
 log = logging.getLogger("tenantgate.invalidation")
+POLL_SECONDS = 0.5
 
 Scope = Literal["key", "tenant", "all", "prices"]
 _SCOPES = ("key", "tenant", "all", "prices")
@@ -46,6 +52,12 @@ class Invalidation:
 
 ALL = Invalidation("all")
 PRICES = Invalidation("prices")
+
+
+def known(scope: str, id_: str) -> Invalidation | None:
+    """The invalidation, or None when this process does not know the scope (a newer one sent it): dropped, not
+    turned into a cache clear."""
+    return Invalidation(cast(Scope, scope), id_) if scope in _SCOPES else None
 
 
 def channel_name(redis_prefix: str) -> str:
@@ -84,8 +96,13 @@ class InvalidationBus:
         *,
         retry_seconds: float = 1.0,
         on_prices: Callable[[], None] | None = None,
+        db_log: InvalidationLog | None = None,
+        poll_seconds: float = POLL_SECONDS,
     ) -> None:
+        """``db_log``: polled instead when there is no Redis (several workers on one node)."""
         self._cache = cache
+        self._log = db_log
+        self._poll_seconds = poll_seconds
         self._on_prices = on_prices
         self._redis = redis
         self._channel = channel
@@ -111,6 +128,9 @@ class InvalidationBus:
     async def start(self, wait_seconds: float = 2.0) -> None:
         """Subscribe, waiting (briefly) for the first attempt so a server that is up misses no invalidation."""
         if self._redis is None:
+            if self._log is not None:
+                await self._read_log(self._log, failing=False)  # takes its position in the log
+                self._task = asyncio.create_task(self._poll(self._log), name="tenantgate-invalidation-log")
             return
         self._task = asyncio.create_task(self._listen(self._redis), name="tenantgate-invalidation")
         with contextlib.suppress(TimeoutError):
@@ -126,6 +146,29 @@ class InvalidationBus:
     @property
     def subscribed(self) -> bool:
         return self._subscribed.is_set()
+
+    async def _poll(self, invalidation_log: InvalidationLog) -> None:
+        failing = False
+        while True:
+            await asyncio.sleep(self._poll_seconds)
+            failing = await self._read_log(invalidation_log, failing)
+
+    async def _read_log(self, invalidation_log: InvalidationLog, failing: bool) -> bool:
+        """Read and apply the new entries; True while reading fails (said once, not every half second).
+
+        Nothing is lost meanwhile: the next read starts where the last one ended.
+        """
+        try:
+            invalidations = await invalidation_log.read()
+        except Exception as exc:
+            if not failing:
+                log.warning("cannot read the cache invalidation log (%s); retrying", type(exc).__name__)
+            return True
+        if failing:
+            log.info("reading the cache invalidation log again")
+        self.received += len(invalidations)
+        self._apply(invalidations)
+        return False
 
     async def _listen(self, redis: RespClient) -> None:
         while True:

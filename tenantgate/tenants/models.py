@@ -176,3 +176,19 @@ class AuditEntry(Base):
     before: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     after: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     request_id: Mapped[str | None] = mapped_column(String(128))
+
+
+class InvalidationEntry(Base):
+    """A change running servers must drop cached keys for, written in the change's transaction.
+
+    Read by server processes without Redis (tenants/invalidation_log.py). Ids only grow, also on SQLite once every
+    row has been pruned (AUTOINCREMENT): readers remember the last id they saw.
+    """
+
+    __tablename__ = "invalidation_log"
+    __table_args__ = {"sqlite_autoincrement": True}  # noqa: RUF012 - SQLAlchemy's declarative attribute
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"), primary_key=True)
+    scope: Mapped[str] = mapped_column(String(16))
+    target_id: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -1,7 +1,8 @@
 """One admin mutation: its transaction, who performs it, and what it audits and invalidates.
 
 Every lifecycle function (admin API, CLI, ``apply``) takes an Operation, so none of them can forget the audit
-entry, and the caller publishes the collected cache invalidations once the transaction has committed.
+entry. The caller writes the collected cache invalidations to the invalidation log just before committing
+(``log_invalidations``), and publishes them on Redis once the transaction has committed.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tenantgate.ids import new_id
+from tenantgate.tenants import invalidation_log
 from tenantgate.tenants.invalidation import Invalidation, Scope
 from tenantgate.tenants.metering.models import PriceOverrideRow
 from tenantgate.tenants.models import (
@@ -100,6 +102,10 @@ class Operation:
         invalidation = Invalidation(scope, id_)
         if invalidation not in self.invalidations:
             self.invalidations.append(invalidation)
+
+    async def log_invalidations(self) -> None:
+        """Write the invalidations to the log, in this transaction: the last statement before the commit."""
+        await invalidation_log.append(self.session, self.invalidations)
 
     def audit(
         self,

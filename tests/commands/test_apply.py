@@ -8,6 +8,8 @@ import stat
 from pathlib import Path
 
 from tenantgate import database
+from tenantgate.tenants.invalidation import Invalidation
+from tenantgate.tenants.invalidation_log import InvalidationLog
 from tenantgate.tenants.keys import hash_key
 from tenantgate.tenants.repository import principal_for_key_hash
 from tests.commands.conftest import Invoke
@@ -116,6 +118,28 @@ def test_prune_removes_only_what_the_file_no_longer_declares(cli: Invoke, tmp_pa
     keys = cli("keys", "list", "--json", "--status", "active")["data"]
     assert [k["name"] for k in keys] == ["main"]
     assert cli("apply", smaller, "--prune").strip() == "no changes"
+
+
+def test_what_an_apply_revokes_is_in_the_invalidation_log_and_a_dry_run_writes_none(
+    cli: Invoke, tmp_path: Path, database_url: str
+) -> None:
+    """Servers without Redis learn of apply's changes from the log, like of the API's and the other commands'."""
+    cli("apply", _write(tmp_path, ISSUE_EXAMPLE + "      - name: spare\n"))
+    [spare] = [k for k in cli("keys", "list", "--json")["data"] if k["name"] == "spare"]
+    smaller = _write(tmp_path, ISSUE_EXAMPLE, "smaller.yaml")
+
+    async def read_after(*args: str) -> list[Invalidation]:
+        engine = database.create_engine(database_url)
+        try:
+            reader = InvalidationLog(database.create_sessionmaker(engine))
+            await reader.read()
+            await asyncio.to_thread(cli, *args)
+            return await reader.read()
+        finally:
+            await engine.dispose()
+
+    assert asyncio.run(read_after("apply", smaller, "--prune", "--dry-run")) == []
+    assert asyncio.run(read_after("apply", smaller, "--prune")) == [Invalidation("key", spare["id"])]
 
 
 def test_new_keys_can_go_to_a_private_file(cli: Invoke, tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import httpx
 
@@ -45,6 +46,23 @@ class ServeProcess:
             time.sleep(0.1)
         raise RuntimeError("tenantgate serve did not become ready")
 
+    def workers(self) -> list[int]:
+        """The children of the serving process (Linux /proc): ``--workers N``'s workers, and multiprocessing's
+        resource tracker."""
+        pid = self.process.pid
+        return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+    def worker_serving(self, client_port: int) -> int | None:
+        """Which worker accepted the loopback connection whose client end is ``client_port``."""
+        inode = _accepted_socket_inode(self.port, client_port)
+        for pid in self.workers():
+            try:
+                if any(os.readlink(fd) == f"socket:[{inode}]" for fd in Path(f"/proc/{pid}/fd").iterdir()):
+                    return pid
+            except FileNotFoundError:  # a file descriptor closed while we looked
+                continue
+        return None
+
     def stop(self) -> None:
         if self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGTERM)
@@ -54,3 +72,13 @@ class ServeProcess:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(timeout=10)
         self.log.close()
+
+
+def _accepted_socket_inode(server_port: int, client_port: int) -> str | None:
+    """The inode of the server side of a 127.0.0.1 connection, from /proc/net/tcp (ports in hex)."""
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local, remote = fields[1].split(":"), fields[2].split(":")
+        if local == ["0100007F", f"{server_port:04X}"] and remote == ["0100007F", f"{client_port:04X}"]:
+            return fields[9]
+    return None

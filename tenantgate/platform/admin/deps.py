@@ -38,4 +38,5 @@ async def mutation(request: Request, identity: AdminIdentity) -> AsyncIterator[O
     async with session_scope(runtime.sessions) as session:
         operation = Operation(session, actor, runtime.settings.secret_key_bytes)
         yield operation
+        await operation.log_invalidations()
     await runtime.invalidation.publish(operation.invalidations)
