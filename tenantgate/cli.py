@@ -15,16 +15,15 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from tenantgate import commands
-from tenantgate.commands.common import load_settings, mutate, with_session
+from tenantgate.commands.common import load_settings
 
 if TYPE_CHECKING:
     from tenantgate.settings import Settings
-    from tenantgate.tenants.operation import Operation
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -90,7 +89,7 @@ def serve(
     from tenantgate.platform import serving
     from tenantgate.settings import DEFAULT_UPSTREAM_BASE_URL, Environment
 
-    settings = load_settings()
+    settings = load_settings(dev_setup=False)
     _check_routing(settings)
     _check_port(host, port)
     if settings.migrate_on_start:
@@ -98,8 +97,11 @@ def serve(
         migrated = subprocess.run([sys.executable, "-m", "tenantgate", "db", "upgrade"], check=False)
         if migrated.returncode != 0:
             raise typer.Exit(migrated.returncode)
+    dev_setup = None
     if settings.env is Environment.DEV:
-        asyncio.run(_ensure_demo_tenant(settings))
+        from tenantgate.commands import devsetup
+
+        dev_setup = asyncio.run(devsetup.prepare(settings))
     dev_process = None
     if settings.upstream_api_key is None and settings.upstream_base_url == DEFAULT_UPSTREAM_BASE_URL:
         dev_process, url = _start_dev_upstream()
@@ -112,6 +114,8 @@ def serve(
             err=True,
         )
     metrics_dir = _prepare_metrics_dir(settings, workers)
+    if dev_setup is not None:
+        typer.secho(devsetup.summary(dev_setup, settings, host, port), fg=typer.colors.GREEN, err=True)
     typer.echo(f"tenantgate starting on http://{host}:{port}  (OpenAI base_url: http://{host}:{port}/v1)", err=True)
     # The serving process is a lean one (tenantgate/platform/serving.py): the command line is not kept in memory.
     # It stops the dev upstream and removes the temporary metrics directory when it exits.
@@ -186,24 +190,6 @@ def _prepare_metrics_dir(settings: Settings, workers: int) -> str | None:
     directory = tempfile.mkdtemp(prefix="tenantgate-metrics-")
     os.environ["TENANTGATE_METRICS_DIR"] = directory  # workers read their settings from the environment
     return directory
-
-
-async def _ensure_demo_tenant(settings: Settings) -> None:
-    from tenantgate.tenants import key_service, repository, service
-    from tenantgate.tenants.operation import SYSTEM_ACTOR
-
-    async def empty(session: Any) -> bool:
-        return await repository.count_tenants(session) == 0
-
-    async def create(op: Operation) -> str:
-        tenant = await service.create_tenant(op, name="demo")
-        created = await key_service.create_key(op, tenant=tenant, name="demo")
-        return (
-            f"\nCreated demo tenant {tenant.id} with API key (shown once, store it now):\n\n    {created.plaintext}\n"
-        )
-
-    if await with_session(settings, empty):
-        typer.secho(await mutate(settings, create, SYSTEM_ACTOR), fg=typer.colors.GREEN, err=True)
 
 
 def _start_dev_upstream() -> tuple[subprocess.Popen[bytes], str]:

@@ -2,6 +2,11 @@
 
 Every setting has the prefix ``TENANTGATE_`` and may also come from a ``.env`` file in the working
 directory. Secrets are ``SecretStr`` so they never show up in reprs, logs or tracebacks.
+
+Management commands (``Settings.for_command``) also read the dev setup's file that ``tenantgate serve`` writes in
+dev mode beside a SQLite database (``tenantgate.db`` -> ``tenantgate.dev.env``), below the environment and
+``.env``: so the CLI works on ``./scripts/serve``'s database as it is. Servers never read it, and nothing reads
+it for any other database, so a production server still refuses the built-in secret key.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from pydantic import AliasChoices, Field, SecretStr, ValidationInfo, field_valid
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_SECRET_KEY = "dev-insecure-secret-key-change-me"
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./tenantgate.db"
 DEFAULT_UPSTREAM_BASE_URL = "https://api.openai.com/v1"
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -48,7 +54,7 @@ class Settings(BaseSettings):
     )
 
     env: Environment = Environment.PRODUCTION
-    database_url: str = "sqlite+aiosqlite:///./tenantgate.db"
+    database_url: str = DEFAULT_DATABASE_URL
     redis_url: str = ""
     redis_prefix: str = "tg"
     upstream_base_url: str = DEFAULT_UPSTREAM_BASE_URL
@@ -238,6 +244,38 @@ class Settings(BaseSettings):
     @cached_property
     def secret_key_bytes(self) -> bytes:
         return self.secret_key.get_secret_value().encode()
+
+    @classmethod
+    def for_command(cls) -> Settings:
+        """The settings of a management command: the environment and ``.env`` over the dev setup's file, if
+        ``tenantgate serve`` made one beside the SQLite database they name (see the module docstring)."""
+        dev_file = dev_setup_file(_DatabaseLocation().database_url)
+        if dev_file is None or not dev_file.is_file():
+            return cls()
+        return cls(_env_file=(dev_file, ".env"))  # the later file wins; the environment wins over both
+
+
+class _DatabaseLocation(BaseSettings):
+    """Just the database URL, read as Settings reads it: where to look for a dev setup's file."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="TENANTGATE_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    database_url: str = DEFAULT_DATABASE_URL
+
+
+def dev_setup_file(database_url: str) -> Path | None:
+    """The dev setup's file of a SQLite database file (``x.db`` -> ``x.dev.env`` beside it); None for others."""
+    if not database_url.startswith("sqlite"):
+        return None
+    from sqlalchemy.engine import make_url
+
+    database = make_url(database_url).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    path = Path(database)
+    return path.with_name(f"{path.stem}.dev.env")
 
 
 def _expand_references(value: Any, source: str) -> Any:

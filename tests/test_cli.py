@@ -7,6 +7,7 @@ import os
 import re
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -67,7 +68,8 @@ def test_default_secret_is_refused_outside_dev(tmp_path: Path) -> None:
 
 
 def test_serve_on_a_fresh_directory_with_no_upstream_key(tmp_path: Path) -> None:
-    """The README's first experience: migrate, demo tenant + key, dev upstream, SDK call."""
+    """The README's first experience: migrate, demo tenant + key, admin token, dev upstream, SDK call, the admin
+    side and the CLI usable with what serve printed and nothing else."""
     port = free_port()
     env = {
         k: v
@@ -104,6 +106,27 @@ def test_serve_on_a_fresh_directory_with_no_upstream_key(tmp_path: Path) -> None
         dev_upstream = re.search(r"local dev upstream at (http://\S+?)/v1", output)
         assert dev_upstream, output
         assert httpx.get(f"{dev_upstream.group(1)}/v1/models").status_code == 200
+
+        token = re.search(r"admin token +(tga-[A-Za-z0-9_-]{43})\n", output)
+        assert token, output
+        admin = {"Authorization": f"Bearer {token.group(1)}"}
+        tenants = httpx.get(f"http://127.0.0.1:{port}/admin/tenants", headers=admin).json()["data"]
+        assert [t["name"] for t in tenants] == ["demo"]
+        assert httpx.get(f"http://127.0.0.1:{port}/dashboard/api/summary", headers=admin).status_code == 200
+        for where in ("/dashboard", "/docs", "/metrics", "/v1/organization/usage/completions"):
+            assert f"http://127.0.0.1:{port}{where}" in output
+        assert stat.S_IMODE((tmp_path / "tenantgate.dev.env").stat().st_mode) == 0o600
+        # The CLI, as a new user runs it there: no variables at all.
+        cli_env = {k: v for k, v in env.items() if not k.startswith("TENANTGATE_")}
+        listed = subprocess.run(
+            [sys.executable, "-m", "tenantgate", "tenants", "list", "--json"],
+            cwd=tmp_path,
+            env=cli_env,
+            capture_output=True,
+            text=True,
+        )
+        assert listed.returncode == 0, listed.stderr
+        assert [t["name"] for t in json.loads(listed.stdout)["data"]] == ["demo"]
 
         # A supervisor stops serve by its pid alone (not its process group): the dev upstream it started goes too.
         process.send_signal(signal.SIGTERM)

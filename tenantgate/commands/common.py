@@ -30,13 +30,17 @@ M = TypeVar("M", bound=BaseModel)
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print exactly one JSON object on stdout")]
 
 
-def load_settings() -> Settings:
+def load_settings(*, dev_setup: bool = True) -> Settings:
+    """The settings; with ``dev_setup``, over the file ``./scripts/serve`` keeps beside its database (settings.py).
+
+    ``serve`` passes False: a server is in dev mode only when told so (TENANTGATE_ENV=dev), never by a file.
+    """
     from pydantic import ValidationError
 
     from tenantgate.settings import Settings
 
     try:
-        return Settings()
+        return Settings.for_command() if dev_setup else Settings()
     except ValidationError as exc:
         for error in exc.errors():
             typer.echo(f"configuration error: {error['msg']}", err=True)
