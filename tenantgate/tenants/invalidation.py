@@ -126,13 +126,14 @@ class InvalidationBus:
             await publish(self._redis, self._channel, invalidations)
 
     async def start(self, wait_seconds: float = 2.0) -> None:
-        """Subscribe, waiting (briefly) for the first attempt so a server that is up misses no invalidation."""
-        if self._redis is None:
-            if self._log is not None:
-                await self._read_log(self._log, failing=False)  # takes its position in the log
-                self._task = asyncio.create_task(self._poll(self._log), name="tenantgate-invalidation-log")
+        """Subscribe (or take a position in the log), waiting briefly for the first attempt so a server that is up
+        misses no invalidation, and one whose Redis or database is slow still starts."""
+        if self._redis is not None:
+            self._task = asyncio.create_task(self._listen(self._redis), name="tenantgate-invalidation")
+        elif self._log is not None:
+            self._task = asyncio.create_task(self._poll(self._log), name="tenantgate-invalidation-log")
+        else:
             return
-        self._task = asyncio.create_task(self._listen(self._redis), name="tenantgate-invalidation")
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._first_attempt.wait(), wait_seconds)
 
@@ -150,8 +151,9 @@ class InvalidationBus:
     async def _poll(self, invalidation_log: InvalidationLog) -> None:
         failing = False
         while True:
-            await asyncio.sleep(self._poll_seconds)
             failing = await self._read_log(invalidation_log, failing)
+            self._first_attempt.set()
+            await asyncio.sleep(self._poll_seconds)
 
     async def _read_log(self, invalidation_log: InvalidationLog, failing: bool) -> bool:
         """Read and apply the new entries; True while reading fails (said once, not every half second).

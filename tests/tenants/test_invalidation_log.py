@@ -124,3 +124,17 @@ async def test_without_redis_a_change_reaches_the_other_process_cache_within_a_s
     finally:
         for bus in buses:
             await bus.stop()
+
+
+async def test_a_database_that_does_not_answer_does_not_hold_up_the_start() -> None:
+    class Unanswered:
+        async def read(self) -> list[Invalidation]:
+            await asyncio.Event().wait()
+            return []
+
+    async def loader(key_hash: str) -> Principal:
+        return _principal(key_hash)
+
+    bus = InvalidationBus(KeyCache(loader, ttl=60, negative_ttl=60), None, "unused", db_log=Unanswered())  # type: ignore[arg-type]
+    await asyncio.wait_for(bus.start(wait_seconds=0.05), timeout=2.0)  # the server starts; reading goes on
+    await bus.stop()
