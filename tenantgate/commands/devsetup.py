@@ -133,7 +133,7 @@ def summary(setup: DevSetup, settings: Settings, host: str, port: int) -> str:
         ("admin token", token),
         ("console", f"{base}{CONSOLE_PATH}  (sign in with the admin token)"),
         ("API docs", f"{base}/docs"),
-        ("metrics", f"{base}/metrics"),
+        ("metrics", _metrics(settings, base)),
         ("usage API", f"{base}/v1/organization/usage/completions?start_time=UNIX_SECONDS  (admin token or a key)"),
     ]
     if setup.file is not None:
@@ -144,6 +144,12 @@ def summary(setup: DevSetup, settings: Settings, host: str, port: int) -> str:
     lines.append("tenantgate (TENANTGATE_ENV=dev):")
     lines.extend(f"  {name:<16} {value}" for name, value in rows)
     return "\n".join(lines)
+
+
+def _metrics(settings: Settings, base: str) -> str:
+    if settings.metrics_port is not None:  # a listener of its own, without a token
+        return f"http://{_reachable(settings.metrics_host)}:{settings.metrics_port}/metrics"
+    return f"{base}/metrics  (admin token)"
 
 
 def _reachable(host: str) -> str:

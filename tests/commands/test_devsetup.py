@@ -57,7 +57,7 @@ async def test_made_once_kept_beside_the_database_and_remade_for_a_new_database(
         "OpenAI base_url  http://127.0.0.1:8080/v1",
         "console          http://127.0.0.1:8080/dashboard",
         "API docs         http://127.0.0.1:8080/docs",
-        "metrics          http://127.0.0.1:8080/metrics",
+        "metrics          http://127.0.0.1:8080/metrics  (admin token)",
         "usage API        http://127.0.0.1:8080/v1/organization/usage/completions",
     ):
         assert shown in text, text
