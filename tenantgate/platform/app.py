@@ -19,7 +19,7 @@ from tenantgate.platform import interpreter, metrics, ops
 from tenantgate.platform.admin.limits import router as admin_limits_router
 from tenantgate.platform.admin.routes import router as admin_router
 from tenantgate.platform.admin.upstream_keys import router as upstream_keys_router
-from tenantgate.platform.bounded_http import BodyDeadlineMiddleware, BufferedBodyMiddleware
+from tenantgate.platform.bounded_http import BufferedBodyMiddleware
 from tenantgate.platform.dashboard.routes import router as dashboard_router
 from tenantgate.platform.errors import install_handlers
 from tenantgate.platform.http_protocol import HttpLimits
@@ -52,11 +52,7 @@ class GatewayApp:
         )
         # Telemetry wraps both ways in: every request is measured, proxied or not.
         telemetry = runtime.telemetry
-        settings = runtime.settings
-        bounded = BodyDeadlineMiddleware(
-            self.dispatch, settings.http_body_idle_timeout_seconds, settings.http_body_timeout_seconds
-        )
-        self.app = TelemetryMiddleware(bounded, telemetry.http, telemetry.tracing, settings.access_log)
+        self.app = TelemetryMiddleware(self.dispatch, telemetry.http, telemetry.tracing, runtime.settings.access_log)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self.app(scope, receive, send)

@@ -1,12 +1,9 @@
-"""Bounded request bodies: deadlines for a body that trickles in, and a size cap on the FastAPI surface.
+"""A size cap on request bodies of the FastAPI surface (admin, usage, ops).
 
-The request head, connection count and head deadline are bounded by the HTTP protocol itself (http_protocol.py).
+Heads, body deadlines and the connection count are bounded by the HTTP protocol itself (http_protocol.py).
 """
 
 from __future__ import annotations
-
-import asyncio
-import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -15,60 +12,9 @@ from tenantgate.platform.errors import GatewayError, send_error
 from tenantgate.platform.proxy.http import ClientDisconnected, read_body
 
 
-class RequestTimeout(GatewayError):
-    """The body stopped arriving: the connection closes after the answer (what is left of the body cannot be told
-    from a next request)."""
-
-    status = 408
-    type = "invalid_request_error"
-    code = "request_timeout"
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, headers={"connection": "close"})
-
-
-class BodyDeadlineMiddleware:
-    """Pure ASGI: while the application waits for more of the request body, the client must send some within
-    ``idle`` seconds and all of it within ``total``; else ``RequestTimeout`` (408) is raised from ``receive`` (the
-    proxy renders it; see ``app.py`` for the FastAPI side). Once the body is complete, ``receive`` is left alone:
-    then it only reports a disconnect, which may take as long as the answer does."""
-
-    def __init__(self, app: ASGIApp, idle: float, total: float) -> None:
-        self.app = app
-        self.idle = idle
-        self.total = total
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.monotonic()
-        complete = False
-
-        async def receive_in_time() -> Message:
-            nonlocal complete
-            if complete:
-                return await receive()
-            wait = min(self.idle, self.total - (time.monotonic() - started))
-            try:
-                async with asyncio.timeout(max(wait, 0.0)):
-                    message = await receive()
-            except TimeoutError:
-                complete = True  # whatever comes now, the request is over
-                raise RequestTimeout(
-                    f"The request body did not arrive in time (at most {self.idle:g}s between parts, "
-                    f"{self.total:g}s in all)."
-                ) from None
-            if message["type"] != "http.request" or not message.get("more_body", False):
-                complete = True
-            return message
-
-        await self.app(scope, receive_in_time, send)
-
-
 class BufferedBodyMiddleware:
     """Pure ASGI, for the FastAPI surface (admin, usage, ops): the whole body is read first, at most ``limit``
-    bytes (``413``) and within the body deadlines (``408``), then handed to the application. FastAPI would turn an
+    bytes (``413``; the body deadlines are the protocol's), then handed to the application. FastAPI would turn an
     error raised while it reads the body into a 400 "There was an error parsing the body"; read here, the caller
     gets the real reason in OpenAI's shape. Admin bodies are small, so holding one costs nothing."""
 

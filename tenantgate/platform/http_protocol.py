@@ -13,9 +13,11 @@ a byte. This protocol adds, per connection:
   uvicorn's keep-alive timeout;
 - at most ``max_connections`` open connections per worker: one more is answered ``503`` at once and closed.
 
-Body deadlines are the application's business (``bounded_http.BodyDeadlineMiddleware``): only the application
-knows when it is waiting for the client rather than for the upstream. This module imports no web framework: the
-process supervising ``serve --workers N`` loads it too.
+- a body that stops arriving for ``body_idle_timeout`` seconds (or takes ``body_timeout`` in all) is answered
+  ``408`` and the connection closed; time while uvicorn has paused reading (the application is not reading the body
+  yet) does not count against the client. Most bodies arrive with their head: they cost no timer at all.
+
+This module imports no web framework: the process supervising ``serve --workers N`` loads it too.
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ class HttpLimits:
     max_head_bytes: int = 32 * 1024
     max_headers: int = 100
     head_timeout: float = 10.0
+    body_idle_timeout: float = 30.0
+    body_timeout: float = 300.0
     max_connections: int = 2048
 
     @classmethod
@@ -44,6 +48,8 @@ class HttpLimits:
             max_head_bytes=settings.http_max_header_bytes,
             max_headers=settings.http_max_headers,
             head_timeout=settings.http_header_timeout_seconds,
+            body_idle_timeout=settings.http_body_idle_timeout_seconds,
+            body_timeout=settings.http_body_timeout_seconds,
             max_connections=settings.http_max_connections,
         )
 
@@ -63,6 +69,7 @@ _TOO_LARGE = _response(
     431, "Request Header Fields Too Large", "The request's headers are too large.", "headers_too_large"
 )
 _TOO_SLOW = _response(408, "Request Timeout", "The request's headers did not arrive in time.", "request_timeout")
+_BODY_TOO_SLOW = _response(408, "Request Timeout", "The request's body did not arrive in time.", "request_timeout")
 _BUSY = _response(
     503, "Service Unavailable", "This server has too many open connections. Retry shortly.", "too_many_connections",
     b"retry-after: 1\r\n",
@@ -82,6 +89,10 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._accepted = False
         self._refused = False  # answered and closing: the parser's remaining callbacks are ignored
         self._drained = 0
+        self._in_body = False  # between a head and the end of its body
+        self._body_started = 0.0
+        self._body_progress = 0.0
+        self._body_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         if len(self.connections) >= self._limits.max_connections:
@@ -95,6 +106,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_head_timer()
+        if self._body_timer is not None:
+            self._body_timer.cancel()
         if self._accepted:
             super().connection_lost(exc)
 
@@ -119,6 +132,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             else:
                 self._head_bytes += len(data)
         super().data_received(data)
+        if self._in_body and self._body_timer is None:
+            # A body still on its way after this read (most bodies arrive with their head: no timer at all).
+            self._body_timer = self.loop.call_at(self._body_deadline(), self._body_timed_out)
 
     def on_message_begin(self) -> None:
         # The first byte of a request: its head must be complete within the deadline from now. (Between requests a
@@ -140,15 +156,21 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self._refuse(_TOO_LARGE)
             return
         super().on_headers_complete()
+        self._in_body = True  # until on_message_complete, possibly later in this same read
+        self._body_started = self._body_progress = self.loop.time()
 
     def on_body(self, body: bytes) -> None:
         if not self._refused:
+            self._body_progress = self.loop.time()
             super().on_body(body)
 
     def on_message_complete(self) -> None:
         # The request's last body byte: whatever the client sends next is the next request's head, counted from
         # now (not from our answer, which may go out before the client has sent all of its body).
-        self._in_head, self._head_bytes = True, 0
+        self._in_head, self._head_bytes, self._in_body = True, 0, False
+        if self._body_timer is not None:
+            self._body_timer.cancel()
+            self._body_timer = None
         if not self._refused:
             super().on_message_complete()
 
@@ -170,6 +192,28 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
                 self._refuse(_TOO_SLOW)
             else:
                 self.transport.close()
+
+    def _body_deadline(self) -> float:
+        return min(self._body_progress + self._limits.body_idle_timeout, self._body_started + self._limits.body_timeout)
+
+    def _body_timed_out(self) -> None:
+        """The client stopped sending its body (or took too long in all): answer 408 unless an answer began, close.
+        While uvicorn has paused reading (the application is not reading the body yet), the client is not to blame:
+        the idle clock restarts."""
+        self._body_timer = None
+        if not self._in_body or self.transport.is_closing():
+            return
+        now = self.loop.time()
+        if self.flow is not None and self.flow.read_paused and now < self._body_started + self._limits.body_timeout:
+            self._body_progress = now
+        if now < self._body_deadline():
+            self._body_timer = self.loop.call_at(self._body_deadline(), self._body_timed_out)
+            return
+        self._in_body = False
+        if self.cycle is not None and self.cycle.response_started:
+            self.transport.close()
+        else:
+            self._refuse(_BODY_TOO_SLOW)
 
     def _refuse(self, response: bytes) -> None:
         """Answer and close. Lingering, as nginx does: the answer goes out with a FIN, and what the client is still

@@ -9,9 +9,9 @@ gets the same 404 as an id that never existed.
 **One reading.** orjson keeps the last of duplicate keys; another parser (the upstream's) may keep the first, so a
 body like ``{"model": "allowed", "model": "other"}`` could be checked as one thing and served as another. A body in
 which any object names a key twice is refused with 400. Proving the absence costs a second, slower parse, so it is
-done only when a key that matters (routing, limits, metering, references) could be duplicated or spelled with
-escapes: when one of those names occurs more often in the raw bytes than the parsed body holds it, or the body
-contains a ``\\u`` escape. Other bodies go through with the one orjson parse.
+done only when a key that matters could be duplicated or spelled with escapes: a top-level key the gateway reads
+(routing, limits, metering) whose quoted name occurs more than once in the raw bytes, a body that may name stored
+objects below its top level, or one containing a ``\\u`` escape. Other bodies go through with the one orjson parse.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import Any
 from tenantgate.platform.errors import BadRequest
 
 _TOP_LEVEL_KEYS = (
-    "model", "stream", "stream_options", "n", "max_tokens", "max_completion_tokens", "max_output_tokens",
+    "model", "stream", "stream_options", "n", "best_of", "max_tokens", "max_completion_tokens", "max_output_tokens",
     "previous_response_id", "conversation", "store", "background", "service_tier", "input", "messages", "prompt",
     "tools",
 )  # fmt: skip
@@ -41,24 +41,36 @@ class Reference:
     """Where the body names it, for the error (``previous_response_id``, ``input[2].id``, ...)."""
 
 
-def _quoted(name: str) -> bytes:
-    return b'"' + name.encode() + b'"'
+_QUOTED = {name: b'"' + name.encode() + b'"' for name in _TOP_LEVEL_KEYS}
 
 
-_TOP_LEVEL_QUOTED = tuple((name, _quoted(name)) for name in _TOP_LEVEL_KEYS)
-_REFERENCE_QUOTED = tuple(_quoted(name) for name in (*_REFERENCE_KEYS, "item_reference"))
+def _may_name_objects(path: str, raw: bytes) -> bool:
+    """Whether the body may hold a reference anywhere below its top level (every reference key ends in ``_id``,
+    ``_ids``, ``container`` or ``item_reference``; on /v1/responses input items name themselves by ``id``)."""
+    return b"_id" in raw or b"container" in raw or b"item_reference" in raw or (path == _ITEMS_PATH and b'"id"' in raw)
 
 
-def check_single_reading(raw: bytes, payload: dict[str, Any]) -> None:
-    """400 if the body names a key twice where that could matter (see the module's docstring)."""
-    suspicious = b"\\u" in raw
+def inspect_body(path: str, raw: bytes, payload: dict[str, Any]) -> list[Reference]:
+    """The body read once: 400 if it names a key twice where that could matter; else the stored objects it names
+    (checked for ownership later, before anything is forwarded)."""
+    escaped_or_nested = b"\\u" in raw or _may_name_objects(path, raw)
+    check_single_reading(raw, payload, escaped_or_nested)
+    return references(path, payload, escaped_or_nested)
+
+
+def check_single_reading(raw: bytes, payload: dict[str, Any], escaped_or_nested: bool) -> None:
+    """400 if the body names a key twice where that could matter (see the module's docstring).
+
+    Cheap for the common body: a top-level key the gateway reads can only be duplicated if its quoted name occurs
+    more than once, and a duplicate's last value is in ``payload``; only keys ``payload`` holds need counting.
+    """
+    suspicious = escaped_or_nested
     if not suspicious:
-        for name, quoted in _TOP_LEVEL_QUOTED:
-            if raw.count(quoted) > (1 if name in payload else 0):
+        for key in payload:
+            quoted = _QUOTED.get(key)
+            if quoted is not None and raw.count(quoted) > 1:
                 suspicious = True
                 break
-    if not suspicious and any(quoted in raw for quoted in _REFERENCE_QUOTED):
-        suspicious = True  # nested reference keys: the full check below decides
     if suspicious:
         try:
             json.loads(raw, object_pairs_hook=_refuse_duplicates)
@@ -124,7 +136,7 @@ def _json(value: Any) -> str:
     return text if len(text) <= 64 else text[:61] + "..."
 
 
-def references(path: str, raw: bytes, payload: dict[str, Any]) -> list[Reference]:
+def references(path: str, payload: dict[str, Any], escaped_or_nested: bool) -> list[Reference]:
     """Every stored-object id the body of a request to ``path`` names."""
     found: list[Reference] = []
     previous = payload.get("previous_response_id")
@@ -132,7 +144,7 @@ def references(path: str, raw: bytes, payload: dict[str, Any]) -> list[Reference
         found.append(
             Reference("response", previous if isinstance(previous, str) else str(previous), "previous_response_id")
         )
-    if not (b"\\u" in raw or any(quoted in raw for quoted in _REFERENCE_QUOTED) or path == _ITEMS_PATH):
+    if not escaped_or_nested and "conversation" not in payload:
         return found
     conversation = payload.get("conversation")
     if conversation is not None:

@@ -19,7 +19,7 @@ from tenantgate.platform.proxy.exchange import Exchange
 from tenantgate.platform.proxy.forward import ForwardPolicy, forward, tenant_keys
 from tenantgate.platform.proxy.http import ClientDisconnected, parse_json_object, read_body
 from tenantgate.platform.proxy.multipart import read_upload
-from tenantgate.platform.proxy.references import check_admission_fields, check_single_reading, references
+from tenantgate.platform.proxy.references import Reference, check_admission_fields, inspect_body
 from tenantgate.platform.proxy.request_body import JsonBody
 from tenantgate.platform.proxy.routes import CREATE_ROUTES, LIST_MODELS, RETRIEVE_MODEL, Route, match_stored_response
 from tenantgate.platform.runtime import Runtime
@@ -75,10 +75,11 @@ class ProxyRouter:
         runtime = self.runtime
         limit = runtime.settings.max_request_body_bytes
         json_body: JsonBody | None = None
+        named: list[Reference] = []
         if endpoint.body == "json":
             raw = await read_body(scope, receive, limit)
             payload = parse_json_object(raw)
-            check_single_reading(raw, payload)
+            named = inspect_body(endpoint.template, raw, payload)
             model = payload.get("model", endpoint.default_model)
             json_body = JsonBody(raw, payload, model if isinstance(model, str) else "")
             exchange.payload = payload
@@ -92,10 +93,8 @@ class ProxyRouter:
             raise BadRequest("you must provide a model parameter", param="model")
         exchange.model = model
         targets = models.allowed_targets(runtime, exchange.ctx.principal, model, endpoint)
-        if json_body is not None:
-            named = references(endpoint.template, json_body.raw, json_body.payload)
-            if named:
-                targets = await stored.check_references(runtime, exchange, named, targets)
+        if named:
+            targets = await stored.check_references(runtime, exchange, named, targets)
         strip_usage = False
         if json_body is not None and exchange.stream and endpoint.usage_option:
             strip_usage = json_body.ask_for_stream_usage()
