@@ -141,6 +141,8 @@ class DevUpstream:
         except Abort:
             # Either the answer is complete (an in-stream error), or the server closes the connection mid-answer.
             return
+        finally:
+            call.close()
 
     async def _answer(self, call: Call) -> None:
         scope = call.scope

@@ -19,6 +19,7 @@ from tenantgate.devupstream.wire import (
 )
 
 # What a reasoning model (o-series, gpt-5) "thinks" before answering, counted in completion_tokens like OpenAI does.
+# Thinking takes time like any generated token (the token delay each), before the first visible token.
 REASONING_TOKENS = 64
 # The legacy completions endpoint stops after 16 tokens unless told otherwise.
 LEGACY_DEFAULT_MAX_TOKENS = 16
@@ -81,7 +82,7 @@ async def chat_completions(call: Call, payload: dict[str, Any]) -> None:
     tail = {"service_tier": "default", "system_fingerprint": _fingerprint(model)}
     usage = chat_usage(prompt_tokens, len(answer), reasoning)
     if not payload.get("stream"):
-        await call.pace(len(answer))
+        await call.pace(reasoning + len(answer))
         message: dict[str, Any] = {"role": "assistant", "content": "".join(answer), "refusal": None, "annotations": []}
         choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": finish}
         await call.json(200, {**base, "choices": [choice], "usage": usage, **tail}, prompt_tokens)
@@ -97,6 +98,7 @@ async def chat_completions(call: Call, payload: dict[str, Any]) -> None:
         await call.sse({**chunk, "choices": [choice]})
 
     await event({"role": "assistant", "content": "", "refusal": None})
+    await call.pace(reasoning)
     for piece in answer:
         await call.pace()
         await event({"content": piece})

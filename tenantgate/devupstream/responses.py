@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -12,6 +14,7 @@ from tenantgate.devupstream.chat import REASONING_TOKENS
 from tenantgate.devupstream.response_store import ResponseStore, StoredResponse, input_items, items_text, page
 from tenantgate.devupstream.wire import (
     SERVER_ERROR,
+    Abort,
     ApiError,
     Call,
     count_tokens,
@@ -141,17 +144,30 @@ class Responses:
         }
         stored = StoredResponse(final, items)
         if shell["background"]:
-            stored.ready_at = time.time() + call.token_delay * len(answer)
+            stored.ready_at = time.time() + call.token_delay * (reasoning_tokens + len(answer))
             self.store.put(stored)
             await call.json(200, {**shell, "status": "queued"}, input_tokens)
             return
         if payload.get("stream"):
             stream_options = payload.get("stream_options")
             obfuscate = not (isinstance(stream_options, dict) and stream_options.get("include_obfuscation") is False)
-            await _stream(call, shell, final, answer, obfuscate)
-        else:
-            await call.pace(len(answer))
-            await call.json(200, final, input_tokens)
+            if not shell["store"]:
+                await _stream(call, shell, final, answer, obfuscate, _Progress())
+                return
+            # Retrievable (in progress) from its first event on, as on OpenAI; finished before its terminal event
+            # goes out; a cut keeps what was generated until then.
+            self.store.put(StoredResponse(shell, items))
+            call.watch_disconnect()
+            progress = _Progress()
+            try:
+                await _stream(call, shell, final, answer, obfuscate, progress, finished=lambda: self.store.put(stored))
+            except Abort:
+                if not progress.finished:
+                    self.store.put(StoredResponse(_cut(final, answer, progress, failed=call.errored), items))
+                raise
+            return
+        await call.pace(reasoning_tokens + len(answer))
+        await call.json(200, final, input_tokens)
         if shell["store"]:
             self.store.put(stored)
 
@@ -184,8 +200,47 @@ class Responses:
         await call.json(200, stored.view())
 
 
-async def _stream(call: Call, shell: dict[str, Any], final: dict[str, Any], answer: list[str], obfuscate: bool) -> None:
-    """The named-event stream, in the order OpenAI sends it; the terminal event carries the full response."""
+@dataclass
+class _Progress:
+    """What a stream generated so far (sent or not): a cut stream's stored usage counts it."""
+
+    reasoning: int = 0
+    visible: int = 0
+    finished: bool = False
+
+
+def _cut(final: dict[str, Any], answer: list[str], progress: _Progress, *, failed: bool) -> dict[str, Any]:
+    """The stored response of a stream cut short (client gone, connection dropped, in-stream error): the output
+    and usage of what was generated until then, as OpenAI bills generated tokens whether or not anyone read them."""
+    *reasoning, message = final["output"]
+    output = reasoning if progress.reasoning else []
+    if progress.visible:
+        part = {**message["content"][0], "text": "".join(answer[: progress.visible])}
+        output.append({**message, "status": "incomplete", "content": [part]})
+    return {
+        **final,
+        "status": "failed" if failed else "incomplete",
+        "completed_at": None,
+        "error": {"code": "server_error", "message": SERVER_ERROR} if failed else None,
+        "incomplete_details": None,
+        "output": output,
+        "usage": _usage(final["usage"]["input_tokens"], progress.visible, progress.reasoning),
+    }
+
+
+async def _stream(
+    call: Call,
+    shell: dict[str, Any],
+    final: dict[str, Any],
+    answer: list[str],
+    obfuscate: bool,
+    progress: _Progress,
+    finished: Callable[[], None] = lambda: None,
+) -> None:
+    """The named-event stream, in the order OpenAI sends it; the terminal event carries the full response.
+
+    A reasoning model thinks (one token delay per reasoning token) between its reasoning item's ``added`` and
+    ``done`` events, before the first visible token."""
     sequence = 0
 
     async def emit(event: dict[str, Any]) -> None:
@@ -202,8 +257,12 @@ async def _stream(call: Call, shell: dict[str, Any], final: dict[str, Any], answ
     await emit({"type": "response.in_progress", "response": shell})
     *reasoning, message = final["output"]
     index = 0
+    reasoning_tokens = final["usage"]["output_tokens_details"]["reasoning_tokens"]
     for item in reasoning:
         await emit({"type": "response.output_item.added", "output_index": index, "item": item})
+        for _ in range(reasoning_tokens):
+            await call.pace()
+            progress.reasoning += 1
         await emit({"type": "response.output_item.done", "output_index": index, "item": item})
         index += 1
     where = {"item_id": message["id"], "output_index": index, "content_index": 0}
@@ -218,6 +277,7 @@ async def _stream(call: Call, shell: dict[str, Any], final: dict[str, Any], answ
     await emit({"type": "response.content_part.added", **where, "part": {**part, "text": ""}})
     for piece in answer:
         await call.pace()
+        progress.visible += 1
         delta: dict[str, Any] = {"type": "response.output_text.delta", **where, "delta": piece, "logprobs": []}
         if obfuscate:
             # OpenAI pads deltas with a random string so their sizes do not reveal the tokens.
@@ -226,6 +286,8 @@ async def _stream(call: Call, shell: dict[str, Any], final: dict[str, Any], answ
     await emit({"type": "response.output_text.done", **where, "text": part["text"], "logprobs": []})
     await emit({"type": "response.content_part.done", **where, "part": part})
     await emit({"type": "response.output_item.done", "output_index": index, "item": message})
+    finished()
+    progress.finished = True
     if final["status"] == "incomplete":
         await emit({"type": "response.incomplete", "response": final})
     else:

@@ -77,12 +77,37 @@ class Call:
     started: float = field(default_factory=time.perf_counter)
     events: int = 0
     responded: bool = False
+    errored: bool = False
+    """The answer ended with an in-stream error event (the ``x-dev-error-after-events`` fault)."""
+    disconnected: bool = False
+    _watcher: asyncio.Task[None] | None = None
 
     # -- pacing -----------------------------------------------------------------------------------------------
     async def pace(self, count: int = 1) -> None:
-        """Wait as long as generating ``count`` tokens takes at the configured per-token delay."""
+        """Wait as long as generating ``count`` tokens takes at the configured per-token delay.
+
+        Raises Abort once the client is known to be gone (see ``watch_disconnect``): generation stops there."""
         if self.token_delay and count:
             await asyncio.sleep(self.token_delay * count)
+        if self.disconnected:
+            raise Abort
+
+    def watch_disconnect(self) -> None:
+        """Notice the client leaving mid-answer, so generation can stop and record what it produced.
+
+        Only answers that keep something of their generation ask for it (stored Responses streams): it costs a task
+        per request, and elsewhere a departed client's events are simply dropped by the server."""
+
+        async def watch() -> None:
+            while (await self.receive())["type"] != "http.disconnect":
+                pass
+            self.disconnected = True
+
+        self._watcher = asyncio.create_task(watch())
+
+    def close(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
 
     # -- headers ----------------------------------------------------------------------------------------------
     def headers(self, content_type: bytes, tokens: int = 0) -> list[tuple[bytes, bytes]]:
@@ -168,6 +193,7 @@ class Call:
             await self.send({"type": "http.response.body", "body": data, "more_body": True})
             return
         if faults.error_after is not None and self.events >= faults.error_after:
+            self.errored = True
             await self.chunk(error() if error is not None else _default_error_event(event is not None))
             await self.end()
             raise Abort
