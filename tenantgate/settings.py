@@ -100,6 +100,9 @@ class Settings(BaseSettings):
     upstream_idle_timeout_seconds: float = Field(default=120.0, gt=0)
     upstream_max_retries: int = Field(default=2, ge=0, le=10)
     upstream_max_retry_wait_seconds: float = Field(default=2.0, ge=0)
+    # How long a Responses stream that ended without its usage may spend asking the upstream for it (0: never ask,
+    # estimate). See platform/proxy/unfinished.py.
+    unfinished_stream_retrieve_seconds: float = Field(default=5.0, ge=0)
     # The SSRF guard on base URLs tenants set with their own keys (platform/upstream/guard.py).
     tenant_upstream_allowed_networks: Annotated[list[IPv4Network | IPv6Network], NoDecode] = Field(default_factory=list)
     tenant_upstream_allow_http: bool = False

@@ -17,6 +17,7 @@ from tenantgate.platform.limits.cost import PriceBookCost
 from tenantgate.platform.limits.hook import Limiter
 from tenantgate.platform.proxy.hooks import Hooks
 from tenantgate.platform.proxy.stored import OwnershipHook
+from tenantgate.platform.proxy.unfinished import UnfinishedStreams
 from tenantgate.platform.upstream.client import UpstreamClient
 from tenantgate.platform.upstream.config import gateway_config
 from tenantgate.platform.upstream.guard import TenantUpstreamGuard, UpstreamURLRefused
@@ -49,6 +50,7 @@ class Runtime:
             settings.tenant_upstream_allowed_networks, allow_http=settings.tenant_upstream_allow_http
         )
         self.http = UpstreamClient(settings.upstream_pool_size, self.upstream_guard, settings.upstream_http_client)
+        self.unfinished_streams = UnfinishedStreams(settings.unfinished_stream_retrieve_seconds)
         self.secret_box = SecretBox(settings.secret_key_bytes)
         self.key_cache = KeyCache(
             self._load_principal,

@@ -21,6 +21,7 @@ from tenantgate.platform.proxy.hooks import Hooks
 from tenantgate.platform.proxy.http import client_response_headers, upstream_request_headers
 from tenantgate.platform.proxy.relay import is_buffered, relay_buffered, relay_chunks
 from tenantgate.platform.proxy.sse import StreamScanner
+from tenantgate.platform.proxy.unfinished import UnfinishedStreams, UpstreamAccess
 from tenantgate.platform.upstream import errors
 from tenantgate.platform.upstream.client import UpstreamClient, UpstreamResponse, UpstreamSession
 from tenantgate.platform.upstream.guard import AddressRefused
@@ -51,6 +52,8 @@ class ForwardPolicy:
     max_retry_wait: float
     replayable: bool = True
     strip_usage: bool = False
+    unfinished: UnfinishedStreams | None = None
+    """Settles streams that end without their usage; without it they are estimated from delivered text only."""
 
 
 def tenant_keys(exchange: Exchange) -> dict[str, str] | None:
@@ -101,6 +104,7 @@ async def forward(
                 path=path,
                 body=body_for(target),
                 policy=policy,
+                auth=auth,
             )
             if failure is None:
                 return
@@ -126,6 +130,7 @@ async def _attempt(
     path: UpstreamPath,
     body: object,
     policy: ForwardPolicy,
+    auth: tuple[str, str] | None,
 ) -> _Failed | None:
     upstream = target.upstream
     request_id = exchange.ctx.request_id
@@ -190,8 +195,9 @@ async def _attempt(
         attempt.error_type = exchange.error_type = type(exc).__name__
         return _Failed(error=UpstreamUnavailable(f"The upstream could not be reached. (request id {request_id})"))
     exchange.error_type = None
+    access = UpstreamAccess(session, upstream, auth)
     try:
-        await _relay(exchange, hooks, response, first_chunk, receive, send, policy)
+        await _relay(exchange, hooks, response, first_chunk, receive, send, policy, access)
     finally:
         attempt.ended = time.perf_counter()
         attempt.error_type = attempt.error_type or exchange.error_type
@@ -217,6 +223,7 @@ async def _relay(
     receive: Receive,
     send: Send,
     policy: ForwardPolicy,
+    access: UpstreamAccess,
 ) -> None:
     exchange.status = response.status
     headers = client_response_headers(response.raw_headers, exchange.ctx.request_id.encode())
@@ -225,7 +232,18 @@ async def _relay(
     if content_type == "text/event-stream":
         exchange.first_byte_at = time.perf_counter()
         scanner = StreamScanner(exchange, strip_usage=policy.strip_usage)
-        await relay_chunks(exchange, hooks, response, headers, first_chunk, receive, send, scanner=scanner)
+        await relay_chunks(
+            exchange,
+            hooks,
+            response,
+            headers,
+            first_chunk,
+            receive,
+            send,
+            scanner=scanner,
+            unfinished=policy.unfinished,
+            access=access,
+        )
     elif is_buffered(content_type) or response.status >= 400:
         await relay_buffered(exchange, hooks, response, headers, send)
     else:

@@ -16,6 +16,7 @@ from tenantgate.platform.errors import UpstreamTimeout, UpstreamUnavailable, err
 from tenantgate.platform.proxy.exchange import Exchange
 from tenantgate.platform.proxy.hooks import Hooks
 from tenantgate.platform.proxy.sse import StreamScanner
+from tenantgate.platform.proxy.unfinished import UnfinishedStreams, UpstreamAccess
 from tenantgate.platform.proxy.usage import estimate_usage, record_json_answer, record_stored_answer
 from tenantgate.platform.upstream import errors
 from tenantgate.platform.upstream.client import UpstreamResponse
@@ -69,8 +70,13 @@ async def relay_chunks(
     send: Send,
     *,
     scanner: StreamScanner | None,
+    unfinished: UnfinishedStreams | None = None,
+    access: UpstreamAccess | None = None,
 ) -> None:
-    """Relay as it arrives (SSE through ``scanner``, binary as is); stop reading upstream if the client leaves."""
+    """Relay as it arrives (SSE through ``scanner``, binary as is); stop reading upstream if the client leaves.
+
+    A stream that ended without its usage is settled by ``unfinished`` (asking ``access``'s upstream, else
+    estimating); one that reported it teaches ``unfinished`` how long its model reasons."""
     await send({"type": "http.response.start", "status": response.status, "headers": headers})
     relay = asyncio.current_task()
     assert relay is not None
@@ -111,8 +117,13 @@ async def relay_chunks(
         broken = True
     finally:
         watcher.cancel()
-    if scanner is not None and exchange.usage is None and exchange.model_work:
-        estimate_usage(exchange, scanner.delivered_text())
+    if scanner is not None and exchange.model_work:
+        if exchange.usage is None and unfinished is not None:
+            await unfinished.settle(exchange, scanner, access, cut_at=time.perf_counter())
+        elif exchange.usage is None:
+            estimate_usage(exchange, scanner.delivered_text())
+        elif unfinished is not None:
+            unfinished.learn(exchange, scanner)
     if scanner is not None and exchange.capture_output and exchange.output is None:
         exchange.output = scanner.delivered_text()
     await hooks.settle(exchange)

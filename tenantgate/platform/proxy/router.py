@@ -116,7 +116,9 @@ class ProxyRouter:
             method="POST",
             path=endpoint.upstream({}),
             body_for=body_for,
-            policy=ForwardPolicy(runtime.settings.upstream_max_retry_wait_seconds, replayable, strip_usage),
+            policy=ForwardPolicy(
+                runtime.settings.upstream_max_retry_wait_seconds, replayable, strip_usage, runtime.unfinished_streams
+            ),
             tenant_keys=tenant_keys(exchange),
         )
 

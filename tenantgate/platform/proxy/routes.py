@@ -104,13 +104,14 @@ CREATE_ROUTES: dict[str, Route] = {
 
 LIST_MODELS = Route("GET", "/v1/models", "models")
 RETRIEVE_MODEL = Route("GET", "/v1/models/{model}", "models")
+RETRIEVE_RESPONSE = Route(
+    "GET",
+    "/v1/responses/{response_id}",
+    "responses",
+    query=_INCLUDE | {"stream", "starting_after", "include_obfuscation"},
+)
 STORED_RESPONSE_ROUTES = (
-    Route(
-        "GET",
-        "/v1/responses/{response_id}",
-        "responses",
-        query=_INCLUDE | {"stream", "starting_after", "include_obfuscation"},
-    ),
+    RETRIEVE_RESPONSE,
     Route("DELETE", "/v1/responses/{response_id}", "responses"),
     Route(
         "GET",

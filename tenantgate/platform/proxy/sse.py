@@ -11,6 +11,7 @@ settled (metered), so a client that saw its stream end is on record even if the 
 from __future__ import annotations
 
 import re
+import time
 from typing import Any
 
 import orjson
@@ -20,6 +21,9 @@ from tenantgate.platform.proxy.usage import record_answer_object
 
 _EVENT_END = re.compile(rb"\r\n\r\n|\n\n|\r\r")
 _MAX_KEPT_FOR_ESTIMATE = 4 * 1024 * 1024
+# The first token the client can see (text, a refusal, a tool call; not a reasoning summary): reasoning is over.
+_VISIBLE = re.compile(rb'"(?:content|refusal|text)":\s*"[^"]|"tool_calls":\s*\[')
+_VISIBLE_RESPONSES = re.compile(rb'"type":\s*"response\.(?:output_text|refusal|function_call_arguments)\.delta"')
 _TERMINAL_RESPONSE_EVENTS = (
     b'"type":"response.completed"',
     b'"type":"response.incomplete"',
@@ -50,6 +54,8 @@ class StreamScanner:
         self._seen_first = False
         self._kept: list[bytes] = []
         self._kept_size = 0
+        self.visible_at: float | None = None
+        """When the first visible token arrived (``time.perf_counter``): how long the model reasoned before it."""
 
     def feed(self, chunk: bytes) -> bytes:
         """The bytes that may go to the client now."""
@@ -63,6 +69,8 @@ class StreamScanner:
         out: list[bytes] = []
         usage = b'"usage":' if self.strip_usage else b'"usage":{'  # "usage":null matters only when stripped
         for body in bodies:
+            if self.visible_at is None and _VISIBLE.search(body):
+                self.visible_at = time.perf_counter()
             if self._seen_first and usage not in body and b'finish_reason":"' not in body and b"[DONE]" not in body:
                 if self._kept_size < _MAX_KEPT_FOR_ESTIMATE:
                     self._kept.append(body)
@@ -122,6 +130,8 @@ class StreamScanner:
         if self._kept_size < _MAX_KEPT_FOR_ESTIMATE:
             self._kept.append(event)
             self._kept_size += len(event)
+        if self.visible_at is None and (_VISIBLE_RESPONSES if self.responses_api else _VISIBLE).search(event):
+            self.visible_at = time.perf_counter()
         if self.responses_api:
             if any(marker in event for marker in _TERMINAL_RESPONSE_EVENTS):
                 terminal = _loads(_data_of(event))

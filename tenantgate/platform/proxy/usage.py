@@ -154,11 +154,30 @@ def _usage_near_end(body: bytes) -> Usage | None:
     return None
 
 
-def estimate_usage(exchange: Exchange, output_text: str) -> None:
-    """Fill in usage the upstream never reported (client gone, stream broken), flagged as estimated."""
+_OUTPUT_CAPS = ("max_completion_tokens", "max_tokens", "max_output_tokens")
+
+
+def estimate_usage(exchange: Exchange, output_text: str, reasoning_tokens: int = 0) -> None:
+    """Fill in usage the upstream never reported (client gone, stream broken), flagged as estimated.
+
+    Reasoning is part of the output, as OpenAI counts it; neither exceeds the output cap the request set."""
     if exchange.usage is not None:
         return
     model = exchange.upstream_model or exchange.model
-    prompt = tokens.estimate_prompt_tokens(exchange.payload, model) if exchange.payload else 0
-    exchange.usage = Usage(input_tokens=prompt, output_tokens=tokens.count_text(output_text, model))
+    payload = exchange.payload
+    prompt = tokens.estimate_prompt_tokens(payload, model) if payload else 0
+    output = tokens.count_text(output_text, model) + reasoning_tokens
+    cap = _output_cap(payload) if payload else None
+    if cap is not None:
+        output, reasoning_tokens = min(output, cap), min(reasoning_tokens, cap)
+    exchange.usage = Usage(input_tokens=prompt, output_tokens=output, reasoning_tokens=reasoning_tokens)
     exchange.usage_source = "estimated"
+
+
+def _output_cap(payload: dict[str, Any]) -> int | None:
+    caps = [
+        c
+        for c in (payload.get(name) for name in _OUTPUT_CAPS)
+        if isinstance(c, int) and not isinstance(c, bool) and c > 0
+    ]
+    return min(caps) if caps else None

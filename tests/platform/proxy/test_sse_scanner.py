@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import orjson
 from hypothesis import given
 from hypothesis import strategies as st
@@ -154,3 +156,54 @@ def test_large_json_usage_found_near_the_end() -> None:
     assert len(body) > 256 * 1024
     record_json_answer(exchange, body)
     assert exchange.usage is not None and exchange.usage.input_tokens == 321
+
+
+def _named(event: dict[str, object]) -> bytes:
+    return b"event: " + str(event["type"]).encode() + b"\ndata: " + orjson.dumps(event) + b"\n\n"
+
+
+_ROLE = {"id": "c1", "object": "chat.completion.chunk", "model": "o3", "choices": [{"index": 0, "delta": {
+    "role": "assistant", "content": "", "refusal": None}, "finish_reason": None}]}  # fmt: skip
+_RESPONSES_BEFORE_TEXT = [
+    {"type": "response.created", "response": {"id": "resp_1", "model": "o3", "status": "in_progress"}},
+    {"type": "response.in_progress", "response": {"id": "resp_1", "model": "o3", "status": "in_progress"}},
+    {"type": "response.output_item.added", "item": {"type": "reasoning", "id": "rs_1", "summary": []}},
+    {"type": "response.reasoning_summary_text.delta", "delta": "Thinking about the content"},
+    {"type": "response.output_item.done", "item": {"type": "reasoning", "id": "rs_1", "summary": []}},
+    {"type": "response.output_item.added", "item": {"type": "message", "id": "msg_1", "content": []}},
+    {"type": "response.content_part.added", "part": {"type": "output_text", "text": ""}},
+]
+
+
+@given(
+    cuts=st.lists(st.integers(min_value=1, max_value=3000), max_size=20),
+    api=st.sampled_from(["chat", "responses"]),
+    first_visible=st.sampled_from(["text", "tool_call", "refusal"]),
+)
+def test_first_visible_token_is_noticed_when_it_arrives_in_any_chunking(
+    cuts: list[int], api: str, first_visible: str
+) -> None:
+    if api == "chat":
+        delta = {
+            "text": {"content": "Hi"},
+            "tool_call": {"tool_calls": [{"index": 0, "id": "call_1", "function": {"name": "f", "arguments": ""}}]},
+            "refusal": {"refusal": "No"},
+        }[first_visible]
+        visible = {**_ROLE, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
+        before, after = b"data: " + orjson.dumps(_ROLE) + b"\n\n", b"data: " + orjson.dumps(visible) + b"\n\n"
+    else:
+        kind = {"text": "output_text", "tool_call": "function_call_arguments", "refusal": "refusal"}[first_visible]
+        before = b"".join(_named(e) for e in _RESPONSES_BEFORE_TEXT)
+        after = _named({"type": f"response.{kind}.delta", "delta": "Hi"})
+    scanner = StreamScanner(_exchange(api), strip_usage=False)
+    position = 0
+    for cut in sorted(set(cuts)):
+        if position < cut <= len(before):
+            scanner.feed(before[position:cut])
+            position = cut
+    scanner.feed(before[position:])
+    assert scanner.visible_at is None  # roles, reasoning items and summaries are not what the client waits for
+    fed = time.perf_counter()
+    scanner.feed(after[:7])
+    scanner.feed(after[7:])
+    assert scanner.visible_at is not None and scanner.visible_at >= fed
