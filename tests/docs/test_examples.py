@@ -144,9 +144,16 @@ def _answered_once(output: str, _: dict[str, str]) -> None:
 
 def _usage_of_the_readers_tenant(output: str, key: dict[str, str]) -> None:
     printed = output.splitlines()
-    mine = [line.split() for line in printed if key["tenant_id"] in line]
-    assert len(mine) == 1 and mine[0][2] == "gpt-4o-mini" and int(mine[0][3]) > 0 and int(mine[0][4]) > 0
+    # Other pages' examples use other models with the same key.
+    mine = [line.split() for line in printed if key["tenant_id"] in line and line.split()[2] == "gpt-4o-mini"]
+    assert len(mine) == 1 and int(mine[0][3]) > 0 and int(mine[0][4]) > 0
     assert printed[-1].endswith(" USD") and float(printed[-1].split()[0]) > 0
+
+
+def _billed_though_hung_up(output: str, _: dict[str, str]) -> None:
+    chat, responses = (line.split() for line in output.splitlines())
+    assert chat[:2] == ["chat", "estimated"] and 0 < int(chat[3]) < int(chat[2])  # reasoning, then visible text
+    assert responses[:2] == ["responses", "upstream"] and int(responses[3]) == 64 < int(responses[2])
 
 
 def _created_a_key(output: str, _: dict[str, str]) -> None:
@@ -157,6 +164,7 @@ def _created_a_key(output: str, _: dict[str, str]) -> None:
 # the first marker an example contains decides.
 Check = Callable[[str, dict[str, str]], None]
 CHECKS: dict[str, tuple[Callable[[Gateway, dict[str, str]], None] | None, Check]] = {
+    "hung_up": (None, _billed_though_hung_up),
     "stream=True": (None, _streamed_twice),
     "print(reply.choices[0].message.content)": (None, _answered_once),
     "admin_api_key=": (_chatted_and_flushed, _usage_of_the_readers_tenant),
