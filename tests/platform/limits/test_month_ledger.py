@@ -148,7 +148,13 @@ def two_processes(
     redis_prefix: str,
 ) -> tuple[Gateway, Gateway]:
     settings = dict(
-        database_url=postgres_url, upstream_base_url=slow_dev_upstream, redis_url=redis_url, redis_prefix=redis_prefix
+        database_url=postgres_url,
+        upstream_base_url=slow_dev_upstream,
+        redis_url=redis_url,
+        redis_prefix=redis_prefix,
+        # On a busy test machine Redis may be slow to answer: a fallback to per-process memory limits (fail open,
+        # by design) is not what this test is about.
+        limits_redis_timeout_ms=5000,
     )
     return gateway_factory(**settings), gateway_factory(**settings)
 
