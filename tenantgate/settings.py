@@ -77,7 +77,7 @@ class Settings(BaseSettings):
     upstream_connect_timeout_seconds: float = Field(default=10.0, gt=0)
     upstream_read_timeout_seconds: float = Field(default=600.0, gt=0)
     upstream_pool_size: int = Field(default=1000, ge=1)
-    # The client for the operator's upstreams: the gateway's own (platform/upstream/http1.py) or aiohttp.
+    # The client for the operator's upstreams: the gateway's own (wire/http1.py) or aiohttp.
     upstream_http_client: Literal["lean", "aiohttp"] = "lean"
 
     max_request_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)

@@ -25,7 +25,7 @@ _LEFT_OUT = (
     "cryptography.fernet",  # tenants' own upstream keys: loaded on first encrypt/decrypt (~7 MB)
     "alembic",  # migrations run before serving, from the CLI
     "aiohttp",  # tenants' own base URLs and the aiohttp client setting: loaded on first use (~9.5 MB)
-    "redis",  # redis-py: the gateway speaks RESP with its own client (tenantgate/resp.py; ~7 MB)
+    "redis",  # redis-py: the gateway speaks RESP with its own client (tenantgate/wire/resp.py; ~7 MB)
     "unittest.mock",
 )
 

@@ -85,8 +85,8 @@ async def publish_invalidations(settings: Settings, invalidations: list[Invalida
     """Tell running servers that share Redis which cached keys to drop (the others read the invalidation log)."""
     if not invalidations or not settings.redis_url:
         return
-    from tenantgate.resp import RespClient
     from tenantgate.tenants.invalidation import channel_name, publish
+    from tenantgate.wire.resp import RespClient
 
     redis = RespClient.from_url(settings.redis_url, connect_timeout=2, stall_timeout=2)
     try:

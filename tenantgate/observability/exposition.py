@@ -18,9 +18,7 @@ interval old.
 from __future__ import annotations
 
 import contextlib
-import math
 import os
-import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -33,7 +31,6 @@ from tenantgate.observability.metrics import Labels, MetricData, MetricSpec, Poi
 
 SNAPSHOT_INTERVAL_SECONDS = 5.0
 _FILE_PREFIX = "metrics-"
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 WORKERS_SPEC = MetricSpec(
     "tenantgate.workers", "gauge", "{worker}", "Worker processes whose metrics this endpoint merges"
 )
@@ -224,81 +221,6 @@ def _accumulate(points: dict[Labels, Point], point: Point) -> None:
     existing.max = max(existing.max, point.max)
     if existing.counts is not None and point.counts is not None:
         existing.counts = [a + b for a, b in zip(existing.counts, point.counts, strict=True)]
-
-
-# --- Prometheus text format -------------------------------------------------------------------------------
-
-_INVALID_NAME = re.compile(r"[^a-zA-Z0-9_:]")
-_INVALID_LABEL = re.compile(r"[^a-zA-Z0-9_]")
-_UNIT_SUFFIXES = {"s": "seconds", "ms": "milliseconds", "By": "bytes", "1": "ratio"}
-
-
-def prometheus_name(spec: MetricSpec) -> str:
-    """The OpenTelemetry-to-Prometheus name: dots to underscores, the unit as a suffix, ``_total`` on counters."""
-    name = _INVALID_NAME.sub("_", spec.name)
-    unit = spec.unit
-    if unit and not unit.startswith("{"):
-        suffix = _UNIT_SUFFIXES.get(unit, _INVALID_NAME.sub("_", unit))
-        if suffix == "ratio" and spec.kind != "gauge":
-            suffix = ""
-        if suffix and not name.endswith("_" + suffix):
-            name = f"{name}_{suffix}"
-    if spec.kind == "counter" and not name.endswith("_total"):
-        name += "_total"
-    return name
-
-
-def prometheus_label(name: str) -> str:
-    return _INVALID_LABEL.sub("_", name)
-
-
-def _number(value: float) -> str:
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    if math.isnan(value):
-        return "NaN"
-    if float(value).is_integer() and abs(value) < 1e15:
-        return str(int(value))
-    return repr(float(value))
-
-
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
-def _label_text(names: tuple[str, ...], values: Labels, extra: str = "") -> str:
-    parts = [f'{name}="{_escape(str(value))}"' for name, value in zip(names, values, strict=False) if value != ""]
-    if extra:
-        parts.append(extra)
-    return "{" + ",".join(parts) + "}" if parts else ""
-
-
-def render_prometheus(metrics: Iterable[MetricData]) -> bytes:
-    lines: list[str] = []
-    for metric in metrics:
-        spec = metric.spec
-        name = prometheus_name(spec)
-        kind = {"counter": "counter", "histogram": "histogram"}.get(spec.kind, "gauge")
-        if spec.description:
-            help_text = spec.description.replace("\\", "\\\\").replace("\n", "\\n")
-            lines.append(f"# HELP {name} {help_text}")
-        lines.append(f"# TYPE {name} {kind}")
-        label_names = tuple(prometheus_label(label) for label in spec.labels)
-        for point in sorted(metric.points, key=lambda p: tuple(str(v) for v in p.labels)):
-            if kind != "histogram":
-                lines.append(f"{name}{_label_text(label_names, point.labels)} {_number(point.value)}")
-                continue
-            counts = point.counts or []
-            cumulative = 0
-            for bound, count in zip((*spec.buckets, math.inf), counts, strict=False):
-                cumulative += count
-                le = f'le="{_number(bound)}"'
-                lines.append(f"{name}_bucket{_label_text(label_names, point.labels, le)} {cumulative}")
-            labels = _label_text(label_names, point.labels)
-            lines.append(f"{name}_sum{labels} {_number(point.sum)}")
-            lines.append(f"{name}_count{labels} {point.count}")
-    lines.append("")
-    return "\n".join(lines).encode()
 
 
 def snapshot_of(metrics: list[MetricData], instance: str, *, final: bool = False) -> WorkerSnapshot:

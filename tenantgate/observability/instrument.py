@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tenantgate.observability.context import CURRENT
 from tenantgate.observability.tracing import Tracing
-from tenantgate.resp import RespClient
+from tenantgate.wire.resp import RespClient
 
 _DB_SYSTEMS = {"postgresql": "postgresql", "sqlite": "sqlite", "mysql": "mysql"}
 _STATE_KEY = "_tenantgate_span"

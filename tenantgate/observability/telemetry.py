@@ -26,7 +26,6 @@ from tenantgate.observability.exposition import (
     SnapshotStore,
     WorkerSnapshot,
     merge,
-    render_prometheus,
     snapshot_of,
 )
 from tenantgate.observability.hook import GatewayMetrics, TelemetryHook, UpstreamLike
@@ -36,9 +35,10 @@ from tenantgate.observability.metrics import MetricData, MetricRegistry
 from tenantgate.observability.otlp import metric_exporters, span_exporters, to_metrics_data
 from tenantgate.observability.spanbatch import SpanBatcher
 from tenantgate.observability.tracing import Tracing
-from tenantgate.resp import RespClient
 from tenantgate.settings import Settings
 from tenantgate.tenants.cache import KeyCache
+from tenantgate.wire.prometheus import render_prometheus
+from tenantgate.wire.resp import RespClient
 
 log = logging.getLogger("tenantgate.telemetry")
 

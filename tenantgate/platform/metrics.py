@@ -11,10 +11,10 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
-from tenantgate.observability.exposition import CONTENT_TYPE
 from tenantgate.platform.admin.auth import require_billing
 from tenantgate.platform.errors import NotFound
 from tenantgate.platform.runtime import Runtime
+from tenantgate.wire.prometheus import CONTENT_TYPE
 
 router = APIRouter(tags=["ops"])
 

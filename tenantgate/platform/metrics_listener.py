@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.types import Receive, Scope, Send
 
-from tenantgate.observability.exposition import CONTENT_TYPE
 from tenantgate.platform.errors import error_body
 from tenantgate.platform.http_protocol import BoundedHttpToolsProtocol, HttpLimits
+from tenantgate.wire.prometheus import CONTENT_TYPE
 
 if TYPE_CHECKING:
     from tenantgate.observability.telemetry import Telemetry

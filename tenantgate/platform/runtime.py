@@ -22,7 +22,6 @@ from tenantgate.platform.upstream.client import UpstreamClient
 from tenantgate.platform.upstream.config import gateway_config
 from tenantgate.platform.upstream.guard import TenantUpstreamGuard, UpstreamURLRefused
 from tenantgate.platform.upstream.registry import Routing, Upstream
-from tenantgate.resp import RespClient
 from tenantgate.settings import Settings
 from tenantgate.tenants.auth_throttle import AuthThrottle, FailureLimits
 from tenantgate.tenants.cache import KeyCache
@@ -36,6 +35,7 @@ from tenantgate.tenants.objects import ObjectOwnership
 from tenantgate.tenants.principal import Principal
 from tenantgate.tenants.repository import principal_for_key_hash, tenant_upstream_keys
 from tenantgate.tenants.secrets import SecretBox
+from tenantgate.wire.resp import RespClient
 
 log = logging.getLogger("tenantgate")
 

@@ -25,7 +25,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Literal
 
-from tenantgate.resp import RespClient
+from tenantgate.wire.resp import RespClient
 
 log = logging.getLogger("tenantgate.security")
 

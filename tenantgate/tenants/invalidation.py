@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Literal, cast
 
 import orjson
 
-from tenantgate.resp import RespClient
 from tenantgate.tenants.cache import KeyCache
+from tenantgate.wire.resp import RespClient
 
 if TYPE_CHECKING:
     from tenantgate.tenants.invalidation_log import InvalidationLog

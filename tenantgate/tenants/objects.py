@@ -27,8 +27,8 @@ from typing import Literal
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from tenantgate.resp import RespClient
 from tenantgate.tenants.models import UpstreamObject, utcnow
+from tenantgate.wire.resp import RespClient
 
 log = logging.getLogger("tenantgate.objects")
 security = logging.getLogger("tenantgate.security")

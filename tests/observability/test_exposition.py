@@ -8,15 +8,10 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from tenantgate.observability.exposition import (
-    SnapshotStore,
-    merge,
-    prometheus_name,
-    render_prometheus,
-    snapshot_of,
-)
+from tenantgate.observability.exposition import SnapshotStore, merge, snapshot_of
 from tenantgate.observability.metrics import MetricRegistry, MetricSpec
 from tenantgate.observability.telemetry import Telemetry
+from tenantgate.wire.prometheus import prometheus_name, render_prometheus
 from tests.conftest import make_settings
 
 

@@ -7,10 +7,10 @@ import time
 
 from redis.asyncio import Redis
 
-from tenantgate.resp import RespClient
 from tenantgate.tenants.cache import KeyCache
 from tenantgate.tenants.invalidation import Invalidation, InvalidationBus, channel_name, decode, encode
 from tenantgate.tenants.principal import Limits, Principal
+from tenantgate.wire.resp import RespClient
 
 
 def _principal(key_id: str, tenant_id: str) -> Principal:

@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from tenantgate.resp import RespClient
 from tenantgate.tenants.limits.checks import MINUTE_MS, Check, Kind, Settlement
 from tenantgate.tenants.limits.guard import GuardedStore
 from tenantgate.tenants.limits.memory import MemoryLimitStore
 from tenantgate.tenants.limits.redis import RedisLimitStore
+from tenantgate.wire.resp import RespClient
 from tests.tenants.test_limit_store_contract import T0, FakeClock
 
 

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 import pytest
 from redis.asyncio import Redis
 
-from tenantgate.resp import Endpoint, RespClient
 from tenantgate.tenants.limits.checks import DAY_MS, MINUTE_MS, NEVER, SEED, Check, Kind, Settlement
 from tenantgate.tenants.limits.memory import MemoryLimitStore
 from tenantgate.tenants.limits.redis import RedisLimitStore
+from tenantgate.wire.resp import Endpoint, RespClient
 
 T0 = 1_800_000_000_000  # ms, on a bucket boundary
 

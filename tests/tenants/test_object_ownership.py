@@ -7,9 +7,9 @@ from collections.abc import AsyncIterator
 import pytest
 
 from tenantgate.database import create_engine, create_sessionmaker
-from tenantgate.resp import RespClient
 from tenantgate.tenants.models import Tenant
 from tenantgate.tenants.objects import ObjectOwnership, Owner
+from tenantgate.wire.resp import RespClient
 
 A = Owner("ten_a", "default", "platform", "key_a")
 B = Owner("ten_b", "default", "tenant", "key_b")

@@ -22,7 +22,6 @@ from tenantgate import tokens
 from tenantgate.platform.limits.cost import CostEstimator, NoCostKnown
 from tenantgate.platform.limits.responses import RateLimiterUnavailable, rate_limit_headers, refusal
 from tenantgate.platform.proxy.exchange import Exchange
-from tenantgate.resp import RespClient
 from tenantgate.settings import Settings
 from tenantgate.tenants.limits.checks import SEED, Check, Kind, Settlement, Verdict
 from tenantgate.tenants.limits.guard import GuardedStore, LimiterUnavailable
@@ -40,6 +39,7 @@ from tenantgate.tenants.limits.redis import RedisLimitStore
 from tenantgate.tenants.metering.ledger import Ledger as MonthLedger
 from tenantgate.tenants.metering.ledger import MonthTotals
 from tenantgate.tenants.principal import Principal
+from tenantgate.wire.resp import RespClient
 
 # Request bodies larger than this (bytes as sent) are tokenised in a thread: tiktoken releases the GIL, and a
 # 100 kB prompt takes ~5 ms, too long to hold the event loop.

@@ -13,8 +13,8 @@ import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 
 from tenantgate.platform.upstream import errors
-from tenantgate.platform.upstream.errors import Timeouts
 from tenantgate.platform.upstream.guard import TenantUpstreamGuard
+from tenantgate.wire.httperrors import Timeouts
 
 errors.also_catch(aiohttp.ClientError)
 _NO_TIMEOUT = aiohttp.ClientTimeout()  # every phase unlimited, as the lean client's ``timeout=None``

@@ -1,6 +1,6 @@
 """The process-wide pooled HTTP clients to the upstreams.
 
-The operator's upstreams are called through the gateway's own HTTP/1.1 client (http1.py): it only moves bytes, at
+The operator's upstreams are called through the gateway's own HTTP/1.1 client (wire/http1.py): it only moves bytes, at
 a fraction of aiohttp's CPU per request. ``TENANTGATE_UPSTREAM_HTTP_CLIENT=aiohttp`` switches back to aiohttp (an
 escape hatch for an upstream or network path the lean client does not get along with, e.g. one that needs HTTP
 proxy support). One pool keeps connections warm across requests and upstreams. Timeouts are per request (see
@@ -21,9 +21,9 @@ import importlib
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Literal, Protocol
 
-from tenantgate.platform.upstream.errors import Timeouts
 from tenantgate.platform.upstream.guard import TenantUpstreamGuard
-from tenantgate.platform.upstream.http1 import Http1Client
+from tenantgate.wire.http1 import Http1Client
+from tenantgate.wire.httperrors import Timeouts
 
 if TYPE_CHECKING:
     from tenantgate.platform.upstream.aio import AiohttpSession
@@ -34,7 +34,7 @@ class BodyReader(Protocol):
 
 
 class UpstreamResponse(Protocol):
-    """What the proxy reads of an upstream's answer: aiohttp's ClientResponse, or http1.py's."""
+    """What the proxy reads of an upstream's answer: aiohttp's ClientResponse, or wire/http1.py's."""
 
     @property
     def status(self) -> int: ...

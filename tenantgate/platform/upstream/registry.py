@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from urllib.parse import quote
 
 from tenantgate.platform.upstream.config import GatewayConfig, UpstreamConfig
-from tenantgate.platform.upstream.errors import Timeouts
 from tenantgate.platform.upstream.paths import UpstreamPath, segment
+from tenantgate.wire.httperrors import Timeouts
 
 
 class Upstream:

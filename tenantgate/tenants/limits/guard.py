@@ -16,10 +16,10 @@ from dataclasses import dataclass
 
 from opentelemetry import metrics
 
-from tenantgate.resp import RedisError
 from tenantgate.tenants.limits.checks import Check, Settlement, Verdict
 from tenantgate.tenants.limits.memory import MemoryLimitStore
 from tenantgate.tenants.limits.redis import RedisLimitStore
+from tenantgate.wire.resp import RedisError
 
 log = logging.getLogger("tenantgate.limits")
 _meter = metrics.get_meter("tenantgate.limits")

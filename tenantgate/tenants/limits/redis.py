@@ -2,7 +2,7 @@
 
 The scripts are called by SHA (EVALSHA) and loaded when Redis answers NOSCRIPT. All keys of one request carry the
 tenant id as hash tag, so a script touches a single slot (as Redis Cluster requires). The client is the limiter's
-own lean one (``resp.py``): calls made during the same event-loop iteration leave in one write and share a round
+own lean one (``wire/resp.py``): calls made during the same event-loop iteration leave in one write and share a round
 trip, while each admission still runs as its own atomic script.
 
 Credit (``credit=True``, the setting ``TENANTGATE_LIMITS_LOCAL_CREDIT``): a busy principal whose limits are all
@@ -23,9 +23,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from tenantgate.resp import RespClient, Script, bulk
 from tenantgate.tenants.limits.checks import Check, CheckState, Kind, Settlement, Verdict
 from tenantgate.tenants.limits.memory import Clock
+from tenantgate.wire.resp import RespClient, Script, bulk
 
 _LUA = Path(__file__).parent / "lua"
 _EVALSHA = bulk("EVALSHA")

@@ -8,9 +8,9 @@ the answer with httptools (llhttp, the parser uvicorn uses for requests) and han
 
 It answers the part of aiohttp's interface the proxy uses (``request()``; a response with ``status``,
 ``raw_headers``, ``headers``, ``content_type``, ``content.readany()``, ``read()``, ``release()``, ``close()``) and
-raises exception types named as aiohttp's (errors.py), so error handling and the error types on metrics and spans
+raises exception types named as aiohttp's (httperrors.py), so error handling and the error types on metrics and spans
 are the same for both. Base URLs tenants set themselves go through aiohttp, whose connector carries the SSRF guard
-(aio.py).
+(platform/upstream/aio.py).
 
 Behaviour:
 - One pool per process with at most ``limit`` open connections; a request waits for a free slot beyond that.
@@ -36,8 +36,8 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
 
-from tenantgate.platform.upstream.errors import ClientConnectorError, InvalidURL, ServerDisconnectedError, Timeouts
-from tenantgate.platform.upstream.http1conn import PAUSE_ABOVE, Connection, Http1Response
+from tenantgate.wire.http1conn import PAUSE_ABOVE, Connection, Http1Response
+from tenantgate.wire.httperrors import ClientConnectorError, InvalidURL, ServerDisconnectedError, Timeouts
 
 _BODYLESS_METHODS = frozenset({"GET", "HEAD", "DELETE", "OPTIONS", "TRACE"})
 

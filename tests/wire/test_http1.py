@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from tenantgate.platform.upstream import errors
-from tenantgate.platform.upstream.http1 import Http1Client
+from tenantgate.wire import httperrors
+from tenantgate.wire.http1 import Http1Client
 from tests.support.scripted import read_body
 from tests.support.tls import self_signed
 
@@ -191,15 +191,15 @@ async def test_broken_answers_raise_upstream_error_types(client: Http1Client) ->
 
     async with serve(hang_up_mid_body) as (_, url):
         response = await client.request("POST", url + "/", data=b"{}")
-        with pytest.raises(errors.ClientPayloadError):
+        with pytest.raises(httperrors.ClientPayloadError):
             await response.read()
         response.release()
     async with serve(hang_up_before_answering) as (state, url):
-        with pytest.raises(errors.ServerDisconnectedError):
+        with pytest.raises(httperrors.ServerDisconnectedError):
             await client.request("POST", url + "/", data=b"{}")
         assert len(state.requests) == 1  # a fresh connection: not silently sent twice
     async with serve(garbage) as (_, url):
-        with pytest.raises(errors.ClientError):
+        with pytest.raises(httperrors.ClientError):
             await client.request("POST", url + "/", data=b"{}")
     assert client.open_connections == 0
 
@@ -207,7 +207,7 @@ async def test_broken_answers_raise_upstream_error_types(client: Http1Client) ->
 async def test_refused_connection_is_a_connector_error(client: Http1Client) -> None:
     async with serve(keep_answering) as (_, url):
         pass  # closed: nothing listens on the port any more
-    with pytest.raises(errors.ClientConnectorError) as refused:
+    with pytest.raises(httperrors.ClientConnectorError) as refused:
         await client.request("GET", url + "/")
     assert isinstance(refused.value.os_error, ConnectionRefusedError)
     assert url.removeprefix("http://") in str(refused.value)
@@ -217,12 +217,12 @@ async def test_total_and_read_timeouts(client: Http1Client) -> None:
     slow_body = replies(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n", then_wait=5)
 
     async with serve(slow_body) as (_, url):
-        response = await client.request("GET", url + "/", timeout=errors.Timeouts(total=0.3))
+        response = await client.request("GET", url + "/", timeout=httperrors.Timeouts(total=0.3))
         assert response.status == 200  # the head came in time; the body did not
         with pytest.raises(TimeoutError):
             await response.read()
         response.release()
-        response = await client.request("GET", url + "/", timeout=errors.Timeouts(total=None, sock_read=0.2))
+        response = await client.request("GET", url + "/", timeout=httperrors.Timeouts(total=None, sock_read=0.2))
         assert await response.content.readany() == b"ok"
         with pytest.raises(TimeoutError):
             await response.content.readany()
@@ -384,5 +384,5 @@ async def test_https_verifies_the_certificate(tmp_path: Path) -> None:
         async with pool_of(10, ssl_context=trusting) as pool:
             assert await post(pool, url) == JSON_ANSWER
         async with pool_of(10) as default:  # the system's CAs: a self-signed certificate is refused
-            with pytest.raises(errors.ClientConnectorError):
+            with pytest.raises(httperrors.ClientConnectorError):
                 await default.request("POST", url + "/", data=b"{}")

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tenantgate.observability.otlphttp import OtlpHttpConfig, OtlpHttpSender, _retry_after
+from tenantgate.wire.otlphttp import OtlpHttpConfig, OtlpHttpSender, _retry_after
 from tests.support.tls import self_signed
 
 TRACE_ENV = (

@@ -10,8 +10,8 @@ from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags, TraceState
 
-from tenantgate.observability import spanwire
-from tenantgate.observability.spanwire import encode_spans
+from tenantgate.wire import spanwire
+from tenantgate.wire.spanwire import encode_spans
 
 RESOURCE = Resource.create({"service.name": "tenantgate", "service.instance.id": "w-1", "host.cpus": 2})
 SCOPE = InstrumentationScope("tenantgate", "1.2.3")

@@ -22,8 +22,8 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from tenantgate.observability.metrics import MetricRegistry
-from tenantgate.observability.metricwire import encode_metrics
 from tenantgate.observability.otlp import to_metrics_data
+from tenantgate.wire.metricwire import encode_metrics
 
 RESOURCE = Resource.create({"service.name": "tenantgate", "service.instance.id": "w-1"})
 SCHEMA_RESOURCE = Resource({"service.name": "tenantgate"}, "https://opentelemetry.io/schemas/1.26.0")

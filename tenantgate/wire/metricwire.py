@@ -14,7 +14,7 @@ from typing import Any
 
 from opentelemetry.sdk.metrics.export import Gauge, Histogram, Metric, MetricsData, Sum
 
-from tenantgate.observability.spanwire import _DOUBLE, _ENVELOPES, _FIXED64, _attributes, _field, _varint
+from tenantgate.wire.spanwire import _DOUBLE, _ENVELOPES, _FIXED64, _attributes, _field, _varint
 
 _INT64 = struct.Struct("<q")
 

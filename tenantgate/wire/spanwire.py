@@ -7,7 +7,7 @@ directly (resource and instrumentation scope encoded once and reused). ``tests/o
 checks that the bytes parse to exactly the message the SDK's encoder produces, for every attribute type and span
 shape the gateway emits. Spans with events or links (the gateway makes none) go through the SDK's encoder.
 
-They are sent by ``otlphttp.OtlpHttpSpanExporter``.
+They are sent by ``otlphttp.OtlpHttpSender`` (wrapped as the SDK's exporter in observability/otlphttp.py).
 """
 
 from __future__ import annotations

@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING, cast
 import httptools
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from tenantgate.platform.upstream.errors import ClientConnectionError, ClientPayloadError, ServerDisconnectedError
+from tenantgate.wire.httperrors import ClientConnectionError, ClientPayloadError, ServerDisconnectedError
 
 if TYPE_CHECKING:
-    from tenantgate.platform.upstream.http1 import Http1Client
+    from tenantgate.wire.http1 import Http1Client
 
 PAUSE_ABOVE = 2**16
 """Unread answer bytes above which the upstream is paused (and the request body size sent in a second write)."""

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.asyncio import Redis
 
-from tenantgate.resp import (
+from tenantgate.wire.resp import (
     Endpoint,
     RedisConnectionError,
     RedisStalled,
