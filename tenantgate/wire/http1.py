@@ -37,7 +37,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from tenantgate.wire.http1conn import PAUSE_ABOVE, Connection, Http1Response
-from tenantgate.wire.httperrors import ClientConnectorError, InvalidURL, ServerDisconnectedError, Timeouts
+from tenantgate.wire.httperrors import (
+    ClientConnectorError,
+    ClientOSError,
+    InvalidURL,
+    ServerDisconnectedError,
+    Timeouts,
+)
 
 _BODYLESS_METHODS = frozenset({"GET", "HEAD", "DELETE", "OPTIONS", "TRACE"})
 
@@ -110,8 +116,8 @@ class Http1Client:
         while True:
             conn = await self._acquire(origin, timeout, deadline)
             try:
-                return await self._send(conn, head, data, timeout, deadline)
-            except ServerDisconnectedError:
+                return await self._send(conn, head, data, timeout, deadline, head_only=method == "HEAD")
+            except (ServerDisconnectedError, ClientOSError):
                 # A kept-alive connection the upstream had closed meanwhile: nothing of this request was answered.
                 if not (conn.reused and not conn.got_bytes and replayable):
                     raise
@@ -123,9 +129,11 @@ class Http1Client:
         data: object,
         timeouts: Timeouts | None,
         deadline: float | None,
+        *,
+        head_only: bool = False,
     ) -> Http1Response:
         response = Http1Response(conn, timeouts.sock_read if timeouts is not None else None)
-        conn.attach(response)
+        conn.attach(response, head_only=head_only)
         conn.got_bytes = False
         conn.head = conn.loop.create_future()
         if deadline is not None:

@@ -15,13 +15,33 @@ from typing import TYPE_CHECKING, cast
 import httptools
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from tenantgate.wire.httperrors import ClientConnectionError, ClientPayloadError, ServerDisconnectedError
+from tenantgate.wire.httperrors import (
+    ClientConnectionError,
+    ClientError,
+    ClientOSError,
+    ClientPayloadError,
+    ClientResponseError,
+    ServerDisconnectedError,
+)
 
 if TYPE_CHECKING:
     from tenantgate.wire.http1 import Http1Client
 
 PAUSE_ABOVE = 2**16
 """Unread answer bytes above which the upstream is paused (and the request body size sent in a second write)."""
+# An answer's head is refused beyond aiohttp's default limits, so both clients accept the same answers (and a broken
+# upstream cannot make the head grow without end): a header's name and value together, the number of headers, and
+# the bytes received before the head is complete.
+MAX_FIELD_SIZE = 8190
+MAX_HEADERS = 128
+MAX_HEAD_BYTES = 2**20
+
+
+class _HeadRefused(Exception):
+    """Raised in a parser callback to stop parsing; ``error`` is what the request fails with."""
+
+    def __init__(self, error: ClientResponseError) -> None:
+        self.error = error
 
 
 class Http1Response:
@@ -170,11 +190,16 @@ class Connection(asyncio.Protocol):
         self.pool = pool
         self.key = key
         self.transport: asyncio.Transport | None = None
-        self.parser = httptools.HttpResponseParser(self)
+        self.lenient = False  # the upstream sent a head only the lenient parser reads (see _read_leniently)
+        self.parser = _parser(self, lenient=False)
         # Weak: an answer the caller drops without release() or close() must not keep its connection busy for good
         # (aiohttp frees it in __del__); _abandoned closes the connection when that happens.
         self._response: weakref.ref[Http1Response] | None = None
         self.raw_headers: list[tuple[bytes, bytes]] = []  # of the answer being parsed
+        self.headers_done = False  # headers after this are a chunked answer's trailers: dropped, as aiohttp does
+        self.head_bytes = 0
+        self.head_reads: list[bytes] = []  # what arrived of the head being parsed, to read it again leniently
+        self.head_only = False  # the request was HEAD: the answer has no body whatever its headers say
         self.head: asyncio.Future[None] | None = None
         self.got_bytes = False
         self.lost = False
@@ -190,9 +215,13 @@ class Connection(asyncio.Protocol):
         ref = self._response
         return ref() if ref is not None else None
 
-    def attach(self, response: Http1Response) -> None:
+    def attach(self, response: Http1Response, *, head_only: bool = False) -> None:
         self._response = weakref.ref(response, self._abandoned)
         self.raw_headers = []
+        self.headers_done = False
+        self.head_bytes = 0
+        self.head_reads = []
+        self.head_only = head_only
 
     def _abandoned(self, ref: weakref.ref[Http1Response]) -> None:
         if self._response is ref:
@@ -208,15 +237,50 @@ class Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.got_bytes = True
-        if self.response is None:
+        response = self.response
+        if response is None:
             self.close()  # bytes nobody asked for on an idle connection: it cannot be trusted any more
             return
+        in_head = not response.status
+        if in_head:
+            self.head_bytes += len(data)
+            self.head_reads.append(data)
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as exc:
-            error = ClientPayloadError(f"invalid HTTP response from the upstream: {exc}")
-            self.fail(error)
+            if in_head and not response.status and not self.lenient and not isinstance(exc.__context__, _HeadRefused):
+                self._read_leniently()
+            else:
+                self._refuse(exc, response)
+            return
+        if not response.status and self.head_bytes > MAX_HEAD_BYTES:
+            self.fail(ClientResponseError(f"the answer's head passed {MAX_HEAD_BYTES} bytes"))
             self.close()
+
+    def _read_leniently(self) -> None:
+        """The strict parser refused the head: read it again as aiohttp would (folded lines, LF line ends), with
+        every header checked one by one, and keep that parser for this connection. The usual head never gets here,
+        so the strict parser's own checks spare it any Python work per header."""
+        self.lenient = True
+        self.parser = _parser(self, lenient=True)
+        self.raw_headers = []
+        try:
+            self.parser.feed_data(b"".join(self.head_reads))
+        except httptools.HttpParserError as exc:
+            response = self.response
+            if response is not None:
+                self._refuse(exc, response)
+
+    def _refuse(self, exc: httptools.HttpParserError, response: Http1Response) -> None:
+        error: ClientError
+        if isinstance(exc.__context__, _HeadRefused):
+            error = exc.__context__.error
+        elif not response.status:
+            error = ClientResponseError(f"invalid HTTP response from the upstream: {exc}")
+        else:
+            error = ClientPayloadError(f"invalid HTTP response from the upstream: {exc}")
+        self.fail(error)
+        self.close()
 
     def eof_received(self) -> bool | None:
         return None  # close the transport; connection_lost settles the response
@@ -229,6 +293,8 @@ class Connection(asyncio.Protocol):
                 response._finish()
             elif response.status:
                 self.fail(ClientPayloadError("Response payload is not completed"))
+            elif isinstance(exc, OSError):
+                self.fail(ClientOSError(exc.errno, exc.strerror))  # e.g. reset before answering, as aiohttp says
             else:
                 self.fail(ServerDisconnectedError())
         if self._drain is not None and not self._drain.done():
@@ -246,7 +312,22 @@ class Connection(asyncio.Protocol):
     # httptools callbacks
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if self.headers_done:
+            return
+        if self.lenient and b"\x00" in value:  # the strict parser refuses it itself; RFC 9110 forbids it
+            raise _HeadRefused(ClientResponseError("a header value of the answer holds a NUL byte"))
         self.raw_headers.append((name, value))
+
+    def _check_limits(self) -> None:
+        """aiohttp's limits on a head: looked at header by header only when the head's reads were large enough to
+        break them (more bytes than one header may have), so the usual few-hundred-byte head costs nothing here."""
+        headers = self.raw_headers
+        if len(headers) > MAX_HEADERS:
+            raise _HeadRefused(ClientResponseError(f"the answer has more than {MAX_HEADERS} headers"))
+        if self.head_bytes > MAX_FIELD_SIZE:
+            for name, value in headers:
+                if len(name) + len(value) > MAX_FIELD_SIZE:
+                    raise _HeadRefused(ClientResponseError(f"a header of the answer passed {MAX_FIELD_SIZE} bytes"))
 
     def on_headers_complete(self) -> None:
         response = self.response
@@ -256,6 +337,9 @@ class Connection(asyncio.Protocol):
         if 100 <= status < 200:
             self.raw_headers = []  # an interim answer (100 Continue): the real one follows
             return
+        self._check_limits()
+        self.headers_done = True
+        self.head_reads = []
         response.raw_headers = self.raw_headers
         response.status = status
         response.keep_alive = self.parser.should_keep_alive()
@@ -271,6 +355,12 @@ class Connection(asyncio.Protocol):
         response.until_close = not (chunked or content_length) and status not in (204, 304)
         if self.head is not None and not self.head.done():
             self.head.set_result(None)
+        if self.head_only and (chunked or content_length):
+            # No body follows an answer to HEAD, but the parser would wait for the one its headers announce: the
+            # answer ends here, and the next answer on this connection gets a parser of its own.
+            response.until_close = False
+            response._finish()
+            self.parser = _parser(self, lenient=self.lenient)
 
     def on_body(self, body: bytes) -> None:
         response = self.response
@@ -322,3 +412,14 @@ class Connection(asyncio.Protocol):
         if self._write_paused and not self.lost:
             self._drain = self.loop.create_future()
             await self._drain
+
+
+def _parser(connection: Connection, *, lenient: bool) -> httptools.HttpResponseParser:
+    """llhttp's strict parser, or one as lenient as aiohttp's with answers: folded header lines (obs-fold, read as
+    one space), lines ended by LF alone, and spaces after a chunk size are accepted."""
+    parser = httptools.HttpResponseParser(connection)
+    if lenient:
+        parser.set_dangerous_leniencies(
+            lenient_headers=True, lenient_optional_cr_before_lf=True, lenient_spaces_after_chunk_size=True
+        )
+    return parser

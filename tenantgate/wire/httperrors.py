@@ -17,7 +17,11 @@ class ClientConnectionError(ClientError):
     pass
 
 
-class ClientConnectorError(ClientConnectionError):
+class ClientOSError(ClientConnectionError, OSError):
+    """The connection failed at the socket level (e.g. reset by the upstream before it answered)."""
+
+
+class ClientConnectorError(ClientOSError):
     """Connecting failed; ``os_error`` is why."""
 
     def __init__(self, host: str, port: int, os_error: OSError) -> None:
@@ -34,6 +38,10 @@ class ServerDisconnectedError(ClientConnectionError):
 
 class ClientPayloadError(ClientError):
     """The answer's body broke off or was not valid HTTP framing."""
+
+
+class ClientResponseError(ClientError):
+    """The answer's head was not valid HTTP, or larger than the limits (as aiohttp's, which then reports 400)."""
 
 
 class InvalidURL(ClientError, ValueError):
