@@ -118,7 +118,8 @@ def _expected(metric: Metric) -> list[tuple[str, dict[str, str], float]]:
         cumulative = 0
         for bound, count in zip((*metric.spec.buckets, math.inf), point.counts or [], strict=True):
             cumulative += count
-            samples.append((name + "_bucket", {**labels, "le": repr(float(bound))}, float(cumulative)))
+            le = repr(float(bound) + 0.0)  # -0.0 is written as 0: the same bound
+            samples.append((name + "_bucket", {**labels, "le": le}, float(cumulative)))
         samples += [(name + "_sum", labels, point.sum), (name + "_count", labels, float(point.count))]
     return samples
 
@@ -135,7 +136,7 @@ def test_what_prometheus_client_parses_is_what_was_written(written: list[Metric]
         assert family.documentation.strip() == metric.spec.description.strip()  # the parser strips HELP text
         parsed = sorted(
             (
-                (s.name, {k: (repr(float(v)) if k == "le" else v) for k, v in s.labels.items()}, s.value)
+                (s.name, {k: (repr(float(v) + 0.0) if k == "le" else v) for k, v in s.labels.items()}, s.value)
                 for s in family.samples
             ),
             key=repr,
