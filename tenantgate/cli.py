@@ -91,6 +91,7 @@ def serve(
 
     settings = load_settings(dev_setup=False)
     _check_routing(settings)
+    _check_network(settings)
     _check_port(host, port)
     if settings.migrate_on_start:
         # In a child process, so alembic and the migration run do not stay in the serving process's memory (8 MB).
@@ -173,6 +174,17 @@ def _check_port(host: str, port: int) -> None:
                 reason = error.strerror or str(error)
             typer.secho(f"error: cannot serve on {host}:{port}: {reason}", fg=typer.colors.RED, err=True)
             raise typer.Exit(1) from None
+
+
+def _check_network(settings: Settings) -> None:
+    """Proxies and CA files the upstream clients cannot use are said before anything starts, never a credential."""
+    from tenantgate.platform.upstream.network import OutboundNetwork
+
+    try:
+        OutboundNetwork.from_settings(settings)
+    except ValueError as error:
+        typer.echo(f"configuration error: {error}", err=True)
+        raise typer.Exit(2) from None
 
 
 def _prepare_metrics_dir(settings: Settings, workers: int) -> str | None:

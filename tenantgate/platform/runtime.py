@@ -21,6 +21,7 @@ from tenantgate.platform.proxy.unfinished import UnfinishedStreams
 from tenantgate.platform.upstream.client import UpstreamClient
 from tenantgate.platform.upstream.config import gateway_config
 from tenantgate.platform.upstream.guard import TenantUpstreamGuard, UpstreamURLRefused
+from tenantgate.platform.upstream.network import OutboundNetwork
 from tenantgate.platform.upstream.registry import Routing, Upstream
 from tenantgate.settings import Settings
 from tenantgate.tenants.auth_throttle import AuthThrottle, FailureLimits
@@ -49,7 +50,12 @@ class Runtime:
         self.upstream_guard = TenantUpstreamGuard(
             settings.tenant_upstream_allowed_networks, allow_http=settings.tenant_upstream_allow_http
         )
-        self.http = UpstreamClient(settings.upstream_pool_size, self.upstream_guard, settings.upstream_http_client)
+        self.http = UpstreamClient(
+            settings.upstream_pool_size,
+            self.upstream_guard,
+            settings.upstream_http_client,
+            OutboundNetwork.from_settings(settings),
+        )
         self.unfinished_streams = UnfinishedStreams(settings.unfinished_stream_retrieve_seconds)
         self.secret_box = SecretBox(settings.secret_key_bytes)
         self.key_cache = KeyCache(

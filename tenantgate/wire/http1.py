@@ -40,10 +40,12 @@ from tenantgate.wire.http1conn import PAUSE_ABOVE, Connection, Http1Response
 from tenantgate.wire.httperrors import (
     ClientConnectorError,
     ClientOSError,
+    ClientProxyConnectionError,
     InvalidURL,
     ServerDisconnectedError,
     Timeouts,
 )
+from tenantgate.wire.proxy import ProxyConfig, ProxyURL, open_tunnel
 
 _BODYLESS_METHODS = frozenset({"GET", "HEAD", "DELETE", "OPTIONS", "TRACE"})
 
@@ -51,7 +53,7 @@ _BODYLESS_METHODS = frozenset({"GET", "HEAD", "DELETE", "OPTIONS", "TRACE"})
 class _Origin:
     """Where a URL points: the pool's key, and the request-target and Host header to send."""
 
-    __slots__ = ("host", "host_header", "is_ssl", "key", "port", "target")
+    __slots__ = ("absolute_target", "host", "host_header", "is_ssl", "key", "port", "target")
 
     def __init__(self, url: str) -> None:
         parts = urlsplit(url)
@@ -68,6 +70,7 @@ class _Origin:
         self.target = target.encode("latin-1")
         host = f"[{self.host}]" if ":" in self.host else self.host
         self.host_header = (host if self.port == default_port else f"{host}:{self.port}").encode("latin-1")
+        self.absolute_target = b"http://" + self.host_header + self.target  # as an http:// request to a proxy
 
 
 @lru_cache(maxsize=1024)  # a gateway calls a handful of URLs (base URL + endpoint path); queries are rare
@@ -77,11 +80,17 @@ def _origin(url: str) -> _Origin:
 
 class Http1Client:
     def __init__(
-        self, limit: int, *, keepalive_timeout: float = 60.0, ssl_context: ssl.SSLContext | None = None
+        self,
+        limit: int,
+        *,
+        keepalive_timeout: float = 60.0,
+        ssl_context: ssl.SSLContext | None = None,
+        proxy: ProxyConfig | None = None,
     ) -> None:
         self.limit = limit
         self.keepalive_timeout = keepalive_timeout
         self._ssl = ssl_context
+        self._proxy = proxy
         self._idle: dict[tuple[str, int, bool], list[Connection]] = {}
         self._open: set[Connection] = set()
         self._slot_waiters: collections.deque[asyncio.Future[None]] = collections.deque()
@@ -109,12 +118,13 @@ class Http1Client:
         """Send a request and return once the answer's head arrived. Redirects are never followed."""
         del allow_redirects  # accepted for aiohttp compatibility: a gateway never follows them
         origin = _origin(url)
-        head = _request_head(method, origin, headers, data)
+        proxy = self._proxy.route(origin.is_ssl, origin.host, origin.port) if self._proxy is not None else None
+        head = _request_head(method, origin, headers, data, proxy)
         replayable = data is None or isinstance(data, bytes)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout.total if timeout is not None and timeout.total is not None else None
         while True:
-            conn = await self._acquire(origin, timeout, deadline)
+            conn = await self._acquire(origin, proxy, timeout, deadline)
             try:
                 return await self._send(conn, head, data, timeout, deadline, head_only=method == "HEAD")
             except (ServerDisconnectedError, ClientOSError):
@@ -159,7 +169,9 @@ class Http1Client:
             raise
         return response
 
-    async def _acquire(self, origin: _Origin, timeouts: Timeouts | None, deadline: float | None) -> Connection:
+    async def _acquire(
+        self, origin: _Origin, proxy: ProxyURL | None, timeouts: Timeouts | None, deadline: float | None
+    ) -> Connection:
         loop = asyncio.get_running_loop()
         while True:
             idle = self._idle.get(origin.key)
@@ -171,7 +183,7 @@ class Http1Client:
                 conn.close()
                 self._open.discard(conn)
             if len(self._open) < self.limit:
-                return await self._connect(origin, timeouts, deadline)
+                return await self._connect(origin, proxy, timeouts, deadline)
             if self._evict_idle():
                 continue
             waiter = loop.create_future()
@@ -199,7 +211,11 @@ class Http1Client:
         self._open.discard(oldest)
         return True
 
-    async def _connect(self, origin: _Origin, timeouts: Timeouts | None, deadline: float | None) -> Connection:
+    async def _connect(
+        self, origin: _Origin, proxy: ProxyURL | None, timeouts: Timeouts | None, deadline: float | None
+    ) -> Connection:
+        """A new connection to ``origin``: direct, to the proxy (http), or through a CONNECT tunnel (https).
+        ``sock_connect`` bounds all of it: the proxy's answer and the TLS handshake included."""
         loop = asyncio.get_running_loop()
         conn = Connection(self, origin.key)
         self._open.add(conn)
@@ -212,13 +228,28 @@ class Http1Client:
             if deadline is not None and (connect_deadline is None or deadline < connect_deadline):
                 connect_deadline = deadline
             async with asyncio.timeout_at(connect_deadline):
-                await loop.create_connection(
-                    lambda: conn,
-                    origin.host,
-                    origin.port,
-                    ssl=ssl_context,
-                    server_hostname=origin.host if ssl_context is not None else None,
-                )
+                if proxy is None:
+                    await loop.create_connection(
+                        lambda: conn,
+                        origin.host,
+                        origin.port,
+                        ssl=ssl_context,
+                        server_hostname=origin.host if ssl_context is not None else None,
+                    )
+                elif ssl_context is None:
+                    await self._connect_to_proxy(conn, proxy)
+                else:
+                    tunnel = await open_tunnel(proxy, origin.host, origin.port)
+                    try:
+                        tls = await loop.start_tls(tunnel, conn, ssl_context, server_hostname=origin.host)
+                    except BaseException:
+                        tunnel.abort()
+                        raise
+                    assert tls is not None
+                    conn.connection_made(tls)
+        except ClientConnectorError:
+            self.forget(conn)
+            raise
         except OSError as exc:
             self.forget(conn)
             raise ClientConnectorError(origin.host, origin.port, exc) from exc
@@ -226,6 +257,13 @@ class Http1Client:
             self.forget(conn)
             raise
         return conn
+
+    @staticmethod
+    async def _connect_to_proxy(conn: Connection, proxy: ProxyURL) -> None:
+        try:
+            await asyncio.get_running_loop().create_connection(lambda: conn, proxy.host, proxy.port)
+        except OSError as exc:
+            raise ClientProxyConnectionError(proxy.host, proxy.port, exc) from exc
 
     def put_back(self, conn: Connection) -> None:
         if self._closed:
@@ -283,8 +321,14 @@ class Http1Client:
         await asyncio.sleep(0)  # let the transports run their close callbacks
 
 
-def _request_head(method: str, origin: _Origin, headers: Iterable[tuple[str, str]], data: object) -> bytes:
-    lines = [method.encode("ascii"), b" ", origin.target, b" HTTP/1.1\r\nHost: ", origin.host_header, b"\r\n"]
+def _request_head(
+    method: str, origin: _Origin, headers: Iterable[tuple[str, str]], data: object, proxy: ProxyURL | None
+) -> bytes:
+    through_proxy = proxy is not None and not origin.is_ssl  # https goes through a tunnel: the origin's own form
+    target = origin.absolute_target if through_proxy else origin.target
+    lines = [method.encode("ascii"), b" ", target, b" HTTP/1.1\r\nHost: ", origin.host_header, b"\r\n"]
+    if through_proxy and proxy is not None and proxy.authorization is not None:
+        lines.append(f"Proxy-Authorization: {proxy.authorization}\r\n".encode("latin-1"))
     for name, value in headers:
         if "\r" in value or "\n" in value or "\r" in name or "\n" in name:
             raise ValueError(f"newline in the value of header {name!r}")

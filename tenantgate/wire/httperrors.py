@@ -31,6 +31,10 @@ class ClientConnectorError(ClientOSError):
         self.os_error = os_error
 
 
+class ClientProxyConnectionError(ClientConnectorError):
+    """The outbound proxy could not be reached (``host``/``port`` are the proxy's)."""
+
+
 class ServerDisconnectedError(ClientConnectionError):
     def __init__(self, message: str = "Server disconnected") -> None:
         super().__init__(message)
@@ -42,6 +46,14 @@ class ClientPayloadError(ClientError):
 
 class ClientResponseError(ClientError):
     """The answer's head was not valid HTTP, or larger than the limits (as aiohttp's, which then reports 400)."""
+
+
+class ClientHttpProxyError(ClientResponseError):
+    """The outbound proxy refused to open a tunnel (``status`` is its answer, e.g. 407 or 403)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class InvalidURL(ClientError, ValueError):

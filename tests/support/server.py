@@ -14,9 +14,10 @@ from tests.support.services import free_port
 
 class ServedApp:
     def __init__(self, app: Any, *, lifespan: str = "on", **options: Any) -> None:
-        """``options``: more uvicorn settings (the gateway's are in ``serving.uvicorn_options``)."""
+        """``options``: more uvicorn settings (the gateway's are in ``serving.uvicorn_options``); with
+        ``ssl_certfile`` and ``ssl_keyfile`` it serves https."""
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{'https' if options.get('ssl_certfile') else 'http'}://127.0.0.1:{self.port}"
         config = uvicorn.Config(
             app,
             host="127.0.0.1",

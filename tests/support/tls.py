@@ -1,10 +1,12 @@
-"""A throwaway certificate for TLS tests: self-signed (its own CA), for 127.0.0.1 and localhost, valid an hour."""
+"""A throwaway certificate for TLS tests: self-signed (its own CA), for 127.0.0.1, localhost and any other names
+asked for, valid an hour."""
 
 from __future__ import annotations
 
 import datetime
 import ipaddress
 import ssl
+from collections.abc import Sequence
 from pathlib import Path
 
 from cryptography import x509
@@ -13,12 +15,14 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 
-def self_signed(directory: Path) -> tuple[Path, ssl.SSLContext]:
-    """The certificate's PEM file (to trust as a CA bundle) and a server context that presents it."""
+def self_signed(directory: Path, hosts: Sequence[str] = ()) -> tuple[Path, ssl.SSLContext]:
+    """The certificate's PEM file (to trust as a CA bundle) and a server context that presents it; ``hosts`` are
+    further DNS names it is valid for."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
     now = datetime.datetime.now(datetime.UTC)
-    names = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+    names: list[x509.GeneralName] = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+    names += [x509.DNSName(host) for host in hosts]
     certificate = (
         x509.CertificateBuilder()
         .subject_name(name)

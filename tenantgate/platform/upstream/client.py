@@ -1,10 +1,10 @@
 """The process-wide pooled HTTP clients to the upstreams.
 
-The operator's upstreams are called through the gateway's own HTTP/1.1 client (wire/http1.py): it only moves bytes, at
-a fraction of aiohttp's CPU per request. ``TENANTGATE_UPSTREAM_HTTP_CLIENT=aiohttp`` switches back to aiohttp (an
-escape hatch for an upstream or network path the lean client does not get along with, e.g. one that needs HTTP
-proxy support). One pool keeps connections warm across requests and upstreams. Timeouts are per request (see
-forward.py), since they differ by upstream and by streaming.
+The operator's upstreams are called through the gateway's own HTTP/1.1 client (wire/http1.py): it only moves bytes,
+at a fraction of aiohttp's CPU per request. ``TENANTGATE_UPSTREAM_HTTP_CLIENT=aiohttp`` switches back to aiohttp
+(an escape hatch for an upstream or network path the lean client does not get along with). Both reach the
+upstreams the same way: the same trust and outbound proxies (network.py). One pool keeps connections warm across
+requests and upstreams. Timeouts are per request (see forward.py), since they differ by upstream and by streaming.
 
 Base URLs set by tenants go through an aiohttp session whose connector checks every address it connects to
 (guard.py, aio.py), made on first use: aiohttp is imported only by a worker that needs it (errors.py). A separate
@@ -22,6 +22,7 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Literal, Protocol
 
 from tenantgate.platform.upstream.guard import TenantUpstreamGuard
+from tenantgate.platform.upstream.network import OutboundNetwork
 from tenantgate.wire.http1 import Http1Client
 from tenantgate.wire.httperrors import Timeouts
 
@@ -67,20 +68,30 @@ class UpstreamSession(Protocol):
 
 
 class UpstreamClient:
-    def __init__(self, pool_size: int, guard: TenantUpstreamGuard, kind: Literal["lean", "aiohttp"] = "lean") -> None:
+    def __init__(
+        self,
+        pool_size: int,
+        guard: TenantUpstreamGuard,
+        kind: Literal["lean", "aiohttp"] = "lean",
+        network: OutboundNetwork | None = None,
+    ) -> None:
         self._pool_size = pool_size
         self._guard = guard
         self._kind = kind
+        self._network = network or OutboundNetwork()
         self._session: UpstreamSession | None = None
         self._tenant_session: AiohttpSession | None = None
 
     async def start(self) -> None:
+        network = self._network
         if self._kind == "lean":
-            self._session = Http1Client(self._pool_size, keepalive_timeout=60)
+            self._session = Http1Client(
+                self._pool_size, keepalive_timeout=60, ssl_context=network.ssl_context, proxy=network.proxy
+            )
         else:
             from tenantgate.platform.upstream import aio
 
-            self._session = aio.operator_session(self._pool_size)
+            self._session = aio.operator_session(self._pool_size, network)
 
     @property
     def session(self) -> UpstreamSession:
@@ -97,7 +108,7 @@ class UpstreamClient:
         if self._tenant_session is None:
             aio = await asyncio.to_thread(importlib.import_module, "tenantgate.platform.upstream.aio")
             if self._tenant_session is None:  # not made by another request meanwhile
-                self._tenant_session = aio.tenant_session(self._pool_size, self._guard)
+                self._tenant_session = aio.tenant_session(self._pool_size, self._guard, self._network.ssl_context)
         return self._tenant_session
 
     async def close(self) -> None:
