@@ -181,6 +181,19 @@ class Settings(BaseSettings):
         default=512, ge=1, validation_alias=AliasChoices("OTEL_BSP_MAX_EXPORT_BATCH_SIZE")
     )
 
+    @field_validator("redis_url")
+    @classmethod
+    def _supported_redis_url(cls, value: str) -> str:
+        """Refused now, with what is not supported, rather than ignored or failing at the first request."""
+        if value.strip():
+            from tenantgate.wire.resp import Endpoint
+
+            try:
+                Endpoint.parse(value)
+            except ValueError as error:
+                raise ValueError(f"TENANTGATE_REDIS_URL: {error}") from None
+        return value.strip()
+
     @field_validator("upstream_base_url")
     @classmethod
     def _strip_trailing_slash(cls, value: str) -> str:

@@ -93,3 +93,25 @@ def test_a_referenced_value_is_taken_as_it_is(tmp_path: Path, monkeypatch: pytes
     monkeypatch.delenv("TG_TEST_SECRET")
     with pytest.raises(ValueError, match="environment variable TG_TEST_SECRET is not set"):
         gateway_config(Settings(_env_file=None, env="dev", config_file=config))
+
+
+def test_a_redis_url_the_client_cannot_honour_stops_serve_with_one_line(tmp_path: Path) -> None:
+    """Sentinel, Cluster, unknown schemes and options: refused when the settings are read, by every command."""
+    from typer.testing import CliRunner
+
+    from tenantgate.cli import app
+
+    with pytest.raises(ValidationError, match="TENANTGATE_REDIS_URL: Redis Sentinel URLs are not supported"):
+        Settings(_env_file=None, env="dev", redis_url="redis+sentinel://:hunter2@sentinel-0:26379/mymaster")
+    env = {
+        "TENANTGATE_ENV": "dev",
+        "TENANTGATE_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'tg.db'}",
+        "TENANTGATE_REDIS_URL": "redis://:hunter2@cache:6379/0?socket_timeout=1",
+    }
+    result = CliRunner().invoke(app, ["serve"], env=env)
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [
+        "configuration error: TENANTGATE_REDIS_URL: unsupported Redis URL option(s) socket_timeout "
+        "(supported: client_name, db)"
+    ]
+    assert "hunter2" not in result.output + result.stderr and not (tmp_path / "tg.db").exists()

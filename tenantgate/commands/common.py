@@ -43,7 +43,7 @@ def load_settings(*, dev_setup: bool = True) -> Settings:
         return Settings.for_command() if dev_setup else Settings()
     except ValidationError as exc:
         for error in exc.errors():
-            typer.echo(f"configuration error: {error['msg']}", err=True)
+            typer.echo(f"configuration error: {error['msg'].removeprefix('Value error, ')}", err=True)
         raise typer.Exit(2) from None
 
 

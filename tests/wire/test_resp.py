@@ -7,6 +7,8 @@ import uuid
 from collections.abc import AsyncIterator
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from redis.asyncio import Redis
 
 from tenantgate.wire.resp import (
@@ -32,6 +34,38 @@ def test_urls_name_host_port_db_credentials_and_tls() -> None:
     assert Endpoint.parse("redis://localhost?client_name=tenantgate-web").client_name == "tenantgate-web"
     with pytest.raises(ValueError, match="scheme"):
         Endpoint.parse("http://localhost:6379")
+    assert "p@ss" not in repr(secure)  # an endpoint in a log line shows no password
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("redis+sentinel://:hunter2@sentinel-0:26379/mymaster", "Sentinel URLs are not supported"),
+        ("sentinel://:hunter2@sentinel-0:26379", "Sentinel URLs are not supported"),
+        ("redis+cluster://:hunter2@node-0:6379", "Redis Cluster is not supported"),
+        ("redis://:hunter2@cache?ssl_cert_reqs=none&socket_timeout=1", r"option\(s\) socket_timeout, ssl_cert_reqs"),
+        ("redis://:hunter2@cache:6379/zero", "database must be a number"),
+        ("redis://:hunter2@cache:99999/0", "not a valid Redis URL"),
+        ("redis://:hunter2@a:1,b:2/0", "not a valid Redis URL"),
+        ("unix://", "needs the socket's path"),
+        ("redis://cache?client_name=two%20words", "client_name may not hold spaces"),
+        ("memcached://:hunter2@cache", "unsupported Redis URL scheme 'memcached'"),
+    ],
+)
+def test_urls_the_client_cannot_honour_are_refused_with_what_is_not_supported(url: str, says: str) -> None:
+    with pytest.raises(ValueError, match=says) as refused:
+        Endpoint.parse(url)
+    assert "hunter2" not in str(refused.value)
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(url=st.one_of(st.text(max_size=50), st.text(max_size=40).map(lambda rest: "redis://" + rest)))
+def test_any_url_is_either_understood_or_refused_with_a_value_error(url: str) -> None:
+    try:
+        endpoint = Endpoint.parse(url)
+    except ValueError:
+        return
+    assert endpoint.db >= 0 and 0 < endpoint.port < 65536
 
 
 class _Recorder:
