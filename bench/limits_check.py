@@ -17,6 +17,7 @@ import uuid
 from tenantgate.platform.context import RequestContext
 from tenantgate.platform.limits.hook import Limiter
 from tenantgate.platform.proxy.exchange import Exchange, Usage
+from tenantgate.platform.runtime import redis_client
 from tenantgate.settings import Settings
 from tenantgate.tenants.principal import Limits, Principal
 
@@ -97,8 +98,9 @@ async def main() -> None:
     tokens.warm_up()
     prefix = f"bench-{uuid.uuid4().hex[:8]}"
     base = {"env": "dev", "_env_file": None, "redis_prefix": prefix}
-    memory = Limiter.from_settings(Settings(**base))
-    redis = Limiter.from_settings(Settings(**base, redis_url=args.redis, limits_redis_timeout_ms=1000))
+    memory = Limiter.from_settings(Settings(**base), None)
+    redis_settings = Settings(**base, redis_url=args.redis, limits_redis_timeout_ms=1000)
+    redis = Limiter.from_settings(redis_settings, redis_client(redis_settings))
     try:
         await _run("no limits configured", memory, _principal(False), args.requests, args.concurrency)
         await _run("memory store, 9 checks", memory, _principal(True), args.requests, args.concurrency)
@@ -118,6 +120,8 @@ async def main() -> None:
                 await client.execute("DEL", *keys)
         await redis.close()
         await memory.close()
+        if client is not None:
+            await client.aclose()
 
 
 if __name__ == "__main__":

@@ -24,8 +24,9 @@ _STATE_KEY = "_tenantgate_span"
 
 
 def instrument_redis(client: RespClient, tracing: Tracing) -> None:
-    """Spans for the commands of ``client.execute`` (the runtime's client: stored responses' owners, invalidation
-    messages). The limiter's own client is not wrapped: its one script call per request shows as the limiter."""
+    """Spans for the commands of ``client.execute`` (stored responses' owners, invalidation messages). The limiter's
+    script calls on the same client go through ``evalsha_command`` and ``fire``, which are not wrapped: its one
+    call per request shows as the limiter."""
     endpoint = client.endpoint
     base: dict[str, Any] = {"db.system.name": "redis", "db.namespace": str(endpoint.db)}
     if endpoint.unix_path is None:

@@ -41,6 +41,23 @@ from tenantgate.wire.resp import RespClient
 log = logging.getLogger("tenantgate")
 
 
+def redis_client(settings: Settings) -> RespClient | None:
+    """The process's one Redis client, for the limiter and everything else, or None without TENANTGATE_REDIS_URL.
+
+    One timeout policy, the limiter's: Redis counts as down when it sends nothing for
+    ``TENANTGATE_LIMITS_REDIS_TIMEOUT_MS`` while answers are owed, or takes that long to connect (a busy event loop
+    here delays replies without any silence from Redis, so load is never taken for an outage). The other callers
+    can all fail that fast: an object's owner is also written to and read from the database, an invalidation that
+    cannot be published is caught up by the key cache's TTL, and readiness then reports what the limiter sees. The
+    invalidation subscription has a connection of its own and nobody waits on it: it connects, and has its idle PING
+    answered, with two seconds of patience, so a short stall does not make every process drop its key cache.
+    """
+    if not settings.redis_url:
+        return None
+    silence = settings.limits_redis_timeout_ms / 1000
+    return RespClient.from_url(settings.redis_url, connect_timeout=silence, stall_timeout=silence, subscribe_timeout=2)
+
+
 class Runtime:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -63,9 +80,7 @@ class Runtime:
             ttl=settings.key_cache_ttl_seconds,
             negative_ttl=settings.key_cache_negative_ttl_seconds,
         )
-        self.redis: RespClient | None = (
-            RespClient.from_url(settings.redis_url, connect_timeout=2, stall_timeout=2) if settings.redis_url else None
-        )
+        self.redis = redis_client(settings)
         self.last_used = LastUsedTracker(self.sessions, interval_seconds=settings.last_used_flush_seconds)
         failure_limits = FailureLimits(settings.auth_failures_per_source_per_minute, settings.auth_failures_per_minute)
         self.auth_throttle = AuthThrottle(
@@ -87,6 +102,7 @@ class Runtime:
         self.metering = Metering(settings, self.engine, self.sessions)
         self.limiter = Limiter.from_settings(
             settings,
+            self.redis,
             cost_estimator=PriceBookCost(self.metering.prices),
             ledger=Ledger(self.sessions, self.metering.spool, self.metering.prices),
         )

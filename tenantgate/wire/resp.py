@@ -323,20 +323,41 @@ class _Connection(asyncio.Protocol):
 
 
 class RespClient:
-    def __init__(self, endpoint: Endpoint, *, connect_timeout: float = 2.0, stall_timeout: float | None = None) -> None:
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        *,
+        connect_timeout: float = 2.0,
+        stall_timeout: float | None = None,
+        subscribe_timeout: float | None = None,
+    ) -> None:
         """``stall_timeout``: fail every waiting call (``RedisStalled``, a TimeoutError) and drop the connection
-        when Redis sends nothing for that long while answers are owed."""
+        when Redis sends nothing for that long while answers are owed. ``subscribe_timeout``: how long a
+        subscription may take to connect and to answer its idle PING (default: ``connect_timeout``)."""
         self.endpoint = endpoint
         self.connect_timeout = connect_timeout
         self.stall_timeout = stall_timeout
+        self.subscribe_timeout = subscribe_timeout if subscribe_timeout is not None else connect_timeout
         self._connection: _Connection | None = None
         self._connect_attempt: asyncio.Future[_Connection] | None = None
         self._loading: dict[str, asyncio.Future[Any]] = {}
         self.writes = 0  # write() calls on connections closed so far (see ``write_count``)
 
     @classmethod
-    def from_url(cls, url: str, *, connect_timeout: float = 2.0, stall_timeout: float | None = None) -> RespClient:
-        return cls(Endpoint.parse(url), connect_timeout=connect_timeout, stall_timeout=stall_timeout)
+    def from_url(
+        cls,
+        url: str,
+        *,
+        connect_timeout: float = 2.0,
+        stall_timeout: float | None = None,
+        subscribe_timeout: float | None = None,
+    ) -> RespClient:
+        return cls(
+            Endpoint.parse(url),
+            connect_timeout=connect_timeout,
+            stall_timeout=stall_timeout,
+            subscribe_timeout=subscribe_timeout,
+        )
 
     @property
     def write_count(self) -> int:
@@ -440,7 +461,7 @@ class RespClient:
 
     def subscribe(self, *channels: str) -> Subscription:
         """``async with client.subscribe(channel) as subscription``: see ``Subscription``."""
-        return Subscription(self.endpoint, channels, connect_timeout=self.connect_timeout)
+        return Subscription(self.endpoint, channels, connect_timeout=self.subscribe_timeout)
 
     async def aclose(self) -> None:
         if self._connection is not None:

@@ -61,6 +61,7 @@ async def make_store(redis_url: str) -> AsyncIterator[Callable[[FakeClock], Redi
     yield make
     for store in stores:
         await store.close()
+        await store.client.aclose()
 
 
 def window(prefix: str, name: str, limit: int, amount: int = 1) -> Check:

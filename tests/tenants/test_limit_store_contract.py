@@ -52,6 +52,7 @@ async def store_and_clock(
         yield store, clock, key
     finally:
         await store.close()
+        await store.client.aclose()
         keys = [k async for k in client.scan_iter(match=f"{redis_prefix}:*")]
         if keys:
             await client.delete(*keys)
@@ -218,6 +219,7 @@ async def test_redis_store_uses_the_server_clock_without_an_injected_one(redis_u
         await client.delete(f"{redis_prefix}:{{t}}:rpm", f"{redis_prefix}:{{t}}:rpm:z")
         await client.aclose()
         await store.close()
+        await store.client.aclose()
 
 
 async def test_background_settlements_share_round_trips_and_all_apply(redis_url: str, redis_prefix: str) -> None:
@@ -244,6 +246,7 @@ async def test_background_settlements_share_round_trips_and_all_apply(redis_url:
         await client.delete(f"{redis_prefix}:{{t}}:inflight")
         await client.aclose()
         await store.close()
+        await store.client.aclose()
 
 
 async def test_settlements_survive_a_script_flush_and_failures_are_counted(redis_url: str, redis_prefix: str) -> None:
@@ -260,6 +263,7 @@ async def test_settlements_survive_a_script_flush_and_failures_are_counted(redis
         await guard.drain()
         assert (await store.admit([slot], "probe", dry=True)).states[0].used == 0
         await store.close()
+        await store.client.aclose()
         store.client.endpoint = Endpoint.parse("redis://127.0.0.1:1")  # Redis gone: the next settlement fails
         guard.settle_soon(Settlement(lease="lease-2", release=[slot]), store)
         await guard.drain()
@@ -268,6 +272,7 @@ async def test_settlements_survive_a_script_flush_and_failures_are_counted(redis
         await client.delete(f"{redis_prefix}:{{t}}:inflight")
         await client.aclose()
         await store.close()
+        await store.client.aclose()
 
 
 async def test_concurrent_admissions_share_round_trips_and_survive_a_script_flush(
@@ -287,6 +292,7 @@ async def test_concurrent_admissions_share_round_trips_and_survive_a_script_flus
         await client.delete(f"{redis_prefix}:{{t}}:rpm", f"{redis_prefix}:{{t}}:rpm:z")
         await client.aclose()
         await store.close()
+        await store.client.aclose()
 
 
 async def test_a_changed_limit_applies_to_the_next_check(store_and_clock) -> None:

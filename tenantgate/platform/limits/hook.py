@@ -88,15 +88,15 @@ class Limiter:
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, cost_estimator: CostEstimator | None = None, ledger: MonthLedger | None = None
+        cls,
+        settings: Settings,
+        redis: RespClient | None,
+        cost_estimator: CostEstimator | None = None,
+        ledger: MonthLedger | None = None,
     ) -> Limiter:
-        silence = settings.limits_redis_timeout_ms / 1000
-        primary = None
-        if settings.redis_url:
-            # Redis counts as down after ``silence`` without a byte while answers are owed (or a connect that
-            # long): a busy event loop here delays replies but is not a Redis outage.
-            client = RespClient.from_url(settings.redis_url, connect_timeout=silence, stall_timeout=silence)
-            primary = RedisLimitStore(client, credit=settings.limits_local_credit)
+        """``redis``: the process's client (platform/runtime.py's ``redis_client``, whose timeouts are the limiter's),
+        or None for limits kept in process memory."""
+        primary = RedisLimitStore(redis, credit=settings.limits_local_credit) if redis is not None else None
         store = GuardedStore(
             primary,
             MemoryLimitStore(),

@@ -1,9 +1,9 @@
 """Limit storage in Redis, shared by every worker and replica: one Lua script call per admission.
 
 The scripts are called by SHA (EVALSHA) and loaded when Redis answers NOSCRIPT. All keys of one request carry the
-tenant id as hash tag, so a script touches a single slot (as Redis Cluster requires). The client is the limiter's
-own lean one (``wire/resp.py``): calls made during the same event-loop iteration leave in one write and share a round
-trip, while each admission still runs as its own atomic script.
+tenant id as hash tag, so a script touches a single slot (as Redis Cluster requires). The client is the process's
+lean one (``wire/resp.py``, shared with the rest of the gateway): calls made during the same event-loop iteration
+leave in one write and share a round trip, while each admission still runs as its own atomic script.
 
 Credit (``credit=True``, the setting ``TENANTGATE_LIMITS_LOCAL_CREDIT``): a busy principal whose limits are all
 windows (RPM, TPM, RPD) is granted, with an admission, room for k more requests like it, charged in Redis at once
@@ -335,7 +335,7 @@ class RedisLimitStore:
         return self.client.fire(self._settle, self._settle_command(settlement), urgent=False)
 
     async def close(self) -> None:
-        """Give back every unused credit, then close the connection."""
+        """Give back every unused credit. The client stays open: it is the process's (platform/runtime.py)."""
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None
@@ -344,7 +344,6 @@ class RedisLimitStore:
         self._accounts.clear()
         if self._refunds:
             await asyncio.wait(set(self._refunds), timeout=2.0)
-        await self.client.aclose()
 
 
 def _creditable(checks: Sequence[Check]) -> bool:
