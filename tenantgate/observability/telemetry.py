@@ -33,6 +33,7 @@ from tenantgate.observability.http import HttpMetrics
 from tenantgate.observability.instrument import instrument_engine, instrument_redis
 from tenantgate.observability.metrics import MetricData, MetricRegistry
 from tenantgate.observability.otlp import metric_exporters, span_exporters, to_metrics_data
+from tenantgate.observability.process import register_process_metrics
 from tenantgate.observability.spanbatch import SpanBatcher
 from tenantgate.observability.tracing import Tracing
 from tenantgate.settings import Settings
@@ -93,6 +94,7 @@ class Telemetry:
             labels=("tenantgate.version",),
             aggregation="max",
         )
+        register_process_metrics(self.registry)
 
     # --- wiring --------------------------------------------------------------------------------------------
 

@@ -121,6 +121,19 @@ class Runtime:
             "process (no round trip), or process memory (no Redis, or Redis down and failing open)",
             labels=("tenantgate.limits.source",),
         )
+        stats = self.limiter.store.stats
+        self.telemetry.registry.register_counter(
+            "tenantgate.limits.redis_fallbacks",
+            lambda: stats.fallbacks,
+            unit="{request}",
+            description="Limit checks decided in process memory because Redis failed (failing open)",
+        )
+        self.telemetry.registry.register_counter(
+            "tenantgate.limits.redis_errors",
+            lambda: stats.errors + stats.settle_errors,
+            unit="{error}",
+            description="Limiter calls to Redis that failed or timed out, admissions and settlements",
+        )
         self.telemetry.register_metering_gauges(
             buffer_depth=self.metering.held_events,
             spool_bytes=self.metering.pending_bytes,

@@ -115,3 +115,13 @@ def test_metrics_merge_both_workers_and_never_go_backwards(two_workers: tuple[st
         (duration,) = [m for m in snapshot.metrics if m.spec.name == "http.server.request.duration"]
         shares.append(sum(p.count for p in duration.points if p.labels[1] == "/v1/chat/completions"))
     assert len(shares) == 2 and all(share > 0 for share in shares) and sum(shares) == REQUESTS, shares
+
+    # Process metrics of both workers: memory adds up (what a container limit sees), the start time is the oldest's.
+    snapshots = [WorkerSnapshot.from_json(path.read_bytes()) for path in metrics_dir.glob("metrics-*.json")]
+
+    def read(snapshot: WorkerSnapshot, name: str) -> float:
+        (metric,) = [m for m in snapshot.metrics if m.spec.name == name]
+        return metric.points[0].value
+
+    assert metrics.total("process_start_time_seconds") == min(read(s, "process.start_time") for s in snapshots)
+    assert metrics.total("process_resident_memory_bytes") > max(read(s, "process.resident_memory") for s in snapshots)

@@ -3,7 +3,8 @@
 Fail open (the default) continues with per-process memory limits - with N processes a limit is then enforced
 N times over - logs the outage once and counts every request that fell back. Fail closed refuses with 503.
 After a failure Redis is left alone for ``retry_seconds``, so a dead or hanging Redis costs one timeout per
-process and interval, not one per request. A settlement goes to the store that admitted the request.
+process and interval, not one per request. A settlement goes to the store that admitted the request. ``stats``
+holds the counts; the runtime exports them as metrics (``tenantgate.limits.redis_fallbacks``, ``..redis_errors``).
 """
 
 from __future__ import annotations
@@ -14,21 +15,12 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from opentelemetry import metrics
-
 from tenantgate.tenants.limits.checks import Check, Settlement, Verdict
 from tenantgate.tenants.limits.memory import MemoryLimitStore
 from tenantgate.tenants.limits.redis import RedisLimitStore
 from tenantgate.wire.resp import RedisError
 
 log = logging.getLogger("tenantgate.limits")
-_meter = metrics.get_meter("tenantgate.limits")
-_FALLBACKS = _meter.create_counter(
-    "tenantgate.limits.redis_fallbacks", unit="{request}", description="Limit checks served without Redis"
-)
-_STORE_ERRORS = _meter.create_counter(
-    "tenantgate.limits.redis_errors", unit="{error}", description="Failed or timed-out limiter calls to Redis"
-)
 _ERRORS = (RedisError, OSError, TimeoutError)
 
 
@@ -90,7 +82,6 @@ class GuardedStore:
             raise LimiterUnavailable
         self.stats.fallbacks += 1
         self.stats.memory_checks += not dry
-        _FALLBACKS.add(1)
         return self.fallback.admit_now(checks, lease, dry=dry), self.fallback
 
     async def seed(self, check: Check, value: int, store: RedisLimitStore | MemoryLimitStore) -> None:
@@ -113,7 +104,6 @@ class GuardedStore:
 
     def _failed(self, exc: BaseException) -> None:
         self.stats.errors += 1
-        _STORE_ERRORS.add(1)
         self._down_until = time.monotonic() + self.retry_seconds
         if not self._down:
             self._down = True
@@ -145,7 +135,6 @@ class GuardedStore:
         if exc is None:
             return
         self.stats.settle_errors += 1
-        _STORE_ERRORS.add(1)
         now = time.monotonic()
         if now - self._settle_error_logged >= 1.0:
             self._settle_error_logged = now
