@@ -25,7 +25,9 @@ MESSAGES = [{"role": "user", "content": "count me"}]
 # A name as the docs write it: `tenantgate_upstream_attempts_total`, and a shorthand after it in the same line
 # (`_retries_total`: the full name with its last words replaced, or `_sum`: one of its series); or an OpenTelemetry
 # name something is "counted in".
-_PROMETHEUS = re.compile(r"`((?:tenantgate|http|gen_ai|process|python)_[a-z0-9_]+)`")
+_PROMETHEUS = re.compile(
+    r"`((?:tenantgate_|http_(?:server|request|route|response)|gen_ai_|process_|python_)[a-z0-9_]*)`"
+)
 _SHORTHAND = re.compile(r"`(_[a-z0-9_]+)`")
 _COUNTED_IN = re.compile(r"counted (?:in|as) `([a-z_]+(?:\.[a-z_]+)+)`")
 
