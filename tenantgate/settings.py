@@ -79,14 +79,18 @@ class Settings(BaseSettings):
     upstream_pool_size: int = Field(default=1000, ge=1)
     # The client for the operator's upstreams: the gateway's own (wire/http1.py) or aiohttp.
     upstream_http_client: Literal["lean", "aiohttp"] = "lean"
-    # How the operator's upstreams are reached (docs/upstream-network.md): the standard proxy variables keep their own
-    # names (either case), and a CA bundle trusted on top of the system's (SSL_CERT_FILE / SSL_CERT_DIR replace it).
-    upstream_https_proxy: SecretStr = Field(default=SecretStr(""), validation_alias=AliasChoices("HTTPS_PROXY"))
-    upstream_http_proxy: SecretStr = Field(default=SecretStr(""), validation_alias=AliasChoices("HTTP_PROXY"))
-    upstream_no_proxy: str = Field(default="", validation_alias=AliasChoices("NO_PROXY"))
+    # How the operator's upstreams are reached (docs/upstream-network.md): an outbound proxy, by default from the
+    # standard variables (either case), and a CA bundle trusted on top of the system's.
+    upstream_https_proxy: SecretStr = Field(
+        default=SecretStr(""), validation_alias=AliasChoices("TENANTGATE_UPSTREAM_HTTPS_PROXY", "HTTPS_PROXY")
+    )
+    upstream_http_proxy: SecretStr = Field(
+        default=SecretStr(""), validation_alias=AliasChoices("TENANTGATE_UPSTREAM_HTTP_PROXY", "HTTP_PROXY")
+    )
+    upstream_no_proxy: str = Field(
+        default="", validation_alias=AliasChoices("TENANTGATE_UPSTREAM_NO_PROXY", "NO_PROXY")
+    )
     upstream_ca_file: Path | None = None
-    ssl_cert_file: Path | None = Field(default=None, validation_alias=AliasChoices("SSL_CERT_FILE"))
-    ssl_cert_dir: Path | None = Field(default=None, validation_alias=AliasChoices("SSL_CERT_DIR"))
 
     max_request_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
     # Bounded requests (platform/bounded_http.py): what an unauthenticated caller can make a worker hold.
@@ -214,7 +218,7 @@ class Settings(BaseSettings):
     def _empty_port_is_unset(cls, value: object) -> object:
         return None if value in ("", "0", 0) else value
 
-    @field_validator("metrics_dir", "upstream_ca_file", "ssl_cert_file", "ssl_cert_dir", mode="before")
+    @field_validator("metrics_dir", "upstream_ca_file", mode="before")
     @classmethod
     def _empty_dir_is_unset(cls, value: object) -> object:
         return None if value == "" else value

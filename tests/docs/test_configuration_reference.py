@@ -55,7 +55,7 @@ def test_each_rows_default_is_the_settings_default():
 
 def test_variables_read_elsewhere_are_not_settings_and_are_read_by_the_code():
     source = "\n".join(path.read_text() for path in (ROOT / "tenantgate").rglob("*.py"))
-    otlp = (ROOT / "tenantgate" / "observability" / "otlphttp.py").read_text()
+    otlp = (ROOT / "tenantgate" / "wire" / "otlphttp.py").read_text()
     elsewhere = _table("Read elsewhere")
     assert elsewhere
     for variable in elsewhere:

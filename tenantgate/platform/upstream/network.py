@@ -1,9 +1,11 @@
 """How the gateway reaches the operator's upstreams: the TLS trust and the outbound proxy, from the settings, one
 policy for the lean client and for aiohttp (docs/upstream-network.md).
 
-Trust: the system's CAs (OpenSSL's default paths, which ``SSL_CERT_FILE`` / ``SSL_CERT_DIR`` replace) plus
-``TENANTGATE_UPSTREAM_CA_FILE`` when set, e.g. a company CA that signs an internal upstream or a TLS-inspecting
-proxy. Proxies: ``HTTPS_PROXY`` / ``HTTP_PROXY`` / ``NO_PROXY`` (wire/proxy.py). Tenants' own base URLs share the
+Trust: the system's CAs (OpenSSL's default paths, which ``SSL_CERT_FILE`` / ``SSL_CERT_DIR`` replace: OpenSSL reads
+them itself; they are only checked here) plus ``TENANTGATE_UPSTREAM_CA_FILE`` when set, e.g. a company CA that signs
+an internal upstream or a TLS-inspecting proxy. Proxies: ``TENANTGATE_UPSTREAM_HTTPS_PROXY`` /
+``..._HTTP_PROXY`` / ``..._NO_PROXY``, by default the standard ``HTTPS_PROXY`` / ``HTTP_PROXY`` / ``NO_PROXY``
+(wire/proxy.py). Tenants' own base URLs share the
 trust but never a proxy: the SSRF guard checks the address a connection goes to, and through a proxy that address
 would be the proxy's, with the tenant's host resolved where no check sees it (docs/decisions/).
 
@@ -13,6 +15,7 @@ which setting and why; ``tenantgate serve`` prints it as a configuration error b
 
 from __future__ import annotations
 
+import os
 import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,10 +31,10 @@ class OutboundNetwork:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> OutboundNetwork:
-        for variable, path, is_dir in (
-            ("SSL_CERT_FILE", settings.ssl_cert_file, False),
-            ("SSL_CERT_DIR", settings.ssl_cert_dir, True),
-        ):
+        for variable, is_dir in (("SSL_CERT_FILE", False), ("SSL_CERT_DIR", True)):
+            # OpenSSL's own variables, not settings: it reads them; a wrong one would fail every https upstream later.
+            value = os.environ.get(variable)
+            path = Path(value) if value else None
             if path is not None and not (path.is_dir() if is_dir else path.is_file()):
                 kind = "directory" if is_dir else "file"
                 raise ValueError(f"{variable}: {path} is not a {kind}; no https upstream could be verified")

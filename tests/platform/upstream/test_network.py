@@ -194,7 +194,7 @@ async def test_a_custom_ca_is_trusted_from_the_setting_or_ssl_cert_file(
         for settings, trusted in [
             (make_settings(), False),
             (make_settings(upstream_ca_file=cert_path), True),
-            (make_settings(ssl_cert_file=cert_path), None),  # OpenSSL reads the variable itself, below
+            (make_settings(), None),  # SSL_CERT_FILE, below: OpenSSL reads the variable itself
         ]:
             if trusted is None:
                 monkeypatch.setenv("SSL_CERT_FILE", str(cert_path))
@@ -210,14 +210,20 @@ async def test_a_custom_ca_is_trusted_from_the_setting_or_ssl_cert_file(
                 await client.close()
 
 
-def test_trust_files_that_cannot_be_used_are_refused(tmp_path: Path) -> None:
+def test_trust_files_that_cannot_be_used_are_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     not_pem = tmp_path / "not.pem"
     not_pem.write_text("not a certificate")
     for settings, says in [
         (make_settings(upstream_ca_file=tmp_path / "missing.pem"), "TENANTGATE_UPSTREAM_CA_FILE: cannot load"),
         (make_settings(upstream_ca_file=not_pem), "TENANTGATE_UPSTREAM_CA_FILE: cannot load"),
-        (make_settings(ssl_cert_file=tmp_path / "missing.pem"), "SSL_CERT_FILE: .* is not a file"),
-        (make_settings(ssl_cert_dir=not_pem), "SSL_CERT_DIR: .* is not a directory"),
     ]:
         with pytest.raises(ValueError, match=says):
             OutboundNetwork.from_settings(settings)
+    for variable, value, says in [
+        ("SSL_CERT_FILE", tmp_path / "missing.pem", "SSL_CERT_FILE: .* is not a file"),
+        ("SSL_CERT_DIR", not_pem, "SSL_CERT_DIR: .* is not a directory"),
+    ]:
+        with monkeypatch.context() as env:
+            env.setenv(variable, str(value))
+            with pytest.raises(ValueError, match=says):
+                OutboundNetwork.from_settings(make_settings())
