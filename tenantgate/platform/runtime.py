@@ -48,7 +48,8 @@ def redis_client(settings: Settings) -> RespClient | None:
     ``TENANTGATE_LIMITS_REDIS_TIMEOUT_MS`` while answers are owed, or takes that long to connect (a busy event loop
     here delays replies without any silence from Redis, so load is never taken for an outage). The other callers
     can all fail that fast: an object's owner is also written to and read from the database, an invalidation that
-    cannot be published is caught up by the key cache's TTL, and readiness then reports what the limiter sees. The
+    cannot be published is caught up by the key cache's TTL, failed authentications are then counted per process,
+    and readiness reports what the limiter sees. The
     invalidation subscription has a connection of its own and nobody waits on it: it connects, and has its idle PING
     answered, with two seconds of patience, so a short stall does not make every process drop its key cache.
     """
