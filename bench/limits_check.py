@@ -14,12 +14,12 @@ import statistics
 import time
 import uuid
 
+from tenantgate.core.exchange import Exchange, Usage
+from tenantgate.core.principal import Limits, Principal
 from tenantgate.platform.context import RequestContext
 from tenantgate.platform.limits.hook import Limiter
-from tenantgate.platform.proxy.exchange import Exchange, Usage
 from tenantgate.platform.runtime import redis_client
 from tenantgate.settings import Settings
-from tenantgate.tenants.principal import Limits, Principal
 
 BIG = 10**9
 PAYLOAD = {

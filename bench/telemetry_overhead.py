@@ -17,12 +17,12 @@ from typing import Any
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
+from tenantgate.core.exchange import Attempt, Exchange, Usage
+from tenantgate.core.principal import Limits, Principal
 from tenantgate.observability.http import TelemetryMiddleware
 from tenantgate.observability.telemetry import Telemetry
 from tenantgate.platform.context import SCOPE_CONTEXT, SCOPE_REQUEST_ID, SCOPE_ROUTE, RequestContext
-from tenantgate.platform.proxy.exchange import Attempt, Exchange, Usage
 from tenantgate.settings import Settings
-from tenantgate.tenants.principal import Limits, Principal
 
 N = 10_000
 REPEATS = 7

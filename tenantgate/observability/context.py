@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING
 from opentelemetry.trace import SpanContext, TraceState
 from starlette.types import Scope
 
-from tenantgate.platform.context import SCOPE_CONTEXT, SCOPE_REQUEST_ID, RequestContext
+from tenantgate.core.context import SCOPE_CONTEXT, SCOPE_REQUEST_ID, RequestContext
 
 if TYPE_CHECKING:
-    from tenantgate.platform.proxy.exchange import Exchange
+    from tenantgate.core.exchange import Exchange
 
 
 class RequestState:

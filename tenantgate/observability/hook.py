@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Protocol
 from urllib.parse import urlsplit
 
+from tenantgate.core.exchange import Exchange
 from tenantgate.observability.context import CURRENT
 from tenantgate.observability.metrics import (
     GENAI_DURATION_BUCKETS,
@@ -20,7 +21,6 @@ from tenantgate.observability.metrics import (
     MetricRegistry,
 )
 from tenantgate.observability.tracing import Tracing, limit_kind
-from tenantgate.platform.proxy.exchange import Exchange
 from tenantgate.settings import Settings
 
 OPERATION = "gen_ai.operation.name"

@@ -15,10 +15,10 @@ from time import perf_counter
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from tenantgate.core.context import SCOPE_ROUTE
 from tenantgate.observability.context import CURRENT, RequestState
 from tenantgate.observability.metrics import HTTP_DURATION_BUCKETS, MetricRegistry
 from tenantgate.observability.tracing import Tracing
-from tenantgate.platform.context import SCOPE_ROUTE
 
 access_log = logging.getLogger("tenantgate.access")
 

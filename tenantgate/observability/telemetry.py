@@ -13,7 +13,7 @@ import os
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from opentelemetry.sdk.metrics.export import MetricExporter
 from opentelemetry.sdk.resources import Resource
@@ -37,7 +37,6 @@ from tenantgate.observability.process import register_process_metrics
 from tenantgate.observability.spanbatch import SpanBatcher
 from tenantgate.observability.tracing import Tracing
 from tenantgate.settings import Settings
-from tenantgate.tenants.cache import KeyCache
 from tenantgate.wire.prometheus import render_prometheus
 from tenantgate.wire.resp import RespClient
 
@@ -46,6 +45,15 @@ log = logging.getLogger("tenantgate.telemetry")
 GaugeCallback = Callable[[], float | int]
 
 HEALTH_INTERVAL_SECONDS = 15.0
+
+
+class CacheStats(Protocol):
+    """What telemetry reads of a cache (the key cache): its hits, misses and size."""
+
+    hits: int
+    misses: int
+
+    def __len__(self) -> int: ...
 
 
 class Telemetry:
@@ -101,7 +109,7 @@ class Telemetry:
     def observe(
         self,
         *,
-        key_cache: KeyCache,
+        key_cache: CacheStats,
         engine: AsyncEngine,
         redis: RespClient | None,
         upstreams: Iterable[UpstreamLike],

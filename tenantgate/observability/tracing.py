@@ -42,9 +42,9 @@ from opentelemetry.trace import (
     set_span_in_context,
 )
 
+from tenantgate.core.exchange import Exchange
 from tenantgate.observability.content import input_messages, output_messages
 from tenantgate.observability.context import RequestState
-from tenantgate.platform.proxy.exchange import Exchange
 
 if TYPE_CHECKING:
     from tenantgate.observability.hook import UpstreamInfo

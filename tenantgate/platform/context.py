@@ -1,24 +1,14 @@
-"""The per-request context the pipeline resolves once and everything downstream reads."""
+"""Reading the request context in the platform's code (the context itself is in ``core/context.py``)."""
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 from starlette.requests import Request
 from starlette.types import Scope
 
-from tenantgate.tenants.principal import Principal
-
-SCOPE_CONTEXT = "tenantgate.context"
-SCOPE_REQUEST_ID = "tenantgate.request_id"
-# The route template a raw-ASGI endpoint served (FastAPI routes leave theirs in scope["route"]).
-SCOPE_ROUTE = "tenantgate.route"
-
-
-@dataclass(frozen=True, slots=True)
-class RequestContext:
-    request_id: str
-    principal: Principal
+from tenantgate.core.context import SCOPE_CONTEXT as SCOPE_CONTEXT
+from tenantgate.core.context import SCOPE_REQUEST_ID as SCOPE_REQUEST_ID
+from tenantgate.core.context import SCOPE_ROUTE as SCOPE_ROUTE
+from tenantgate.core.context import RequestContext as RequestContext
 
 
 def request_id_of(scope: Scope) -> str:

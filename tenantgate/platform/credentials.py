@@ -10,11 +10,11 @@ import time
 
 from starlette.types import Scope
 
+from tenantgate.core.principal import Principal
 from tenantgate.platform.errors import TooManyFailedAttempts
 from tenantgate.platform.runtime import Runtime
 from tenantgate.tenants.auth_throttle import source_of
 from tenantgate.tenants.keys import hash_key
-from tenantgate.tenants.principal import Principal
 
 
 async def resolve_tenant_key(runtime: Runtime, scope: Scope, key: str) -> Principal | None:

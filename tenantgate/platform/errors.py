@@ -9,112 +9,51 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.types import Send
 
-
-class GatewayError(Exception):
-    status = 500
-    type = "server_error"
-    code: str | None = None
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        param: str | None = None,
-        code: str | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.param = param
-        if code is not None:
-            self.code = code
-        self.headers = dict(headers or {})
-
-    def body(self) -> bytes:
-        return error_body(self.message, self.type, self.code, self.param)
-
-
-class BadRequest(GatewayError):
-    status = 400
-    type = "invalid_request_error"
-
-
-class InvalidApiKey(GatewayError):
-    status = 401
-    type = "invalid_request_error"
-    code = "invalid_api_key"
-
-
-class PermissionDenied(GatewayError):
-    status = 403
-    type = "invalid_request_error"
-
-
-class NotFound(GatewayError):
-    status = 404
-    type = "invalid_request_error"
-
-
-class Conflict(GatewayError):
-    status = 409
-    type = "invalid_request_error"
-    code = "conflict"
-
-
-class PayloadTooLarge(GatewayError):
-    """Refused before the whole body was read: the connection closes after the answer (the rest of the body may
-    still be on its way, and would otherwise be read as the next request)."""
-
-    status = 413
-    type = "invalid_request_error"
-    code = "request_too_large"
-
-    def __init__(self, message: str, **kwargs: Any) -> None:
-        super().__init__(message, **kwargs)
-        self.headers.setdefault("connection", "close")
-
-
-class TooManyFailedAttempts(GatewayError):
-    """Failed authentications from this source (or everybody) are over the limit: credentials are not checked."""
-
-    status = 429
-    type = "requests"
-    code = "rate_limit_exceeded"
-
-
-class UpstreamUnavailable(GatewayError):
-    status = 502
-    type = "api_error"
-    code = "upstream_unavailable"
-
-
-class UpstreamAddressForbidden(UpstreamUnavailable):
-    """A tenant-set upstream URL points where the SSRF guard does not let the gateway connect."""
-
-    code = "upstream_address_forbidden"
-
-
-class UpstreamTimeout(GatewayError):
-    status = 504
-    type = "api_error"
-    code = "upstream_timeout"
-
-
-class ServiceUnavailable(GatewayError):
-    status = 503
-    type = "api_error"
-    code = "service_unavailable"
-
-
-def error_body(message: str, type_: str, code: str | None = None, param: str | None = None) -> bytes:
-    return orjson.dumps({"error": {"message": message, "type": type_, "param": param, "code": code}})
+from tenantgate.core.errors import (
+    BadRequest as BadRequest,
+)
+from tenantgate.core.errors import (
+    Conflict as Conflict,
+)
+from tenantgate.core.errors import (  # re-exported: the platform's modules import them from here
+    GatewayError as GatewayError,
+)
+from tenantgate.core.errors import (
+    InvalidApiKey as InvalidApiKey,
+)
+from tenantgate.core.errors import (
+    NotFound as NotFound,
+)
+from tenantgate.core.errors import (
+    PayloadTooLarge as PayloadTooLarge,
+)
+from tenantgate.core.errors import (
+    PermissionDenied as PermissionDenied,
+)
+from tenantgate.core.errors import (
+    ServiceUnavailable as ServiceUnavailable,
+)
+from tenantgate.core.errors import (
+    TooManyFailedAttempts as TooManyFailedAttempts,
+)
+from tenantgate.core.errors import (
+    UpstreamAddressForbidden as UpstreamAddressForbidden,
+)
+from tenantgate.core.errors import (
+    UpstreamTimeout as UpstreamTimeout,
+)
+from tenantgate.core.errors import (
+    UpstreamUnavailable as UpstreamUnavailable,
+)
+from tenantgate.core.errors import (
+    error_body as error_body,
+)
 
 
 async def send_error(send: Send, error: GatewayError, request_id: str | None = None) -> None:

@@ -10,6 +10,7 @@ from pydantic import SecretStr
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from tenantgate.core.principal import Principal
 from tenantgate.database import create_engine, create_sessionmaker
 from tenantgate.observability.telemetry import Telemetry
 from tenantgate.platform import interpreter
@@ -33,7 +34,6 @@ from tenantgate.tenants.metering.ledger import Ledger
 from tenantgate.tenants.metering.meter import Metering
 from tenantgate.tenants.models import TenantUpstreamKey
 from tenantgate.tenants.objects import ObjectOwnership
-from tenantgate.tenants.principal import Principal
 from tenantgate.tenants.repository import principal_for_key_hash, tenant_upstream_keys
 from tenantgate.tenants.secrets import SecretBox
 from tenantgate.wire.resp import RespClient

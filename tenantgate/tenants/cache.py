@@ -12,7 +12,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
-from tenantgate.tenants.principal import Principal
+from tenantgate.core.principal import Principal
 
 Loader = Callable[[str], Awaitable[Principal | None]]
 

@@ -24,9 +24,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import select
 
-from tenantgate.platform.admin.schemas import Name, Quotas, RateLimits
-from tenantgate.platform.errors import BadRequest
+from tenantgate.core.errors import BadRequest
 from tenantgate.tenants import key_service, plans, service
+from tenantgate.tenants.limit_fields import Name, Quotas, RateLimits
 from tenantgate.tenants.models import QUOTA_FIELDS, RATE_LIMIT_FIELDS, ApiKey, Plan, Tenant, TenantStatus
 from tenantgate.tenants.operation import Actor, Operation
 

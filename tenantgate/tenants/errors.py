@@ -6,7 +6,7 @@ messages.
 
 from __future__ import annotations
 
-from tenantgate.platform.errors import Conflict, NotFound
+from tenantgate.core.errors import Conflict, NotFound
 
 
 class _NotFoundById(NotFound):

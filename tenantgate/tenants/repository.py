@@ -5,8 +5,8 @@ from __future__ import annotations
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from tenantgate.core.principal import Limits, Principal
 from tenantgate.tenants.models import ApiKey, KeyStatus, Plan, Tenant, TenantStatus, TenantUpstreamKey
-from tenantgate.tenants.principal import Limits, Principal
 
 
 def _pick(*values: int | None) -> int | None:

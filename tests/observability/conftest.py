@@ -15,10 +15,10 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 from starlette.types import Message, Receive, Scope, Send
 
+from tenantgate.core.exchange import Exchange
 from tenantgate.devupstream import DevUpstream
 from tenantgate.devupstream.catalog import MODELS
 from tenantgate.platform.errors import GatewayError
-from tenantgate.platform.proxy.exchange import Exchange
 from tests.conftest import UPSTREAM_KEY
 from tests.support.gateway import Gateway
 from tests.support.server import ServedApp

@@ -17,8 +17,8 @@ import pytest
 import yaml
 
 from tenantgate import database
+from tenantgate.core.exchange import Exchange
 from tenantgate.platform.errors import GatewayError
-from tenantgate.platform.proxy.exchange import Exchange
 from tenantgate.platform.proxy.hooks import Hooks
 from tests.support.gateway import Gateway
 from tests.support.prometheus import Scrape, scrape

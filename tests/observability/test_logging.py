@@ -12,8 +12,8 @@ import httpx
 import orjson
 import pytest
 
+from tenantgate.core.exchange import Exchange
 from tenantgate.observability.logging import REDACTED, logging_config, redact
-from tenantgate.platform.proxy.exchange import Exchange
 from tenantgate.platform.proxy.hooks import Hooks
 from tests.conftest import ADMIN_TOKEN, SECRET_KEY, UPSTREAM_KEY, make_settings
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from tenantgate.core.exchange import Exchange
+from tenantgate.core.principal import Limits, Principal
 from tenantgate.platform.context import RequestContext
-from tenantgate.platform.proxy.exchange import Exchange
 from tenantgate.platform.proxy.sse import StreamScanner
-from tenantgate.tenants.principal import Limits, Principal
 
 PRINCIPAL = Principal("key_1", "tg-x", "k", "ten_1", "t", True, None, Limits(), Limits(), None)
 

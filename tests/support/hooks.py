@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from tenantgate.platform.proxy.exchange import Exchange
+from tenantgate.core.exchange import Exchange
 
 
 @dataclass

@@ -7,9 +7,9 @@ import time
 
 from redis.asyncio import Redis
 
+from tenantgate.core.principal import Limits, Principal
 from tenantgate.tenants.cache import KeyCache
 from tenantgate.tenants.invalidation import Invalidation, InvalidationBus, channel_name, decode, encode
-from tenantgate.tenants.principal import Limits, Principal
 from tenantgate.wire.resp import RespClient
 
 

@@ -12,11 +12,11 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tenantgate import database
+from tenantgate.core.principal import Limits, Principal
 from tenantgate.tenants.cache import KeyCache
 from tenantgate.tenants.invalidation import Invalidation, InvalidationBus
 from tenantgate.tenants.invalidation_log import RETENTION, InvalidationLog, append
 from tenantgate.tenants.models import InvalidationEntry, utcnow
-from tenantgate.tenants.principal import Limits, Principal
 
 
 @pytest.fixture

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+from tenantgate.core.principal import Limits, Principal
 from tenantgate.tenants.cache import KeyCache
-from tenantgate.tenants.principal import Limits, Principal
 
 
 def _principal(key_id: str = "key_1", tenant_id: str = "ten_1") -> Principal:

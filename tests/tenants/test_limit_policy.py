@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from decimal import Decimal
 
+from tenantgate.core.principal import Limits, Principal
 from tenantgate.tenants.limits.checks import DAY_MS, Kind
 from tenantgate.tenants.limits.policy import LimitPolicy, month_bounds
-from tenantgate.tenants.principal import Limits, Principal
 
 POLICY = LimitPolicy(prefix="tg", lease_ms=900_000)
 

@@ -17,25 +17,20 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    PlainSerializer,
-    StringConstraints,
     field_validator,
     model_validator,
 )
 
 from tenantgate.tenants.key_service import key_state
+from tenantgate.tenants.limit_fields import Count as Count
+from tenantgate.tenants.limit_fields import ModelList as ModelList
+from tenantgate.tenants.limit_fields import ModelName as ModelName
+from tenantgate.tenants.limit_fields import Money as Money
+from tenantgate.tenants.limit_fields import Name as Name
+from tenantgate.tenants.limit_fields import Quotas as Quotas
+from tenantgate.tenants.limit_fields import RateLimits as RateLimits
 from tenantgate.tenants.metering.models import PriceOverrideRow
 from tenantgate.tenants.models import AdminRole, ApiKey
-
-_INT32 = 2**31 - 1
-
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-Count = Annotated[int, Field(ge=0, le=_INT32)]
-Money = Annotated[
-    Decimal,
-    Field(ge=0, max_digits=14, decimal_places=6),
-    PlainSerializer(float, return_type=float, when_used="json"),
-]
 
 
 def _as_utc(value: datetime) -> datetime:
@@ -49,8 +44,6 @@ def _as_utc(value: datetime) -> datetime:
 
 # A time without an offset is taken as UTC.
 UtcDatetime = Annotated[datetime, AfterValidator(_as_utc)]
-ModelName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-ModelList = Annotated[list[ModelName], Field(max_length=1000), AfterValidator(lambda v: sorted(set(v)))]
 
 
 def _has_nul(value: Any) -> bool:
@@ -85,21 +78,6 @@ class _Patch(_Write):
         if value is None:
             raise ValueError("name cannot be null")
         return value
-
-
-class RateLimits(BaseModel):
-    rpm: Count | None = Field(default=None, description="Requests per minute")
-    tpm: Count | None = Field(default=None, description="Tokens (prompt + completion) per minute")
-    rpd: Count | None = Field(default=None, description="Requests per day")
-    max_concurrency: Count | None = Field(default=None, description="Requests in flight at once")
-    allowed_models: ModelList | None = Field(default=None, description="Models that may be used; null = all")
-
-
-class Quotas(BaseModel):
-    monthly_token_quota: Annotated[int, Field(ge=0, le=2**63 - 1)] | None = Field(
-        default=None, description="Tokens per calendar month (UTC)"
-    )
-    monthly_budget_usd: Money | None = Field(default=None, description="Spend per calendar month (UTC), in USD")
 
 
 # --- plans -----------------------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Protocol
 
-from tenantgate.platform.proxy.exchange import Exchange, Usage
+from tenantgate.core.exchange import Exchange, Usage
 from tenantgate.tenants.metering.pricing import PriceBook
 
 

@@ -19,9 +19,10 @@ from decimal import Decimal
 from typing import Any
 
 from tenantgate import tokens
+from tenantgate.core.exchange import Exchange
+from tenantgate.core.principal import Principal
 from tenantgate.platform.limits.cost import CostEstimator, NoCostKnown
 from tenantgate.platform.limits.responses import RateLimiterUnavailable, rate_limit_headers, refusal
-from tenantgate.platform.proxy.exchange import Exchange
 from tenantgate.settings import Settings
 from tenantgate.tenants.limits.checks import SEED, Check, Kind, Settlement, Verdict
 from tenantgate.tenants.limits.guard import GuardedStore, LimiterUnavailable
@@ -38,7 +39,6 @@ from tenantgate.tenants.limits.policy import (
 from tenantgate.tenants.limits.redis import RedisLimitStore
 from tenantgate.tenants.metering.ledger import Ledger as MonthLedger
 from tenantgate.tenants.metering.ledger import MonthTotals
-from tenantgate.tenants.principal import Principal
 from tenantgate.wire.resp import RespClient
 
 # Request bodies larger than this (bytes as sent) are tokenised in a thread: tiktoken releases the GIL, and a

@@ -7,10 +7,10 @@ from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
 
+from tenantgate.core.principal import Principal
 from tenantgate.platform.errors import GatewayError, ServiceUnavailable
 from tenantgate.tenants.limits.checks import NEVER, CheckState
 from tenantgate.tenants.limits.policy import MICRO_USD
-from tenantgate.tenants.principal import Principal
 
 Headers = list[tuple[bytes, bytes]]
 

@@ -6,12 +6,12 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 
+from tenantgate.core.principal import Principal
 from tenantgate.platform.context import RequestContext, tenant_context
 from tenantgate.platform.limits.responses import RateLimiterUnavailable
 from tenantgate.platform.limits.view import limits_view
 from tenantgate.platform.runtime import Runtime
 from tenantgate.tenants.limits.guard import LimiterUnavailable
-from tenantgate.tenants.principal import Principal
 
 router = APIRouter(tags=["limits"])
 

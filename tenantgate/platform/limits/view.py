@@ -6,10 +6,10 @@ import time
 from decimal import Decimal
 from typing import Any
 
+from tenantgate.core.principal import Principal
 from tenantgate.platform.limits.responses import format_duration
 from tenantgate.tenants.limits.checks import CheckState, Verdict
 from tenantgate.tenants.limits.policy import MICRO_USD, month_bounds
-from tenantgate.tenants.principal import Principal
 
 _WINDOWS = (("requests_per_minute", "rpm"), ("tokens_per_minute", "tpm"), ("requests_per_day", "rpd"))
 

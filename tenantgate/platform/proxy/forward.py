@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 from starlette.types import Receive, Scope, Send
 
+from tenantgate.core.exchange import Attempt, Exchange
 from tenantgate.platform.errors import GatewayError, UpstreamAddressForbidden, UpstreamTimeout, UpstreamUnavailable
-from tenantgate.platform.proxy.exchange import Attempt, Exchange
 from tenantgate.platform.proxy.hooks import Hooks
 from tenantgate.platform.proxy.http import client_response_headers, upstream_request_headers
 from tenantgate.platform.proxy.relay import is_buffered, relay_buffered, relay_chunks

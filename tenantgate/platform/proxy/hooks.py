@@ -15,7 +15,7 @@ import logging
 from collections.abc import Sequence
 from typing import Protocol
 
-from tenantgate.platform.proxy.exchange import Exchange
+from tenantgate.core.exchange import Exchange
 
 log = logging.getLogger("tenantgate.proxy")
 

@@ -7,13 +7,13 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from starlette.types import Receive, Scope, Send
 
+from tenantgate.core.exchange import Exchange
+from tenantgate.core.principal import Principal
 from tenantgate.platform.errors import NotFound
-from tenantgate.platform.proxy.exchange import Exchange
 from tenantgate.platform.proxy.forward import ForwardPolicy, forward, tenant_keys
 from tenantgate.platform.proxy.routes import LIST_MODELS, RETRIEVE_MODEL, Route
 from tenantgate.platform.upstream.paths import is_segment
 from tenantgate.platform.upstream.registry import Target
-from tenantgate.tenants.principal import Principal
 
 if TYPE_CHECKING:
     from tenantgate.platform.runtime import Runtime

@@ -12,8 +12,8 @@ import time
 
 from starlette.types import Receive, Send
 
+from tenantgate.core.exchange import Exchange
 from tenantgate.platform.errors import UpstreamTimeout, UpstreamUnavailable, error_body
-from tenantgate.platform.proxy.exchange import Exchange
 from tenantgate.platform.proxy.hooks import Hooks
 from tenantgate.platform.proxy.sse import StreamScanner
 from tenantgate.platform.proxy.unfinished import UnfinishedStreams, UpstreamAccess

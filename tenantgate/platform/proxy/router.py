@@ -12,10 +12,10 @@ from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from tenantgate.core.exchange import Exchange
 from tenantgate.platform.context import SCOPE_CONTEXT, SCOPE_ROUTE, RequestContext
 from tenantgate.platform.errors import BadRequest, GatewayError, send_error
 from tenantgate.platform.proxy import models, stored
-from tenantgate.platform.proxy.exchange import Exchange
 from tenantgate.platform.proxy.forward import ForwardPolicy, forward, tenant_keys
 from tenantgate.platform.proxy.http import ClientDisconnected, parse_json_object, read_body
 from tenantgate.platform.proxy.multipart import read_upload

@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from tenantgate.platform.proxy.exchange import Exchange, Usage
+from tenantgate.core.exchange import Exchange, Usage
 from tenantgate.platform.proxy.usage import record_answer_object
 
 _EVENT_END = re.compile(rb"\r\n\r\n|\n\n|\r\r")

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING
 
 from starlette.types import Receive, Scope, Send
 
+from tenantgate.core.exchange import Exchange
 from tenantgate.platform.errors import GatewayError, NotFound
-from tenantgate.platform.proxy.exchange import Exchange
 from tenantgate.platform.proxy.forward import ForwardPolicy, forward
 from tenantgate.platform.proxy.http import read_body
 from tenantgate.platform.proxy.references import Reference

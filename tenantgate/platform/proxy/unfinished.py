@@ -23,7 +23,7 @@ from typing import Any
 
 import orjson
 
-from tenantgate.platform.proxy.exchange import Exchange
+from tenantgate.core.exchange import Exchange
 from tenantgate.platform.proxy.routes import RETRIEVE_RESPONSE
 from tenantgate.platform.proxy.sse import StreamScanner
 from tenantgate.platform.proxy.usage import estimate_usage, record_answer_object

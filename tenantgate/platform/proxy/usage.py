@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 
 from tenantgate import tokens
-from tenantgate.platform.proxy.exchange import Exchange, Usage
+from tenantgate.core.exchange import Exchange, Usage
 
 _FULL_PARSE_LIMIT = 256 * 1024
 _AUDIO_TEXT_PATHS = frozenset({"/v1/audio/transcriptions", "/v1/audio/translations"})

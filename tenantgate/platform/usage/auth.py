@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from fastapi import Request
 from sqlalchemy.exc import SQLAlchemyError
 
+from tenantgate.core.principal import Principal
 from tenantgate.platform.admin.auth import authenticate, identify_bootstrap
 from tenantgate.platform.credentials import resolve_tenant_key
 from tenantgate.platform.errors import InvalidApiKey, PermissionDenied, ServiceUnavailable
@@ -19,7 +20,6 @@ from tenantgate.platform.runtime import Runtime
 from tenantgate.tenants.admin_tokens import TOKEN_PREFIX
 from tenantgate.tenants.keys import KEY_PREFIX
 from tenantgate.tenants.models import AdminRole
-from tenantgate.tenants.principal import Principal
 
 
 @dataclass(frozen=True, slots=True)

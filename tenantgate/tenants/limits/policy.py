@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 
+from tenantgate.core.principal import Limits, Principal
 from tenantgate.tenants.limits.checks import DAY_MS, MINUTE_MS, Check, Kind
-from tenantgate.tenants.principal import Limits, Principal
 
 MICRO_USD = Decimal(1_000_000)
 # Month counters outlive their month by a week so a late settlement still finds them.

@@ -13,8 +13,8 @@ from typing import Any
 
 import orjson
 
+from tenantgate.core.exchange import Exchange, Usage
 from tenantgate.ids import new_id
-from tenantgate.platform.proxy.exchange import Exchange, Usage
 
 # The OpenAI Usage API's families, by path. Everything else proxied is "other" (priced and exported, but not
 # part of any family's usage endpoint).

@@ -8,7 +8,7 @@ happen later, in batches (writer.py).
 
 from __future__ import annotations
 
-from tenantgate.platform.proxy.exchange import Exchange
+from tenantgate.core.exchange import Exchange
 from tenantgate.tenants.metering.events import encode, from_exchange, is_metered
 from tenantgate.tenants.metering.spool import Spool
 from tenantgate.tenants.metering.writer import MeterWriter

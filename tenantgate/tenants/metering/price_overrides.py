@@ -15,8 +15,8 @@ from typing import Literal
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from tenantgate.core.errors import BadRequest
 from tenantgate.ids import new_id
-from tenantgate.platform.errors import BadRequest
 from tenantgate.tenants import plans, service
 from tenantgate.tenants.errors import PriceOverrideNotFound
 from tenantgate.tenants.invalidation import PRICES

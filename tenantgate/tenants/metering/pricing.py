@@ -24,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from tenantgate.platform.proxy.exchange import Usage
+from tenantgate.core.exchange import Usage
 
 PRICES_DIR = Path(__file__).parent / "prices"
 _NANO_PER_MILLION = Decimal(1000)  # USD per 1M tokens -> nano-USD per token

@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 
 from tenantgate import tokens
+from tenantgate.core.exchange import Exchange
+from tenantgate.core.principal import Limits, Principal
 from tenantgate.platform.context import RequestContext
 from tenantgate.platform.limits import hook
-from tenantgate.platform.proxy.exchange import Exchange
-from tenantgate.tenants.principal import Limits, Principal
 
 PRINCIPAL = Principal("key_1", "tg-x", "k", "ten_1", "t", True, None, Limits(), Limits(), None)
 

@@ -13,7 +13,7 @@ import openai
 import pytest
 
 from tenantgate import tokens
-from tenantgate.platform.proxy.exchange import Exchange
+from tenantgate.core.exchange import Exchange
 from tests.platform.limits.conftest import MESSAGES, me, shift_clock, tenant_with_key, wait_for
 from tests.support.gateway import Gateway
 

@@ -8,11 +8,11 @@ import orjson
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tenantgate.core.exchange import Exchange
+from tenantgate.core.principal import Limits, Principal
 from tenantgate.platform.context import RequestContext
-from tenantgate.platform.proxy.exchange import Exchange
 from tenantgate.platform.proxy.sse import StreamScanner
 from tenantgate.platform.proxy.usage import record_json_answer
-from tenantgate.tenants.principal import Limits, Principal
 
 PRINCIPAL = Principal(
     key_id="key_1",

@@ -10,8 +10,8 @@ import orjson
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tenantgate.core.exchange import Attempt, Exchange
 from tenantgate.platform.context import RequestContext
-from tenantgate.platform.proxy.exchange import Attempt, Exchange
 from tenantgate.platform.proxy.sse import StreamScanner
 from tenantgate.platform.proxy.unfinished import (
     DEFAULT_REASONING_RATE,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tenantgate.platform.proxy.exchange import Usage
+from tenantgate.core.exchange import Usage
 from tenantgate.tenants.metering.pricing import Price, PriceBook, PriceOverride, PriceTable
 
 NOV = datetime(2026, 11, 15, tzinfo=UTC).timestamp()

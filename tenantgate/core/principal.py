@@ -5,12 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import TYPE_CHECKING
+from typing import Any
 
 from pydantic import SecretStr
-
-if TYPE_CHECKING:
-    from tenantgate.platform.upstream.registry import Upstream
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,8 +38,9 @@ class Principal:
     # The tenant's own upstream credentials (BYOK) by upstream name; SecretStr keeps them out of reprs.
     upstream_keys: Mapping[str, SecretStr] = field(default_factory=dict)
     # The tenant's own endpoints (BYOK with a base URL) by upstream name, built once when the key is loaded, so the
-    # proxy path only swaps targets and never reads the database.
-    own_upstreams: Mapping[str, Upstream] = field(default_factory=dict)
+    # proxy path only swaps targets and never reads the database: the platform's ``Upstream`` objects (typed loosely
+    # here, since the core knows nothing of the platform).
+    own_upstreams: Mapping[str, Any] = field(default_factory=dict)
 
     def may_use(self, model: str) -> bool:
         return self.allowed_models is None or model in self.allowed_models

@@ -9,8 +9,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from tenantgate.platform.context import RequestContext
-from tenantgate.platform.errors import GatewayError
+from tenantgate.core.context import RequestContext
+from tenantgate.core.errors import GatewayError
 
 UsageSource = Literal["upstream", "estimated"]
 
