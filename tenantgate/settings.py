@@ -174,6 +174,71 @@ class Settings(BaseSettings):
     otel_exporter_otlp_metrics_protocol: OtlpProtocol | None = Field(
         default=None, validation_alias=AliasChoices("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL")
     )
+    # The OTLP/HTTP exporter's standard variables (per signal ones win; observability/otlphttp.py reads them from
+    # here, so the environment is read once, with the rest of the settings). Headers may carry a vendor's key.
+    otel_exporter_otlp_endpoint: str | None = Field(
+        default=None, validation_alias=AliasChoices("OTEL_EXPORTER_OTLP_ENDPOINT")
+    )
+    otel_exporter_otlp_traces_endpoint: str | None = Field(
+        default=None, validation_alias=AliasChoices("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+    )
+    otel_exporter_otlp_metrics_endpoint: str | None = Field(
+        default=None, validation_alias=AliasChoices("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT")
+    )
+    otel_exporter_otlp_headers: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("OTEL_EXPORTER_OTLP_HEADERS")
+    )
+    otel_exporter_otlp_traces_headers: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("OTEL_EXPORTER_OTLP_TRACES_HEADERS")
+    )
+    otel_exporter_otlp_metrics_headers: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("OTEL_EXPORTER_OTLP_METRICS_HEADERS")
+    )
+    otel_exporter_otlp_timeout: str | None = Field(
+        default=None, validation_alias=AliasChoices("OTEL_EXPORTER_OTLP_TIMEOUT")
+    )
+    otel_exporter_otlp_traces_timeout: str | None = Field(
+        default=None, validation_alias=AliasChoices("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT")
+    )
+    otel_exporter_otlp_metrics_timeout: str | None = Field(
+        default=None, validation_alias=AliasChoices("OTEL_EXPORTER_OTLP_METRICS_TIMEOUT")
+    )
+    otel_exporter_otlp_compression: str | None = Field(
+        default=None, validation_alias=AliasChoices("OTEL_EXPORTER_OTLP_COMPRESSION")
+    )
+    otel_exporter_otlp_traces_compression: str | None = Field(
+        default=None, validation_alias=AliasChoices("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION")
+    )
+    otel_exporter_otlp_metrics_compression: str | None = Field(
+        default=None, validation_alias=AliasChoices("OTEL_EXPORTER_OTLP_METRICS_COMPRESSION")
+    )
+    otel_exporter_otlp_certificate: str | None = Field(
+        default=None, validation_alias=AliasChoices("OTEL_EXPORTER_OTLP_CERTIFICATE")
+    )
+    otel_exporter_otlp_traces_certificate: str | None = Field(
+        default=None, validation_alias=AliasChoices("OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE")
+    )
+    otel_exporter_otlp_metrics_certificate: str | None = Field(
+        default=None, validation_alias=AliasChoices("OTEL_EXPORTER_OTLP_METRICS_CERTIFICATE")
+    )
+    otel_exporter_otlp_client_certificate: str | None = Field(
+        default=None, validation_alias=AliasChoices("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE")
+    )
+    otel_exporter_otlp_traces_client_certificate: str | None = Field(
+        default=None, validation_alias=AliasChoices("OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE")
+    )
+    otel_exporter_otlp_metrics_client_certificate: str | None = Field(
+        default=None, validation_alias=AliasChoices("OTEL_EXPORTER_OTLP_METRICS_CLIENT_CERTIFICATE")
+    )
+    otel_exporter_otlp_client_key: str | None = Field(
+        default=None, validation_alias=AliasChoices("OTEL_EXPORTER_OTLP_CLIENT_KEY")
+    )
+    otel_exporter_otlp_traces_client_key: str | None = Field(
+        default=None, validation_alias=AliasChoices("OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY")
+    )
+    otel_exporter_otlp_metrics_client_key: str | None = Field(
+        default=None, validation_alias=AliasChoices("OTEL_EXPORTER_OTLP_METRICS_CLIENT_KEY")
+    )
     otel_metric_export_interval_ms: int = Field(
         default=60000, ge=100, validation_alias=AliasChoices("OTEL_METRIC_EXPORT_INTERVAL")
     )
@@ -268,6 +333,19 @@ class Settings(BaseSettings):
             raise ValueError(f"{self.config_file}: expected a mapping at the top level")
         expanded: dict[str, Any] = _expand_references(loaded, str(self.config_file))
         return expanded
+
+    def otlp_variables(self) -> dict[str, str]:
+        """The ``OTEL_EXPORTER_OTLP_*`` variables that are set, by name, as the exporter's configuration reads them."""
+        found: dict[str, str] = {}
+        for name, field_info in type(self).model_fields.items():
+            if name.startswith("otel_exporter_otlp_") and not name.endswith("_protocol"):
+                value = getattr(self, name)
+                text = value.get_secret_value() if isinstance(value, SecretStr) else value
+                if text:
+                    alias = field_info.validation_alias
+                    assert isinstance(alias, AliasChoices)
+                    found[str(alias.choices[0])] = text
+        return found
 
     @cached_property
     def secret_key_bytes(self) -> bytes:

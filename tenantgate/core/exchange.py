@@ -118,8 +118,10 @@ class Exchange:
     response_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
     # Headers hooks add to every upstream request (e.g. W3C traceparent).
     upstream_headers: list[tuple[str, str]] = field(default_factory=list)
-    # Hook-private state, keyed by hook name (e.g. the limiter's reservation).
-    notes: dict[str, Any] = field(default_factory=dict)
+    # Which limits refused the request, e.g. "key_rpm,tenant_tpm" (the limiter sets it; telemetry labels by it).
+    refused_by: str | None = None
+    # The usage event of this exchange is on record (metering writes it once, in settle or else in finish).
+    metered: bool = False
     # Set by a hook in admit (telemetry's opt-in content capture): keep the answer's choices/output or the
     # streamed text in ``output``. Off, no answer content is kept.
     capture_output: bool = False

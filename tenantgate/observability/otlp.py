@@ -50,7 +50,7 @@ def span_exporters(settings: Settings) -> list[SpanExporter]:
             else:
                 from tenantgate.observability.otlphttp import OtlpHttpSpanExporter
 
-                exporters.append(OtlpHttpSpanExporter())
+                exporters.append(OtlpHttpSpanExporter(settings.otlp_variables()))
         elif name == "console":
             exporters.append(ConsoleSpanExporter())
     return exporters
@@ -67,7 +67,7 @@ def metric_exporters(settings: Settings) -> list[MetricExporter]:
             else:
                 from tenantgate.observability.otlphttp import OtlpHttpMetricExporter
 
-                exporters.append(OtlpHttpMetricExporter())
+                exporters.append(OtlpHttpMetricExporter(settings.otlp_variables()))
         elif name == "console":
             exporters.append(ConsoleMetricExporter())
     return exporters

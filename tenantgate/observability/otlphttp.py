@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult, MetricsData
@@ -18,8 +18,9 @@ log = logging.getLogger("tenantgate.telemetry")
 
 
 class OtlpHttpSpanExporter(SpanExporter):
-    def __init__(self, sender: OtlpHttpSender | None = None) -> None:
-        self.sender = sender or OtlpHttpSender(OtlpHttpConfig.from_environment("traces"), "traces")
+    def __init__(self, variables: Mapping[str, str], sender: OtlpHttpSender | None = None) -> None:
+        """``variables``: the ``OTEL_EXPORTER_OTLP_*`` settings (``Settings.otlp_variables()``)."""
+        self.sender = sender or OtlpHttpSender(OtlpHttpConfig.from_variables(variables, "traces"), "traces")
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         try:
@@ -37,9 +38,9 @@ class OtlpHttpSpanExporter(SpanExporter):
 
 
 class OtlpHttpMetricExporter(MetricExporter):
-    def __init__(self, sender: OtlpHttpSender | None = None) -> None:
+    def __init__(self, variables: Mapping[str, str], sender: OtlpHttpSender | None = None) -> None:
         super().__init__()
-        self.sender = sender or OtlpHttpSender(OtlpHttpConfig.from_environment("metrics"), "metrics")
+        self.sender = sender or OtlpHttpSender(OtlpHttpConfig.from_variables(variables, "metrics"), "metrics")
 
     def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> MetricExportResult:
         try:

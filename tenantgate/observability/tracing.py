@@ -345,5 +345,5 @@ def _limit_attributes(attributes: dict[str, Any], exchange: Exchange) -> None:
 
 def limit_kind(exchange: Exchange) -> str:
     """Which limit refused the request: the limiter's own note if it left one, else the error code."""
-    kind = exchange.notes.get("limit_kind")
+    kind = exchange.refused_by
     return kind if isinstance(kind, str) and kind else (exchange.error_type or "unknown")

@@ -32,8 +32,20 @@ _CHILD_STOP_SECONDS = 10.0
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
+_settings: Settings | None = None
+"""This process's settings, read once: ``main`` reads them, and with one worker uvicorn calls ``create_app`` in the
+same process (with several, each spawned worker reads its own, once)."""
+
+
+def process_settings() -> Settings:
+    global _settings
+    if _settings is None:
+        _settings = Settings()
+    return _settings
+
+
 def create_app() -> GatewayApp:
-    settings = Settings()
+    settings = process_settings()
     tokens.configure(settings.token_estimates)
     tokens.preload()
     from tenantgate.platform.app import create_app as build  # after the tokenizer: see above
@@ -87,7 +99,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from tenantgate.observability.logging import logging_config
 
-    settings = Settings()
+    settings = process_settings()
     # uvicorn shuts down gracefully on SIGTERM/SIGINT, then puts back the handlers it found and raises the signal
     # again: with the default ones the process would die right there, before the clean-up below.
     for signum in _STOP_SIGNALS:

@@ -25,12 +25,12 @@ import email.utils
 import gzip
 import http.client
 import logging
-import os
 import random
 import ssl
 import threading
 import time
 import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import urlsplit
@@ -51,9 +51,9 @@ Compression = Literal["none", "gzip", "deflate"]
 _UNTRUSTED = "untrusted certificate"
 
 
-def _variable(signal: Signal, name: str) -> str | None:
+def _variable(variables: Mapping[str, str], signal: Signal, name: str) -> str | None:
     """``OTEL_EXPORTER_OTLP_<SIGNAL>_<NAME>``, else ``OTEL_EXPORTER_OTLP_<NAME>`` (empty counts as unset)."""
-    return os.environ.get(f"OTEL_EXPORTER_OTLP_{signal.upper()}_{name}") or os.environ.get(f"OTEL_EXPORTER_OTLP_{name}")
+    return variables.get(f"OTEL_EXPORTER_OTLP_{signal.upper()}_{name}") or variables.get(f"OTEL_EXPORTER_OTLP_{name}")
 
 
 @dataclass(frozen=True)
@@ -67,19 +67,24 @@ class OtlpHttpConfig:
     client_key: str | None = None
 
     @classmethod
-    def from_environment(cls, signal: Signal) -> OtlpHttpConfig:
-        endpoint = os.environ.get(f"OTEL_EXPORTER_OTLP_{signal.upper()}_ENDPOINT")
+    def from_variables(cls, variables: Mapping[str, str], signal: Signal) -> OtlpHttpConfig:
+        """The configuration the standard ``OTEL_EXPORTER_OTLP_*`` variables give (the caller read them: the
+        gateway's settings)."""
+        endpoint = variables.get(f"OTEL_EXPORTER_OTLP_{signal.upper()}_ENDPOINT")
         if not endpoint:
-            base = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or DEFAULT_ENDPOINT
+            base = variables.get("OTEL_EXPORTER_OTLP_ENDPOINT") or DEFAULT_ENDPOINT
             endpoint = f"{base.removesuffix('/')}/v1/{signal}"
-        headers = {k.lower(): v for k, v in parse_env_headers(_variable(signal, "HEADERS") or "", liberal=True).items()}
-        raw_timeout = _variable(signal, "TIMEOUT")
+        headers = {
+            k.lower(): v
+            for k, v in parse_env_headers(_variable(variables, signal, "HEADERS") or "", liberal=True).items()
+        }
+        raw_timeout = _variable(variables, signal, "TIMEOUT")
         try:
             timeout = float(raw_timeout) if raw_timeout else DEFAULT_TIMEOUT_SECONDS
         except ValueError:
             timeout = DEFAULT_TIMEOUT_SECONDS
             log.warning("OTLP %s: timeout %r is not a number of seconds; using %s", signal, raw_timeout, timeout)
-        compression = (_variable(signal, "COMPRESSION") or "none").strip().lower()
+        compression = (_variable(variables, signal, "COMPRESSION") or "none").strip().lower()
         if compression not in ("none", "gzip", "deflate"):
             log.warning("OTLP %s: unsupported compression %r; sending uncompressed", signal, compression)
             compression = "none"
@@ -88,9 +93,9 @@ class OtlpHttpConfig:
             headers=headers,
             timeout=timeout,
             compression=compression,  # type: ignore[arg-type]  # checked above
-            certificate=_variable(signal, "CERTIFICATE"),
-            client_certificate=_variable(signal, "CLIENT_CERTIFICATE"),
-            client_key=_variable(signal, "CLIENT_KEY"),
+            certificate=_variable(variables, signal, "CERTIFICATE"),
+            client_certificate=_variable(variables, signal, "CLIENT_CERTIFICATE"),
+            client_key=_variable(variables, signal, "CLIENT_KEY"),
         )
 
 

@@ -147,7 +147,7 @@ class RefuseWith429:
 
     async def admit(self, exchange: Exchange) -> None:
         exchange.response_headers.append((b"x-ratelimit-remaining-requests", b"0"))
-        exchange.notes["limit_kind"] = "requests"
+        exchange.refused_by = "requests"
         error = GatewayError("Rate limit reached for requests", code="rate_limit_exceeded")
         error.status, error.type = 429, "requests"
         raise error

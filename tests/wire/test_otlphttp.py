@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from tenantgate.wire.otlphttp import OtlpHttpConfig, OtlpHttpSender, _retry_after
+from tests.conftest import make_settings
 from tests.support.tls import self_signed
 
 TRACE_ENV = (
@@ -61,6 +62,11 @@ class Collector:
 @pytest.fixture
 def collector() -> Iterator[Collector]:
     yield from _serve(Collector())
+
+
+def _settings_variables() -> dict[str, str]:
+    """The OTEL_EXPORTER_OTLP_* variables as the gateway reads them: once, with the rest of its settings."""
+    return make_settings().otlp_variables()
 
 
 def _serve(state: Collector, context: ssl.SSLContext | None = None) -> Iterator[Collector]:
@@ -109,8 +115,8 @@ def test_endpoints_headers_timeout_and_compression_come_from_the_standard_variab
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "2.5")
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_METRICS_COMPRESSION", "gzip")
 
-    traces = OtlpHttpConfig.from_environment("traces")
-    metrics = OtlpHttpConfig.from_environment("metrics")
+    traces = OtlpHttpConfig.from_variables(_settings_variables(), "traces")
+    metrics = OtlpHttpConfig.from_variables(_settings_variables(), "metrics")
 
     assert traces.endpoint == "http://collector:4318/v1/traces"  # the base endpoint, plus the signal's path
     assert metrics.endpoint == "https://metrics.example/custom/path"  # the signal's own, as given
@@ -122,7 +128,7 @@ def test_endpoints_headers_timeout_and_compression_come_from_the_standard_variab
 
 
 def test_defaults_follow_the_specification() -> None:
-    config = OtlpHttpConfig.from_environment("metrics")
+    config = OtlpHttpConfig.from_variables(_settings_variables(), "metrics")
     assert (config.endpoint, config.timeout, config.compression) == ("http://localhost:4318/v1/metrics", 10.0, "none")
 
 
@@ -197,7 +203,7 @@ def test_https_with_the_configured_certificate_and_refused_without_it(
     for state in _serve(Collector(), context):
         monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", state.url)
         monkeypatch.setenv("OTEL_EXPORTER_OTLP_CERTIFICATE", str(ca_file))
-        trusted = OtlpHttpSender(OtlpHttpConfig.from_environment("traces"), "traces")
+        trusted = OtlpHttpSender(OtlpHttpConfig.from_variables(_settings_variables(), "traces"), "traces")
         assert trusted.send(b"over tls")
         untrusted = _sender(f"{state.url}/v1/traces", timeout=30)  # the system's CAs do not know this one
         started = time.monotonic()
@@ -219,10 +225,10 @@ def test_mutual_tls_sends_the_configured_client_certificate(tmp_path: Path, monk
         monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", state.url)
         monkeypatch.setenv("OTEL_EXPORTER_OTLP_CERTIFICATE", str(ca_file))
         monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "1.5")  # the refused handshake is retried until then
-        anonymous = OtlpHttpSender(OtlpHttpConfig.from_environment("traces"), "traces")
+        anonymous = OtlpHttpSender(OtlpHttpConfig.from_variables(_settings_variables(), "traces"), "traces")
         assert not anonymous.send(b"no client certificate")
         monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE", str(client_cert))
         monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY", str(tmp_path / "client" / "key.pem"))
-        mutual = OtlpHttpSender(OtlpHttpConfig.from_environment("traces"), "traces")
+        mutual = OtlpHttpSender(OtlpHttpConfig.from_variables(_settings_variables(), "traces"), "traces")
         assert mutual.send(b"with a client certificate")
         assert [s.body for s in state.seen] == [b"with a client certificate"]

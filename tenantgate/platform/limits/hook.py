@@ -85,6 +85,8 @@ class Limiter:
         self.default_max_output_tokens = default_max_output_tokens
         self._ledger_down_until = 0.0
         self._charged: OrderedDict[str, None] = OrderedDict()
+        # What each admitted request holds until it ends, by exchange (the router's ``finish`` always runs).
+        self._held: dict[int, Reservation] = {}
 
     @classmethod
     def from_settings(
@@ -139,9 +141,9 @@ class Limiter:
         if not verdict.admitted:
             # For telemetry's rejections-by-kind: which limit (and level) refused, e.g. "key_rpm".
             failed = [s.check for s in verdict.states if not s.passed]
-            exchange.notes["limit_kind"] = ",".join(sorted({f"{c.scope}_{c.name}" for c in failed}))
+            exchange.refused_by = ",".join(sorted({f"{c.scope}_{c.name}" for c in failed}))
             raise refusal(verdict.states, principal, exchange.model, headers, month_bounds(now)[1])
-        exchange.notes[self.name] = Reservation(
+        self._held[id(exchange)] = Reservation(
             store, checks, lease, tokens, verdict.now_ms, month_tokens if _has(checks, "monthly_tokens") else 0,
             month_micro_usd if _has(checks, "monthly_budget") else 0,
         )  # fmt: skip
@@ -202,7 +204,7 @@ class Limiter:
         self._close_out(exchange)
 
     def _close_out(self, exchange: Exchange) -> None:
-        reservation: Reservation | None = exchange.notes.pop(self.name, None)
+        reservation = self._held.pop(id(exchange), None)
         if reservation is None:
             self._charge_completion(exchange)
             return

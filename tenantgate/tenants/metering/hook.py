@@ -13,8 +13,6 @@ from tenantgate.tenants.metering.events import encode, from_exchange, is_metered
 from tenantgate.tenants.metering.spool import Spool
 from tenantgate.tenants.metering.writer import MeterWriter
 
-NOTE = "metering"
-
 
 class MeteringHook:
     name = "metering"
@@ -35,9 +33,9 @@ class MeteringHook:
             self._record(exchange, settled=False)
 
     def _record(self, exchange: Exchange, *, settled: bool) -> None:
-        if NOTE in exchange.notes or not is_metered(exchange):
+        if exchange.metered or not is_metered(exchange):
             return
         event = from_exchange(exchange, settled=settled)
-        exchange.notes[NOTE] = event["id"]
+        exchange.metered = True
         self.spool.append_or_hold(encode(event))
         self.writer.notify()
