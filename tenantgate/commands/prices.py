@@ -44,7 +44,7 @@ def _line(row: PriceOverrideOut) -> str:
 
 @app.command("set")
 def set_(
-    model: Annotated[str, typer.Argument(help="Model name or prefix (longest prefix wins)")],
+    model: Annotated[str, typer.Argument(help="Model name; it also prices the model's dated snapshots")],
     input_price: Annotated[str, typer.Option("--input", help="USD per 1M input tokens")],
     output_price: Annotated[str, typer.Option("--output", help="USD per 1M output tokens")],
     cached_input_price: Annotated[
@@ -86,7 +86,7 @@ def list_(
     scope: Annotated[str | None, typer.Option(help="global, plan or tenant")] = None,
     tenant: Annotated[str | None, typer.Option("--tenant", help="This tenant's own overrides")] = None,
     plan: Annotated[str | None, typer.Option("--plan", help="This plan's overrides")] = None,
-    model: Annotated[str | None, typer.Option(help="Exactly this model name or prefix")] = None,
+    model: Annotated[str | None, typer.Option(help="Exactly this model name")] = None,
     limit: Limit = 100,
     after: After = None,
     as_json: JsonFlag = False,

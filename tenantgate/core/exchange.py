@@ -46,16 +46,22 @@ class Usage:
                 output_audio_tokens=_int(completion.get("audio_tokens")),
             )
         if "input_tokens" in usage or "output_tokens" in usage:
-            inputs = usage.get("input_tokens_details") or {}
-            outputs = usage.get("output_tokens_details") or {}
+            # Transcriptions spell it input_token_details (their audio tokens are priced apart from the prompt).
+            inputs = _dict(usage.get("input_tokens_details") or usage.get("input_token_details"))
+            outputs = _dict(usage.get("output_tokens_details"))
             return cls(
                 input_tokens=_int(usage.get("input_tokens")),
                 output_tokens=_int(usage.get("output_tokens")),
                 cached_input_tokens=_int(inputs.get("cached_tokens")),
                 reasoning_tokens=_int(outputs.get("reasoning_tokens")),
+                input_audio_tokens=_int(inputs.get("audio_tokens")),
                 image_tokens=_int(inputs.get("image_tokens")),
             )
         return None
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 def _int(value: Any) -> int:

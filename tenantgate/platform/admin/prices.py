@@ -34,7 +34,7 @@ async def list_prices(
     scope: Annotated[PriceScope | None, Query(description="global, plan or tenant")] = None,
     tenant_id: Annotated[str | None, Query(description="This tenant's own overrides")] = None,
     plan_id: Annotated[str | None, Query(description="This plan's overrides")] = None,
-    model: Annotated[str | None, Query(description="Overrides for exactly this model name or prefix")] = None,
+    model: Annotated[str | None, Query(description="Overrides for exactly this model name")] = None,
     limit: Limit = 20,
     after: After = None,
 ) -> ListOf[PriceOverrideOut]:

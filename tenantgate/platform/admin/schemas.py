@@ -207,7 +207,8 @@ PricePer1M = Annotated[
 
 class PriceOverrideCreate(_Write):
     model: ModelName = Field(
-        description="A model name or prefix: 'gpt-4o-mini' also prices 'gpt-4o-mini-2024-07-18' (longest prefix wins)"
+        description="A model name; it also prices the model's dated snapshots: 'gpt-4o-mini' prices "
+        "'gpt-4o-mini-2024-07-18', but no other name that starts with it"
     )
     input_per_1m: PricePer1M
     output_per_1m: PricePer1M

@@ -12,6 +12,7 @@ from decimal import Decimal
 from typing import Protocol
 
 from tenantgate.core.exchange import Exchange, Usage
+from tenantgate.tenants.metering.events import measure_of_exchange
 from tenantgate.tenants.metering.pricing import PriceBook
 
 
@@ -48,15 +49,16 @@ class PriceBookCost:
         cost = self.prices.cost(
             exchange.model,
             exchange.usage,
+            measure=measure_of_exchange(exchange),
             tenant_id=exchange.ctx.principal.tenant_id,
             at=exchange.started_at,
             served_model=exchange.response_model,
         )
-        return cost.usd if cost.version is not None else None
+        return cost.usd if cost.priced else None
 
     def worst_case_usd(self, exchange: Exchange, input_tokens: int, output_tokens: int) -> Decimal | None:
         usage = Usage(input_tokens=input_tokens, output_tokens=output_tokens)
         cost = self.prices.cost(
             exchange.model, usage, tenant_id=exchange.ctx.principal.tenant_id, at=exchange.started_at
         )
-        return cost.usd if cost.version is not None else None
+        return cost.usd if cost.priced else None

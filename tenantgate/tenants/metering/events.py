@@ -7,6 +7,7 @@ may send their own ``x-request-id``, and reusing one must not make a second requ
 
 from __future__ import annotations
 
+import re
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -15,6 +16,8 @@ import orjson
 
 from tenantgate.core.exchange import Exchange, Usage
 from tenantgate.ids import new_id
+from tenantgate.core.exchange import Exchange, Usage
+from tenantgate.tenants.metering.pricing import UNKNOWN_OPTION, Measure
 
 # The OpenAI Usage API's families, by path. Everything else proxied is "other" (priced and exported, but not
 # part of any family's usage endpoint).
@@ -72,6 +75,29 @@ def _quantity(category: str, payload: dict[str, Any] | None) -> int:
     return 0
 
 
+# Request options that choose a price (image quality and size, service tier) are caller-chosen strings: an event
+# keeps one only if it looks like an option (any other value cannot have a price anyway).
+_OPTION = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,31}")
+INVALID_OPTION = "(invalid)"
+
+
+def _option(payload: dict[str, Any] | None, name: str) -> str | None:
+    value = payload.get(name) if payload else None
+    if value is None:
+        return None
+    return value if isinstance(value, str) and _OPTION.fullmatch(value) else INVALID_OPTION
+
+
+def request_options(category: str, payload: dict[str, Any] | None) -> dict[str, str | None]:
+    """The options of a request body that its price depends on."""
+    images = category == "images"
+    return {
+        "service_tier": _option(payload, "service_tier"),
+        "image_size": _option(payload, "size") if images else None,
+        "image_quality": _option(payload, "quality") if images else None,
+    }
+
+
 def _ms(seconds: float | None) -> int | None:
     return None if seconds is None else max(0, min(int(seconds * 1000), 2**31 - 1))
 
@@ -99,7 +125,8 @@ def from_exchange(exchange: Exchange, *, settled: bool) -> dict[str, Any]:
         "api_key_id": principal.key_id,
         "endpoint": exchange.path,
         "category": category,
-        "model": exchange.model or "",
+        # Every billable event names a model: a request without one (a stored response read) is named by its answer.
+        "model": exchange.model or exchange.response_model or exchange.upstream_model or "",
         "upstream": exchange.upstream_name,
         "upstream_model": exchange.upstream_model,
         "response_model": exchange.response_model,
@@ -115,6 +142,7 @@ def from_exchange(exchange: Exchange, *, settled: bool) -> dict[str, Any]:
         "client_disconnected": exchange.client_disconnected,
         "error_type": exchange.error_type,
         "attempts": exchange.attempts,
+        **request_options(category, exchange.payload),
     }
     for name in _TOKEN_FIELDS:
         event[name] = _count(getattr(usage, name)) if usage is not None else 0
@@ -133,6 +161,35 @@ def encode(event: dict[str, Any]) -> bytes:
 
 def usage_of(event: dict[str, Any]) -> Usage:
     return Usage(**{name: event[name] for name in _TOKEN_FIELDS})
+
+
+def measure_of(event: dict[str, Any]) -> Measure:
+    """What pricing needs of an event beyond its tokens. Events spooled before options were recorded lack them:
+    an image's size is then unknown (not the default)."""
+    images = event["category"] == "images"
+    return Measure(
+        category=event["category"],
+        quantity=event["quantity"],
+        usage_reported=event["usage_source"] == "upstream",
+        service_tier=event.get("service_tier"),
+        image_size=event.get("image_size", UNKNOWN_OPTION) if images else None,
+        image_quality=event.get("image_quality", UNKNOWN_OPTION) if images else None,
+    )
+
+
+def measure_of_exchange(exchange: Exchange) -> Measure:
+    """The same, of a finished exchange (for budgets, which are charged before its event is written)."""
+    category = category_of(exchange.path)
+    options = request_options(category, exchange.payload)
+    quantity = _quantity(category, exchange.payload) if exchange.quantity is None else _count(exchange.quantity)
+    return Measure(
+        category=category,
+        quantity=quantity,
+        usage_reported=exchange.usage_source == "upstream",
+        service_tier=options["service_tier"],
+        image_size=options["image_size"],
+        image_quality=options["image_quality"],
+    )
 
 
 def occurred_at(event: dict[str, Any]) -> datetime:

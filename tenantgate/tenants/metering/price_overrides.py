@@ -81,7 +81,7 @@ async def create_override(
     plan_id: str | None = None,
     effective_from: datetime | None = None,
 ) -> PriceOverrideRow:
-    """A new price for ``model`` (a name or prefix), from ``effective_from`` (default: now) on."""
+    """A new price for ``model`` (and its dated snapshots), from ``effective_from`` (default: now) on."""
     if tenant_id is not None and plan_id is not None:
         raise BadRequest(
             "An override applies to one tenant, one plan or everyone: give tenant_id or plan_id, not both.",

@@ -1,124 +1,215 @@
 """What an exchange costs: the versioned price table in the repository, overridable per plan and per tenant.
 
-``PriceBook.cost(model, usage)`` is the one function that turns tokens into money; metering stores its result
-(and the price version) on every event, and the monthly-budget limit calls it to know what a request spent.
+``PriceBook.cost(model, usage, measure=...)`` is the one function that turns usage into money; metering stores its
+result (and the price version) on every event, and the monthly-budget limit calls it to know what a request spent.
 
-Price files live in ``prices/<effective date>.yaml``; an event is priced with the newest version in effect at its
-time (the oldest version covers anything before it). Overrides (table ``price_overrides``) replace a model's price
-for everyone (neither tenant nor plan), one plan or one tenant from their ``effective_from`` on. Model names match
-by longest prefix, so a table entry ``gpt-4o-mini`` prices ``gpt-4o-mini-2024-07-18``; when overrides and the table
-match equally long prefixes, the most specific one wins (tenant, then plan, then global, then the table). Within
-one scope and model, the override with the latest ``effective_from`` that has begun applies (ties: the newer id).
+Price files live in ``prices/<effective date>.yaml`` (price_table.py says what they can say); an event is priced
+with the newest version in effect at its time (the oldest version covers anything before it). Overrides (table
+``price_overrides``) replace a model's price for everyone (neither tenant nor plan), one plan or one tenant from
+their ``effective_from`` on.
+
+A price matches a model by its exact name, or by the name of which the model is a dated snapshot
+(``gpt-4o-mini`` prices ``gpt-4o-mini-2024-07-18``), never by any other prefix: ``o3`` does not price ``o3-pro``,
+nor ``gpt-4o-mini`` ``gpt-4o-mini-transcribe``. An exact match beats a snapshot match; between equal matches the
+most specific price wins (tenant, then plan, then global override, then the table). Within one scope and model,
+the override with the latest ``effective_from`` that has begun applies (ties: the newer id).
+
+A billable exchange no price covers is *unpriced*: its cost carries the reason and no version, and it is never
+presented as a price of 0 (a free model, such as moderation, has a price of 0 and a version).
 """
 
 from __future__ import annotations
 
+import re
 import time
 from bisect import bisect_right
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
-from typing import Any
-
-import yaml
 
 from tenantgate.core.exchange import Usage
+from tenantgate.tenants.metering.price_table import Price, PriceTable
+
+__all__ = ["NANOS_PER_USD", "Cost", "Measure", "Price", "PriceBook", "PriceOverride", "PriceTable", "snapshot_of"]
 
 PRICES_DIR = Path(__file__).parent / "prices"
+NANOS_PER_USD = 1_000_000_000
+_NANOS = Decimal(NANOS_PER_USD)
 _NANO_PER_MILLION = Decimal(1000)  # USD per 1M tokens -> nano-USD per token
 _ONE = Decimal(1)
-NANOS_PER_USD = 1_000_000_000
 _GLOBAL = ("global", "")
+_DATED = re.compile(r"(.+)-([0-9]{4})-([0-9]{2})-([0-9]{2})")  # ASCII digits: \d matches any script's digits
+
+# Why a billable exchange has no price (stored in the event's ``unpriced`` column).
+UNPRICED_MODEL = "model"
+"""No price for the model, in the table or an override."""
+UNPRICED_TIER = "tier"
+"""The model has no price for the service tier the request asked for (e.g. ``priority``, or flex where none)."""
+UNPRICED_OPTION = "option"
+"""No price for the image quality and size the request asked for."""
+UNPRICED_USAGE = "usage"
+"""The price needs a count the upstream did not report (audio seconds, tokens of an image or speech model)."""
+UNPRICED_ENDPOINT = "endpoint"
+"""The model's price is for another kind of request (a per-image price, asked for a chat completion)."""
+
+UNKNOWN_OPTION = "(unknown)"
+"""An image option an event does not record (spooled by a version before options were recorded)."""
+
+# The unit each family is sold by, where it has one; the token prices of these families need the upstream's count.
+UNIT_OF_CATEGORY = {"images": "image", "audio_speeches": "character", "audio_transcriptions": "second"}
+_STANDARD_TIERS = (None, "auto", "default")
 
 
 @dataclass(frozen=True, slots=True)
-class Price:
-    """USD per 1M tokens."""
+class Measure:
+    """What pricing needs to know about an exchange beyond its tokens."""
 
-    input: Decimal
-    output: Decimal
-    cached_input: Decimal | None = None
-    input_audio: Decimal | None = None
-    output_audio: Decimal | None = None
+    category: str = "completions"
+    quantity: int = 0
+    """Images, characters or seconds, by category (events.py)."""
+    usage_reported: bool = True
+    """Whether the tokens came from the upstream (not an estimate)."""
+    service_tier: str | None = None
+    image_size: str | None = None
+    image_quality: str | None = None
 
-    @classmethod
-    def parse(cls, fields: Mapping[str, Any]) -> Price:
-        def dec(name: str) -> Decimal | None:
-            value = fields.get(name)
-            if value is None:
-                return None
-            parsed = Decimal(str(value))
-            if not parsed.is_finite() or parsed < 0:
-                raise ValueError(f"price {name}={value!r} must be a non-negative number")
-            return parsed
 
-        input_price, output_price = dec("input"), dec("output")
-        if input_price is None or output_price is None:
-            raise ValueError("a price needs at least input and output")
-        return cls(input_price, output_price, dec("cached_input"), dec("input_audio"), dec("output_audio"))
+TOKENS = Measure()
 
 
 @dataclass(frozen=True, slots=True)
 class Cost:
-    input_nusd: int
-    cached_input_nusd: int
-    output_nusd: int
-    version: str | None
-    """The price version used; None when no price was known for the model (the cost is then zero)."""
+    input_nusd: int = 0
+    cached_input_nusd: int = 0
+    output_nusd: int = 0
+    unit_nusd: int = 0
+    """Images, characters or seconds at ``unit_price``."""
+    version: str | None = None
+    """The price version used; None when nothing was priced."""
+    unpriced: str | None = None
+    """Why a billable exchange has no price (``UNPRICED_*``); None when it was priced, or is not billable."""
+    unit_price: Decimal | None = None
+    """USD per image, character or second, when that is how it was priced."""
 
     @property
     def total_nusd(self) -> int:
-        return self.input_nusd + self.cached_input_nusd + self.output_nusd
+        return self.input_nusd + self.cached_input_nusd + self.output_nusd + self.unit_nusd
 
     @property
     def usd(self) -> Decimal:
         return Decimal(self.total_nusd) / NANOS_PER_USD
 
+    @property
+    def priced(self) -> bool:
+        return self.version is not None
 
-def _nanos(tokens: int, price_per_million: Decimal) -> int:
+
+NOT_BILLABLE = Cost()
+
+
+def snapshot_of(model: str) -> str | None:
+    """The model a dated snapshot name belongs to (``gpt-4o-2024-08-06`` -> ``gpt-4o``); None for other names."""
+    match = _DATED.fullmatch(model)
+    if match is None:
+        return None
+    try:
+        date(int(match[2]), int(match[3]), int(match[4]))
+    except ValueError:
+        return None
+    return match[1]
+
+
+def _names(model: str) -> tuple[tuple[str, int], ...]:
+    """The names a price may be filed under, with how closely each matches (2 exact, 1 snapshot)."""
+    base = snapshot_of(model)
+    return ((model, 2),) if base is None else ((model, 2), (base, 1))
+
+
+def _token_nanos(tokens: int, price_per_million: Decimal) -> int:
     if tokens <= 0:
         return 0
     return int((tokens * price_per_million * _NANO_PER_MILLION).quantize(_ONE, rounding=ROUND_HALF_UP))
 
 
-def price_usage(price: Price, usage: Usage, version: str | None) -> Cost:
-    # Cached and audio input tokens are part of input_tokens (as in OpenAI's usage), audio output part of output.
+def price_usage(price: Price, usage: Usage, version: str | None, factor: Decimal = _ONE) -> Cost:
+    """Tokens at a token price (times ``factor``: the batch or flex fraction)."""
+    assert price.input is not None and price.output is not None, "a token price"
+
+    def rate(value: Decimal | None, fallback: Decimal) -> Decimal:
+        return (fallback if value is None else value) * factor
+
+    # Cached, audio and image input tokens are part of input_tokens (as in OpenAI's usage), audio output of output.
     cached = min(usage.cached_input_tokens, usage.input_tokens)
-    input_audio = min(usage.input_audio_tokens, usage.input_tokens - cached) if price.input_audio is not None else 0
+    rest = usage.input_tokens - cached
+    input_audio = min(usage.input_audio_tokens, rest) if price.input_audio is not None else 0
+    input_image = min(usage.image_tokens, rest - input_audio) if price.input_image is not None else 0
     output_audio = min(usage.output_audio_tokens, usage.output_tokens) if price.output_audio is not None else 0
-    text_input = usage.input_tokens - cached - input_audio
-    input_nusd = _nanos(text_input, price.input) + _nanos(input_audio, price.input_audio or price.input)
-    cached_nusd = _nanos(cached, price.cached_input if price.cached_input is not None else price.input)
-    output_nusd = _nanos(usage.output_tokens - output_audio, price.output) + _nanos(
-        output_audio, price.output_audio or price.output
+    text_input = rest - input_audio - input_image
+    input_nusd = (
+        _token_nanos(text_input, rate(None, price.input))
+        + _token_nanos(input_audio, rate(price.input_audio, price.input))
+        + _token_nanos(input_image, rate(price.input_image, price.input))
     )
-    return Cost(input_nusd, cached_nusd, output_nusd, version)
+    cached_nusd = _token_nanos(cached, rate(price.cached_input, price.input))
+    output_nusd = _token_nanos(usage.output_tokens - output_audio, rate(None, price.output)) + _token_nanos(
+        output_audio, rate(price.output_audio, price.output)
+    )
+    return Cost(input_nusd, cached_nusd, output_nusd, version=version)
 
 
-@dataclass(frozen=True, slots=True)
-class PriceTable:
-    version: str
-    effective_from: float
-    prices: Mapping[str, Price]
+def _tier_factor(price: Price, tier: str | None, *, any_tier: bool) -> Decimal | None:
+    if any_tier or tier in _STANDARD_TIERS:
+        return _ONE
+    if tier == "flex":
+        return price.flex
+    if tier == "batch":
+        return price.batch
+    return None
 
-    @classmethod
-    def from_file(cls, path: Path) -> PriceTable:
-        raw = yaml.safe_load(path.read_text())
-        if not isinstance(raw, dict) or not isinstance(raw.get("models"), dict):
-            raise ValueError(f"{path.name}: expected a mapping with 'version', 'effective_from' and 'models'")
-        effective = raw.get("effective_from", path.stem)
-        day = effective if isinstance(effective, date) else date.fromisoformat(str(effective))
-        try:
-            prices = {str(model): Price.parse(fields) for model, fields in raw["models"].items()}
-        except (ValueError, ArithmeticError, AttributeError) as exc:
-            raise ValueError(f"{path.name}: {exc}") from None
-        return cls(
-            version=str(raw.get("version", path.stem)),
-            effective_from=datetime(day.year, day.month, day.day).replace(tzinfo=UTC).timestamp(),
-            prices=prices,
-        )
+
+def _by_unit(price: Price, measure: Measure) -> tuple[bool, Decimal | None]:
+    """Whether the price sells this family by the unit, and its USD per unit for the request's options (None:
+    not for these options)."""
+    unit = UNIT_OF_CATEGORY.get(measure.category)
+    if unit == "image" and price.images is not None:
+        return True, price.images.per_image(measure.image_quality, measure.image_size)
+    if unit is not None and price.unit == unit:
+        return True, price.per_unit
+    return False, None
+
+
+def refusal(price: Price, measure: Measure, *, any_tier: bool = False) -> str | None:
+    """Why a request with these options cannot be priced, known before it is sent; None if it can be."""
+    by_unit, per_unit = _by_unit(price, measure)
+    if by_unit:
+        if measure.service_tier not in _STANDARD_TIERS and not any_tier:
+            return UNPRICED_TIER
+        return UNPRICED_OPTION if per_unit is None else None
+    if not price.by_tokens:
+        return UNPRICED_ENDPOINT
+    return UNPRICED_TIER if _tier_factor(price, measure.service_tier, any_tier=any_tier) is None else None
+
+
+def charge(price: Price, usage: Usage, measure: Measure, version: str, *, any_tier: bool = False) -> Cost:
+    """What a billable exchange costs at ``price``, or why it cannot be priced."""
+    reason = refusal(price, measure, any_tier=any_tier)
+    if reason is not None:
+        return Cost(unpriced=reason)
+    by_unit, per_unit = _by_unit(price, measure)
+    if by_unit:
+        assert per_unit is not None, "refusal() checked the options"
+        if measure.quantity <= 0:
+            return Cost(unpriced=UNPRICED_USAGE)
+        nanos = int((measure.quantity * per_unit * _NANOS).quantize(_ONE, rounding=ROUND_HALF_UP))
+        return Cost(unit_nusd=nanos, version=version, unit_price=per_unit)
+    if measure.category in UNIT_OF_CATEGORY and not measure.usage_reported:
+        # An estimate counts the prompt only: an image's or a voice's output would be priced as nothing.
+        return Cost(unpriced=UNPRICED_USAGE)
+    factor = _tier_factor(price, measure.service_tier, any_tier=any_tier)
+    assert factor is not None, "refusal() checked the tier"
+    return price_usage(price, usage, version, factor)
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,12 +222,11 @@ class PriceOverride:
     plan_id: str | None = None
 
 
-def _longest_prefix(model: str, names: Iterable[str]) -> str | None:
-    best: str | None = None
-    for name in names:
-        if model.startswith(name) and (best is None or len(name) > len(best)):
-            best = name
-    return best
+@dataclass(frozen=True, slots=True)
+class _Found:
+    price: Price
+    version: str
+    override: bool
 
 
 class PriceBook:
@@ -150,8 +240,8 @@ class PriceBook:
         if not self._tables:
             raise ValueError("a price book needs at least one price table")
         self._starts = [t.effective_from for t in self._tables]
-        # (version, model) -> longest matching table entry; model names are few, lookups are per event.
-        self._table_names: dict[tuple[str, str], str | None] = {}
+        # (version, model) -> the table entry and how closely it matched; lookups are per event.
+        self._table_names: dict[tuple[str, str], tuple[str, int] | None] = {}
         self.set_overrides(overrides, tenant_plans or {})
 
     @classmethod
@@ -163,7 +253,7 @@ class PriceBook:
         return self.table_at(time.time()).version
 
     def set_overrides(self, overrides: Iterable[PriceOverride], tenant_plans: Mapping[str, str]) -> None:
-        by_scope: dict[tuple[str, str], list[PriceOverride]] = {}
+        by_scope: dict[tuple[str, str], dict[str, list[PriceOverride]]] = {}
         for override in overrides:
             if override.tenant_id:
                 scope = ("tenant", override.tenant_id)
@@ -171,28 +261,33 @@ class PriceBook:
                 scope = ("plan", override.plan_id)
             else:
                 scope = _GLOBAL
-            by_scope.setdefault(scope, []).append(override)
-        for entries in by_scope.values():
-            # Ids are time-ordered: of two overrides starting at the same moment, the one created last wins.
-            entries.sort(key=lambda o: (o.effective_from, o.id))
+            by_scope.setdefault(scope, {}).setdefault(override.model, []).append(override)
+        for models in by_scope.values():
+            for entries in models.values():
+                # Ids are time-ordered: of two overrides starting at the same moment, the one created last wins.
+                entries.sort(key=lambda o: (o.effective_from, o.id))
         # One assignment, so a writer thread pricing a batch never sees new overrides with old plan memberships.
         self._scopes = (by_scope, dict(tenant_plans))
 
     def table_at(self, at: float) -> PriceTable:
         return self._tables[max(0, bisect_right(self._starts, at) - 1)]
 
-    def price_for(self, model: str, *, tenant_id: str | None = None, at: float | None = None) -> tuple[Price, str]:
-        """The price of ``model`` for this tenant at time ``at`` and its version; KeyError when none is known."""
-        at = time.time() if at is None else at
+    def _table_entry(self, table: PriceTable, model: str) -> tuple[str, int] | None:
+        key = (table.version, model)
+        if key in self._table_names:
+            return self._table_names[key]
+        if len(self._table_names) >= 10_000:  # model names come from requests: keep the memo bounded
+            self._table_names.clear()
+        found = next(((name, match) for name, match in _names(model) if name in table.prices), None)
+        self._table_names[key] = found
+        return found
+
+    def _find(self, model: str, tenant_id: str | None, at: float) -> _Found | None:
         table = self.table_at(at)
-        best: tuple[int, int, Price, str] | None = None  # (prefix length, specificity, price, version)
-        name = self._table_names.get((table.version, model), "")
-        if name == "":
-            if len(self._table_names) >= 10_000:  # model names come from requests: keep the memo bounded
-                self._table_names.clear()
-            name = self._table_names[(table.version, model)] = _longest_prefix(model, table.prices)
-        if name is not None:
-            best = (len(name), 0, table.prices[name], table.version)
+        best: tuple[int, int, _Found] | None = None  # (match, specificity, found)
+        entry = self._table_entry(table, model)
+        if entry is not None:
+            best = (entry[1], 0, _Found(table.prices[entry[0]], table.version, override=False))
         overrides, tenant_plans = self._scopes
         scopes = [(1, _GLOBAL)]
         if tenant_id is not None:
@@ -201,39 +296,60 @@ class PriceBook:
                 scopes.append((2, ("plan", plan_id)))
             scopes.append((3, ("tenant", tenant_id)))
         for specificity, scope in scopes:
-            if scope not in overrides:
+            by_model = overrides.get(scope)
+            if not by_model:
                 continue
-            effective = [o for o in overrides[scope] if o.effective_from <= at]
-            name = _longest_prefix(model, {o.model for o in effective})
-            if name is None:
-                continue
-            override = [o for o in effective if o.model == name][-1]
-            candidate = (len(name), specificity, override.price, f"{table.version}+{override.id}")
-            if best is None or candidate[:2] > best[:2]:
-                best = candidate
-        if best is None:
+            for name, match in _names(model):
+                effective = [o for o in by_model.get(name, ()) if o.effective_from <= at]
+                if effective:
+                    override = effective[-1]
+                    found = _Found(override.price, f"{table.version}+{override.id}", override=True)
+                    if best is None or (match, specificity) > best[:2]:
+                        best = (match, specificity, found)
+                    break
+        return None if best is None else best[2]
+
+    def price_for(self, model: str, *, tenant_id: str | None = None, at: float | None = None) -> tuple[Price, str]:
+        """The price of ``model`` for this tenant at time ``at`` and its version; KeyError when none is known."""
+        found = self._find(model, tenant_id, time.time() if at is None else at)
+        if found is None:
             raise KeyError(model)
-        return best[2], best[3]
+        return found.price, found.version
 
     def cost(
         self,
         model: str | None,
         usage: Usage | None,
         *,
+        measure: Measure = TOKENS,
         tenant_id: str | None = None,
         at: float | None = None,
         served_model: str | None = None,
     ) -> Cost:
-        """What ``usage`` costs. ``served_model`` (the model the upstream answered with) is priced first, then the
-        requested ``model``; a model without any price costs zero with ``version`` None."""
+        """What ``usage`` costs (None: not billable). ``served_model`` (the model the upstream answered with) is
+        priced first, then the requested ``model``; a billable exchange without a price is unpriced, with why."""
         if usage is None:
-            return Cost(0, 0, 0, None)
+            return NOT_BILLABLE
+        at = time.time() if at is None else at
         for name in (served_model, model):
             if not name:
                 continue
-            try:
-                price, version = self.price_for(name, tenant_id=tenant_id, at=at)
-            except KeyError:
-                continue
-            return price_usage(price, usage, version)
-        return Cost(0, 0, 0, None)
+            found = self._find(name, tenant_id, at)
+            if found is not None:
+                return charge(found.price, usage, measure, found.version, any_tier=found.override)
+        return Cost(unpriced=UNPRICED_MODEL)
+
+    def quote(
+        self, models: Iterable[str], measure: Measure, *, tenant_id: str | None = None, at: float | None = None
+    ) -> str | None:
+        """Before a request is sent: None if the first of ``models`` with a price can price it, else why not."""
+        at = time.time() if at is None else at
+        for name in models:
+            found = self._find(name, tenant_id, at) if name else None
+            if found is not None:
+                return refusal(found.price, measure, any_tier=found.override)
+        return UNPRICED_MODEL
+
+    def tool_price(self, tool: str, *, at: float | None = None) -> Price | None:
+        """The per-call price of a Responses API tool (``web_search``, ``file_search``), if the table has one."""
+        return self.table_at(time.time() if at is None else at).tools.get(tool)

@@ -59,7 +59,8 @@ async def test_spooled_events_are_written_once_in_spool_order(engine: AsyncEngin
     assert await writer.flush() == 0
     rows = await _rows(engine, "SELECT id, input_tokens, price_version, cost_input_nusd FROM usage_events ORDER BY seq")
     assert [r[0] for r in rows] == [e["id"] for e in events]
-    assert rows[0][2] == "2026-11-01" and rows[0][3] == 150  # 1 gpt-4o-mini input token = 150 nano-USD
+    # Priced with the table in effect now: 1 gpt-4o-mini input token = 150 nano-USD.
+    assert rows[0][2] == PriceBook.load().current_version and rows[0][3] == 150
     assert [tuple(r) for r in await _rollup_totals(engine)] == [
         (width, 50, sum(range(1, 51)), 250, 250 * 600) for width in (60, 3600, 86400)
     ]
@@ -122,7 +123,7 @@ async def test_refused_and_failed_exchanges_are_stored_but_not_billed(engine: As
     assert await writer.flush() == 3
     assert next(tuple(r) for r in await _rollup_totals(engine))[:3] == (60, 1, 7)
     costs = await _rows(engine, "SELECT status, price_version FROM usage_events ORDER BY seq")
-    assert [tuple(r) for r in costs] == [(429, None), (502, None), (200, "2026-11-01")]
+    assert [tuple(r) for r in costs] == [(429, None), (502, None), (200, PriceBook.load().current_version)]
     await writer.close(5)
 
 
