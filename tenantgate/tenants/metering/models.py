@@ -2,13 +2,16 @@
 
 Amounts of money are integers of nano-USD (1e-9 USD): exact on SQLite and Postgres alike, summable without
 floating-point drift. Rounding happens once per event, so an event's error is below half a nano-dollar.
+
+A billable event no price covers is stored with ``unpriced`` set (why: pricing.UNPRICED_*), no price version and
+zero cost columns; every view of the usage (costs, invoices, exports) shows it as unpriced, never as a price of 0.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Boolean, Index, Integer, String, Text, UniqueConstraint, func
+from sqlalchemy import BigInteger, Boolean, Index, Integer, String, Text, UniqueConstraint, func, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from tenantgate.tenants.models import Base
@@ -24,6 +27,13 @@ class UsageEventRow(Base):
     __table_args__ = (
         UniqueConstraint("id", name="uq_usage_events_id"),
         Index("ix_usage_events_tenant_occurred", "tenant_id", "occurred_at"),
+        # Only the (few) unpriced events: `tenantgate prices missing` reads them without scanning a period.
+        Index(
+            "ix_usage_events_unpriced",
+            "occurred_at",
+            postgresql_where=text("unpriced IS NOT NULL"),
+            sqlite_where=text("unpriced IS NOT NULL"),
+        ),
     )
 
     seq: Mapped[int] = mapped_column(SeqType, primary_key=True, autoincrement=True)
@@ -60,6 +70,13 @@ class UsageEventRow(Base):
     cost_cached_input_nusd: Mapped[int] = mapped_column(BigInteger)
     cost_output_nusd: Mapped[int] = mapped_column(BigInteger)
     price_version: Mapped[str | None] = mapped_column(Text)
+    service_tier: Mapped[str | None] = mapped_column(String(32))
+    image_size: Mapped[str | None] = mapped_column(String(32))
+    image_quality: Mapped[str | None] = mapped_column(String(32))
+    cost_unit_nusd: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    unit_price_usd: Mapped[str | None] = mapped_column(String(40))
+    """USD per image, character or second (a decimal string), when the event was priced by the unit."""
+    unpriced: Mapped[str | None] = mapped_column(String(16))
 
 
 class UsageRollupRow(Base):
@@ -91,6 +108,8 @@ class UsageRollupRow(Base):
     cost_input_nusd: Mapped[int] = mapped_column(BigInteger)
     cost_cached_input_nusd: Mapped[int] = mapped_column(BigInteger)
     cost_output_nusd: Mapped[int] = mapped_column(BigInteger)
+    cost_unit_nusd: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    unpriced_requests: Mapped[int] = mapped_column(BigInteger, server_default="0")
 
 
 class PriceOverrideRow(Base):
@@ -115,6 +134,9 @@ class PriceOverrideRow(Base):
 
 
 ROLLUP_WIDTHS = (60, 3600, 86400)
+# Counts of events per rollup row (billable ones; estimated: tokens estimated; unpriced: no price) ...
+ROLLUP_COUNTS = ("requests", "estimated_requests", "unpriced_requests")
+# ... and sums of their columns.
 ROLLUP_SUMS = (
     "input_tokens",
     "cached_input_tokens",
@@ -127,4 +149,5 @@ ROLLUP_SUMS = (
     "cost_input_nusd",
     "cost_cached_input_nusd",
     "cost_output_nusd",
+    "cost_unit_nusd",
 )

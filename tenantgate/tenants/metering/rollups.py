@@ -14,11 +14,11 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, and_, func, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from tenantgate.tenants.metering.models import ROLLUP_SUMS, UsageRollupRow
+from tenantgate.tenants.metering.models import ROLLUP_COUNTS, ROLLUP_SUMS, UsageRollupRow
 
 MINUTE, HOUR, DAY = 60, 3600, 86400
 _WIDTHS = (DAY, HOUR, MINUTE)
-VALUE_FIELDS = ("requests", "estimated_requests", *ROLLUP_SUMS)
+VALUE_FIELDS = (*ROLLUP_COUNTS, *ROLLUP_SUMS)
 DIMENSIONS = ("tenant_id", "api_key_id", "model", "category")
 
 R = UsageRollupRow
@@ -90,7 +90,14 @@ class Totals:
 
     @property
     def cost_nusd(self) -> int:
-        return self["cost_input_nusd"] + self["cost_cached_input_nusd"] + self["cost_output_nusd"]
+        """The cost of the priced requests (unpriced ones have none, and are counted in ``unpriced_requests``)."""
+        parts = ("cost_input_nusd", "cost_cached_input_nusd", "cost_output_nusd", "cost_unit_nusd")
+        return sum(self.values[name] for name in parts)
+
+    @property
+    def all_unpriced(self) -> bool:
+        """Every request is unpriced: there is no cost to show, not a cost of 0."""
+        return self["requests"] > 0 and self["unpriced_requests"] == self["requests"]
 
 
 GroupKey = tuple[str | None, ...]

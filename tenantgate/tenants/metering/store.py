@@ -22,7 +22,13 @@ from sqlalchemy import Table, text
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tenantgate.tenants.metering.models import ROLLUP_SUMS, ROLLUP_WIDTHS, UsageEventRow, UsageRollupRow
+from tenantgate.tenants.metering.models import (
+    ROLLUP_COUNTS,
+    ROLLUP_SUMS,
+    ROLLUP_WIDTHS,
+    UsageEventRow,
+    UsageRollupRow,
+)
 
 EVENTS: Table = UsageEventRow.__table__  # type: ignore[assignment]
 ROLLUPS: Table = UsageRollupRow.__table__  # type: ignore[assignment]
@@ -61,6 +67,12 @@ _COLUMNS: tuple[tuple[str, str], ...] = (
     ("cost_cached_input_nusd", "int8"),
     ("cost_output_nusd", "int8"),
     ("price_version", "text"),
+    ("service_tier", "text"),
+    ("image_size", "text"),
+    ("image_quality", "text"),
+    ("cost_unit_nusd", "int8"),
+    ("unit_price_usd", "text"),
+    ("unpriced", "text"),
 )
 COLUMN_NAMES = tuple(name for name, _ in _COLUMNS)
 Row = tuple[Any, ...]
@@ -115,9 +127,9 @@ def _postgres_statement() -> str:
     selected = ", ".join("to_timestamp(occurred_at)" if name == "occurred_at" else name for name in COLUMN_NAMES)
     sums = ",\n      ".join(f"sum(i.{name}) AS {name}" for name in ROLLUP_SUMS)
     rollup_columns = ", ".join(("width", "bucket_start", "tenant_id", "api_key_id", "model", "category"))
-    value_columns = ", ".join(("requests", "estimated_requests", *ROLLUP_SUMS))
+    value_columns = ", ".join((*ROLLUP_COUNTS, *ROLLUP_SUMS))
     updates = ",\n    ".join(
-        f"{name} = usage_rollups.{name} + EXCLUDED.{name}" for name in ("requests", "estimated_requests", *ROLLUP_SUMS)
+        f"{name} = usage_rollups.{name} + EXCLUDED.{name}" for name in (*ROLLUP_COUNTS, *ROLLUP_SUMS)
     )
     widths = ", ".join(f"({w})" for w in ROLLUP_WIDTHS)
     return f"""
@@ -125,11 +137,13 @@ WITH ins AS (
   INSERT INTO usage_events ({names})
   SELECT {selected} FROM {_BATCH_TABLE} ORDER BY ord
   ON CONFLICT (id) DO NOTHING
-  RETURNING occurred_at, tenant_id, api_key_id, model, category, billable, usage_source, {", ".join(ROLLUP_SUMS)}
+  RETURNING occurred_at, tenant_id, api_key_id, model, category, billable, usage_source, unpriced,
+    {", ".join(ROLLUP_SUMS)}
 ), agg AS (
   SELECT w.width, (floor(extract(epoch FROM i.occurred_at))::bigint / w.width) * w.width AS bucket_start,
       i.tenant_id, i.api_key_id, i.model, i.category,
       count(*) AS requests, count(*) FILTER (WHERE i.usage_source = 'estimated') AS estimated_requests,
+      count(*) FILTER (WHERE i.unpriced IS NOT NULL) AS unpriced_requests,
       {sums}
   FROM ins i CROSS JOIN (VALUES {widths}) AS w(width)
   WHERE i.billable
@@ -184,7 +198,7 @@ class PostgresEventStore:
 
 
 class SQLiteEventStore:
-    # 32 columns x 500 rows stays under SQLite's 32,766 bound parameters per statement.
+    # 38 columns x 500 rows stays under SQLite's 32,766 bound parameters per statement.
     chunk = 500
 
     def __init__(self, engine: AsyncEngine) -> None:
@@ -194,7 +208,8 @@ class SQLiteEventStore:
         if not rows:
             return 0
         returning = [EVENTS.c[name] for name in ("occurred_at", "tenant_id", "api_key_id", "model", "category")]
-        returning += [EVENTS.c.billable, EVENTS.c.usage_source, *(EVENTS.c[name] for name in ROLLUP_SUMS)]
+        returning += [EVENTS.c.billable, EVENTS.c.usage_source, EVENTS.c.unpriced]
+        returning += [EVENTS.c[name] for name in ROLLUP_SUMS]
         inserted: list[Any] = []
         async with self.engine.begin() as conn:
             for start in range(0, len(rows), self.chunk):
@@ -204,7 +219,7 @@ class SQLiteEventStore:
             deltas = rollup_deltas(dict(row._mapping) for row in inserted)
             if deltas:
                 upsert = sqlite_insert(ROLLUPS)
-                sums = ("requests", "estimated_requests", *ROLLUP_SUMS)
+                sums = (*ROLLUP_COUNTS, *ROLLUP_SUMS)
                 upsert = upsert.on_conflict_do_update(
                     index_elements=list(_ROLLUP_KEY),
                     set_={name: ROLLUPS.c[name] + upsert.excluded[name] for name in sums},
@@ -236,10 +251,11 @@ def rollup_deltas(rows: Any) -> list[dict[str, Any]]:
             entry = totals.get(key)
             if entry is None:
                 entry = dict(zip(_ROLLUP_KEY, key, strict=True))
-                entry.update({"requests": 0, "estimated_requests": 0, **dict.fromkeys(ROLLUP_SUMS, 0)})
+                entry.update(dict.fromkeys((*ROLLUP_COUNTS, *ROLLUP_SUMS), 0))
                 totals[key] = entry
             entry["requests"] += 1
             entry["estimated_requests"] += row["usage_source"] == "estimated"
+            entry["unpriced_requests"] += row["unpriced"] is not None
             for name in ROLLUP_SUMS:
                 entry[name] += row[name]
     return list(totals.values())

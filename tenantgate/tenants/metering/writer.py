@@ -25,7 +25,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from tenantgate.tenants.metering.deadletter import DeadLetters, Refusal, encode_record, write_isolating
-from tenantgate.tenants.metering.events import usage_of
+from tenantgate.tenants.metering.events import measure_of, usage_of
 from tenantgate.tenants.metering.pricing import PriceBook
 from tenantgate.tenants.metering.spool import Segment, Spool
 from tenantgate.tenants.metering.store import COLUMN_NAMES, ROW_ID, EventStore, Row
@@ -37,8 +37,22 @@ PRICE_REFRESH_SECONDS = 30.0
 BACKOFF_FIRST_SECONDS = 0.5
 BACKOFF_MAX_SECONDS = 5.0
 
-# Everything but what the writer adds (cost and price version) must be on a spooled line.
-_REQUIRED = frozenset(COLUMN_NAMES) - {"cost_input_nusd", "cost_cached_input_nusd", "cost_output_nusd", "price_version"}
+# What the writer adds to an event when it prices it.
+PRICED_FIELDS = frozenset(
+    {
+        "cost_input_nusd",
+        "cost_cached_input_nusd",
+        "cost_output_nusd",
+        "cost_unit_nusd",
+        "price_version",
+        "unit_price_usd",
+        "unpriced",
+    }
+)
+# Recorded since events are priced by their options: lines spooled by an earlier version lack them.
+_OPTIONAL = frozenset({"service_tier", "image_size", "image_quality"})
+# Everything else must be on a spooled line.
+_REQUIRED = frozenset(COLUMN_NAMES) - PRICED_FIELDS - _OPTIONAL
 
 PriceRefresher = Callable[[PriceBook], Awaitable[None]]
 # What makes a spool line unreadable (not JSON, not an event, a field of the wrong type).
@@ -65,6 +79,11 @@ _SHARED_FIELDS = tuple(
         "usage_source",
         "error_type",
         "price_version",
+        "service_tier",
+        "image_size",
+        "image_quality",
+        "unit_price_usd",
+        "unpriced",
     }
 )
 
@@ -329,10 +348,12 @@ def read_event(prices: PriceBook, line: bytes | memoryview) -> dict[str, Any]:
 
 
 def price_event(prices: PriceBook, event: dict[str, Any]) -> dict[str, Any]:
-    """Add cost and price version to a spooled event (in place). Deterministic: prices in effect at its time."""
+    """Add cost, price version and (if no price covers it) why it is unpriced to a spooled event (in place).
+    Deterministic: prices in effect at its time."""
     cost = prices.cost(
         event["model"],
         usage_of(event) if event["billable"] else None,
+        measure=measure_of(event),
         tenant_id=event["tenant_id"],
         at=event["occurred_at"],
         served_model=event.get("response_model") or event.get("upstream_model"),
@@ -340,5 +361,8 @@ def price_event(prices: PriceBook, event: dict[str, Any]) -> dict[str, Any]:
     event["cost_input_nusd"] = cost.input_nusd
     event["cost_cached_input_nusd"] = cost.cached_input_nusd
     event["cost_output_nusd"] = cost.output_nusd
+    event["cost_unit_nusd"] = cost.unit_nusd
     event["price_version"] = cost.version
+    event["unit_price_usd"] = None if cost.unit_price is None else format(cost.unit_price.normalize(), "f")
+    event["unpriced"] = cost.unpriced
     return event

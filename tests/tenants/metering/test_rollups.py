@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from sqlalchemy import text
 
 from tenantgate.database import create_engine
+from tenantgate.tenants.metering.models import ROLLUP_SUMS
 from tenantgate.tenants.metering.rollups import DAY, MINUTE, VALUE_FIELDS, UsageQuery, aggregate, tiles
 from tenantgate.tenants.metering.store import row_of, store_for
 from tests.support.metering import make_event
@@ -40,7 +41,8 @@ _event = st.fixed_dictionaries(
         "occurred_at": st.floats(BASE, BASE + SPAN, allow_nan=False).map(lambda t: round(t, 3)),
         "billable": st.booleans(),
         "usage_source": st.sampled_from(["upstream", "estimated"]),
-        **{name: st.integers(0, 2_000_000) for name in VALUE_FIELDS if name not in ("requests", "estimated_requests")},
+        "unpriced": st.sampled_from([None, None, "model", "usage"]),
+        **{name: st.integers(0, 2_000_000) for name in ROLLUP_SUMS},
     }
 )
 
@@ -97,7 +99,8 @@ def _expected(events: list[dict[str, Any]], query: UsageQuery, tenant_id: str | 
         totals = out[(second - query.start) // query.width].setdefault(key, dict.fromkeys(VALUE_FIELDS, 0))
         totals["requests"] += 1
         totals["estimated_requests"] += e["usage_source"] == "estimated"
-        for name in VALUE_FIELDS[2:]:
+        totals["unpriced_requests"] += e["unpriced"] is not None
+        for name in ROLLUP_SUMS:
             totals[name] += e[name]
     return dict(out)
 
