@@ -1,7 +1,8 @@
-"""``tenantgate prices ...``: the CLI side of /admin/prices (price overrides)."""
+"""``tenantgate prices ...``: the CLI side of /admin/prices (price overrides), and the usage no price covered."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any, cast, get_args
 
 import typer
@@ -27,7 +28,8 @@ if TYPE_CHECKING:
 
 app = typer.Typer(
     no_args_is_help=True,
-    help="Price overrides: a model's price (USD per 1M tokens) for everyone, a plan or a tenant, from a time on",
+    help="Price overrides: a model's price (USD per 1M tokens) for everyone, a plan or a tenant, from a time on; "
+    "and the models used without a price",
 )
 
 PriceId = Annotated[str, typer.Argument(help="Price override id")]
@@ -134,3 +136,54 @@ def delete(price_id: PriceId, as_json: JsonFlag = False) -> None:
 
     run(lambda s: mutate(s, work))
     emit(as_json, Deleted(id=price_id, object="price_override"), f"deleted price override {price_id}")
+
+
+_REASONS = {
+    "model": "no price for the model",
+    "tier": "no price for its service tier",
+    "option": "no price for its image quality/size",
+    "usage": "the upstream did not report what the price needs",
+    "endpoint": "its price is for another endpoint",
+}
+
+
+@app.command("missing")
+def missing(
+    period: Annotated[str | None, typer.Option(help="UTC month YYYY-MM (default: the current one)")] = None,
+    start: Annotated[str | None, typer.Option(help="Start (unix seconds or ISO date), instead of --period")] = None,
+    end: Annotated[str | None, typer.Option(help="End, exclusive (unix seconds or ISO date)")] = None,
+    tenant: Annotated[str | None, typer.Option("--tenant", help="Only this tenant id")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Models used without a price in a period: requests, tenants, tokens and quantities, and why. Their usage is
+    stored unpriced (in no cost); add a price file or an override, and usage from then on is priced."""
+    from tenantgate.commands.usage import period_window
+    from tenantgate.tenants.metering import reports
+
+    lo, hi = period_window(period, start, end)
+
+    async def query(session: Any) -> list[dict[str, Any]]:
+        conn = await session.connection()
+        return await reports.unpriced_usage(
+            conn, start=datetime.fromtimestamp(lo, UTC), end=datetime.fromtimestamp(hi, UTC), tenant_id=tenant
+        )
+
+    rows = run_in_session(query)
+    payload = {"object": "list", "period_start": lo, "period_end": hi, "data": rows}
+    emit(as_json, payload, _missing_lines(rows, lo, hi))
+
+
+def _missing_lines(rows: list[dict[str, Any]], lo: int, hi: int) -> str:
+    span = f"{datetime.fromtimestamp(lo, UTC):%Y-%m-%d %H:%M} - {datetime.fromtimestamp(hi, UTC):%Y-%m-%d %H:%M} UTC"
+    if not rows:
+        return f"every billable request in {span} had a price"
+    lines = [f"unpriced usage {span}"]
+    for row in rows:
+        model = "".join(c if c.isprintable() else "?" for c in row["model"])[:64]
+        units = f", {row['quantity']} {row['quantity_unit']}" if row["quantity_unit"] else ""
+        lines.append(
+            f"  {model}  {row['category']}: {row['requests']} request(s) from {row['tenants']} tenant(s), "
+            f"{row['input_tokens']} input / {row['output_tokens']} output tokens{units}"
+            f" - {_REASONS.get(row['reason'], row['reason'])}"
+        )
+    return "\n".join(lines)

@@ -1,9 +1,11 @@
-"""``tenantgate usage``: invoice-period summaries (tokens and cost by model, per tenant) from the command line, and
+"""``tenantgate usage``: invoice-period summaries (tokens, images, characters, seconds and cost by model, per tenant)
+from the command line, and
 ``tenantgate usage replay-rejected``, which stores the usage events the database refused once the cause is fixed."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -17,7 +19,7 @@ if TYPE_CHECKING:
 
 app = typer.Typer(
     invoke_without_command=True,
-    help="Usage summary per tenant: requests, tokens and cost by model for a period.",
+    help="Usage summary per tenant: requests, tokens, images, characters, seconds and cost by model for a period.",
 )
 
 
@@ -32,7 +34,7 @@ def _moment(value: str, option: str) -> int:
     return int((moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp())
 
 
-def _window(period: str | None, start: str | None, end: str | None) -> tuple[int, int]:
+def period_window(period: str | None, start: str | None, end: str | None) -> tuple[int, int]:
     from tenantgate.tenants.metering import reports
     from tenantgate.tenants.metering.rollups import ceil_minute, floor_minute
 
@@ -58,12 +60,13 @@ def usage(
     tenant: Annotated[str | None, typer.Option("--tenant", help="Only this tenant id")] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Usage summary per tenant: requests, tokens and cost by model for a period."""
+    """Usage summary per tenant: requests, tokens, images, characters, seconds and cost by model for a period.
+    Usage no price covers is shown as unpriced, never as a cost of 0."""
     if ctx.invoked_subcommand is not None:
         return
     import asyncio
 
-    lo, hi = _window(period, start, end)
+    lo, hi = period_window(period, start, end)
     settings = load_settings()
     found = asyncio.run(_invoices(settings.database_url, lo, hi, tenant))
     if as_json:
@@ -85,21 +88,48 @@ async def _invoices(url: str, lo: int, hi: int, tenant: str | None) -> list[dict
     return [invoice.as_json() for invoice in found]
 
 
+def _printable(text: str, width: int) -> str:
+    """A caller-chosen name for a terminal: control characters (escape sequences) shown as ``?``."""
+    return "".join(c if c.isprintable() else "?" for c in text)[:width]
+
+
+def _units(line: dict[str, Any], units: Iterable[str]) -> str:
+    return next((f"{line[unit]} {unit}" for unit in units if line[unit]), "")
+
+
+def _cost_cell(line: dict[str, Any]) -> str:
+    if line["cost_usd"] is None:
+        return "unpriced"
+    if line["unpriced_requests"]:
+        return f"{line['cost_usd']} +{line['unpriced_requests']} unpriced"
+    return str(line["cost_usd"])
+
+
 def _print_human(found: list[dict[str, Any]], lo: int, hi: int) -> None:
+    from tenantgate.tenants.metering.reports import QUANTITY_UNITS
+
     span = f"{datetime.fromtimestamp(lo, UTC):%Y-%m-%d %H:%M} - {datetime.fromtimestamp(hi, UTC):%Y-%m-%d %H:%M} UTC"
     if not found:
         typer.echo(f"no usage in {span}")
         return
     typer.echo(f"usage {span}")
-    header = f"  {'model':<32} {'requests':>10} {'input':>14} {'cached':>12} {'output':>14} {'cost (USD)':>16}"
+    header = f"  {'model':<32} {'requests':>10} {'input':>14} {'cached':>12} {'output':>14} {'units':>20}  cost (USD)"
+    unpriced = 0
+    units = QUANTITY_UNITS.values()
     for invoice in found:
-        typer.echo(f"\n{invoice['tenant_name'] or ''} ({invoice['tenant_id']})")
+        typer.echo(f"\n{_printable(invoice['tenant_name'] or '', 64)} ({invoice['tenant_id']})")
         typer.echo(header)
         for line in [*invoice["lines"], {**invoice["total"], "model": "total"}]:
             typer.echo(
-                f"  {line['model']:<32} {line['requests']:>10} {line['input_tokens']:>14} "
-                f"{line['cached_input_tokens']:>12} {line['output_tokens']:>14} {line['cost_usd']:>16}"
+                f"  {_printable(line['model'], 32):<32} {line['requests']:>10} {line['input_tokens']:>14} "
+                f"{line['cached_input_tokens']:>12} {line['output_tokens']:>14} {_units(line, units):>20}  "
+                f"{_cost_cell(line)}"
             )
+        unpriced += invoice["total"]["unpriced_requests"]
+    if unpriced:
+        typer.echo(
+            f"\n{unpriced} request(s) have no price and are in no cost above; `tenantgate prices missing` lists them."
+        )
 
 
 @app.command("replay-rejected")

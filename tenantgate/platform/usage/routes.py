@@ -12,6 +12,11 @@ key = ``api_key``). Decisions where OpenAI says nothing:
   or key yields empty results, never their data. Grouping by ``project_id`` is allowed and shows only its own.
 - Results carry ``estimated_requests``: how many of the requests had their tokens estimated (the upstream never
   reported usage because the client went away or the stream broke).
+- Costs results carry ``unpriced_requests``: billable requests no price covered (pricing.py says why). They are not
+  in ``amount``, neither as 0 nor as anything else: ``amount`` is the cost of the priced requests. Grouped by
+  ``line_item``, a model's unpriced requests are their own line item ``"<model>, unpriced"`` with a null
+  ``amount``. Line items are named ``"<model>, input|cached input|output"``, and ``"<model>, images|characters|
+  seconds"`` for what is sold by the unit; a model name is never left out (``"(unknown model), ..."``).
 - Lists may be sent as ``group_by=a&group_by=b``, ``group_by[]=a`` (what the SDKs send) or ``group_by=a,b``.
 """
 
@@ -29,6 +34,7 @@ from tenantgate.platform.errors import BadRequest, ServiceUnavailable
 from tenantgate.platform.runtime import Runtime
 from tenantgate.platform.usage.auth import UsageReader, usage_reader
 from tenantgate.tenants.metering.pricing import NANOS_PER_USD
+from tenantgate.tenants.metering.reports import QUANTITY_UNITS
 from tenantgate.tenants.metering.rollups import Buckets, Totals, UsageQuery, aggregate
 
 router = APIRouter(prefix="/v1/organization", tags=["usage"])
@@ -55,6 +61,7 @@ _COSTS_LIMITS = (7, 180)
 _USAGE_GROUPS = {"project_id": "tenant_id", "api_key_id": "api_key_id", "model": "model"}
 _COSTS_GROUPS = {"project_id": "tenant_id", "api_key_id": "api_key_id", "line_item": "model"}
 _LINE_ITEMS = (("input", "cost_input_nusd"), ("cached input", "cost_cached_input_nusd"), ("output", "cost_output_nusd"))
+_UNKNOWN_MODEL = "(unknown model)"
 
 
 def _list(request: Request, name: str) -> tuple[str, ...] | None:
@@ -229,30 +236,53 @@ async def costs(
     window = _Window(start_time, end_time, width, _limit(limit, *_COSTS_LIMITS), page)
     names, dimensions = _group_by(request, _COSTS_GROUPS)
     line_items = _list(request, "line_items")
+    by_line_item = "line_item" in names
     query = window.query(
-        group_by=dimensions, project_ids=_list(request, "project_ids"), api_key_ids=_list(request, "api_key_ids")
+        # Line items of unit costs are named by what their family's quantity counts.
+        group_by=(*dimensions, "category") if by_line_item else dimensions,
+        project_ids=_list(request, "project_ids"),
+        api_key_ids=_list(request, "api_key_ids"),
     )
     buckets = await _aggregate(request, query, reader)
     results = []
     for index in range(len(window.bounds())):
         rows = sorted(buckets.get(index, {}).items(), key=lambda item: tuple(str(v) for v in item[0]))
-        bucket = []
+        if not by_line_item:
+            results.append(
+                [_cost_result(t.cost_nusd, t["unpriced_requests"], _groups(names, dimensions, key)) for key, t in rows]
+            )
+            continue
+        # One result per group and line item (a model used by two families adds up), in first-seen order.
+        merged: dict[tuple[Any, ...], list[Any]] = {}  # -> [group, nano-USD or None, unpriced requests]
         for key, totals in rows:
-            group = _groups(names, dimensions, key)
-            if "line_item" not in names:
-                bucket.append(_cost_result(totals.cost_nusd, {"line_item": None, **group}))
-                continue
-            for label, field in _LINE_ITEMS:
-                item = f"{group['line_item']}, {label}"
-                if totals[field] and (line_items is None or item in line_items):
-                    bucket.append(_cost_result(totals[field], {**group, "line_item": item}))
+            group = _groups(names, dimensions, key[:-1])
+            for item, nanos, unpriced in _line_items(str(group["line_item"] or _UNKNOWN_MODEL), str(key[-1]), totals):
+                if line_items is not None and item not in line_items:
+                    continue
+                entry = merged.setdefault((*group.values(), item), [{**group, "line_item": item}, 0, 0])
+                entry[1] = None if entry[1] is None or nanos is None else entry[1] + nanos
+                entry[2] += unpriced
+        bucket = [_cost_result(nanos, unpriced, group) for group, nanos, unpriced in merged.values()]
         results.append(bucket)
     return window.page(results)
 
 
-def _cost_result(nanos: int, group: dict[str, Any]) -> dict[str, Any]:
+def _line_items(model: str, category: str, totals: Totals) -> list[tuple[str, int | None, int]]:
+    """(line item, nano-USD or None for unpriced, unpriced requests) of one model's totals in one family."""
+    items: list[tuple[str, int | None, int]] = [
+        (f"{model}, {label}", totals[field], 0) for label, field in _LINE_ITEMS if totals[field]
+    ]
+    if totals["cost_unit_nusd"]:
+        items.append((f"{model}, {QUANTITY_UNITS.get(category, 'units')}", totals["cost_unit_nusd"], 0))
+    if totals["unpriced_requests"]:
+        items.append((f"{model}, unpriced", None, totals["unpriced_requests"]))
+    return items
+
+
+def _cost_result(nanos: int | None, unpriced: int, group: dict[str, Any]) -> dict[str, Any]:
     return {
         "object": "organization.costs.result",
-        "amount": {"value": nanos / NANOS_PER_USD, "currency": "usd"},
+        "amount": None if nanos is None else {"value": nanos / NANOS_PER_USD, "currency": "usd"},
         **group,
+        "unpriced_requests": unpriced,
     }

@@ -1,8 +1,13 @@
-"""Billing exports: raw events in ingestion order (incremental sync), a tenant's period as CSV, invoice summaries.
+"""Billing exports: raw events in ingestion order (incremental sync), a tenant's period as CSV, invoice summaries,
+and the usage no price covered.
 
 The sync cursor is the ingestion sequence ``seq``. Batches commit in ``seq`` order (store.py), so a billing system
 that resumes after the last ``seq`` it saw never misses an event, even one that reached the database hours late
 after an outage; and since event ids are unique, re-reading a page is harmless.
+
+Unpriced usage is never shown as a cost of 0: an unpriced event's ``cost_usd`` is null, and a line (or total) of
+which every request is unpriced has a null ``cost_usd``; otherwise ``cost_usd`` is the cost of the priced requests
+and ``unpriced_requests`` says how many are not in it.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select, tuple_
+from sqlalchemy import func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from tenantgate.tenants.metering.models import UsageEventRow
@@ -51,15 +56,23 @@ EVENT_FIELDS = (
     "output_audio_tokens",
     "image_tokens",
     "quantity",
+    "quantity_unit",
     "latency_ms",
     "ttft_ms",
     "client_disconnected",
     "error_type",
     "attempts",
+    "service_tier",
+    "image_size",
+    "image_quality",
     "cost_usd",
+    "unit_price_usd",
+    "unpriced",
     "price_version",
     "ingested_at",
 )
+# What a family's ``quantity`` counts.
+QUANTITY_UNITS = {"images": "images", "audio_speeches": "characters", "audio_transcriptions": "seconds"}
 
 
 class InvalidCursor(ValueError):
@@ -106,7 +119,10 @@ def event_json(row: Any) -> dict[str, Any]:
     out: dict[str, Any] = {"object": "usage.event"}
     for name in EVENT_FIELDS:
         if name == "cost_usd":
-            out[name] = usd(row.cost_input_nusd + row.cost_cached_input_nusd + row.cost_output_nusd)
+            nanos = row.cost_input_nusd + row.cost_cached_input_nusd + row.cost_output_nusd + row.cost_unit_nusd
+            out[name] = None if row.unpriced else usd(nanos)
+        elif name == "quantity_unit":
+            out[name] = QUANTITY_UNITS.get(row.category)
         elif name in ("occurred_at", "ingested_at"):
             out[name] = _iso(getattr(row, name))
         else:
@@ -115,6 +131,7 @@ def event_json(row: Any) -> dict[str, Any]:
         "input": row.cost_input_nusd,
         "cached_input": row.cost_cached_input_nusd,
         "output": row.cost_output_nusd,
+        "unit": row.cost_unit_nusd,
     }
     return out
 
@@ -168,23 +185,41 @@ def _drain(buffer: io.StringIO) -> str:
     return text
 
 
+_LINE_COUNTS = (
+    "requests",
+    "estimated_requests",
+    "unpriced_requests",
+    "input_tokens",
+    "cached_input_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+    "input_audio_tokens",
+    "output_audio_tokens",
+    "image_tokens",
+)
+
+
+def _cost(nanos: int, requests: int, unpriced: int) -> str | None:
+    return None if requests and unpriced == requests else usd(nanos)
+
+
 @dataclass(slots=True)
 class InvoiceLine:
+    """One model's usage in one family (its quantity is in that family's unit)."""
+
     model: str
+    category: str
     totals: Totals
 
     def as_json(self) -> dict[str, Any]:
         t = self.totals
-        return {
-            "model": self.model,
-            "requests": t["requests"],
-            "estimated_requests": t["estimated_requests"],
-            "input_tokens": t["input_tokens"],
-            "cached_input_tokens": t["cached_input_tokens"],
-            "output_tokens": t["output_tokens"],
-            "reasoning_tokens": t["reasoning_tokens"],
-            "cost_usd": usd(t.cost_nusd),
-        }
+        line: dict[str, Any] = {"model": self.model, "category": self.category}
+        line.update((name, t[name]) for name in _LINE_COUNTS)
+        unit = QUANTITY_UNITS.get(self.category)
+        line.update((name, t["quantity"] if name == unit else 0) for name in QUANTITY_UNITS.values())
+        line["cost_usd"] = _cost(t.cost_nusd, t["requests"], t["unpriced_requests"])
+        line["cost_nano_usd"] = t.cost_nusd
+        return line
 
 
 @dataclass(slots=True)
@@ -196,9 +231,11 @@ class Invoice:
     lines: list[InvoiceLine] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
-        total = Totals()
-        for line in self.lines:
-            total.add(line.totals)
+        lines = [line.as_json() for line in self.lines]
+        total: dict[str, Any] = {"model": None, "category": None}
+        for name in (*_LINE_COUNTS, *QUANTITY_UNITS.values(), "cost_nano_usd"):
+            total[name] = sum(line[name] for line in lines)
+        total["cost_usd"] = _cost(total["cost_nano_usd"], total["requests"], total["unpriced_requests"])
         return {
             "object": "usage.invoice_summary",
             "tenant_id": self.tenant_id,
@@ -206,29 +243,71 @@ class Invoice:
             "period_start": self.start,
             "period_end": self.end,
             "currency": "usd",
-            "lines": [line.as_json() for line in self.lines],
-            "total": {**InvoiceLine("*", total).as_json(), "model": None},
+            "lines": lines,
+            "total": total,
         }
 
 
 async def invoices(
     conn: AsyncConnection, *, start: int, end: int, tenant_ids: Sequence[str] | None = None
 ) -> list[Invoice]:
-    """Tokens and cost by model for each tenant with usage in ``[start, end)`` (whole minutes)."""
+    """Usage and cost by model and family for each tenant with usage in ``[start, end)`` (whole minutes)."""
     query = UsageQuery(
         start=start,
         end=end,
         width=end - start,
-        group_by=("tenant_id", "model"),
+        group_by=("tenant_id", "model", "category"),
         project_ids=None if tenant_ids is None else tuple(tenant_ids),
     )
     buckets = await aggregate(conn, query, tenant_id=None)
     by_tenant: dict[str, Invoice] = {}
-    for (tenant_id, model), totals in sorted(buckets.get(0, {}).items(), key=lambda item: str(item[0])):
+    for (tenant_id, model, category), totals in sorted(buckets.get(0, {}).items(), key=lambda item: str(item[0])):
         invoice = by_tenant.setdefault(str(tenant_id), Invoice(str(tenant_id), None, start, end))
-        invoice.lines.append(InvoiceLine(str(model), totals))
+        invoice.lines.append(InvoiceLine(str(model), str(category), totals))
     if by_tenant:
         names = await conn.execute(select(Tenant.id, Tenant.name).where(Tenant.id.in_(list(by_tenant))))
         for tenant_id, name in names.all():
             by_tenant[tenant_id].tenant_name = name
     return [by_tenant[t] for t in sorted(by_tenant)]
+
+
+async def unpriced_usage(
+    conn: AsyncConnection, *, start: datetime, end: datetime, tenant_id: str | None = None
+) -> list[dict[str, Any]]:
+    """Models used without a price in ``[start, end)``, by family and reason: requests, tenants, tokens and
+    quantities, most requests first (read through the partial index of unpriced events)."""
+    statement = (
+        select(
+            E.model,
+            E.category,
+            E.unpriced,
+            func.count().label("requests"),
+            func.count(E.tenant_id.distinct()).label("tenants"),
+            func.sum(E.input_tokens).label("input_tokens"),
+            func.sum(E.output_tokens).label("output_tokens"),
+            func.sum(E.quantity).label("quantity"),
+            func.min(E.occurred_at).label("first_seen"),
+            func.max(E.occurred_at).label("last_seen"),
+        )
+        .where(E.unpriced.is_not(None), E.occurred_at >= start, E.occurred_at < end)
+        .group_by(E.model, E.category, E.unpriced)
+        .order_by(func.count().desc(), E.model)
+    )
+    if tenant_id is not None:
+        statement = statement.where(E.tenant_id == tenant_id)
+    return [
+        {
+            "model": row.model,
+            "category": row.category,
+            "reason": row.unpriced,
+            "requests": int(row.requests),
+            "tenants": int(row.tenants),
+            "input_tokens": int(row.input_tokens or 0),
+            "output_tokens": int(row.output_tokens or 0),
+            "quantity": int(row.quantity or 0),
+            "quantity_unit": QUANTITY_UNITS.get(row.category),
+            "first_seen": _iso(row.first_seen),
+            "last_seen": _iso(row.last_seen),
+        }
+        for row in (await conn.execute(statement)).all()
+    ]
