@@ -121,6 +121,9 @@ class Settings(BaseSettings):
     metering_flush_interval_seconds: float = Field(default=1.0, gt=0)
     metering_batch_size: int = Field(default=5000, ge=1, le=100_000)
     metering_shutdown_flush_seconds: float = Field(default=10.0, ge=0)
+    # A request for a model (or image size, or service tier) without a price: served and stored unpriced, or
+    # refused before it reaches the upstream (docs/pricing.md).
+    unpriced_models: Literal["admit", "refuse"] = "admit"
 
     # Rate limits and quotas (tenants/limits, platform/limits).
     limits_fail_mode: Literal["open", "closed"] = "open"

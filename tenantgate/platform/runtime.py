@@ -16,9 +16,10 @@ from tenantgate.observability.telemetry import Telemetry
 from tenantgate.platform import interpreter
 from tenantgate.platform.limits.cost import PriceBookCost
 from tenantgate.platform.limits.hook import Limiter
-from tenantgate.platform.proxy.hooks import Hooks
+from tenantgate.platform.proxy.hooks import ExchangeHook, Hooks
 from tenantgate.platform.proxy.stored import OwnershipHook
 from tenantgate.platform.proxy.unfinished import UnfinishedStreams
+from tenantgate.platform.proxy.unpriced import UnpricedRefusal
 from tenantgate.platform.upstream.client import UpstreamClient
 from tenantgate.platform.upstream.config import gateway_config
 from tenantgate.platform.upstream.guard import TenantUpstreamGuard, UpstreamURLRefused
@@ -141,7 +142,13 @@ class Runtime:
             write_lag_seconds=self.metering.write_lag_seconds,
             rejected_events=self.metering.rejected_events,
         )
-        self.hooks = Hooks([self.telemetry.hook, self.limiter, OwnershipHook(self.ownership), self.metering.hook])
+        # Refusing an unpriced request comes before the limiter, so a refusal uses up no limit.
+        refuse: list[ExchangeHook] = []
+        if settings.unpriced_models == "refuse":
+            refuse.append(UnpricedRefusal(self.metering.prices, self.routing))
+        self.hooks = Hooks(
+            [self.telemetry.hook, *refuse, self.limiter, OwnershipHook(self.ownership), self.metering.hook]
+        )
 
     async def _load_principal(self, key_hash: str) -> Principal | None:
         async with self.sessions() as session:

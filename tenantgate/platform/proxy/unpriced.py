@@ -1,0 +1,69 @@
+"""Refusing requests no price covers before they reach the upstream (``TENANTGATE_UNPRICED_MODELS=refuse``).
+
+The runtime composes this hook only when the setting says ``refuse``, so the default (serve them, store their usage
+as unpriced) costs nothing per request. It asks the price book the metering writer prices events with, about the
+requested model and then the models its routes send upstream: an alias whose deployment model has a price is
+priced when its event is written, so it is admitted. What only the answer tells (an image model's token count,
+seconds of audio) cannot be judged here; such an exchange is still stored unpriced if its answer lacks them.
+"""
+
+from __future__ import annotations
+
+from tenantgate.platform.errors import BadRequest
+from tenantgate.platform.proxy.exchange import Exchange
+from tenantgate.platform.upstream.registry import Routing
+from tenantgate.tenants.metering.events import category_of, request_options
+from tenantgate.tenants.metering.pricing import UNPRICED_ENDPOINT, UNPRICED_OPTION, UNPRICED_TIER, Measure, PriceBook
+
+_SHOWN_CHARS = 128
+
+
+class UnpricedRefusal:
+    name = "unpriced"
+
+    def __init__(self, prices: PriceBook, routing: Routing) -> None:
+        self.prices = prices
+        self.routing = routing
+
+    async def admit(self, exchange: Exchange) -> None:
+        model = exchange.model
+        if not model:  # stored-object reads and model listings name no model, and are not priced by one
+            return
+        category = category_of(exchange.path)
+        options = request_options(category, exchange.payload)
+        measure = Measure(
+            category=category,
+            service_tier=options["service_tier"],
+            image_size=options["image_size"],
+            image_quality=options["image_quality"],
+        )
+        names = (model, *(target.model for target in self.routing.targets(model)))
+        reason = self.prices.quote(names, measure, tenant_id=exchange.ctx.principal.tenant_id, at=exchange.started_at)
+        if reason is not None:
+            raise _refusal(model[:_SHOWN_CHARS], reason, measure)
+
+    async def settle(self, exchange: Exchange) -> None:
+        return None
+
+    def finish(self, exchange: Exchange) -> None:
+        return None
+
+
+def _refusal(model: str, reason: str, measure: Measure) -> BadRequest:
+    tail = "; this gateway refuses requests it cannot price. Ask its operator to add the price."
+    if reason == UNPRICED_TIER:
+        tier = measure.service_tier
+        return BadRequest(
+            f"The model `{model}` has no price for service_tier `{tier}`{tail}",
+            param="service_tier",
+            code="service_tier_not_priced",
+        )
+    if reason == UNPRICED_OPTION:
+        return BadRequest(
+            f"The model `{model}` has no price for images of quality `{measure.image_quality or 'default'}` and "
+            f"size `{measure.image_size or 'default'}`{tail}",
+            param="size",
+            code="image_option_not_priced",
+        )
+    what = " for this endpoint" if reason == UNPRICED_ENDPOINT else ""
+    return BadRequest(f"The model `{model}` has no price{what}{tail}", param="model", code="model_not_priced")
