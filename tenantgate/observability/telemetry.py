@@ -28,10 +28,10 @@ from tenantgate.observability.exposition import (
     merge,
     snapshot_of,
 )
-from tenantgate.observability.hook import GatewayMetrics, TelemetryHook, UpstreamLike
+from tenantgate.observability.hook import MODEL, GatewayMetrics, TelemetryHook, UpstreamLike
 from tenantgate.observability.http import HttpMetrics
 from tenantgate.observability.instrument import instrument_engine, instrument_redis
-from tenantgate.observability.metrics import MetricData, MetricRegistry
+from tenantgate.observability.metrics import GaugeReading, MetricData, MetricRegistry
 from tenantgate.observability.otlp import metric_exporters, span_exporters, to_metrics_data
 from tenantgate.observability.process import register_process_metrics
 from tenantgate.observability.spanbatch import SpanBatcher
@@ -164,13 +164,15 @@ class Telemetry:
         spool_bytes: GaugeCallback,
         write_lag_seconds: GaugeCallback,
         rejected_events: GaugeCallback,
+        unpriced_events: Callable[[], GaugeReading] | None = None,
     ) -> None:
         """The metering writer's health, under the names the dashboards and alert rules use.
 
         ``buffer_depth``: usage events this worker holds in memory, not yet durably written (summed over workers);
         ``spool_bytes``: bytes in the local spool waiting for the database (max over workers: a shared directory);
         ``write_lag_seconds``: age of the oldest event not yet in the database, 0 when caught up (max);
-        ``rejected_events``: a counter, events this worker set aside because the database refused them.
+        ``rejected_events``: a counter, events this worker set aside because the database refused them;
+        ``unpriced_events``: a counter by model, billable events this worker wrote without a price.
         Each callback runs at collection time on the event loop: return a number, quickly, without I/O.
         """
         self.registry.register_gauge(
@@ -199,6 +201,15 @@ class Telemetry:
             unit="{event}",
             description="Usage events the database refused, set aside in the spool's dead-letter file for replay",
         )
+        if unpriced_events is not None:
+            self.registry.register_counter(
+                "tenantgate.metering.unpriced_events",
+                unpriced_events,
+                unit="{event}",
+                description="Billable usage events stored without a price (no price for the model, its options or "
+                "what the upstream reported); not part of any cost until priced",
+                labels=(MODEL,),
+            )
 
     # --- lifecycle -----------------------------------------------------------------------------------------
 

@@ -141,6 +141,7 @@ class Runtime:
             spool_bytes=self.metering.pending_bytes,
             write_lag_seconds=self.metering.write_lag_seconds,
             rejected_events=self.metering.rejected_events,
+            unpriced_events=self.metering.unpriced_events,
         )
         # Refusing an unpriced request comes before the limiter, so a refusal uses up no limit.
         refuse: list[ExchangeHook] = []

@@ -32,3 +32,13 @@ def test_real_dashboards_and_rules_render_into_configmaps_and_a_prometheusrule(p
     annotations = [r["annotations"]["description"] for g in rule["spec"]["groups"] for r in g["rules"] if "alert" in r]
     assert any("{{ $value" in text for text in annotations)  # Prometheus templating survives Helm's
     assert "no files/prometheus-rules.yaml" not in rendered.texts["tenantgate/templates/NOTES.txt"]
+
+
+def test_unpriced_usage_alerts_by_model(production) -> None:
+    rule = render_chart(production, CHART_DIR).one("PrometheusRule")
+    alerts = {r["alert"]: r for g in rule["spec"]["groups"] for r in g["rules"] if "alert" in r}
+    unpriced = alerts["TenantgateUnpricedUsage"]
+    assert "tenantgate_metering_unpriced_events_total" in unpriced["expr"]
+    assert "by (gen_ai_request_model)" in unpriced["expr"]
+    assert "{{ $labels.gen_ai_request_model }}" in unpriced["annotations"]["description"]
+    assert "tenantgate prices missing" in unpriced["annotations"]["description"]

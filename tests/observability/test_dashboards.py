@@ -21,6 +21,7 @@ from tenantgate.core.exchange import Exchange
 from tenantgate.platform.errors import GatewayError
 from tenantgate.platform.proxy.hooks import Hooks
 from tests.support.gateway import Gateway
+from tests.support.metering import flush
 from tests.support.prometheus import Scrape, scrape
 
 CHART_FILES = Path(__file__).resolve().parents[2] / "helm" / "tenantgate" / "files"
@@ -120,7 +121,8 @@ def busy_gateway(
         upstream_base_url=known_models_upstream,
         auth_failures_per_source_per_minute=1,  # a few bad keys are then invalid, then throttled
     )
-    gateway.runtime.hooks = Hooks([gateway.runtime.telemetry.hook, RefuseOneModel()])
+    runtime = gateway.runtime
+    runtime.hooks = Hooks([runtime.telemetry.hook, RefuseOneModel(), runtime.metering.hook])
     client = gateway.client(gateway.new_key("dashboards")["key"])
     client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
     list(client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True))
@@ -132,6 +134,9 @@ def busy_gateway(
         for i in range(6)
     ]
     assert {r.status_code for r in guesses} == {401, 429}
+    # An image of a size with no price: stored unpriced, counted by model.
+    client.images.generate(model="dall-e-3", prompt="a size without a price", size="999x999")  # type: ignore[arg-type]
+    flush(gateway)
     return gateway
 
 
@@ -151,7 +156,10 @@ def test_every_metric_and_label_in_dashboards_and_alerts_is_exported(busy_gatewa
         "tenantgate_metering_buffer_depth",
         "tenantgate_metering_spool_size_bytes",
         "tenantgate_metering_write_lag_seconds",
+        "tenantgate_metering_unpriced_events_total",
     } <= set(exported)
+    unpriced = [(labels, value) for name, labels, value in metrics.samples if name.endswith("unpriced_events_total")]
+    assert unpriced == [({"gen_ai_request_model": "dall-e-3"}, 1.0)]
     checked = 0
     for query in [*_dashboard_queries(), *_rule_queries()]:
         uses = _uses(_parse(query.expr))
@@ -240,6 +248,7 @@ def test_alert_rules_are_complete() -> None:
         "TenantgateLatencyBudgetBurnSlow",
         "TenantgateMeteringLagHigh",
         "TenantgateMeteringSpoolGrowing",
+        "TenantgateUnpricedUsage",
         "TenantgateRedisUnreachable",
         "TenantgateDatabaseUnreachable",
         "TenantgateAuthFailureSpike",

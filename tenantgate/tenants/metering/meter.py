@@ -35,6 +35,7 @@ class Metering:
             interval=settings.metering_flush_interval_seconds,
             batch_size=settings.metering_batch_size,
             refresh_prices=self.load_overrides,
+            model_label_limit=settings.metrics_model_label_limit,
         )
         self.hook = MeteringHook(self.spool, self.writer)
         self._backlog_since: float | None = None
@@ -52,6 +53,10 @@ class Metering:
     def rejected_events(self) -> int:
         """Events the database refused and the writer set aside in the dead-letter file (since start)."""
         return self.writer.rejected
+
+    def unpriced_events(self) -> list[tuple[tuple[str], float]]:
+        """Billable events written without a price (since start), by model (a bounded label)."""
+        return self.writer.unpriced.readings()
 
     def write_lag_seconds(self) -> float:
         """How long the database has been behind: 0 when caught up, else time since the backlog appeared."""

@@ -53,6 +53,8 @@ PRICED_FIELDS = frozenset(
 _OPTIONAL = frozenset({"service_tier", "image_size", "image_quality"})
 # Everything else must be on a spooled line.
 _REQUIRED = frozenset(COLUMN_NAMES) - PRICED_FIELDS - _OPTIONAL
+_UNPRICED = COLUMN_NAMES.index("unpriced")
+_MODEL = COLUMN_NAMES.index("model")
 
 PriceRefresher = Callable[[PriceBook], Awaitable[None]]
 # What makes a spool line unreadable (not JSON, not an event, a field of the wrong type).
@@ -120,6 +122,25 @@ class _Batch(NamedTuple):
     The lines themselves are not kept: a refused event's line is read from the spool again (rare)."""
 
 
+class ModelCounts:
+    """Events per model name for a metric label: the first ``limit`` names as they are, later ones as ``other``
+    (model names come from requests)."""
+
+    OTHER = "other"
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.counts: dict[str, int] = {}
+
+    def add(self, model: str, count: int = 1) -> None:
+        if model not in self.counts and len(self.counts) >= self.limit:
+            model = self.OTHER
+        self.counts[model] = self.counts.get(model, 0) + count
+
+    def readings(self) -> list[tuple[tuple[str], float]]:
+        return [((model,), float(count)) for model, count in self.counts.items()]
+
+
 class MeterWriter:
     def __init__(
         self,
@@ -130,6 +151,7 @@ class MeterWriter:
         interval: float,
         batch_size: int,
         refresh_prices: PriceRefresher | None = None,
+        model_label_limit: int = 100,
     ) -> None:
         self.spool = spool
         self.store = store
@@ -150,6 +172,8 @@ class MeterWriter:
         self.dead_letters = DeadLetters(spool.directory)
         self.written = 0
         self.rejected = 0
+        self.unpriced = ModelCounts(model_label_limit)
+        """Unpriced billable events written (since start), by model."""
         self.failures = 0
         self.last_error: str | None = None
 
@@ -248,6 +272,7 @@ class MeterWriter:
                 inserted, refused = await write_isolating(self.store, batch.rows)
                 if refused:
                     await asyncio.to_thread(self._dead_letter, segment, batch, refused)
+                self._count_unpriced(batch.rows, refused)
                 await asyncio.to_thread(segment.commit, batch.end)
                 position = batch.end
                 self.written += inserted
@@ -288,6 +313,12 @@ class MeterWriter:
             # A damaged line cannot become an event; keep its bytes for a human and move on.
             await asyncio.to_thread(self._quarantine, segment, damaged)
         return _Batch(rows, start, read, end, line_numbers if damaged else None)
+
+    def _count_unpriced(self, rows: list[Row], refused: list[Refusal]) -> None:
+        skipped = {r.index for r in refused}
+        for index, row in enumerate(rows):
+            if row[_UNPRICED] is not None and index not in skipped:
+                self.unpriced.add(row[_MODEL])
 
     @staticmethod
     def _quarantine(segment: Segment, lines: list[bytes]) -> None:
