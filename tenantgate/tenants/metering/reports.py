@@ -8,6 +8,10 @@ after an outage; and since event ids are unique, re-reading a page is harmless.
 Unpriced usage is never shown as a cost of 0: an unpriced event's ``cost_usd`` is null, and a line (or total) of
 which every request is unpriced has a null ``cost_usd``; otherwise ``cost_usd`` is the cost of the priced requests
 and ``unpriced_requests`` says how many are not in it.
+
+CSV cells are written for spreadsheets: a cell that a spreadsheet would read as a formula (OWASP's CSV injection:
+one starting with ``=``, ``+``, ``-``, ``@``, a tab, a carriage return or another control character) gets a
+leading ``'``, so ``=1+2+cmd|calc`` opens as that text. Model names, ids and error types are chosen by callers.
 """
 
 from __future__ import annotations
@@ -15,7 +19,8 @@ from __future__ import annotations
 import base64
 import csv
 import io
-from collections.abc import AsyncIterator, Sequence
+import unicodedata
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -73,6 +78,8 @@ EVENT_FIELDS = (
 )
 # What a family's ``quantity`` counts.
 QUANTITY_UNITS = {"images": "images", "audio_speeches": "characters", "audio_transcriptions": "seconds"}
+_FORMULA_STARTS = frozenset("=+-@\uff1d\uff0b\uff0d\uff20")  # and their full-width forms
+_INVISIBLE = frozenset({"Cc", "Cf", "Zl", "Zp"})
 
 
 class InvalidCursor(ValueError):
@@ -136,6 +143,29 @@ def event_json(row: Any) -> dict[str, Any]:
     return out
 
 
+def spreadsheet_safe(value: str) -> str:
+    """``value`` as a CSV cell no spreadsheet evaluates: a leading ``'`` where it would start a formula."""
+    first = value.lstrip(" \u00a0")[:1]
+    if value and (
+        first in _FORMULA_STARTS
+        or (first and unicodedata.category(first) in _INVISIBLE)
+        or unicodedata.category(value[0]) in _INVISIBLE
+    ):
+        return "'" + value
+    return value
+
+
+def csv_writer(buffer: io.StringIO) -> Any:
+    """RFC 4180 rows (CRLF): a cell with a line break of either kind is quoted, so it cannot split its row (with LF
+    rows, a CR inside a model name was written bare, and readers took it for the end of the row)."""
+    return csv.writer(buffer, lineterminator="\r\n")
+
+
+def csv_cells(values: Iterable[Any]) -> list[Any]:
+    """A CSV row's cells: None as empty, text made spreadsheet-safe, numbers and booleans as they are."""
+    return ["" if value is None else spreadsheet_safe(value) if isinstance(value, str) else value for value in values]
+
+
 async def events_after(
     conn: AsyncConnection, after: int, limit: int, *, tenant_id: str | None
 ) -> tuple[list[Any], bool]:
@@ -153,7 +183,7 @@ async def events_csv(
     """Events with ``start <= occurred_at < end`` (one tenant's, or all) as CSV, read in keyset pages so memory
     stays bounded: one tenant's in time order (its index), all tenants' in ingestion order (the primary key)."""
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
+    writer = csv_writer(buffer)
     writer.writerow(EVENT_FIELDS)
     yield _drain(buffer)
     after: tuple[datetime, int] | None = None
@@ -171,7 +201,7 @@ async def events_csv(
             rows = (await conn.execute(statement)).all()
         for row in rows:
             event = event_json(row)
-            writer.writerow(["" if event[name] is None else event[name] for name in EVENT_FIELDS])
+            writer.writerow(csv_cells(event[name] for name in EVENT_FIELDS))
         yield _drain(buffer)
         if len(rows) < page:
             return

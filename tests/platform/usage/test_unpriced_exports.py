@@ -1,8 +1,10 @@
-"""What billing reads shows every billed quantity and the usage no price covered: invoices, `tenantgate usage` and
-`tenantgate prices missing`."""
+"""What billing reads shows every billed quantity and the usage no price covered: the CSV export (safe to open in a
+spreadsheet), invoices, `tenantgate usage` and `tenantgate prices missing`."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from typing import Any
 
@@ -104,3 +106,23 @@ def test_prices_missing_lists_models_used_without_a_price(gateway: Gateway, data
     assert "no price for its image quality/size" in human.stdout
     later = CliRunner().invoke(app, ["prices", "missing", "--period", "2027-02"], env=_env(database_url))
     assert later.exit_code == 0 and "had a price" in later.stdout
+
+
+def test_csv_export_neutralizes_formulas_and_shows_unpriced_events(gateway: Gateway, database_url: str) -> None:
+    tenant = gateway.new_key("spreadsheet")["tenant_id"]
+    hostile = ["=1+2+cmd|calc", "+SUM(A1:A2)", "-2+3", "@cmd", "\t=1", "\r=1", ' =HYPERLINK("x")']
+    events = [
+        make_event(tenant_id=tenant, occurred_at=DEC_8 + i, model=name, response_model=None)
+        for i, name in enumerate(hostile)
+    ]
+    events.append(make_event(tenant_id=tenant, occurred_at=DEC_8 + 60, model="gpt-4o-mini", request_id="-req"))
+    seed(database_url, events)
+    response = gateway.admin("GET", "/admin/usage/export.csv", params={"tenant_id": tenant, "period": "2026-12"})
+    assert response.status_code == 200
+    rows = list(csv.DictReader(io.StringIO(response.text, newline="")))
+    assert [row["model"] for row in rows] == ["'" + name for name in hostile] + ["gpt-4o-mini"]
+    assert rows[-1]["request_id"] == "'-req"
+    for row in rows[:-1]:  # no price for those names: unpriced, with an empty cost, not 0
+        assert (row["unpriced"], row["cost_usd"], row["price_version"]) == ("model", "", "")
+    priced = rows[-1]
+    assert (priced["unpriced"], priced["cost_usd"], priced["price_version"]) == ("", "0.000004500", "2026-12-07")
