@@ -156,6 +156,19 @@ def _billed_though_hung_up(output: str, _: dict[str, str]) -> None:
     assert responses[:2] == ["responses", "upstream"] and int(responses[3]) == 64 < int(responses[2])
 
 
+def _chatted_unpriced_and_flushed(gateway: Gateway, _: dict[str, str]) -> None:
+    client = gateway.client(gateway.new_key("docs-pricing")["key"])  # not the reader's: other examples count theirs
+    for model in ("gpt-4o-mini", "acme-llm"):  # the second has no price
+        client.chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}])
+    flush(gateway)
+
+
+def _priced_and_unpriced_line_items(output: str, _: dict[str, str]) -> None:
+    lines = output.splitlines()
+    assert any(line.startswith("acme-llm, unpriced ") and line.endswith(" requests without a price") for line in lines)
+    assert any(line.startswith("gpt-4o-mini, input ") and line.endswith(" USD") for line in lines)
+
+
 def _created_a_key(output: str, _: dict[str, str]) -> None:
     assert '"key":"tg-' in output.replace(" ", "")
 
@@ -167,6 +180,7 @@ CHECKS: dict[str, tuple[Callable[[Gateway, dict[str, str]], None] | None, Check]
     "hung_up": (None, _billed_though_hung_up),
     "stream=True": (None, _streamed_twice),
     "print(reply.choices[0].message.content)": (None, _answered_once),
+    "unpriced_requests": (_chatted_unpriced_and_flushed, _priced_and_unpriced_line_items),
     "admin_api_key=": (_chatted_and_flushed, _usage_of_the_readers_tenant),
     '{"name": "backend"}': (None, _created_a_key),
 }
