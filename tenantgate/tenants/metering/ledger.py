@@ -25,6 +25,7 @@ from tenantgate.tenants.metering.spool import Spool
 from tenantgate.tenants.metering.writer import price_event
 
 _DAY = 86400
+_COSTS = ("cost_input_nusd", "cost_cached_input_nusd", "cost_output_nusd", "cost_unit_nusd")
 _SCAN_LIMIT = 256 * 1024 * 1024
 """Most unwritten spool bytes read for one seed (a long database outage can leave more; those are not counted)."""
 
@@ -47,7 +48,12 @@ class Ledger:
         pending = await asyncio.to_thread(self._spooled, tenant_id, month_start)
         start = int(month_start) // _DAY * _DAY
         tokens = UsageRollupRow.input_tokens + UsageRollupRow.output_tokens
-        cost = UsageRollupRow.cost_input_nusd + UsageRollupRow.cost_cached_input_nusd + UsageRollupRow.cost_output_nusd
+        cost = (
+            UsageRollupRow.cost_input_nusd
+            + UsageRollupRow.cost_cached_input_nusd
+            + UsageRollupRow.cost_output_nusd
+            + UsageRollupRow.cost_unit_nusd  # images, characters, seconds
+        )
         async with self._sessions() as session:
             row = (
                 await session.execute(
@@ -91,7 +97,7 @@ class Ledger:
                 event = _billable(line, month_start)
                 if event is not None:
                     priced = price_event(self._prices, event)
-                    cost = priced["cost_input_nusd"] + priced["cost_cached_input_nusd"] + priced["cost_output_nusd"]
+                    cost = sum(priced[name] for name in _COSTS)
                     found[event["id"]] = (event["input_tokens"] + event["output_tokens"], cost)
         return found
 
