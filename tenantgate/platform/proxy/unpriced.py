@@ -9,8 +9,8 @@ seconds of audio) cannot be judged here; such an exchange is still stored unpric
 
 from __future__ import annotations
 
+from tenantgate.core.exchange import Exchange
 from tenantgate.platform.errors import BadRequest
-from tenantgate.platform.proxy.exchange import Exchange
 from tenantgate.platform.upstream.registry import Routing
 from tenantgate.tenants.metering.events import category_of, request_options
 from tenantgate.tenants.metering.pricing import UNPRICED_ENDPOINT, UNPRICED_OPTION, UNPRICED_TIER, Measure, PriceBook

@@ -16,7 +16,6 @@ import orjson
 
 from tenantgate.core.exchange import Exchange, Usage
 from tenantgate.ids import new_id
-from tenantgate.core.exchange import Exchange, Usage
 from tenantgate.tenants.metering.pricing import UNKNOWN_OPTION, Measure
 
 # The OpenAI Usage API's families, by path. Everything else proxied is "other" (priced and exported, but not

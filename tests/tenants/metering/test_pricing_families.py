@@ -11,7 +11,7 @@ from decimal import Decimal
 
 import pytest
 
-from tenantgate.platform.proxy.exchange import Usage
+from tenantgate.core.exchange import Usage
 from tenantgate.tenants.metering.events import INVALID_OPTION
 from tenantgate.tenants.metering.pricing import UNKNOWN_OPTION, Measure, Price, PriceBook, PriceOverride
 
