@@ -46,9 +46,11 @@ class PriceBookCost:
         self.prices = prices
 
     def cost_usd(self, exchange: Exchange) -> Decimal | None:
+        # Families sold by the unit (images, characters, seconds) may report no token usage at all.
+        usage = exchange.usage or (Usage() if exchange.reached_upstream and 0 < exchange.status < 400 else None)
         cost = self.prices.cost(
             exchange.model,
-            exchange.usage,
+            usage,
             measure=measure_of_exchange(exchange),
             tenant_id=exchange.ctx.principal.tenant_id,
             at=exchange.started_at,
@@ -59,6 +61,10 @@ class PriceBookCost:
     def worst_case_usd(self, exchange: Exchange, input_tokens: int, output_tokens: int) -> Decimal | None:
         usage = Usage(input_tokens=input_tokens, output_tokens=output_tokens)
         cost = self.prices.cost(
-            exchange.model, usage, tenant_id=exchange.ctx.principal.tenant_id, at=exchange.started_at
+            exchange.model,
+            usage,
+            measure=measure_of_exchange(exchange),  # images by number, speech by characters, from the request
+            tenant_id=exchange.ctx.principal.tenant_id,
+            at=exchange.started_at,
         )
         return cost.usd if cost.priced else None

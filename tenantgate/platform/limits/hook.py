@@ -248,8 +248,6 @@ class Limiter:
         self.store.settle_soon(settlement, verdict_store)
 
     def _cost_micro_usd(self, exchange: Exchange) -> int:
-        if exchange.usage is None:
-            return 0
         try:
             cost = self.cost_estimator.cost_usd(exchange)
         except Exception:

@@ -190,3 +190,24 @@ def test_fifty_concurrent_requests_never_overspend(two_processes: tuple[Gateway,
         assert cost <= Decimal("0.12") + per_request_cost / 10, cost
     else:
         assert tokens <= 300 + per_request_tokens / 10, tokens
+
+
+def test_families_sold_by_the_unit_count_toward_the_budget(
+    gateway_factory: Callable[..., Gateway], sqlite_url: str, dev_upstream: str
+) -> None:
+    """Speech (per character) and images (per image) report no token usage: they are charged all the same, and an
+    image request holds its price per image x n while it runs."""
+    gateway = gateway_factory(database_url=sqlite_url, upstream_base_url=dev_upstream)
+    tenant = gateway.create_tenant("ledger-units", monthly_budget_usd="0.1")
+    key = gateway.create_key(tenant["id"])["key"]
+    client = gateway.client(key)
+    client.audio.speech.create(model="tts-1", voice="alloy", input="x" * 1000).read()  # $15 per 1M characters
+    spent = wait_for(lambda: me(gateway, key)["limits"]["tenant"]["monthly_budget_usd"]["spent"], 0.015)
+    assert spent == pytest.approx(0.015)
+    client.images.generate(model="dall-e-3", prompt="a gateway", n=1, size="1024x1024")  # $0.04
+    assert wait_for(lambda: me(gateway, key)["limits"]["tenant"]["monthly_budget_usd"]["spent"], 0.055) == (
+        pytest.approx(0.055)
+    )
+    with pytest.raises(openai.RateLimitError) as refused:  # two more images would hold $0.08 > the $0.045 left
+        client.images.generate(model="dall-e-3", prompt="a gateway", n=2, size="1024x1024")
+    assert refused.value.code == "insufficient_quota"
