@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, Field
 from sqlalchemy.exc import SQLAlchemyError
 
 from tenantgate.platform.admin.auth import require_billing
@@ -15,6 +16,7 @@ from tenantgate.platform.errors import BadRequest, ServiceUnavailable
 from tenantgate.platform.runtime import Runtime
 from tenantgate.tenants.metering import reports
 from tenantgate.tenants.metering.rollups import ceil_minute, floor_minute
+from tenantgate.tenants.metering.usage_event import UsageEventOut
 
 router = APIRouter(prefix="/admin/usage", tags=["billing"], dependencies=[Depends(require_billing)])
 
@@ -47,7 +49,18 @@ def resolve_period(period: str | None, start_time: int | None, end_time: int | N
     return start_time, end_time
 
 
-@router.get("/events", summary="Raw usage events in ingestion order, for incremental billing sync")
+class EventsPage(BaseModel):
+    object: Literal["list"]
+    data: list[UsageEventOut]  # type: ignore[valid-type]  # a model derived from UsageEvent at import
+    has_more: bool
+    next_cursor: str = Field(description="Poll again with it (as `after`) for what was ingested since")
+
+
+@router.get(
+    "/events",
+    summary="Raw usage events in ingestion order, for incremental billing sync",
+    response_model=EventsPage,
+)
 async def list_events(
     after: str | None = Query(None, description="`next_cursor` of the previous page; omit to start at the beginning"),
     limit: int = Query(1000, ge=1, le=10_000),

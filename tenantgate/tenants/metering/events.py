@@ -10,13 +10,14 @@ from __future__ import annotations
 import re
 import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, overload
 
 import orjson
 
 from tenantgate.core.exchange import Exchange, Usage
 from tenantgate.ids import new_id
 from tenantgate.tenants.metering.pricing import UNKNOWN_OPTION, Measure
+from tenantgate.tenants.metering.usage_event import UsageEvent
 
 # The OpenAI Usage API's families, by path. Everything else proxied is "other" (priced and exported, but not
 # part of any family's usage endpoint).
@@ -101,60 +102,75 @@ def _ms(seconds: float | None) -> int | None:
     return None if seconds is None else max(0, min(int(seconds * 1000), 2**31 - 1))
 
 
-# Event fields that carry text chosen by the caller or the upstream (ids and categories are ours).
-_FREE_TEXT_FIELDS = ("endpoint", "model", "upstream_model", "response_model", "error_type")
 MAX_TEXT_CHARS = 256
 """Longest model name, upstream model, error type... an event stores (longer ones are cut)."""
 
 
-def from_exchange(exchange: Exchange, *, settled: bool) -> dict[str, Any]:
+def from_exchange(exchange: Exchange, *, settled: bool) -> UsageEvent:
     """The event of an exchange. ``settled``: the upstream answered (usage final); otherwise the exchange was
     refused before or failed on the way to the upstream, and the event is recorded for analytics only."""
     principal = exchange.ctx.principal
     category = category_of(exchange.path)
     # Only model work is billable: reads, lists, deletes and cancels of stored objects are recorded as operations.
     billable = settled and 0 < exchange.status < 400 and exchange.model_work
-    usage = exchange.usage if billable else None
+    usage = (exchange.usage or _NO_USAGE) if billable else _NO_USAGE
     now = time.perf_counter()
-    event: dict[str, Any] = {
+    options = request_options(category, exchange.payload)
+    return {
         "id": exchange.event_id or new_id("evt"),
         "request_id": exchange.ctx.request_id,
         "occurred_at": exchange.started_at,
         "tenant_id": principal.tenant_id,
         "api_key_id": principal.key_id,
-        "endpoint": exchange.path,
+        "endpoint": _text(exchange.path),
         "category": category,
         # Every billable event names a model: a request without one (a stored response read) is named by its answer.
-        "model": exchange.model or exchange.response_model or exchange.upstream_model or "",
+        "model": _text(exchange.model or exchange.response_model or exchange.upstream_model or ""),
         "upstream": exchange.upstream_name,
-        "upstream_model": exchange.upstream_model,
-        "response_model": exchange.response_model,
+        "upstream_model": _text(exchange.upstream_model),
+        "response_model": _text(exchange.response_model),
         "status": exchange.status,
         "stream": exchange.stream,
         "billable": billable,
-        "usage_source": exchange.usage_source if usage is not None else None,
+        "usage_source": exchange.usage_source if billable and exchange.usage is not None else None,
+        "input_tokens": _count(usage.input_tokens),
+        "cached_input_tokens": _count(usage.cached_input_tokens),
+        "output_tokens": _count(usage.output_tokens),
+        "reasoning_tokens": _count(usage.reasoning_tokens),
+        "input_audio_tokens": _count(usage.input_audio_tokens),
+        "output_audio_tokens": _count(usage.output_audio_tokens),
+        "image_tokens": _count(usage.image_tokens),
         "quantity": (_quantity(category, exchange.payload) if exchange.quantity is None else _count(exchange.quantity))
         if billable
         else 0,
         "latency_ms": _ms(now - exchange.started),
         "ttft_ms": _ms(exchange.time_to_first_token) if exchange.stream else None,
         "client_disconnected": exchange.client_disconnected,
-        "error_type": exchange.error_type,
+        "error_type": _text(exchange.error_type),
         "attempts": exchange.attempts,
-        **request_options(category, exchange.payload),
+        "service_tier": options["service_tier"],
+        "image_size": options["image_size"],
+        "image_quality": options["image_quality"],
     }
-    for name in _TOKEN_FIELDS:
-        event[name] = _count(getattr(usage, name)) if usage is not None else 0
-    for name in _FREE_TEXT_FIELDS:
-        value = event[name]
-        if value and ("\x00" in value or len(value) > MAX_TEXT_CHARS):
-            # PostgreSQL text cannot hold U+0000, and a model name of kilobytes would overflow the rollups' primary
-            # key index: one such event would fail every batch it is in (no usage stored for anyone).
-            event[name] = value.replace("\x00", "\ufffd")[:MAX_TEXT_CHARS]
-    return event
 
 
-def encode(event: dict[str, Any]) -> bytes:
+_NO_USAGE = Usage()
+
+
+@overload
+def _text(value: str) -> str: ...
+@overload
+def _text(value: str | None) -> str | None: ...
+def _text(value: str | None) -> str | None:
+    """Text chosen by the caller or the upstream, as an event may store it."""
+    if value and ("\x00" in value or len(value) > MAX_TEXT_CHARS):
+        # PostgreSQL text cannot hold U+0000, and a model name of kilobytes would overflow the rollups' primary
+        # key index: one such event would fail every batch it is in (no usage stored for anyone).
+        return value.replace("\x00", "\ufffd")[:MAX_TEXT_CHARS]
+    return value
+
+
+def encode(event: UsageEvent) -> bytes:
     return orjson.dumps(event) + b"\n"
 
 

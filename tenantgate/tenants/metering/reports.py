@@ -32,50 +32,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from tenantgate.tenants.metering.models import UsageEventRow
 from tenantgate.tenants.metering.pricing import NANOS_PER_USD
 from tenantgate.tenants.metering.rollups import Totals, UsageQuery, aggregate
+from tenantgate.tenants.metering.usage_event import EXPORT_FIELDS
 from tenantgate.tenants.models import Tenant
 
 E = UsageEventRow
 _CURSOR_PREFIX = "seq:"
 
-EVENT_FIELDS = (
-    "id",
-    "request_id",
-    "occurred_at",
-    "tenant_id",
-    "api_key_id",
-    "endpoint",
-    "category",
-    "model",
-    "upstream",
-    "upstream_model",
-    "response_model",
-    "status",
-    "stream",
-    "billable",
-    "usage_source",
-    "input_tokens",
-    "cached_input_tokens",
-    "output_tokens",
-    "reasoning_tokens",
-    "input_audio_tokens",
-    "output_audio_tokens",
-    "image_tokens",
-    "quantity",
-    "quantity_unit",
-    "latency_ms",
-    "ttft_ms",
-    "client_disconnected",
-    "error_type",
-    "attempts",
-    "service_tier",
-    "image_size",
-    "image_quality",
-    "cost_usd",
-    "unit_price_usd",
-    "unpriced",
-    "price_version",
-    "ingested_at",
-)
+EVENT_FIELDS = EXPORT_FIELDS  # an exported event's fields, in order (usage_event.py)
 # What a family's ``quantity`` counts.
 QUANTITY_UNITS = {"images": "images", "audio_speeches": "characters", "audio_transcriptions": "seconds"}
 _FORMULA_STARTS = frozenset("=+-@\uff1d\uff0b\uff0d\uff20")  # and their full-width forms

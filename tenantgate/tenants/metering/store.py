@@ -29,52 +29,13 @@ from tenantgate.tenants.metering.models import (
     UsageEventRow,
     UsageRollupRow,
 )
+from tenantgate.tenants.metering.usage_event import COLUMN_NAMES as COLUMN_NAMES
+from tenantgate.tenants.metering.usage_event import COLUMNS
 
 EVENTS: Table = UsageEventRow.__table__  # type: ignore[assignment]
 ROLLUPS: Table = UsageRollupRow.__table__  # type: ignore[assignment]
 
-# The stored columns of an event, in the order the Postgres statement takes them (with their array types).
-_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("id", "text"),
-    ("request_id", "text"),
-    ("occurred_at", "float8"),
-    ("tenant_id", "text"),
-    ("api_key_id", "text"),
-    ("endpoint", "text"),
-    ("category", "text"),
-    ("model", "text"),
-    ("upstream", "text"),
-    ("upstream_model", "text"),
-    ("response_model", "text"),
-    ("status", "int4"),
-    ("stream", "bool"),
-    ("billable", "bool"),
-    ("usage_source", "text"),
-    ("input_tokens", "int8"),
-    ("cached_input_tokens", "int8"),
-    ("output_tokens", "int8"),
-    ("reasoning_tokens", "int8"),
-    ("input_audio_tokens", "int8"),
-    ("output_audio_tokens", "int8"),
-    ("image_tokens", "int8"),
-    ("quantity", "int8"),
-    ("latency_ms", "int4"),
-    ("ttft_ms", "int4"),
-    ("client_disconnected", "bool"),
-    ("error_type", "text"),
-    ("attempts", "int4"),
-    ("cost_input_nusd", "int8"),
-    ("cost_cached_input_nusd", "int8"),
-    ("cost_output_nusd", "int8"),
-    ("price_version", "text"),
-    ("service_tier", "text"),
-    ("image_size", "text"),
-    ("image_quality", "text"),
-    ("cost_unit_nusd", "int8"),
-    ("unit_price_usd", "text"),
-    ("unpriced", "text"),
-)
-COLUMN_NAMES = tuple(name for name, _ in _COLUMNS)
+_COLUMNS = COLUMNS  # the stored columns, in the order the Postgres statement takes them, with their types
 Row = tuple[Any, ...]
 """An event as it is written: its values in ``COLUMN_NAMES`` order. A batch of thousands is held in memory while
 it is written; as tuples it takes about a quarter of what the events' dicts take."""

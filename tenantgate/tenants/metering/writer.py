@@ -29,6 +29,7 @@ from tenantgate.tenants.metering.events import measure_of, usage_of
 from tenantgate.tenants.metering.pricing import PriceBook
 from tenantgate.tenants.metering.spool import Segment, Spool
 from tenantgate.tenants.metering.store import COLUMN_NAMES, ROW_ID, EventStore, Row
+from tenantgate.tenants.metering.usage_event import REQUIRED_FIELDS, SHARED_FIELDS
 
 log = logging.getLogger("tenantgate.metering")
 
@@ -37,22 +38,7 @@ PRICE_REFRESH_SECONDS = 30.0
 BACKOFF_FIRST_SECONDS = 0.5
 BACKOFF_MAX_SECONDS = 5.0
 
-# What the writer adds to an event when it prices it.
-PRICED_FIELDS = frozenset(
-    {
-        "cost_input_nusd",
-        "cost_cached_input_nusd",
-        "cost_output_nusd",
-        "cost_unit_nusd",
-        "price_version",
-        "unit_price_usd",
-        "unpriced",
-    }
-)
-# Recorded since events are priced by their options: lines spooled by an earlier version lack them.
-_OPTIONAL = frozenset({"service_tier", "image_size", "image_quality"})
-# Everything else must be on a spooled line.
-_REQUIRED = frozenset(COLUMN_NAMES) - PRICED_FIELDS - _OPTIONAL
+_REQUIRED = REQUIRED_FIELDS  # what a spooled line must have (usage_event.py)
 _UNPRICED = COLUMN_NAMES.index("unpriced")
 _MODEL = COLUMN_NAMES.index("model")
 
@@ -65,29 +51,7 @@ RELEASE_SLICE = 500  # written events freed between two yields
 
 # Row fields whose values repeat from event to event (tenant, key, model, endpoint...): one string object per
 # distinct value in a batch instead of one per event.
-_SHARED_FIELDS = tuple(
-    index
-    for index, name in enumerate(COLUMN_NAMES)
-    if name
-    in {
-        "tenant_id",
-        "api_key_id",
-        "endpoint",
-        "category",
-        "model",
-        "upstream",
-        "upstream_model",
-        "response_model",
-        "usage_source",
-        "error_type",
-        "price_version",
-        "service_tier",
-        "image_size",
-        "image_quality",
-        "unit_price_usd",
-        "unpriced",
-    }
-)
+_SHARED_FIELDS = tuple(index for index, name in enumerate(COLUMN_NAMES) if name in SHARED_FIELDS)
 
 
 def _compact(event: dict[str, Any], shared: dict[str, str]) -> Row:
