@@ -23,6 +23,8 @@ from tests.conftest import SECRET_KEY
 from tests.support.process import ServeProcess
 from tests.support.services import free_port
 
+pytestmark = pytest.mark.slow  # starts processes or a browser: `-m 'not slow'` skips it for a quick loop
+
 
 @pytest.fixture
 def cli_env(database_url: str) -> dict[str, str]:

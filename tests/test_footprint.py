@@ -19,6 +19,8 @@ from tests.support.otlp import HttpReceiver
 from tests.support.process import ServeProcess
 from tests.support.scripted import ScriptedUpstream
 
+pytestmark = pytest.mark.slow  # starts processes or a browser: `-m 'not slow'` skips it for a quick loop
+
 REPO = Path(__file__).resolve().parents[1]
 
 _LEFT_OUT = (

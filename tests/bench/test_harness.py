@@ -19,6 +19,8 @@ from bench.passthrough import create_app
 from bench.upstream import CannedUpstream
 from tests.support.server import ServedApp
 
+pytestmark = pytest.mark.slow  # starts processes or a browser: `-m 'not slow'` skips it for a quick loop
+
 REPLY = "".join(canned.REPLY_PIECES)
 
 

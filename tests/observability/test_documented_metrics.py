@@ -16,6 +16,7 @@ from tenantgate.platform.app import create_app
 from tenantgate.wire.prometheus import prometheus_name
 from tests.conftest import ADMIN_TOKEN, UPSTREAM_KEY, make_settings
 from tests.support.gateway import Gateway
+from tests.support.metering import flush
 from tests.support.otlp import HttpReceiver
 from tests.support.prometheus import Scrape, scrape
 from tests.support.server import ServedApp
@@ -88,6 +89,8 @@ def _traffic(gateway: Gateway) -> None:
     with pytest.raises(openai.RateLimitError):
         limited.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
     assert httpx.get(gateway.url + "/admin/tenants", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    client.chat.completions.create(model="a-model-without-a-price", messages=MESSAGES)  # counted once written
+    flush(gateway)
 
 
 def test_every_metric_the_docs_name_is_on_metrics(

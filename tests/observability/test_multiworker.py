@@ -19,6 +19,8 @@ from tests.conftest import ADMIN_TOKEN, SECRET_KEY, UPSTREAM_KEY
 from tests.support.prometheus import scrape
 from tests.support.services import free_port
 
+pytestmark = pytest.mark.slow  # starts processes or a browser: `-m 'not slow'` skips it for a quick loop
+
 REQUESTS = 40
 CHAT = {"http_route": "/v1/chat/completions", "http_response_status_code": "200"}
 

@@ -24,6 +24,8 @@ from tests.conftest import ADMIN_TOKEN, make_settings
 from tests.support.gateway import Gateway
 from tests.support.server import ServedApp
 
+pytestmark = pytest.mark.slow  # starts processes or a browser: `-m 'not slow'` skips it for a quick loop
+
 ARTIFACTS = Path(__file__).resolve().parents[2] / "build" / "test-artifacts"
 MESSAGES = [{"role": "user", "content": "numbers for the dashboard"}]
 

@@ -20,6 +20,8 @@ from tests.support.gateway import Gateway
 from tests.support.process import ServeProcess
 from tests.support.services import own_redis_prefix
 
+pytestmark = pytest.mark.slow  # starts processes or a browser: `-m 'not slow'` skips it for a quick loop
+
 
 @pytest.fixture(scope="module")
 def shared_env(postgres_server: str, redis_url: str, dev_upstream: str) -> Iterator[dict[str, str]]:

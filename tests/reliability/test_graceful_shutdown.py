@@ -12,9 +12,12 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.conftest import SECRET_KEY, UPSTREAM_KEY
 from tests.support.services import free_port
+
+pytestmark = pytest.mark.slow  # starts processes or a browser: `-m 'not slow'` skips it for a quick loop
 
 
 def _cli_json(env: dict[str, str], *args: str) -> dict[str, str]:

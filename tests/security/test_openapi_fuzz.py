@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -19,6 +20,8 @@ from schemathesis.specs.openapi.checks import response_schema_conformance
 
 from tests.conftest import ADMIN_TOKEN
 from tests.support.gateway import Gateway
+
+pytestmark = pytest.mark.slow  # starts processes or a browser: `-m 'not slow'` skips it for a quick loop
 
 ROUTES = r"^/(admin|v1/organization|healthz|readyz|metrics)"
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}

@@ -19,6 +19,8 @@ from tests.platform.limits.processes import GatewayProcess
 from tests.support.server import ServedApp
 from tests.support.services import own_redis_prefix
 
+pytestmark = pytest.mark.slow  # starts processes or a browser: `-m 'not slow'` skips it for a quick loop
+
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 # Twelve words: the dev upstream's answer is then 19 tokens long.
 MESSAGES = [{"role": "user", "content": "one two three four five six seven eight nine ten eleven twelve"}]

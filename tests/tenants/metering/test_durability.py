@@ -29,6 +29,8 @@ from tests.support.metering import all_events, flush
 from tests.support.pg_instance import PostgresInstance
 from tests.support.services import free_port
 
+pytestmark = pytest.mark.slow  # starts processes or a browser: `-m 'not slow'` skips it for a quick loop
+
 
 @pytest.fixture
 def own_postgres() -> Iterator[PostgresInstance]:
