@@ -147,6 +147,21 @@ class Settings(BaseSettings):
     metrics_dir: Path | None = None
     metrics_tenant_label_limit: int = Field(default=100, ge=0)
     metrics_model_label_limit: int = Field(default=100, ge=0)
+    # The web console (platform/console/): how long a sign-in lasts; where the alert states come from (a Prometheus
+    # that loads the chart's rules; unset: no alert panel) and where the Grafana dashboards are (links only).
+    console_session_hours: float = Field(default=12.0, gt=0, le=24 * 30)
+    console_prometheus_url: str = ""
+    console_grafana_url: str = ""
+    # OpenID Connect sign-in to the console (any provider): the issuer URL (its /.well-known/openid-configuration
+    # is read), this client's id and secret, the claim that lists the user's groups, and which group gets which
+    # role: a JSON object like {"sre": "admin", "finance": "billing", "acme-admins": "tenant:ten_123"}. A user in
+    # none of the groups is refused. Unset issuer: no single sign-on.
+    console_oidc_issuer: str = ""
+    console_oidc_client_id: str = ""
+    console_oidc_client_secret: SecretStr | None = None
+    console_oidc_groups_claim: str = "groups"
+    console_oidc_roles: dict[str, str] = Field(default_factory=dict)
+    console_oidc_scopes: str = "openid email profile"
     tracing_enabled: bool = False
     trace_content: bool = False
     log_format: Literal["json", "text"] = "json"
@@ -302,7 +317,15 @@ class Settings(BaseSettings):
                 raise ValueError(f"{variable} {name!r} is not supported; use {', '.join(allowed)}")
         return ",".join(names) or "none"
 
-    @field_validator("upstream_api_key", "admin_token", mode="before")
+    @field_validator("console_oidc_roles")
+    @classmethod
+    def _known_console_roles(cls, value: dict[str, str]) -> dict[str, str]:
+        for group, role in value.items():
+            if role not in ("admin", "billing") and not (role.startswith("tenant:") and len(role) > len("tenant:")):
+                raise ValueError(f"{group!r} maps to {role!r}; use admin, billing or tenant:<tenant id>")
+        return value
+
+    @field_validator("upstream_api_key", "admin_token", "console_oidc_client_secret", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value

@@ -27,17 +27,21 @@ def _line(token: AdminTokenOut) -> str:
 @app.command("create")
 def create(
     name: Annotated[str, typer.Option("--name", help="What the token is for")],
-    role: Annotated[AdminRole, typer.Option("--role", help="admin (everything) or billing (read-only)")],
+    role: Annotated[
+        AdminRole,
+        typer.Option("--role", help="admin (everything), billing (read-only) or tenant (one tenant's console)"),
+    ],
+    tenant: Annotated[str | None, typer.Option("--tenant", help="The tenant id of a tenant token")] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Create an admin token; its plaintext is printed once."""
     from tenantgate.platform.admin.schemas import AdminTokenCreate, AdminTokenCreated, AdminTokenOut
     from tenantgate.tenants import admin_tokens
 
-    body = validated(AdminTokenCreate, {"name": name, "role": role})
+    body = validated(AdminTokenCreate, {"name": name, "role": role, "tenant_id": tenant})
 
     async def work(op: Operation) -> AdminTokenCreated:
-        created = await admin_tokens.create_token(op, name=body.name, role=body.role)
+        created = await admin_tokens.create_token(op, name=body.name, role=body.role, tenant_id=body.tenant_id)
         return AdminTokenCreated(**AdminTokenOut.model_validate(created.token).model_dump(), token=created.plaintext)
 
     token = run(lambda s: mutate(s, work))

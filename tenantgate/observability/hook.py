@@ -29,6 +29,13 @@ MODEL = "gen_ai.request.model"
 TENANT = "tenantgate.tenant.id"
 UPSTREAM = "tenantgate.upstream.name"
 ERROR = "error.type"
+STATUS_CLASS = "tenantgate.status.class"
+# Gateway overhead is sub-millisecond when healthy, upstream time up to minutes for long streams.
+PART_BUCKETS = (
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    60.0, 120.0,
+)  # fmt: skip
+_GATEWAY, _UPSTREAM = ("gateway",), ("upstream",)
 # Operations that are not model invocations (listing models): no GenAI metrics for them.
 _NOT_GENAI = frozenset({"models"})
 
@@ -74,11 +81,36 @@ class GatewayMetrics:
             description="Upstream attempts after the first one of a request (retries and failover)",
             labels=(UPSTREAM,),
         )
+        self.requests = registry.counter(
+            "tenantgate.proxy.requests",
+            unit="{request}",
+            description="Proxied requests by tenant, model, upstream and status class (2xx, 4xx, 429 apart, 5xx)",
+            labels=(TENANT, MODEL, UPSTREAM, STATUS_CLASS),
+        )
+        self.time = registry.histogram(
+            "tenantgate.request.time",
+            unit="s",
+            description="Where a proxied request's time went: the gateway's own work, or waiting on the upstream",
+            labels=("tenantgate.time.part",),
+            buckets=PART_BUCKETS,
+        )
 
     def know_upstream(self, name: str) -> None:
         """Start an upstream's counters at zero, so rates exist before its first error or retry."""
         self.attempts.add((name, ""), 0)
         self.retries.add((name,), 0)
+
+
+def status_class(exchange: Exchange) -> str:
+    """429s apart from other 4xx: a refusal by a limit is the gateway working, not a failure."""
+    status = exchange.status
+    if exchange.client_disconnected and status < 400:
+        return "4xx"  # the client went away (nginx's 499)
+    if status == 429:
+        return "429"
+    if status >= 500 or status == 0:
+        return "5xx"
+    return "4xx" if status >= 400 else "2xx"
 
 
 class UpstreamLike(Protocol):
@@ -147,16 +179,25 @@ class TelemetryHook:
             metrics.attempts.add((attempt.upstream, error))
         if len(attempts) > 1:
             metrics.retries.add((attempts[-1].upstream,), len(attempts) - 1)
+        tenant = self.tenants(exchange.ctx.principal.tenant_id)
+        # Only answered requests may add a model name: a caller cannot fill the label set with made-up models.
+        model = self.models(exchange.model, admit=exchange.status < 400)
+        metrics.requests.add((tenant, model, exchange.upstream_name, status_class(exchange)))
+        finished = exchange.finished_at
+        if finished is not None:
+            upstream = 0.0
+            for attempt in attempts:
+                upstream += (attempt.ended or finished) - attempt.started
+            metrics.time.record(_GATEWAY, max(0.0, finished - exchange.started - upstream))
+            if attempts:
+                metrics.time.record(_UPSTREAM, upstream)
         operation = exchange.operation
         if operation in _NOT_GENAI:
             return
-        tenant = self.tenants(exchange.ctx.principal.tenant_id)
         provider = self.upstreams.get(exchange.upstream_name, self.default).provider
-        # Only answered requests may add a model name: a caller cannot fill the label set with made-up models.
-        model = self.models(exchange.model, admit=exchange.status < 400)
-        if exchange.finished_at is not None:
+        if finished is not None:
             metrics.request_duration.record(
-                (operation, provider, model, exchange.error_type or "", tenant), exchange.finished_at - exchange.started
+                (operation, provider, model, exchange.error_type or "", tenant), finished - exchange.started
             )
         if exchange.stream and exchange.first_byte_at is not None:
             metrics.time_to_first_token.record(

@@ -34,6 +34,7 @@ from tenantgate.observability.instrument import instrument_engine, instrument_re
 from tenantgate.observability.metrics import GaugeReading, MetricData, MetricRegistry
 from tenantgate.observability.otlp import metric_exporters, span_exporters, to_metrics_data
 from tenantgate.observability.process import register_process_metrics
+from tenantgate.observability.series import FRAME_SECONDS, Frame, History, HistoryStore
 from tenantgate.observability.spanbatch import SpanBatcher
 from tenantgate.observability.tracing import Tracing
 from tenantgate.settings import Settings
@@ -89,6 +90,10 @@ class Telemetry:
             SnapshotStore(settings.metrics_dir, os.getpid(), self.instance)
             if self.metrics_enabled and settings.metrics_dir is not None
             else None
+        )
+        self.history = History()
+        self.history_store = (
+            HistoryStore(self.store.directory, os.getpid(), self.instance) if self.store is not None else None
         )
         self.hook = TelemetryHook(settings, self.gateway, self.tracing)
         self.started_ns = time.time_ns()
@@ -224,6 +229,8 @@ class Telemetry:
         if self.metric_exporters:
             interval = self.settings.otel_metric_export_interval_ms / 1000
             self._tasks.append(asyncio.create_task(self._every(interval, self.export_metrics)))
+        self.sample_history()
+        self._tasks.append(asyncio.create_task(self._on_frame_boundaries()))
 
     async def close(self) -> None:
         for task in self._tasks:
@@ -249,6 +256,27 @@ class Telemetry:
                 await work()
             except Exception:
                 log.exception("telemetry background work failed")
+
+    async def _on_frame_boundaries(self) -> None:
+        """Samples just after each frame boundary of the wall clock, so every worker's frames line up."""
+        while True:
+            await asyncio.sleep(FRAME_SECONDS - time.time() % FRAME_SECONDS + 0.05)
+            try:
+                self.sample_history()
+                if self.history_store is not None:
+                    await asyncio.to_thread(self.history_store.write, self.history)
+            except Exception:
+                log.exception("telemetry history sample failed")
+
+    def sample_history(self) -> None:
+        self.history.sample(self.collect())
+
+    async def histories(self) -> list[list[list[Frame]]]:
+        """Every worker's history (its tiers of frames), this worker's first."""
+        own = [list(frames) for frames in self.history.frames]
+        if self.history_store is None:
+            return [own]
+        return [own, *await asyncio.to_thread(self.history_store.read_others)]
 
     async def check_health(self) -> None:
         for name, check in self._health_checks.items():

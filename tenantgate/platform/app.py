@@ -20,7 +20,9 @@ from tenantgate.platform.admin.limits import router as admin_limits_router
 from tenantgate.platform.admin.routes import router as admin_router
 from tenantgate.platform.admin.upstream_keys import router as upstream_keys_router
 from tenantgate.platform.bounded_http import BufferedBodyMiddleware
-from tenantgate.platform.dashboard.routes import router as dashboard_router
+from tenantgate.platform.console import portal as console_portal
+from tenantgate.platform.console import routes as console_routes
+from tenantgate.platform.console import sre as console_sre
 from tenantgate.platform.errors import install_handlers
 from tenantgate.platform.http_protocol import HttpLimits
 from tenantgate.platform.iplimit import SurfaceIpLimitMiddleware
@@ -109,7 +111,9 @@ def create_app(settings: Settings | None = None) -> GatewayApp:
     app.include_router(upstream_keys_router)
     app.include_router(admin_limits_router)
     app.include_router(limits_router)
-    app.include_router(dashboard_router)
+    app.include_router(console_routes.router)
+    app.include_router(console_sre.router)
+    app.include_router(console_portal.router)
     app.include_router(usage_routes.router)
     app.include_router(usage_export.router)
 

@@ -14,6 +14,7 @@ from tenantgate.tenants.keys import hash_key
 from tenantgate.tenants.models import AdminRole, AdminToken, utcnow
 from tenantgate.tenants.operation import Operation, summary
 from tenantgate.tenants.pagination import Page, newest_first
+from tenantgate.tenants.service import live_tenant
 
 TOKEN_PREFIX = "tga-"
 _DISPLAY_PREFIX_LEN = len(TOKEN_PREFIX) + 8
@@ -48,7 +49,10 @@ async def list_tokens(session: AsyncSession, *, limit: int = 100, after: str | N
     return await newest_first(session, select(AdminToken), AdminToken.id, limit=limit, after=after)
 
 
-async def create_token(op: Operation, *, name: str, role: AdminRole) -> CreatedToken:
+async def create_token(op: Operation, *, name: str, role: AdminRole, tenant_id: str | None = None) -> CreatedToken:
+    """``tenant_id`` (role ``tenant`` only) must name a tenant that is not deleted."""
+    if tenant_id is not None:
+        await live_tenant(op.session, tenant_id, param="tenant_id")
     plaintext = TOKEN_PREFIX + secrets.token_urlsafe(32)
     token = AdminToken(
         id=new_id("adm"),
@@ -56,10 +60,11 @@ async def create_token(op: Operation, *, name: str, role: AdminRole) -> CreatedT
         role=role,
         prefix=plaintext[:_DISPLAY_PREFIX_LEN],
         token_hash=hash_key(op.secret_key, plaintext),
+        tenant_id=tenant_id,
     )
     op.session.add(token)
     await op.session.flush()
-    op.audit("admin_token.create", token, after=summary(token))
+    op.audit("admin_token.create", token, after=summary(token), tenant_id=tenant_id)
     return CreatedToken(token=token, plaintext=plaintext)
 
 

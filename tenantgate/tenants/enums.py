@@ -20,3 +20,4 @@ class KeyStatus(StrEnum):
 class AdminRole(StrEnum):
     ADMIN = "admin"  # everything
     BILLING = "billing"  # read-only: usage, tenants, plans, keys
+    TENANT = "tenant"  # one tenant's console: its own usage, limits and keys, nothing of the admin API

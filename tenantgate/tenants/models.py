@@ -153,6 +153,27 @@ class AdminToken(Base):
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column()
+    # Role ``tenant`` only: the one tenant this console token may see and manage.
+    tenant_id: Mapped[str | None] = mapped_column(String(40))
+
+
+class ConsoleSession(Base):
+    """A signed-in console browser. Only an HMAC of the cookie's value is stored; the session stays valid only
+    while what it was opened with does (the admin token unrevoked, the bootstrap token unchanged)."""
+
+    __tablename__ = "console_sessions"
+    __table_args__ = (Index("ix_console_sessions_expires_at", "expires_at"),)
+
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    role: Mapped[str] = mapped_column(String(16))
+    tenant_id: Mapped[str | None] = mapped_column(String(40))
+    subject: Mapped[str] = mapped_column(String(200))
+    credential: Mapped[str] = mapped_column(String(80))
+    """The admin token's id, ``bootstrap``, or ``oidc``."""
+    credential_hash: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column()
+    revoked_at: Mapped[datetime | None] = mapped_column()
 
 
 class AuditEntry(Base):

@@ -2,10 +2,12 @@
 
 Tokens: the bootstrap token from ``TENANTGATE_ADMIN_TOKEN`` (role ``admin``, actor id ``bootstrap``), compared in
 constant time, and named tokens created through the API, stored as an HMAC and looked up by it on every request
-(so revoking one takes effect at once). Roles: ``admin`` may do everything; ``billing`` may read (usage, tenants,
-plans, keys). ``admin`` implies ``billing``. Routes declare what they need with ``Depends(require_role(...))``,
-which returns the caller's ``AdminIdentity``; authentication runs once per request however many routes'
-dependencies ask for it.
+(so revoking one takes effect at once), or a console session cookie opened with either (platform/console/; a
+write through a session also needs its CSRF token). Roles: ``admin`` may do everything; ``billing`` may read
+(usage, tenants, plans, keys). ``admin`` implies ``billing``. ``tenant`` tokens belong to one tenant and pass none
+of the admin API's checks: only the tenant console's routes accept them. Routes declare what they need with
+``Depends(require_role(...))``, which returns the caller's ``AdminIdentity``; authentication runs once per request
+however many routes' dependencies ask for it.
 """
 
 from __future__ import annotations
@@ -16,14 +18,17 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from tenantgate.platform.console.cookies import CSRF_HEADER, SAFE_METHODS, SESSION_COOKIE, csrf_ok
 from tenantgate.platform.credentials import throttled
 from tenantgate.platform.errors import InvalidApiKey, PermissionDenied
 from tenantgate.platform.runtime import Runtime
 from tenantgate.tenants.admin_tokens import token_for_plaintext
 from tenantgate.tenants.auth_throttle import source_of
+from tenantgate.tenants.console_sessions import find_session
 from tenantgate.tenants.keys import hash_key
-from tenantgate.tenants.models import AdminRole
+from tenantgate.tenants.models import AdminRole, AdminToken, ConsoleSession, Tenant, TenantStatus
 
 BOOTSTRAP_TOKEN_ID = "bootstrap"
 
@@ -32,8 +37,12 @@ BOOTSTRAP_TOKEN_ID = "bootstrap"
 class AdminIdentity:
     token_id: str
     role: AdminRole
+    tenant_id: str | None = None
+    """Role ``tenant`` only: the one tenant this caller may see."""
 
     def may(self, role: AdminRole) -> bool:
+        if role == AdminRole.TENANT:
+            return self.role == role
         return self.role == AdminRole.ADMIN or self.role == role
 
 
@@ -41,14 +50,22 @@ async def authenticate(request: Request) -> AdminIdentity:
     """The caller's admin identity. Failures are throttled per source (tenants/auth_throttle.py); the bootstrap
     token and a named token seen valid lately are always checked, so a guesser never locks out the real admin."""
     runtime: Runtime = request.app.state.runtime
-    throttle = runtime.auth_throttle
-    source = source_of(request.scope.get("client"))
     scheme, _, presented = request.headers.get("authorization", "").partition(" ")
     presented = presented.strip()
     if scheme.lower() != "bearer" or not presented:
+        if cookie := request.cookies.get(SESSION_COOKIE):
+            return await _session_identity(runtime, request, cookie)
+        source = source_of(request.scope.get("client"))
         await _failed(
             runtime, source, "missing", "Missing admin token: send it as Authorization: Bearer <admin token>."
         )
+    return await identify_token(runtime, request, presented)
+
+
+async def identify_token(runtime: Runtime, request: Request, presented: str) -> AdminIdentity:
+    """The identity of a presented admin, billing or tenant token (401, or 429 while its source is throttled)."""
+    throttle = runtime.auth_throttle
+    source = source_of(request.scope.get("client"))
     bootstrap = runtime.settings.admin_token
     if bootstrap is not None and hmac.compare_digest(presented.encode(), bootstrap.get_secret_value().encode()):
         return AdminIdentity(BOOTSTRAP_TOKEN_ID, AdminRole.ADMIN)
@@ -57,11 +74,51 @@ async def authenticate(request: Request) -> AdminIdentity:
         raise throttled(wait)
     async with runtime.sessions() as session:
         token = await token_for_plaintext(session, runtime.settings.secret_key_bytes, presented)
+        if token is not None and token.tenant_id is not None and not await _tenant_exists(session, token.tenant_id):
+            token = None  # the tenant was deleted: its console tokens went with it
     if token is None:
         await _failed(runtime, source, "invalid", "Invalid admin token.")
     assert token is not None
     throttle.vouch("admin", presented_hash)
-    return AdminIdentity(token.id, AdminRole(token.role))
+    return AdminIdentity(token.id, AdminRole(token.role), token.tenant_id)
+
+
+async def _tenant_exists(session: AsyncSession, tenant_id: str) -> bool:
+    tenant = await session.get(Tenant, tenant_id)
+    return tenant is not None and tenant.status != TenantStatus.DELETED
+
+
+async def _session_identity(runtime: Runtime, request: Request, cookie: str) -> AdminIdentity:
+    """The identity of a console session cookie, while what opened the session is still valid."""
+    secret = runtime.settings.secret_key_bytes
+    async with runtime.sessions() as session:
+        row = await find_session(session, secret, cookie)
+        valid = row is not None and await _credential_valid(runtime, session, row)
+    if row is None or not valid:
+        source = source_of(request.scope.get("client"))
+        await _failed(runtime, source, "invalid", "Your console session has ended; sign in again.")
+    assert row is not None
+    if request.method not in SAFE_METHODS and not csrf_ok(secret, cookie, request.headers.get(CSRF_HEADER)):
+        raise PermissionDenied(
+            "A change made with a console session needs the session's X-CSRF-Token header.", code="csrf_failed"
+        )
+    actor = row.credential if row.credential != "oidc" else f"oidc:{row.subject}"[:64]
+    return AdminIdentity(actor, AdminRole(row.role), row.tenant_id)
+
+
+async def _credential_valid(runtime: Runtime, session: AsyncSession, row: ConsoleSession) -> bool:
+    if row.tenant_id is not None and not await _tenant_exists(session, row.tenant_id):
+        return False
+    if row.credential == BOOTSTRAP_TOKEN_ID:
+        bootstrap = runtime.settings.admin_token
+        if bootstrap is None:
+            return False
+        current = hash_key(runtime.settings.secret_key_bytes, bootstrap.get_secret_value())
+        return hmac.compare_digest(current, row.credential_hash or "")
+    if row.credential == "oidc":
+        return True  # an identity provider's sign-in: valid until the session expires
+    token = await session.get(AdminToken, row.credential)
+    return token is not None and token.revoked_at is None
 
 
 def identify_bootstrap(runtime: Runtime, presented: str) -> AdminIdentity | None:
@@ -102,4 +159,5 @@ def require_role(role: AdminRole | str) -> Callable[..., Awaitable[AdminIdentity
 
 require_admin = require_role(AdminRole.ADMIN)
 require_billing = require_role(AdminRole.BILLING)
+require_tenant = require_role(AdminRole.TENANT)
 AdminAccess = Annotated[AdminIdentity, Depends(require_admin)]

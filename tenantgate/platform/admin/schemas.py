@@ -133,6 +133,13 @@ class KeyCreate(_Write, RateLimits):
     expires_at: UtcDatetime | None = Field(default=None, description="After this time the key is refused (401)")
 
 
+class TenantKeyCreate(_Write):
+    """A key a tenant creates itself in the console: its limits are the operator's to set."""
+
+    name: Name = "default"
+    expires_at: UtcDatetime | None = Field(default=None, description="After this time the key is refused (401)")
+
+
 class KeyUpdate(_Patch, RateLimits):
     name: Name | None = None
     expires_at: UtcDatetime | None = None
@@ -176,7 +183,17 @@ class KeyRotated(KeyCreated):
 
 class AdminTokenCreate(_Write):
     name: Name
-    role: AdminRole = Field(description="admin: everything; billing: read-only (usage, tenants, plans, keys)")
+    role: AdminRole = Field(
+        description="admin: everything; billing: read-only (usage, tenants, plans, keys); tenant: one tenant's "
+        "console (its usage, limits and keys), nothing of the admin API"
+    )
+    tenant_id: str | None = Field(default=None, description="The tenant a `tenant` token belongs to (that role only)")
+
+    @model_validator(mode="after")
+    def _tenant_for_tenant_role(self) -> AdminTokenCreate:
+        if (self.role == AdminRole.TENANT) != (self.tenant_id is not None):
+            raise ValueError("tenant_id is required for the tenant role, and only for it")
+        return self
 
 
 class AdminTokenOut(BaseModel):
@@ -185,6 +202,7 @@ class AdminTokenOut(BaseModel):
     id: str
     name: str
     role: AdminRole
+    tenant_id: str | None = None
     prefix: str
     created_at: datetime
     revoked_at: datetime | None

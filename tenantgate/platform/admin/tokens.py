@@ -21,7 +21,7 @@ router = APIRouter(prefix="/tokens", tags=["admin tokens"])
 @router.post("", status_code=201, summary="Create an admin token (the plaintext is returned once)")
 async def create_token(body: AdminTokenCreate, request: Request, identity: AdminAccess) -> AdminTokenCreated:
     async with mutation(request, identity) as op:
-        created = await admin_tokens.create_token(op, name=body.name, role=body.role)
+        created = await admin_tokens.create_token(op, name=body.name, role=body.role, tenant_id=body.tenant_id)
         return AdminTokenCreated(**AdminTokenOut.model_validate(created.token).model_dump(), token=created.plaintext)
 
 

@@ -1,8 +1,9 @@
 """Who may read usage, and whose.
 
-Tenant keys (``tg-...``) see their own tenant only. Admin tokens whose role allows ``billing`` (the ``admin`` and
-``billing`` roles, see platform/admin/auth.py) see every tenant. The billing exports under /admin/usage take
-``require_billing`` directly.
+Tenant keys (``tg-...``) and tenant console credentials (a ``tenant`` token or its console session) see their
+own tenant only. Admin tokens whose role allows ``billing`` (the ``admin`` and ``billing`` roles, see
+platform/admin/auth.py), or a console session opened with one, see every tenant. The billing exports under
+/admin/usage take ``require_billing`` directly.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from fastapi import Request
 from sqlalchemy.exc import SQLAlchemyError
 
 from tenantgate.core.principal import Principal
-from tenantgate.platform.admin.auth import authenticate, identify_bootstrap
+from tenantgate.platform.admin.auth import AdminIdentity, authenticate, identify_bootstrap
+from tenantgate.platform.console.cookies import SESSION_COOKIE
 from tenantgate.platform.credentials import resolve_tenant_key
 from tenantgate.platform.errors import InvalidApiKey, PermissionDenied, ServiceUnavailable
 from tenantgate.platform.runtime import Runtime
@@ -49,6 +51,8 @@ async def usage_reader(request: Request) -> UsageReader:
     """
     runtime: Runtime = request.app.state.runtime
     presented = _presented(request)
+    if not presented and request.cookies.get(SESSION_COOKIE):
+        return _admin_reader(await authenticate(request))  # the console, signed in
     if not presented:
         raise InvalidApiKey("You didn't provide an API key. Provide it as `Authorization: Bearer YOUR_KEY`.")
     if presented.startswith(KEY_PREFIX) and not presented.startswith(TOKEN_PREFIX):
@@ -66,6 +70,13 @@ async def usage_reader(request: Request) -> UsageReader:
             raise InvalidApiKey("Incorrect API key provided.")
     else:
         identity = await authenticate(request)
+    return _admin_reader(identity)
+
+
+def _admin_reader(identity: AdminIdentity) -> UsageReader:
+    """Billing-capable roles read every tenant; a tenant console credential reads its own tenant only."""
+    if identity.role == AdminRole.TENANT and identity.tenant_id is not None:
+        return UsageReader(tenant_id=identity.tenant_id)
     if not identity.may(AdminRole.BILLING):
         raise PermissionDenied("This admin token's role may not read usage.", code="insufficient_role")
     return UsageReader(tenant_id=None)

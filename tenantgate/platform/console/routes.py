@@ -1,0 +1,189 @@
+"""``/console``: the web console's page, its built assets, and signing in and out.
+
+The page and its assets are public and hold no data. Signing in exchanges a token (admin, billing, tenant or the
+bootstrap one) or an OpenID Connect sign-in (oidc.py) for a session cookie (cookies.py); from then on the console
+calls the admin API, the usage API and its own JSON routes (sre.py, portal.py) with that cookie, and every route
+checks the caller's role on the server. Every response forbids framing, inline scripts and referrers.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from importlib import resources
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from tenantgate.platform.admin.auth import (
+    BOOTSTRAP_TOKEN_ID,
+    AdminIdentity,
+    authenticate,
+    identify_token,
+)
+from tenantgate.platform.console.cookies import SESSION_COOKIE, csrf_token
+from tenantgate.platform.errors import BadRequest, NotFound
+from tenantgate.platform.runtime import Runtime
+from tenantgate.tenants.console_sessions import close_session, open_session
+from tenantgate.tenants.keys import hash_key
+from tenantgate.tenants.models import AdminToken, Tenant
+
+router = APIRouter(tags=["console"], include_in_schema=False)
+CONSOLE_PATH = "/console"
+
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+        "font-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    ),
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cross-Origin-Resource-Policy": "same-origin",
+    "Permissions-Policy": "camera=(), microphone=(), geolocation=(), payment=()",
+}
+_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8", ".css": "text/css"}
+_STATIC = resources.files("tenantgate.platform.console").joinpath("static")
+# The build's files, read once: a name not in this set is a 404 whatever it contains (``..``, encoded slashes).
+ASSETS = {
+    entry.name: _TYPES[suffix]
+    for entry in _STATIC.iterdir()
+    if entry.is_file() and (suffix := "." + entry.name.rsplit(".", 1)[-1]) in _TYPES and entry.name != "index.html"
+}
+
+
+def secured(response: Response, *, cache: str = "no-store") -> Response:
+    response.headers.update(SECURITY_HEADERS)
+    response.headers["Cache-Control"] = cache
+    return response
+
+
+def _file(name: str, media_type: str) -> Response:
+    return secured(Response(_STATIC.joinpath(name).read_bytes(), media_type=media_type), cache="no-cache")
+
+
+@router.get(CONSOLE_PATH, response_class=Response)
+async def page() -> Response:
+    return _file("index.html", _TYPES[".html"])
+
+
+@router.get(CONSOLE_PATH + "/assets/{name}", response_class=Response)
+async def asset(name: str) -> Response:
+    if name not in ASSETS:
+        raise NotFound(f"No console asset {name!r}.")
+    return _file(name, ASSETS[name])
+
+
+@router.get("/dashboard", response_class=Response)
+async def old_dashboard() -> Response:
+    """The console replaced the dashboard: old bookmarks land there."""
+    return secured(RedirectResponse(CONSOLE_PATH, status_code=308))
+
+
+class SignIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    token: str = Field(min_length=1, max_length=512)
+
+
+def _runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+async def _subject(runtime: Runtime, identity: AdminIdentity) -> tuple[str, str | None]:
+    """A name to show for the signed-in identity, and the tenant's name for a tenant session."""
+    async with runtime.sessions() as session:
+        token = await session.get(AdminToken, identity.token_id)
+        tenant = await session.get(Tenant, identity.tenant_id) if identity.tenant_id else None
+    subject = token.name if token is not None else identity.token_id
+    return subject, tenant.name if tenant is not None else None
+
+
+@router.post(CONSOLE_PATH + "/api/session", response_class=Response)
+async def sign_in(body: SignIn, request: Request) -> Response:
+    """Exchange a token for a session cookie. Guessing is throttled exactly like the admin API's bearer tokens."""
+    runtime = _runtime(request)
+    presented = body.token.strip()
+    identity = await identify_token(runtime, request, presented)
+    credential_hash = None
+    if identity.token_id == BOOTSTRAP_TOKEN_ID:
+        # The session ends when the bootstrap token is changed: it remembers which one opened it.
+        credential_hash = hash_key(runtime.settings.secret_key_bytes, presented)
+    subject, _ = await _subject(runtime, identity)
+    return await start_session(runtime, identity, subject, identity.token_id, credential_hash)
+
+
+async def start_session(
+    runtime: Runtime, identity: AdminIdentity, subject: str, credential: str, credential_hash: str | None
+) -> Response:
+    lifetime = timedelta(hours=runtime.settings.console_session_hours)
+    async with runtime.sessions() as session:
+        value = await open_session(
+            session,
+            runtime.settings.secret_key_bytes,
+            role=identity.role,
+            subject=subject,
+            credential=credential,
+            credential_hash=credential_hash,
+            tenant_id=identity.tenant_id,
+            lifetime=lifetime,
+        )
+        await session.commit()
+    response = secured(JSONResponse({"role": identity.role.value, "tenant_id": identity.tenant_id}))
+    set_session_cookie(response, value, lifetime)
+    return response
+
+
+def set_session_cookie(response: Response, value: str, lifetime: timedelta) -> None:
+    response.set_cookie(
+        SESSION_COOKIE,
+        value,
+        max_age=int(lifetime.total_seconds()),
+        path="/",
+        secure=True,
+        httponly=True,
+        samesite="strict",
+    )
+
+
+@router.get(CONSOLE_PATH + "/api/session")
+async def who_am_i(request: Request, identity: AdminIdentity = Depends(authenticate)) -> Response:
+    """The signed-in identity, what the console may show it, and the CSRF token its writes must carry."""
+    runtime = _runtime(request)
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if cookie is None:
+        raise BadRequest("This route describes a console session; sign in through the console.", code="no_session")
+    settings = runtime.settings
+    subject, tenant_name = await _subject(runtime, identity)
+    body: dict[str, Any] = {
+        "role": identity.role.value,
+        "subject": subject if not identity.token_id.startswith("oidc:") else identity.token_id[5:],
+        "tenant_id": identity.tenant_id,
+        "tenant_name": tenant_name,
+        "csrf_token": csrf_token(settings.secret_key_bytes, cookie),
+        "grafana_url": settings.console_grafana_url or None,
+        "prometheus": bool(settings.console_prometheus_url),
+        "metrics_enabled": settings.metrics_enabled,
+    }
+    return secured(JSONResponse(body))
+
+
+@router.delete(CONSOLE_PATH + "/api/session", response_class=Response)
+async def sign_out(request: Request, identity: AdminIdentity = Depends(authenticate)) -> Response:
+    runtime = _runtime(request)
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if cookie is not None:
+        async with runtime.sessions() as session:
+            await close_session(session, runtime.settings.secret_key_bytes, cookie)
+            await session.commit()
+    response = secured(Response(status_code=204))
+    response.delete_cookie(SESSION_COOKIE, path="/", secure=True, httponly=True, samesite="strict")
+    return response
+
+
+@router.get(CONSOLE_PATH + "/api/config")
+async def sign_in_options(request: Request) -> Response:
+    """What the sign-in page offers (public: no data)."""
+    return secured(JSONResponse({"oidc": bool(_runtime(request).settings.console_oidc_issuer)}))

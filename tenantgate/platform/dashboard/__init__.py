@@ -1,1 +1,0 @@
-"""The built-in dashboard (``GET /dashboard``): a live view readable without Grafana."""
