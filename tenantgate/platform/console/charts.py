@@ -79,6 +79,8 @@ def quantile(bounds: Sequence[float], counts: Sequence[float], q: float) -> floa
 
 
 def _series(frame: Frame, metric: str, filters: Filters) -> Iterable[tuple[list[str], Any]]:
+    if not filters.applies(metric):
+        return
     for key, value in frame.moves.get(metric, {}).items():
         labels = key.split(SEP)
         if filters.matches(metric, labels):

@@ -142,25 +142,26 @@ async def _name(runtime: Runtime, body: dict[str, Any]) -> None:
     """Tenants and keys shown by name: one lookup of the ids the answer mentions."""
     traffic = body.get("traffic", {}).get("totals", {})
     ledger = body["ledger"]
-    tenant_ids = {row["tenant"] for row in (*traffic.get("tenants", ()), *ledger["tenants"])}
     key_ids = {row["key"] for row in ledger["keys"]}
     names: dict[str, str] = {}
     keys: dict[str, tuple[str, str]] = {}
-    if tenant_ids or key_ids:
-        async with runtime.sessions() as session:
-            if tenant_ids:
-                rows = await session.execute(select(Tenant.id, Tenant.name).where(Tenant.id.in_(tenant_ids)))
-                names = {tenant_id: name for tenant_id, name in rows.all()}
-            if key_ids:
-                found = await session.execute(
-                    select(ApiKey.id, ApiKey.name, ApiKey.tenant_id).where(ApiKey.id.in_(key_ids))
-                )
-                keys = {key_id: (name, tenant_id) for key_id, name, tenant_id in found.all()}
+    async with runtime.sessions() as session:
+        if key_ids:
+            found = await session.execute(
+                select(ApiKey.id, ApiKey.name, ApiKey.tenant_id).where(ApiKey.id.in_(key_ids))
+            )
+            keys = {key_id: (name, tenant_id) for key_id, name, tenant_id in found.all()}
+        tenant_ids = {row["tenant"] for row in (*traffic.get("tenants", ()), *ledger["tenants"])}
+        tenant_ids.update(tenant_id for _, tenant_id in keys.values())
+        if tenant_ids:
+            rows = await session.execute(select(Tenant.id, Tenant.name).where(Tenant.id.in_(tenant_ids)))
+            names = {tenant_id: name for tenant_id, name in rows.all()}
     for row in (*traffic.get("tenants", ()), *ledger["tenants"]):
         row["tenant_name"] = names.get(row["tenant"])
     for row in ledger["keys"]:
         name, tenant_id = keys.get(row["key"], (None, None))
         row["key_name"], row["tenant"] = name, tenant_id
+        row["tenant_name"] = names.get(tenant_id) if tenant_id else None
 
 
 @router.get("/overview", dependencies=[Depends(require_billing)])

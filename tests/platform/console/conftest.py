@@ -9,14 +9,13 @@ from typing import Any
 import httpx
 import pytest
 
+from tenantgate import database
 from tenantgate.platform.app import create_app
 from tenantgate.platform.console.cookies import CSRF_HEADER, SESSION_COOKIE
 from tenantgate.platform.serving import uvicorn_options
 from tests.conftest import ADMIN_TOKEN, _create_pg_database, make_settings
 from tests.support.gateway import Gateway
 from tests.support.server import ServedApp
-
-from tenantgate import database
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,119 @@
+// The console's shell: who is signed in, the sections their role may see, and the sign-in page. Which section
+// a role sees is a convenience only: every call is checked on the server.
+import "./style.css";
+import { ApiError, api, get, post, setCsrf } from "./api";
+import { disposeCharts } from "./charts";
+import { clear, field, h } from "./dom";
+import { billingView } from "./views/billing";
+import { auditView, plansView, pricesView, tenantsView, tokensView } from "./views/operator";
+import { portalView } from "./views/portal";
+import { sreView, stopSre } from "./views/sre";
+import { errorText, form, input } from "./ui";
+
+interface Session {
+  role: "admin" | "billing" | "tenant";
+  subject: string;
+  tenant_id: string | null;
+  tenant_name: string | null;
+  csrf_token: string;
+}
+
+type View = (main: HTMLElement) => Promise<void>;
+const SECTIONS: { path: string; title: string; roles: string[]; view: View }[] = [
+  { path: "sre", title: "Traffic", roles: ["admin", "billing"], view: sreView },
+  { path: "tenants", title: "Tenants", roles: ["admin"], view: tenantsView },
+  { path: "plans", title: "Plans", roles: ["admin"], view: plansView },
+  { path: "prices", title: "Prices", roles: ["admin"], view: pricesView },
+  { path: "billing", title: "Usage and costs", roles: ["admin", "billing"], view: billingView },
+  { path: "tokens", title: "Admin tokens", roles: ["admin"], view: tokensView },
+  { path: "audit", title: "Audit log", roles: ["admin"], view: auditView },
+  { path: "portal", title: "My usage and keys", roles: ["tenant"], view: portalView },
+];
+
+const main = document.getElementById("main") as HTMLElement;
+const nav = document.getElementById("nav") as HTMLElement;
+const who = document.getElementById("who") as HTMLElement;
+const signOut = document.getElementById("sign-out") as HTMLButtonElement;
+let session: Session | null = null;
+
+async function start(): Promise<void> {
+  try {
+    session = await get<Session>("/console/api/session");
+  } catch (error) {
+    if (error instanceof ApiError && (error.status === 401 || error.status === 400)) return signInPage();
+    main.replaceChildren(h("p", { class: "error", role: "alert" }, errorText(error)));
+    return;
+  }
+  setCsrf(session.csrf_token);
+  who.textContent = session.role === "tenant" ? `${session.tenant_name ?? session.tenant_id} (tenant)` : `${session.subject} (${session.role})`;
+  signOut.hidden = false;
+  clear(nav);
+  for (const item of SECTIONS.filter((s) => s.roles.includes(session!.role))) {
+    nav.append(h("a", { href: `#/${item.path}`, "data-path": item.path }, item.title));
+  }
+  await route();
+}
+
+async function route(): Promise<void> {
+  if (!session) return;
+  const allowed = SECTIONS.filter((s) => s.roles.includes(session!.role));
+  const wanted = location.hash.replace(/^#\/?/, "");
+  const current = allowed.find((s) => s.path === wanted) ?? allowed[0];
+  if (`#/${current.path}` !== location.hash) history.replaceState(null, "", `#/${current.path}`);
+  nav.querySelectorAll("a").forEach((link) => {
+    if (link.dataset.path === current.path) link.setAttribute("aria-current", "page");
+    else link.removeAttribute("aria-current");
+  });
+  stopSre();
+  disposeCharts();
+  document.title = `${current.title} · tenantgate console`;
+  main.replaceChildren(h("p", { class: "muted" }, "loading…"));
+  try {
+    await current.view(main);
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 401) return signInPage("Your session has ended; sign in again.");
+    main.replaceChildren(h("p", { class: "error", role: "alert" }, errorText(error)));
+  }
+}
+
+async function signInPage(notice?: string): Promise<void> {
+  session = null;
+  stopSre();
+  clear(nav);
+  who.textContent = "";
+  signOut.hidden = true;
+  let oidc = false;
+  try {
+    oidc = (await get<{ oidc: boolean }>("/console/api/config")).oidc;
+  } catch {
+    oidc = false;
+  }
+  if (session) return; // signed in meanwhile
+  const params = new URLSearchParams(location.search);
+  const problem = params.get("sign_in_error");
+  const token = input("token", { type: "password", required: true, autocomplete: "current-password" });
+  token.id = "token";
+  main.replaceChildren(
+    h("section", { class: "panel sign-in", id: "sign-in", "aria-labelledby": "sign-in-title" },
+      h("h1", { id: "sign-in-title" }, "Sign in to the console"),
+      notice ? h("p", { class: "warn" }, notice) : null,
+      problem ? h("p", { class: "error", role: "alert" }, problem) : null,
+      oidc ? h("p", {}, h("a", { class: "button", id: "sso", href: "/console/oidc/login" }, "Sign in with single sign-on")) : null,
+      form("sign-in-form", "Sign in with a token", [field("Admin, billing or tenant token", token)], "Sign in", async (data) => {
+        await post("/console/api/session", { token: String(data.get("token") ?? "") });
+        await start();
+      }),
+      h("p", { class: "muted" }, "The session lives in a secure, HttpOnly cookie; the token itself is not kept in the browser.")),
+  );
+  token.focus();
+}
+
+signOut.addEventListener("click", async () => {
+  try {
+    await api("DELETE", "/console/api/session");
+  } finally {
+    await signInPage();
+  }
+});
+window.addEventListener("hashchange", () => void route());
+void start();

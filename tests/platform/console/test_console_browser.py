@@ -1,0 +1,311 @@
+"""The console in a real headless Chromium (Debian's ``chromium``, driven by Playwright) against a served gateway.
+
+One gateway and one browser for the module; each test signs in its own browser context (a fresh cookie jar) and
+works on tenants it creates, so the tests do not depend on each other's leftovers. Screenshots land in
+build/test-artifacts/console-*.png (docs/images/ has copies for the documentation).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+
+from tests.conftest import ADMIN_TOKEN
+from tests.platform.console.conftest import Console
+from tests.support.gateway import Gateway
+
+ARTIFACTS = Path(__file__).resolve().parents[3] / "build" / "test-artifacts"
+MESSAGES = [{"role": "user", "content": "numbers for the console"}]
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
+]  # fmt: skip
+
+
+def _chromium() -> str:
+    path = os.environ.get("TENANTGATE_TEST_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+    if not Path(path).exists():
+        pytest.fail("the console's browser tests need Debian's chromium: apt-get install -y chromium")
+    return path
+
+
+@pytest.fixture(scope="module")
+def browser(console_gateway: Gateway) -> Iterator[Browser]:
+    """After the gateway: sync Playwright runs an event loop on this thread, so fixtures using asyncio.run go first."""
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=_chromium(), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+class Watched:
+    """A browser context and page whose script errors and failed requests are collected (a test ends with none)."""
+
+    def __init__(self, browser: Browser, url: str) -> None:
+        self.context: BrowserContext = browser.new_context(viewport={"width": 1400, "height": 1100})
+        self.page: Page = self.context.new_page()
+        self.problems: list[str] = []
+        self.page.on("console", lambda m: self.problems.append(m.text) if m.type == "error" else None)
+        self.page.on("pageerror", lambda error: self.problems.append(str(error)))
+        self.url = url
+
+    def sign_in(self, token: str) -> Page:
+        page = self.page
+        page.goto(self.url + "/console")
+        page.fill("#token", token)
+        page.click("#sign-in-form button[type=submit]")
+        expect(page.locator("#sign-out")).to_be_visible()
+        expect(page.locator("nav a").first).to_be_visible()
+        return page
+
+    def shot(self, name: str) -> None:
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        self.page.screenshot(path=str(ARTIFACTS / f"console-{name}.png"), full_page=True)
+
+    def close(self) -> None:
+        self.context.close()
+
+
+def _sample(gateway: Gateway) -> None:
+    """Close a history frame now instead of waiting for the next 10 s boundary."""
+
+    async def sample() -> None:
+        gateway.runtime.telemetry.sample_history()
+
+    asyncio.run_coroutine_threadsafe(sample(), gateway.loop).result(5)
+
+
+def _drain_metering(gateway: Gateway) -> None:
+    async def flush() -> None:
+        await gateway.runtime.metering.writer.flush()
+
+    asyncio.run_coroutine_threadsafe(flush(), gateway.loop).result(10)
+
+
+def _traffic(gateway: Gateway) -> tuple[dict[str, str], dict[str, str]]:
+    """Two tenants with names: one answered and failed requests, the other refused by its limit (429)."""
+    suffix = uuid.uuid4().hex[:6]
+    busy = gateway.create_tenant(f"Busy Corp {suffix}")
+    limited = gateway.create_tenant(f"Limited Ltd {suffix}", rpm=1)
+    busy_key = gateway.create_key(busy["id"])
+    limited_key = gateway.create_key(limited["id"])
+    client = gateway.client(busy_key["key"])
+    for _ in range(4):
+        client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    list(client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True))
+    with pytest.raises(openai.InternalServerError):
+        client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, extra_headers={"x-dev-fail": "500"})
+    refused = gateway.client(limited_key["key"])
+    refused.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    for _ in range(3):
+        with pytest.raises(openai.RateLimitError):
+            refused.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    _sample(gateway)
+    _drain_metering(gateway)
+    return busy, limited
+
+
+def test_sre_view_charts_traffic_with_429s_apart_from_errors(console_gateway: Gateway, browser: Browser) -> None:
+    gateway = console_gateway
+    busy, limited = _traffic(gateway)
+    watched = Watched(browser, gateway.url)
+    page = watched.page
+    response = page.goto(gateway.url + "/console")
+    assert response is not None
+    assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+    assert "'unsafe-inline'" not in response.headers["content-security-policy"]
+    page.fill("#token", "tga-not-a-token")
+    page.click("#sign-in-form button[type=submit]")
+    expect(page.locator("#sign-in-form-error")).to_have_text("Invalid admin token.")
+    watched.problems.clear()  # the refused sign-in's 401 is logged by the browser as a failed load
+
+    page.fill("#token", ADMIN_TOKEN)
+    page.click("#sign-in-form button[type=submit]")
+    expect(page.locator("#who")).to_have_text("bootstrap (admin)")
+    cookie = next(c for c in watched.context.cookies() if c["name"].startswith("__Host-"))
+    assert cookie["httpOnly"] and cookie["secure"] and cookie["sameSite"] == "Strict"
+    assert page.evaluate("document.cookie") == ""  # scripts never see the session
+
+    # Tenants by name; a 500 counts as an error, the three 429s do not.
+    tenants = page.locator("#tenants tbody tr")
+    busy_row = tenants.filter(has_text=busy["name"])
+    expect(busy_row).to_have_count(1)
+    cells = busy_row.locator("td").all_inner_texts()
+    assert cells[1:4] == ["6", "1", "0"]  # requests, 5xx, 429
+    limited_cells = tenants.filter(has_text=limited["name"]).locator("td").all_inner_texts()
+    assert limited_cells[1:4] == ["4", "0", "3"]
+    expect(page.locator("#card-errors small")).to_contain_text("5xx")
+    expect(page.locator("#card-limited .value")).not_to_have_text("0")
+    # Costs keep their significant digits: a few dev requests cost a fraction of a cent, never "$0.0000".
+    cost = busy_row.locator("td").nth(6).inner_text()
+    assert cost.startswith("$0.0000") and cost.rstrip("0") != "$0." and len(cost) > 7, cost
+    for chart in ("chart-requests", "chart-latency", "chart-overhead", "chart-cost", "chart-limiter", "chart-metering"):
+        expect(page.locator(f"#{chart}")).to_be_visible()
+    expect(page.locator("#chart-requests canvas")).to_have_count(1)
+    # The console's own routes are not the gateway's traffic.
+    routes = page.locator("#routes").inner_text()
+    assert "/v1/chat/completions" in routes and "/console" not in routes and "/dashboard" not in routes
+
+    # Drill down to one tenant by its name: the other tenant's rows go.
+    page.select_option("#drill-tenant", label=limited["name"])
+    expect(page.locator("#tenants tbody tr")).to_have_count(1)
+    expect(page.locator("#tenants tbody tr").first).to_contain_text(limited["name"])
+    page.select_option("#drill-tenant", value="")
+    page.click("button[data-window='15m']")
+    expect(page.locator("button[data-window='15m']")).to_have_attribute("aria-pressed", "true")
+    expect(page.locator("#tenants tbody tr").filter(has_text=busy["name"])).to_have_count(1)
+    watched.shot("sre")
+    assert watched.problems == []
+    watched.close()
+
+
+def test_operator_manages_tenants_and_keys_through_the_admin_api(console_gateway: Gateway, browser: Browser) -> None:
+    gateway = console_gateway
+    watched = Watched(browser, gateway.url)
+    page = watched.sign_in(ADMIN_TOKEN)
+    page.click("nav a[href='#/tenants']")
+    name = f"Console Tenant {uuid.uuid4().hex[:6]}"
+    page.fill("#tenant-create input[name=name]", name)
+    page.click("#tenant-create button[type=submit]")
+    expect(page.locator("#tenant-heading")).to_have_text(f"Tenant {name}")
+
+    # The admin API's validation, shown as it answered: a second tenant of that name is refused.
+    page.fill("#tenant-create input[name=name]", name)
+    page.click("#tenant-create button[type=submit]")
+    expect(page.locator("#tenant-create-error")).to_contain_text("already")
+    watched.problems.clear()
+
+    page.fill("#key-create input[name=name]", "from the console")
+    page.click("#key-create button[type=submit]")
+    secret = page.locator("#shown-secret")
+    expect(secret).to_be_visible()
+    plaintext = secret.input_value()
+    assert plaintext.startswith("tg-")
+    watched.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    page.click(".once button.copy")
+    assert page.evaluate("navigator.clipboard.readText()") == plaintext
+    watched.shot("operator")
+    answer = gateway.client(plaintext).chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    assert answer.choices[0].message.content
+
+    row = page.locator("#key-list tbody tr").filter(has_text="from the console")
+    page.once("dialog", lambda dialog: dialog.accept())
+    row.get_by_role("button", name="Revoke").click()
+    expect(page.locator("#key-list tbody tr").filter(has_text="from the console")).to_contain_text("revoked")
+    with pytest.raises(openai.AuthenticationError):
+        gateway.client(plaintext).chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+
+    # A BYOK key is accepted and never shown back.
+    page.fill("#upstream-key-set input[name=upstream]", "default")
+    page.fill("#upstream-key-set input[name=api_key]", "sk-tenant-own-secret-123")
+    page.click("#upstream-key-set button[type=submit]")
+    expect(page.locator("#upstream-key-list tbody tr").filter(has_text="default")).to_have_count(1)
+    assert "sk-tenant-own-secret-123" not in page.content()
+
+    # Every change went through the admin API, so the audit log has them with the console's actor.
+    page.click("nav a[href='#/audit']")
+    audit = page.locator("#audit-list")
+    expect(audit).to_contain_text("key.revoke")
+    expect(audit).to_contain_text("bootstrap (admin)")
+    assert watched.problems == []
+    watched.close()
+
+
+def test_billing_role_reads_usage_and_downloads_csv_but_cannot_change_anything(
+    console_gateway: Gateway, browser: Browser
+) -> None:
+    gateway = console_gateway
+    tenant = gateway.create_tenant(f"Billed {uuid.uuid4().hex[:6]}")
+    key = gateway.create_key(tenant["id"])
+    gateway.client(key["key"]).chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    _drain_metering(gateway)
+    token = gateway.admin("POST", "/admin/tokens", json={"name": "finance", "role": "billing"}).json()["token"]
+    watched = Watched(browser, gateway.url)
+    page = watched.sign_in(token)
+    nav = page.locator("nav").inner_text()
+    assert "Usage and costs" in nav and "Tenants" not in nav and "Admin tokens" not in nav
+    page.click("nav a[href='#/billing']")
+    invoice = page.locator("#invoices tbody tr").filter(has_text=f"{tenant['name']} total")
+    expect(invoice).to_have_count(1)
+    assert invoice.locator("td").nth(2).inner_text() == "1"
+    assert invoice.locator("td").nth(5).inner_text().startswith("$0.00000")  # not rounded away
+    expect(page.locator("#card-month-cost .value")).not_to_have_text("$0")
+    with page.expect_download() as download:
+        page.click("#csv-download")
+    csv = Path(download.value.path()).read_text()
+    assert csv.startswith("id,request_id,") and key["id"] in csv
+    watched.shot("billing")
+
+    # The server refuses a billing session's writes, whatever the page shows.
+    csrf = page.evaluate("fetch('/console/api/session').then(r => r.json()).then(b => b.csrf_token)")
+    status = page.evaluate(
+        """([csrf]) => fetch('/admin/tenants', {method: 'POST', headers: {'Content-Type': 'application/json',
+        'X-CSRF-Token': csrf}, body: JSON.stringify({name: 'sneaky'})}).then(r => r.status)""",
+        [csrf],
+    )
+    assert status == 403
+    watched.problems.clear()
+    watched.close()
+
+
+def test_tenant_portal_shows_its_own_usage_and_keys_and_nothing_of_another_tenant(
+    console_gateway: Gateway, browser: Browser
+) -> None:
+    gateway = console_gateway
+    mine, other = gateway.new_key("portal-mine"), gateway.new_key("portal-other")
+    for key in (mine, other, other):
+        gateway.client(key["key"]).chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    _drain_metering(gateway)
+    created = gateway.admin(
+        "POST", "/admin/tokens", json={"name": "portal", "role": "tenant", "tenant_id": mine["tenant_id"]}
+    )
+    assert created.status_code == 201, created.text
+    watched = Watched(browser, gateway.url)
+    page = watched.sign_in(created.json()["token"])
+    assert page.locator("nav").inner_text().strip() == "My usage and keys"
+    expect(page.locator("#card-requests .value")).to_have_text("1")
+    expect(page.locator("#key-list tbody tr")).to_have_count(1)
+    expect(page.locator("#limits")).to_contain_text("requests per minute")
+
+    page.fill("#key-create input[name=name]", "made by the tenant")
+    page.click("#key-create button[type=submit]")
+    plaintext = page.locator("#shown-secret").input_value()
+    gateway.client(plaintext).chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    expect(page.locator("#key-list tbody tr")).to_have_count(2)
+    watched.shot("portal")
+
+    # Through its JSON, with its own cookie: the other tenant's key is "not found", its usage invisible.
+    fetch = "(path) => fetch(path).then(async r => [r.status, await r.text()])"
+    status, body = page.evaluate(fetch, f"/console/api/portal/keys/{other['id']}/limits")
+    assert status == 404 and other["tenant_id"] not in body
+    status, body = page.evaluate(
+        fetch,
+        f"/v1/organization/usage/completions?start_time=0&bucket_width=1d&limit=31&project_ids={other['tenant_id']}",
+    )
+    assert status == 200 and '"num_model_requests"' not in body
+    for path in ("/admin/tenants", "/console/api/series", "/console/api/overview", "/metrics", "/admin/usage/invoices"):
+        assert page.evaluate(fetch, path)[0] == 403, path
+    watched.problems.clear()
+
+    page.click("#sign-out")
+    expect(page.locator("#sign-in")).to_be_visible()
+    assert httpx.get(gateway.url + "/console/api/portal/keys").status_code == 401
+    watched.close()
+
+
+def test_a_session_ends_when_its_token_is_revoked(console_gateway: Gateway, browser: Browser) -> None:
+    gateway = console_gateway
+    token = gateway.admin("POST", "/admin/tokens", json={"name": "short-lived", "role": "admin"}).json()
+    console = Console(gateway, token["token"])
+    assert console.get("/console/api/overview").status_code == 200
+    assert gateway.admin("POST", f"/admin/tokens/{token['id']}/revoke").status_code == 200
+    assert console.get("/console/api/overview").status_code == 401
