@@ -114,9 +114,9 @@ def test_serve_on_a_fresh_directory_with_no_upstream_key(tmp_path: Path) -> None
         admin = {"Authorization": f"Bearer {token.group(1)}"}
         tenants = httpx.get(f"http://127.0.0.1:{port}/admin/tenants", headers=admin).json()["data"]
         assert [t["name"] for t in tenants] == ["demo"]
-        assert httpx.get(f"http://127.0.0.1:{port}/dashboard/api/summary", headers=admin).status_code == 200
+        assert httpx.get(f"http://127.0.0.1:{port}/console/api/overview", headers=admin).status_code == 200
         assert httpx.get(f"http://127.0.0.1:{port}/metrics", headers=admin).status_code == 200
-        for where in ("/dashboard", "/docs", "/metrics", "/v1/organization/usage/completions"):
+        for where in ("/console", "/docs", "/metrics", "/v1/organization/usage/completions"):
             assert f"http://127.0.0.1:{port}{where}" in output
         assert stat.S_IMODE((tmp_path / "tenantgate.dev.env").stat().st_mode) == 0o600
         # The CLI, as a new user runs it there: no variables at all.

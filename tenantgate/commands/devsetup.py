@@ -25,8 +25,8 @@ from tenantgate.tenants.keys import hash_key
 from tenantgate.tenants.models import AdminRole
 from tenantgate.tenants.operation import SYSTEM_ACTOR, Operation
 
-# The built-in console; the new one will move (the lead says where).
-CONSOLE_PATH = "/dashboard"
+# The web console (platform/console/routes.py serves it there; kept a literal so the CLI does not import FastAPI).
+CONSOLE_PATH = "/console"
 DEV_TOKEN_NAME = "dev"
 _ENV = "TENANTGATE_ENV"
 _ADMIN_TOKEN = "TENANTGATE_DEV_ADMIN_TOKEN"

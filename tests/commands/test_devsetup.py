@@ -55,7 +55,7 @@ async def test_made_once_kept_beside_the_database_and_remade_for_a_new_database(
         f"admin token      {first.admin_token}",
         f"demo API key     {first.demo_key}",
         "OpenAI base_url  http://127.0.0.1:8080/v1",
-        "console          http://127.0.0.1:8080/dashboard",
+        "console          http://127.0.0.1:8080/console",
         "API docs         http://127.0.0.1:8080/docs",
         "metrics          http://127.0.0.1:8080/metrics  (admin token)",
         "usage API        http://127.0.0.1:8080/v1/organization/usage/completions",

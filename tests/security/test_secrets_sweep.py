@@ -204,7 +204,8 @@ def _run_scenario(gateway: Gateway, seen: Seen, upstream: TwoKeyUpstream) -> dic
         "/admin/audit",
         "/admin/usage/events",
         "/metrics",
-        "/dashboard/api/summary",
+        "/console/api/overview",
+        "/console/api/series?window=15m",
     ):
         response = seen.response(f"GET {path}", gateway.admin("GET", path))
         assert response.status_code == 200, (path, response.text)

@@ -20,7 +20,6 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
 from tests.conftest import ADMIN_TOKEN
-from tests.platform.console.conftest import Console
 from tests.support.gateway import Gateway
 
 ARTIFACTS = Path(__file__).resolve().parents[3] / "build" / "test-artifacts"
@@ -300,12 +299,3 @@ def test_tenant_portal_shows_its_own_usage_and_keys_and_nothing_of_another_tenan
     expect(page.locator("#sign-in")).to_be_visible()
     assert httpx.get(gateway.url + "/console/api/portal/keys").status_code == 401
     watched.close()
-
-
-def test_a_session_ends_when_its_token_is_revoked(console_gateway: Gateway, browser: Browser) -> None:
-    gateway = console_gateway
-    token = gateway.admin("POST", "/admin/tokens", json={"name": "short-lived", "role": "admin"}).json()
-    console = Console(gateway, token["token"])
-    assert console.get("/console/api/overview").status_code == 200
-    assert gateway.admin("POST", f"/admin/tokens/{token['id']}/revoke").status_code == 200
-    assert console.get("/console/api/overview").status_code == 401
