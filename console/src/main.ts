@@ -91,13 +91,14 @@ async function signInPage(notice?: string): Promise<void> {
   if (session) return; // signed in meanwhile
   const params = new URLSearchParams(location.search);
   const problem = params.get("sign_in_error");
+  if (problem) history.replaceState(null, "", location.pathname); // shown once, not again on reload
   const token = input("token", { type: "password", required: true, autocomplete: "current-password" });
   token.id = "token";
   main.replaceChildren(
     h("section", { class: "panel sign-in", id: "sign-in", "aria-labelledby": "sign-in-title" },
       h("h1", { id: "sign-in-title" }, "Sign in to the console"),
       notice ? h("p", { class: "warn" }, notice) : null,
-      problem ? h("p", { class: "error", role: "alert" }, problem) : null,
+      problem ? h("p", { class: "error", role: "alert", id: "sign-in-problem" }, problem) : null,
       oidc ? h("p", {}, h("a", { class: "button", id: "sso", href: "/console/oidc/login" }, "Sign in with single sign-on")) : null,
       form("sign-in-form", "Sign in with a token", [field("Admin, billing or tenant token", token)], "Sign in", async (data) => {
         await post("/console/api/session", { token: String(data.get("token") ?? "") });

@@ -20,6 +20,7 @@ from tenantgate.platform.admin.limits import router as admin_limits_router
 from tenantgate.platform.admin.routes import router as admin_router
 from tenantgate.platform.admin.upstream_keys import router as upstream_keys_router
 from tenantgate.platform.bounded_http import BufferedBodyMiddleware
+from tenantgate.platform.console import oidc as console_oidc
 from tenantgate.platform.console import portal as console_portal
 from tenantgate.platform.console import routes as console_routes
 from tenantgate.platform.console import sre as console_sre
@@ -114,6 +115,7 @@ def create_app(settings: Settings | None = None) -> GatewayApp:
     app.include_router(console_routes.router)
     app.include_router(console_sre.router)
     app.include_router(console_portal.router)
+    app.include_router(console_oidc.router)
     app.include_router(usage_routes.router)
     app.include_router(usage_export.router)
 

@@ -112,12 +112,16 @@ async def sign_in(body: SignIn, request: Request) -> Response:
         # The session ends when the bootstrap token is changed: it remembers which one opened it.
         credential_hash = hash_key(runtime.settings.secret_key_bytes, presented)
     subject, _ = await _subject(runtime, identity)
-    return await start_session(runtime, identity, subject, identity.token_id, credential_hash)
+    value, lifetime = await create_session(runtime, identity, subject, identity.token_id, credential_hash)
+    response = secured(JSONResponse({"role": identity.role.value, "tenant_id": identity.tenant_id}))
+    set_session_cookie(response, value, lifetime)
+    return response
 
 
-async def start_session(
+async def create_session(
     runtime: Runtime, identity: AdminIdentity, subject: str, credential: str, credential_hash: str | None
-) -> Response:
+) -> tuple[str, timedelta]:
+    """A new session's cookie value and lifetime."""
     lifetime = timedelta(hours=runtime.settings.console_session_hours)
     async with runtime.sessions() as session:
         value = await open_session(
@@ -131,9 +135,7 @@ async def start_session(
             lifetime=lifetime,
         )
         await session.commit()
-    response = secured(JSONResponse({"role": identity.role.value, "tenant_id": identity.tenant_id}))
-    set_session_cookie(response, value, lifetime)
-    return response
+    return value, lifetime
 
 
 def set_session_cookie(response: Response, value: str, lifetime: timedelta) -> None:

@@ -226,3 +226,8 @@ def test_generated_key_ids_never_leak_or_fail(console_gateway: Gateway, key_id: 
     response = httpx.get(f"{gateway.url}/console/api/portal/keys/{quote(key_id, safe='')}/limits", headers=headers)
     assert response.status_code in (400, 404), (key_id, response.status_code, response.text)
     assert response.json()["error"]["message"]
+
+
+def test_without_an_issuer_there_is_no_single_sign_on(console_gateway: Gateway) -> None:
+    assert httpx.get(console_gateway.url + "/console/api/config").json() == {"oidc": False}
+    _error(httpx.get(console_gateway.url + "/console/oidc/login"), 404)

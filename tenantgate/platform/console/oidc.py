@@ -1,0 +1,267 @@
+"""Single sign-on to the console with any OpenID Connect provider (authorization code flow with PKCE).
+
+``/console/oidc/login`` sends the browser to the provider with a fresh ``state``, ``nonce`` and PKCE verifier,
+kept in a short-lived cookie signed with the server secret (``SameSite=Lax``: the provider's redirect back is a
+top-level navigation from another site, which a ``Strict`` cookie would not survive). ``/console/oidc/callback``
+checks the state, exchanges the code for tokens at the provider's token endpoint, verifies the ID token's
+signature against the provider's published keys (joserfc, authlib's JOSE library) and its claims (issuer,
+audience, expiry, nonce), then maps the user's groups to a console role with ``TENANTGATE_CONSOLE_OIDC_ROLES``:
+the most powerful role any of the user's groups grants wins; a user in none of them is refused. The session that
+follows is the same as a token sign-in's (routes.py), valid until it expires.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import logging
+import secrets
+import time
+from typing import Any
+from urllib.parse import urlencode
+
+import aiohttp
+import orjson
+from fastapi import APIRouter, Request
+from fastapi.responses import RedirectResponse, Response
+from joserfc import jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import KeySet
+
+from tenantgate.platform.admin.auth import AdminIdentity
+from tenantgate.platform.console.routes import CONSOLE_PATH, create_session, secured, set_session_cookie
+from tenantgate.platform.errors import NotFound
+from tenantgate.platform.runtime import Runtime
+from tenantgate.settings import Settings
+from tenantgate.tenants.models import AdminRole, Tenant, TenantStatus
+
+log = logging.getLogger("tenantgate.console")
+router = APIRouter(prefix=CONSOLE_PATH + "/oidc", tags=["console"], include_in_schema=False)
+
+FLOW_COOKIE = "__Host-tenantgate-oidc"
+_FLOW_SECONDS = 600
+_DISCOVERY_SECONDS = 3600
+_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "ES256", "ES384", "EdDSA")
+
+
+class SignInRefused(Exception):
+    """Why a sign-in did not become a session, in words for the person signing in (never a secret)."""
+
+
+def _runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    if not runtime.settings.console_oidc_issuer:
+        raise NotFound("Single sign-on is not configured (TENANTGATE_CONSOLE_OIDC_ISSUER).")
+    return runtime
+
+
+def _sign(secret: bytes, payload: dict[str, Any]) -> str:
+    body = base64.urlsafe_b64encode(orjson.dumps(payload)).decode().rstrip("=")
+    mac = hmac.new(secret, b"console-oidc:" + body.encode(), hashlib.sha256).hexdigest()
+    return f"{body}.{mac}"
+
+
+def _unsign(secret: bytes, value: str) -> dict[str, Any] | None:
+    body, _, mac = value.rpartition(".")
+    expected = hmac.new(secret, b"console-oidc:" + body.encode(), hashlib.sha256).hexdigest()
+    if not body or not hmac.compare_digest(mac, expected):
+        return None
+    try:
+        payload = orjson.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+    except ValueError:
+        return None
+    if not isinstance(payload, dict) or float(payload.get("exp", 0)) < time.time():
+        return None
+    return payload
+
+
+def _s256(verifier: str) -> str:
+    """PKCE's S256 code challenge (RFC 7636 section 4.2)."""
+    return base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).decode().rstrip("=")
+
+
+def _redirect_uri(request: Request) -> str:
+    return str(request.base_url).rstrip("/") + CONSOLE_PATH + "/oidc/callback"
+
+
+class Provider:
+    """The provider's discovery document and keys, fetched when first needed and kept for an hour."""
+
+    def __init__(self) -> None:
+        self._config: dict[str, Any] | None = None
+        self._keys: KeySet | None = None
+        self._fetched = 0.0
+
+    async def config(self, settings: Settings) -> dict[str, Any]:
+        if self._config is None or time.monotonic() - self._fetched > _DISCOVERY_SECONDS:
+            issuer = settings.console_oidc_issuer.rstrip("/")
+            self._config = await _get_json(issuer + "/.well-known/openid-configuration")
+            self._keys = None
+            self._fetched = time.monotonic()
+        return self._config
+
+    async def keys(self, settings: Settings, *, refresh: bool = False) -> KeySet:
+        if self._keys is None or refresh:
+            config = await self.config(settings)
+            self._keys = KeySet.import_key_set(await _get_json(str(config["jwks_uri"])))  # type: ignore[arg-type]
+        return self._keys
+
+
+async def _get_json(url: str) -> dict[str, Any]:
+    async with (
+        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as client,
+        client.get(url, allow_redirects=False) as response,
+    ):
+        if response.status != 200:
+            raise SignInRefused(f"The identity provider answered {response.status} at {url}.")
+        data = await response.json(content_type=None)
+    if not isinstance(data, dict):
+        raise SignInRefused("The identity provider's answer was not a JSON object.")
+    return data
+
+
+def _provider(request: Request) -> Provider:
+    provider = getattr(request.app.state, "console_oidc", None)
+    if provider is None:
+        provider = request.app.state.console_oidc = Provider()
+    return provider
+
+
+def _refused(message: str) -> Response:
+    response = secured(RedirectResponse(f"{CONSOLE_PATH}?{urlencode({'sign_in_error': message})}", status_code=303))
+    response.delete_cookie(FLOW_COOKIE, path="/", secure=True, httponly=True, samesite="lax")
+    return response
+
+
+@router.get("/login", response_class=Response)
+async def login(request: Request) -> Response:
+    runtime = _runtime(request)
+    settings = runtime.settings
+    try:
+        config = await _provider(request).config(settings)
+    except (SignInRefused, aiohttp.ClientError, TimeoutError, ValueError) as exc:
+        log.warning("console: the identity provider's discovery failed: %s", exc)
+        return _refused("The identity provider could not be reached. Try again, or sign in with a token.")
+    state, nonce, verifier = secrets.token_urlsafe(24), secrets.token_urlsafe(24), secrets.token_urlsafe(48)
+    query = {
+        "response_type": "code",
+        "client_id": settings.console_oidc_client_id,
+        "redirect_uri": _redirect_uri(request),
+        "scope": settings.console_oidc_scopes,
+        "state": state,
+        "nonce": nonce,
+        "code_challenge": _s256(verifier),
+        "code_challenge_method": "S256",
+    }
+    response = secured(RedirectResponse(f"{config['authorization_endpoint']}?{urlencode(query)}", status_code=303))
+    flow = {"state": state, "nonce": nonce, "verifier": verifier, "exp": time.time() + _FLOW_SECONDS}
+    response.set_cookie(
+        FLOW_COOKIE,
+        _sign(settings.secret_key_bytes, flow),
+        max_age=_FLOW_SECONDS,
+        path="/",
+        secure=True,
+        httponly=True,
+        samesite="lax",
+    )
+    return response
+
+
+@router.get("/callback", response_class=Response)
+async def callback(request: Request) -> Response:
+    runtime = _runtime(request)
+    settings = runtime.settings
+    params = request.query_params
+    if "error" in params:
+        return _refused(f"The identity provider refused the sign-in: {params['error'][:100]}.")
+    flow = _unsign(settings.secret_key_bytes, request.cookies.get(FLOW_COOKIE, ""))
+    if flow is None or not hmac.compare_digest(str(flow["state"]), params.get("state", "")):
+        return _refused("This sign-in was not started here or took too long; start again.")
+    try:
+        claims = await _claims(request, runtime, params.get("code", ""), flow)
+        identity, subject = await _identity(runtime, claims)
+    except SignInRefused as refused:
+        return _refused(str(refused))
+    except (aiohttp.ClientError, TimeoutError, ValueError, KeyError) as exc:
+        log.warning("console: OpenID Connect sign-in failed: %s", type(exc).__name__)
+        return _refused("The identity provider could not complete the sign-in.")
+    response = secured(RedirectResponse(CONSOLE_PATH, status_code=303))
+    value, lifetime = await create_session(runtime, identity, subject, "oidc", None)
+    set_session_cookie(response, value, lifetime)
+    response.delete_cookie(FLOW_COOKIE, path="/", secure=True, httponly=True, samesite="lax")
+    return response
+
+
+async def _claims(request: Request, runtime: Runtime, code: str, flow: dict[str, Any]) -> dict[str, Any]:
+    settings = runtime.settings
+    provider = _provider(request)
+    config = await provider.config(settings)
+    secret = settings.console_oidc_client_secret
+    form = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": _redirect_uri(request),
+        "client_id": settings.console_oidc_client_id,
+        "code_verifier": str(flow["verifier"]),
+    }
+    if secret is not None:
+        form["client_secret"] = secret.get_secret_value()
+    async with (
+        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as client,
+        client.post(str(config["token_endpoint"]), data=form, allow_redirects=False) as response,
+    ):
+        tokens = await response.json(content_type=None)
+        if response.status != 200 or not isinstance(tokens, dict) or "id_token" not in tokens:
+            raise SignInRefused("The identity provider did not issue an ID token for this sign-in.")
+    id_token = str(tokens["id_token"])
+    try:
+        token = jwt.decode(id_token, await provider.keys(settings), algorithms=_ALGORITHMS)
+    except JoseError:
+        # The provider may have rotated its keys since they were read: read them again, once.
+        try:
+            token = jwt.decode(id_token, await provider.keys(settings, refresh=True), algorithms=_ALGORITHMS)
+        except JoseError:
+            raise SignInRefused("The ID token's signature did not verify.") from None
+    registry = jwt.JWTClaimsRegistry(
+        leeway=60,
+        iss={"essential": True, "value": str(config.get("issuer", settings.console_oidc_issuer))},
+        aud={"essential": True, "value": settings.console_oidc_client_id},
+        exp={"essential": True},
+        sub={"essential": True},
+        nonce={"essential": True, "value": str(flow["nonce"])},
+    )
+    try:
+        registry.validate(token.claims)
+    except JoseError as error:
+        raise SignInRefused(f"The ID token was not valid for this sign-in ({error.error}).") from None
+    return dict(token.claims)
+
+
+_RANK = {AdminRole.ADMIN: 0, AdminRole.BILLING: 1, AdminRole.TENANT: 2}
+
+
+async def _identity(runtime: Runtime, claims: dict[str, Any]) -> tuple[AdminIdentity, str]:
+    settings = runtime.settings
+    groups = claims.get(settings.console_oidc_groups_claim) or []
+    if isinstance(groups, str):
+        groups = [groups]
+    granted: list[tuple[AdminRole, str | None]] = []
+    for group in groups if isinstance(groups, list) else []:
+        role = settings.console_oidc_roles.get(str(group))
+        if role is None:
+            continue
+        if role.startswith("tenant:"):
+            granted.append((AdminRole.TENANT, role.removeprefix("tenant:")))
+        else:
+            granted.append((AdminRole(role), None))
+    subject = str(claims.get("email") or claims.get("preferred_username") or claims["sub"])
+    if not granted:
+        raise SignInRefused(f"{subject} is in no group that may use this console.")
+    role, tenant_id = min(granted, key=lambda grant: (_RANK[grant[0]], grant[1] or ""))
+    if tenant_id is not None:
+        async with runtime.sessions() as session:
+            tenant = await session.get(Tenant, tenant_id)
+        if tenant is None or tenant.status == TenantStatus.DELETED:
+            raise SignInRefused(f"The tenant that {subject}'s group maps to does not exist.")
+    return AdminIdentity(f"oidc:{subject}"[:64], role, tenant_id), subject

@@ -1,0 +1,108 @@
+"""Single sign-on to the console through a real OpenID Connect provider on loopback (``oidc-provider-mock``: an
+authlib-based provider that signs ID tokens with its own key), in headless Chromium."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pytest
+from oidc_provider_mock import User, run_server_in_thread
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from tenantgate import database
+from tenantgate.platform.app import create_app
+from tenantgate.platform.console.oidc import FLOW_COOKIE
+from tenantgate.platform.serving import uvicorn_options
+from tests.conftest import make_settings
+from tests.platform.console.test_console_browser import CHROMIUM_ARGS, _chromium
+from tests.support.gateway import Gateway
+from tests.support.server import ServedApp
+
+USERS = (
+    User(sub="ada", claims={"email": "ada@example.com", "groups": ["staff", "sre"]}),
+    User(sub="fin", claims={"email": "fin@example.com", "groups": ["finance"]}),
+    User(sub="eve", claims={"email": "eve@example.com", "groups": ["visitors"]}),
+)
+
+
+@pytest.fixture(scope="module")
+def sso(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Gateway, str]]:
+    with run_server_in_thread(user_claims=USERS, require_nonce=True) as provider:
+        issuer = f"http://localhost:{provider.server_port}"
+        url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('sso') / 'sso.db'}"
+        database.upgrade(url)
+        settings = make_settings(
+            database_url=url,
+            console_oidc_issuer=issuer,
+            console_oidc_client_id="tenantgate-console",
+            console_oidc_client_secret="console-client-secret",
+            console_oidc_roles={"sre": "admin", "finance": "billing"},
+            admin_ip_rate_limit="10000/minute",
+        )
+        app = create_app(settings)
+        with ServedApp(app, **uvicorn_options(settings)) as served:
+            yield Gateway(served.url, "", settings, app.state.runtime, served.loop), issuer
+
+
+@pytest.fixture(scope="module")
+def browser(sso: tuple[Gateway, str]) -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=_chromium(), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+def _sign_in(browser: Browser, gateway: Gateway, sub: str) -> Page:
+    page = browser.new_context().new_page()
+    page.goto(gateway.url + "/console")
+    page.click("#sso")
+    page.fill("input[name=sub]", sub)  # the provider's own sign-in page
+    page.click("button[type=submit]:has-text('Authorize')")
+    return page
+
+
+def test_single_sign_on_maps_groups_to_roles(sso: tuple[Gateway, str], browser: Browser) -> None:
+    gateway, _ = sso
+    page = _sign_in(browser, gateway, "ada")
+    expect(page.locator("#who")).to_have_text("ada@example.com (admin)")
+    assert "Tenants" in page.locator("nav").inner_text()
+    assert not [c for c in page.context.cookies() if c["name"] == FLOW_COOKIE]  # the flow's cookie is gone
+    page.click("nav a[href='#/tenants']")
+    page.fill("#tenant-create input[name=name]", "made through sso")
+    page.click("#tenant-create button[type=submit]")
+    expect(page.locator("#tenant-heading")).to_have_text("Tenant made through sso")
+    page.click("nav a[href='#/audit']")
+    expect(page.locator("#audit-list")).to_contain_text("oidc:ada@example.com (admin)")
+    page.context.close()
+
+    finance = _sign_in(browser, gateway, "fin")
+    expect(finance.locator("#who")).to_have_text("fin@example.com (billing)")
+    assert "Tenants" not in finance.locator("nav").inner_text()
+    finance.context.close()
+
+
+def test_a_user_in_no_mapped_group_is_refused(sso: tuple[Gateway, str], browser: Browser) -> None:
+    gateway, _ = sso
+    page = _sign_in(browser, gateway, "eve")
+    expect(page.locator("#sign-in-problem")).to_have_text("eve@example.com is in no group that may use this console.")
+    assert not [c for c in page.context.cookies() if c["name"].startswith("__Host-tenantgate-console")]
+    page.context.close()
+
+
+def test_a_callback_without_its_flow_or_with_a_forged_state_is_refused(sso: tuple[Gateway, str]) -> None:
+    gateway, _ = sso
+    http = httpx.Client(base_url=gateway.url, follow_redirects=False)
+    started = http.get("/console/oidc/login")
+    assert started.status_code == 303
+    query = parse_qs(urlsplit(started.headers["location"]).query)
+    assert query["code_challenge_method"] == ["S256"] and query["nonce"] and query["state"]
+    flow = started.cookies[FLOW_COOKIE]
+    for cookie, state in ((None, query["state"][0]), (flow, "forged"), (flow + "0", "x")):
+        http.cookies.clear()
+        if cookie is not None:
+            http.cookies.set(FLOW_COOKIE, cookie)
+        refused = http.get("/console/oidc/callback", params={"code": "x", "state": state})
+        assert refused.status_code == 303 and "sign_in_error=" in refused.headers["location"]
+        assert "__Host-tenantgate-console" not in refused.headers.get("set-cookie", "")
