@@ -61,7 +61,7 @@ export function chart(
       legend: { show: true, live: true },
       cursor: { drag: { x: false, y: false } },
       scales: { x: { time: true } },
-      axes: [{}, { values: (_, ticks) => ticks.map((tick) => format(tick)), size: 70 }],
+      axes: [{}, { values: (_, ticks) => ticks.map((tick) => format(tick)), size: 92 }],
       series: [
         {},
         ...lines.map((line) => ({
