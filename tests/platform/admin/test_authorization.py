@@ -141,4 +141,4 @@ def test_named_tokens_work_without_a_bootstrap_token(
 def test_token_validation(gateway: Gateway) -> None:
     response = gateway.admin("POST", "/admin/tokens", json={"name": "x", "role": "root"})
     assert response.status_code == 422 and response.json()["error"]["param"] == "role"
-    assert "'admin' or 'billing'" in response.json()["error"]["message"]
+    assert "'admin', 'billing' or 'tenant'" in response.json()["error"]["message"]
