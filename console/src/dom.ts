@@ -63,4 +63,8 @@ export function toast(message: string, kind: "ok" | "error" = "ok"): void {
   if (!box) return;
   box.className = kind;
   box.textContent = message;
+  window.clearTimeout(toastTimer);
+  toastTimer = window.setTimeout(() => (box.textContent = ""), 5000);
 }
+
+let toastTimer: number | undefined;
