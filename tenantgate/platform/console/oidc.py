@@ -18,16 +18,12 @@ import hmac
 import logging
 import secrets
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
-import aiohttp
 import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
-from joserfc import jwt
-from joserfc.errors import JoseError
-from joserfc.jwk import KeySet
 
 from tenantgate.platform.admin.auth import AdminIdentity
 from tenantgate.platform.console.routes import CONSOLE_PATH, create_session, secured, set_session_cookie
@@ -35,6 +31,9 @@ from tenantgate.platform.errors import NotFound
 from tenantgate.platform.runtime import Runtime
 from tenantgate.settings import Settings
 from tenantgate.tenants.models import AdminRole, Tenant, TenantStatus
+
+if TYPE_CHECKING:
+    from joserfc.jwk import KeySet
 
 log = logging.getLogger("tenantgate.console")
 router = APIRouter(prefix=CONSOLE_PATH + "/oidc", tags=["console"], include_in_schema=False)
@@ -102,6 +101,8 @@ class Provider:
         return self._config
 
     async def keys(self, settings: Settings, *, refresh: bool = False) -> KeySet:
+        from joserfc.jwk import KeySet  # loaded on first use, like everything of single sign-on
+
         if self._keys is None or refresh:
             config = await self.config(settings)
             self._keys = KeySet.import_key_set(await _get_json(str(config["jwks_uri"])))  # type: ignore[arg-type]
@@ -109,6 +110,8 @@ class Provider:
 
 
 async def _get_json(url: str) -> dict[str, Any]:
+    import aiohttp  # loaded on first use: most workers never see a sign-in (tests/test_footprint.py)
+
     async with (
         aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as client,
         client.get(url, allow_redirects=False) as response,
@@ -136,6 +139,8 @@ def _refused(message: str) -> Response:
 
 @router.get("/login", response_class=Response)
 async def login(request: Request) -> Response:
+    import aiohttp
+
     runtime = _runtime(request)
     settings = runtime.settings
     try:
@@ -170,6 +175,8 @@ async def login(request: Request) -> Response:
 
 @router.get("/callback", response_class=Response)
 async def callback(request: Request) -> Response:
+    import aiohttp
+
     runtime = _runtime(request)
     settings = runtime.settings
     params = request.query_params
@@ -194,6 +201,10 @@ async def callback(request: Request) -> Response:
 
 
 async def _claims(request: Request, runtime: Runtime, code: str, flow: dict[str, Any]) -> dict[str, Any]:
+    import aiohttp
+    from joserfc import jwt
+    from joserfc.errors import JoseError
+
     settings = runtime.settings
     provider = _provider(request)
     config = await provider.config(settings)

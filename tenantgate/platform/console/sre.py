@@ -13,7 +13,6 @@ import logging
 import time
 from typing import Any
 
-import aiohttp
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy import select
@@ -239,6 +238,8 @@ def _current(merged: list[MetricData]) -> dict[str, Any]:
 async def _alerts(prometheus: str) -> dict[str, Any]:
     """The shipped rules' states (helm/tenantgate/files/prometheus-rules.yaml) as the Prometheus evaluating them
     sees them; rules of other groups are not ours to show."""
+    import aiohttp  # loaded on first use: most workers never ask (tests/test_footprint.py)
+
     url = prometheus.rstrip("/") + "/api/v1/rules?type=alert"
     try:
         async with (

@@ -3,9 +3,12 @@ of every JSON route a tenant session can reach (with generated ids)."""
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import quote
 
 import httpx
+import orjson
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -214,15 +217,16 @@ def test_a_tenant_session_never_reaches_another_tenants_keys(console_gateway: Ga
     assert projects <= {mine["tenant_id"]}
 
 
+@pytest.fixture(scope="module")
+def tenant_token(console_gateway: Gateway) -> str:
+    return _tenant_with_traffic(console_gateway, "generated")[1]
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(key_id=st.text(min_size=1, max_size=80).filter(lambda s: "/" not in s and "\x00" not in s))
-def test_generated_key_ids_never_leak_or_fail(console_gateway: Gateway, key_id: str) -> None:
+def test_generated_key_ids_never_leak_or_fail(console_gateway: Gateway, tenant_token: str, key_id: str) -> None:
     gateway = console_gateway
-    token = getattr(test_generated_key_ids_never_leak_or_fail, "token", None)
-    if token is None:
-        _, token = _tenant_with_traffic(gateway, "generated")
-        test_generated_key_ids_never_leak_or_fail.token = token  # type: ignore[attr-defined]
-    headers = {"Authorization": f"Bearer {token}"}
+    headers = {"Authorization": f"Bearer {tenant_token}"}
     response = httpx.get(f"{gateway.url}/console/api/portal/keys/{quote(key_id, safe='')}/limits", headers=headers)
     assert response.status_code in (400, 404), (key_id, response.status_code, response.text)
     assert response.json()["error"]["message"]
@@ -231,3 +235,48 @@ def test_generated_key_ids_never_leak_or_fail(console_gateway: Gateway, key_id: 
 def test_without_an_issuer_there_is_no_single_sign_on(console_gateway: Gateway) -> None:
     assert httpx.get(console_gateway.url + "/console/api/config").json() == {"oidc": False}
     _error(httpx.get(console_gateway.url + "/console/oidc/login"), 404)
+
+
+class FakePrometheus:
+    """Prometheus' /api/v1/rules with one of the shipped rules firing and a rule of someone else's."""
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        rules = [
+            {"name": "TenantgateHighErrorRate", "type": "alerting", "state": "firing",
+             "labels": {"severity": "critical"}, "annotations": {"summary": "More than 5% of requests fail"},
+             "alerts": [{}]},
+            {"name": "TenantgateRedisUnreachable", "type": "alerting", "state": "inactive", "labels": {}, "alerts": []},
+            {"name": "NodeDiskFull", "type": "alerting", "state": "firing", "labels": {}, "alerts": [{}]},
+        ]  # fmt: skip
+        body = orjson.dumps({"status": "success", "data": {"groups": [{"name": "g", "rules": rules}]}})
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": body})
+
+
+def test_alert_states_come_from_the_configured_prometheus_and_grafana_is_linked(sqlite_url: str) -> None:
+    with ServedApp(FakePrometheus(), lifespan="off") as prometheus:
+        settings = make_settings(
+            database_url=sqlite_url,
+            console_prometheus_url=prometheus.url,
+            console_grafana_url="https://grafana.example.com/",
+        )
+        with ServedApp(create_app(settings)) as served:
+            headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+            overview = httpx.get(served.url + "/console/api/overview", headers=headers).json()
+    rules = overview["alerts"]["rules"]
+    assert [(r["name"], r["state"]) for r in rules] == [
+        ("TenantgateHighErrorRate", "firing"),
+        ("TenantgateRedisUnreachable", "inactive"),
+    ]
+    assert rules[0]["severity"] == "critical" and rules[0]["active"] == 1
+    assert overview["grafana"][0] == {"title": "Overview", "url": "https://grafana.example.com/d/tenantgate-overview"}
+
+
+def test_an_unreachable_prometheus_is_said_not_hidden(console_gateway: Gateway, sqlite_url: str) -> None:
+    settings = make_settings(database_url=sqlite_url, console_prometheus_url="http://127.0.0.1:9")
+    with ServedApp(create_app(settings)) as served:
+        overview = httpx.get(served.url + "/console/api/overview", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+    assert overview.status_code == 200 and overview.json()["alerts"] == {"error": "Prometheus did not answer"}
+    assert console_gateway.admin("GET", "/console/api/overview").json()["alerts"] is None  # unset: no panel

@@ -281,6 +281,15 @@ def test_tenant_portal_shows_its_own_usage_and_keys_and_nothing_of_another_tenan
     gateway.client(plaintext).chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
     expect(page.locator("#key-list tbody tr")).to_have_count(2)
     watched.shot("portal")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.locator("#key-list tbody tr").filter(has_text="made by the tenant").get_by_role(
+        "button", name="Revoke"
+    ).click()
+    expect(page.locator("#key-list tbody tr").filter(has_text="made by the tenant")).to_contain_text("revoked")
+    with pytest.raises(openai.AuthenticationError):
+        gateway.client(plaintext).chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    audit = gateway.admin("GET", "/admin/audit", params={"limit": 5}).json()["data"]
+    assert any(e["action"] == "key.revoke" and e["actor_role"] == "tenant" for e in audit)
 
     # Through its JSON, with its own cookie: the other tenant's key is "not found", its usage invisible.
     fetch = "(path) => fetch(path).then(async r => [r.status, await r.text()])"
@@ -298,4 +307,90 @@ def test_tenant_portal_shows_its_own_usage_and_keys_and_nothing_of_another_tenan
     page.click("#sign-out")
     expect(page.locator("#sign-in")).to_be_visible()
     assert httpx.get(gateway.url + "/console/api/portal/keys").status_code == 401
+    watched.close()
+
+
+def test_every_operator_action_works_from_the_keyboard_and_every_field_has_a_label(
+    console_gateway: Gateway, browser: Browser
+) -> None:
+    gateway = console_gateway
+    watched = Watched(browser, gateway.url)
+    page = watched.page
+    page.goto(gateway.url + "/console")
+    expect(page.locator("#token")).to_be_focused()  # the token field has the focus; Enter submits
+    page.keyboard.type(ADMIN_TOKEN)
+    page.keyboard.press("Enter")
+    expect(page.locator("nav a").first).to_be_visible()
+    watched.problems.clear()  # the browser logs the signed-out page's 401 for /console/api/session
+
+    suffix = uuid.uuid4().hex[:6]
+    page.click("nav a[href='#/plans']")
+    page.fill("#plan-create input[name=name]", f"gold {suffix}")
+    page.fill("#plan-create input[name=rpm]", "600")
+    page.fill("#plan-create input[name=monthly_budget_usd]", "12.5")
+    page.click("#plan-create button[type=submit]")
+    plan = page.locator("#plan-list tbody tr").filter(has_text=f"gold {suffix}")
+    expect(plan).to_contain_text("$12.50")
+    page.fill("#plan-create input[name=name]", "bad")
+    page.fill("#plan-create input[name=rpm]", "-1")
+    page.click("#plan-create button[type=submit]")
+    expect(page.locator("#plan-create-error")).to_contain_text("rpm")  # the admin API's message, as it answered
+    watched.problems.clear()  # and the browser logs that 422
+
+    page.click("nav a[href='#/prices']")
+    page.fill("#price-create input[name=model]", f"model-{suffix}")
+    page.fill("#price-create input[name=input_per_1m]", "0.15")
+    page.fill("#price-create input[name=output_per_1m]", "0.6")
+    page.click("#price-create button[type=submit]")
+    price = page.locator("#price-list tbody tr").filter(has_text=f"model-{suffix}")
+    expect(price).to_contain_text("$0.15")
+    page.once("dialog", lambda dialog: dialog.accept())
+    price.get_by_role("button", name="Delete").click()
+    expect(page.locator("#price-list tbody tr").filter(has_text=f"model-{suffix}")).to_have_count(0)
+
+    page.click("nav a[href='#/tokens']")
+    page.fill("#token-create input[name=name]", f"reader {suffix}")
+    page.click("#token-create button[type=submit]")
+    reader = page.locator("#shown-secret").input_value()
+    assert httpx.get(gateway.url + "/metrics", headers={"Authorization": f"Bearer {reader}"}).status_code == 200
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.locator("#token-list tbody tr").filter(has_text=f"reader {suffix}").get_by_role(
+        "button", name="Revoke"
+    ).click()
+    expect(page.locator("#token-list tbody tr").filter(has_text=f"reader {suffix}")).to_contain_text("revoked")
+    assert httpx.get(gateway.url + "/metrics", headers={"Authorization": f"Bearer {reader}"}).status_code == 401
+
+    tenant = gateway.create_tenant(f"Keyboard {suffix}")
+    key = gateway.create_key(tenant["id"])
+    page.click("nav a[href='#/tenants']")
+    row = page.locator("#tenant-list tbody tr").filter(has_text=tenant["name"])
+    page.once("dialog", lambda dialog: dialog.accept())
+    row.get_by_role("button", name="Suspend").click()
+    expect(page.locator("#tenant-list tbody tr").filter(has_text=tenant["name"])).to_contain_text("suspended")
+    with pytest.raises(openai.PermissionDeniedError):
+        gateway.client(key["key"]).chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    page.locator("#tenant-list tbody tr").filter(has_text=tenant["name"]).get_by_role("button", name="Resume").click()
+    expect(page.locator("#tenant-list tbody tr").filter(has_text=tenant["name"])).to_contain_text("active")
+    page.locator("#tenant-list tbody tr").filter(has_text=tenant["name"]).get_by_role("button", name="Manage").click()
+    page.fill("#tenant-limits input[name=rpm]", "77")
+    page.click("#tenant-limits button[type=submit]")
+    expect(page.locator("#toast")).to_have_text("Limits saved.")
+    assert gateway.admin("GET", f"/admin/tenants/{tenant['id']}").json()["rpm"] == 77
+    key_row = page.locator("#key-list tbody tr").filter(has_text="default")
+    key_row.get_by_role("button", name="Limits").click()
+    expect(
+        page.locator("#limits tbody tr").filter(has_text="tenant").filter(has_text="requests per minute")
+    ).to_contain_text("77")
+    key_row.get_by_role("button", name="Rotate").click()
+    rotated = page.locator("#shown-secret").input_value()
+    for plaintext in (key["key"], rotated):  # the old key works through the grace period, the new one at once
+        gateway.client(plaintext).chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+
+    # Every form field on the page is labelled for assistive technology.
+    unlabelled = page.evaluate(
+        """() => [...document.querySelectorAll('input, select')].filter(el =>
+            !(el.labels && el.labels.length) && !el.getAttribute('aria-label')).map(el => el.name || el.id)"""
+    )
+    assert unlabelled == []
+    assert watched.problems == []
     watched.close()
