@@ -9,12 +9,12 @@ from pathlib import Path
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tenantgate.core.context import RequestContext
+from tenantgate.core.exchange import Exchange
 from tenantgate.observability.hook import PART_BUCKETS, GatewayMetrics, status_class
 from tenantgate.observability.metrics import MetricRegistry
 from tenantgate.observability.series import FRAME_SECONDS, History, HistoryStore, merged_tier
 from tenantgate.platform.console.charts import Filters, chart_data, quantile
-from tenantgate.platform.context import RequestContext
-from tenantgate.platform.proxy.exchange import Exchange
 
 
 def _worker() -> tuple[MetricRegistry, GatewayMetrics]:
