@@ -9,9 +9,18 @@ import { errorText, input, section } from "../ui";
 interface InvoiceLine {
   model: string | null;
   requests: number;
+  unpriced_requests?: number;
   input_tokens: number;
   output_tokens: number;
-  cost_usd: string;
+  cost_usd: string | null;
+  cost_nano_usd: number;
+}
+
+/** A line's cost as the ledger has it: unpriced usage is said, never shown as $0. */
+function cost(line: InvoiceLine): string {
+  if (line.cost_usd === null) return "unpriced";
+  const unpriced = line.unpriced_requests ?? 0;
+  return unpriced ? `${f.usd(Number(line.cost_usd))} + ${f.count(unpriced)} unpriced` : f.usd(Number(line.cost_usd));
 }
 interface Invoice {
   tenant_id: string;
@@ -61,14 +70,14 @@ async function renderBilling(body: HTMLElement, period: string, tenantId: string
   clear(body);
   const t = costs.data.map((bucket) => bucket.start_time);
   const daily = costs.data.map((bucket) => bucket.results.reduce((sum, result) => sum + result.amount.value, 0));
-  const total = invoices.data.reduce((sum, invoice) => sum + Number(invoice.total.cost_usd), 0);
+  const total = invoices.data.reduce((sum, invoice) => sum + invoice.total.cost_nano_usd, 0) / 1e9;
   body.append(
     h("div", { class: "cards" }, h("div", { class: "card", id: "card-month-cost" }, h("h3", {}, `Cost, ${period}`), h("p", { class: "value" }, f.usd(total)), h("small", {}, `${invoices.data.length} tenant(s) with usage`))),
     chart("chart-daily-cost", "Cost per day, last 30 days (costs API)", t, [{ label: "USD", values: daily, color: COLORS.error }], f.usd),
     section("Invoices", table("invoices", `Invoice summaries for ${period}`, ["tenant", "model", "requests", "input tokens", "output tokens", "cost"],
       invoices.data.flatMap((invoice) => [
-        ...invoice.lines.map((line) => [invoice.tenant_name ?? invoice.tenant_id, line.model ?? "", f.count(line.requests), f.count(line.input_tokens), f.count(line.output_tokens), f.usd(Number(line.cost_usd))]),
-        [h("strong", {}, `${invoice.tenant_name ?? invoice.tenant_id} total`), "", f.count(invoice.total.requests), f.count(invoice.total.input_tokens), f.count(invoice.total.output_tokens), h("strong", {}, f.usd(Number(invoice.total.cost_usd)))],
+        ...invoice.lines.map((line) => [invoice.tenant_name ?? invoice.tenant_id, line.model ?? "", f.count(line.requests), f.count(line.input_tokens), f.count(line.output_tokens), cost(line)]),
+        [h("strong", {}, `${invoice.tenant_name ?? invoice.tenant_id} total`), "", f.count(invoice.total.requests), f.count(invoice.total.input_tokens), f.count(invoice.total.output_tokens), h("strong", {}, cost(invoice.total))],
       ]), "no usage in this period")),
   );
 }
