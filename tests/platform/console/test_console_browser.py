@@ -22,6 +22,8 @@ from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_play
 from tests.conftest import ADMIN_TOKEN
 from tests.support.gateway import Gateway
 
+pytestmark = pytest.mark.slow  # starts processes or a browser: `-m 'not slow'` skips it for a quick loop
+
 ARTIFACTS = Path(__file__).resolve().parents[3] / "build" / "test-artifacts"
 MESSAGES = [{"role": "user", "content": "numbers for the console"}]
 CHROMIUM_ARGS = [

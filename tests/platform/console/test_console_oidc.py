@@ -20,6 +20,8 @@ from tests.platform.console.test_console_browser import CHROMIUM_ARGS, _chromium
 from tests.support.gateway import Gateway
 from tests.support.server import ServedApp
 
+pytestmark = pytest.mark.slow  # starts processes or a browser: `-m 'not slow'` skips it for a quick loop
+
 USERS = (
     User(sub="ada", claims={"email": "ada@example.com", "groups": ["staff", "sre"]}),
     User(sub="fin", claims={"email": "fin@example.com", "groups": ["finance"]}),
