@@ -20,6 +20,8 @@ class Limits:
     max_concurrency: int | None = None
     monthly_token_quota: int | None = None
     monthly_budget_usd: Decimal | None = None
+    batch_queue_tokens: int | None = None
+    """Prompt tokens of batches in flight per model (tenants only)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,3 +38,6 @@ class Quotas(BaseModel):
         default=None, description="Tokens per calendar month (UTC)"
     )
     monthly_budget_usd: Money | None = Field(default=None, description="Spend per calendar month (UTC), in USD")
+    batch_queue_tokens: Annotated[int, Field(ge=0, le=2**63 - 1)] | None = Field(
+        default=None, description="Prompt tokens of batches in flight, per model (OpenAI's batch queue limit)"
+    )

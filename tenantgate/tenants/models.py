@@ -56,12 +56,14 @@ class _RateLimits:
 
 
 RATE_LIMIT_FIELDS = ("rpm", "tpm", "rpd", "max_concurrency", "allowed_models")
-QUOTA_FIELDS = ("monthly_token_quota", "monthly_budget_usd")
+QUOTA_FIELDS = ("monthly_token_quota", "monthly_budget_usd", "batch_queue_tokens")
 
 
 class _TenantQuotas:
     monthly_token_quota: Mapped[int | None] = mapped_column(BigInteger)
     monthly_budget_usd: Mapped[Decimal | None] = mapped_column(Numeric(14, 6))
+    # Prompt tokens of batches in flight, per model (OpenAI's batch queue limit).
+    batch_queue_tokens: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class Plan(_RateLimits, _TenantQuotas, Base):
@@ -125,6 +127,49 @@ class UpstreamObject(Base):
     account: Mapped[str] = mapped_column(String(16), default="platform", server_default="platform")
     api_key_id: Mapped[str | None] = mapped_column(String(40), default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class TenantObject(Base):
+    """An object a tenant created upstream that the gateway lists, polls or counts: files, uploads, batches,
+    background responses (``kind``). Ownership itself is ``upstream_objects`` (first owner wins); a row here exists
+    only for an owned id, and every query on it names the tenant (tenants/object_index.py)."""
+
+    __tablename__ = "tenant_objects"
+    __table_args__ = (
+        Index("ix_tenant_objects_list", "tenant_id", "kind", "created", "id"),
+        Index("ix_tenant_objects_poll", "poll_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"))
+    kind: Mapped[str] = mapped_column(String(32))
+    api_key_id: Mapped[str | None] = mapped_column(String(40))
+    upstream: Mapped[str] = mapped_column(String(100))
+    account: Mapped[str] = mapped_column(String(16))
+    created: Mapped[int] = mapped_column(BigInteger)
+    """The upstream's ``created_at`` (Unix seconds): what lists are ordered by."""
+    status: Mapped[str | None] = mapped_column(String(32))
+    purpose: Mapped[str | None] = mapped_column(String(64))
+    bytes: Mapped[int | None] = mapped_column(BigInteger)
+    snapshot: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    """The object as the upstream last answered it (what a list shows)."""
+    state: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    """The gateway's own bookkeeping (a batch's endpoint and what it holds against the tenant's limits)."""
+    poll_at: Mapped[datetime | None] = mapped_column()
+    """When the background poller should look at it next; None: nothing left to watch."""
+    settled_at: Mapped[datetime | None] = mapped_column()
+    deleted_at: Mapped[datetime | None] = mapped_column()
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Lease(Base):
+    """A named lease one process holds at a time (the background poller's), renewed before it expires."""
+
+    __tablename__ = "leases"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(64))
+    expires_at: Mapped[datetime] = mapped_column()
 
 
 class TenantUpstreamKey(Base):

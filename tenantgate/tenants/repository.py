@@ -40,6 +40,7 @@ def build_principal(key: ApiKey, tenant: Tenant, plan: Plan | None) -> Principal
             monthly_budget_usd=tenant.monthly_budget_usd
             if tenant.monthly_budget_usd is not None
             else (plan.monthly_budget_usd if plan else None),
+            batch_queue_tokens=_pick(tenant.batch_queue_tokens, plan.batch_queue_tokens if plan else None),
         ),
         allowed_models=_allowed(plan.allowed_models if plan else None, tenant.allowed_models, key.allowed_models),
     )

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Boolean, Index, Integer, String, Text, UniqueConstraint, func, text
+from sqlalchemy import BigInteger, Boolean, Index, Integer, String, Text, UniqueConstraint, false, func, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from tenantgate.tenants.models import Base
@@ -52,6 +52,8 @@ class UsageEventRow(Base):
     status: Mapped[int] = mapped_column(Integer)
     stream: Mapped[bool] = mapped_column(Boolean)
     billable: Mapped[bool] = mapped_column(Boolean)
+    # Work done by the Batch API (one event per line of a batch's output), priced at the batch rate.
+    batch: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     usage_source: Mapped[str | None] = mapped_column(String(16))
     input_tokens: Mapped[int] = mapped_column(BigInteger)
     cached_input_tokens: Mapped[int] = mapped_column(BigInteger)
@@ -80,7 +82,8 @@ class UsageEventRow(Base):
 
 
 class UsageRollupRow(Base):
-    """Sums of billable events per bucket (``width`` seconds: 60, 3600 or 86400) x tenant x key x model x category.
+    """Sums of billable events per bucket (``width`` seconds: 60, 3600 or 86400) x tenant x key x model x category x
+    batch.
 
     Maintained in the transaction that inserts the events, only for events actually inserted, so a replay never
     counts twice and a rollup always equals the aggregation of its raw events.
@@ -95,6 +98,7 @@ class UsageRollupRow(Base):
     api_key_id: Mapped[str] = mapped_column(String(40), primary_key=True)
     model: Mapped[str] = mapped_column(Text, primary_key=True)
     category: Mapped[str] = mapped_column(String(32), primary_key=True)
+    batch: Mapped[bool] = mapped_column(Boolean, primary_key=True, default=False, server_default=false())
     requests: Mapped[int] = mapped_column(BigInteger)
     estimated_requests: Mapped[int] = mapped_column(BigInteger)
     input_tokens: Mapped[int] = mapped_column(BigInteger)
