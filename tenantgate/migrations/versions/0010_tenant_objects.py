@@ -83,8 +83,8 @@ def _rollup_key(columns: list[str], *, add_batch: bool) -> None:
 
 def downgrade() -> None:
     # Batch and other rollups of the same key become one row again (every other column is a sum).
-    columns = [c["name"] for c in sa.inspect(op.get_bind()).get_columns("usage_rollups")]
-    sums_of = [name for name in columns if name not in (*_ROLLUP_KEY, "batch")]
+    existing = [c["name"] for c in sa.inspect(op.get_bind()).get_columns("usage_rollups")]
+    sums_of = [name for name in existing if name not in (*_ROLLUP_KEY, "batch")]
     key, sums = ", ".join(_ROLLUP_KEY), ", ".join(f"sum({name}) AS {name}" for name in sums_of)
     op.execute(f"CREATE TABLE usage_rollups_merged AS SELECT {key}, {sums} FROM usage_rollups GROUP BY {key}")
     op.execute("DELETE FROM usage_rollups")

@@ -17,6 +17,9 @@ key = ``api_key``). Decisions where OpenAI says nothing:
   ``line_item``, a model's unpriced requests are their own line item ``"<model>, unpriced"`` with a null
   ``amount``. Line items are named ``"<model>, input|cached input|output"``, and ``"<model>, images|characters|
   seconds"`` for what is sold by the unit; a model name is never left out (``"(unknown model), ..."``).
+- ``batch=true|false`` filters completions by whether the Batch API did the work, and ``group_by=batch`` splits
+  them (OpenAI's own filter and group-by); batch work is priced at the batch rate. The costs API's line items of
+  batch work end in ``(batch)``, as OpenAI's do.
 - Lists may be sent as ``group_by=a&group_by=b``, ``group_by[]=a`` (what the SDKs send) or ``group_by=a,b``.
 """
 
@@ -58,7 +61,7 @@ class BucketWidth(StrEnum):
 # width in seconds, default and maximum number of buckets per page (OpenAI's numbers)
 _USAGE_LIMITS = {BucketWidth.minute: (60, 60, 1440), BucketWidth.hour: (3600, 24, 168), BucketWidth.day: (86400, 7, 31)}
 _COSTS_LIMITS = (7, 180)
-_USAGE_GROUPS = {"project_id": "tenant_id", "api_key_id": "api_key_id", "model": "model"}
+_USAGE_GROUPS = {"project_id": "tenant_id", "api_key_id": "api_key_id", "model": "model", "batch": "batch"}
 _COSTS_GROUPS = {"project_id": "tenant_id", "api_key_id": "api_key_id", "line_item": "model"}
 _LINE_ITEMS = (("input", "cost_input_nusd"), ("cached input", "cost_cached_input_nusd"), ("output", "cost_output_nusd"))
 _UNKNOWN_MODEL = "(unknown model)"
@@ -157,8 +160,21 @@ def _groups(names: tuple[str, ...], dimensions: tuple[str, ...], key: tuple[Any,
     values = dict(zip(dimensions, key, strict=True))
     group: dict[str, Any] = {"project_id": None, "api_key_id": None}
     for name in names:
-        group[name] = values[_USAGE_GROUPS.get(name) or _COSTS_GROUPS[name]]
+        value = values[_USAGE_GROUPS.get(name) or _COSTS_GROUPS[name]]
+        group[name] = bool(value) if name == "batch" else value
     return group
+
+
+def _batch_filter(value: str | None, family: Family | None = None) -> bool | None:
+    if value is None:
+        return None
+    if family is not None and family is not Family.completions:
+        raise BadRequest("The batch filter applies to completions usage only.", param="batch")
+    if value.lower() in ("true", "1"):
+        return True
+    if value.lower() in ("false", "0"):
+        return False
+    raise BadRequest(f"Invalid 'batch': {value[:32]!r}; use true or false.", param="batch")
 
 
 def _usage_fields(family: Family, t: Totals) -> dict[str, Any]:
@@ -192,12 +208,16 @@ async def usage(
     bucket_width: BucketWidth = BucketWidth.day,
     limit: int | None = Query(None, description="Buckets per page (1d: 7, max 31; 1h: 24, max 168; 1m: 60, max 1440)"),
     page: str | None = Query(None, description="`next_page` of the previous response"),
+    batch: str | None = Query(None, description="completions only: true for Batch API work, false for the rest"),
     reader: UsageReader = Depends(usage_reader),
 ) -> dict[str, Any]:
     width, default, maximum = _USAGE_LIMITS[bucket_width]
     window = _Window(start_time, end_time, width, _limit(limit, default, maximum), page)
     names, dimensions = _group_by(request, _USAGE_GROUPS)
+    if "batch" in names and family is not Family.completions:
+        raise BadRequest("group_by=batch applies to completions usage only.", param="group_by")
     query = window.query(
+        batch=_batch_filter(batch, family),
         group_by=dimensions,
         categories=(family.value,),
         project_ids=_list(request, "project_ids"),
@@ -214,6 +234,7 @@ async def usage(
                     "object": f"organization.usage.{family.value}.result",
                     **_usage_fields(family, totals),
                     "model": None,
+                    **({"batch": None} if family is Family.completions else {}),
                     **_groups(names, dimensions, key),
                 }
                 for key, totals in rows
@@ -239,7 +260,7 @@ async def costs(
     by_line_item = "line_item" in names
     query = window.query(
         # Line items of unit costs are named by what their family's quantity counts.
-        group_by=(*dimensions, "category") if by_line_item else dimensions,
+        group_by=(*dimensions, "category", "batch") if by_line_item else dimensions,
         project_ids=_list(request, "project_ids"),
         api_key_ids=_list(request, "api_key_ids"),
     )
@@ -255,8 +276,9 @@ async def costs(
         # One result per group and line item (a model used by two families adds up), in first-seen order.
         merged: dict[tuple[Any, ...], list[Any]] = {}  # -> [group, nano-USD or None, unpriced requests]
         for key, totals in rows:
-            group = _groups(names, dimensions, key[:-1])
-            for item, nanos, unpriced in _line_items(str(group["line_item"] or _UNKNOWN_MODEL), str(key[-1]), totals):
+            group = _groups(names, dimensions, key[:-2])
+            model = str(group["line_item"] or _UNKNOWN_MODEL)
+            for item, nanos, unpriced in _line_items(model, str(key[-2]), bool(key[-1]), totals):
                 if line_items is not None and item not in line_items:
                     continue
                 entry = merged.setdefault((*group.values(), item), [{**group, "line_item": item}, 0, 0])
@@ -267,10 +289,12 @@ async def costs(
     return window.page(results)
 
 
-def _line_items(model: str, category: str, totals: Totals) -> list[tuple[str, int | None, int]]:
-    """(line item, nano-USD or None for unpriced, unpriced requests) of one model's totals in one family."""
+def _line_items(model: str, category: str, batch: bool, totals: Totals) -> list[tuple[str, int | None, int]]:
+    """(line item, nano-USD or None for unpriced, unpriced requests) of one model's totals in one family (batch work:
+    items of its own, ``"<model>, input (batch)"``)."""
+    work = " (batch)" if batch else ""
     items: list[tuple[str, int | None, int]] = [
-        (f"{model}, {label}", totals[field], 0) for label, field in _LINE_ITEMS if totals[field]
+        (f"{model}, {label}{work}", totals[field], 0) for label, field in _LINE_ITEMS if totals[field]
     ]
     if totals["cost_unit_nusd"]:
         items.append((f"{model}, {QUANTITY_UNITS.get(category, 'units')}", totals["cost_unit_nusd"], 0))

@@ -132,6 +132,7 @@ def from_exchange(exchange: Exchange, *, settled: bool) -> UsageEvent:
         "status": exchange.status,
         "stream": exchange.stream,
         "billable": billable,
+        "batch": False,
         "usage_source": exchange.usage_source if billable and exchange.usage is not None else None,
         "input_tokens": _count(usage.input_tokens),
         "cached_input_tokens": _count(usage.cached_input_tokens),
@@ -186,7 +187,8 @@ def measure_of(event: dict[str, Any]) -> Measure:
         category=event["category"],
         quantity=event["quantity"],
         usage_reported=event["usage_source"] == "upstream",
-        service_tier=event.get("service_tier"),
+        # A batch's lines are priced at the Batch API's price whatever their bodies asked for.
+        service_tier="batch" if event.get("batch") is True else event.get("service_tier"),
         image_size=event.get("image_size", UNKNOWN_OPTION) if images else None,
         image_quality=event.get("image_quality", UNKNOWN_OPTION) if images else None,
     )

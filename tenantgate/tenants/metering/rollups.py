@@ -19,7 +19,7 @@ from tenantgate.tenants.metering.models import ROLLUP_COUNTS, ROLLUP_SUMS, Usage
 MINUTE, HOUR, DAY = 60, 3600, 86400
 _WIDTHS = (DAY, HOUR, MINUTE)
 VALUE_FIELDS = (*ROLLUP_COUNTS, *ROLLUP_SUMS)
-DIMENSIONS = ("tenant_id", "api_key_id", "model", "category")
+DIMENSIONS = ("tenant_id", "api_key_id", "model", "category", "batch")
 
 R = UsageRollupRow
 
@@ -75,6 +75,8 @@ class UsageQuery:
     models: tuple[str, ...] | None = None
     categories: tuple[str, ...] | None = None
     project_ids: tuple[str, ...] | None = None
+    batch: bool | None = None
+    """Only batch work (True), only the rest (False), or both (None)."""
 
 
 @dataclass(slots=True)
@@ -131,6 +133,7 @@ def statement(query: UsageQuery, *, tenant_id: str | None) -> Select[Any]:
         _in(R.api_key_id, query.api_key_ids),
         _in(R.model, query.models),
         _in(R.category, query.categories),
+        None if query.batch is None else R.batch.is_(query.batch),
         None if tenant_id is None else R.tenant_id == tenant_id,
     ]
     return (

@@ -44,11 +44,14 @@ it is written; as tuples it takes about a quarter of what the events' dicts take
 ROW_ID = COLUMN_NAMES.index("id")
 
 
+_DEFAULTS: dict[str, Any] = {"batch": False}  # events spooled before batches were metered carry no ``batch``
+
+
 def row_of(event: Mapping[str, Any]) -> Row:
-    return tuple(event.get(name) for name in COLUMN_NAMES)
+    return tuple(event.get(name, _DEFAULTS.get(name)) for name in COLUMN_NAMES)
 
 
-_ROLLUP_KEY = ("width", "tenant_id", "bucket_start", "api_key_id", "model", "category")
+_ROLLUP_KEY = ("width", "tenant_id", "bucket_start", "api_key_id", "model", "category", "batch")
 # Any constant works; it only has to be the same in every process writing to this database.
 _WRITE_LOCK = 0x7467_6D65_7465_72  # "tgmeter"
 # A database that takes longer than this to answer ``SELECT 1`` counts as down.
@@ -87,7 +90,7 @@ def _postgres_statement() -> str:
     names = ", ".join(COLUMN_NAMES)
     selected = ", ".join("to_timestamp(occurred_at)" if name == "occurred_at" else name for name in COLUMN_NAMES)
     sums = ",\n      ".join(f"sum(i.{name}) AS {name}" for name in ROLLUP_SUMS)
-    rollup_columns = ", ".join(("width", "bucket_start", "tenant_id", "api_key_id", "model", "category"))
+    rollup_columns = ", ".join(("width", "bucket_start", "tenant_id", "api_key_id", "model", "category", "batch"))
     value_columns = ", ".join((*ROLLUP_COUNTS, *ROLLUP_SUMS))
     updates = ",\n    ".join(
         f"{name} = usage_rollups.{name} + EXCLUDED.{name}" for name in (*ROLLUP_COUNTS, *ROLLUP_SUMS)
@@ -98,17 +101,17 @@ WITH ins AS (
   INSERT INTO usage_events ({names})
   SELECT {selected} FROM {_BATCH_TABLE} ORDER BY ord
   ON CONFLICT (id) DO NOTHING
-  RETURNING occurred_at, tenant_id, api_key_id, model, category, billable, usage_source, unpriced,
+  RETURNING occurred_at, tenant_id, api_key_id, model, category, batch, billable, usage_source, unpriced,
     {", ".join(ROLLUP_SUMS)}
 ), agg AS (
   SELECT w.width, (floor(extract(epoch FROM i.occurred_at))::bigint / w.width) * w.width AS bucket_start,
-      i.tenant_id, i.api_key_id, i.model, i.category,
+      i.tenant_id, i.api_key_id, i.model, i.category, i.batch,
       count(*) AS requests, count(*) FILTER (WHERE i.usage_source = 'estimated') AS estimated_requests,
       count(*) FILTER (WHERE i.unpriced IS NOT NULL) AS unpriced_requests,
       {sums}
   FROM ins i CROSS JOIN (VALUES {widths}) AS w(width)
   WHERE i.billable
-  GROUP BY 1, 2, 3, 4, 5, 6
+  GROUP BY 1, 2, 3, 4, 5, 6, 7
 ), up AS (
   INSERT INTO usage_rollups ({rollup_columns}, {value_columns})
   SELECT {rollup_columns}, {value_columns} FROM agg
@@ -168,7 +171,9 @@ class SQLiteEventStore:
     async def write(self, rows: Sequence[Row]) -> int:
         if not rows:
             return 0
-        returning = [EVENTS.c[name] for name in ("occurred_at", "tenant_id", "api_key_id", "model", "category")]
+        returning = [
+            EVENTS.c[name] for name in ("occurred_at", "tenant_id", "api_key_id", "model", "category", "batch")
+        ]
         returning += [EVENTS.c.billable, EVENTS.c.usage_source, EVENTS.c.unpriced]
         returning += [EVENTS.c[name] for name in ROLLUP_SUMS]
         inserted: list[Any] = []
@@ -208,7 +213,15 @@ def rollup_deltas(rows: Any) -> list[dict[str, Any]]:
         seconds = int(moment.timestamp()) if isinstance(moment, datetime) else int(moment)
         for width in ROLLUP_WIDTHS:
             bucket = seconds // width * width
-            key = (width, row["tenant_id"], bucket, row["api_key_id"], row["model"], row["category"])
+            key = (
+                width,
+                row["tenant_id"],
+                bucket,
+                row["api_key_id"],
+                row["model"],
+                row["category"],
+                bool(row["batch"]),
+            )
             entry = totals.get(key)
             if entry is None:
                 entry = dict(zip(_ROLLUP_KEY, key, strict=True))

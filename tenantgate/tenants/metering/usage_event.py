@@ -68,6 +68,9 @@ class UsageEvent(TypedDict):
     service_tier: NotRequired[Annotated[str | None, _SHARED]]
     image_size: NotRequired[Annotated[str | None, _SHARED]]
     image_quality: NotRequired[Annotated[str | None, _SHARED]]
+    # Work done by the Batch API (a line of a batch's output, priced at the batch price); lines spooled before batches
+    # were metered lack it: not batch work.
+    batch: NotRequired[Annotated[bool, _BOOL]]
     # Added by the writer when it prices the event.
     cost_input_nusd: NotRequired[Annotated[int, Column("int8", priced=True, export=("cost_usd",))]]
     cost_cached_input_nusd: NotRequired[Annotated[int, Column("int8", priced=True, export=())]]

@@ -344,7 +344,8 @@ def read_event(prices: PriceBook, line: bytes | memoryview) -> dict[str, Any]:
 
 def price_event(prices: PriceBook, event: dict[str, Any]) -> dict[str, Any]:
     """Add cost, price version and (if no price covers it) why it is unpriced to a spooled event (in place).
-    Deterministic: prices in effect at its time."""
+    Deterministic: prices in effect at its time; batch work at the batch price (events.measure_of)."""
+    event["batch"] = event.get("batch") is True
     cost = prices.cost(
         event["model"],
         usage_of(event) if event["billable"] else None,
