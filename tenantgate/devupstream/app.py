@@ -19,6 +19,7 @@ import orjson
 from starlette.types import Receive, Scope, Send
 
 from tenantgate.devupstream import audio, catalog, chat, images
+from tenantgate.devupstream.batches import Batches
 from tenantgate.devupstream.faults import (
     NO_FAULTS,
     FaultCounters,
@@ -27,6 +28,7 @@ from tenantgate.devupstream.faults import (
     fault_headers,
     fault_status_error,
 )
+from tenantgate.devupstream.files import FileStore
 from tenantgate.devupstream.response_store import ResponseStore
 from tenantgate.devupstream.responses import Responses
 from tenantgate.devupstream.wire import Abort, ApiError, Call
@@ -48,6 +50,9 @@ _MODEL_RE = re.compile(r"/models/(?P<model>[^/]+)")
 _RESPONSE_RE = re.compile(r"/responses/(?P<id>[^/]+)(?:/(?P<action>input_items|cancel))?")
 _DEV_IMAGE_RE = re.compile(r"/dev/images/(?P<id>[\w-]+)\.png")
 _DEV_ATTEMPTS_RE = re.compile(r"/dev/attempts/(?P<key>.+)")
+_FILE_RE = re.compile(r"/files/(?P<id>[^/]+)(?P<content>/content)?")
+_UPLOAD_RE = re.compile(r"/uploads/(?P<id>[^/]+)/(?P<action>parts|complete|cancel)")
+_BATCH_RE = re.compile(r"/batches/(?P<id>[^/]+)(?P<cancel>/cancel)?")
 
 Endpoint = Callable[[Call], Awaitable[None]]
 JsonEndpoint = Callable[[Call, dict[str, Any]], Awaitable[None]]
@@ -91,12 +96,16 @@ async def _read_json(call: Call) -> dict[str, Any]:
     return payload
 
 
+async def _with_json(call: Call, endpoint: JsonEndpoint) -> None:
+    await endpoint(call, await _read_json(call))
+
+
 class DevUpstream:
     """An OpenAI-compatible ASGI app with canned answers.
 
     ``token_delay_ms`` paces generation (per token, audio chunk or image); ``api_key``, when set, is required as
     ``Authorization: Bearer`` or Azure's ``api-key``; ``name`` is sent as ``x-dev-upstream`` on every answer and
-    selects which dev upstreams apply the faults of ``x-dev-fail-only``.
+    selects which dev upstreams apply the faults of ``x-dev-fail-only``; a batch takes ``batch_seconds`` to complete.
     """
 
     def __init__(
@@ -106,6 +115,7 @@ class DevUpstream:
         *,
         name: str = "dev",
         max_stored_responses: int = 10_000,
+        batch_seconds: float = 3.0,
     ) -> None:
         self.token_delay = token_delay_ms / 1000
         self.api_key = api_key.encode() if api_key is not None else None
@@ -123,6 +133,8 @@ class DevUpstream:
             "/images/generations": self._image_generations,
             "/audio/speech": audio.speech,
         }
+        self.files = FileStore()
+        self.batches = Batches(self.files, self._json_endpoints, batch_seconds)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -186,6 +198,9 @@ class DevUpstream:
                 await json_endpoint(call, payload)
 
             return {"POST": with_json}
+        objects = self._object_endpoints(path)
+        if objects:
+            return objects
         if path in ("/audio/transcriptions", "/audio/translations"):
             task = "transcribe" if path.endswith("transcriptions") else "translate"
             return {"POST": lambda call: audio.transcribe(call, task)}
@@ -204,6 +219,37 @@ class DevUpstream:
                 "GET": lambda call: responses.retrieve(call, response_id),
                 "DELETE": lambda call: responses.delete(call, response_id),
             }
+        return {}
+
+    def _object_endpoints(self, path: str) -> dict[str, Endpoint]:
+        """Files, uploads and batches (files.py, batches.py)."""
+        files, batches = self.files, self.batches
+        if path == "/files":
+            return {"POST": files.create, "GET": lambda call: files.list(call, _query(call.scope))}
+        if match := _FILE_RE.fullmatch(path):
+            file_id = match["id"]
+            if match["content"]:
+                return {"GET": lambda call: files.content(call, file_id)}
+            return {
+                "GET": lambda call: files.retrieve(call, file_id),
+                "DELETE": lambda call: files.delete(call, file_id),
+            }
+        if path == "/uploads":
+            return {"POST": lambda call: _with_json(call, files.create_upload)}
+        if match := _UPLOAD_RE.fullmatch(path):
+            upload_id, action = match["id"], match["action"]
+            if action == "parts":
+                return {"POST": lambda call: files.add_part(call, upload_id)}
+            if action == "complete":
+                return {"POST": lambda call: _with_json(call, lambda c, p: files.complete(c, upload_id, p))}
+            return {"POST": lambda call: files.cancel_upload(call, upload_id)}
+        if path == "/batches":
+            return {"POST": lambda call: _with_json(call, batches.create), "GET": batches.list}
+        if match := _BATCH_RE.fullmatch(path):
+            batch_id = match["id"]
+            if match["cancel"]:
+                return {"POST": lambda call: batches.cancel(call, batch_id)}
+            return {"GET": lambda call: batches.retrieve(call, batch_id)}
         return {}
 
     def _authenticate(self, scope: Scope) -> None:

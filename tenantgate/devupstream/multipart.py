@@ -1,11 +1,12 @@
-"""A streaming multipart/form-data reader for audio uploads.
+"""A streaming multipart/form-data reader for audio and file uploads.
 
-The dev upstream only needs the form fields, the file's name, size and first bytes (a WAV header gives the
-duration), so it counts the file as it streams past instead of holding or spooling it.
+The dev upstream needs the form fields, the file's name, size and first bytes (a WAV header gives the duration);
+the file itself streams past into ``sink`` (a file on disk for the Files API) or is only counted.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from python_multipart.exceptions import FormParserError
@@ -36,8 +37,10 @@ class Upload:
 class _Collector:
     """Callbacks for python-multipart's push parser: keeps fields, measures the one file."""
 
-    def __init__(self) -> None:
+    def __init__(self, file_field: str = "file", sink: Callable[[bytes], object] | None = None) -> None:
         self.upload = Upload()
+        self._file_field = file_field
+        self._sink = sink
         self._header_name = b""
         self._header_value = b""
         self._disposition = b""
@@ -62,7 +65,7 @@ class _Collector:
     def on_headers_finished(self) -> None:
         _, options = parse_options_header(self._disposition)
         self._name = options.get(b"name", b"").decode("utf-8", "replace")
-        self._is_file = b"filename" in options and self._name == "file"
+        self._is_file = b"filename" in options and self._name == self._file_field
         if self._is_file:
             self.upload.filename = options[b"filename"].decode("utf-8", "replace")
 
@@ -72,6 +75,8 @@ class _Collector:
             if len(upload.file_head) < _HEAD_BYTES:
                 upload.file_head += data[start : min(end, start + _HEAD_BYTES - len(upload.file_head))]
             upload.file_size += end - start
+            if self._sink is not None:
+                self._sink(data[start:end])
             return
         self._data += data[start:end]
         if len(self._data) > _MAX_FIELD_BYTES:
@@ -82,7 +87,14 @@ class _Collector:
             self.upload.fields.setdefault(self._name, []).append(self._data.decode("utf-8", "replace"))
 
 
-async def read_upload(scope: Scope, receive: Receive, max_file_bytes: int) -> Upload:
+async def read_upload(
+    scope: Scope,
+    receive: Receive,
+    max_file_bytes: int,
+    *,
+    file_field: str = "file",
+    sink: Callable[[bytes], object] | None = None,
+) -> Upload:
     content_type = b""
     for name, value in scope["headers"]:
         if name == b"content-type":
@@ -95,7 +107,7 @@ async def read_upload(scope: Scope, receive: Receive, max_file_bytes: int) -> Up
             f"Invalid Content-Type header ({shown}), expected multipart/form-data. (HINT: If you're using curl, "
             "you can pass -H 'Content-Type: multipart/form-data')",
         )
-    collector = _Collector()
+    collector = _Collector(file_field, sink)
     callbacks = {name: getattr(collector, name) for name in dir(_Collector) if name.startswith("on_")}
     parser = MultipartParser(options[b"boundary"], callbacks)  # type: ignore[arg-type]
     try:
