@@ -138,6 +138,17 @@ class Settings(BaseSettings):
     # estimates a request), or the model's tiktoken encoding (about 46 MB more per process). See tenantgate/tokens.py.
     token_estimates: TokenEstimates = "heuristic"
     admin_ip_rate_limit: str = "600/minute"
+    # Files, uploads and batches (platform/proxy/files.py, batches.py): OpenAI's own maximums by default. Per tenant:
+    # the files it keeps (count and bytes, shown in /v1/me); per object: a file, an upload, a batch's input.
+    files_max_bytes: int = Field(default=512 * 1024 * 1024, ge=1)
+    files_max_count: int = Field(default=10_000, ge=0)
+    files_max_storage_bytes: int = Field(default=2_500_000_000_000, ge=0)
+    uploads_max_bytes: int = Field(default=8 * 1024**3, ge=1)
+    upload_part_max_bytes: int = Field(default=64 * 1024 * 1024, ge=1)
+    batch_input_max_bytes: int = Field(default=200 * 1024 * 1024, ge=1)
+    batch_input_max_requests: int = Field(default=50_000, ge=1)
+    # How often the background poller (one per deployment) looks at batches and background responses in flight.
+    object_poll_seconds: float = Field(default=30.0, gt=0)
     # Observability (tenantgate/observability/). Standard OTEL_* variables keep their own names.
     metrics_enabled: bool = True
     # A separate, unauthenticated /metrics listener for Prometheus (platform/metrics.py); unset: only the main

@@ -69,6 +69,23 @@ def _int(value: Any) -> int:
 
 
 @dataclass(slots=True)
+class BatchAdmission:
+    """A batch create: what its lines are estimated to need (the batches route sets it before admission), what the
+    limiter made it hold until the batch ends (``holds``), and whether those holds were written beside the batch
+    (``kept``; else the limiter releases them when the request ends)."""
+
+    endpoint: str
+    queue_tokens: dict[str, int]
+    """Estimated prompt tokens per model (what OpenAI's batch queue limits count)."""
+    month_tokens: int
+    """Every line's prompt plus the most output it allows."""
+    month_micro_usd: int
+    """That usage at batch prices."""
+    holds: list[dict[str, Any]] = field(default_factory=list)
+    kept: bool = False
+
+
+@dataclass(slots=True)
 class Attempt:
     """One try at one upstream deployment (retries and failover make several)."""
 
@@ -128,6 +145,14 @@ class Exchange:
     refused_by: str | None = None
     # The usage event of this exchange is on record (metering writes it once, in settle or else in finish).
     metered: bool = False
+    # Routes whose answers create or describe stored objects (files, uploads, batches) keep the parsed JSON answer
+    # here for the hook that records them (proxy/object_answers.py); nothing else parses it again.
+    keep_answer: bool = False
+    answer: dict[str, Any] | None = None
+    # The object a request works on (an upload, a batch's input file): what it creates is held where that is.
+    created_under: str | None = None
+    # A batch create: its estimate, what the limiter made it hold, whether that was recorded beside the batch.
+    batch: BatchAdmission | None = None
     # Set by a hook in admit (telemetry's opt-in content capture): keep the answer's choices/output or the
     # streamed text in ``output``. Off, no answer content is kept.
     capture_output: bool = False

@@ -14,9 +14,12 @@ from tenantgate.core.principal import Principal
 from tenantgate.database import create_engine, create_sessionmaker
 from tenantgate.observability.telemetry import Telemetry
 from tenantgate.platform import interpreter
+from tenantgate.platform.background.poller import LEASE_NAME, Poller
+from tenantgate.platform.background.settlement import Settler
 from tenantgate.platform.limits.cost import PriceBookCost
 from tenantgate.platform.limits.hook import Limiter
 from tenantgate.platform.proxy.hooks import ExchangeHook, Hooks
+from tenantgate.platform.proxy.object_answers import ObjectAnswersHook
 from tenantgate.platform.proxy.stored import OwnershipHook
 from tenantgate.platform.proxy.unfinished import UnfinishedStreams
 from tenantgate.platform.proxy.unpriced import UnpricedRefusal
@@ -31,10 +34,12 @@ from tenantgate.tenants.cache import KeyCache
 from tenantgate.tenants.invalidation import InvalidationBus, channel_name
 from tenantgate.tenants.invalidation_log import InvalidationLog
 from tenantgate.tenants.last_used import LastUsedTracker
+from tenantgate.tenants.lease import DatabaseLease
 from tenantgate.tenants.metering.ledger import Ledger
 from tenantgate.tenants.metering.meter import Metering
 from tenantgate.tenants.models import TenantUpstreamKey
-from tenantgate.tenants.objects import ObjectOwnership
+from tenantgate.tenants.object_index import ObjectIndex
+from tenantgate.tenants.objects import ObjectOwnership, Owner
 from tenantgate.tenants.repository import principal_for_key_hash, tenant_upstream_keys
 from tenantgate.tenants.secrets import SecretBox
 from tenantgate.wire.resp import RespClient
@@ -147,8 +152,33 @@ class Runtime:
         refuse: list[ExchangeHook] = []
         if settings.unpriced_models == "refuse":
             refuse.append(UnpricedRefusal(self.metering.prices, self.routing))
+        # Files, uploads, batches and background responses: the tenants' index, their billing, the one poller.
+        self.objects = ObjectIndex(self.sessions)
+        self.limiter.held_by_batches = self.objects.held
+        self.settler = Settler(
+            http=self.http,
+            ownership=self.ownership,
+            index=self.objects,
+            metering=self.metering,
+            limiter=self.limiter,
+            reach=self.reach,
+        )
+        poll = settings.object_poll_seconds
+        self.poller = Poller(
+            self.objects, DatabaseLease(self.sessions, LEASE_NAME, ttl=max(3 * poll, 5.0)), self.settler, poll
+        )
+        object_answers = ObjectAnswersHook(
+            self.ownership, self.objects, poll_seconds=poll, batch_seen=self.settler.batch_seen
+        )
         self.hooks = Hooks(
-            [self.telemetry.hook, *refuse, self.limiter, OwnershipHook(self.ownership), self.metering.hook]
+            [
+                self.telemetry.hook,
+                *refuse,
+                self.limiter,
+                OwnershipHook(self.ownership),
+                object_answers,
+                self.metering.hook,
+            ]
         )
 
     async def _load_principal(self, key_hash: str) -> Principal | None:
@@ -182,18 +212,37 @@ class Runtime:
             log.warning("tenant %s: base URL for upstream %r refused: %s", row.tenant_id, row.upstream, refused)
         return upstream.for_tenant(row.base_url, key, refused=refused)
 
+    async def reach(self, owner: Owner) -> tuple[Upstream, dict[str, str] | None] | None:
+        """The upstream and credentials that hold an owner's objects, outside of its requests (the poller's): the
+        platform's, or the tenant's current BYOK record for that upstream (None without one)."""
+        upstream = self.routing.upstreams.get(owner.upstream)
+        if upstream is None or owner.account == "platform":
+            return None if upstream is None else (upstream, None)
+        async with self.sessions() as session:
+            rows = await tenant_upstream_keys(session, owner.tenant_id)
+        for row in rows:
+            if row.upstream == owner.upstream:
+                key = self.secret_box.decrypt(row.ciphertext)
+                if key is None:
+                    return None
+                return self._own_upstream(row, key) or upstream, {owner.upstream: key}
+        return None
+
     async def start(self) -> None:
         await self.http.start()
         await self.ownership.start()
         await self.invalidation.start()
         self.last_used.start()
         await self.metering.start()
+        await self.poller.start()
         await self.telemetry.start()
         if self.settings.interpreter_tuning:
             interpreter.settle_after_startup()
 
     async def close(self) -> None:
         await self.telemetry.close()
+        await self.poller.close()
+        await self.settler.close()
         await self.last_used.stop()
         await self.invalidation.stop()
         await self.ownership.close()

@@ -14,13 +14,15 @@ import logging
 import os
 import time
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 from tenantgate import tokens
-from tenantgate.core.exchange import Exchange
+from tenantgate.core.exchange import BatchAdmission, Exchange
 from tenantgate.core.principal import Principal
+from tenantgate.platform.limits.batch import BatchCharge, BatchHold, queue_refusal
 from tenantgate.platform.limits.cost import CostEstimator, NoCostKnown
 from tenantgate.platform.limits.responses import RateLimiterUnavailable, rate_limit_headers, refusal
 from tenantgate.settings import Settings
@@ -87,6 +89,10 @@ class Limiter:
         self._charged: OrderedDict[str, None] = OrderedDict()
         # What each admitted request holds until it ends, by exchange (the router's ``finish`` always runs).
         self._held: dict[int, Reservation] = {}
+        # What each batch create holds until its batch ends, by exchange, until the request ends (batch.py).
+        self._batch_holds: dict[int, BatchHold] = {}
+        self.held_by_batches: Callable[[str, str], Awaitable[int]] | None = None
+        """What batches in flight hold on a counter (tenant id, counter key): added when a counter is seeded."""
 
     @classmethod
     def from_settings(
@@ -116,6 +122,9 @@ class Limiter:
 
     async def admit(self, exchange: Exchange) -> None:
         principal = exchange.ctx.principal
+        if exchange.batch is not None:
+            await self._admit_batch(exchange, exchange.batch)
+            return
         if not has_limits(principal):
             return
         prompt = await _estimate(exchange) if needs_token_estimate(principal) else 0
@@ -147,6 +156,55 @@ class Limiter:
             store, checks, lease, tokens, verdict.now_ms, month_tokens if _has(checks, "monthly_tokens") else 0,
             month_micro_usd if _has(checks, "monthly_budget") else 0,
         )  # fmt: skip
+
+    async def _admit_batch(self, exchange: Exchange, estimate: BatchAdmission) -> None:
+        """A batch create: the request's own limits, and the batch's holds on its queues and the month (batch.py)."""
+        principal = exchange.ctx.principal
+        now = time.time()
+        checks = self.policy.checks(
+            principal,
+            tokens=0,
+            now=now,
+            reserve_tokens=estimate.month_tokens,
+            reserve_micro_usd=estimate.month_micro_usd,
+        )
+        models: dict[str, str] = {}
+        for model, queued in estimate.queue_tokens.items():
+            queue = self.policy.batch_queue(principal, model, queued)
+            if queue is not None:
+                checks.append(queue)
+                models[queue.key] = model
+        if not checks:
+            return
+        lease = os.urandom(9).hex() if any(c.kind is Kind.CONCURRENCY for c in checks) else ""
+        verdict, store = await self._admit(principal, checks, lease, now)
+        headers = rate_limit_headers(verdict.states)
+        exchange.response_headers.extend(headers)
+        if not verdict.admitted:
+            failed = [s for s in verdict.states if not s.passed]
+            exchange.refused_by = ",".join(sorted({f"{s.check.scope}_{s.check.name}" for s in failed}))
+            queues = [s for s in failed if s.check.name == "batch_queue"]
+            if queues and len(queues) == len(failed):
+                base = {name.decode(): value.decode() for name, value in headers}
+                raise queue_refusal(queues[0], principal, models[queues[0].check.key], base, 60.0)
+            raise refusal(verdict.states, principal, exchange.model, headers, month_bounds(now)[1])
+        self._held[id(exchange)] = Reservation(
+            store, [c for c in checks if c.kind is not Kind.COUNTER], lease, 0, verdict.now_ms
+        )
+        hold = BatchHold(store, [c for c in checks if c.kind is Kind.COUNTER and c.amount > 0])
+        self._batch_holds[id(exchange)] = hold
+        estimate.holds = hold.as_state()
+
+    def settle_batch(self, tenant_id: str, holds: list[tuple[Check, int]], charge: BatchCharge, at: float) -> None:
+        """A batch ended: release what it held, charge what its lines used to the month it ended in."""
+        settlement = Settlement(counter_deltas=[(check, -amount, amount) for check, amount in holds])
+        if charge.tokens:
+            tokens = self.policy.month_counter(tenant_id, "monthly_tokens", at)
+            settlement.counter_deltas.append((tokens, charge.tokens, 0))
+        if charge.micro_usd:
+            spend = self.policy.month_counter(tenant_id, "monthly_budget", at)
+            settlement.counter_deltas.append((spend, charge.micro_usd, 0))
+        self.store.settle_soon(settlement, self.store.primary or self.store.fallback)
 
     def _most_output(self, exchange: Exchange, payload: dict[str, Any]) -> int:
         if exchange.operation not in _GENERATING:
@@ -193,7 +251,17 @@ class Limiter:
                 log.error("limits: the month's usage could not be read to seed a quota (%s)", type(exc).__name__)
                 return False
         for check in missing:
-            value = totals.tokens if check.name == "monthly_tokens" else totals.cost_nusd // _NANO_PER_MICRO
+            if check.name == "batch_queue":
+                value = 0
+            else:
+                value = totals.tokens if check.name == "monthly_tokens" else totals.cost_nusd // _NANO_PER_MICRO
+            if self.held_by_batches is not None:
+                try:
+                    value += await self.held_by_batches(tenant_id, check.key)
+                except Exception as exc:
+                    self._ledger_down_until = time.monotonic() + _LEDGER_RETRY_SECONDS
+                    log.error("limits: what batches hold could not be read to seed a counter (%s)", type(exc).__name__)
+                    return False
             await self.store.seed(check, value, store)
         return True
 
@@ -202,6 +270,11 @@ class Limiter:
 
     def finish(self, exchange: Exchange) -> None:
         self._close_out(exchange)
+        hold = self._batch_holds.pop(id(exchange), None) if self._batch_holds else None
+        if hold is not None and not (exchange.batch is not None and exchange.batch.kept):
+            # The batch was not created (or not recorded): nothing holds on to its queue and month any more.
+            release = Settlement(counter_deltas=[(check, -check.amount, check.amount) for check in hold.checks])
+            self.store.settle_soon(release, hold.store)
 
     def _close_out(self, exchange: Exchange) -> None:
         reservation = self._held.pop(id(exchange), None)

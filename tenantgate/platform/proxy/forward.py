@@ -54,6 +54,8 @@ class ForwardPolicy:
     strip_usage: bool = False
     unfinished: UnfinishedStreams | None = None
     """Settles streams that end without their usage; without it they are estimated from delivered text only."""
+    stream_body: bool = False
+    """Relay a successful answer chunk by chunk whatever its type (file contents), never holding it whole."""
 
 
 def tenant_keys(exchange: Exchange) -> dict[str, str] | None:
@@ -244,7 +246,7 @@ async def _relay(
             unfinished=policy.unfinished,
             access=access,
         )
-    elif is_buffered(content_type) or response.status >= 400:
+    elif response.status >= 400 or (is_buffered(content_type) and not policy.stream_body):
         await relay_buffered(exchange, hooks, response, headers, send)
     else:
         first = await response.content.readany()

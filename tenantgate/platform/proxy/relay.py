@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from typing import Any
 
+import orjson
 from starlette.types import Receive, Send
 
 from tenantgate.core.exchange import Exchange
@@ -46,6 +48,8 @@ async def relay_buffered(
             f"The upstream connection failed while reading its answer. (request id {exchange.ctx.request_id})"
         ) from None
     exchange.first_byte_at = time.perf_counter()
+    if response.status < 400 and exchange.keep_answer:
+        exchange.answer = _json_object(payload)
     if response.status < 400 and exchange.model_work:
         record_json_answer(exchange, payload)
     elif response.status < 400:
@@ -149,6 +153,14 @@ async def relay_chunks(
         with contextlib.suppress(OSError):
             await send({"type": "http.response.body", "body": _stream_error(exchange), "more_body": True})
     await send({"type": "http.response.body", "body": b""})
+
+
+def _json_object(payload: bytes) -> dict[str, Any] | None:
+    try:
+        answer = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return None
+    return answer if isinstance(answer, dict) else None
 
 
 def _stream_error(exchange: Exchange) -> bytes:

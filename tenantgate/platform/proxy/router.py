@@ -1,8 +1,8 @@
 """Dispatch of the OpenAI-compatible endpoints, as a raw ASGI layer in front of FastAPI.
 
 Requests are matched against the fixed route templates of ``routes.py``; paths that match none fall through to the
-FastAPI app (admin, usage, docs, ops, and OpenAI-shaped 404s, which is also what files, batches and vector stores
-get until their ids are tracked per tenant like responses are).
+FastAPI app (admin, usage, docs, ops, and OpenAI-shaped 404s, which is also what vector stores get until their ids
+are tracked per tenant like responses, files, uploads and batches are).
 """
 
 from __future__ import annotations
@@ -15,13 +15,21 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from tenantgate.core.exchange import Exchange
 from tenantgate.platform.context import SCOPE_CONTEXT, SCOPE_ROUTE, RequestContext
 from tenantgate.platform.errors import BadRequest, GatewayError, send_error
-from tenantgate.platform.proxy import models, stored
+from tenantgate.platform.proxy import batches, files, models, stored
 from tenantgate.platform.proxy.forward import ForwardPolicy, forward, tenant_keys
 from tenantgate.platform.proxy.http import ClientDisconnected, parse_json_object, read_body
 from tenantgate.platform.proxy.multipart import read_upload
 from tenantgate.platform.proxy.references import Reference, check_admission_fields, inspect_body
 from tenantgate.platform.proxy.request_body import JsonBody
-from tenantgate.platform.proxy.routes import CREATE_ROUTES, LIST_MODELS, RETRIEVE_MODEL, Route, match_stored_response
+from tenantgate.platform.proxy.routes import (
+    CREATE_ROUTES,
+    LIST_MODELS,
+    OBJECT_PREFIXES,
+    RETRIEVE_MODEL,
+    Route,
+    match_object_route,
+    match_stored_response,
+)
 from tenantgate.platform.runtime import Runtime
 
 
@@ -38,6 +46,7 @@ class ProxyRouter:
         method: str = scope["method"]
         route = CREATE_ROUTES.get(path) if method == "POST" else None
         response_id = ""
+        params: dict[str, str] | None = None
         if route is not None:
             pass
         elif method == "GET" and path == "/v1/models":
@@ -46,15 +55,21 @@ class ProxyRouter:
             route = RETRIEVE_MODEL  # models.serve checks the name; a declared model may contain "/"
         elif path.startswith("/v1/responses/") and (stored_route := match_stored_response(method, path)):
             route, response_id = stored_route
+        elif path.startswith(OBJECT_PREFIXES) and (object_route := match_object_route(method, path)):
+            route, params = object_route
         else:
             await self.app(scope, receive, send)
             return
         scope[SCOPE_ROUTE] = route.template  # what telemetry names this request by
         ctx: RequestContext = scope[SCOPE_CONTEXT]
         # The template, not the path: ids stay out of usage events and metrics.
-        exchange = Exchange(ctx=ctx, operation=route.operation, path=route.template, model_work=route.body != "none")
+        model_work = route.body != "none" and params is None
+        exchange = Exchange(ctx=ctx, operation=route.operation, path=route.template, model_work=model_work)
         try:
-            if route.body != "none":
+            if params is not None:
+                serve = batches.serve if route.operation == "batch" else files.serve
+                await serve(self.runtime, exchange, route, params, scope, receive, send)
+            elif route.body != "none":
                 await self.create(exchange, route, scope, receive, send)
             elif route.operation == "models":
                 await models.serve(self.runtime, exchange, route, scope, receive, send)

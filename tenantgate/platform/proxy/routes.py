@@ -122,7 +122,37 @@ STORED_RESPONSE_ROUTES = (
     Route("POST", "/v1/responses/{response_id}/cancel", "responses"),
 )
 
-ALL_ROUTES: tuple[Route, ...] = (*CREATE_ROUTES.values(), LIST_MODELS, RETRIEVE_MODEL, *STORED_RESPONSE_ROUTES)
+# Files, uploads and batches (proxy/files.py, proxy/batches.py). Lists are answered from the gateway's own index and
+# never reach the upstream; their query parameters are read by the gateway only.
+LIST_FILES = Route("GET", "/v1/files", "files", query=frozenset({"purpose", "limit", "after", "order"}))
+LIST_BATCHES = Route("GET", "/v1/batches", "batch", query=frozenset({"after", "limit"}))
+RETRIEVE_FILE = Route("GET", "/v1/files/{file_id}", "files")
+FILE_CONTENT = Route("GET", "/v1/files/{file_id}/content", "files")
+RETRIEVE_BATCH = Route("GET", "/v1/batches/{batch_id}", "batch")
+OBJECT_ROUTES = (
+    Route("POST", "/v1/files", "files", "multipart"),
+    LIST_FILES,
+    RETRIEVE_FILE,
+    Route("DELETE", "/v1/files/{file_id}", "files"),
+    FILE_CONTENT,
+    Route("POST", "/v1/uploads", "uploads", "json"),
+    Route("POST", "/v1/uploads/{upload_id}/parts", "uploads", "multipart"),
+    Route("POST", "/v1/uploads/{upload_id}/complete", "uploads", "json"),
+    Route("POST", "/v1/uploads/{upload_id}/cancel", "uploads"),
+    Route("POST", "/v1/batches", "batch", "json"),
+    LIST_BATCHES,
+    RETRIEVE_BATCH,
+    Route("POST", "/v1/batches/{batch_id}/cancel", "batch"),
+)
+OBJECT_PREFIXES = ("/v1/files", "/v1/uploads", "/v1/batches")
+
+ALL_ROUTES: tuple[Route, ...] = (
+    *CREATE_ROUTES.values(),
+    LIST_MODELS,
+    RETRIEVE_MODEL,
+    *STORED_RESPONSE_ROUTES,
+    *OBJECT_ROUTES,
+)
 
 
 def match_stored_response(method: str, path: str) -> tuple[Route, str] | None:
@@ -132,4 +162,14 @@ def match_stored_response(method: str, path: str) -> tuple[Route, str] | None:
             params = route.match(path)
             if params is not None:
                 return route, params["response_id"]
+    return None
+
+
+def match_object_route(method: str, path: str) -> tuple[Route, dict[str, str]] | None:
+    """The files, uploads or batches route of a request and its parameters, or None."""
+    for route in OBJECT_ROUTES:
+        if route.method == method:
+            params = route.match(path)
+            if params is not None:
+                return route, params
     return None

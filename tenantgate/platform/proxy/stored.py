@@ -31,6 +31,8 @@ if TYPE_CHECKING:
     from tenantgate.platform.runtime import Runtime
 
 _MAX_REFERENCES = 256
+_TRACKED = frozenset({"response", "item", "file"})
+"""Kinds of referenced objects the gateway records owners of; any other kind named in a body is nobody's."""
 _MAX_BODY = 64 * 1024  # what a cancel may carry (nothing, in OpenAI's API)
 _NOT_FOUND_MESSAGES = {
     "response": "No response found with id '{id}'.",
@@ -39,6 +41,9 @@ _NOT_FOUND_MESSAGES = {
     "file": "No such File object: {id}",
     "vector_store": "No vector store found with id '{id}'.",
     "container": "Container with id '{id}' not found.",
+    "batch": "No batch found with id '{id}'.",
+    "upload": "No upload found with id '{id}'.",
+    "upload_part": "No upload part found with id '{id}'.",
 }
 
 
@@ -101,7 +106,7 @@ async def check_references(
     for count, reference in enumerate(references):
         if count >= _MAX_REFERENCES:
             raise NotFound(f"A request may name at most {_MAX_REFERENCES} stored objects.", param=reference.param)
-        if reference.kind not in ("response", "item"):
+        if reference.kind not in _TRACKED:
             raise not_found(reference.kind, reference.id, reference.param)  # not tracked per tenant yet: nobody's
         owner = await owned(runtime.ownership, exchange, reference.id)
         if owner is None:

@@ -7,6 +7,7 @@ all its keys. All keys of a tenant share the hash tag ``{tenant_id}`` so one scr
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -17,6 +18,9 @@ from tenantgate.tenants.limits.checks import DAY_MS, MINUTE_MS, Check, Kind
 MICRO_USD = Decimal(1_000_000)
 # Month counters outlive their month by a week so a late settlement still finds them.
 _MONTH_GRACE_MS = 7 * DAY_MS
+# A batch queue counter is kept this long after it last changed (a batch runs for at most a day or two); once gone,
+# it is seeded again from the batches in flight.
+BATCH_QUEUE_KEEP_MS = 7 * DAY_MS
 
 
 def month_bounds(now: float) -> tuple[datetime, datetime]:
@@ -127,31 +131,29 @@ class LimitPolicy:
                     )
                 )
         tenant = principal.tenant_limits
-        if tenant.monthly_token_quota is not None or tenant.monthly_budget_usd is not None:
-            month = _month(now)
-            keep_ms = int((month.end - now) * 1000) + _MONTH_GRACE_MS
-            if tenant.monthly_token_quota is not None:
-                checks.append(
-                    Check(
-                        "monthly_tokens",
-                        "tenant",
-                        Kind.COUNTER,
-                        f"{tag}:tenant:tokens:{month.label}",
-                        tenant.monthly_token_quota,
-                        reserve,
-                        keep_ms,
-                    )
-                )
-            if tenant.monthly_budget_usd is not None:
-                checks.append(
-                    Check(
-                        "monthly_budget",
-                        "tenant",
-                        Kind.COUNTER,
-                        f"{tag}:tenant:spend:{month.label}",
-                        int(tenant.monthly_budget_usd * MICRO_USD),
-                        spend,
-                        keep_ms,
-                    )
-                )
+        if tenant.monthly_token_quota is not None:
+            checks.append(
+                self.month_counter(principal.tenant_id, "monthly_tokens", now, tenant.monthly_token_quota, reserve)
+            )
+        if tenant.monthly_budget_usd is not None:
+            limit = int(tenant.monthly_budget_usd * MICRO_USD)
+            checks.append(self.month_counter(principal.tenant_id, "monthly_budget", now, limit, spend))
         return checks
+
+    def month_counter(self, tenant_id: str, name: str, now: float, limit: int = 0, amount: int = 0) -> Check:
+        """The month's token (``monthly_tokens``) or spend (``monthly_budget``) counter of a tenant at ``now``."""
+        month = _month(now)
+        keep_ms = int((month.end - now) * 1000) + _MONTH_GRACE_MS
+        what = "tokens" if name == "monthly_tokens" else "spend"
+        key = f"{self.prefix}:lim:{{{tenant_id}}}:tenant:{what}:{month.label}"
+        return Check(name, "tenant", Kind.COUNTER, key, limit, amount, keep_ms)
+
+    def batch_queue(self, principal: Principal, model: str, tokens: int) -> Check | None:
+        """The tenant's counter of prompt tokens enqueued in batches for ``model``, or None without a queue limit."""
+        limit = principal.tenant_limits.batch_queue_tokens
+        if limit is None:
+            return None
+        # Model names are the caller's strings: the key carries a digest of the name, of bounded length.
+        digest = hashlib.sha256(model.encode()).hexdigest()[:24]
+        key = f"{self.prefix}:lim:{{{principal.tenant_id}}}:tenant:batchq:{digest}"
+        return Check("batch_queue", "tenant", Kind.COUNTER, key, limit, tokens, BATCH_QUEUE_KEEP_MS)

@@ -1,0 +1,348 @@
+"""Billing what ran upstream without a caller waiting: batches (per line of their output) and background responses.
+
+**Once.** Every line of a batch's output is one usage event whose id is derived from the batch id and the line's
+``custom_id`` (unique, checked at create); a background response's completion has the id the retrieve path uses
+too (``usage.completion_event_id``). The store keeps an event id once, so metering a batch again (a retrieve and
+the poller at the same moment, a process killed halfway and the next one starting over) adds nothing. Only then is
+the batch claimed as settled in the index (one conditional update: one winner across processes), and the winner
+releases what the batch held against the tenant's limits and charges what its lines used. A process killed between
+metering and the claim leaves the batch due: the next poll meters again (nothing doubles) and claims it. Killed
+between the claim and the release, the hold stays on the month's counters until they are seeded again (erring
+towards refusing, never towards unbilled work).
+
+**Attribution.** Events are the batch owner's: its tenant and the key that created it; batch work is flagged
+``batch`` and priced at the batch rate (writer.py), and shows in the Usage API under ``batch=true``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from decimal import Decimal
+from typing import Any
+
+import orjson
+
+from tenantgate.core.exchange import Usage
+from tenantgate.ids import new_id
+from tenantgate.platform.limits.batch import BatchCharge, holds_of
+from tenantgate.platform.limits.hook import Limiter
+from tenantgate.platform.proxy.object_answers import BATCH_ENDED, file_entry
+from tenantgate.platform.proxy.routes import FILE_CONTENT, RETRIEVE_BATCH, RETRIEVE_FILE, RETRIEVE_RESPONSE
+from tenantgate.platform.proxy.upstream_calls import call, get_json, lines
+from tenantgate.platform.proxy.usage import completion_event_id
+from tenantgate.platform.upstream.client import UpstreamClient
+from tenantgate.platform.upstream.registry import Upstream
+from tenantgate.tenants.limits.policy import MICRO_USD
+from tenantgate.tenants.metering.events import MAX_TEXT_CHARS, category_of, encode
+from tenantgate.tenants.metering.meter import Metering
+from tenantgate.tenants.metering.pricing import Measure
+from tenantgate.tenants.models import TenantObject
+from tenantgate.tenants.object_index import ObjectIndex
+from tenantgate.tenants.objects import ObjectOwnership, Owner
+
+log = logging.getLogger("tenantgate.objects")
+security = logging.getLogger("tenantgate.security")
+
+Reach = Callable[[Owner], Awaitable[tuple[Upstream, dict[str, str] | None] | None]]
+"""The upstream and credentials that hold an owner's objects now (None: its BYOK record is gone)."""
+
+_RESPONSE_ENDED = frozenset({"completed", "failed", "incomplete", "cancelled"})
+_MAX_OUTPUT_LINE = 64 * 1024 * 1024
+_MAX_OUTPUT_FILE = 16 * 1024**3
+_TOKEN_FIELDS = (
+    "input_tokens",
+    "cached_input_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+    "input_audio_tokens",
+    "output_audio_tokens",
+    "image_tokens",
+)
+
+
+def batch_line_event_id(batch_id: str, custom_id: str) -> str:
+    digest = hashlib.sha256(b"batch:" + batch_id.encode() + b"\n" + custom_id.encode()).hexdigest()[:32]
+    return "evt_bt" + digest
+
+
+def _ended_at(batch: dict[str, Any]) -> float:
+    for name in ("completed_at", "failed_at", "expired_at", "cancelled_at"):
+        value = batch.get(name)
+        if isinstance(value, int | float) and not isinstance(value, bool) and 0 < value < 2**40:
+            return float(value)
+    return time.time()
+
+
+def _text(value: Any, default: str = "") -> str:
+    if not isinstance(value, str):
+        return default
+    return value.replace("\x00", "\ufffd")[:MAX_TEXT_CHARS]
+
+
+class Settler:
+    def __init__(
+        self,
+        *,
+        http: UpstreamClient,
+        ownership: ObjectOwnership,
+        index: ObjectIndex,
+        metering: Metering,
+        limiter: Limiter,
+        reach: Reach,
+    ) -> None:
+        self.http = http
+        self.ownership = ownership
+        self.index = index
+        self.metering = metering
+        self.limiter = limiter
+        self.reach = reach
+        self._running: dict[str, asyncio.Task[None]] = {}
+
+    # -- entry points ----------------------------------------------------------------------------------------------
+
+    async def batch_seen(self, owner: Owner, batch: dict[str, Any]) -> None:
+        """A caller was shown an ended batch: settle it in the background (at most one run per batch here)."""
+        batch_id = batch.get("id")
+        if isinstance(batch_id, str) and batch_id not in self._running:
+            self._spawn(batch_id, self.settle_batch(owner, batch))
+
+    async def poll(self, row: TenantObject) -> None:
+        """The poller's look at one object in flight."""
+        owner = Owner(row.tenant_id, row.upstream, "tenant" if row.account == "tenant" else "platform", row.api_key_id)
+        reached = await self.reach(owner)
+        if reached is None:
+            log.warning(
+                "objects: %s %s cannot be reached (its tenant's key for %r is gone)", row.kind, row.id, row.upstream
+            )
+            return
+        upstream, keys = reached
+        if row.kind == "batch":
+            status, batch = await get_json(
+                self.http, upstream, keys, "GET", RETRIEVE_BATCH.upstream({"batch_id": row.id})
+            )
+            if status != 200 or batch is None or batch.get("id") != row.id:
+                return
+            if await self.observe_batch(owner, batch) and batch.get("status") in BATCH_ENDED:
+                await self.settle_batch(owner, batch)
+        elif row.kind == "response":
+            await self._poll_response(owner, row, upstream, keys)
+        else:
+            await self.index.claim_settlement(row.tenant_id, row.id)  # nothing to watch
+
+    async def close(self, limit_seconds: float = 5.0) -> None:
+        tasks = list(self._running.values())
+        if tasks:
+            await asyncio.wait(tasks, timeout=limit_seconds)
+        for task in tasks:
+            task.cancel()
+
+    # -- batches ---------------------------------------------------------------------------------------------------
+
+    async def observe_batch(self, owner: Owner, batch: dict[str, Any]) -> bool:
+        """Record what a batch answer names (its output files become the owner's) and its state; False if it names
+        another tenant's file (then nothing of it is read or billed)."""
+        batch_id = str(batch.get("id"))
+        for name in ("output_file_id", "error_file_id"):
+            file_id = batch.get(name)
+            if isinstance(file_id, str) and await self.ownership.record(file_id, "file", owner) is not None:
+                security.warning("security: batch %s names file %s of another tenant; not read", batch_id, file_id)
+                return False
+        status = batch.get("status")
+        await self.index.seen(
+            owner.tenant_id, batch_id, status=status[:32] if isinstance(status, str) else None, snapshot=batch
+        )
+        return True
+
+    async def settle_batch(self, owner: Owner, batch: dict[str, Any]) -> None:
+        batch_id = batch.get("id")
+        if not isinstance(batch_id, str):
+            return
+        row = await self.index.get(owner.tenant_id, batch_id)
+        if row is None or row.settled_at is not None:
+            return
+        reached = await self.reach(owner)
+        if reached is None:
+            return  # the poller tries again
+        upstream, keys = reached
+        state = row.state or {}
+        endpoint = state.get("endpoint") if isinstance(state.get("endpoint"), str) else batch.get("endpoint")
+        at = _ended_at(batch)
+        charge = BatchCharge()
+        output = batch.get("output_file_id")
+        if isinstance(output, str):
+            await self._meter_output(owner, batch_id, str(endpoint or ""), output, at, upstream, keys, charge)
+        for name in ("output_file_id", "error_file_id"):
+            file_id = batch.get(name)
+            if isinstance(file_id, str):
+                await self._index_file(owner, file_id, upstream, keys)
+        if await self.index.claim_settlement(owner.tenant_id, batch_id):
+            holds = holds_of(state.get("holds") or [])
+            self.limiter.settle_batch(owner.tenant_id, holds, charge, at)
+            log.info(
+                "objects: batch %s settled: %d lines billed, %d tokens, %d holds released",
+                batch_id,
+                charge.lines,
+                charge.tokens,
+                len(holds),
+            )
+
+    async def _meter_output(
+        self,
+        owner: Owner,
+        batch_id: str,
+        endpoint: str,
+        file_id: str,
+        at: float,
+        upstream: Upstream,
+        keys: dict[str, str] | None,
+        charge: BatchCharge,
+    ) -> None:
+        response = await call(
+            self.http, upstream, keys, "GET", FILE_CONTENT.upstream({"file_id": file_id}), stream=True
+        )
+        if response.status >= 400:
+            response.close()
+            raise RuntimeError(f"the output file {file_id} of batch {batch_id} answered {response.status}")
+        usd = Decimal(0)
+        async for _, raw in lines(response, max_line=_MAX_OUTPUT_LINE, max_total=_MAX_OUTPUT_FILE):
+            event = self._line_event(owner, batch_id, endpoint, raw, at)
+            if event is None:
+                continue
+            self.metering.spool.append_or_hold(encode(event))
+            self.metering.writer.notify()
+            if event["billable"]:
+                tokens = event["input_tokens"] + event["output_tokens"]
+                charge.lines += 1
+                charge.tokens += tokens
+                charge.models[event["model"]] = charge.models.get(event["model"], 0) + tokens
+                usage = Usage(**{name: event[name] for name in _TOKEN_FIELDS})
+                measure = Measure(category=event["category"], service_tier="batch")
+                cost = self.metering.prices.cost(
+                    event["model"], usage, measure=measure, tenant_id=owner.tenant_id, at=at
+                )
+                usd += cost.usd
+        charge.micro_usd = int(usd * MICRO_USD)
+
+    def _line_event(self, owner: Owner, batch_id: str, endpoint: str, raw: bytes, at: float) -> dict[str, Any] | None:
+        """The usage event of one output line (what the upstream reported for it), or None for a line without a
+        ``custom_id``."""
+        try:
+            line = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return None
+        if not isinstance(line, dict) or not isinstance(line.get("custom_id"), str):
+            return None
+        response: dict[str, Any] = line["response"] if isinstance(line.get("response"), dict) else {}
+        body: dict[str, Any] = response["body"] if isinstance(response.get("body"), dict) else {}
+        status = response.get("status_code")
+        status = status if isinstance(status, int) and not isinstance(status, bool) and 0 < status < 1000 else 0
+        usage = Usage.from_openai(body.get("usage"))
+        billable = 0 < status < 400 and usage is not None
+        model = _text(body.get("model"))
+        event: dict[str, Any] = {
+            "id": batch_line_event_id(batch_id, line["custom_id"]),
+            "request_id": _text(response.get("request_id"), batch_id)[:128] or new_id("req"),
+            "occurred_at": at,
+            "tenant_id": owner.tenant_id,
+            "api_key_id": owner.api_key_id or "",
+            "endpoint": endpoint,
+            "category": category_of(endpoint),
+            "model": model,
+            "upstream": owner.upstream,
+            "upstream_model": None,
+            "response_model": model or None,
+            "status": status,
+            "stream": False,
+            "billable": billable,
+            "batch": True,
+            "usage_source": "upstream" if billable else None,
+            "quantity": 0,
+            "latency_ms": None,
+            "ttft_ms": None,
+            "client_disconnected": False,
+            "error_type": None if 0 < status < 400 else str(status),
+            "attempts": 1,
+        }
+        for name in _TOKEN_FIELDS:
+            event[name] = getattr(usage, name) if billable and usage is not None else 0
+        return event
+
+    async def _index_file(self, owner: Owner, file_id: str, upstream: Upstream, keys: dict[str, str] | None) -> None:
+        """A batch's output or error file, listed and counted like the tenant's uploads."""
+        if await self.index.get(owner.tenant_id, file_id) is not None:
+            return
+        status, answer = await get_json(self.http, upstream, keys, "GET", RETRIEVE_FILE.upstream({"file_id": file_id}))
+        if status == 200 and answer is not None and answer.get("id") == file_id:
+            entry = file_entry(owner, answer)
+            if entry is not None:
+                await self.index.add(entry)
+
+    # -- background responses --------------------------------------------------------------------------------------
+
+    async def _poll_response(
+        self, owner: Owner, row: TenantObject, upstream: Upstream, keys: dict[str, str] | None
+    ) -> None:
+        path = RETRIEVE_RESPONSE.upstream({"response_id": row.id})
+        status, answer = await get_json(self.http, upstream, keys, "GET", path)
+        if status == 404:
+            await self.index.claim_settlement(row.tenant_id, row.id)  # deleted upstream: nothing left to bill
+            return
+        if status != 200 or answer is None or answer.get("id") != row.id:
+            return
+        state = answer.get("status")
+        await self.index.seen(row.tenant_id, row.id, status=state[:32] if isinstance(state, str) else None)
+        usage = Usage.from_openai(answer.get("usage"))
+        if state not in _RESPONSE_ENDED or usage is None:
+            return
+        model = _text(answer.get("model")) or _text((row.state or {}).get("model"))
+        completed = answer.get("completed_at")
+        at = float(completed) if isinstance(completed, int) and not isinstance(completed, bool) else time.time()
+        event: dict[str, Any] = {
+            "id": completion_event_id(row.id),
+            "request_id": row.id,
+            "occurred_at": at,
+            "tenant_id": owner.tenant_id,
+            "api_key_id": owner.api_key_id or "",
+            "endpoint": "/v1/responses",
+            "category": "completions",
+            "model": model,
+            "upstream": owner.upstream,
+            "upstream_model": None,
+            "response_model": model or None,
+            "status": 200,
+            "stream": False,
+            "billable": True,
+            "batch": False,
+            "usage_source": "upstream",
+            "quantity": 0,
+            "latency_ms": None,
+            "ttft_ms": None,
+            "client_disconnected": False,
+            "error_type": None,
+            "attempts": 1,
+            **{name: getattr(usage, name) for name in _TOKEN_FIELDS},
+        }
+        self.metering.spool.append_or_hold(encode(event))
+        self.metering.writer.notify()
+        if await self.index.claim_settlement(row.tenant_id, row.id):
+            cost = self.metering.prices.cost(model, usage, tenant_id=owner.tenant_id, at=at)
+            charge = BatchCharge(tokens=usage.total_tokens, micro_usd=int(cost.usd * MICRO_USD), lines=1)
+            self.limiter.settle_batch(owner.tenant_id, [], charge, at)
+
+    # -- tasks -----------------------------------------------------------------------------------------------------
+
+    def _spawn(self, key: str, work: Coroutine[Any, Any, None]) -> None:
+        async def run() -> None:
+            try:
+                await work
+            except Exception as exc:
+                # The poller comes back to it: nothing is lost, it is only later.
+                log.warning("objects: settling %s failed (%s); the poller retries", key, type(exc).__name__)
+            finally:
+                self._running.pop(key, None)
+
+        self._running[key] = asyncio.create_task(run())

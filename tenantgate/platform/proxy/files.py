@@ -1,0 +1,234 @@
+"""The Files and Uploads APIs: uploads streamed through, objects reachable by their owner only, lists from the index.
+
+``POST /v1/files`` and ``POST /v1/uploads/{id}/parts`` stream the caller's multipart body to the upstream as it
+arrives (never held whole, so a large upload keeps a worker's memory flat), cut off at the size limits; the gateway
+reads nothing of the form, so there is nothing two parsers could read differently: what the file is (purpose,
+size, name) comes from the upstream's answer. The answer's ids become the caller's (proxy/object_answers.py) before
+the caller sees them. ``GET /v1/files`` is answered from the tenant's index, never by the shared upstream account.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from starlette.types import Receive, Scope, Send
+
+from tenantgate.core.exchange import Exchange
+from tenantgate.platform.errors import BadRequest, PayloadTooLarge
+from tenantgate.platform.proxy.forward import ForwardPolicy, forward
+from tenantgate.platform.proxy.http import parse_json_object, read_body
+from tenantgate.platform.proxy.objects import (
+    content_length,
+    home,
+    list_params,
+    owned_holder,
+    require_multipart,
+    send_list,
+    streamed_body,
+)
+from tenantgate.platform.proxy.references import check_single_reading
+from tenantgate.platform.proxy.routes import LIST_FILES, Route
+from tenantgate.platform.proxy.stored import not_found
+from tenantgate.platform.upstream.registry import Target, Upstream
+
+if TYPE_CHECKING:
+    from tenantgate.platform.runtime import Runtime
+
+_FORM_SLACK = 64 * 1024
+"""Bytes a multipart body may carry beyond its file (part headers, the purpose field, the boundaries)."""
+_MAX_JSON = 64 * 1024
+_MAX_PARTS = 10_000
+_FILES_PAGE = (10_000, 10_000)  # OpenAI's default and largest page of files
+
+
+class ObjectLimitExceeded(BadRequest):
+    code = "object_limit_exceeded"
+
+
+async def serve(
+    runtime: Runtime,
+    exchange: Exchange,
+    route: Route,
+    params: dict[str, str],
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+) -> None:
+    template = route.template
+    if route is LIST_FILES:
+        await _list(runtime, exchange, scope, send)
+    elif template == "/v1/files":
+        await _upload_file(runtime, exchange, route, scope, receive, send)
+    elif template == "/v1/uploads":
+        await _create_upload(runtime, exchange, route, scope, receive, send)
+    elif template == "/v1/uploads/{upload_id}/parts":
+        await _add_part(runtime, exchange, route, params, scope, receive, send)
+    elif template == "/v1/uploads/{upload_id}/complete":
+        await _complete(runtime, exchange, route, params, scope, receive, send)
+    else:
+        await _pass(runtime, exchange, route, params, scope, receive, send)
+
+
+async def _room(runtime: Runtime, exchange: Exchange, adding: int = 0) -> int:
+    """Bytes the tenant may still store in files (after ``adding`` more); 400 when its file count is reached."""
+    settings = runtime.settings
+    storage = await runtime.objects.storage(exchange.ctx.principal.tenant_id)
+    if storage.files >= settings.files_max_count:
+        raise ObjectLimitExceeded(
+            f"This tenant keeps {storage.files} files, its limit; delete files before uploading more.", param="file"
+        )
+    room = settings.files_max_storage_bytes - storage.bytes - adding
+    if room < 0:
+        raise ObjectLimitExceeded(
+            f"This upload would take the tenant's files over their storage limit of "
+            f"{settings.files_max_storage_bytes} bytes ({storage.bytes} bytes stored); delete files first.",
+            param="bytes",
+        )
+    return room
+
+
+async def _upload_file(
+    runtime: Runtime, exchange: Exchange, route: Route, scope: Scope, receive: Receive, send: Send
+) -> None:
+    require_multipart(scope)
+    room = await _room(runtime, exchange)
+    file_limit = runtime.settings.files_max_bytes
+    limit = min(file_limit, room) + _FORM_SLACK
+    what = "The file" if file_limit <= room else "The file (with the tenant's files stored already)"
+    declared = content_length(scope)
+    if declared is not None and declared > limit:
+        raise PayloadTooLarge(f"{what} exceeds the limit of {limit - _FORM_SLACK} bytes.")
+    upstream, keys, _ = home(runtime, exchange)
+    body = streamed_body(receive, limit, what)
+    await _forward(runtime, exchange, route, {}, upstream, keys, scope, receive, send, body=body, replayable=False)
+
+
+async def _create_upload(
+    runtime: Runtime, exchange: Exchange, route: Route, scope: Scope, receive: Receive, send: Send
+) -> None:
+    raw, payload = await _json(scope, receive)
+    size = payload.get("bytes")
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        raise BadRequest("Invalid 'bytes': expected a non-negative integer.", param="bytes", code="invalid_type")
+    most = runtime.settings.uploads_max_bytes
+    if size > most:
+        raise BadRequest(f"Invalid 'bytes': {size}. An upload can be at most {most} bytes.", param="bytes")
+    await _room(runtime, exchange, adding=size)
+    upstream, keys, _ = home(runtime, exchange)
+    await _forward(runtime, exchange, route, {}, upstream, keys, scope, receive, send, body=raw)
+
+
+async def _add_part(
+    runtime: Runtime,
+    exchange: Exchange,
+    route: Route,
+    params: dict[str, str],
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+) -> None:
+    _, upstream, keys = await owned_holder(runtime, exchange, "upload", params["upload_id"])
+    require_multipart(scope)
+    limit = runtime.settings.upload_part_max_bytes + _FORM_SLACK
+    declared = content_length(scope)
+    if declared is not None and declared > limit:
+        raise PayloadTooLarge(f"An upload part exceeds the limit of {limit - _FORM_SLACK} bytes.")
+    body = streamed_body(receive, limit, "An upload part")
+    await _forward(runtime, exchange, route, params, upstream, keys, scope, receive, send, body=body, replayable=False)
+
+
+async def _complete(
+    runtime: Runtime,
+    exchange: Exchange,
+    route: Route,
+    params: dict[str, str],
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+) -> None:
+    owner, upstream, keys = await owned_holder(runtime, exchange, "upload", params["upload_id"])
+    raw, payload = await _json(scope, receive)
+    part_ids = payload.get("part_ids")
+    if not isinstance(part_ids, list) or not all(isinstance(p, str) for p in part_ids):
+        raise BadRequest("Invalid 'part_ids': expected an array of strings.", param="part_ids", code="invalid_type")
+    if len(part_ids) > _MAX_PARTS:
+        raise BadRequest(f"An upload may have at most {_MAX_PARTS} parts.", param="part_ids")
+    for index, part_id in enumerate(part_ids):
+        part = await runtime.ownership.owner(part_id)
+        if part is None or not part.same_holder(owner):
+            raise not_found("upload_part", part_id, f"part_ids[{index}]")
+    await _forward(runtime, exchange, route, params, upstream, keys, scope, receive, send, body=raw)
+
+
+async def _pass(
+    runtime: Runtime,
+    exchange: Exchange,
+    route: Route,
+    params: dict[str, str],
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+) -> None:
+    """Retrieve, delete and download a file, cancel an upload: for the owner, at the holder, as the upstream answers."""
+    kind, object_id = ("file", params["file_id"]) if "file_id" in params else ("upload", params["upload_id"])
+    _, upstream, keys = await owned_holder(runtime, exchange, kind, object_id)
+    body = await read_body(scope, receive, _MAX_JSON) if route.method == "POST" else None
+    content = route.template.endswith("/content")
+    await _forward(
+        runtime, exchange, route, params, upstream, keys, scope, receive, send, body=body, stream_body=content
+    )
+
+
+async def _list(runtime: Runtime, exchange: Exchange, scope: Scope, send: Send) -> None:
+    limit, after, order, purpose = list_params(
+        scope["query_string"], default_limit=_FILES_PAGE[0], max_limit=_FILES_PAGE[1]
+    )
+    await runtime.hooks.admit(exchange)
+    page = await runtime.objects.page(
+        exchange.ctx.principal.tenant_id, "file", limit=limit, after=after, order=order, purpose=purpose
+    )
+    await send_list(
+        send, exchange, [row.snapshot or {"id": row.id, "object": "file"} for row in page.rows], page.has_more
+    )
+
+
+async def _json(scope: Scope, receive: Receive) -> tuple[bytes, dict[str, Any]]:
+    raw = await read_body(scope, receive, _MAX_JSON)
+    payload = parse_json_object(raw)
+    check_single_reading(raw, payload, escaped_or_nested=True)
+    return raw, payload
+
+
+async def _forward(
+    runtime: Runtime,
+    exchange: Exchange,
+    route: Route,
+    params: dict[str, str],
+    upstream: Upstream,
+    keys: dict[str, str] | None,
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    *,
+    body: object,
+    replayable: bool = True,
+    stream_body: bool = False,
+) -> None:
+    exchange.keep_answer = not stream_body
+    await runtime.hooks.admit(exchange)
+    await forward(
+        exchange,
+        runtime.http,
+        runtime.hooks,
+        (Target(upstream, ""),),
+        scope,
+        receive,
+        send,
+        method=route.method,
+        path=route.upstream(params, scope["query_string"]),
+        body_for=lambda _target: body,
+        policy=ForwardPolicy(
+            runtime.settings.upstream_max_retry_wait_seconds, replayable=replayable, stream_body=stream_body
+        ),
+        tenant_keys=keys,
+    )

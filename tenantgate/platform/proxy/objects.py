@@ -1,0 +1,126 @@
+"""What the files, uploads and batches routes share: where a tenant's new objects go, which upstream and account
+hold an existing one, bodies streamed through with a byte limit, and OpenAI-shaped list pages from the index.
+
+New objects go to the primary upstream (the default one, or the first declared), at the tenant's own endpoint and
+with its own key when it has a BYOK record for that upstream; an existing object only ever to the upstream and
+account that hold it (``stored.holder``), and only for its owner: anyone else gets the 404 of an unknown id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl
+
+from starlette.types import Receive, Scope, Send
+
+from tenantgate.core.exchange import Exchange
+from tenantgate.platform.errors import BadRequest, PayloadTooLarge
+from tenantgate.platform.proxy.http import ClientDisconnected
+from tenantgate.platform.proxy.models import send_json
+from tenantgate.platform.proxy.stored import holder, not_found, owned
+from tenantgate.platform.upstream.registry import Upstream
+from tenantgate.tenants.object_index import Order
+from tenantgate.tenants.objects import Account, Owner
+
+if TYPE_CHECKING:
+    from tenantgate.platform.runtime import Runtime
+
+Keys = dict[str, str] | None
+
+
+def home(runtime: Runtime, exchange: Exchange) -> tuple[Upstream, Keys, Account]:
+    """Where the caller's new files, uploads and batches go, with which credentials, in which account."""
+    primary = runtime.routing.primary
+    principal = exchange.ctx.principal
+    secret = principal.upstream_keys.get(primary.name)
+    if secret is None:
+        return primary, None, "platform"
+    upstream = principal.own_upstreams.get(primary.name, primary)
+    return upstream, {primary.name: secret.get_secret_value()}, "tenant"
+
+
+async def owned_holder(
+    runtime: Runtime, exchange: Exchange, kind: str, object_id: str, param: str | None = None
+) -> tuple[Owner, Upstream, Keys]:
+    """The caller's object and the upstream and credentials that hold it; else the 404 of an unknown id."""
+    owner = await owned(runtime.ownership, exchange, object_id)
+    if owner is not None:
+        upstream, keys = holder(runtime, exchange, owner)
+        if upstream is not None:
+            return owner, upstream, keys
+    raise not_found(kind, object_id, param)
+
+
+def content_length(scope: Scope) -> int | None:
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                raise BadRequest("Invalid Content-Length header.") from None
+    return None
+
+
+def require_multipart(scope: Scope) -> None:
+    for name, value in scope["headers"]:
+        if name == b"content-type" and value.lower().startswith(b"multipart/form-data") and b"boundary=" in value:
+            return
+    raise BadRequest("This endpoint expects a multipart/form-data upload.", code="invalid_multipart")
+
+
+async def streamed_body(receive: Receive, limit: int, what: str) -> AsyncIterator[bytes]:
+    """The request body as it arrives, never held whole; cut off (413, the upstream's request never completes) as
+    soon as it passes ``limit`` bytes."""
+    size = 0
+    more = True
+    while more:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnected
+        chunk: bytes = message.get("body", b"")
+        more = message.get("more_body", False)
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"{what} exceeds the limit of {limit} bytes.")
+        if chunk:
+            yield chunk
+
+
+def list_params(query: bytes, *, default_limit: int, max_limit: int) -> tuple[int, str | None, Order, str | None]:
+    """``limit``, ``after``, ``order`` and ``purpose`` of a list request, checked (400 in OpenAI's words)."""
+    try:
+        pairs = dict(parse_qsl(query.decode("latin-1"), keep_blank_values=True, max_num_fields=32))
+    except ValueError:
+        raise BadRequest("Too many query parameters.") from None
+    raw_limit = pairs.get("limit")
+    limit = default_limit
+    if raw_limit is not None:
+        try:
+            limit = int(raw_limit)
+        except ValueError:
+            raise BadRequest(f"Invalid 'limit': {raw_limit[:32]!r} is not an integer.", param="limit") from None
+        if not 1 <= limit <= max_limit:
+            raise BadRequest(
+                f"Invalid 'limit': {limit}. It must be between 1 and {max_limit}.",
+                param="limit",
+                code="integer_out_of_range",
+            )
+    order = pairs.get("order", "desc")
+    if order not in ("asc", "desc"):
+        raise BadRequest(f"Invalid 'order': {order[:32]!r}. It must be 'asc' or 'desc'.", param="order")
+    after = pairs.get("after") or None
+    purpose = pairs.get("purpose") or None
+    return limit, after, "asc" if order == "asc" else "desc", purpose
+
+
+async def send_list(send: Send, exchange: Exchange, data: list[dict[str, Any]], has_more: bool) -> None:
+    """OpenAI's cursor page (``first_id``/``last_id``/``has_more``; the SDKs page on with ``after=last_id``)."""
+    page = {
+        "object": "list",
+        "data": data,
+        "first_id": data[0].get("id") if data else None,
+        "last_id": data[-1].get("id") if data else None,
+        "has_more": has_more,
+    }
+    await send_json(send, exchange, page)
