@@ -22,9 +22,9 @@ from tenantgate.platform.proxy.objects import (
     home,
     list_params,
     owned_holder,
-    require_multipart,
     send_list,
-    streamed_body,
+    streamed_form,
+    upload_form,
 )
 from tenantgate.platform.proxy.references import check_single_reading
 from tenantgate.platform.proxy.routes import LIST_FILES, Route
@@ -55,6 +55,7 @@ async def serve(
     send: Send,
 ) -> None:
     template = route.template
+    await runtime.hooks.admit(exchange)  # limits first: a refused caller costs no database read
     if route is LIST_FILES:
         await _list(runtime, exchange, scope, send)
     elif template == "/v1/files":
@@ -90,16 +91,15 @@ async def _room(runtime: Runtime, exchange: Exchange, adding: int = 0) -> int:
 async def _upload_file(
     runtime: Runtime, exchange: Exchange, route: Route, scope: Scope, receive: Receive, send: Send
 ) -> None:
-    require_multipart(scope)
+    form = upload_form(scope)
     room = await _room(runtime, exchange)
-    file_limit = runtime.settings.files_max_bytes
-    limit = min(file_limit, room) + _FORM_SLACK
-    what = "The file" if file_limit <= room else "The file (with the tenant's files stored already)"
+    file_limit = min(runtime.settings.files_max_bytes, room)
+    what = "The file" if file_limit < room else "The file (with the tenant's files stored already)"
     declared = content_length(scope)
-    if declared is not None and declared > limit:
-        raise PayloadTooLarge(f"{what} exceeds the limit of {limit - _FORM_SLACK} bytes.")
+    if declared is not None and declared > file_limit + _FORM_SLACK:
+        raise PayloadTooLarge(f"{what} exceeds the limit of {file_limit} bytes.")
     upstream, keys, _ = home(runtime, exchange)
-    body = streamed_body(receive, limit, what)
+    body = streamed_form(form, receive, file_limit=file_limit, body_limit=file_limit + _FORM_SLACK, what=what)
     await _forward(runtime, exchange, route, {}, upstream, keys, scope, receive, send, body=body, replayable=False)
 
 
@@ -128,12 +128,12 @@ async def _add_part(
     send: Send,
 ) -> None:
     _, upstream, keys = await owned_holder(runtime, exchange, "upload", params["upload_id"])
-    require_multipart(scope)
-    limit = runtime.settings.upload_part_max_bytes + _FORM_SLACK
+    form = upload_form(scope)
+    limit = runtime.settings.upload_part_max_bytes
     declared = content_length(scope)
-    if declared is not None and declared > limit:
-        raise PayloadTooLarge(f"An upload part exceeds the limit of {limit - _FORM_SLACK} bytes.")
-    body = streamed_body(receive, limit, "An upload part")
+    if declared is not None and declared > limit + _FORM_SLACK:
+        raise PayloadTooLarge(f"An upload part exceeds the limit of {limit} bytes.")
+    body = streamed_form(form, receive, file_limit=limit, body_limit=limit + _FORM_SLACK, what="An upload part")
     await _forward(runtime, exchange, route, params, upstream, keys, scope, receive, send, body=body, replayable=False)
 
 
@@ -183,7 +183,6 @@ async def _list(runtime: Runtime, exchange: Exchange, scope: Scope, send: Send) 
     limit, after, order, purpose = list_params(
         scope["query_string"], default_limit=_FILES_PAGE[0], max_limit=_FILES_PAGE[1]
     )
-    await runtime.hooks.admit(exchange)
     page = await runtime.objects.page(
         exchange.ctx.principal.tenant_id, "file", limit=limit, after=after, order=order, purpose=purpose
     )
@@ -215,7 +214,6 @@ async def _forward(
     stream_body: bool = False,
 ) -> None:
     exchange.keep_answer = not stream_body
-    await runtime.hooks.admit(exchange)
     await forward(
         exchange,
         runtime.http,

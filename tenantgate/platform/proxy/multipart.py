@@ -51,6 +51,8 @@ class _FormReader:
     _value: bytearray = field(default_factory=bytearray)
     _parser: MultipartParser | None = None
     _error: BadRequest | None = None
+    file_bytes: int = 0
+    """Bytes of file parts so far (what an upload's size limits count)."""
 
     def __post_init__(self) -> None:
         callbacks = {
@@ -105,7 +107,9 @@ class _FormReader:
         self._name, self._is_file = name, b"filename" in options
 
     def _part_data(self, data: bytes, start: int, end: int) -> None:
-        if self._name is not None and not self._is_file and len(self._value) < _FIELD_VALUE_LIMIT:
+        if self._is_file:
+            self.file_bytes += end - start
+        elif self._name is not None and len(self._value) < _FIELD_VALUE_LIMIT:
             self._value += data[start:end]
 
     def _part_end(self) -> None:
@@ -118,6 +122,9 @@ class _FormReader:
     def _fail(self, error: BadRequest) -> None:
         self._error = self._error or error
         self._name = None
+
+
+FormReader = _FormReader
 
 
 @dataclass(slots=True)
@@ -145,6 +152,11 @@ class MultipartUpload:
                 self.form.feed(chunk)  # a duplicate field raises here, before the chunk goes upstream
                 yield chunk
             more = message.get("more_body", False)
+
+
+def form_reader(scope: Scope) -> FormReader:
+    """A reader of a multipart body's form (400 unless the request is multipart/form-data with a boundary)."""
+    return _FormReader(_boundary(scope))
 
 
 def _boundary(scope: Scope) -> bytes:

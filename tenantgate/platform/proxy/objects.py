@@ -18,6 +18,7 @@ from tenantgate.core.exchange import Exchange
 from tenantgate.platform.errors import BadRequest, PayloadTooLarge
 from tenantgate.platform.proxy.http import ClientDisconnected
 from tenantgate.platform.proxy.models import send_json
+from tenantgate.platform.proxy.multipart import FormReader, form_reader
 from tenantgate.platform.proxy.stored import holder, not_found, owned
 from tenantgate.platform.upstream.registry import Upstream
 from tenantgate.tenants.object_index import Order
@@ -62,16 +63,17 @@ def content_length(scope: Scope) -> int | None:
     return None
 
 
-def require_multipart(scope: Scope) -> None:
-    for name, value in scope["headers"]:
-        if name == b"content-type" and value.lower().startswith(b"multipart/form-data") and b"boundary=" in value:
-            return
-    raise BadRequest("This endpoint expects a multipart/form-data upload.", code="invalid_multipart")
+def upload_form(scope: Scope) -> FormReader:
+    """The reader of an upload's form; 400 at once unless the request is multipart/form-data with a boundary."""
+    return form_reader(scope)
 
 
-async def streamed_body(receive: Receive, limit: int, what: str) -> AsyncIterator[bytes]:
-    """The request body as it arrives, never held whole; cut off (413, the upstream's request never completes) as
-    soon as it passes ``limit`` bytes."""
+async def streamed_form(
+    form: FormReader, receive: Receive, *, file_limit: int, body_limit: int, what: str
+) -> AsyncIterator[bytes]:
+    """A multipart body as it arrives, never held whole, through a real multipart parser (multipart.py: a field
+    named twice is refused, as everywhere); cut off with 413 as soon as its file parts pass ``file_limit`` bytes or
+    the body ``body_limit``: the upstream's request then never completes, so no file is made."""
     size = 0
     more = True
     while more:
@@ -81,9 +83,12 @@ async def streamed_body(receive: Receive, limit: int, what: str) -> AsyncIterato
         chunk: bytes = message.get("body", b"")
         more = message.get("more_body", False)
         size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"{what} exceeds the limit of {limit} bytes.")
+        if size > body_limit:
+            raise PayloadTooLarge(f"{what} exceeds the limit of {file_limit} bytes.")
         if chunk:
+            form.feed(chunk)
+            if form.file_bytes > file_limit:
+                raise PayloadTooLarge(f"{what} exceeds the limit of {file_limit} bytes.")
             yield chunk
 
 
