@@ -18,6 +18,8 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tenantgate.tenants.models import TenantObject, utcnow
@@ -62,28 +64,28 @@ class ObjectIndex:
         self._sessions = sessions
 
     async def add(self, entry: Entry) -> bool:
-        """Add a row; False if the id has one already (the first stays: ownership decided before this)."""
+        """Add a row; False if the id has one already (the first stays: ownership was decided before this, and two
+        processes may add the same batch output file at once)."""
+        values = {
+            "id": entry.id,
+            "tenant_id": entry.tenant_id,
+            "kind": entry.kind,
+            "api_key_id": entry.api_key_id,
+            "upstream": entry.upstream,
+            "account": entry.account,
+            "created": entry.created,
+            "status": entry.status,
+            "purpose": entry.purpose,
+            "bytes": entry.bytes,
+            "snapshot": entry.snapshot,
+            "state": entry.state,
+            "poll_at": entry.poll_at,
+            "updated_at": utcnow(),
+        }
         async with self._sessions() as session, session.begin():
-            if await session.get(T, entry.id) is not None:
-                return False
-            session.add(
-                T(
-                    id=entry.id,
-                    tenant_id=entry.tenant_id,
-                    kind=entry.kind,
-                    api_key_id=entry.api_key_id,
-                    upstream=entry.upstream,
-                    account=entry.account,
-                    created=entry.created,
-                    status=entry.status,
-                    purpose=entry.purpose,
-                    bytes=entry.bytes,
-                    snapshot=entry.snapshot,
-                    state=entry.state,
-                    poll_at=entry.poll_at,
-                )
-            )
-        return True
+            insert = pg_insert(T) if session.get_bind().dialect.name == "postgresql" else sqlite_insert(T)
+            result = await session.execute(insert.values(**values).on_conflict_do_nothing(index_elements=[T.id]))
+        return bool(getattr(result, "rowcount", 0))
 
     async def get(self, tenant_id: str, object_id: str) -> TenantObject | None:
         async with self._sessions() as session:

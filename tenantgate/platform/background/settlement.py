@@ -110,6 +110,14 @@ class Settler:
         if isinstance(batch_id, str) and batch_id not in self._running:
             self._spawn(batch_id, self.settle_batch(owner, batch))
 
+    async def _settle_here_once(self, owner: Owner, batch_id: str, batch: dict[str, Any]) -> None:
+        """Settle, unless this process is at it already (then wait for that run)."""
+        running = self._running.get(batch_id)
+        if running is None:
+            self._spawn(batch_id, self.settle_batch(owner, batch))
+            running = self._running[batch_id]
+        await asyncio.wait({running})
+
     async def poll(self, row: TenantObject) -> None:
         """The poller's look at one object in flight."""
         owner = Owner(row.tenant_id, row.upstream, "tenant" if row.account == "tenant" else "platform", row.api_key_id)
@@ -127,7 +135,7 @@ class Settler:
             if status != 200 or batch is None or batch.get("id") != row.id:
                 return
             if await self.observe_batch(owner, batch) and batch.get("status") in BATCH_ENDED:
-                await self.settle_batch(owner, batch)
+                await self._settle_here_once(owner, row.id, batch)
         elif row.kind == "response":
             await self._poll_response(owner, row, upstream, keys)
         else:

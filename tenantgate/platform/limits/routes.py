@@ -1,10 +1,11 @@
-"""GET /v1/me: the calling key's and its tenant's limits and what is left of them right now."""
+"""GET /v1/me: the calling key's and its tenant's limits and what is left of them right now, and its files' storage."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
+from sqlalchemy.exc import SQLAlchemyError
 
 from tenantgate.core.principal import Principal
 from tenantgate.platform.context import RequestContext, tenant_context
@@ -29,4 +30,18 @@ async def current_limits(runtime: Runtime, principal: Principal) -> dict[str, An
 @router.get("/v1/me", summary="The calling key's and tenant's limits and remaining amounts")
 async def me(request: Request, ctx: RequestContext = Depends(tenant_context)) -> dict[str, Any]:
     runtime: Runtime = request.app.state.runtime
-    return await current_limits(runtime, ctx.principal)
+    view = await current_limits(runtime, ctx.principal)
+    settings = runtime.settings
+    try:
+        storage = await runtime.objects.storage(ctx.principal.tenant_id)
+    except (SQLAlchemyError, OSError):
+        view["storage"] = None  # the limits are still worth showing while the database does not answer
+        return view
+    view["storage"] = {
+        "files": storage.files,
+        "bytes": storage.bytes,
+        "max_files": settings.files_max_count,
+        "max_bytes": settings.files_max_storage_bytes,
+        "max_file_bytes": settings.files_max_bytes,
+    }
+    return view
