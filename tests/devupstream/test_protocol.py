@@ -28,11 +28,11 @@ def test_wrong_and_missing_keys_are_401(upstream: str) -> None:
 
 
 def test_unknown_path_is_an_openai_404(upstream: str) -> None:
-    response = httpx.post(upstream + "/v1/files/upload", headers=AUTH, json={})
+    response = httpx.post(upstream + "/v1/assistants/upload", headers=AUTH, json={})
     assert response.status_code == 404
     assert response.json() == {
         "error": {
-            "message": "Invalid URL (POST /v1/files/upload)",
+            "message": "Invalid URL (POST /v1/assistants/upload)",
             "type": "invalid_request_error",
             "param": None,
             "code": None,

@@ -86,15 +86,16 @@ def test_owner_survives_a_restart_through_the_database(
     assert second.client(created_key["key"]).responses.retrieve("resp_durable").id == "resp_durable"
 
 
-def test_files_batches_and_vector_stores_are_not_exposed(gateway: Gateway) -> None:
+def test_vector_stores_are_not_exposed_and_unknown_files_and_batches_are_404(gateway: Gateway) -> None:
     key = gateway.new_key()["key"]
     for method, path in (
-        ("GET", "/files"),
-        ("POST", "/files"),
-        ("GET", "/batches"),
         ("GET", "/vector_stores"),
+        ("POST", "/vector_stores"),
         ("GET", "/files/file-abc/content"),
+        ("GET", "/files/file-abc"),
+        ("GET", "/batches/batch_abc"),
+        ("POST", "/uploads/upload_abc/cancel"),
     ):
         response = httpx.request(method, gateway.base_url + path, headers={"Authorization": f"Bearer {key}"})
-        assert response.status_code == 404
+        assert response.status_code == 404, (method, path)
         assert response.json()["error"]["type"] == "invalid_request_error"
