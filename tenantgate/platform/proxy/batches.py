@@ -78,6 +78,7 @@ async def _create(
     if not isinstance(file_id, str) or not file_id:
         raise BadRequest("Missing required parameter: 'input_file_id'.", param="input_file_id")
     _, upstream, keys = await owned_holder(runtime, exchange, "file", file_id, "input_file_id")
+    exchange.created_under = file_id
     indexed = await runtime.objects.get(exchange.ctx.principal.tenant_id, file_id)
     if indexed is not None and indexed.purpose is not None and indexed.purpose != "batch":
         raise BadRequest(

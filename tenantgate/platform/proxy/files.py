@@ -128,6 +128,7 @@ async def _add_part(
     send: Send,
 ) -> None:
     _, upstream, keys = await owned_holder(runtime, exchange, "upload", params["upload_id"])
+    exchange.created_under = params["upload_id"]
     form = upload_form(scope)
     limit = runtime.settings.upload_part_max_bytes
     declared = content_length(scope)
@@ -147,6 +148,7 @@ async def _complete(
     send: Send,
 ) -> None:
     owner, upstream, keys = await owned_holder(runtime, exchange, "upload", params["upload_id"])
+    exchange.created_under = params["upload_id"]
     raw, payload = await _json(scope, receive)
     part_ids = payload.get("part_ids")
     if not isinstance(part_ids, list) or not all(isinstance(p, str) for p in part_ids):

@@ -33,9 +33,13 @@ BATCH_ENDED = frozenset({"completed", "failed", "expired", "cancelled"})
 _MAX_TEXT = 64
 
 
-def owner_of(exchange: Exchange) -> Owner:
-    """The owner of what this exchange created: the caller's tenant and key, at the upstream that answered."""
+def owner_of(exchange: Exchange, parent: Owner | None = None) -> Owner:
+    """The owner of what this exchange created: the caller's tenant and key, in the account of the object it worked
+    on (``parent``: a part is its upload's, a batch its input file's), or else at the upstream and account it was
+    sent to."""
     principal = exchange.ctx.principal
+    if parent is not None:
+        return Owner(parent.tenant_id, parent.upstream, parent.account, principal.key_id)
     account: Account = "tenant" if exchange.upstream_name in principal.upstream_keys else "platform"
     return Owner(principal.tenant_id, exchange.upstream_name, account, principal.key_id)
 
@@ -115,6 +119,14 @@ class ObjectAnswersHook:
     def finish(self, exchange: Exchange) -> None:
         return None
 
+    async def _owner(self, exchange: Exchange) -> Owner:
+        """``owner_of``, with the owner of the object the request worked on (its route looked it up just now, so
+        it is in the ownership's memory)."""
+        parent = await self.ownership.owner(exchange.created_under) if exchange.created_under else None
+        return owner_of(
+            exchange, parent if parent is not None and parent.tenant_id == exchange.ctx.principal.tenant_id else None
+        )
+
     async def _claim(self, exchange: Exchange, object_id: Any, kind: str, owner: Owner) -> bool:
         """Make ``object_id`` the owner's; False (and the answer withheld) if it is someone else's."""
         if not isinstance(object_id, str) or not object_id:
@@ -140,12 +152,12 @@ class ObjectAnswersHook:
         return True
 
     async def _file_created(self, exchange: Exchange, answer: dict[str, Any]) -> None:
-        owner = owner_of(exchange)
+        owner = await self._owner(exchange)
         if await self._claim(exchange, answer.get("id"), "file", owner):
             await self._add(exchange, file_entry(owner, answer))
 
     async def _upload_created(self, exchange: Exchange, answer: dict[str, Any]) -> None:
-        owner = owner_of(exchange)
+        owner = await self._owner(exchange)
         upload_id = answer.get("id")
         if not await self._claim(exchange, upload_id, "upload", owner) or not isinstance(upload_id, str):
             return
@@ -164,10 +176,10 @@ class ObjectAnswersHook:
         await self._add(exchange, entry)
 
     async def _part_added(self, exchange: Exchange, answer: dict[str, Any]) -> None:
-        await self._claim(exchange, answer.get("id"), "upload_part", owner_of(exchange))
+        await self._claim(exchange, answer.get("id"), "upload_part", await self._owner(exchange))
 
     async def _upload_completed(self, exchange: Exchange, answer: dict[str, Any]) -> None:
-        owner = owner_of(exchange)
+        owner = await self._owner(exchange)
         file = answer.get("file")
         if isinstance(file, dict):
             if not await self._claim(exchange, file.get("id"), "file", owner):
@@ -210,7 +222,7 @@ class ObjectAnswersHook:
         )
 
     async def _batch_created(self, exchange: Exchange, answer: dict[str, Any]) -> None:
-        owner = owner_of(exchange)
+        owner = await self._owner(exchange)
         batch_id = answer.get("id")
         if not await self._claim(exchange, batch_id, "batch", owner) or not isinstance(batch_id, str):
             return
@@ -253,7 +265,7 @@ class ObjectAnswersHook:
 
     async def _background_response(self, exchange: Exchange, response_id: str) -> None:
         """A background response is watched by the poller until it is done, so it is billed if never retrieved."""
-        owner = owner_of(exchange)
+        owner = await self._owner(exchange)
         entry = Entry(
             id=response_id,
             tenant_id=owner.tenant_id,

@@ -12,6 +12,7 @@ import openai
 import pytest
 
 from tenantgate import tokens
+from tenantgate.devupstream import DevUpstream
 from tests.conftest import UPSTREAM_KEY
 from tests.platform.objects.batching import (
     batch_cost,
@@ -25,6 +26,7 @@ from tests.platform.objects.batching import (
     wait_until,
 )
 from tests.support.gateway import Gateway
+from tests.support.server import ServedApp
 
 
 def _upstream_batches(upstream: str) -> int:
@@ -176,3 +178,25 @@ def test_a_completed_batch_charges_exactly_what_its_lines_used(objects_gateway: 
     )
     assert month["tokens"]["used"] == sum(m["input"] + m["output"] for m in used.values())
     assert month["budget"]["spent"] == pytest.approx(float(batch_cost(used)), abs=2e-6)
+
+
+def test_a_batch_lives_where_its_input_file_does(objects_gateway: Callable[..., Gateway]) -> None:
+    """A file uploaded in the platform's account, then a BYOK endpoint set: the batch made from the file is created
+    in the platform's account, and is found there afterwards (not looked for at the tenant's own endpoint)."""
+    gateway = objects_gateway(tenant_upstream_allowed_networks="127.0.0.0/8", tenant_upstream_allow_http=True)
+    key = gateway.new_key("moved")
+    client = gateway.client(key["key"])
+    input_id = upload_input(client, two_model_lines(2))
+    with ServedApp(DevUpstream(api_key="sk-own"), lifespan="off") as own:
+        put = gateway.admin(
+            "PUT",
+            f"/admin/tenants/{key['tenant_id']}/upstream-keys/default",
+            json={"api_key": "sk-own", "base_url": own.url + "/v1"},
+        )
+        assert put.status_code == 200, put.text
+        batch = create(client, input_id)
+        assert wait_ended(client, batch.id).status == "completed"
+        # New files now go to the tenant's own endpoint, and stay reachable there.
+        own_file = upload_input(client, two_model_lines(1))
+        assert client.files.retrieve(own_file).id == own_file
+        assert sorted(f.id for f in client.files.list(purpose="batch")) == sorted([input_id, own_file])
