@@ -1,4 +1,5 @@
-"""Which tenant created each object stored upstream (Responses API responses and their output items, for now).
+"""Which tenant created each object stored upstream: Responses API responses and their output items, files, uploads
+and their parts, batches (what lists and polls need besides is in object_index.py).
 
 All tenants share the platform's upstream account, so an id like ``resp_...`` is reachable by anyone who knows it.
 The gateway records the owner of every id it sees created and answers 404 to everyone else.

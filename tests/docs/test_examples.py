@@ -169,6 +169,13 @@ def _priced_and_unpriced_line_items(output: str, _: dict[str, str]) -> None:
     assert any(line.startswith("gpt-4o-mini, input ") and line.endswith(" USD") for line in lines)
 
 
+def _batch_answered(output: str, _: dict[str, str]) -> None:
+    status, *answers = output.splitlines()
+    assert status.startswith("completed ") and "completed=3" in status
+    assert [line.split()[0] for line in answers] == ["q0", "q1", "q2"]
+    assert all(int(line.split()[1]) > 0 for line in answers)
+
+
 def _created_a_key(output: str, _: dict[str, str]) -> None:
     assert '"key":"tg-' in output.replace(" ", "")
 
@@ -183,6 +190,7 @@ CHECKS: dict[str, tuple[Callable[[Gateway, dict[str, str]], None] | None, Check]
     "unpriced_requests": (_chatted_unpriced_and_flushed, _priced_and_unpriced_line_items),
     "admin_api_key=": (_chatted_and_flushed, _usage_of_the_readers_tenant),
     '{"name": "backend"}': (None, _created_a_key),
+    "client.batches.create(": (None, _batch_answered),
 }
 
 
