@@ -20,7 +20,6 @@ from tenantgate.platform.limits.cost import PriceBookCost
 from tenantgate.platform.limits.hook import Limiter
 from tenantgate.platform.proxy.hooks import ExchangeHook, Hooks
 from tenantgate.platform.proxy.object_answers import ObjectAnswersHook
-from tenantgate.platform.proxy.stored import OwnershipHook
 from tenantgate.platform.proxy.unfinished import UnfinishedStreams
 from tenantgate.platform.proxy.unpriced import UnpricedRefusal
 from tenantgate.platform.upstream.client import UpstreamClient
@@ -170,16 +169,7 @@ class Runtime:
         object_answers = ObjectAnswersHook(
             self.ownership, self.objects, poll_seconds=poll, batch_seen=self.settler.batch_seen
         )
-        self.hooks = Hooks(
-            [
-                self.telemetry.hook,
-                *refuse,
-                self.limiter,
-                OwnershipHook(self.ownership),
-                object_answers,
-                self.metering.hook,
-            ]
-        )
+        self.hooks = Hooks([self.telemetry.hook, *refuse, self.limiter, object_answers, self.metering.hook])
 
     async def _load_principal(self, key_hash: str) -> Principal | None:
         async with self.sessions() as session:

@@ -134,7 +134,9 @@ class Settler:
             )
             if status != 200 or batch is None or batch.get("id") != row.id:
                 return
-            if await self.observe_batch(owner, batch) and batch.get("status") in BATCH_ENDED:
+            if not await self.observe_batch(owner, batch):
+                await self._give_up(owner, row)
+            elif batch.get("status") in BATCH_ENDED:
                 await self._settle_here_once(owner, row.id, batch)
         elif row.kind == "response":
             await self._poll_response(owner, row, upstream, keys)
@@ -164,6 +166,13 @@ class Settler:
             owner.tenant_id, batch_id, status=status[:32] if isinstance(status, str) else None, snapshot=batch
         )
         return True
+
+    async def _give_up(self, owner: Owner, row: TenantObject) -> None:
+        """A batch whose answers name another tenant's files is not read again: watching it ends, what it held is
+        released, nothing of it is billed (the security log says why)."""
+        if await self.index.claim_settlement(owner.tenant_id, row.id):
+            holds = holds_of((row.state or {}).get("holds") or [])
+            self.limiter.settle_batch(owner.tenant_id, holds, BatchCharge(), time.time())
 
     async def settle_batch(self, owner: Owner, batch: dict[str, Any]) -> None:
         batch_id = batch.get("id")

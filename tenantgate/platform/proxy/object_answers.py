@@ -22,7 +22,7 @@ from typing import Any
 
 from tenantgate.core.exchange import Exchange
 from tenantgate.platform.errors import ServiceUnavailable
-from tenantgate.platform.proxy.stored import OwnershipConflict
+from tenantgate.platform.proxy.stored import OwnershipConflict, OwnershipHook
 from tenantgate.tenants.models import utcnow
 from tenantgate.tenants.object_index import Entry, ObjectIndex
 from tenantgate.tenants.objects import Account, ObjectOwnership, Owner
@@ -76,6 +76,9 @@ BatchSeen = Callable[[Owner, dict[str, Any]], Awaitable[None]]
 
 
 class ObjectAnswersHook:
+    """Ownership of everything an answer names: responses and their items (``stored.OwnershipHook``, which this hook
+    runs first), files, uploads and batches. One hook, so the chat path pays for one."""
+
     name = "objects"
 
     def __init__(
@@ -86,6 +89,7 @@ class ObjectAnswersHook:
         poll_seconds: float,
         batch_seen: BatchSeen | None = None,
     ) -> None:
+        self.responses = OwnershipHook(ownership)
         self.ownership = ownership
         self.index = index
         self.poll_seconds = poll_seconds
@@ -107,6 +111,7 @@ class ObjectAnswersHook:
         return None
 
     async def settle(self, exchange: Exchange) -> None:
+        await self.responses.settle(exchange)
         if exchange.status >= 400 or exchange.withheld is not None:
             return
         if exchange.answer is not None:
