@@ -40,6 +40,7 @@ from tenantgate.tenants.limits.policy import MICRO_USD
 from tenantgate.tenants.metering.events import MAX_TEXT_CHARS, category_of, encode
 from tenantgate.tenants.metering.meter import Metering
 from tenantgate.tenants.metering.pricing import Measure
+from tenantgate.tenants.metering.usage_event import UsageEvent
 from tenantgate.tenants.models import TenantObject
 from tenantgate.tenants.object_index import ObjectIndex
 from tenantgate.tenants.objects import ObjectOwnership, Owner
@@ -53,15 +54,6 @@ Reach = Callable[[Owner], Awaitable[tuple[Upstream, dict[str, str] | None] | Non
 _RESPONSE_ENDED = frozenset({"completed", "failed", "incomplete", "cancelled"})
 _MAX_OUTPUT_LINE = 64 * 1024 * 1024
 _MAX_OUTPUT_FILE = 16 * 1024**3
-_TOKEN_FIELDS = (
-    "input_tokens",
-    "cached_input_tokens",
-    "output_tokens",
-    "reasoning_tokens",
-    "input_audio_tokens",
-    "output_audio_tokens",
-    "image_tokens",
-)
 
 
 def batch_line_event_id(batch_id: str, custom_id: str) -> str:
@@ -81,6 +73,53 @@ def _text(value: Any, default: str = "") -> str:
     if not isinstance(value, str):
         return default
     return value.replace("\x00", "\ufffd")[:MAX_TEXT_CHARS]
+
+
+def _event(
+    owner: Owner,
+    *,
+    event_id: str,
+    request_id: str,
+    at: float,
+    endpoint: str,
+    model: str,
+    status: int,
+    usage: Usage | None,
+    batch: bool,
+) -> UsageEvent:
+    """A usage event of work nobody's request was waiting for: the owner's, billable when it has ``usage``."""
+    counted = usage or Usage()
+    return {
+        "id": event_id,
+        "request_id": request_id,
+        "occurred_at": at,
+        "tenant_id": owner.tenant_id,
+        "api_key_id": owner.api_key_id or "",
+        "endpoint": endpoint,
+        "category": category_of(endpoint),
+        "model": model,
+        "upstream": owner.upstream,
+        "upstream_model": None,
+        "response_model": model or None,
+        "status": status,
+        "stream": False,
+        "billable": usage is not None,
+        "batch": batch,
+        "usage_source": "upstream" if usage is not None else None,
+        "input_tokens": counted.input_tokens,
+        "cached_input_tokens": counted.cached_input_tokens,
+        "output_tokens": counted.output_tokens,
+        "reasoning_tokens": counted.reasoning_tokens,
+        "input_audio_tokens": counted.input_audio_tokens,
+        "output_audio_tokens": counted.output_audio_tokens,
+        "image_tokens": counted.image_tokens,
+        "quantity": 0,
+        "latency_ms": None,
+        "ttft_ms": None,
+        "client_disconnected": False,
+        "error_type": None if 0 < status < 400 else str(status),
+        "attempts": 1,
+    }
 
 
 class Settler:
@@ -226,17 +265,16 @@ class Settler:
             raise RuntimeError(f"the output file {file_id} of batch {batch_id} answered {response.status}")
         usd = Decimal(0)
         async for _, raw in lines(response, max_line=_MAX_OUTPUT_LINE, max_total=_MAX_OUTPUT_FILE):
-            event = self._line_event(owner, batch_id, endpoint, raw, at)
-            if event is None:
+            found = self._line_event(owner, batch_id, endpoint, raw, at)
+            if found is None:
                 continue
+            event, usage = found
             self.metering.spool.append_or_hold(encode(event))
             self.metering.writer.notify()
-            if event["billable"]:
-                tokens = event["input_tokens"] + event["output_tokens"]
+            if usage is not None:
                 charge.lines += 1
-                charge.tokens += tokens
-                charge.models[event["model"]] = charge.models.get(event["model"], 0) + tokens
-                usage = Usage(**{name: event[name] for name in _TOKEN_FIELDS})
+                charge.tokens += usage.total_tokens
+                charge.models[event["model"]] = charge.models.get(event["model"], 0) + usage.total_tokens
                 measure = Measure(category=event["category"], service_tier="batch")
                 cost = self.metering.prices.cost(
                     event["model"], usage, measure=measure, tenant_id=owner.tenant_id, at=at
@@ -244,9 +282,11 @@ class Settler:
                 usd += cost.usd
         charge.micro_usd = int(usd * MICRO_USD)
 
-    def _line_event(self, owner: Owner, batch_id: str, endpoint: str, raw: bytes, at: float) -> dict[str, Any] | None:
-        """The usage event of one output line (what the upstream reported for it), or None for a line without a
-        ``custom_id``."""
+    def _line_event(
+        self, owner: Owner, batch_id: str, endpoint: str, raw: bytes, at: float
+    ) -> tuple[UsageEvent, Usage | None] | None:
+        """The usage event of one output line and its billable usage (what the upstream reported for it; None for
+        a failed request), or None for a line without a ``custom_id``."""
         try:
             line = orjson.loads(raw)
         except orjson.JSONDecodeError:
@@ -259,34 +299,19 @@ class Settler:
         status = status if isinstance(status, int) and not isinstance(status, bool) and 0 < status < 1000 else 0
         usage = Usage.from_openai(body.get("usage"))
         billable = 0 < status < 400 and usage is not None
-        model = _text(body.get("model"))
-        event: dict[str, Any] = {
-            "id": batch_line_event_id(batch_id, line["custom_id"]),
-            "request_id": _text(response.get("request_id"), batch_id)[:128] or new_id("req"),
-            "occurred_at": at,
-            "tenant_id": owner.tenant_id,
-            "api_key_id": owner.api_key_id or "",
-            "endpoint": endpoint,
-            "category": category_of(endpoint),
-            "model": model,
-            "upstream": owner.upstream,
-            "upstream_model": None,
-            "response_model": model or None,
-            "status": status,
-            "stream": False,
-            "billable": billable,
-            "batch": True,
-            "usage_source": "upstream" if billable else None,
-            "quantity": 0,
-            "latency_ms": None,
-            "ttft_ms": None,
-            "client_disconnected": False,
-            "error_type": None if 0 < status < 400 else str(status),
-            "attempts": 1,
-        }
-        for name in _TOKEN_FIELDS:
-            event[name] = getattr(usage, name) if billable and usage is not None else 0
-        return event
+        billed = usage if billable else None
+        event = _event(
+            owner,
+            event_id=batch_line_event_id(batch_id, line["custom_id"]),
+            request_id=_text(response.get("request_id"), batch_id)[:128] or new_id("req"),
+            at=at,
+            endpoint=endpoint,
+            model=_text(body.get("model")),
+            status=status,
+            usage=billed,
+            batch=True,
+        )
+        return event, billed
 
     async def _index_file(self, owner: Owner, file_id: str, upstream: Upstream, keys: dict[str, str] | None) -> None:
         """A batch's output or error file, listed and counted like the tenant's uploads."""
@@ -318,31 +343,17 @@ class Settler:
         model = _text(answer.get("model")) or _text((row.state or {}).get("model"))
         completed = answer.get("completed_at")
         at = float(completed) if isinstance(completed, int) and not isinstance(completed, bool) else time.time()
-        event: dict[str, Any] = {
-            "id": completion_event_id(row.id),
-            "request_id": row.id,
-            "occurred_at": at,
-            "tenant_id": owner.tenant_id,
-            "api_key_id": owner.api_key_id or "",
-            "endpoint": "/v1/responses",
-            "category": "completions",
-            "model": model,
-            "upstream": owner.upstream,
-            "upstream_model": None,
-            "response_model": model or None,
-            "status": 200,
-            "stream": False,
-            "billable": True,
-            "batch": False,
-            "usage_source": "upstream",
-            "quantity": 0,
-            "latency_ms": None,
-            "ttft_ms": None,
-            "client_disconnected": False,
-            "error_type": None,
-            "attempts": 1,
-            **{name: getattr(usage, name) for name in _TOKEN_FIELDS},
-        }
+        event = _event(
+            owner,
+            event_id=completion_event_id(row.id),
+            request_id=row.id,
+            at=at,
+            endpoint="/v1/responses",
+            model=model,
+            status=200,
+            usage=usage,
+            batch=False,
+        )
         self.metering.spool.append_or_hold(encode(event))
         self.metering.writer.notify()
         if await self.index.claim_settlement(row.tenant_id, row.id):
