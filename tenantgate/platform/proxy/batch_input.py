@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,7 +64,10 @@ async def check_lines(
     routing: Routing,
     max_requests: int,
     default_max_output: int,
+    unpriced: Callable[[str], bool] | None = None,
 ) -> BatchInput:
+    """``unpriced`` (with ``TENANTGATE_UNPRICED_MODELS=refuse``): whether a model has no batch price; a line naming
+    one is refused as a request for it would be."""
     found = BatchInput()
     seen: set[bytes] = set()
     async for number, raw in lines:
@@ -100,6 +103,12 @@ async def check_lines(
         if not (principal.may_use(model) or principal.may_use(routing.canonical(model))) or not routing.targets(model):
             raise _refuse(
                 number, f"the model {_shown(model)} does not exist or you do not have access to it.", "model_not_found"
+            )
+        if unpriced is not None and unpriced(model):
+            raise _refuse(
+                number,
+                f"the model {_shown(model)} has no batch price; this gateway refuses requests it cannot price.",
+                "model_not_priced",
             )
         found.requests += 1
         if found.requests > max_requests:

@@ -10,6 +10,7 @@ when it ends (``background/settlement.py``), found by the poller or by a retriev
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
@@ -115,6 +116,7 @@ async def _read_input(
             routing=runtime.routing,
             max_requests=settings.batch_input_max_requests,
             default_max_output=settings.default_max_output_tokens,
+            unpriced=_unpriced(runtime, exchange) if settings.unpriced_models == "refuse" else None,
         )
     except TooLarge as exc:
         if exc.total:
@@ -125,6 +127,19 @@ async def _read_input(
             f"Line {exc.line} of the input file is longer than {settings.max_request_body_bytes} bytes.",
             param="input_file_id",
         ) from None
+
+
+def _unpriced(runtime: Runtime, exchange: Exchange) -> Callable[[str], bool]:
+    prices, routing, tenant_id = runtime.metering.prices, runtime.routing, exchange.ctx.principal.tenant_id
+    known: dict[str, bool] = {}
+
+    def unpriced(model: str) -> bool:
+        if model not in known:
+            names = (model, *(target.model for target in routing.targets(model)))
+            known[model] = prices.quote(names, _BATCH, tenant_id=tenant_id) is not None
+        return known[model]
+
+    return unpriced
 
 
 def _estimate(runtime: Runtime, exchange: Exchange, found: BatchInput, endpoint: str) -> BatchAdmission:

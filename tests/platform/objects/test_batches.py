@@ -200,3 +200,17 @@ def test_a_batch_lives_where_its_input_file_does(objects_gateway: Callable[..., 
         own_file = upload_input(client, two_model_lines(1))
         assert client.files.retrieve(own_file).id == own_file
         assert sorted(f.id for f in client.files.list(purpose="batch")) == sorted([input_id, own_file])
+
+
+def test_refusing_unpriced_models_refuses_batch_lines_without_a_batch_price(
+    objects_gateway: Callable[..., Gateway],
+) -> None:
+    gateway = objects_gateway(unpriced_models="refuse")
+    client = gateway.client(gateway.new_key("unpriced")["key"])
+    for model in ("acme-llm", "gpt-realtime"):  # no price at all; a price but none for the Batch API
+        input_id = upload_input(client, [line("ok", "gpt-4o-mini", "priced"), line("no", model, "not priced")])
+        with pytest.raises(openai.BadRequestError) as refused:
+            create(client, input_id)
+        assert refused.value.code == "model_not_priced"
+        assert refused.value.body["message"].startswith("Line 2 of the input file:")  # type: ignore[index]
+    assert create(client, upload_input(client, [line("ok", "gpt-4o-mini", "priced")])).status == "validating"
