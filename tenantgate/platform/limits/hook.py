@@ -13,7 +13,6 @@ import asyncio
 import logging
 import os
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -50,7 +49,6 @@ _MAX_OUTPUT_FIELDS = ("max_completion_tokens", "max_tokens", "max_output_tokens"
 _GENERATING = frozenset({"chat", "text_completion", "responses"})
 _NANO_PER_MICRO = 1000
 _LEDGER_RETRY_SECONDS = 5.0
-_CHARGED_MEMORY = 10_000
 log = logging.getLogger("tenantgate.limits")
 
 
@@ -86,7 +84,6 @@ class Limiter:
         self.ledger = ledger
         self.default_max_output_tokens = default_max_output_tokens
         self._ledger_down_until = 0.0
-        self._charged: OrderedDict[str, None] = OrderedDict()
         # What each admitted request holds until it ends, by exchange (the router's ``finish`` always runs).
         self._held: dict[int, Reservation] = {}
         # What each batch create holds until its batch ends, by exchange, until the request ends (batch.py).
@@ -279,7 +276,8 @@ class Limiter:
     def _close_out(self, exchange: Exchange) -> None:
         reservation = self._held.pop(id(exchange), None)
         if reservation is None:
-            self._charge_completion(exchange)
+            # No admission of its own (a read): a background response's completion it shows is charged to the
+            # month once, by the settlement that claims it (platform/background/settlement.py).
             return
         actual = _actual_tokens(exchange, reservation.tokens)
         settlement = Settlement(lease=reservation.lease, admitted_ms=reservation.admitted_ms)
@@ -295,30 +293,6 @@ class Limiter:
                 held = reservation.month_micro_usd
                 settlement.counter_deltas.append((check, self._cost_micro_usd(exchange) - held, held))
         self.store.settle_soon(settlement, reservation.store)
-
-    def _charge_completion(self, exchange: Exchange) -> None:
-        """Usage billed without an admission of its own (a background response's completion, first seen on a
-        retrieve) counts against the month's quota and budget once per event id in this process."""
-        principal = exchange.ctx.principal
-        tenant = principal.tenant_limits
-        if exchange.event_id is None or exchange.usage is None or exchange.status >= 400:
-            return
-        if tenant.monthly_token_quota is None and tenant.monthly_budget_usd is None:
-            return
-        if exchange.event_id in self._charged:
-            return
-        self._charged[exchange.event_id] = None
-        if len(self._charged) > _CHARGED_MEMORY:
-            self._charged.popitem(last=False)
-        checks = self.policy.checks(principal, tokens=0, now=time.time(), reserve_tokens=0)
-        settlement = Settlement()
-        for check in checks:
-            if check.name == "monthly_tokens":
-                settlement.counter_deltas.append((check, exchange.usage.total_tokens, 0))
-            elif check.name == "monthly_budget":
-                settlement.counter_deltas.append((check, self._cost_micro_usd(exchange), 0))
-        verdict_store = self.store.primary or self.store.fallback
-        self.store.settle_soon(settlement, verdict_store)
 
     def _cost_micro_usd(self, exchange: Exchange) -> int:
         try:
