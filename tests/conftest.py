@@ -136,7 +136,7 @@ def gateway_factory(tmp_path: Path) -> Iterator[Callable[..., Gateway]]:
         started.append(served)
         assert served.loop is not None
         return Gateway(
-            url=served.url, admin_token=ADMIN_TOKEN, settings=settings, runtime=app.state.runtime, loop=served.loop
+            url=served.url, admin_token=ADMIN_TOKEN, settings=settings, runtime=app.runtime, loop=served.loop
         )
 
     yield start

@@ -24,6 +24,7 @@ from tenantgate.platform.console import oidc as console_oidc
 from tenantgate.platform.console import portal as console_portal
 from tenantgate.platform.console import routes as console_routes
 from tenantgate.platform.console import sre as console_sre
+from tenantgate.platform.deps import COMPONENTS
 from tenantgate.platform.errors import install_handlers
 from tenantgate.platform.http_protocol import HttpLimits
 from tenantgate.platform.iplimit import SurfaceIpLimitMiddleware
@@ -51,7 +52,7 @@ class GatewayApp:
         # Outermost first: RequestId -> TenantAuth -> ProxyRouter (-> FastAPI for what it does not serve).
         # Every response of the proxy path carries x-request-id already; FastAPI's RequestId tags its own.
         self.proxy: ASGIApp = RequestIdMiddleware(
-            TenantAuthMiddleware(ProxyRouter(api, runtime), runtime), tag_responses=False
+            TenantAuthMiddleware(ProxyRouter(api, runtime), runtime.tenant_keys, runtime.last_used), tag_responses=False
         )
         # Telemetry wraps both ways in: every request is measured, proxied or not.
         telemetry = runtime.telemetry
@@ -104,7 +105,9 @@ def create_app(settings: Settings | None = None) -> GatewayApp:
         summary="Multi-tenant gateway for OpenAI-compatible APIs",
         lifespan=lifespan,
     )
-    app.state.runtime = runtime
+    # What the FastAPI surface may use, one component each (platform/deps.py); routes never see the whole runtime.
+    for name in COMPONENTS:
+        setattr(app.state, name, getattr(runtime, name))
     install_handlers(app)
     app.include_router(ops.router)
     app.include_router(metrics.router)
@@ -121,7 +124,7 @@ def create_app(settings: Settings | None = None) -> GatewayApp:
 
     # For requests reaching FastAPI directly (admin, ops, docs); both skip work already done by GatewayApp.proxy.
     # SurfaceIpLimit throttles the admin and usage surface per client IP (before admin auth is checked).
-    app.add_middleware(TenantAuthMiddleware, runtime=runtime)
+    app.add_middleware(TenantAuthMiddleware, keys=runtime.tenant_keys, last_used=runtime.last_used)
     app.add_middleware(NulGuardMiddleware)  # 400 for %00 in the URL: Postgres text cannot hold it
     app.add_middleware(BufferedBodyMiddleware, limit=settings.max_admin_body_bytes)  # 413/408 in OpenAI's shape
     app.add_middleware(SurfaceIpLimitMiddleware, limit=settings.admin_ip_rate_limit)

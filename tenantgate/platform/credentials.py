@@ -12,28 +12,34 @@ from starlette.types import Scope
 
 from tenantgate.core.principal import Principal
 from tenantgate.platform.errors import TooManyFailedAttempts
-from tenantgate.platform.runtime import Runtime
-from tenantgate.tenants.auth_throttle import source_of
+from tenantgate.tenants.auth_throttle import AuthThrottle, source_of
+from tenantgate.tenants.cache import KeyCache
 from tenantgate.tenants.keys import hash_key
 
 
-async def resolve_tenant_key(runtime: Runtime, scope: Scope, key: str) -> Principal | None:
-    """The key's principal; None if unknown or expired (a counted failure); TooManyFailedAttempts if this source
-    (or everybody) failed too often lately and the key is not one this process resolved recently."""
-    key_hash = hash_key(runtime.settings.secret_key_bytes, key)
-    key_cache = runtime.key_cache
-    principal = key_cache.known(key_hash)
-    if principal is None:
-        throttle = runtime.auth_throttle
-        source = source_of(scope.get("client"))
-        if wait := throttle.permit_lookup("tenant", source):
-            raise throttled(wait)
-        principal = await key_cache.get(key_hash)
-        if principal is None or _expired(principal):
-            if wait := await throttle.failed("tenant", source, "invalid"):
+class TenantKeys:
+    """Presented tenant keys to principals: the key cache, with failed attempts counted by the auth throttle."""
+
+    def __init__(self, key_cache: KeyCache, throttle: AuthThrottle, secret_key: bytes) -> None:
+        self._key_cache = key_cache
+        self._throttle = throttle
+        self._secret_key = secret_key
+
+    async def resolve(self, scope: Scope, key: str) -> Principal | None:
+        """The key's principal; None if unknown or expired (a counted failure); TooManyFailedAttempts if this source
+        (or everybody) failed too often lately and the key is not one this process resolved recently."""
+        key_hash = hash_key(self._secret_key, key)
+        principal = self._key_cache.known(key_hash)
+        if principal is None:
+            source = source_of(scope.get("client"))
+            if wait := self._throttle.permit_lookup("tenant", source):
                 raise throttled(wait)
-            return None
-    return None if _expired(principal) else principal
+            principal = await self._key_cache.get(key_hash)
+            if principal is None or _expired(principal):
+                if wait := await self._throttle.failed("tenant", source, "invalid"):
+                    raise throttled(wait)
+                return None
+        return None if _expired(principal) else principal
 
 
 def _expired(principal: Principal) -> bool:

@@ -12,8 +12,8 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from tenantgate.platform.admin.auth import require_billing
+from tenantgate.platform.deps import telemetry_of
 from tenantgate.platform.errors import NotFound
-from tenantgate.platform.runtime import Runtime
 from tenantgate.wire.prometheus import CONTENT_TYPE
 
 router = APIRouter(tags=["ops"])
@@ -26,7 +26,6 @@ router = APIRouter(tags=["ops"])
     dependencies=[Depends(require_billing)],
 )
 async def metrics(request: Request) -> Response:
-    runtime: Runtime = request.app.state.runtime
-    if not runtime.telemetry.metrics_enabled:
+    if not telemetry_of(request).metrics_enabled:
         raise NotFound("Metrics are disabled (TENANTGATE_METRICS_ENABLED=false).", code="metrics_disabled")
-    return Response(await runtime.telemetry.prometheus(), media_type=CONTENT_TYPE)
+    return Response(await telemetry_of(request).prometheus(), media_type=CONTENT_TYPE)

@@ -18,9 +18,9 @@ import os
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tenantgate.platform.context import SCOPE_CONTEXT, SCOPE_REQUEST_ID, RequestContext
-from tenantgate.platform.credentials import resolve_tenant_key
+from tenantgate.platform.credentials import TenantKeys
 from tenantgate.platform.errors import InvalidApiKey, PermissionDenied, TooManyFailedAttempts, send_error
-from tenantgate.platform.runtime import Runtime
+from tenantgate.tenants.last_used import LastUsedTracker
 
 _MAX_REQUEST_ID = 128
 _SELF_AUTH = "/v1/organization/"
@@ -76,9 +76,10 @@ _NO_KEY = (
 
 
 class TenantAuthMiddleware:
-    def __init__(self, app: ASGIApp, runtime: Runtime) -> None:
+    def __init__(self, app: ASGIApp, keys: TenantKeys, last_used: LastUsedTracker) -> None:
         self.app = app
-        self.runtime = runtime
+        self.keys = keys
+        self.last_used = last_used
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # /v1/organization/* (usage and costs) accepts tenant keys and platform tokens: its routes authenticate.
@@ -92,7 +93,7 @@ class TenantAuthMiddleware:
             await send_error(send, InvalidApiKey(_NO_KEY), request_id)
             return
         try:
-            principal = await resolve_tenant_key(self.runtime, scope, key)
+            principal = await self.keys.resolve(scope, key)
         except TooManyFailedAttempts as throttled:
             await send_error(send, throttled, request_id)
             return
@@ -106,7 +107,7 @@ class TenantAuthMiddleware:
                 request_id,
             )
             return
-        self.runtime.last_used.touch(principal.key_id)  # a dict assignment; written in batches
+        self.last_used.touch(principal.key_id)  # a dict assignment; written in batches
         scope[SCOPE_CONTEXT] = RequestContext(request_id=request_id, principal=principal)
         await self.app(scope, receive, send)
 

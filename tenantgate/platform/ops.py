@@ -7,7 +7,7 @@ import asyncio
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from tenantgate.platform.runtime import Runtime
+from tenantgate.platform.deps import health_of
 
 router = APIRouter(tags=["ops"])
 
@@ -19,10 +19,10 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz", summary="Readiness: database (and Redis, if configured) reachable, not draining")
 async def readyz(request: Request) -> JSONResponse:
-    runtime: Runtime = request.app.state.runtime
-    database, redis = await asyncio.gather(runtime.check_database(), runtime.check_redis())
-    checks = {"database": database, "redis": redis, "shutting_down": runtime.shutting_down}
-    ready = database and redis is not False and not runtime.shutting_down
+    database, redis = await asyncio.gather(health_of(request).check_database(), health_of(request).check_redis())
+    draining = health_of(request).shutting_down()
+    checks = {"database": database, "redis": redis, "shutting_down": draining}
+    ready = database and redis is not False and not draining
     return JSONResponse(
         {"status": "ready" if ready else "not_ready", "checks": checks}, status_code=200 if ready else 503
     )

@@ -16,6 +16,8 @@ from tenantgate.observability.telemetry import Telemetry
 from tenantgate.platform import interpreter
 from tenantgate.platform.background.poller import LEASE_NAME, Poller
 from tenantgate.platform.background.settlement import Settler
+from tenantgate.platform.credentials import TenantKeys
+from tenantgate.platform.deps import Health
 from tenantgate.platform.limits.cost import PriceBookCost
 from tenantgate.platform.limits.hook import Limiter
 from tenantgate.platform.proxy.hooks import ExchangeHook, Hooks
@@ -92,6 +94,8 @@ class Runtime:
         self.auth_throttle = AuthThrottle(
             self.redis, settings.redis_prefix, {"tenant": failure_limits, "admin": failure_limits}
         )
+        self.health = Health(lambda: self.shutting_down, self.check_database, self.check_redis)
+        self.tenant_keys = TenantKeys(self.key_cache, self.auth_throttle, settings.secret_key_bytes)
         self.shutting_down = False
         self.ownership = ObjectOwnership(self.sessions, self.redis, settings.redis_prefix)
         self.telemetry = Telemetry(settings)

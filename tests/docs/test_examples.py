@@ -95,7 +95,7 @@ def docs_gateway(tmp_path_factory: pytest.TempPathFactory, dev_upstream: str) ->
     settings = make_settings(database_url=url, upstream_base_url=dev_upstream, spool_dir=directory / "spool")
     app = create_app(settings)
     with ServedApp(app) as served:
-        yield Gateway(url=served.url, admin_token=ADMIN_TOKEN, settings=settings, runtime=app.state.runtime)
+        yield Gateway(url=served.url, admin_token=ADMIN_TOKEN, settings=settings, runtime=app.runtime)
 
 
 @pytest.fixture(scope="module")

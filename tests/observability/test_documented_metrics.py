@@ -130,8 +130,8 @@ def test_every_registered_instrument_is_in_the_otlp_export(
         settings = make_settings(database_url=url, upstream_base_url=dev_upstream, upstream_api_key=UPSTREAM_KEY)
         app = create_app(settings)
         with ServedApp(app) as served:
-            _traffic(Gateway(url=served.url, admin_token=ADMIN_TOKEN, settings=settings, runtime=app.state.runtime))
-            names = app.state.runtime.telemetry.registry.names()
+            _traffic(Gateway(url=served.url, admin_token=ADMIN_TOKEN, settings=settings, runtime=app.runtime))
+            names = app.runtime.telemetry.registry.names()
         # Leaving the block ran the lifespan's shutdown, which exports the metrics one last time.
         missing = [name for name in names if receiver.received.metric(name) is None]
     assert missing == []

@@ -29,7 +29,7 @@ def _serve_one_request_and_stop(tmp_path: Path, dev_upstream: str) -> None:
     )
     app = create_app(settings)
     with ServedApp(app) as served:
-        gateway = Gateway(url=served.url, admin_token=ADMIN_TOKEN, settings=settings, runtime=app.state.runtime)
+        gateway = Gateway(url=served.url, admin_token=ADMIN_TOKEN, settings=settings, runtime=app.runtime)
         key = gateway.new_key()["key"]
         client = openai.OpenAI(base_url=gateway.base_url, api_key=key, max_retries=0)
         client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)

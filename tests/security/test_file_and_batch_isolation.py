@@ -93,7 +93,7 @@ def world(
         )
         app = create_app(settings)
         with ServedApp(app, **uvicorn_options(settings)) as served:
-            gateway = Gateway(served.url, ADMIN_TOKEN, settings, app.state.runtime, served.loop)  # type: ignore[arg-type]
+            gateway = Gateway(served.url, ADMIN_TOKEN, settings, app.runtime, served.loop)  # type: ignore[arg-type]
             a_key, b_key = gateway.new_key("victim")["key"], gateway.new_key("attacker")["key"]
             found = World(gateway, upstream, gateway.client(a_key), gateway.client(b_key), b_key)
             _populate(found)

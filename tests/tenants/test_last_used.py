@@ -76,7 +76,7 @@ def test_requests_do_not_write_and_shutdown_flushes(database_url: str, dev_upstr
     app = create_app(
         make_settings(database_url=database_url, upstream_base_url=dev_upstream, last_used_flush_seconds=3600)
     )
-    updates = _count_key_updates(app.state.runtime.engine)
+    updates = _count_key_updates(app.runtime.engine)
     with ServedApp(app) as server, httpx.Client(base_url=server.url, timeout=30) as client:
         admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
         tenant = client.post("/admin/tenants", json={"name": f"busy-{uuid.uuid4().hex[:8]}"}, headers=admin).json()

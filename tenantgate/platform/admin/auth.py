@@ -22,8 +22,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tenantgate.platform.console.cookies import CSRF_HEADER, SAFE_METHODS, SESSION_COOKIE, csrf_ok
 from tenantgate.platform.credentials import throttled
+from tenantgate.platform.deps import auth_throttle_of, sessions_of, settings_of
 from tenantgate.platform.errors import InvalidApiKey, PermissionDenied
-from tenantgate.platform.runtime import Runtime
+from tenantgate.settings import Settings
 from tenantgate.tenants.admin_tokens import token_for_plaintext
 from tenantgate.tenants.auth_throttle import source_of
 from tenantgate.tenants.console_sessions import find_session
@@ -49,35 +50,35 @@ class AdminIdentity:
 async def authenticate(request: Request) -> AdminIdentity:
     """The caller's admin identity. Failures are throttled per source (tenants/auth_throttle.py); the bootstrap
     token and a named token seen valid lately are always checked, so a guesser never locks out the real admin."""
-    runtime: Runtime = request.app.state.runtime
     scheme, _, presented = request.headers.get("authorization", "").partition(" ")
     presented = presented.strip()
     if scheme.lower() != "bearer" or not presented:
         if cookie := request.cookies.get(SESSION_COOKIE):
-            return await _session_identity(runtime, request, cookie)
+            return await _session_identity(request, cookie)
         source = source_of(request.scope.get("client"))
         await _failed(
-            runtime, source, "missing", "Missing admin token: send it as Authorization: Bearer <admin token>."
+            request, source, "missing", "Missing admin token: send it as Authorization: Bearer <admin token>."
         )
-    return await identify_token(runtime, request, presented)
+    return await identify_token(request, presented)
 
 
-async def identify_token(runtime: Runtime, request: Request, presented: str) -> AdminIdentity:
+async def identify_token(request: Request, presented: str) -> AdminIdentity:
     """The identity of a presented admin, billing or tenant token (401, or 429 while its source is throttled)."""
-    throttle = runtime.auth_throttle
+    throttle = auth_throttle_of(request)
+    settings = settings_of(request)
     source = source_of(request.scope.get("client"))
-    bootstrap = runtime.settings.admin_token
+    bootstrap = settings.admin_token
     if bootstrap is not None and hmac.compare_digest(presented.encode(), bootstrap.get_secret_value().encode()):
         return AdminIdentity(BOOTSTRAP_TOKEN_ID, AdminRole.ADMIN)
-    presented_hash = hash_key(runtime.settings.secret_key_bytes, presented)
+    presented_hash = hash_key(settings.secret_key_bytes, presented)
     if not throttle.vouched("admin", presented_hash) and (wait := throttle.permit_lookup("admin", source)):
         raise throttled(wait)
-    async with runtime.sessions() as session:
-        token = await token_for_plaintext(session, runtime.settings.secret_key_bytes, presented)
+    async with sessions_of(request)() as session:
+        token = await token_for_plaintext(session, settings.secret_key_bytes, presented)
         if token is not None and token.tenant_id is not None and not await _tenant_exists(session, token.tenant_id):
             token = None  # the tenant was deleted: its console tokens went with it
     if token is None:
-        await _failed(runtime, source, "invalid", "Invalid admin token.")
+        await _failed(request, source, "invalid", "Invalid admin token.")
     assert token is not None
     throttle.vouch("admin", presented_hash)
     return AdminIdentity(token.id, AdminRole(token.role), token.tenant_id)
@@ -88,15 +89,16 @@ async def _tenant_exists(session: AsyncSession, tenant_id: str) -> bool:
     return tenant is not None and tenant.status != TenantStatus.DELETED
 
 
-async def _session_identity(runtime: Runtime, request: Request, cookie: str) -> AdminIdentity:
+async def _session_identity(request: Request, cookie: str) -> AdminIdentity:
     """The identity of a console session cookie, while what opened the session is still valid."""
-    secret = runtime.settings.secret_key_bytes
-    async with runtime.sessions() as session:
+    settings = settings_of(request)
+    secret = settings.secret_key_bytes
+    async with sessions_of(request)() as session:
         row = await find_session(session, secret, cookie)
-        valid = row is not None and await _credential_valid(runtime, session, row)
+        valid = row is not None and await _credential_valid(settings, session, row)
     if row is None or not valid:
         source = source_of(request.scope.get("client"))
-        await _failed(runtime, source, "invalid", "Your console session has ended; sign in again.")
+        await _failed(request, source, "invalid", "Your console session has ended; sign in again.")
     assert row is not None
     if request.method not in SAFE_METHODS and not csrf_ok(secret, cookie, request.headers.get(CSRF_HEADER)):
         raise PermissionDenied(
@@ -106,14 +108,14 @@ async def _session_identity(runtime: Runtime, request: Request, cookie: str) -> 
     return AdminIdentity(actor, AdminRole(row.role), row.tenant_id)
 
 
-async def _credential_valid(runtime: Runtime, session: AsyncSession, row: ConsoleSession) -> bool:
+async def _credential_valid(settings: Settings, session: AsyncSession, row: ConsoleSession) -> bool:
     if row.tenant_id is not None and not await _tenant_exists(session, row.tenant_id):
         return False
     if row.credential == BOOTSTRAP_TOKEN_ID:
-        bootstrap = runtime.settings.admin_token
+        bootstrap = settings.admin_token
         if bootstrap is None:
             return False
-        current = hash_key(runtime.settings.secret_key_bytes, bootstrap.get_secret_value())
+        current = hash_key(settings.secret_key_bytes, bootstrap.get_secret_value())
         return hmac.compare_digest(current, row.credential_hash or "")
     if row.credential == "oidc":
         return True  # an identity provider's sign-in: valid until the session expires
@@ -121,16 +123,16 @@ async def _credential_valid(runtime: Runtime, session: AsyncSession, row: Consol
     return token is not None and token.revoked_at is None
 
 
-def identify_bootstrap(runtime: Runtime, presented: str) -> AdminIdentity | None:
+def identify_bootstrap(settings: Settings, presented: str) -> AdminIdentity | None:
     """The bootstrap token (``TENANTGATE_ADMIN_TOKEN``), compared in constant time."""
-    bootstrap = runtime.settings.admin_token
+    bootstrap = settings.admin_token
     if bootstrap is not None and hmac.compare_digest(presented.encode(), bootstrap.get_secret_value().encode()):
         return AdminIdentity(BOOTSTRAP_TOKEN_ID, AdminRole.ADMIN)
     return None
 
 
-async def _failed(runtime: Runtime, source: str, reason: str, message: str) -> None:
-    wait = await runtime.auth_throttle.failed("admin", source, reason)
+async def _failed(request: Request, source: str, reason: str, message: str) -> None:
+    wait = await auth_throttle_of(request).failed("admin", source, reason)
     if wait is not None:
         raise throttled(wait)
     raise InvalidApiKey(message)

@@ -8,9 +8,9 @@ from fastapi import APIRouter, Depends, Request
 
 from tenantgate.database import session_scope
 from tenantgate.platform.admin.auth import require_admin
+from tenantgate.platform.deps import sessions_of
 from tenantgate.platform.errors import NotFound
 from tenantgate.platform.limits.routes import current_limits
-from tenantgate.platform.runtime import Runtime
 from tenantgate.tenants import repository
 from tenantgate.tenants.models import Plan, Tenant
 
@@ -19,8 +19,7 @@ router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(requir
 
 @router.get("/keys/{key_id}/limits", summary="A key's and its tenant's limits and remaining amounts")
 async def key_limits(key_id: str, request: Request) -> dict[str, Any]:
-    runtime: Runtime = request.app.state.runtime
-    async with session_scope(runtime.sessions) as session:
+    async with session_scope(sessions_of(request)) as session:
         key = await repository.get_key(session, key_id)
         tenant = await session.get(Tenant, key.tenant_id) if key is not None else None
         if key is None or tenant is None:
@@ -28,6 +27,6 @@ async def key_limits(key_id: str, request: Request) -> dict[str, Any]:
         plan = await session.get(Plan, tenant.plan_id) if tenant.plan_id else None
         principal = repository.build_principal(key, tenant, plan)
         status = key.status
-    view = await current_limits(runtime, principal)
+    view = await current_limits(request, principal)
     view["key"]["status"] = status
     return view

@@ -11,8 +11,9 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 
 from tenantgate.platform.admin.auth import AdminAccess, require_billing
-from tenantgate.platform.admin.deps import After, Limit, mutation, reading, runtime_of
+from tenantgate.platform.admin.deps import After, Limit, mutation, reading
 from tenantgate.platform.admin.schemas import Deleted, ListOf, PriceOverrideCreate, PriceOverrideOut, page_fields
+from tenantgate.platform.deps import metering_of
 from tenantgate.tenants.metering import price_overrides
 from tenantgate.tenants.metering.price_overrides import PriceScope
 
@@ -24,7 +25,7 @@ async def create_price(body: PriceOverrideCreate, request: Request, identity: Ad
     async with mutation(request, identity) as op:
         row = await price_overrides.create_override(op, **body.model_dump())
         out = PriceOverrideOut.of(row)
-    await runtime_of(request).metering.reload_prices()
+    await metering_of(request).reload_prices()
     return out
 
 
@@ -56,5 +57,5 @@ async def get_price(price_id: str, request: Request) -> PriceOverrideOut:
 async def delete_price(price_id: str, request: Request, identity: AdminAccess) -> Deleted:
     async with mutation(request, identity) as op:
         await price_overrides.delete_override(op, await price_overrides.get_override(op.session, price_id))
-    await runtime_of(request).metering.reload_prices()
+    await metering_of(request).reload_prices()
     return Deleted(id=price_id, object="price_override")

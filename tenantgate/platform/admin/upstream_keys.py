@@ -15,14 +15,17 @@ from urllib.parse import urlsplit
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, Field, SecretStr
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tenantgate.platform.admin.auth import AdminAccess, require_admin
 from tenantgate.platform.admin.deps import mutation
+from tenantgate.platform.deps import SessionsDep, routing_of, secret_box_of, upstream_guard_of
 from tenantgate.platform.errors import BadRequest, NotFound
-from tenantgate.platform.runtime import Runtime
-from tenantgate.platform.upstream.guard import UpstreamURLRefused
+from tenantgate.platform.upstream.guard import TenantUpstreamGuard, UpstreamURLRefused
+from tenantgate.platform.upstream.registry import Routing
 from tenantgate.tenants import repository
 from tenantgate.tenants.models import TenantUpstreamKey, utcnow
+from tenantgate.tenants.secrets import SecretBox
 
 router = APIRouter(
     prefix="/admin/tenants/{tenant_id}/upstream-keys",
@@ -50,21 +53,16 @@ class UpstreamKeyOut(BaseModel):
     updated_at: datetime
 
 
-def _runtime(request: Request) -> Runtime:
-    runtime: Runtime = request.app.state.runtime
-    return runtime
-
-
-async def _require_tenant(runtime: Runtime, tenant_id: str) -> None:
-    async with runtime.sessions() as session:
+async def _require_tenant(sessions: async_sessionmaker[AsyncSession], tenant_id: str) -> None:
+    async with sessions() as session:
         if await repository.get_tenant(session, tenant_id) is None:
             raise NotFound(f"No tenant with id {tenant_id!r}.", code="tenant_not_found")
 
 
 @router.get("", response_model=list[UpstreamKeyOut], summary="Upstreams the tenant has its own key for")
-async def list_upstream_keys(tenant_id: str, runtime: Runtime = Depends(_runtime)) -> list[UpstreamKeyOut]:
-    await _require_tenant(runtime, tenant_id)
-    async with runtime.sessions() as session:
+async def list_upstream_keys(tenant_id: str, sessions: SessionsDep) -> list[UpstreamKeyOut]:
+    await _require_tenant(sessions, tenant_id)
+    async with sessions() as session:
         rows = await repository.tenant_upstream_keys(session, tenant_id)
     return [UpstreamKeyOut(upstream=row.upstream, base_url=row.base_url, updated_at=row.updated_at) for row in rows]
 
@@ -84,18 +82,21 @@ async def set_upstream_key(
     body: UpstreamKeySet,
     request: Request,
     identity: AdminAccess,
-    runtime: Runtime = Depends(_runtime),
+    sessions: SessionsDep,
+    routing: Routing = Depends(routing_of),
+    guard: TenantUpstreamGuard = Depends(upstream_guard_of),
+    secret_box: SecretBox = Depends(secret_box_of),
 ) -> UpstreamKeyOut:
-    if upstream not in runtime.routing.upstreams:
+    if upstream not in routing.upstreams:
         raise NotFound(f"No upstream named {upstream!r} is configured.", code="upstream_not_found")
-    await _require_tenant(runtime, tenant_id)
+    await _require_tenant(sessions, tenant_id)
     base_url = None
     if body.base_url is not None:
         try:
-            base_url = await runtime.upstream_guard.check(body.base_url)
+            base_url = await guard.check(body.base_url)
         except UpstreamURLRefused as exc:
             raise BadRequest(str(exc), param="base_url", code="invalid_base_url") from None
-    ciphertext = runtime.secret_box.encrypt(body.api_key.get_secret_value())
+    ciphertext = secret_box.encrypt(body.api_key.get_secret_value())
     async with mutation(request, identity) as op:
         row = await op.session.get(TenantUpstreamKey, (tenant_id, upstream))
         before = None if row is None else _audit_summary(row)

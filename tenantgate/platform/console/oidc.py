@@ -27,8 +27,8 @@ from fastapi.responses import RedirectResponse, Response
 
 from tenantgate.platform.admin.auth import AdminIdentity
 from tenantgate.platform.console.routes import CONSOLE_PATH, create_session, secured, set_session_cookie
+from tenantgate.platform.deps import sessions_of, settings_of
 from tenantgate.platform.errors import NotFound
-from tenantgate.platform.runtime import Runtime
 from tenantgate.settings import Settings
 from tenantgate.tenants.models import AdminRole, Tenant, TenantStatus
 
@@ -48,11 +48,12 @@ class SignInRefused(Exception):
     """Why a sign-in did not become a session, in words for the person signing in (never a secret)."""
 
 
-def _runtime(request: Request) -> Runtime:
-    runtime: Runtime = request.app.state.runtime
-    if not runtime.settings.console_oidc_issuer:
+def _configured(request: Request) -> Settings:
+    """The settings, when single sign-on is configured; 404 otherwise."""
+    settings = settings_of(request)
+    if not settings.console_oidc_issuer:
         raise NotFound("Single sign-on is not configured (TENANTGATE_CONSOLE_OIDC_ISSUER).")
-    return runtime
+    return settings
 
 
 def _sign(secret: bytes, payload: dict[str, Any]) -> str:
@@ -141,8 +142,7 @@ def _refused(message: str) -> Response:
 async def login(request: Request) -> Response:
     import aiohttp
 
-    runtime = _runtime(request)
-    settings = runtime.settings
+    settings = _configured(request)
     try:
         config = await _provider(request).config(settings)
     except (SignInRefused, aiohttp.ClientError, TimeoutError, ValueError) as exc:
@@ -177,8 +177,7 @@ async def login(request: Request) -> Response:
 async def callback(request: Request) -> Response:
     import aiohttp
 
-    runtime = _runtime(request)
-    settings = runtime.settings
+    settings = _configured(request)
     params = request.query_params
     if "error" in params:
         return _refused(f"The identity provider refused the sign-in: {params['error'][:100]}.")
@@ -186,26 +185,26 @@ async def callback(request: Request) -> Response:
     if flow is None or not hmac.compare_digest(str(flow["state"]), params.get("state", "")):
         return _refused("This sign-in was not started here or took too long; start again.")
     try:
-        claims = await _claims(request, runtime, params.get("code", ""), flow)
-        identity, subject = await _identity(runtime, claims)
+        claims = await _claims(request, params.get("code", ""), flow)
+        identity, subject = await _identity(request, claims)
     except SignInRefused as refused:
         return _refused(str(refused))
     except (aiohttp.ClientError, TimeoutError, ValueError, KeyError) as exc:
         log.warning("console: OpenID Connect sign-in failed: %s", type(exc).__name__)
         return _refused("The identity provider could not complete the sign-in.")
     response = secured(RedirectResponse(CONSOLE_PATH, status_code=303))
-    value, lifetime = await create_session(runtime, identity, subject, "oidc", None)
+    value, lifetime = await create_session(request, identity, subject, "oidc", None)
     set_session_cookie(response, value, lifetime)
     response.delete_cookie(FLOW_COOKIE, path="/", secure=True, httponly=True, samesite="lax")
     return response
 
 
-async def _claims(request: Request, runtime: Runtime, code: str, flow: dict[str, Any]) -> dict[str, Any]:
+async def _claims(request: Request, code: str, flow: dict[str, Any]) -> dict[str, Any]:
     import aiohttp
     from joserfc import jwt
     from joserfc.errors import JoseError
 
-    settings = runtime.settings
+    settings = settings_of(request)
     provider = _provider(request)
     config = await provider.config(settings)
     secret = settings.console_oidc_client_secret
@@ -252,8 +251,8 @@ async def _claims(request: Request, runtime: Runtime, code: str, flow: dict[str,
 _RANK = {AdminRole.ADMIN: 0, AdminRole.BILLING: 1, AdminRole.TENANT: 2}
 
 
-async def _identity(runtime: Runtime, claims: dict[str, Any]) -> tuple[AdminIdentity, str]:
-    settings = runtime.settings
+async def _identity(request: Request, claims: dict[str, Any]) -> tuple[AdminIdentity, str]:
+    settings = settings_of(request)
     groups = claims.get(settings.console_oidc_groups_claim) or []
     if isinstance(groups, str):
         groups = [groups]
@@ -271,7 +270,7 @@ async def _identity(runtime: Runtime, claims: dict[str, Any]) -> tuple[AdminIden
         raise SignInRefused(f"{subject} is in no group that may use this console.")
     role, tenant_id = min(granted, key=lambda grant: (_RANK[grant[0]], grant[1] or ""))
     if tenant_id is not None:
-        async with runtime.sessions() as session:
+        async with sessions_of(request)() as session:
             tenant = await session.get(Tenant, tenant_id)
         if tenant is None or tenant.status == TenantStatus.DELETED:
             raise SignInRefused(f"The tenant that {subject}'s group maps to does not exist.")

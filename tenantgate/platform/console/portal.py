@@ -25,9 +25,9 @@ from tenantgate.platform.admin.schemas import (
     page_fields,
 )
 from tenantgate.platform.console.routes import CONSOLE_PATH
+from tenantgate.platform.deps import sessions_of
 from tenantgate.platform.errors import PermissionDenied
 from tenantgate.platform.limits.routes import current_limits
-from tenantgate.platform.runtime import Runtime
 from tenantgate.tenants import key_service, repository, service
 from tenantgate.tenants.errors import KeyNotFound
 from tenantgate.tenants.models import ApiKey, Plan, Tenant, TenantStatus
@@ -39,8 +39,7 @@ async def tenant_identity(request: Request, identity: AdminIdentity = Depends(re
     """A tenant token or session whose tenant is not suspended (deleted ones no longer authenticate)."""
     if identity.tenant_id is None:
         raise PermissionDenied("This route is for a tenant's console credential.", code="insufficient_role")
-    runtime: Runtime = request.app.state.runtime
-    async with runtime.sessions() as session:
+    async with sessions_of(request)() as session:
         tenant = await session.get(Tenant, identity.tenant_id)
     if tenant is None or tenant.status == TenantStatus.SUSPENDED:
         raise PermissionDenied("This tenant is suspended. Contact the platform operator.", code="tenant_suspended")
@@ -117,14 +116,13 @@ async def own_key_limits(
 ) -> dict[str, Any]:
     """What ``GET /v1/me`` answers that key: its and its tenant's limits and what is left of them now."""
     assert identity.tenant_id is not None
-    runtime: Runtime = request.app.state.runtime
-    async with session_scope(runtime.sessions) as session:
+    async with session_scope(sessions_of(request)) as session:
         key = await _own_key(session, identity.tenant_id, key_id)
         tenant = await session.get(Tenant, key.tenant_id)
         assert tenant is not None
         plan = await session.get(Plan, tenant.plan_id) if tenant.plan_id else None
         principal = repository.build_principal(key, tenant, plan)
         status = key.status
-    view = await current_limits(runtime, principal)
+    view = await current_limits(request, principal)
     view["key"]["status"] = status
     return view

@@ -23,8 +23,8 @@ from tenantgate.platform.admin.auth import (
     identify_token,
 )
 from tenantgate.platform.console.cookies import SESSION_COOKIE, csrf_token
+from tenantgate.platform.deps import sessions_of, settings_of
 from tenantgate.platform.errors import BadRequest, NotFound
-from tenantgate.platform.runtime import Runtime
 from tenantgate.tenants.console_sessions import close_session, open_session
 from tenantgate.tenants.keys import hash_key
 from tenantgate.tenants.models import AdminToken, Tenant
@@ -87,14 +87,9 @@ class SignIn(BaseModel):
     token: str = Field(min_length=1, max_length=512)
 
 
-def _runtime(request: Request) -> Runtime:
-    runtime: Runtime = request.app.state.runtime
-    return runtime
-
-
-async def _subject(runtime: Runtime, identity: AdminIdentity) -> tuple[str, str | None]:
+async def _subject(request: Request, identity: AdminIdentity) -> tuple[str, str | None]:
     """A name to show for the signed-in identity, and the tenant's name for a tenant session."""
-    async with runtime.sessions() as session:
+    async with sessions_of(request)() as session:
         token = await session.get(AdminToken, identity.token_id)
         tenant = await session.get(Tenant, identity.tenant_id) if identity.tenant_id else None
     subject = token.name if token is not None else identity.token_id
@@ -104,29 +99,28 @@ async def _subject(runtime: Runtime, identity: AdminIdentity) -> tuple[str, str 
 @router.post(CONSOLE_PATH + "/api/session", response_class=Response)
 async def sign_in(body: SignIn, request: Request) -> Response:
     """Exchange a token for a session cookie. Guessing is throttled exactly like the admin API's bearer tokens."""
-    runtime = _runtime(request)
     presented = body.token.strip()
-    identity = await identify_token(runtime, request, presented)
+    identity = await identify_token(request, presented)
     credential_hash = None
     if identity.token_id == BOOTSTRAP_TOKEN_ID:
         # The session ends when the bootstrap token is changed: it remembers which one opened it.
-        credential_hash = hash_key(runtime.settings.secret_key_bytes, presented)
-    subject, _ = await _subject(runtime, identity)
-    value, lifetime = await create_session(runtime, identity, subject, identity.token_id, credential_hash)
+        credential_hash = hash_key(settings_of(request).secret_key_bytes, presented)
+    subject, _ = await _subject(request, identity)
+    value, lifetime = await create_session(request, identity, subject, identity.token_id, credential_hash)
     response = secured(JSONResponse({"role": identity.role.value, "tenant_id": identity.tenant_id}))
     set_session_cookie(response, value, lifetime)
     return response
 
 
 async def create_session(
-    runtime: Runtime, identity: AdminIdentity, subject: str, credential: str, credential_hash: str | None
+    request: Request, identity: AdminIdentity, subject: str, credential: str, credential_hash: str | None
 ) -> tuple[str, timedelta]:
     """A new session's cookie value and lifetime."""
-    lifetime = timedelta(hours=runtime.settings.console_session_hours)
-    async with runtime.sessions() as session:
+    lifetime = timedelta(hours=settings_of(request).console_session_hours)
+    async with sessions_of(request)() as session:
         value = await open_session(
             session,
-            runtime.settings.secret_key_bytes,
+            settings_of(request).secret_key_bytes,
             role=identity.role,
             subject=subject,
             credential=credential,
@@ -153,12 +147,11 @@ def set_session_cookie(response: Response, value: str, lifetime: timedelta) -> N
 @router.get(CONSOLE_PATH + "/api/session")
 async def who_am_i(request: Request, identity: AdminIdentity = Depends(authenticate)) -> Response:
     """The signed-in identity, what the console may show it, and the CSRF token its writes must carry."""
-    runtime = _runtime(request)
     cookie = request.cookies.get(SESSION_COOKIE)
     if cookie is None:
         raise BadRequest("This route describes a console session; sign in through the console.", code="no_session")
-    settings = runtime.settings
-    subject, tenant_name = await _subject(runtime, identity)
+    settings = settings_of(request)
+    subject, tenant_name = await _subject(request, identity)
     body: dict[str, Any] = {
         "role": identity.role.value,
         "subject": subject if not identity.token_id.startswith("oidc:") else identity.token_id[5:],
@@ -174,11 +167,10 @@ async def who_am_i(request: Request, identity: AdminIdentity = Depends(authentic
 
 @router.delete(CONSOLE_PATH + "/api/session", response_class=Response)
 async def sign_out(request: Request, identity: AdminIdentity = Depends(authenticate)) -> Response:
-    runtime = _runtime(request)
     cookie = request.cookies.get(SESSION_COOKIE)
     if cookie is not None:
-        async with runtime.sessions() as session:
-            await close_session(session, runtime.settings.secret_key_bytes, cookie)
+        async with sessions_of(request)() as session:
+            await close_session(session, settings_of(request).secret_key_bytes, cookie)
             await session.commit()
     response = secured(Response(status_code=204))
     response.delete_cookie(SESSION_COOKIE, path="/", secure=True, httponly=True, samesite="strict")
@@ -188,4 +180,4 @@ async def sign_out(request: Request, identity: AdminIdentity = Depends(authentic
 @router.get(CONSOLE_PATH + "/api/config")
 async def sign_in_options(request: Request) -> Response:
     """What the sign-in page offers (public: no data)."""
-    return secured(JSONResponse({"oidc": bool(_runtime(request).settings.console_oidc_issuer)}))
+    return secured(JSONResponse({"oidc": bool(settings_of(request).console_oidc_issuer)}))

@@ -23,8 +23,8 @@ from tenantgate.observability.metrics import MetricData
 from tenantgate.platform.admin.auth import require_billing
 from tenantgate.platform.console.charts import WINDOWS, Filters, chart_data, quantile
 from tenantgate.platform.console.routes import CONSOLE_PATH, secured
+from tenantgate.platform.deps import engine_of, sessions_of, settings_of, telemetry_of
 from tenantgate.platform.errors import BadRequest, ServiceUnavailable
-from tenantgate.platform.runtime import Runtime
 from tenantgate.tenants.metering.pricing import NANOS_PER_USD
 from tenantgate.tenants.metering.rollups import Totals, UsageQuery, aggregate
 from tenantgate.tenants.models import ApiKey, Tenant
@@ -39,11 +39,6 @@ _WINDOW_SECONDS = {"15m": 900, "1h": 3600, "24h": 86400, "7d": 7 * 86400}
 _OWN_ROUTES = (CONSOLE_PATH, "/dashboard")
 GRAFANA_DASHBOARDS = (("Overview", "tenantgate-overview"), ("Tenant", "tenantgate-tenant"))
 _MAX_FILTER = 200
-
-
-def _runtime(request: Request) -> Runtime:
-    runtime: Runtime = request.app.state.runtime
-    return runtime
 
 
 def _filter(value: str | None, param: str) -> str | None:
@@ -67,17 +62,16 @@ async def series(
         raise BadRequest(f"window must be one of {', '.join(WINDOWS)}.", param="window")
     filters = Filters(_filter(tenant, "tenant"), _filter(model, "model"), _filter(upstream, "upstream"))
     key = _filter(key, "key")
-    runtime = _runtime(request)
-    body: dict[str, Any] = {"metrics_enabled": runtime.telemetry.metrics_enabled}
-    if runtime.telemetry.metrics_enabled and key is None:
-        histories = await runtime.telemetry.histories()
+    body: dict[str, Any] = {"metrics_enabled": telemetry_of(request).metrics_enabled}
+    if telemetry_of(request).metrics_enabled and key is None:
+        histories = await telemetry_of(request).histories()
         body["traffic"] = await asyncio.to_thread(chart_data, histories, window, filters)
-    body["ledger"] = await _ledger(runtime, window, filters, key)
-    await _name(runtime, body)
+    body["ledger"] = await _ledger(request, window, filters, key)
+    await _name(request, body)
     return secured(JSONResponse(body))
 
 
-async def _ledger(runtime: Runtime, window: str, filters: Filters, key: str | None) -> dict[str, Any]:
+async def _ledger(request: Request, window: str, filters: Filters, key: str | None) -> dict[str, Any]:
     """Requests, tokens and cost per bucket from the usage rollups, with the window's top tenants, keys, models."""
     width = _LEDGER_WIDTH[window]
     end = (int(time.time()) // width + 1) * width
@@ -88,7 +82,7 @@ async def _ledger(runtime: Runtime, window: str, filters: Filters, key: str | No
         "api_key_ids": None if key is None else (key,),
     }
     try:
-        async with runtime.engine.connect() as conn:
+        async with engine_of(request).connect() as conn:
             buckets = await aggregate(conn, UsageQuery(start, end, width, **narrow), tenant_id=None)
             groups = await aggregate(
                 conn,
@@ -137,14 +131,14 @@ def _top(rows: dict[str, Totals], name: str, limit: int = 50) -> list[dict[str, 
     return [{name: value, **_row(totals)} for value, totals in ordered[:limit]]
 
 
-async def _name(runtime: Runtime, body: dict[str, Any]) -> None:
+async def _name(request: Request, body: dict[str, Any]) -> None:
     """Tenants and keys shown by name: one lookup of the ids the answer mentions."""
     traffic = body.get("traffic", {}).get("totals", {})
     ledger = body["ledger"]
     key_ids = {row["key"] for row in ledger["keys"]}
     names: dict[str, str] = {}
     keys: dict[str, tuple[str, str]] = {}
-    async with runtime.sessions() as session:
+    async with sessions_of(request)() as session:
         if key_ids:
             found = await session.execute(
                 select(ApiKey.id, ApiKey.name, ApiKey.tenant_id).where(ApiKey.id.in_(key_ids))
@@ -166,8 +160,7 @@ async def _name(runtime: Runtime, body: dict[str, Any]) -> None:
 @router.get("/overview", dependencies=[Depends(require_billing)])
 async def overview(request: Request) -> Response:
     """The state right now: workers, in flight, dependencies, limiter, metering, routes, and the alerts."""
-    runtime = _runtime(request)
-    telemetry = runtime.telemetry
+    telemetry = telemetry_of(request)
     body: dict[str, Any] = {"metrics_enabled": telemetry.metrics_enabled, "generated_at": time.time()}
     if telemetry.metrics_enabled:
         snapshots = await telemetry.snapshots()
@@ -177,7 +170,7 @@ async def overview(request: Request) -> Response:
             {"pid": s.pid, "exited": s.final, "snapshot_age_seconds": round(max(0.0, time.time() - s.written_at), 1)}
             for s in snapshots
         ]
-    settings = runtime.settings
+    settings = settings_of(request)
     body["alerts"] = await _alerts(settings.console_prometheus_url) if settings.console_prometheus_url else None
     grafana = settings.console_grafana_url.rstrip("/")
     body["grafana"] = [{"title": t, "url": f"{grafana}/d/{uid}"} for t, uid in GRAFANA_DASHBOARDS] if grafana else []

@@ -9,17 +9,17 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from tenantgate.core.principal import Principal
 from tenantgate.platform.context import RequestContext, tenant_context
+from tenantgate.platform.deps import limiter_of, objects_of, settings_of
 from tenantgate.platform.limits.responses import RateLimiterUnavailable
 from tenantgate.platform.limits.view import limits_view
-from tenantgate.platform.runtime import Runtime
 from tenantgate.tenants.limits.guard import LimiterUnavailable
 
 router = APIRouter(tags=["limits"])
 
 
-async def current_limits(runtime: Runtime, principal: Principal) -> dict[str, Any]:
+async def current_limits(request: Request, principal: Principal) -> dict[str, Any]:
     try:
-        verdict = await runtime.limiter.peek(principal)
+        verdict = await limiter_of(request).peek(principal)
     except LimiterUnavailable:
         raise RateLimiterUnavailable(
             "The gateway cannot read rate limits right now. Please retry shortly.", headers={"retry-after": "1"}
@@ -29,11 +29,10 @@ async def current_limits(runtime: Runtime, principal: Principal) -> dict[str, An
 
 @router.get("/v1/me", summary="The calling key's and tenant's limits and remaining amounts")
 async def me(request: Request, ctx: RequestContext = Depends(tenant_context)) -> dict[str, Any]:
-    runtime: Runtime = request.app.state.runtime
-    view = await current_limits(runtime, ctx.principal)
-    settings = runtime.settings
+    view = await current_limits(request, ctx.principal)
+    settings = settings_of(request)
     try:
-        storage = await runtime.objects.storage(ctx.principal.tenant_id)
+        storage = await objects_of(request).storage(ctx.principal.tenant_id)
     except (SQLAlchemyError, OSError):
         view["storage"] = None  # the limits are still worth showing while the database does not answer
         return view

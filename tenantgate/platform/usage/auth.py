@@ -16,9 +16,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from tenantgate.core.principal import Principal
 from tenantgate.platform.admin.auth import AdminIdentity, authenticate, identify_bootstrap
 from tenantgate.platform.console.cookies import SESSION_COOKIE
-from tenantgate.platform.credentials import resolve_tenant_key
+from tenantgate.platform.deps import settings_of, tenant_keys_of
 from tenantgate.platform.errors import InvalidApiKey, PermissionDenied, ServiceUnavailable
-from tenantgate.platform.runtime import Runtime
 from tenantgate.tenants.admin_tokens import TOKEN_PREFIX
 from tenantgate.tenants.keys import KEY_PREFIX
 from tenantgate.tenants.models import AdminRole
@@ -37,9 +36,9 @@ def _presented(request: Request) -> str:
     return request.headers.get("api-key", "").strip()
 
 
-async def _tenant_key(runtime: Runtime, request: Request, presented: str) -> Principal | None:
+async def _tenant_key(request: Request, presented: str) -> Principal | None:
     try:
-        return await resolve_tenant_key(runtime, request.scope, presented)
+        return await tenant_keys_of(request).resolve(request.scope, presented)
     except (SQLAlchemyError, OSError):
         raise ServiceUnavailable("Usage data is unavailable right now; try again shortly.") from None
 
@@ -49,14 +48,13 @@ async def usage_reader(request: Request) -> UsageReader:
 
     The tenant auth middleware lets /v1/organization/* through unauthenticated so this can accept either.
     """
-    runtime: Runtime = request.app.state.runtime
     presented = _presented(request)
     if not presented and request.cookies.get(SESSION_COOKIE):
         return _admin_reader(await authenticate(request))  # the console, signed in
     if not presented:
         raise InvalidApiKey("You didn't provide an API key. Provide it as `Authorization: Bearer YOUR_KEY`.")
     if presented.startswith(KEY_PREFIX) and not presented.startswith(TOKEN_PREFIX):
-        principal = await _tenant_key(runtime, request, presented)
+        principal = await _tenant_key(request, presented)
         if principal is not None:
             if not principal.tenant_active:
                 raise PermissionDenied(
@@ -65,7 +63,7 @@ async def usage_reader(request: Request) -> UsageReader:
             return UsageReader(tenant_id=principal.tenant_id)
         # Not a tenant key; it may still be a bootstrap admin token that happens to look like one. A wrong tenant
         # key counted as a tenant-key failure above, not as an admin one.
-        identity = identify_bootstrap(runtime, presented)
+        identity = identify_bootstrap(settings_of(request), presented)
         if identity is None:
             raise InvalidApiKey("Incorrect API key provided.")
     else:

@@ -6,24 +6,19 @@ import re
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 from sqlalchemy.exc import SQLAlchemyError
 
 from tenantgate.platform.admin.auth import require_billing
+from tenantgate.platform.deps import EngineDep
 from tenantgate.platform.errors import BadRequest, ServiceUnavailable
-from tenantgate.platform.runtime import Runtime
 from tenantgate.tenants.metering import reports
 from tenantgate.tenants.metering.rollups import ceil_minute, floor_minute
 from tenantgate.tenants.metering.usage_event import UsageEventOut
 
 router = APIRouter(prefix="/admin/usage", tags=["billing"], dependencies=[Depends(require_billing)])
-
-
-def _runtime(request: Request) -> Runtime:
-    runtime: Runtime = request.app.state.runtime
-    return runtime
 
 
 _MAX_TIMESTAMP = 253402300799  # 9999-12-31T23:59:59Z, the last second datetime can hold
@@ -62,17 +57,17 @@ class EventsPage(BaseModel):
     response_model=EventsPage,
 )
 async def list_events(
+    engine: EngineDep,
     after: str | None = Query(None, description="`next_cursor` of the previous page; omit to start at the beginning"),
     limit: int = Query(1000, ge=1, le=10_000),
     tenant_id: str | None = Query(None, description="Only this tenant's events"),
-    runtime: Runtime = Depends(_runtime),
 ) -> dict[str, Any]:
     try:
         position = reports.decode_cursor(after) if after else 0
     except reports.InvalidCursor:
         raise BadRequest("Invalid cursor: pass `next_cursor` of a previous page.", param="after") from None
     try:
-        async with runtime.engine.connect() as conn:
+        async with engine.connect() as conn:
             rows, has_more = await reports.events_after(conn, position, limit, tenant_id=tenant_id)
     except (SQLAlchemyError, OSError):
         raise ServiceUnavailable("Usage data is unavailable right now; try again shortly.") from None
@@ -88,15 +83,15 @@ async def list_events(
 
 @router.get("/export.csv", summary="Usage events of a period as CSV (one tenant, or all)")
 async def export_csv(
+    engine: EngineDep,
     tenant_id: str | None = Query(None, description="Only this tenant's events"),
     period: str | None = Query(None, description="A UTC month, YYYY-MM (default: the current one)"),
     start_time: int | None = Query(None, ge=0, description="Unix seconds, inclusive (instead of period)"),
     end_time: int | None = Query(None, ge=0, description="Unix seconds, exclusive (instead of period)"),
-    runtime: Runtime = Depends(_runtime),
 ) -> StreamingResponse:
     start, end = resolve_period(period, start_time, end_time)
     rows = reports.events_csv(
-        runtime.engine,
+        engine,
         tenant_id=tenant_id,
         start=datetime.fromtimestamp(start, UTC),
         end=datetime.fromtimestamp(end, UTC),
@@ -111,16 +106,16 @@ async def export_csv(
 
 @router.get("/invoices", summary="Tokens and cost by model, per tenant, for an invoice period")
 async def list_invoices(
+    engine: EngineDep,
     period: str | None = Query(None, description="A UTC month, YYYY-MM (default: the current one)"),
     start_time: int | None = Query(None, ge=0),
     end_time: int | None = Query(None, ge=0),
     tenant_id: str | None = Query(None, description="Only this tenant"),
-    runtime: Runtime = Depends(_runtime),
 ) -> dict[str, Any]:
     start, end = resolve_period(period, start_time, end_time)
     start, end = floor_minute(start), ceil_minute(end)  # rollups resolve to the minute
     try:
-        async with runtime.engine.connect() as conn:
+        async with engine.connect() as conn:
             found = await reports.invoices(
                 conn, start=start, end=end, tenant_ids=None if tenant_id is None else [tenant_id]
             )

@@ -33,8 +33,8 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query, Request
 from sqlalchemy.exc import SQLAlchemyError
 
+from tenantgate.platform.deps import engine_of
 from tenantgate.platform.errors import BadRequest, ServiceUnavailable
-from tenantgate.platform.runtime import Runtime
 from tenantgate.platform.usage.auth import UsageReader, usage_reader
 from tenantgate.tenants.metering.pricing import NANOS_PER_USD
 from tenantgate.tenants.metering.reports import QUANTITY_UNITS
@@ -148,9 +148,8 @@ def _group_by(request: Request, allowed: dict[str, str]) -> tuple[tuple[str, ...
 
 
 async def _aggregate(request: Request, query: UsageQuery, reader: UsageReader) -> Buckets:
-    runtime: Runtime = request.app.state.runtime
     try:
-        async with runtime.engine.connect() as conn:
+        async with engine_of(request).connect() as conn:
             return await aggregate(conn, query, tenant_id=reader.tenant_id)
     except (SQLAlchemyError, OSError):
         raise ServiceUnavailable("Usage data is unavailable right now; try again shortly.") from None

@@ -34,7 +34,7 @@ def console_gateway(
         app = create_app(settings)
         with ServedApp(app, **uvicorn_options(settings)) as served:
             assert served.loop is not None
-            yield Gateway(served.url, ADMIN_TOKEN, settings, app.state.runtime, served.loop)
+            yield Gateway(served.url, ADMIN_TOKEN, settings, app.runtime, served.loop)
     finally:
         drop()
 

@@ -45,7 +45,7 @@ def sso(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Gateway, str
         )
         app = create_app(settings)
         with ServedApp(app, **uvicorn_options(settings)) as served:
-            yield Gateway(served.url, "", settings, app.state.runtime, served.loop), issuer
+            yield Gateway(served.url, "", settings, app.runtime, served.loop), issuer
 
 
 @pytest.fixture(scope="module")

@@ -47,7 +47,7 @@ class Restartable:
         app = create_app(self.settings)
         self.served = ServedApp(app, **uvicorn_options(self.settings)).__enter__()
         assert self.served.loop is not None
-        self.gateway = Gateway(self.served.url, ADMIN_TOKEN, self.settings, app.state.runtime, self.served.loop)
+        self.gateway = Gateway(self.served.url, ADMIN_TOKEN, self.settings, app.runtime, self.served.loop)
         return self.gateway
 
     def stop(self) -> None:

@@ -122,7 +122,7 @@ def served(
         app = create_app(settings)
         server = ServedApp(app, **uvicorn_options(settings)).__enter__()
         started.append(server)
-        gateway = Gateway(server.url, ADMIN_TOKEN, settings, app.state.runtime, server.loop)  # type: ignore[arg-type]
+        gateway = Gateway(server.url, ADMIN_TOKEN, settings, app.runtime, server.loop)  # type: ignore[arg-type]
         return gateway, server
 
     yield start
