@@ -110,11 +110,14 @@ class Runtime:
         )
         # Limits, metering and telemetry register here, in order (see platform/proxy/hooks.py).
         self.metering = Metering(settings, self.engine, self.sessions)
+        # Files, uploads, batches and background responses: the tenants' index (batches hold limits until they end).
+        self.objects = ObjectIndex(self.sessions)
         self.limiter = Limiter.from_settings(
             settings,
             self.redis,
             cost_estimator=PriceBookCost(self.metering.prices),
             ledger=Ledger(self.sessions, self.metering.spool, self.metering.prices),
+            held_by_batches=self.objects.held,
         )
         self.invalidation = InvalidationBus(
             self.key_cache,
@@ -155,9 +158,7 @@ class Runtime:
         refuse: list[ExchangeHook] = []
         if settings.unpriced_models == "refuse":
             refuse.append(UnpricedRefusal(self.metering.prices, self.routing))
-        # Files, uploads, batches and background responses: the tenants' index, their billing, the one poller.
-        self.objects = ObjectIndex(self.sessions)
-        self.limiter.held_by_batches = self.objects.held
+        # Their billing and the one poller.
         self.settler = Settler(
             http=self.http,
             ownership=self.ownership,

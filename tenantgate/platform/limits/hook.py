@@ -77,6 +77,7 @@ class Limiter:
         *,
         ledger: MonthLedger | None = None,
         default_max_output_tokens: int = 16_384,
+        held_by_batches: Callable[[str, str], Awaitable[int]] | None = None,
     ) -> None:
         self.store = store
         self.policy = policy
@@ -88,7 +89,7 @@ class Limiter:
         self._held: dict[int, Reservation] = {}
         # What each batch create holds until its batch ends, by exchange, until the request ends (batch.py).
         self._batch_holds: dict[int, BatchHold] = {}
-        self.held_by_batches: Callable[[str, str], Awaitable[int]] | None = None
+        self.held_by_batches = held_by_batches
         """What batches in flight hold on a counter (tenant id, counter key): added when a counter is seeded."""
 
     @classmethod
@@ -98,6 +99,7 @@ class Limiter:
         redis: RespClient | None,
         cost_estimator: CostEstimator | None = None,
         ledger: MonthLedger | None = None,
+        held_by_batches: Callable[[str, str], Awaitable[int]] | None = None,
     ) -> Limiter:
         """``redis``: the process's client (platform/runtime.py's ``redis_client``, whose timeouts are the limiter's),
         or None for limits kept in process memory."""
@@ -115,6 +117,7 @@ class Limiter:
             cost_estimator,
             ledger=ledger,
             default_max_output_tokens=settings.default_max_output_tokens,
+            held_by_batches=held_by_batches,
         )
 
     async def admit(self, exchange: Exchange) -> None:
