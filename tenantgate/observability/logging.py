@@ -37,7 +37,8 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
         rf"\1\2\3\4\5{REDACTED}",
     ),
     (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{6,}"), rf"\1 {REDACTED}"),
-    (re.compile(r"\b(tg|sk)-[A-Za-z0-9_-]{12,}"), rf"\1-{REDACTED}"),
+    # Tenant keys (tg-), admin, billing and tenant tokens (tga-), OpenAI keys (sk-).
+    (re.compile(r"\b(tga|tg|sk)-[A-Za-z0-9_-]{12,}"), rf"\1-{REDACTED}"),
     (re.compile(r"\b([a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)[^@\s/]+@"), rf"\1{REDACTED}@"),
 )
 

@@ -51,6 +51,7 @@ def _install(settings: Any) -> io.StringIO:
         "headers {'authorization': 'Bearer tg-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA', 'api-key': 'abcdef123456'}",
         'json {"Authorization": "Basic dXNlcjpwYXNzd29yZA==", "x-api-key": "abcdef123456"}',
         "calling with sk-proj-abcdefghijklmnop0123",
+        "a named admin token tga-abcdefghijklmnop0123 in a message",
         "connect postgresql+asyncpg://tg:abcdef123456@db:5432/tenantgate failed",
         "set TENANTGATE_ADMIN_TOKEN=abcdef123456 and password: abcdef123456",
         "Cookie: session=abcdef123456",
