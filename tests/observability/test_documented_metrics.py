@@ -119,6 +119,17 @@ def test_every_registered_instrument_is_on_metrics(
         assert expected in exported  # counters: the parser names the family without _total
 
 
+def test_every_registered_instrument_is_documented(
+    gateway_factory: Callable[..., Gateway], sqlite_url: str, dev_upstream: str
+) -> None:
+    """The reverse of the first test: an instrument the gateway registers is named, as /metrics names it, on a page."""
+    gateway = gateway_factory(database_url=sqlite_url, upstream_base_url=dev_upstream)
+    documented = {name for alternatives in documented_names().values() for names in alternatives for name in names}
+    registered = {prometheus_name(m.spec) for m in gateway.runtime.telemetry.registry.collect()}
+    assert len(registered) >= 20
+    assert sorted(registered - documented) == []
+
+
 def test_every_registered_instrument_is_in_the_otlp_export(
     tmp_path: Path, dev_upstream: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
