@@ -24,7 +24,7 @@ import re
 import time
 from bisect import bisect_right
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
@@ -160,13 +160,12 @@ def price_usage(price: Price, usage: Usage, version: str | None, factor: Decimal
 
 
 def _tier_factor(price: Price, tier: str | None, *, any_tier: bool) -> Decimal | None:
-    if any_tier or tier in _STANDARD_TIERS:
+    """The fraction of the token prices a tier pays; ``any_tier`` (an override): the full price where the table
+    gives the tier no fraction."""
+    if tier in _STANDARD_TIERS:
         return _ONE
-    if tier == "flex":
-        return price.flex
-    if tier == "batch":
-        return price.batch
-    return None
+    fraction = price.flex if tier == "flex" else price.batch if tier == "batch" else None
+    return _ONE if fraction is None and any_tier else fraction
 
 
 def _by_unit(price: Price, measure: Measure) -> tuple[bool, Decimal | None]:
@@ -303,7 +302,12 @@ class PriceBook:
                 effective = [o for o in by_model.get(name, ()) if o.effective_from <= at]
                 if effective:
                     override = effective[-1]
-                    found = _Found(override.price, f"{table.version}+{override.id}", override=True)
+                    # A negotiated rate is the standard one: batch and flex pay the table's fraction of it.
+                    listed = table.prices[entry[0]] if entry is not None else None
+                    price = override.price
+                    if listed is not None and (listed.batch, listed.flex) != (price.batch, price.flex):
+                        price = replace(price, batch=listed.batch, flex=listed.flex)
+                    found = _Found(price, f"{table.version}+{override.id}", override=True)
                     if best is None or (match, specificity) > best[:2]:
                         best = (match, specificity, found)
                     break

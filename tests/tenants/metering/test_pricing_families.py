@@ -141,14 +141,31 @@ def test_flex_and_batch_cost_half_where_the_model_has_them_and_are_unpriced_else
     assert _cost("dall-e-3", category="images", quantity=1, service_tier="flex") == (None, "tier")
 
 
-def test_an_operators_override_is_its_price_in_every_tier() -> None:
+def test_an_operators_override_is_the_standard_rate_and_pays_the_tables_tier_fractions() -> None:
     book = PriceBook.load()
     book.set_overrides(
-        [PriceOverride("po_5", "gpt-5", Price(Decimal(1), Decimal(2)), effective_from=0, tenant_id="ten_a")], {}
+        [
+            PriceOverride("po_5", "gpt-5", Price(Decimal(1), Decimal(2)), effective_from=0, tenant_id="ten_a"),
+            PriceOverride("po_4o", "gpt-4o", Price(Decimal(1), Decimal(2)), effective_from=0, tenant_id="ten_a"),
+            PriceOverride("po_x", "in-house-llm", Price(Decimal(1), Decimal(2)), effective_from=0, tenant_id="ten_a"),
+        ],
+        {},
     )
     usage = Usage(input_tokens=1_000_000, output_tokens=1_000_000)
-    flex = book.cost("gpt-5", usage, measure=Measure(service_tier="flex"), tenant_id="ten_a", at=DEC)
-    assert (flex.usd, flex.version) == (3, "2026-12-07+po_5")
+
+    def usd(model: str, tier: str | None) -> Decimal | None:
+        cost = book.cost(model, usage, measure=Measure(service_tier=tier), tenant_id="ten_a", at=DEC)
+        assert cost.unpriced is None and cost.version is not None and "+po_" in cost.version
+        return cost.usd
+
+    # The table halves gpt-5 for flex and batch: the negotiated rate is halved too, as upstream's cost is.
+    assert usd("gpt-5", None) == 3
+    assert usd("gpt-5", "flex") == usd("gpt-5", "batch") == Decimal("1.5")
+    # Where the table has no fraction for a tier (gpt-4o has no flex; a model it does not list), the override
+    # prices the tier in full rather than leaving it unpriced.
+    assert usd("gpt-4o", "batch") == Decimal("1.5")
+    assert usd("gpt-4o", "flex") == 3
+    assert usd("in-house-llm", "batch") == usd("in-house-llm", "priority") == 3
 
 
 def test_a_token_price_never_prices_a_family_sold_by_the_unit_as_zero() -> None:
