@@ -26,7 +26,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from tenantgate.platform.context import request_id_of
 from tenantgate.platform.errors import GatewayError, send_error
 
-SURFACE_PREFIXES = ("/admin/", "/v1/organization/", "/usage/", "/console/api/")
+SURFACE_PREFIXES = ("/admin/", "/v1/organization/", "/console/api/")
 
 
 class SurfaceThrottled(GatewayError):

@@ -97,12 +97,6 @@ def event_json(row: Any) -> dict[str, Any]:
             out[name] = _iso(getattr(row, name))
         else:
             out[name] = getattr(row, name)
-    out["cost_nano_usd"] = {
-        "input": row.cost_input_nusd,
-        "cached_input": row.cost_cached_input_nusd,
-        "output": row.cost_output_nusd,
-        "unit": row.cost_unit_nusd,
-    }
     return out
 
 

@@ -82,7 +82,7 @@ def test_usage_from_before_the_migration_stays_valid(url_before: str) -> None:
                 (old,) = (await conn.execute(select(UsageEventRow).where(UsageEventRow.id == "evt_old"))).all()
                 (invoice,) = await reports.invoices(conn, start=DEC_8 - 86400, end=DEC_8 + 86400)
             as_json = reports.event_json(old)
-            assert (as_json["cost_usd"], as_json["unpriced"], as_json["cost_nano_usd"]["unit"]) == (
+            assert (as_json["cost_usd"], as_json["unpriced"], old.cost_unit_nusd) == (
                 "0.000150000",
                 None,
                 0,
