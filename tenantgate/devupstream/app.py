@@ -20,6 +20,7 @@ from starlette.types import Receive, Scope, Send
 
 from tenantgate.devupstream import audio, catalog, chat, images
 from tenantgate.devupstream.batches import Batches
+from tenantgate.devupstream.conversations import Conversations
 from tenantgate.devupstream.faults import (
     NO_FAULTS,
     FaultCounters,
@@ -31,6 +32,7 @@ from tenantgate.devupstream.faults import (
 from tenantgate.devupstream.files import FileStore
 from tenantgate.devupstream.response_store import ResponseStore
 from tenantgate.devupstream.responses import Responses
+from tenantgate.devupstream.stored_chat import ChatStore
 from tenantgate.devupstream.wire import Abort, ApiError, Call
 
 MAX_JSON_BODY_BYTES = 32 * 1024 * 1024
@@ -53,6 +55,8 @@ _DEV_ATTEMPTS_RE = re.compile(r"/dev/attempts/(?P<key>.+)")
 _FILE_RE = re.compile(r"/files/(?P<id>[^/]+)(?P<content>/content)?")
 _UPLOAD_RE = re.compile(r"/uploads/(?P<id>[^/]+)/(?P<action>parts|complete|cancel)")
 _BATCH_RE = re.compile(r"/batches/(?P<id>[^/]+)(?P<cancel>/cancel)?")
+_CHAT_RE = re.compile(r"/chat/completions/(?P<id>[^/]+)(?P<messages>/messages)?")
+_CONVERSATION_RE = re.compile(r"/conversations/(?P<id>[^/]+)(?:/items(?:/(?P<item>[^/]+))?(?P<items>))?")
 
 Endpoint = Callable[[Call], Awaitable[None]]
 JsonEndpoint = Callable[[Call, dict[str, Any]], Awaitable[None]]
@@ -123,9 +127,11 @@ class DevUpstream:
         self.counters = FaultCounters(name)
         self.window = RateWindow()
         self.images = images.ImageStore()
-        self.responses = Responses(ResponseStore(max_stored_responses))
+        self.chat_store = ChatStore(max_stored_responses)
+        self.conversations = Conversations()
+        self.responses = Responses(ResponseStore(max_stored_responses), self.conversations)
         self._json_endpoints: dict[str, JsonEndpoint] = {
-            "/chat/completions": chat.chat_completions,
+            "/chat/completions": lambda call, payload: chat.chat_completions(call, payload, self.chat_store),
             "/completions": chat.completions,
             "/embeddings": catalog.embeddings,
             "/moderations": catalog.moderations,
@@ -197,8 +203,10 @@ class DevUpstream:
                     payload.setdefault("model", deployment)
                 await json_endpoint(call, payload)
 
+            if path == "/chat/completions":
+                return {"POST": with_json, "GET": lambda call: self.chat_store.list(call, _query(call.scope))}
             return {"POST": with_json}
-        objects = self._object_endpoints(path)
+        objects = self._object_endpoints(path) or self._conversation_endpoints(path)
         if objects:
             return objects
         if path in ("/audio/transcriptions", "/audio/translations"):
@@ -250,6 +258,39 @@ class DevUpstream:
             if match["cancel"]:
                 return {"POST": lambda call: batches.cancel(call, batch_id)}
             return {"GET": lambda call: batches.retrieve(call, batch_id)}
+        return {}
+
+    def _conversation_endpoints(self, path: str) -> dict[str, Endpoint]:
+        """Stored chat completions and conversations (stored_chat.py, conversations.py)."""
+        store, conversations = self.chat_store, self.conversations
+        if match := _CHAT_RE.fullmatch(path):
+            completion_id = match["id"]
+            if match["messages"]:
+                return {"GET": lambda call: store.messages(call, completion_id, _query(call.scope))}
+            return {
+                "GET": lambda call: store.retrieve(call, completion_id),
+                "POST": lambda call: _with_json(call, lambda c, p: store.update(c, completion_id, p)),
+                "DELETE": lambda call: store.delete(call, completion_id),
+            }
+        if path == "/conversations":
+            return {"POST": lambda call: _with_json(call, conversations.create)}
+        if match := _CONVERSATION_RE.fullmatch(path):
+            conversation_id, item_id = match["id"], match["item"]
+            if item_id is not None:
+                return {
+                    "GET": lambda call: conversations.retrieve_item(call, conversation_id, item_id),
+                    "DELETE": lambda call: conversations.delete_item(call, conversation_id, item_id),
+                }
+            if match["items"] is not None:
+                return {
+                    "GET": lambda call: conversations.list_items(call, conversation_id, _query(call.scope)),
+                    "POST": lambda call: _with_json(call, lambda c, p: conversations.add_items(c, conversation_id, p)),
+                }
+            return {
+                "GET": lambda call: conversations.retrieve(call, conversation_id),
+                "POST": lambda call: _with_json(call, lambda c, p: conversations.update(c, conversation_id, p)),
+                "DELETE": lambda call: conversations.delete(call, conversation_id),
+            }
         return {}
 
     def _authenticate(self, scope: Scope) -> None:

@@ -6,6 +6,7 @@ import hashlib
 import time
 from typing import Any
 
+from tenantgate.devupstream.stored_chat import ChatStore, check_metadata
 from tenantgate.devupstream.wire import (
     ApiError,
     Call,
@@ -62,11 +63,14 @@ def _include_usage(payload: dict[str, Any]) -> bool:
     return isinstance(options, dict) and bool(options.get("include_usage"))
 
 
-async def chat_completions(call: Call, payload: dict[str, Any]) -> None:
+async def chat_completions(call: Call, payload: dict[str, Any], store: ChatStore | None = None) -> None:
+    """``store`` keeps the finished completion when the request says ``store: true`` (streamed ones too)."""
     model = require_model(payload)
     messages = require(payload, "messages")
     if not isinstance(messages, list) or not messages:
         raise ApiError(400, "Invalid 'messages': expected a non-empty array.", code="invalid_value", param="messages")
+    if store is not None and payload.get("store") is True:
+        check_metadata(payload.get("metadata"))  # refused before a stream opens
     limit = optional_int(payload, "max_completion_tokens") or optional_int(payload, "max_tokens")
     prompt = message_text(messages)
     answer = reply_pieces(prompt, limit)
@@ -85,7 +89,10 @@ async def chat_completions(call: Call, payload: dict[str, Any]) -> None:
         await call.pace(reasoning + len(answer))
         message: dict[str, Any] = {"role": "assistant", "content": "".join(answer), "refusal": None, "annotations": []}
         choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": finish}
-        await call.json(200, {**base, "choices": [choice], "usage": usage, **tail}, prompt_tokens)
+        completion = {**base, "choices": [choice], "usage": usage, **tail}
+        if store is not None and payload.get("store") is True:
+            store.keep(payload, completion)
+        await call.json(200, completion, prompt_tokens)
         return
     include_usage = _include_usage(payload)
     chunk = {**base, "object": "chat.completion.chunk", **tail}
@@ -105,6 +112,10 @@ async def chat_completions(call: Call, payload: dict[str, Any]) -> None:
     await event({}, finish)
     if include_usage:
         await call.sse({**chunk, "choices": [], "usage": usage})
+    if store is not None and payload.get("store") is True:
+        message = {"role": "assistant", "content": "".join(answer), "refusal": None, "annotations": []}
+        choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": finish}
+        store.keep(payload, {**base, "choices": [choice], "usage": usage, **tail})
     await call.end(b"data: [DONE]\n\n")
 
 

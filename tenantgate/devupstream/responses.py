@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 
 from tenantgate.devupstream.chat import REASONING_TOKENS
+from tenantgate.devupstream.conversations import Conversations
 from tenantgate.devupstream.response_store import ResponseStore, StoredResponse, input_items, items_text, page
 from tenantgate.devupstream.wire import (
     SERVER_ERROR,
@@ -83,8 +84,9 @@ def _shell(payload: dict[str, Any], model: str, previous: str | None) -> dict[st
 class Responses:
     """The /v1/responses family, over one bounded store of the responses it produced."""
 
-    def __init__(self, store: ResponseStore) -> None:
+    def __init__(self, store: ResponseStore, conversations: Conversations | None = None) -> None:
         self.store = store
+        self.conversations = conversations
 
     async def create(self, call: Call, payload: dict[str, Any]) -> None:
         model = require_model(payload)
@@ -110,6 +112,10 @@ class Responses:
                 )
             # The earlier turns are part of this turn's input, as on OpenAI.
             context_tokens = int((previous.response.get("usage") or {}).get("total_tokens", 0))
+        conversation_id = self._conversation(payload)
+        if conversation_id is not None:
+            earlier = self.conversations.get(conversation_id).items if self.conversations else []
+            context_tokens += count_tokens(items_text(earlier)) + 3 * len(earlier)
         items = input_items(payload.get("input"))
         instructions = payload.get("instructions")
         prompt = items_text(items)
@@ -142,6 +148,9 @@ class Responses:
             "output": output,
             "usage": _usage(input_tokens, len(answer), reasoning_tokens),
         }
+        if conversation_id is not None and self.conversations is not None:
+            shell["conversation"] = final["conversation"] = {"id": conversation_id}
+            self.conversations.turn(conversation_id, items, output)
         stored = StoredResponse(final, items)
         if shell["background"]:
             stored.ready_at = time.time() + call.token_delay * (reasoning_tokens + len(answer))
@@ -170,6 +179,21 @@ class Responses:
         await call.json(200, final, input_tokens)
         if shell["store"]:
             self.store.put(stored)
+
+    def _conversation(self, payload: dict[str, Any]) -> str | None:
+        """The conversation a turn belongs to (``conversation`` as an id or ``{"id": ...}``); 404 if unknown."""
+        value = payload.get("conversation")
+        if value is None:
+            return None
+        conversation_id = value.get("id") if isinstance(value, dict) else value
+        if not isinstance(conversation_id, str) or self.conversations is None:
+            raise ApiError(400, "Invalid 'conversation': expected an id or an object with an id.", param="conversation")
+        if payload.get("previous_response_id") is not None:
+            raise ApiError(
+                400, "Use either 'conversation' or 'previous_response_id', not both.", param="previous_response_id"
+            )
+        self.conversations.get(conversation_id)
+        return conversation_id
 
     async def retrieve(self, call: Call, response_id: str) -> None:
         stored = self.store.get(response_id)
