@@ -241,6 +241,7 @@ class Runtime:
         await self.last_used.stop()
         await self.invalidation.stop()
         await self.ownership.close()
+        await self.objects.drain()
         await self.http.close()
         await self.limiter.close()
         await self.metering.close()

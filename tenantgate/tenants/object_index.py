@@ -7,12 +7,20 @@ in OpenAI's cursor shape, ordered by the upstream's ``created_at`` and then id. 
 ownership record (``objects.py``, first owner wins) made the id the tenant's, and every query names the tenant,
 except the poller's, which goes through every tenant's objects in flight and carries the owner with each.
 
-Kinds so far: ``file``, ``upload``, ``batch``, ``response`` (background responses, polled until done). Vector stores,
-stored chat completions and conversations are meant to be further kinds of the same rows.
+Kinds so far: ``file``, ``upload``, ``batch``, ``response`` (background responses, polled until done),
+``chat_completion`` (stored chat completions: what ``GET /v1/chat/completions`` lists). Vector stores are meant to be
+a further kind of the same rows.
+
+A stored chat completion is made on the chat path, which must not wait for a database write: its row is added by a
+task (``add_later``), and a page of a tenant's rows first waits for that tenant's rows still being added here, so a
+list right after a create shows it (on the same process; another replica sees it once the insert landed).
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -24,8 +32,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tenantgate.tenants.models import TenantObject, utcnow
 
+log = logging.getLogger("tenantgate.objects")
+
 Order = Literal["asc", "desc"]
 T = TenantObject
+_SCAN = 200
+"""Rows read at a time when a page is filtered in Python (``match``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +74,33 @@ class Storage:
 class ObjectIndex:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
+        self._adding: dict[str, set[asyncio.Task[None]]] = {}
+
+    def add_later(self, entry: Entry) -> None:
+        """Add a row without waiting for it (the chat path); pages of its tenant wait for it."""
+        task = asyncio.create_task(self._add_logged(entry))
+        tasks = self._adding.setdefault(entry.tenant_id, set())
+        tasks.add(task)
+
+        def done(finished: asyncio.Task[None]) -> None:
+            tasks.discard(finished)
+            if not tasks and self._adding.get(entry.tenant_id) is tasks:
+                del self._adding[entry.tenant_id]
+
+        task.add_done_callback(done)
+
+    async def _add_logged(self, entry: Entry) -> None:
+        try:
+            await self.add(entry)
+        except Exception as exc:
+            log.error("objects: could not index %s %s (%s)", entry.kind, entry.id, type(exc).__name__)
+
+    async def drain(self, tenant_id: str | None = None) -> None:
+        """Wait for the rows still being added (of one tenant, or all: at shutdown)."""
+        groups = [self._adding.get(tenant_id, set())] if tenant_id is not None else list(self._adding.values())
+        pending = [task for group in groups for task in group]
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
 
     async def add(self, entry: Entry) -> bool:
         """Add a row; False if the id has one already (the first stays: ownership was decided before this, and two
@@ -100,6 +139,7 @@ class ObjectIndex:
         status: str | None = None,
         snapshot: dict[str, Any] | None = None,
         poll_at: datetime | Literal["keep"] | None = "keep",
+        state: dict[str, Any] | None = None,
     ) -> None:
         """What the upstream answered about the object last (its status and the object itself)."""
         values: dict[str, Any] = {"updated_at": utcnow()}
@@ -107,6 +147,8 @@ class ObjectIndex:
             values["status"] = status
         if snapshot is not None:
             values["snapshot"] = snapshot
+        if state is not None:
+            values["state"] = state
         if poll_at != "keep":
             values["poll_at"] = poll_at
         async with self._sessions() as session, session.begin():
@@ -130,9 +172,12 @@ class ObjectIndex:
         after: str | None = None,
         order: Order = "desc",
         purpose: str | None = None,
+        match: Callable[[TenantObject], bool] | None = None,
     ) -> Page:
         """One page of the tenant's live objects of ``kind``; ``after`` is the last id of the previous page (an id
-        that is not the tenant's, or not of this kind, gives an empty page, as an unknown one does)."""
+        that is not the tenant's, or not of this kind, gives an empty page, as an unknown one does). ``match``
+        keeps only the rows it accepts (filters on what the gateway keeps in ``state``)."""
+        await self.drain(tenant_id)
         conditions = [T.tenant_id == tenant_id, T.kind == kind, T.deleted_at.is_(None)]
         if purpose is not None:
             conditions.append(T.purpose == purpose)
@@ -146,8 +191,18 @@ class ObjectIndex:
                 else:
                     conditions.append(or_(T.created > anchor.created, and_(T.created == anchor.created, T.id > after)))
             ordering = (T.created.desc(), T.id.desc()) if order == "desc" else (T.created.asc(), T.id.asc())
-            statement = select(T).where(*conditions).order_by(*ordering).limit(limit + 1)
-            rows = list((await session.scalars(statement)).all())
+            statement = select(T).where(*conditions).order_by(*ordering)
+            if match is None:
+                rows = list((await session.scalars(statement.limit(limit + 1))).all())
+            else:
+                rows = []
+                offset = 0
+                while len(rows) <= limit:
+                    chunk = list((await session.scalars(statement.offset(offset).limit(_SCAN))).all())
+                    rows.extend(row for row in chunk if match(row))
+                    offset += _SCAN
+                    if len(chunk) < _SCAN:
+                        break
         return Page(rows[:limit], len(rows) > limit)
 
     async def storage(self, tenant_id: str) -> Storage:

@@ -35,11 +35,15 @@ _TOKENS = [
     "?", "%3f", "%3F", "#", "%23", "%c0%ae%c0%ae", "%c0%af", "%e2%80%a4", "%ef%bc%8e", "%00", "%20", "@", ":",
     "/", "//", OWNED, VICTIM, "input_items", "cancel", "responses", "models", "gpt-4o-mini", "v1", "x", "%",
     "chat", "completions", "api_key=sk-x", "&", "content", "parts", "complete", "file-x", "batch_x", "upload_x",
+    "conversations", "items", "messages", "conv_x", "chatcmpl-x", "msg_x",
 ]  # fmt: skip
 _PREFIXES = ["/v1/models/", "/v1/responses/", f"/v1/responses/{OWNED}/", "/v1/", "/v1/models", "/v1/responses",
-             "/v1/files/", "/v1/batches/", "/v1/uploads/", "/v1/files", "/v1/batches"]  # fmt: skip
+             "/v1/files/", "/v1/batches/", "/v1/uploads/", "/v1/files", "/v1/batches", "/v1/chat/completions/",
+             "/v1/chat/completions", "/v1/conversations/", "/v1/conversations",
+             "/v1/conversations/conv_x/items/"]  # fmt: skip
 _QUERIES = ["", "api_key=sk-x", "include[]=x", "after=%2F..%2F", "limit=1&limit=2", "stream=true", "%2e%2e=1",
-            "order=asc&api-version=1", "a=%26b%3Dc", "include=file_search_call.results"]  # fmt: skip
+            "order=asc&api-version=1", "a=%26b%3Dc", "include=file_search_call.results", "metadata[k]=v",
+            "model=gpt-4o"]  # fmt: skip
 
 paths = st.builds(
     lambda prefix, parts: prefix + "".join(parts),
@@ -76,7 +80,7 @@ def assert_allowed(seen: Seen, owned: set[str]) -> None:
             names = {name for name, _ in parse_qsl(seen.query, keep_blank_values=True)}
             assert names <= route.query, f"{seen} forwards query parameters {names - route.query}"
             values = {name: one_segment(value) for name, value in match.groupdict().items()}
-            for name in ("response_id", "file_id", "batch_id", "upload_id"):
+            for name in ("response_id", "file_id", "batch_id", "upload_id", "completion_id", "conversation_id"):
                 named = values.get(name)
                 assert named is None or named in owned, f"{seen} names an object the caller does not own"
             return

@@ -22,6 +22,7 @@ from typing import Any
 
 from tenantgate.core.exchange import Exchange
 from tenantgate.platform.errors import ServiceUnavailable
+from tenantgate.platform.proxy.conversation_answers import ConversationAnswers
 from tenantgate.platform.proxy.stored import OwnershipConflict, OwnershipHook
 from tenantgate.tenants.models import utcnow
 from tenantgate.tenants.object_index import Entry, ObjectIndex
@@ -77,7 +78,8 @@ BatchSeen = Callable[[Owner, dict[str, Any]], Awaitable[None]]
 
 class ObjectAnswersHook:
     """Ownership of everything an answer names: responses and their items (``stored.OwnershipHook``, which this hook
-    runs first), files, uploads and batches. One hook, so the chat path pays for one."""
+    runs first), files, uploads and batches; stored chat completions and conversations (``conversation_answers.py``).
+    One hook, so the chat path pays for one."""
 
     name = "objects"
 
@@ -106,6 +108,10 @@ class ObjectAnswersHook:
             "/v1/batches/{batch_id}": self._batch_shown,
             "/v1/batches/{batch_id}/cancel": self._batch_shown,
         }
+        self.conversations = ConversationAnswers(
+            ownership, index, claim=self._claim, owner_of=self._owner, withhold=_withhold
+        )
+        self._handlers.update(self.conversations.handlers)
 
     async def admit(self, exchange: Exchange) -> None:
         return None
@@ -114,7 +120,9 @@ class ObjectAnswersHook:
         await self.responses.settle(exchange)
         if exchange.status >= 400 or exchange.withheld is not None:
             return
-        if exchange.answer is not None:
+        if exchange.path == "/v1/chat/completions":
+            await self.conversations.chat_completion(exchange)
+        elif exchange.answer is not None:
             handler = self._handlers.get(exchange.path)
             if handler is not None:
                 await handler(exchange, exchange.answer)

@@ -92,7 +92,9 @@ async def streamed_form(
             yield chunk
 
 
-def list_params(query: bytes, *, default_limit: int, max_limit: int) -> tuple[int, str | None, Order, str | None]:
+def list_params(
+    query: bytes, *, default_limit: int, max_limit: int, default_order: Order = "desc"
+) -> tuple[int, str | None, Order, str | None]:
     """``limit``, ``after``, ``order`` and ``purpose`` of a list request, checked (400 in OpenAI's words)."""
     try:
         pairs = dict(parse_qsl(query.decode("latin-1"), keep_blank_values=True, max_num_fields=32))
@@ -111,7 +113,7 @@ def list_params(query: bytes, *, default_limit: int, max_limit: int) -> tuple[in
                 param="limit",
                 code="integer_out_of_range",
             )
-    order = pairs.get("order", "desc")
+    order = pairs.get("order", default_order)
     if order not in ("asc", "desc"):
         raise BadRequest(f"Invalid 'order': {order[:32]!r}. It must be 'asc' or 'desc'.", param="order")
     after = pairs.get("after") or None

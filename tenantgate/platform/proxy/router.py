@@ -2,7 +2,7 @@
 
 Requests are matched against the fixed route templates of ``routes.py``; paths that match none fall through to the
 FastAPI app (admin, usage, docs, ops, and OpenAI-shaped 404s, which is also what vector stores get until their ids
-are tracked per tenant like responses, files, uploads and batches are).
+are tracked per tenant like responses, files, uploads, batches, stored chat completions and conversations are).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from tenantgate.core.exchange import Exchange
 from tenantgate.platform.context import SCOPE_CONTEXT, SCOPE_ROUTE, RequestContext
 from tenantgate.platform.errors import BadRequest, GatewayError, send_error
-from tenantgate.platform.proxy import batches, files, models, stored
+from tenantgate.platform.proxy import batches, conversations, files, models, stored
 from tenantgate.platform.proxy.forward import ForwardPolicy, forward, tenant_keys
 from tenantgate.platform.proxy.http import ClientDisconnected, parse_json_object, read_body
 from tenantgate.platform.proxy.multipart import read_upload
@@ -31,6 +31,8 @@ from tenantgate.platform.proxy.routes import (
     match_stored_response,
 )
 from tenantgate.platform.runtime import Runtime
+
+_OBJECT_SERVERS = {"batch": batches.serve, "chat": conversations.serve, "conversations": conversations.serve}
 
 
 class ProxyRouter:
@@ -67,7 +69,7 @@ class ProxyRouter:
         exchange = Exchange(ctx=ctx, operation=route.operation, path=route.template, model_work=model_work)
         try:
             if params is not None:
-                serve = batches.serve if route.operation == "batch" else files.serve
+                serve = _OBJECT_SERVERS.get(route.operation, files.serve)
                 await serve(self.runtime, exchange, route, params, scope, receive, send)
             elif route.body != "none":
                 await self.create(exchange, route, scope, receive, send)

@@ -129,7 +129,7 @@ LIST_BATCHES = Route("GET", "/v1/batches", "batch", query=frozenset({"after", "l
 RETRIEVE_FILE = Route("GET", "/v1/files/{file_id}", "files")
 FILE_CONTENT = Route("GET", "/v1/files/{file_id}/content", "files")
 RETRIEVE_BATCH = Route("GET", "/v1/batches/{batch_id}", "batch")
-OBJECT_ROUTES = (
+OBJECT_ROUTES: tuple[Route, ...] = (
     Route("POST", "/v1/files", "files", "multipart"),
     LIST_FILES,
     RETRIEVE_FILE,
@@ -144,7 +144,30 @@ OBJECT_ROUTES = (
     RETRIEVE_BATCH,
     Route("POST", "/v1/batches/{batch_id}/cancel", "batch"),
 )
-OBJECT_PREFIXES = ("/v1/files", "/v1/uploads", "/v1/batches")
+# Stored chat completions and conversations (proxy/conversations.py). The chat completions list is answered from the
+# index; conversations have no list in OpenAI's API. An item is reached only through its conversation.
+LIST_CHAT_COMPLETIONS = Route(
+    "GET", "/v1/chat/completions", "chat", query=frozenset({"model", "after", "limit", "order"})
+)
+RETRIEVE_CHAT_COMPLETION = Route("GET", "/v1/chat/completions/{completion_id}", "chat")
+_PAGE = frozenset({"after", "limit", "order"})
+CONVERSATION_ROUTES = (
+    LIST_CHAT_COMPLETIONS,
+    RETRIEVE_CHAT_COMPLETION,
+    Route("POST", "/v1/chat/completions/{completion_id}", "chat", "json"),
+    Route("DELETE", "/v1/chat/completions/{completion_id}", "chat"),
+    Route("GET", "/v1/chat/completions/{completion_id}/messages", "chat", query=_PAGE),
+    Route("POST", "/v1/conversations", "conversations", "json"),
+    Route("GET", "/v1/conversations/{conversation_id}", "conversations"),
+    Route("POST", "/v1/conversations/{conversation_id}", "conversations", "json"),
+    Route("DELETE", "/v1/conversations/{conversation_id}", "conversations"),
+    Route("POST", "/v1/conversations/{conversation_id}/items", "conversations", "json", query=_INCLUDE),
+    Route("GET", "/v1/conversations/{conversation_id}/items", "conversations", query=_PAGE | _INCLUDE),
+    Route("GET", "/v1/conversations/{conversation_id}/items/{item_id}", "conversations", query=_INCLUDE),
+    Route("DELETE", "/v1/conversations/{conversation_id}/items/{item_id}", "conversations"),
+)
+OBJECT_ROUTES = (*OBJECT_ROUTES, *CONVERSATION_ROUTES)
+OBJECT_PREFIXES = ("/v1/files", "/v1/uploads", "/v1/batches", "/v1/chat/completions", "/v1/conversations")
 
 ALL_ROUTES: tuple[Route, ...] = (
     *CREATE_ROUTES.values(),
