@@ -42,9 +42,11 @@ def test_unknown_path_is_an_openai_404(upstream: str) -> None:
 
 
 def test_wrong_method_is_an_openai_405(upstream: str) -> None:
-    response = httpx.get(upstream + "/v1/chat/completions", headers=AUTH)
+    response = httpx.get(upstream + "/v1/embeddings", headers=AUTH)
     assert response.status_code == 405 and response.headers["allow"] == "POST"
-    assert response.json()["error"]["message"] == "Invalid method for URL (GET /v1/chat/completions)"
+    assert response.json()["error"]["message"] == "Invalid method for URL (GET /v1/embeddings)"
+    on_chat = httpx.put(upstream + "/v1/chat/completions", headers=AUTH)  # GET lists the stored ones
+    assert on_chat.status_code == 405 and on_chat.headers["allow"] == "POST, GET"
     on_response = httpx.put(upstream + "/v1/responses/resp_1", headers=AUTH)
     assert on_response.status_code == 405 and on_response.headers["allow"] == "GET, DELETE"
 
