@@ -88,6 +88,7 @@ class ConversationAnswers:
         if answer.get("deleted") is True:
             await self.index.deleted(owner.tenant_id, completion_id)
             return
+        await self.index.drain(owner.tenant_id)  # an update right after the create finds its row
         row = await self.index.get(owner.tenant_id, completion_id)
         if row is None:
             return

@@ -13,7 +13,7 @@ import openai
 import pytest
 
 from tests.support.gateway import Gateway
-from tests.support.metering import flush
+from tests.support.metering import all_events, flush
 
 
 def _billed(gateway: Gateway, key: str) -> dict[str, int]:
@@ -107,7 +107,8 @@ def test_list_filters_and_cursors_are_checked(objects_gateway: Callable[..., Gat
 
 def test_conversations_and_items_through_the_sdk(objects_gateway: Callable[..., Gateway]) -> None:
     gateway = objects_gateway()
-    key = gateway.new_key("conversations")["key"]
+    made = gateway.new_key("conversations")
+    key = made["key"]
     client = gateway.client(key)
     conversation = client.conversations.create(
         items=[{"type": "message", "role": "user", "content": "my name is Ada"}], metadata={"project": "one"}
@@ -142,3 +143,15 @@ def test_conversations_and_items_through_the_sdk(objects_gateway: Callable[..., 
         client.conversations.retrieve(conversation.id)
     billed = _billed(gateway, key)
     assert billed["num_model_requests"] == 2  # the two responses; conversations and items are not model work
+    events = [
+        e
+        for e in all_events(gateway)
+        if e["api_key_id"] == made["id"] and e["endpoint"].startswith("/v1/conversations")
+    ]
+    assert {e["endpoint"] for e in events} == {
+        "/v1/conversations",
+        "/v1/conversations/{conversation_id}",
+        "/v1/conversations/{conversation_id}/items",
+        "/v1/conversations/{conversation_id}/items/{item_id}",
+    }
+    assert not any(e["billable"] or e["input_tokens"] or e["output_tokens"] for e in events)
