@@ -8,6 +8,7 @@ clear 4xx and reach nothing.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +27,7 @@ from tenantgate.platform.app import create_app
 from tenantgate.platform.serving import uvicorn_options
 from tests.conftest import ADMIN_TOKEN, UPSTREAM_KEY, _create_pg_database, make_settings
 from tests.support.gateway import Gateway
+from tests.support.scripted import ScriptedUpstream, chat_completion, json_answer
 from tests.support.server import ServedApp
 from tests.support.services import own_redis_prefix
 
@@ -71,6 +73,8 @@ def world(postgres_server: str, redis_url: str, tmp_path_factory: pytest.TempPat
             redis_prefix=prefix,
             upstream_base_url=dev.url + "/v1",
             spool_dir=tmp_path_factory.mktemp("spool"),
+            tenant_upstream_allowed_networks="127.0.0.0/8",
+            tenant_upstream_allow_http=True,
         )
         app = create_app(settings)
         with ServedApp(app, **uvicorn_options(settings)) as served:
@@ -201,15 +205,73 @@ def test_hostile_ids_get_a_clear_refusal_and_reach_nothing(
     own = world.b_conversation
     if "{own}" in template and victim:
         object_id = ids["item"]
-    path = template.replace("{own}", own).replace("{id}", quote(object_id, safe="/%?#.;"))
-    before = len(world.upstream.requests)
-    body = {"metadata": {}, "items": []} if method == "POST" else None
+    segment = quote(object_id, safe="/%?#.;")
+    path = template.replace("{own}", own).replace("{id}", segment)
     try:
-        response = world.b_request(method, path, json=body)
+        sent = httpx.URL(world.gateway.base_url + path).raw_path.decode()
     except httpx.InvalidURL:
         return  # not a request any client could send
+    if segment.split("?")[0].split("#")[0] not in sent:
+        return  # the client rewrote it (dot-segments): test_upstream_paths sends those raw
+    before = len(world.upstream.requests)
+    body = {"metadata": {}, "items": []} if method == "POST" else None
+    response = world.b_request(method, path, json=body)
     assert 400 <= response.status_code < 500, (method, path, response.status_code, response.text[:200])
     assert response.json()["error"]["message"]
+    leaked = [value for value in ids.values() if value in response.text and value != object_id]
+    assert leaked == [], f"{method} {path} answered B with A's ids"
     reached = world.upstream.requests[before:]
     # Only B's own conversation may be reached, with an item id of the strict one-segment grammar.
     assert all(own in r for r in reached), reached
+
+
+# -- T3: an upstream that answers with another tenant's ids --------------------------------------------------------
+
+
+def test_an_endpoint_answering_with_another_tenants_ids_makes_nobody_their_owner(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    """B's own endpoint (BYOK) names A's conversation, A's stored completion and A's item in answers to B."""
+    gateway, ids = world.gateway, world.a_ids
+    tenants = gateway.admin("GET", "/admin/tenants").json()["data"]
+    b_id = next(t["id"] for t in tenants if t["name"].startswith("attacker"))
+    with ScriptedUpstream() as liar:
+        put = gateway.admin(
+            "PUT", f"/admin/tenants/{b_id}/upstream-keys/default", json={"api_key": "sk-b", "base_url": liar.base_url}
+        )
+        assert put.status_code == 200, put.text
+        try:
+            conversation = {"id": ids["conversation"], "object": "conversation", "created_at": 1, "metadata": {}}
+            own = {"id": "conv_bsown0001", "object": "conversation", "created_at": 1, "metadata": {}}
+            items = {"object": "list", "data": [{"id": ids["item"], "type": "message"}], "has_more": False}
+            liar.push(
+                json_answer(200, conversation),
+                json_answer(200, {**chat_completion(), "id": ids["completion"]}),
+                json_answer(200, own),
+                json_answer(200, items),
+            )
+            with caplog.at_level(logging.WARNING, logger="tenantgate.security"):
+                with pytest.raises(openai.APIStatusError) as lied:
+                    world.b.conversations.create()
+                assert lied.value.status_code == 502 and ids["conversation"] not in lied.value.response.text
+                with pytest.raises(openai.APIStatusError) as stored:
+                    world.b.chat.completions.create(
+                        model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}], store=True
+                    )
+                assert stored.value.status_code == 502 and ids["completion"] not in stored.value.response.text
+                assert world.b.conversations.create().id == "conv_bsown0001"
+                with pytest.raises(openai.APIStatusError) as listed:
+                    world.b.conversations.items.list("conv_bsown0001")
+                assert listed.value.status_code == 502 and ids["item"] not in listed.value.response.text
+            logged = " ".join(r.getMessage() for r in caplog.records)
+            assert ids["conversation"] in logged and ids["completion"] in logged and ids["item"] in logged
+        finally:
+            gateway.admin("DELETE", f"/admin/tenants/{b_id}/upstream-keys/default")
+    # Nothing became B's; A still has everything.
+    with pytest.raises(openai.NotFoundError):
+        world.b.conversations.retrieve(ids["conversation"])
+    with pytest.raises(openai.NotFoundError):
+        world.b.chat.completions.retrieve(ids["completion"])
+    assert world.a.conversations.retrieve(ids["conversation"]).id == ids["conversation"]
+    assert world.a.chat.completions.retrieve(ids["completion"]).id == ids["completion"]
+    assert ids["completion"] not in {c.id for c in world.b.chat.completions.list()}
