@@ -36,7 +36,7 @@ from tenantgate.tenants.objects import Owner
 if TYPE_CHECKING:
     from tenantgate.platform.runtime import Runtime
 
-_MAX_JSON = 1024 * 1024
+_MAX_METADATA_BODY = 64 * 1024  # a metadata update: 16 pairs of at most 64 + 512 characters, escaped
 _COMPLETIONS_PAGE = (20, 100)  # OpenAI's default and largest page of stored chat completions
 _MAX_ITEMS = 20  # OpenAI's most items per create or add
 
@@ -59,7 +59,7 @@ async def serve(
         _, upstream, keys = await owned_holder(runtime, exchange, CHAT_COMPLETION, params["completion_id"])
         exchange.created_under = params["completion_id"]
         if route.method == "POST":
-            body, _ = await _json(scope, receive)
+            body, _ = await _json(scope, receive, _MAX_METADATA_BODY)
     elif "conversation_id" in params:
         _, upstream, keys = await owned_holder(runtime, exchange, "conversation", params["conversation_id"])
         exchange.created_under = params["conversation_id"]
@@ -90,8 +90,8 @@ async def serve(
     )
 
 
-async def _json(scope: Scope, receive: Receive) -> tuple[bytes, dict[str, Any]]:
-    raw = await read_body(scope, receive, _MAX_JSON)
+async def _json(scope: Scope, receive: Receive, limit: int) -> tuple[bytes, dict[str, Any]]:
+    raw = await read_body(scope, receive, limit)
     payload = parse_json_object(raw)
     check_single_reading(raw, payload, escaped_or_nested=True)
     return raw, payload
@@ -100,8 +100,9 @@ async def _json(scope: Scope, receive: Receive) -> tuple[bytes, dict[str, Any]]:
 async def _items_body(
     runtime: Runtime, exchange: Exchange, upstream: Upstream, scope: Scope, receive: Receive
 ) -> bytes:
-    """A body that may carry items: every stored object it names must be the caller's, at ``upstream``."""
-    raw, payload = await _json(scope, receive)
+    """A body that may carry items (as large as a Responses request's input may be): every stored object it names
+    must be the caller's, at ``upstream``."""
+    raw, payload = await _json(scope, receive, runtime.settings.max_request_body_bytes)
     named = references("", payload, True)
     items = payload.get("items")
     if isinstance(items, list):

@@ -155,3 +155,24 @@ def test_conversations_and_items_through_the_sdk(objects_gateway: Callable[..., 
         "/v1/conversations/{conversation_id}/items/{item_id}",
     }
     assert not any(e["billable"] or e["input_tokens"] or e["output_tokens"] for e in events)
+
+
+def test_bodies_are_checked_before_the_upstream(objects_gateway: Callable[..., Gateway]) -> None:
+    gateway = objects_gateway()
+    key = gateway.new_key("chat-bodies")["key"]
+    client = gateway.client(key)
+    kept = client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}], store=True)
+    with pytest.raises(openai.APIStatusError) as large:
+        client.chat.completions.update(kept.id, metadata={"k": "v" * 70_000})
+    assert large.value.status_code == 413
+    too_many: Any = [{"type": "message", "role": "user", "content": str(i)} for i in range(21)]
+    with pytest.raises(openai.BadRequestError) as many:
+        client.conversations.create(items=too_many)
+    assert many.value.body["param"] == "items"  # type: ignore[index]
+    twice = gateway.http.post(
+        f"{gateway.base_url}/chat/completions/{kept.id}",
+        content=b'{"metadata": {}, "metadata": {"k": "v"}}',
+        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+    )
+    assert twice.status_code == 400 and twice.json()["error"]["code"] == "duplicate_key"
+    assert client.chat.completions.retrieve(kept.id).metadata == {}
