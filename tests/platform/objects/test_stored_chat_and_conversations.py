@@ -176,3 +176,21 @@ def test_bodies_are_checked_before_the_upstream(objects_gateway: Callable[..., G
     )
     assert twice.status_code == 400 and twice.json()["error"]["code"] == "duplicate_key"
     assert client.chat.completions.retrieve(kept.id).metadata == {}
+
+
+def test_another_replica_lists_and_serves_what_one_stored(objects_gateway: Callable[..., Gateway]) -> None:
+    """Two gateways on one database and Redis, as replicas: the index row written off the chat path on one is
+    listed by the other, and ownership is known to both at once."""
+    first, second = objects_gateway(), objects_gateway()
+    key = first.new_key("replicas")["key"]
+    kept = first.client(key).chat.completions.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}], store=True
+    )
+    other = second.client(key)
+    assert other.chat.completions.retrieve(kept.id).id == kept.id
+    deadline = time.monotonic() + 5
+    while [c.id for c in other.chat.completions.list()] != [kept.id]:
+        assert time.monotonic() < deadline, "the other replica never listed the stored completion"
+        time.sleep(0.05)
+    conversation = first.client(key).conversations.create()
+    assert other.conversations.retrieve(conversation.id).id == conversation.id
