@@ -33,6 +33,7 @@ from tenantgate.devupstream.files import FileStore
 from tenantgate.devupstream.response_store import ResponseStore
 from tenantgate.devupstream.responses import Responses
 from tenantgate.devupstream.stored_chat import ChatStore
+from tenantgate.devupstream.vector_stores import VectorStores
 from tenantgate.devupstream.wire import Abort, ApiError, Call
 
 MAX_JSON_BODY_BYTES = 32 * 1024 * 1024
@@ -57,6 +58,9 @@ _UPLOAD_RE = re.compile(r"/uploads/(?P<id>[^/]+)/(?P<action>parts|complete|cance
 _BATCH_RE = re.compile(r"/batches/(?P<id>[^/]+)(?P<cancel>/cancel)?")
 _CHAT_RE = re.compile(r"/chat/completions/(?P<id>[^/]+)(?P<messages>/messages)?")
 _CONVERSATION_RE = re.compile(r"/conversations/(?P<id>[^/]+)(?:/items(?:/(?P<item>[^/]+))?(?P<items>))?")
+_VECTOR_STORE_RE = re.compile(
+    r"/vector_stores/(?P<id>[^/]+)(?:/(?P<action>search|files|file_batches)(?:/(?P<sub>[^/]+)(?:/(?P<tail>content|cancel|files))?)?)?"
+)
 
 Endpoint = Callable[[Call], Awaitable[None]]
 JsonEndpoint = Callable[[Call, dict[str, Any]], Awaitable[None]]
@@ -141,6 +145,7 @@ class DevUpstream:
         }
         self.files = FileStore()
         self.batches = Batches(self.files, self._json_endpoints, batch_seconds)
+        self.vector_stores = VectorStores(self.files)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -258,6 +263,49 @@ class DevUpstream:
             if match["cancel"]:
                 return {"POST": lambda call: batches.cancel(call, batch_id)}
             return {"GET": lambda call: batches.retrieve(call, batch_id)}
+        return self._vector_store_endpoints(path)
+
+    def _vector_store_endpoints(self, path: str) -> dict[str, Endpoint]:
+        """Vector stores, their files and file batches, search (vector_stores.py)."""
+        stores = self.vector_stores
+        if path == "/vector_stores":
+            return {
+                "POST": lambda call: _with_json(call, stores.create),
+                "GET": lambda call: stores.list(call, _query(call.scope)),
+            }
+        match = _VECTOR_STORE_RE.fullmatch(path)
+        if match is None:
+            return {}
+        store_id, action, sub, tail = match["id"], match["action"], match["sub"], match["tail"]
+        if action is None:
+            return {
+                "GET": lambda call: stores.retrieve(call, store_id),
+                "POST": lambda call: _with_json(call, lambda c, p: stores.modify(c, store_id, p)),
+                "DELETE": lambda call: stores.delete(call, store_id),
+            }
+        if action == "search":
+            return {} if sub else {"POST": lambda call: _with_json(call, lambda c, p: stores.search(c, store_id, p))}
+        if action == "files" and sub is None:
+            return {
+                "POST": lambda call: _with_json(call, lambda c, p: stores.add_file(c, store_id, p)),
+                "GET": lambda call: stores.list_files(call, store_id, _query(call.scope)),
+            }
+        if action == "files" and tail is None:
+            return {
+                "GET": lambda call: stores.retrieve_file(call, store_id, sub),
+                "POST": lambda call: _with_json(call, lambda c, p: stores.update_file(c, store_id, sub, p)),
+                "DELETE": lambda call: stores.delete_file(call, store_id, sub),
+            }
+        if action == "files" and tail == "content":
+            return {"GET": lambda call: stores.file_content(call, store_id, sub)}
+        if action == "file_batches" and sub is None:
+            return {"POST": lambda call: _with_json(call, lambda c, p: stores.create_batch(c, store_id, p))}
+        if action == "file_batches" and tail is None:
+            return {"GET": lambda call: stores.retrieve_batch(call, store_id, sub)}
+        if action == "file_batches" and tail == "cancel":
+            return {"POST": lambda call: stores.cancel_batch(call, store_id, sub)}
+        if action == "file_batches" and tail == "files":
+            return {"GET": lambda call: stores.list_batch_files(call, store_id, sub, _query(call.scope))}
         return {}
 
     def _conversation_endpoints(self, path: str) -> dict[str, Endpoint]:
