@@ -8,8 +8,8 @@ ownership record (``objects.py``, first owner wins) made the id the tenant's, an
 except the poller's, which goes through every tenant's objects in flight and carries the owner with each.
 
 Kinds so far: ``file``, ``upload``, ``batch``, ``response`` (background responses, polled until done),
-``chat_completion`` (stored chat completions: what ``GET /v1/chat/completions`` lists). Vector stores are meant to be
-a further kind of the same rows.
+``chat_completion`` (stored chat completions: what ``GET /v1/chat/completions`` lists), ``vector_store``
+(``bytes`` is its ``usage_bytes``).
 
 A stored chat completion is made on the chat path, which must not wait for a database write: its row is added by a
 task (``add_later``), and a page of a tenant's rows first waits for that tenant's rows still being added here, so a
@@ -140,11 +140,14 @@ class ObjectIndex:
         snapshot: dict[str, Any] | None = None,
         poll_at: datetime | Literal["keep"] | None = "keep",
         state: dict[str, Any] | None = None,
+        bytes: int | None = None,
     ) -> None:
-        """What the upstream answered about the object last (its status and the object itself)."""
+        """What the upstream answered about the object last (its status, size and the object itself)."""
         values: dict[str, Any] = {"updated_at": utcnow()}
         if status is not None:
             values["status"] = status
+        if bytes is not None:
+            values["bytes"] = bytes
         if snapshot is not None:
             values["snapshot"] = snapshot
         if state is not None:

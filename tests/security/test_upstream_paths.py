@@ -29,6 +29,8 @@ from tests.support.recording import RecordingUpstream, Seen, serve_recording
 
 OWNED = "resp_ownedByA01"
 VICTIM = "resp_victimOfB01"
+OWNED_STORE = "vs_ownedByA01"
+VICTIM_STORE = "vs_victimOfB01"
 
 _TOKENS = [
     "..", ".", "%2e%2e", "%2E%2e", "%2e", "%2f", "%2F", "%252e%252e", "%252f", "%5c", "%5C", "\\", ";x=1", "%3b",
@@ -36,11 +38,14 @@ _TOKENS = [
     "/", "//", OWNED, VICTIM, "input_items", "cancel", "responses", "models", "gpt-4o-mini", "v1", "x", "%",
     "chat", "completions", "api_key=sk-x", "&", "content", "parts", "complete", "file-x", "batch_x", "upload_x",
     "conversations", "items", "messages", "conv_x", "chatcmpl-x", "msg_x",
+    OWNED_STORE, VICTIM_STORE, "vector_stores", "files", "file_batches", "search", "vsfb_x",
 ]  # fmt: skip
 _PREFIXES = ["/v1/models/", "/v1/responses/", f"/v1/responses/{OWNED}/", "/v1/", "/v1/models", "/v1/responses",
              "/v1/files/", "/v1/batches/", "/v1/uploads/", "/v1/files", "/v1/batches", "/v1/chat/completions/",
              "/v1/chat/completions", "/v1/conversations/", "/v1/conversations",
-             "/v1/conversations/conv_x/items/"]  # fmt: skip
+             "/v1/conversations/conv_x/items/", "/v1/vector_stores/",
+             f"/v1/vector_stores/{OWNED_STORE}/", f"/v1/vector_stores/{VICTIM_STORE}/",
+             "/v1/vector_stores"]  # fmt: skip
 _QUERIES = ["", "api_key=sk-x", "include[]=x", "after=%2F..%2F", "limit=1&limit=2", "stream=true", "%2e%2e=1",
             "order=asc&api-version=1", "a=%26b%3Dc", "include=file_search_call.results", "metadata[k]=v",
             "model=gpt-4o"]  # fmt: skip
@@ -80,7 +85,9 @@ def assert_allowed(seen: Seen, owned: set[str]) -> None:
             names = {name for name, _ in parse_qsl(seen.query, keep_blank_values=True)}
             assert names <= route.query, f"{seen} forwards query parameters {names - route.query}"
             values = {name: one_segment(value) for name, value in match.groupdict().items()}
-            for name in ("response_id", "file_id", "batch_id", "upload_id", "completion_id", "conversation_id"):
+            for name in (
+                "response_id", "file_id", "batch_id", "upload_id", "completion_id", "conversation_id", "vector_store_id"
+            ):  # fmt: skip
                 named = values.get(name)
                 assert named is None or named in owned, f"{seen} names an object the caller does not own"
             return
@@ -108,7 +115,8 @@ def send_raw(url: str, method: str, target: str, key: str, body: bytes = b"") ->
 def setup(
     request: pytest.FixtureRequest, gateway_factory: Callable[..., Gateway], sqlite_url: str
 ) -> Iterator[tuple[Gateway, RecordingUpstream, str, set[str]]]:
-    """A gateway whose upstream records what it receives; tenant A owns OWNED, tenant B owns VICTIM."""
+    """A gateway whose upstream records what it receives; tenant A owns OWNED and OWNED_STORE, tenant B owns VICTIM
+    and VICTIM_STORE."""
     if request.param != "direct" and not nginx_available():
         pytest.fail("nginx is needed for the normalizing-front variant (apt-get install nginx)")
     recorder = RecordingUpstream()
@@ -119,11 +127,12 @@ def setup(
             base = stack.enter_context(NormalizingFront(served.port)).url
         gateway = gateway_factory(database_url=sqlite_url, upstream_base_url=base + "/v1")
         key_a, key_b = gateway.new_key("a")["key"], gateway.new_key("b")["key"]
-        for key, response_id in ((key_b, VICTIM), (key_a, OWNED)):
-            recorder.next_response_id = response_id
+        for key, response_id, store_id in ((key_b, VICTIM, VICTIM_STORE), (key_a, OWNED, OWNED_STORE)):
+            recorder.next_response_id, recorder.next_vector_store_id = response_id, store_id
             gateway.client(key).responses.create(model="gpt-4o-mini", input="hi")
+            gateway.client(key).vector_stores.create(name="x")
         recorder.clear()
-        yield gateway, recorder, key_a, {OWNED}
+        yield gateway, recorder, key_a, {OWNED, OWNED_STORE}
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

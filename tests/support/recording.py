@@ -31,6 +31,7 @@ class RecordingUpstream:
 
     seen: list[Seen] = field(default_factory=list)
     next_response_id: str = "resp_recorded"
+    next_vector_store_id: str = "vs_recorded"
     item_ids: list[str] = field(default_factory=list)
     base_url: str = ""
     """Set while served (``serve_recording``): where the gateway finds it, up to ``/v1``."""
@@ -82,6 +83,10 @@ class RecordingUpstream:
         if path.startswith("/v1/responses/"):
             response_id = path.split("/")[3]
             return 200, {"id": response_id, "object": "response", "status": "completed", "output": []}
+        if path.startswith("/v1/vector_stores"):
+            parts = path.split("/")
+            store_id = parts[3] if len(parts) > 3 else self.next_vector_store_id
+            return 200, {"id": store_id, "object": "vector_store", "status": "completed", "usage_bytes": 0}
         if path == "/v1/models":
             return 200, {"object": "list", "data": [{"id": "gpt-4o-mini", "object": "model", "created": 1}]}
         if path.startswith("/v1/models/"):

@@ -24,6 +24,7 @@ from tenantgate.core.exchange import Exchange
 from tenantgate.platform.errors import ServiceUnavailable
 from tenantgate.platform.proxy.conversation_answers import ConversationAnswers
 from tenantgate.platform.proxy.stored import OwnershipConflict, OwnershipHook
+from tenantgate.platform.proxy.vector_store_answers import VectorStoreAnswers
 from tenantgate.tenants.models import utcnow
 from tenantgate.tenants.object_index import Entry, ObjectIndex
 from tenantgate.tenants.objects import Account, ObjectOwnership, Owner
@@ -112,6 +113,8 @@ class ObjectAnswersHook:
             ownership, index, claim=self._claim, owner_of=self._owner, withhold=_withhold
         )
         self._handlers.update(self.conversations.handlers)
+        stores = VectorStoreAnswers(ownership, index, owner=self._owner, add=self._add)
+        self._handlers.update(stores.handlers())
 
     async def admit(self, exchange: Exchange) -> None:
         return None

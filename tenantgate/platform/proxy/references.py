@@ -2,9 +2,10 @@
 
 **References.** Every id of an upstream-stored object a request names must be the caller's before anything is
 forwarded: ``previous_response_id``, input items passed by id (``item_reference`` and any input item carrying an
-``id``), and ids of files, vector stores, containers and conversations wherever they appear. Files and
-conversations are owned like responses (proxy/object_answers.py); objects the gateway does not track per tenant yet
-(vector stores, containers) belong to nobody here, so naming one gets the same 404 as an id that never existed.
+``id``), and ids of files, vector stores, containers and conversations wherever they appear. Files, conversations
+and vector stores (a ``file_search`` tool's ``vector_store_ids``) are owned like responses (proxy/object_answers.py);
+objects the gateway does not track per tenant yet (containers) belong to nobody here, so naming one gets the same
+404 as an id that never existed.
 
 **One reading.** orjson keeps the last of duplicate keys; another parser (the upstream's) may keep the first, so a
 body like ``{"model": "allowed", "model": "other"}`` could be checked as one thing and served as another. A body in

@@ -1,8 +1,7 @@
 """Dispatch of the OpenAI-compatible endpoints, as a raw ASGI layer in front of FastAPI.
 
 Requests are matched against the fixed route templates of ``routes.py``; paths that match none fall through to the
-FastAPI app (admin, usage, docs, ops, and OpenAI-shaped 404s, which is also what vector stores get until their ids
-are tracked per tenant like responses, files, uploads, batches, stored chat completions and conversations are).
+FastAPI app (admin, usage, docs, ops, and OpenAI-shaped 404s).
 """
 
 from __future__ import annotations
@@ -15,7 +14,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from tenantgate.core.exchange import Exchange
 from tenantgate.platform.context import SCOPE_CONTEXT, SCOPE_ROUTE, RequestContext
 from tenantgate.platform.errors import BadRequest, GatewayError, send_error
-from tenantgate.platform.proxy import batches, conversations, files, models, stored
+from tenantgate.platform.proxy import batches, conversations, files, models, stored, vector_stores
 from tenantgate.platform.proxy.forward import ForwardPolicy, forward, tenant_keys
 from tenantgate.platform.proxy.http import ClientDisconnected, parse_json_object, read_body
 from tenantgate.platform.proxy.multipart import read_upload
@@ -32,7 +31,12 @@ from tenantgate.platform.proxy.routes import (
 )
 from tenantgate.platform.runtime import Runtime
 
-_OBJECT_SERVERS = {"batch": batches.serve, "chat": conversations.serve, "conversations": conversations.serve}
+_OBJECT_SERVERS = {
+    "batch": batches.serve,
+    "chat": conversations.serve,
+    "conversations": conversations.serve,
+    "vector_stores": vector_stores.serve,
+}
 
 
 class ProxyRouter:

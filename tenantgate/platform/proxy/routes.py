@@ -129,7 +129,7 @@ LIST_BATCHES = Route("GET", "/v1/batches", "batch", query=frozenset({"after", "l
 RETRIEVE_FILE = Route("GET", "/v1/files/{file_id}", "files")
 FILE_CONTENT = Route("GET", "/v1/files/{file_id}/content", "files")
 RETRIEVE_BATCH = Route("GET", "/v1/batches/{batch_id}", "batch")
-OBJECT_ROUTES: tuple[Route, ...] = (
+_FILE_ROUTES = (
     Route("POST", "/v1/files", "files", "multipart"),
     LIST_FILES,
     RETRIEVE_FILE,
@@ -166,8 +166,43 @@ CONVERSATION_ROUTES = (
     Route("GET", "/v1/conversations/{conversation_id}/items/{item_id}", "conversations", query=_INCLUDE),
     Route("DELETE", "/v1/conversations/{conversation_id}/items/{item_id}", "conversations"),
 )
-OBJECT_ROUTES = (*OBJECT_ROUTES, *CONVERSATION_ROUTES)
-OBJECT_PREFIXES = ("/v1/files", "/v1/uploads", "/v1/batches", "/v1/chat/completions", "/v1/conversations")
+# Vector stores (proxy/vector_stores.py): the store list is the gateway's index; a store's own lists (its files, a
+# file batch's files) are the upstream's, reached only through a store the caller owns.
+_VS_PAGE = frozenset({"after", "before", "limit", "order"})
+LIST_VECTOR_STORES = Route("GET", "/v1/vector_stores", "vector_stores", query=_VS_PAGE)
+RETRIEVE_VECTOR_STORE = Route("GET", "/v1/vector_stores/{vector_store_id}", "vector_stores")
+VECTOR_STORE_ROUTES = (
+    Route("POST", "/v1/vector_stores", "vector_stores", "json"),
+    LIST_VECTOR_STORES,
+    RETRIEVE_VECTOR_STORE,
+    Route("POST", "/v1/vector_stores/{vector_store_id}", "vector_stores", "json"),
+    Route("DELETE", "/v1/vector_stores/{vector_store_id}", "vector_stores"),
+    Route("POST", "/v1/vector_stores/{vector_store_id}/search", "vector_stores", "json"),
+    Route("POST", "/v1/vector_stores/{vector_store_id}/files", "vector_stores", "json"),
+    Route("GET", "/v1/vector_stores/{vector_store_id}/files", "vector_stores", query=_VS_PAGE | {"filter"}),
+    Route("GET", "/v1/vector_stores/{vector_store_id}/files/{file_id}", "vector_stores"),
+    Route("POST", "/v1/vector_stores/{vector_store_id}/files/{file_id}", "vector_stores", "json"),
+    Route("DELETE", "/v1/vector_stores/{vector_store_id}/files/{file_id}", "vector_stores"),
+    Route("GET", "/v1/vector_stores/{vector_store_id}/files/{file_id}/content", "vector_stores"),
+    Route("POST", "/v1/vector_stores/{vector_store_id}/file_batches", "vector_stores", "json"),
+    Route("GET", "/v1/vector_stores/{vector_store_id}/file_batches/{batch_id}", "vector_stores"),
+    Route("POST", "/v1/vector_stores/{vector_store_id}/file_batches/{batch_id}/cancel", "vector_stores"),
+    Route(
+        "GET",
+        "/v1/vector_stores/{vector_store_id}/file_batches/{batch_id}/files",
+        "vector_stores",
+        query=_VS_PAGE | {"filter"},
+    ),
+)
+OBJECT_ROUTES: tuple[Route, ...] = (*_FILE_ROUTES, *CONVERSATION_ROUTES, *VECTOR_STORE_ROUTES)
+OBJECT_PREFIXES = (
+    "/v1/files",
+    "/v1/uploads",
+    "/v1/batches",
+    "/v1/chat/completions",
+    "/v1/conversations",
+    "/v1/vector_stores",
+)
 
 ALL_ROUTES: tuple[Route, ...] = (
     *CREATE_ROUTES.values(),
@@ -189,7 +224,7 @@ def match_stored_response(method: str, path: str) -> tuple[Route, str] | None:
 
 
 def match_object_route(method: str, path: str) -> tuple[Route, dict[str, str]] | None:
-    """The files, uploads or batches route of a request and its parameters, or None."""
+    """The files, uploads, batches or vector stores route of a request and its parameters, or None."""
     for route in OBJECT_ROUTES:
         if route.method == method:
             params = route.match(path)

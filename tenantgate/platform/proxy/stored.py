@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from tenantgate.platform.runtime import Runtime
 
 _MAX_REFERENCES = 256
-_TRACKED = frozenset({"response", "item", "file", "conversation"})
+_TRACKED = frozenset({"response", "item", "file", "conversation", "vector_store"})
 """Kinds of referenced objects the gateway records owners of; any other kind named in a body is nobody's."""
 _MAX_BODY = 64 * 1024  # what a cancel may carry (nothing, in OpenAI's API)
 _NOT_FOUND_MESSAGES = {
@@ -43,6 +43,7 @@ _NOT_FOUND_MESSAGES = {
     "container": "Container with id '{id}' not found.",
     "batch": "No batch found with id '{id}'.",
     "chat_completion": "Chat completion with id '{id}' not found.",
+    "vector_store_file_batch": "No file batch found with id '{id}'.",
     "upload": "No upload found with id '{id}'.",
     "upload_part": "No upload part found with id '{id}'.",
 }

@@ -1,0 +1,144 @@
+"""Vector stores through the gateway with the official SDK: create, attach files, search, list (the tenant's own
+index), file batches, delete; and the isolation matrix: another tenant with A's ids gets the 404 of an unknown id on
+every route and in a Responses ``file_search`` tool, and nothing of A's changes."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from typing import Any
+
+import openai
+import pytest
+
+from tests.support.gateway import Gateway
+
+_APPLES = "Apples grow in orchards. An orchard of apples needs bees in spring.\n"
+_KIWIS = "Kiwis are brown and fuzzy outside, green inside. Kiwi vines climb.\n"
+
+
+def _upload(client: openai.OpenAI, name: str, text: str) -> str:
+    return client.files.create(file=(name, io.BytesIO(text.encode())), purpose="assistants").id
+
+
+def test_vector_stores_through_the_sdk(objects_gateway: Callable[..., Gateway]) -> None:
+    gateway = objects_gateway()
+    client = gateway.client(gateway.new_key("vs")["key"])
+    apples, kiwis = _upload(client, "apples.txt", _APPLES), _upload(client, "kiwis.txt", _KIWIS)
+
+    store = client.vector_stores.create(name="fruit", file_ids=[apples])
+    assert store.name == "fruit"
+    attached = client.vector_stores.files.create_and_poll(vector_store_id=store.id, file_id=kiwis)
+    assert attached.status == "completed" and attached.vector_store_id == store.id
+    assert client.vector_stores.files.poll(apples, vector_store_id=store.id).status == "completed"
+    seen = client.vector_stores.retrieve(store.id)
+    assert seen.usage_bytes == len(_APPLES) + len(_KIWIS)
+    assert seen.file_counts.completed == 2
+
+    hits = client.vector_stores.search(store.id, query="fuzzy kiwi vines")
+    assert [hit.file_id for hit in hits] == [kiwis]
+    assert "Kiwis are brown" in hits.data[0].content[0].text
+    client.vector_stores.files.update(apples, vector_store_id=store.id, attributes={"colour": "red"})
+    filtered = client.vector_stores.search(
+        store.id, query="apples kiwi", filters={"type": "eq", "key": "colour", "value": "red"}
+    )
+    assert [hit.file_id for hit in filtered] == [apples]
+    content = client.vector_stores.files.content(apples, vector_store_id=store.id)
+    assert "".join(part.text or "" for part in content) == _APPLES
+    assert {f.id for f in client.vector_stores.files.list(store.id)} == {apples, kiwis}
+
+    other = client.vector_stores.create(name="other")
+    batch = client.vector_stores.file_batches.create_and_poll(other.id, file_ids=[apples, kiwis])
+    assert batch.status == "completed" and batch.file_counts.completed == 2
+    assert {f.id for f in client.vector_stores.file_batches.list_files(batch.id, vector_store_id=other.id)} == {
+        apples,
+        kiwis,
+    }
+
+    assert {s.id for s in client.vector_stores.list()} == {other.id, store.id}
+    client.vector_stores.update(store.id, name="renamed")
+    assert {s.id: s.name for s in client.vector_stores.list()}[store.id] == "renamed"
+    pages = client.vector_stores.list(limit=1, order="asc")
+    assert len(pages.data) == 1 and pages.has_more
+    assert sorted(s.id for s in pages) == sorted([store.id, other.id])
+
+    assert client.vector_stores.files.delete(kiwis, vector_store_id=store.id).deleted is True
+    assert [f.id for f in client.vector_stores.files.list(store.id)] == [apples]
+    assert client.vector_stores.delete(store.id).deleted is True
+    assert [s.id for s in client.vector_stores.list()] == [other.id]
+    with pytest.raises(openai.NotFoundError):
+        client.vector_stores.retrieve(store.id)
+
+
+def test_file_search_in_responses_takes_the_callers_stores(objects_gateway: Callable[..., Gateway]) -> None:
+    gateway = objects_gateway()
+    client = gateway.client(gateway.new_key("vs-responses")["key"])
+    store = client.vector_stores.create(name="mine")
+    tool: Any = {"type": "file_search", "vector_store_ids": [store.id]}
+    answer = client.responses.create(model="gpt-4o-mini", input="what grows?", tools=[tool])
+    assert answer.status == "completed"
+
+
+def test_another_tenant_cannot_reach_a_vector_store(objects_gateway: Callable[..., Gateway]) -> None:
+    gateway = objects_gateway()
+    a = gateway.client(gateway.new_key("vs-a")["key"])
+    b = gateway.client(gateway.new_key("vs-b")["key"])
+    a_file = _upload(a, "apples.txt", _APPLES)
+    a_spare = _upload(a, "kiwis.txt", _KIWIS)
+    a_store = a.vector_stores.create(name="a-store", file_ids=[a_file])
+    a_batch = a.vector_stores.file_batches.create_and_poll(a_store.id, file_ids=[a_spare])
+    b_file = _upload(b, "b.txt", "tenant b's own text\n")
+    b_store = b.vector_stores.create(name="b-store")
+    before = a.vector_stores.retrieve(a_store.id)
+
+    vs = b.vector_stores
+    attempts: list[tuple[str, Callable[[], object]]] = [
+        ("retrieve", lambda: vs.retrieve(a_store.id)),
+        ("modify", lambda: vs.update(a_store.id, name="pwned")),
+        ("search", lambda: vs.search(a_store.id, query="apples")),
+        ("attach to A's store", lambda: vs.files.create(vector_store_id=a_store.id, file_id=b_file)),
+        ("list A's store files", lambda: vs.files.list(a_store.id)),
+        ("retrieve file", lambda: vs.files.retrieve(a_file, vector_store_id=a_store.id)),
+        ("update file", lambda: vs.files.update(a_file, vector_store_id=a_store.id, attributes={"x": "y"})),
+        ("file content", lambda: vs.files.content(a_file, vector_store_id=a_store.id)),
+        ("file batch on A's store", lambda: vs.file_batches.create(a_store.id, file_ids=[b_file])),
+        ("retrieve A's batch", lambda: vs.file_batches.retrieve(a_batch.id, vector_store_id=a_store.id)),
+        ("cancel A's batch", lambda: vs.file_batches.cancel(a_batch.id, vector_store_id=a_store.id)),
+        ("list A's batch files", lambda: vs.file_batches.list_files(a_batch.id, vector_store_id=a_store.id)),
+        # B's own store, naming A's objects in the path or the body:
+        ("attach A's file", lambda: vs.files.create(vector_store_id=b_store.id, file_id=a_file)),
+        ("retrieve A's file in B's store", lambda: vs.files.retrieve(a_file, vector_store_id=b_store.id)),
+        ("A's batch under B's store", lambda: vs.file_batches.retrieve(a_batch.id, vector_store_id=b_store.id)),
+        ("batch of A's files", lambda: vs.file_batches.create(b_store.id, file_ids=[b_file, a_file])),
+        (
+            "batch of A's files (files[])",
+            lambda: vs.file_batches.create(b_store.id, files=[{"file_id": a_spare}]),
+        ),
+        ("create with A's file", lambda: vs.create(name="x", file_ids=[a_file])),
+        (
+            "file_search over A's store",
+            lambda: b.responses.create(
+                model="gpt-4o-mini",
+                input="hi",
+                tools=[{"type": "file_search", "vector_store_ids": [b_store.id, a_store.id]}],
+            ),
+        ),
+        ("delete file", lambda: vs.files.delete(a_file, vector_store_id=a_store.id)),
+        ("delete", lambda: vs.delete(a_store.id)),
+    ]
+    for name, attempt in attempts:
+        with pytest.raises(openai.NotFoundError):
+            attempt()
+            pytest.fail(f"{name}: not refused")
+
+    assert [s.id for s in b.vector_stores.list()] == [b_store.id]
+    assert b.vector_stores.list(after=a_store.id).data == []
+    assert [f.id for f in b.vector_stores.files.list(b_store.id)] == []
+    after = a.vector_stores.retrieve(a_store.id)
+    assert (after.name, after.file_counts.total, after.usage_bytes) == (
+        before.name,
+        before.file_counts.total,
+        before.usage_bytes,
+    )
+    assert {f.id for f in a.vector_stores.files.list(a_store.id)} == {a_file, a_spare}
+    assert [s.id for s in a.vector_stores.list()] == [a_store.id]
