@@ -149,6 +149,8 @@ class Settings(BaseSettings):
     batch_input_max_requests: int = Field(default=50_000, ge=1)
     # How often the background poller (one per deployment) looks at batches and background responses in flight.
     object_poll_seconds: float = Field(default=30.0, gt=0)
+    # How often the poller looks at each live vector store at least, to record its usage_bytes for the Usage API.
+    vector_store_usage_seconds: float = Field(default=900.0, gt=0)
     # Observability (tenantgate/observability/). Standard OTEL_* variables keep their own names.
     metrics_enabled: bool = True
     # A separate, unauthenticated /metrics listener for Prometheus (platform/metrics.py); unset: only the main

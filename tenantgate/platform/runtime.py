@@ -16,6 +16,7 @@ from tenantgate.observability.telemetry import Telemetry
 from tenantgate.platform import interpreter
 from tenantgate.platform.background.poller import LEASE_NAME, Poller
 from tenantgate.platform.background.settlement import Settler
+from tenantgate.platform.background.vector_store_watch import VectorStoreWatch
 from tenantgate.platform.credentials import TenantKeys
 from tenantgate.platform.deps import Health
 from tenantgate.platform.limits.cost import PriceBookCost
@@ -43,6 +44,7 @@ from tenantgate.tenants.object_index import ObjectIndex
 from tenantgate.tenants.objects import ObjectOwnership, Owner
 from tenantgate.tenants.repository import principal_for_key_hash, tenant_upstream_keys
 from tenantgate.tenants.secrets import SecretBox
+from tenantgate.tenants.vector_store_usage import VectorStoreUsageLog
 from tenantgate.wire.resp import RespClient
 
 log = logging.getLogger("tenantgate")
@@ -168,11 +170,23 @@ class Runtime:
             reach=self.reach,
         )
         poll = settings.object_poll_seconds
+        vector_store_usage = VectorStoreUsageLog(self.sessions)
         self.poller = Poller(
-            self.objects, DatabaseLease(self.sessions, LEASE_NAME, ttl=max(3 * poll, 5.0)), self.settler, poll
+            self.objects,
+            DatabaseLease(self.sessions, LEASE_NAME, ttl=max(3 * poll, 5.0)),
+            self.settler,
+            poll,
+            VectorStoreWatch(
+                self.http, self.objects, vector_store_usage, self.reach, settings.vector_store_usage_seconds
+            ),
         )
         object_answers = ObjectAnswersHook(
-            self.ownership, self.objects, poll_seconds=poll, batch_seen=self.settler.batch_seen
+            self.ownership,
+            self.objects,
+            poll_seconds=poll,
+            batch_seen=self.settler.batch_seen,
+            vector_store_usage=vector_store_usage,
+            vector_store_seconds=settings.vector_store_usage_seconds,
         )
         self.hooks = Hooks([self.telemetry.hook, *refuse, self.limiter, object_answers, self.metering.hook])
 

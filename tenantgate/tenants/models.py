@@ -162,6 +162,20 @@ class TenantObject(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
+class VectorStoreUsage(Base):
+    """The most ``usage_bytes`` the gateway saw a tenant's vector store hold in one UTC hour: what the Usage API's
+    ``vector_stores`` family reports (tenants/vector_store_usage.py)."""
+
+    __tablename__ = "vector_store_usage"
+    __table_args__ = (Index("ix_vector_store_usage_tenant_hour", "tenant_id", "hour"),)
+
+    vector_store_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    hour: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    """Unix seconds at the start of the hour."""
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"))
+    usage_bytes: Mapped[int] = mapped_column(BigInteger)
+
+
 class Lease(Base):
     """A named lease one process holds at a time (the background poller's), renewed before it expires."""
 

@@ -208,13 +208,13 @@ class ObjectIndex:
                         break
         return Page(rows[:limit], len(rows) > limit)
 
-    async def storage(self, tenant_id: str) -> Storage:
-        """The tenant's live files: how many and their bytes."""
+    async def storage(self, tenant_id: str, kind: str = "file") -> Storage:
+        """The tenant's live files (or vector stores): how many and their bytes."""
         async with self._sessions() as session:
             count, total = (
                 await session.execute(
                     select(func.count(), func.coalesce(func.sum(T.bytes), 0)).where(
-                        T.tenant_id == tenant_id, T.kind == "file", T.deleted_at.is_(None)
+                        T.tenant_id == tenant_id, T.kind == kind, T.deleted_at.is_(None)
                     )
                 )
             ).one()

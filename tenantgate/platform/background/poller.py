@@ -1,4 +1,5 @@
-"""The one background poller of a deployment: looks at batches and background responses in flight until they end.
+"""The one background poller of a deployment: looks at batches and background responses in flight until they end,
+and at live vector stores now and then (their storage, ``vector_store_watch.py``).
 
 Every process runs the loop; only the holder of the database lease (``tenants/lease.py``) polls, so a deployment of
 many workers and replicas asks the upstream once per object and interval. Each due object is postponed by one
@@ -15,6 +16,7 @@ import contextlib
 import logging
 
 from tenantgate.platform.background.settlement import Settler
+from tenantgate.platform.background.vector_store_watch import VectorStoreWatch
 from tenantgate.tenants.lease import DatabaseLease
 from tenantgate.tenants.models import utcnow
 from tenantgate.tenants.object_index import ObjectIndex
@@ -26,10 +28,18 @@ _BATCH = 100
 
 
 class Poller:
-    def __init__(self, index: ObjectIndex, lease: DatabaseLease, settler: Settler, interval: float) -> None:
+    def __init__(
+        self,
+        index: ObjectIndex,
+        lease: DatabaseLease,
+        settler: Settler,
+        interval: float,
+        vector_stores: VectorStoreWatch | None = None,
+    ) -> None:
         self.index = index
         self.lease = lease
         self.settler = settler
+        self.vector_stores = vector_stores
         self.interval = interval
         self.polls = 0
         """Objects looked at by this process (since start)."""
@@ -63,7 +73,10 @@ class Poller:
         for row in due:
             await self.index.postpone(row.id, self.interval)
             try:
-                await self.settler.poll(row)
+                if row.kind == "vector_store" and self.vector_stores is not None:
+                    await self.vector_stores.poll(row)
+                else:
+                    await self.settler.poll(row)
             except Exception as exc:
                 log.warning("objects: polling %s %s failed (%s)", row.kind, row.id, type(exc).__name__)
             self.polls += 1

@@ -33,6 +33,7 @@ async def me(request: Request, ctx: RequestContext = Depends(tenant_context)) ->
     settings = settings_of(request)
     try:
         storage = await objects_of(request).storage(ctx.principal.tenant_id)
+        stores = await objects_of(request).storage(ctx.principal.tenant_id, "vector_store")
     except (SQLAlchemyError, OSError):
         view["storage"] = None  # the limits are still worth showing while the database does not answer
         return view
@@ -42,5 +43,7 @@ async def me(request: Request, ctx: RequestContext = Depends(tenant_context)) ->
         "max_files": settings.files_max_count,
         "max_bytes": settings.files_max_storage_bytes,
         "max_file_bytes": settings.files_max_bytes,
+        "vector_stores": stores.files,
+        "vector_store_bytes": stores.bytes,
     }
     return view

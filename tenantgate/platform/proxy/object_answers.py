@@ -28,6 +28,7 @@ from tenantgate.platform.proxy.vector_store_answers import VectorStoreAnswers
 from tenantgate.tenants.models import utcnow
 from tenantgate.tenants.object_index import Entry, ObjectIndex
 from tenantgate.tenants.objects import Account, ObjectOwnership, Owner
+from tenantgate.tenants.vector_store_usage import VectorStoreUsageLog
 
 log = logging.getLogger("tenantgate.objects")
 
@@ -91,6 +92,8 @@ class ObjectAnswersHook:
         *,
         poll_seconds: float,
         batch_seen: BatchSeen | None = None,
+        vector_store_usage: VectorStoreUsageLog | None = None,
+        vector_store_seconds: float = 900.0,
     ) -> None:
         self.responses = OwnershipHook(ownership)
         self.ownership = ownership
@@ -113,7 +116,14 @@ class ObjectAnswersHook:
             ownership, index, claim=self._claim, owner_of=self._owner, withhold=_withhold
         )
         self._handlers.update(self.conversations.handlers)
-        stores = VectorStoreAnswers(ownership, index, owner=self._owner, add=self._add)
+        stores = VectorStoreAnswers(
+            ownership,
+            index,
+            owner=self._owner,
+            add=self._add,
+            usage=vector_store_usage,
+            poll_seconds=vector_store_seconds,
+        )
         self._handlers.update(stores.handlers())
 
     async def admit(self, exchange: Exchange) -> None:

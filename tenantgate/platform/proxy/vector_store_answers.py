@@ -9,14 +9,20 @@ item of a list; an answer naming anything else is withheld (``502 upstream_objec
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Any
 
 from tenantgate.core.exchange import Exchange
 from tenantgate.platform.proxy.stored import OwnershipConflict
+from tenantgate.tenants.models import utcnow
 from tenantgate.tenants.object_index import Entry, ObjectIndex
 from tenantgate.tenants.objects import ObjectOwnership, Owner
+from tenantgate.tenants.vector_store_usage import VectorStoreUsageLog
+
+log = logging.getLogger("tenantgate.objects")
 
 Handler = Callable[[Exchange, dict[str, Any]], Awaitable[None]]
 _OWN_ID = frozenset(
@@ -45,9 +51,13 @@ class VectorStoreAnswers:
         *,
         owner: Callable[[Exchange], Awaitable[Owner]],
         add: Callable[[Exchange, Entry], Awaitable[bool]],
+        usage: VectorStoreUsageLog | None = None,
+        poll_seconds: float = 900.0,
     ) -> None:
         self.ownership = ownership
         self.index = index
+        self.usage = usage
+        self.poll_seconds = poll_seconds
         self._owner = owner
         self._add = add
 
@@ -91,8 +101,10 @@ class VectorStoreAnswers:
             status=_text(answer.get("status")),
             bytes=usage_bytes(answer) or 0,
             snapshot=answer,
+            poll_at=utcnow() + timedelta(seconds=self.poll_seconds),
         )
-        await self._add(exchange, entry)
+        if await self._add(exchange, entry):
+            await self._record_usage(owner.tenant_id, store_id, answer)
 
     async def _store_shown(self, exchange: Exchange, answer: dict[str, Any]) -> None:
         """A store retrieved, modified or deleted: it must be the caller's; the index learns its bytes or its end."""
@@ -108,6 +120,16 @@ class VectorStoreAnswers:
             await self.index.seen(
                 tenant_id, store_id, status=_text(answer.get("status")), snapshot=answer, bytes=usage_bytes(answer)
             )
+            await self._record_usage(tenant_id, store_id, answer)
+
+    async def _record_usage(self, tenant_id: str, store_id: str, answer: dict[str, Any]) -> None:
+        size = usage_bytes(answer)
+        if self.usage is None or size is None:
+            return
+        try:
+            await self.usage.record(tenant_id, store_id, size, time.time())
+        except Exception as exc:  # the poller records it again later; the caller's answer is not held up for it
+            log.warning("objects: could not record vector store usage (%s)", type(exc).__name__)
 
     async def _batch_created(self, exchange: Exchange, answer: dict[str, Any]) -> None:
         batch_id = answer.get("id")

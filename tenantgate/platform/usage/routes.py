@@ -1,8 +1,8 @@
 """OpenAI's Usage and Costs API, answered from the rollups and scoped by the caller.
 
-``GET /v1/organization/usage/{completions,embeddings,moderations,images,audio_speeches,audio_transcriptions}`` and
-``GET /v1/organization/costs`` take OpenAI's parameters and answer in its shape (``tenant`` = ``project``, tenant
-key = ``api_key``). Decisions where OpenAI says nothing:
+``GET /v1/organization/usage/{completions,embeddings,moderations,images,audio_speeches,audio_transcriptions,
+vector_stores}`` and ``GET /v1/organization/costs`` take OpenAI's parameters and answer in its shape (``tenant`` =
+``project``, tenant key = ``api_key``). Decisions where OpenAI says nothing:
 
 - Buckets snap to UTC boundaries of their width (as Anthropic's usage API documents; OpenAI's examples are
   aligned too): the first bucket is the minute/hour/day that contains ``start_time``, the last the one that
@@ -39,6 +39,7 @@ from tenantgate.platform.usage.auth import UsageReader, usage_reader
 from tenantgate.tenants.metering.pricing import NANOS_PER_USD
 from tenantgate.tenants.metering.reports import QUANTITY_UNITS
 from tenantgate.tenants.metering.rollups import Buckets, Totals, UsageQuery, aggregate
+from tenantgate.tenants.vector_store_usage import usage_buckets
 
 router = APIRouter(prefix="/v1/organization", tags=["usage"])
 
@@ -196,6 +197,41 @@ def _usage_fields(family: Family, t: Totals) -> dict[str, Any]:
     else:
         counts = {"seconds": t["quantity"]}
     return {**counts, "num_model_requests": t["requests"], "estimated_requests": t["estimated_requests"]}
+
+
+@router.get("/usage/vector_stores", summary="Vector store storage per time bucket, in OpenAI's Usage API shape")
+async def vector_store_usage(
+    request: Request,
+    start_time: int = Query(ge=0, description="Unix seconds, inclusive"),
+    end_time: int | None = Query(None, ge=0, description="Unix seconds, exclusive (default: now)"),
+    bucket_width: BucketWidth = BucketWidth.day,
+    limit: int | None = Query(None, description="Buckets per page (1d: 7, max 31; 1h: 24, max 168; 1m: 60, max 1440)"),
+    page: str | None = Query(None, description="`next_page` of the previous response"),
+    reader: UsageReader = Depends(usage_reader),
+) -> dict[str, Any]:
+    """``usage_bytes``: per bucket, the most each of the tenant's vector stores held in the hours the bucket overlaps
+    (tenants/vector_store_usage.py), summed; grouped by ``project_id`` on request (OpenAI's only group-by here)."""
+    width, default, maximum = _USAGE_LIMITS[bucket_width]
+    window = _Window(start_time, end_time, width, _limit(limit, default, maximum), page)
+    names, _ = _group_by(request, {"project_id": "tenant_id"})
+    tenants = _list(request, "project_ids")
+    if reader.tenant_id is not None:
+        tenants = tuple(t for t in (tenants or (reader.tenant_id,)) if t == reader.tenant_id)
+    try:
+        async with engine_of(request).connect() as conn:
+            buckets = await usage_buckets(conn, tenants, window.bounds())
+    except (SQLAlchemyError, OSError):
+        raise ServiceUnavailable("Usage data is unavailable right now; try again shortly.") from None
+    results: list[list[dict[str, Any]]] = []
+    for per_tenant in buckets:
+        groups = sorted(per_tenant.items()) if names else ([(None, sum(per_tenant.values()))] if per_tenant else [])
+        results.append(
+            [
+                {"object": "organization.usage.vector_stores.result", "usage_bytes": size, "project_id": tenant_id}
+                for tenant_id, size in groups
+            ]
+        )
+    return window.page(results)
 
 
 @router.get("/usage/{family}", summary="Usage per time bucket, in OpenAI's Usage API shape")

@@ -53,6 +53,8 @@ def test_files_through_the_sdk(objects_gateway: Callable[..., Gateway]) -> None:
         "max_files": gateway.settings.files_max_count,
         "max_bytes": gateway.settings.files_max_storage_bytes,
         "max_file_bytes": gateway.settings.files_max_bytes,
+        "vector_stores": 0,
+        "vector_store_bytes": 0,
     }
 
     deleted = client.files.delete(created[1].id)

@@ -5,6 +5,7 @@ every route and in a Responses ``file_search`` tool, and nothing of A's changes.
 from __future__ import annotations
 
 import io
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -142,3 +143,52 @@ def test_another_tenant_cannot_reach_a_vector_store(objects_gateway: Callable[..
     )
     assert {f.id for f in a.vector_stores.files.list(a_store.id)} == {a_file, a_spare}
     assert [s.id for s in a.vector_stores.list()] == [a_store.id]
+
+
+def _storage_usage(gateway: Gateway, key: str, **query: Any) -> list[dict[str, Any]]:
+    response = gateway.http.get(
+        gateway.base_url + "/organization/usage/vector_stores",
+        params={"start_time": int(time.time()) - 3600, "bucket_width": "1h", **query},
+        headers={"Authorization": f"Bearer {key}"},
+    )
+    assert response.status_code == 200, response.text
+    page = response.json()
+    assert page["object"] == "page"
+    return [result for bucket in page["data"] for result in bucket["results"]]
+
+
+def test_storage_is_reported_per_tenant_from_what_the_poller_sees(objects_gateway: Callable[..., Gateway]) -> None:
+    """Nobody retrieves the store after its files are indexed: the poller records its bytes for the Usage API and
+    /v1/me; another tenant's report shows none of them, whatever project it names."""
+    gateway = objects_gateway(vector_store_usage_seconds=0.5)
+    key_a, key_b = gateway.new_key("vs-usage-a"), gateway.new_key("vs-usage-b")
+    a = gateway.client(key_a["key"])
+    store = a.vector_stores.create(name="metered", file_ids=[_upload(a, "a.txt", _APPLES)])
+    assert store.usage_bytes == 0  # the file is still being indexed
+
+    deadline = time.monotonic() + 15
+    while _me_storage(gateway, key_a["key"])["vector_store_bytes"] != len(_APPLES):
+        assert time.monotonic() < deadline, "the poller never recorded the store's bytes"
+        time.sleep(0.2)
+    assert _me_storage(gateway, key_a["key"])["vector_stores"] == 1
+    assert _storage_usage(gateway, key_a["key"]) == [
+        {"object": "organization.usage.vector_stores.result", "usage_bytes": len(_APPLES), "project_id": None}
+    ]
+    grouped = _storage_usage(gateway, key_a["key"], group_by="project_id")
+    assert [(r["project_id"], r["usage_bytes"]) for r in grouped] == [(key_a["tenant_id"], len(_APPLES))]
+
+    assert _storage_usage(gateway, key_b["key"]) == []
+    assert _storage_usage(gateway, key_b["key"], project_ids=key_a["tenant_id"], group_by="project_id") == []
+    assert _me_storage(gateway, key_b["key"])["vector_store_bytes"] == 0
+
+    a.vector_stores.delete(store.id)
+    assert _me_storage(gateway, key_a["key"])["vector_store_bytes"] == 0
+    # The hour in which it held the bytes keeps them: storage was used.
+    assert [r["usage_bytes"] for r in _storage_usage(gateway, key_a["key"])] == [len(_APPLES)]
+
+
+def _me_storage(gateway: Gateway, key: str) -> dict[str, Any]:
+    response = gateway.http.get(gateway.base_url + "/me", headers={"Authorization": f"Bearer {key}"})
+    assert response.status_code == 200, response.text
+    storage: dict[str, Any] = response.json()["storage"]
+    return storage
