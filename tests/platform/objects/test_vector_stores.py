@@ -12,6 +12,7 @@ from typing import Any
 import openai
 import pytest
 
+from tests.conftest import ADMIN_TOKEN
 from tests.support.gateway import Gateway
 
 _APPLES = "Apples grow in orchards. An orchard of apples needs bees in spring.\n"
@@ -180,6 +181,13 @@ def test_storage_is_reported_per_tenant_from_what_the_poller_sees(objects_gatewa
     assert _storage_usage(gateway, key_b["key"]) == []
     assert _storage_usage(gateway, key_b["key"], project_ids=key_a["tenant_id"], group_by="project_id") == []
     assert _me_storage(gateway, key_b["key"])["vector_store_bytes"] == 0
+    # The operator's view, through the SDK's admin client: every tenant, each its own.
+    admin = openai.OpenAI(base_url=gateway.base_url, api_key="unused", admin_api_key=ADMIN_TOKEN)
+    page = admin.admin.organization.usage.vector_stores(
+        start_time=int(time.time()) - 3600, bucket_width="1h", group_by=["project_id"]
+    )
+    by_tenant = {r.project_id: r.usage_bytes for bucket in page.data for r in bucket.results}
+    assert by_tenant[key_a["tenant_id"]] == len(_APPLES) and key_b["tenant_id"] not in by_tenant
 
     a.vector_stores.delete(store.id)
     assert _me_storage(gateway, key_a["key"])["vector_store_bytes"] == 0
