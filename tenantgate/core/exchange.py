@@ -157,6 +157,8 @@ class Exchange:
     # streamed text in ``output``. Off, no answer content is kept.
     capture_output: bool = False
     output: Any = None
+    # The exchange holds one of its worker's work slots (platform/workslots.py) until the upstream's answer begins.
+    holds_slot: bool = False
 
     @property
     def reached_upstream(self) -> bool:

@@ -43,6 +43,8 @@ class Principal:
     # proxy path only swaps targets and never reads the database: the platform's ``Upstream`` objects (typed loosely
     # here, since the core knows nothing of the platform).
     own_upstreams: Mapping[str, Any] = field(default_factory=dict)
+    # The tenant's share of a saturated worker against other tenants' (platform/workslots.py): its plan's.
+    fair_share_weight: int = 1
 
     def may_use(self, model: str) -> bool:
         return self.allowed_models is None or model in self.allowed_models
