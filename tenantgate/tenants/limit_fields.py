@@ -41,3 +41,7 @@ class Quotas(BaseModel):
     batch_queue_tokens: Annotated[int, Field(ge=0, le=2**63 - 1)] | None = Field(
         default=None, description="Prompt tokens of batches in flight, per model (OpenAI's batch queue limit)"
     )
+    fair_share_weight: Annotated[int, Field(ge=1, le=1000)] | None = Field(
+        default=None,
+        description="Share of a saturated gateway worker against other tenants' (requests per turn); null = 1",
+    )

@@ -56,7 +56,7 @@ class _RateLimits:
 
 
 RATE_LIMIT_FIELDS = ("rpm", "tpm", "rpd", "max_concurrency", "allowed_models")
-QUOTA_FIELDS = ("monthly_token_quota", "monthly_budget_usd", "batch_queue_tokens")
+QUOTA_FIELDS = ("monthly_token_quota", "monthly_budget_usd", "batch_queue_tokens", "fair_share_weight")
 
 
 class _TenantQuotas:
@@ -64,6 +64,8 @@ class _TenantQuotas:
     monthly_budget_usd: Mapped[Decimal | None] = mapped_column(Numeric(14, 6))
     # Prompt tokens of batches in flight, per model (OpenAI's batch queue limit).
     batch_queue_tokens: Mapped[int | None] = mapped_column(BigInteger)
+    # The tenant's share of a saturated worker against other tenants' (platform/workslots.py); NULL: 1.
+    fair_share_weight: Mapped[int | None] = mapped_column(Integer)
 
 
 class Plan(_RateLimits, _TenantQuotas, Base):

@@ -43,6 +43,7 @@ def build_principal(key: ApiKey, tenant: Tenant, plan: Plan | None) -> Principal
             batch_queue_tokens=_pick(tenant.batch_queue_tokens, plan.batch_queue_tokens if plan else None),
         ),
         allowed_models=_allowed(plan.allowed_models if plan else None, tenant.allowed_models, key.allowed_models),
+        fair_share_weight=_pick(tenant.fair_share_weight, plan.fair_share_weight if plan else None) or 1,
     )
 
 

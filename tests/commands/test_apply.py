@@ -181,3 +181,34 @@ def test_tenant_without_keys_entry_keeps_its_keys_even_with_prune(cli: Invoke, t
     assert cli("apply", _write(tmp_path, no_keys_entry, "b.yaml"), "--prune").strip() == "no changes"
     empty_keys = ISSUE_EXAMPLE.replace("      - name: main\n", "").replace("keys:", "keys: []")
     assert "- key yaml-co/main  (revoke)" in cli("apply", _write(tmp_path, empty_keys, "c.yaml"), "--prune")
+
+
+def test_a_plans_fair_share_weight_reaches_its_tenants_keys_and_a_tenant_may_override_it(
+    cli: Invoke, tmp_path: Path, database_url: str
+) -> None:
+    text = """
+plans:
+  - name: gold
+    fair_share_weight: 4
+tenants:
+  - name: heavy
+    plan: gold
+    keys:
+      - name: main
+  - name: heavier
+    plan: gold
+    fair_share_weight: 9
+    keys:
+      - name: main
+  - name: plain
+    keys:
+      - name: main
+"""
+    applied = cli("apply", _write(tmp_path, text), "--json")
+    weights = {
+        new["tenant"]: _principal(database_url, new["key"]).fair_share_weight  # type: ignore[union-attr]
+        for new in applied["new_keys"]
+    }
+    assert weights == {"heavy": 4, "heavier": 9, "plain": 1}
+    refused = cli("apply", _write(tmp_path, text.replace("fair_share_weight: 9", "fair_share_weight: 0")), expect=2)
+    assert "tenants[1].fair_share_weight: Input should be greater than or equal to 1" in refused.output
