@@ -131,6 +131,11 @@ class Settings(BaseSettings):
     limits_redis_retry_seconds: float = Field(default=1.0, ge=0)
     limits_lease_seconds: float = Field(default=900.0, gt=0)
     limits_local_credit: bool = True
+    # Fair share of a worker (platform/workslots.py): model requests past admission hold one of this many slots per
+    # worker until the upstream's answer begins; beyond, they wait by tenant in weighted round-robin order.
+    work_slots: int = Field(default=256, ge=1)
+    work_queue_per_tenant: int = Field(default=256, ge=0)
+    work_queue_timeout_seconds: float = Field(default=30.0, gt=0)
     # What a request without an output cap holds against a monthly quota or budget, for models whose maximum
     # output the gateway does not know (tenants/limits/outputs.py).
     default_max_output_tokens: int = Field(default=16_384, ge=1)

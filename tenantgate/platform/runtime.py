@@ -30,6 +30,7 @@ from tenantgate.platform.upstream.config import gateway_config
 from tenantgate.platform.upstream.guard import TenantUpstreamGuard, UpstreamURLRefused
 from tenantgate.platform.upstream.network import OutboundNetwork
 from tenantgate.platform.upstream.registry import Routing, Upstream
+from tenantgate.platform.workslots import WorkSlots
 from tenantgate.settings import Settings
 from tenantgate.tenants.auth_throttle import AuthThrottle, FailureLimits
 from tenantgate.tenants.cache import KeyCache
@@ -189,6 +190,55 @@ class Runtime:
             vector_store_seconds=settings.vector_store_usage_seconds,
         )
         self.hooks = Hooks([self.telemetry.hook, *refuse, self.limiter, object_answers, self.metering.hook])
+        # Model requests past admission share the worker by tenant (platform/workslots.py).
+        self.work_slots = WorkSlots(
+            settings.work_slots, settings.work_queue_per_tenant, settings.work_queue_timeout_seconds
+        )
+        self.release_slot = self.work_slots.release
+        self._register_work_slot_metrics()
+
+    def _register_work_slot_metrics(self) -> None:
+        """Fair share, as metrics (docs/observability.md)."""
+        registry, slots = self.telemetry.registry, self.work_slots
+        registry.register_gauge(
+            "tenantgate.workslots.in_use",
+            lambda: slots.in_use,
+            unit="{request}",
+            description="Work slots held by model requests between admission and the start of their answer",
+        )
+        registry.register_gauge(
+            "tenantgate.workslots.queue.depth",
+            slots.waiting,
+            unit="{request}",
+            description="Model requests waiting for a work slot (every slot of the worker is held)",
+        )
+        stats = slots.stats
+        registry.register_counter(
+            "tenantgate.workslots.waits",
+            lambda: stats.granted_after_wait,
+            unit="{request}",
+            description="Model requests that waited for a work slot and got one",
+        )
+        registry.register_counter(
+            "tenantgate.workslots.wait.time",
+            lambda: stats.wait_seconds,
+            unit="s",
+            description="Total time requests spent waiting for a work slot (divide by the waits for the mean)",
+        )
+        registry.register_counter(
+            "tenantgate.workslots.refusals",
+            lambda: [(("queue_full",), stats.queue_full), (("timeout",), stats.timed_out)],
+            unit="{request}",
+            description="Requests refused for want of a work slot: their tenant's queue was full (429), or no "
+            "slot freed in time (503)",
+            labels=("reason",),
+        )
+        registry.register_counter(
+            "tenantgate.workslots.abandoned",
+            lambda: stats.left_queue,
+            unit="{request}",
+            description="Waiting requests whose client disconnected before a work slot freed",
+        )
 
     async def _load_principal(self, key_hash: str) -> Principal | None:
         async with self.sessions() as session:

@@ -56,6 +56,8 @@ class ForwardPolicy:
     """Settles streams that end without their usage; without it they are estimated from delivered text only."""
     stream_body: bool = False
     """Relay a successful answer chunk by chunk whatever its type (file contents), never holding it whole."""
+    on_answer: Callable[[Exchange], None] | None = None
+    """Called once an upstream's answer begins, before it is relayed (the router gives back its work slot)."""
 
 
 def tenant_keys(exchange: Exchange) -> dict[str, str] | None:
@@ -197,6 +199,8 @@ async def _attempt(
         attempt.error_type = exchange.error_type = type(exc).__name__
         return _Failed(error=UpstreamUnavailable(f"The upstream could not be reached. (request id {request_id})"))
     exchange.error_type = None
+    if policy.on_answer is not None:
+        policy.on_answer(exchange)
     access = UpstreamAccess(session, upstream, auth)
     try:
         await _relay(exchange, hooks, response, first_chunk, receive, send, policy, access)

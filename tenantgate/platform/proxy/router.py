@@ -126,22 +126,33 @@ class ProxyRouter:
             body_for = _once(upload.head if upload.complete else upload.rest())
             replayable = upload.complete
         await runtime.hooks.admit(exchange)
-        await forward(
-            exchange,
-            runtime.http,
-            runtime.hooks,
-            targets,
-            scope,
-            receive,
-            send,
-            method="POST",
-            path=endpoint.upstream({}),
-            body_for=body_for,
-            policy=ForwardPolicy(
-                runtime.settings.upstream_max_retry_wait_seconds, replayable, strip_usage, runtime.unfinished_streams
-            ),
-            tenant_keys=tenant_keys(exchange),
-        )
+        slots = runtime.work_slots
+        if not slots.take(exchange):
+            # A body read whole leaves ``receive`` free to notice a client that gives up waiting.
+            await slots.wait(exchange, receive if replayable else None)
+        try:
+            await forward(
+                exchange,
+                runtime.http,
+                runtime.hooks,
+                targets,
+                scope,
+                receive,
+                send,
+                method="POST",
+                path=endpoint.upstream({}),
+                body_for=body_for,
+                policy=ForwardPolicy(
+                    runtime.settings.upstream_max_retry_wait_seconds,
+                    replayable,
+                    strip_usage,
+                    runtime.unfinished_streams,
+                    on_answer=runtime.release_slot,
+                ),
+                tenant_keys=tenant_keys(exchange),
+            )
+        finally:
+            slots.release(exchange)
 
 
 def _once(body: object) -> Any:
