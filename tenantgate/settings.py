@@ -131,6 +131,8 @@ class Settings(BaseSettings):
     limits_redis_retry_seconds: float = Field(default=1.0, ge=0)
     limits_lease_seconds: float = Field(default=900.0, gt=0)
     limits_local_credit: bool = True
+    # A principal Redis (or memory) answered "over a window" is refused from memory until the window frees room.
+    limits_local_refusals: bool = True
     # Fair share of a worker (platform/workslots.py): model requests past admission hold one of this many slots per
     # worker until the upstream's answer begins; beyond, they wait by tenant in weighted round-robin order.
     work_slots: int = Field(default=256, ge=1)

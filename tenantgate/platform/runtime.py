@@ -198,7 +198,7 @@ class Runtime:
         self._register_work_slot_metrics()
 
     def _register_work_slot_metrics(self) -> None:
-        """Fair share, as metrics (docs/observability.md)."""
+        """Fair share and refusals from memory, as metrics (docs/observability.md)."""
         registry, slots = self.telemetry.registry, self.work_slots
         registry.register_gauge(
             "tenantgate.workslots.in_use",
@@ -211,6 +211,14 @@ class Runtime:
             slots.waiting,
             unit="{request}",
             description="Model requests waiting for a work slot (every slot of the worker is held)",
+        )
+        known = self.limiter.known
+        registry.register_counter(
+            "tenantgate.limits.local_refusals",
+            lambda: known.refused if known is not None else 0,
+            unit="{request}",
+            description="Requests refused from memory: their key or tenant was known to be over its RPM or RPD "
+            "until the window frees room (no limiter round trip)",
         )
         stats = slots.stats
         registry.register_counter(

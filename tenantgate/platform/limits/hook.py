@@ -23,6 +23,7 @@ from tenantgate.core.exchange import BatchAdmission, Exchange
 from tenantgate.core.principal import Principal
 from tenantgate.platform.limits.batch import BatchCharge, BatchHold, queue_refusal
 from tenantgate.platform.limits.cost import CostEstimator, NoCostKnown
+from tenantgate.platform.limits.known import KnownRefusals
 from tenantgate.platform.limits.responses import RateLimiterUnavailable, rate_limit_headers, refusal
 from tenantgate.settings import Settings
 from tenantgate.tenants.limits.checks import SEED, Check, Kind, Settlement, Verdict
@@ -78,6 +79,7 @@ class Limiter:
         ledger: MonthLedger | None = None,
         default_max_output_tokens: int = 16_384,
         held_by_batches: Callable[[str, str], Awaitable[int]] | None = None,
+        known: KnownRefusals | None = None,
     ) -> None:
         self.store = store
         self.policy = policy
@@ -91,6 +93,8 @@ class Limiter:
         self._batch_holds: dict[int, BatchHold] = {}
         self.held_by_batches = held_by_batches
         """What batches in flight hold on a counter (tenant id, counter key): added when a counter is seeded."""
+        self.known = known
+        """Keys and tenants known to be over a request-count window, refused from memory (known.py)."""
 
     @classmethod
     def from_settings(
@@ -118,10 +122,17 @@ class Limiter:
             ledger=ledger,
             default_max_output_tokens=settings.default_max_output_tokens,
             held_by_batches=held_by_batches,
+            known=KnownRefusals() if settings.limits_local_refusals else None,
         )
 
     async def admit(self, exchange: Exchange) -> None:
         principal = exchange.ctx.principal
+        known = self.known
+        if known:
+            refused = known.check(principal)
+            if refused is not None:
+                exchange.refused_by = refused.refused_by
+                raise refused
         if exchange.batch is not None:
             await self._admit_batch(exchange, exchange.batch)
             return
@@ -151,6 +162,8 @@ class Limiter:
             # For telemetry's rejections-by-kind: which limit (and level) refused, e.g. "key_rpm".
             failed = [s.check for s in verdict.states if not s.passed]
             exchange.refused_by = ",".join(sorted({f"{c.scope}_{c.name}" for c in failed}))
+            if known is not None:
+                known.learn(principal, verdict.states)
             raise refusal(verdict.states, principal, exchange.model, headers, month_bounds(now)[1])
         self._held[id(exchange)] = Reservation(
             store, checks, lease, tokens, verdict.now_ms, month_tokens if _has(checks, "monthly_tokens") else 0,
@@ -183,6 +196,8 @@ class Limiter:
         if not verdict.admitted:
             failed = [s for s in verdict.states if not s.passed]
             exchange.refused_by = ",".join(sorted({f"{s.check.scope}_{s.check.name}" for s in failed}))
+            if self.known is not None:
+                self.known.learn(principal, verdict.states)
             queues = [s for s in failed if s.check.name == "batch_queue"]
             if queues and len(queues) == len(failed):
                 base = {name.decode(): value.decode() for name, value in headers}
