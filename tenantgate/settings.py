@@ -138,6 +138,11 @@ class Settings(BaseSettings):
     work_slots: int = Field(default=256, ge=1)
     work_queue_per_tenant: int = Field(default=256, ge=0)
     work_queue_timeout_seconds: float = Field(default=30.0, gt=0)
+    # Back-pressure (platform/limits/pacing.py): a principal refused more than ``after`` times within a second gets its
+    # next refusals no sooner than ``seconds`` after it asked; at most ``max_held`` refusals wait at once per worker.
+    refusal_delay_seconds: float = Field(default=0.25, ge=0, le=10)
+    refusal_delay_after: int = Field(default=10, ge=1)
+    refusal_delay_max_held: int = Field(default=1024, ge=0)
     # What a request without an output cap holds against a monthly quota or budget, for models whose maximum
     # output the gateway does not know (tenants/limits/outputs.py).
     default_max_output_tokens: int = Field(default=16_384, ge=1)

@@ -21,6 +21,7 @@ from tenantgate.platform.credentials import TenantKeys
 from tenantgate.platform.deps import Health
 from tenantgate.platform.limits.cost import PriceBookCost
 from tenantgate.platform.limits.hook import Limiter
+from tenantgate.platform.limits.pacing import RefusalPacer
 from tenantgate.platform.proxy.hooks import ExchangeHook, Hooks
 from tenantgate.platform.proxy.object_answers import ObjectAnswersHook
 from tenantgate.platform.proxy.unfinished import UnfinishedStreams
@@ -195,10 +196,14 @@ class Runtime:
             settings.work_slots, settings.work_queue_per_tenant, settings.work_queue_timeout_seconds
         )
         self.release_slot = self.work_slots.release
+        # 429s to a key that keeps hammering go out late (platform/limits/pacing.py).
+        self.pacer = RefusalPacer(
+            settings.refusal_delay_seconds, settings.refusal_delay_after, settings.refusal_delay_max_held
+        )
         self._register_work_slot_metrics()
 
     def _register_work_slot_metrics(self) -> None:
-        """Fair share and refusals from memory, as metrics (docs/observability.md)."""
+        """Fair share, local refusals and back-pressure, as metrics (docs/observability.md)."""
         registry, slots = self.telemetry.registry, self.work_slots
         registry.register_gauge(
             "tenantgate.workslots.in_use",
@@ -212,13 +217,21 @@ class Runtime:
             unit="{request}",
             description="Model requests waiting for a work slot (every slot of the worker is held)",
         )
-        known = self.limiter.known
+        known, pacer = self.limiter.known, self.pacer
         registry.register_counter(
             "tenantgate.limits.local_refusals",
             lambda: known.refused if known is not None else 0,
             unit="{request}",
             description="Requests refused from memory: their key or tenant was known to be over its RPM or RPD "
             "until the window frees room (no limiter round trip)",
+        )
+        registry.register_counter(
+            "tenantgate.limits.delayed_refusals",
+            lambda: [(("delayed",), pacer.delayed), (("at_once",), pacer.over_capacity)],
+            unit="{request}",
+            description="429s to a key refused more than TENANTGATE_REFUSAL_DELAY_AFTER times within a second: sent "
+            "after the delay, or at once because TENANTGATE_REFUSAL_DELAY_MAX_HELD refusals were waiting already",
+            labels=("outcome",),
         )
         stats = slots.stats
         registry.register_counter(

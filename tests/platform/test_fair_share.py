@@ -37,6 +37,7 @@ def saturated(tmp_path_factory: pytest.TempPathFactory, slow_dev_upstream: str) 
         spool_dir=directory / "spool",
         work_slots=SLOTS,
         work_queue_per_tenant=FLOOD,
+        refusal_delay_seconds=0,
     )
     app = create_app(settings)
     with ServedApp(app, **uvicorn_options(settings)) as served:

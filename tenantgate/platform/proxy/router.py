@@ -85,6 +85,8 @@ class ProxyRouter:
             exchange.status = exchange.status if exchange.status >= 400 else error.status
             exchange.error_type = exchange.error_type or error.code or error.type
             error.headers.update((k.decode(), v.decode()) for k, v in exchange.response_headers)
+            if error.status == 429 and self.runtime.pacer.delay > 0:
+                await self.runtime.pacer.pace(ctx.principal.key_id, exchange.started, _retry_after(error))
             await send_error(send, error, ctx.request_id)
         except ClientDisconnected:
             exchange.client_disconnected = True
@@ -153,6 +155,18 @@ class ProxyRouter:
             )
         finally:
             slots.release(exchange)
+
+
+def _retry_after(error: GatewayError) -> float | None:
+    """The wait a refusal asks for, in seconds, if it names one."""
+    try:
+        if "retry-after-ms" in error.headers:
+            return int(error.headers["retry-after-ms"]) / 1000
+        if "retry-after" in error.headers:
+            return float(error.headers["retry-after"])
+    except ValueError:
+        return None
+    return None
 
 
 def _once(body: object) -> Any:
