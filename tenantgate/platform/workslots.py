@@ -180,9 +180,13 @@ class WorkSlots:
         if not exchange.holds_slot:
             return
         exchange.holds_slot = False
-        waiter = self.queue.pop()
+        queue = self.queue
+        if not queue.size:
+            self.in_use -= 1
+            return
+        waiter = queue.pop()
         while waiter is not None and waiter.done():
-            waiter = self.queue.pop()
+            waiter = queue.pop()
         if waiter is None:
             self.in_use -= 1
         else:
