@@ -172,9 +172,11 @@ async def _replay(url: str, directory: Path) -> ReplayReport:
     from tenantgate.tenants.metering.store import store_for
 
     engine = create_engine(url)
+    store = store_for(engine)
     try:
         prices = PriceBook.load()
         await load_price_overrides(create_sessionmaker(engine), prices)
-        return await replay_rejected(directory, store_for(engine), prices)
+        return await replay_rejected(directory, store, prices)
     finally:
+        await store.close()
         await engine.dispose()

@@ -96,10 +96,12 @@ def seed(database_url: str, events: list[dict[str, Any]]) -> int:
 
     async def write() -> int:
         engine = create_engine(database_url)
+        store = store_for(engine)
         try:
             book = PriceBook.load()
-            return await store_for(engine).write([row_of(price_event(book, dict(event))) for event in events])
+            return await store.write([row_of(price_event(book, dict(event))) for event in events])
         finally:
+            await store.close()
             await engine.dispose()
 
     return asyncio.run(write())

@@ -28,9 +28,10 @@ class Metering:
         self.sessions = sessions
         self.prices = PriceBook.load()
         self.spool = Spool(settings.spool_dir)
+        self.store = store_for(engine)
         self.writer = MeterWriter(
             self.spool,
-            store_for(engine),
+            self.store,
             self.prices,
             interval=settings.metering_flush_interval_seconds,
             batch_size=settings.metering_batch_size,
@@ -75,6 +76,7 @@ class Metering:
 
     async def close(self) -> None:
         await self.writer.close(self.settings.metering_shutdown_flush_seconds)
+        await self.store.close()
 
     async def load_overrides(self, book: PriceBook) -> None:
         await load_price_overrides(self.sessions, book)

@@ -7,19 +7,20 @@ Postgres: one statement (``unnest`` of column arrays -> ``INSERT .. ON CONFLICT 
 aggregate -> rollup upsert), under a transaction-scoped advisory lock. The lock makes batches of all processes
 commit one after another, which is what keeps the ``seq`` column (the export cursor) in commit order: a reader
 that has seen ``seq`` n can never later see a smaller one appear. It also rules out deadlocks between rollup
-upserts. SQLite has a single writer anyway; there the inserted rows come back from ``RETURNING`` and are
-aggregated in Python.
+upserts. SQLite has a single writer anyway; there a thread of the store's own writes each batch on its own connection
+(``SQLiteEventStore``), with the same insert-or-ignore and the rollups summed in SQL from the rows inserted.
 """
 
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import AsyncIterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from sqlalchemy import Table, text
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tenantgate.tenants.metering.models import (
@@ -65,6 +66,10 @@ class EventStore(Protocol):
 
     async def ping(self) -> bool:
         """Whether the database answers a trivial query now: tells an outage from a batch it refuses."""
+        ...
+
+    async def close(self) -> None:
+        """Release what the store holds of its own (not the engine it was given)."""
         ...
 
 
@@ -160,79 +165,128 @@ class PostgresEventStore:
     async def ping(self) -> bool:
         return await _ping(self.engine)
 
+    async def close(self) -> None:
+        return None
+
 
 class SQLiteEventStore:
-    # 38 columns x 500 rows stays under SQLite's 32,766 bound parameters per statement.
-    chunk = 500
+    """Writes on a thread of its own, with its own ``sqlite3`` connection: the event loop only hands a batch over.
+
+    Through the async engine, a batch's statements were built and bound with the event loop's time (SQLAlchemy
+    compiling 500-row ``VALUES`` statements and processing every bind value, then aggregating the rollups in
+    Python), and every request in flight waited for it: 6,000 events held the loop for seconds. Here the loop awaits
+    a future. The thread does as little in Python as it can, because Python on any thread holds the GIL the loop
+    needs: ``executemany`` binds the rows in C, SQLite itself skips the ids already stored and sums the new events
+    into the rollups (one ``INSERT .. SELECT .. GROUP BY``), and ``sqlite3`` releases the GIL while SQLite works.
+
+    One transaction per batch, ``BEGIN IMMEDIATE`` (the write lock first): the events inserted are exactly those
+    with a ``seq`` above the largest before the insert, and only they reach the rollups, so a replayed batch changes
+    nothing. The writer's checkpoint waits for this commit. SQLite's errors come as they are
+    (``sqlite3.OperationalError`` for a locked or missing database, ``IntegrityError`` for a row it refuses), which
+    is what the dead-letter isolation tells apart.
+    """
 
     def __init__(self, engine: AsyncEngine) -> None:
-        self.engine = engine
+        url = engine.url
+        if not url.database or url.database == ":memory:":
+            raise ValueError("the metering writer needs a SQLite database file (an in-memory one is per connection)")
+        self.path = url.database
+        self._uri = str(url.query.get("uri", "")).lower() in {"1", "true"}
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tenantgate-sqlite-writer")
+        self._connection: sqlite3.Connection | None = None
+        """Opened and used on the executor's one thread only."""
+        self._insert = _sqlite_insert()
+        self._rollup = _sqlite_rollup()
 
     async def write(self, rows: Sequence[Row]) -> int:
         if not rows:
             return 0
-        returning = [
-            EVENTS.c[name] for name in ("occurred_at", "tenant_id", "api_key_id", "model", "category", "batch")
-        ]
-        returning += [EVENTS.c.billable, EVENTS.c.usage_source, EVENTS.c.unpriced]
-        returning += [EVENTS.c[name] for name in ROLLUP_SUMS]
-        inserted: list[Any] = []
-        async with self.engine.begin() as conn:
-            for start in range(0, len(rows), self.chunk):
-                values = [_sqlite_values(row) for row in rows[start : start + self.chunk]]
-                statement = sqlite_insert(EVENTS).values(values).on_conflict_do_nothing(index_elements=["id"])
-                inserted.extend((await conn.execute(statement.returning(*returning))).all())
-            deltas = rollup_deltas(dict(row._mapping) for row in inserted)
-            if deltas:
-                upsert = sqlite_insert(ROLLUPS)
-                sums = (*ROLLUP_COUNTS, *ROLLUP_SUMS)
-                upsert = upsert.on_conflict_do_update(
-                    index_elements=list(_ROLLUP_KEY),
-                    set_={name: ROLLUPS.c[name] + upsert.excluded[name] for name in sums},
-                )
-                await conn.execute(upsert, deltas)
-        return len(inserted)
+        # If the awaiting task is cancelled (a shutdown deadline), the thread still commits or rolls back; the
+        # checkpoint has not moved then, and a replay of a committed batch inserts nothing.
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self._write, rows)
 
     async def ping(self) -> bool:
-        return await _ping(self.engine)
+        try:
+            async with asyncio.timeout(PING_TIMEOUT_SECONDS):
+                await asyncio.get_running_loop().run_in_executor(self._executor, self._ping)
+        except Exception:
+            return False
+        return True
+
+    async def close(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._close)
+        self._executor.shutdown(wait=False)
+
+    # --- on the writer thread -------------------------------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._connection is None:
+            connection = sqlite3.connect(self.path, timeout=30, isolation_level=None, uri=self._uri)
+            # As the engine's connections (database.py): WAL, so readers never wait for this writer.
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("PRAGMA synchronous=NORMAL")
+            connection.execute("PRAGMA foreign_keys=ON")
+            self._connection = connection
+        return self._connection
+
+    def _write(self, rows: Sequence[Row]) -> int:
+        connection = self._connect()
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            (before,) = connection.execute("SELECT coalesce(max(seq), 0) FROM usage_events").fetchone()
+            changes = connection.total_changes
+            connection.executemany(self._insert, map(_sqlite_row, rows))
+            inserted = connection.total_changes - changes
+            if inserted:
+                connection.execute(self._rollup, (before,))
+            connection.execute("COMMIT")
+        except BaseException:
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
+            raise
+        return inserted
+
+    def _ping(self) -> None:
+        self._connect().execute("SELECT 1").fetchall()
+
+    def _close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
 
 
-def _sqlite_values(row: Row) -> dict[str, Any]:
-    values = dict(zip(COLUMN_NAMES, row, strict=True))
-    values["occurred_at"] = datetime.fromtimestamp(values["occurred_at"], UTC)
-    return values
+_OCCURRED_AT = COLUMN_NAMES.index("occurred_at")
+# How SQLAlchemy's SQLite dialect stores a datetime (DATETIME's storage format), so reads see what they always did.
+_SQLITE_DATETIME = "%Y-%m-%d %H:%M:%S.%f"
 
 
-def rollup_deltas(rows: Any) -> list[dict[str, Any]]:
-    """Per-bucket sums of inserted events (``occurred_at``, dimensions and sums) for every rollup width."""
-    totals: dict[tuple[Any, ...], dict[str, Any]] = {}
-    for row in rows:
-        if not row["billable"]:
-            continue
-        moment = row["occurred_at"]
-        seconds = int(moment.timestamp()) if isinstance(moment, datetime) else int(moment)
-        for width in ROLLUP_WIDTHS:
-            bucket = seconds // width * width
-            key = (
-                width,
-                row["tenant_id"],
-                bucket,
-                row["api_key_id"],
-                row["model"],
-                row["category"],
-                bool(row["batch"]),
-            )
-            entry = totals.get(key)
-            if entry is None:
-                entry = dict(zip(_ROLLUP_KEY, key, strict=True))
-                entry.update(dict.fromkeys((*ROLLUP_COUNTS, *ROLLUP_SUMS), 0))
-                totals[key] = entry
-            entry["requests"] += 1
-            entry["estimated_requests"] += row["usage_source"] == "estimated"
-            entry["unpriced_requests"] += row["unpriced"] is not None
-            for name in ROLLUP_SUMS:
-                entry[name] += row[name]
-    return list(totals.values())
+def _sqlite_row(row: Row) -> Row:
+    """A row as ``sqlite3`` binds it: the time as SQLAlchemy stores it on SQLite (booleans bind as 0/1 already)."""
+    at = datetime.fromtimestamp(row[_OCCURRED_AT], UTC).strftime(_SQLITE_DATETIME)
+    return (*row[:_OCCURRED_AT], at, *row[_OCCURRED_AT + 1 :])
+
+
+def _sqlite_insert() -> str:
+    names, marks = ", ".join(COLUMN_NAMES), ", ".join("?" * len(COLUMN_NAMES))
+    return f"INSERT INTO usage_events ({names}) VALUES ({marks}) ON CONFLICT (id) DO NOTHING"
+
+
+def _sqlite_rollup() -> str:
+    """The rollup upsert of the events inserted after ``seq`` ? (the Postgres statement's ``agg`` and ``up``)."""
+    widths = " UNION ALL ".join(f"SELECT {width} AS width" for width in ROLLUP_WIDTHS)
+    sums = ", ".join(f"sum(e.{name})" for name in ROLLUP_SUMS)
+    values = ", ".join((*ROLLUP_COUNTS, *ROLLUP_SUMS))
+    updates = ", ".join(f"{name} = usage_rollups.{name} + excluded.{name}" for name in (*ROLLUP_COUNTS, *ROLLUP_SUMS))
+    return f"""
+INSERT INTO usage_rollups (width, bucket_start, tenant_id, api_key_id, model, category, batch, {values})
+SELECT w.width, CAST(strftime('%s', e.occurred_at) AS INTEGER) / w.width * w.width,
+    e.tenant_id, e.api_key_id, e.model, e.category, e.batch,
+    count(*), sum(e.usage_source = 'estimated'), sum(e.unpriced IS NOT NULL), {sums}
+FROM usage_events e CROSS JOIN ({widths}) w
+WHERE e.seq > ? AND e.billable
+GROUP BY 1, 2, 3, 4, 5, 6, 7
+ON CONFLICT ({", ".join(_ROLLUP_KEY)}) DO UPDATE SET {updates}
+"""
 
 
 def store_for(engine: AsyncEngine) -> EventStore:
