@@ -38,6 +38,9 @@ class GatewayVariant:
     name: str
     label: str
     env: dict[str, str] = field(default_factory=dict)
+    embedded: bool = False
+    """The embedded default instead of PostgreSQL and Redis: its own SQLite file (migrated by the harness as the
+    Postgres database is), limits in memory."""
 
 
 # The issue's bars: >= 80% of the passthrough with 10% of traces sampled, >= 50% with every request traced.

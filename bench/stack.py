@@ -117,18 +117,20 @@ class Stack:
             process = spawn_process(PASSTHROUGH, command, ports=[port], log_dir=self.workdir, cwd=REPO)
             self.spawned.append(process)
             pending.append((f"http://127.0.0.1:{port}/v1", process))
-        if self.options.variants:
+        if any(not v.embedded for v in self.options.variants):
             try:
                 self.database_url = create_database(self.options.postgres_server, self.db_name)
             except (OSError, asyncpg.PostgresError) as error:
                 server = self.options.postgres_server
                 raise RuntimeError(f"cannot create the run's database on {server}: {error}") from None
             self._db_created = True
-            self._migrate()
+            self._migrate(self.database_url)
         for variant in self.options.variants:
             port = free_port()
             workdir = self.workdir / variant.name
             workdir.mkdir(exist_ok=True)  # its cwd: no stray .env file of the caller is read
+            if variant.embedded:
+                self._migrate(embedded_database_url(workdir))
             command = [sys.executable, "-m", "tenantgate", "serve", "--port", str(port), "--workers", "1"]
             env = self.gateway_env(variant, workdir)
             process = spawn_process(variant.name, command, ports=[port], log_dir=self.workdir, env=env, cwd=workdir)
@@ -146,13 +148,15 @@ class Stack:
 
     def gateway_env(self, variant: GatewayVariant, workdir: Path) -> dict[str, str]:
         assert self.upstream is not None and self.sink is not None
+        storage = {"TENANTGATE_DATABASE_URL": self.database_url, "TENANTGATE_REDIS_URL": self.options.redis_url}
+        if variant.embedded:
+            storage = {"TENANTGATE_DATABASE_URL": embedded_database_url(workdir), "TENANTGATE_REDIS_URL": ""}
         return {
             **_clean_env(),
             "TENANTGATE_ENV": "production",
             "TENANTGATE_SECRET_KEY": self.secret_key,
             "TENANTGATE_ADMIN_TOKEN": self.admin_token,
-            "TENANTGATE_DATABASE_URL": self.database_url,
-            "TENANTGATE_REDIS_URL": self.options.redis_url,
+            **storage,
             "TENANTGATE_REDIS_PREFIX": self.redis_prefix,
             "TENANTGATE_UPSTREAM_BASE_URL": self.upstream.url(variant.name),
             "TENANTGATE_UPSTREAM_API_KEY": UPSTREAM_KEY,
@@ -166,8 +170,8 @@ class Stack:
             **self.options.extra_env,
         }
 
-    def _migrate(self) -> None:
-        env = {**_clean_env(), "TENANTGATE_DATABASE_URL": self.database_url, "TENANTGATE_ENV": "dev"}
+    def _migrate(self, database_url: str) -> None:
+        env = {**_clean_env(), "TENANTGATE_DATABASE_URL": database_url, "TENANTGATE_ENV": "dev"}
         subprocess.run(
             [sys.executable, "-m", "tenantgate", "db", "upgrade"],
             env=env,
@@ -177,18 +181,22 @@ class Stack:
         )
 
     def _create_tenant(self, contender: Contender) -> None:
+        contender.tenant_id, contender.key = self.create_tenant(contender, f"bench-{contender.name}")
+
+    def create_tenant(
+        self, contender: Contender, name: str, *, rpm: int = TENANT_RPM, tpm: int = TENANT_TPM
+    ) -> tuple[str, str]:
+        """A tenant with one key on a gateway, through the admin API: (tenant id, plaintext key)."""
         root = contender.base_url.removesuffix("/v1")
         auth = {"Authorization": f"Bearer {self.admin_token}"}
-        tenant_body = {"name": f"bench-{contender.name}", "rpm": TENANT_RPM, "tpm": TENANT_TPM}
-        status, raw = _request(root + "/admin/tenants", body=tenant_body, headers=auth)
+        status, raw = _request(root + "/admin/tenants", body={"name": name, "rpm": rpm, "tpm": tpm}, headers=auth)
         if status != 201:
-            raise RuntimeError(f"creating the tenant of {contender.name} failed: {status} {raw[:500]!r}")
+            raise RuntimeError(f"creating the tenant {name} on {contender.name} failed: {status} {raw[:500]!r}")
         tenant = json.loads(raw)
         status, raw = _request(root + f"/admin/tenants/{tenant['id']}/keys", body={"name": "bench"}, headers=auth)
         if status != 201:
-            raise RuntimeError(f"creating the key of {contender.name} failed: {status} {raw[:500]!r}")
-        contender.key = json.loads(raw)["key"]
-        contender.tenant_id = tenant["id"]
+            raise RuntimeError(f"creating the key of {name} on {contender.name} failed: {status} {raw[:500]!r}")
+        return tenant["id"], json.loads(raw)["key"]
 
     # --- measure and take down ------------------------------------------------------------------------------------
 
@@ -210,7 +218,7 @@ class Stack:
             return
         if self._db_created:
             drop_database(self.options.postgres_server, self.db_name)
-        if self.options.variants:
+        if any(not v.embedded for v in self.options.variants):
             delete_redis_prefix(self.options.redis_url, self.redis_prefix)
 
     def __enter__(self) -> Stack:
@@ -222,6 +230,10 @@ class Stack:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def embedded_database_url(workdir: Path) -> str:
+    return f"sqlite+aiosqlite:///{workdir / 'tenantgate.db'}"
 
 
 def preflight(contender: Contender) -> None:
