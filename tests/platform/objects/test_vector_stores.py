@@ -11,6 +11,8 @@ from typing import Any
 
 import openai
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests.conftest import ADMIN_TOKEN
 from tests.support.gateway import Gateway
@@ -200,3 +202,95 @@ def _me_storage(gateway: Gateway, key: str) -> dict[str, Any]:
     assert response.status_code == 200, response.text
     storage: dict[str, Any] = response.json()["storage"]
     return storage
+
+
+_NAMED = st.sampled_from(["a_file", "a_spare", "b_file", "b_other", "unknown", "a_store", "b_store"])
+_BODY_FILE_FIELDS = st.one_of(
+    st.fixed_dictionaries({"file_id": _NAMED}),
+    st.fixed_dictionaries({"file_ids": st.lists(_NAMED, min_size=1, max_size=4)}),
+    st.fixed_dictionaries({"files": st.lists(st.fixed_dictionaries({"file_id": _NAMED}), min_size=1, max_size=3)}),
+    st.fixed_dictionaries({"file_ids": st.sampled_from([7, {}, "x", [1], [None], [{"id": "a_file"}]])}),
+)
+
+
+@pytest.fixture
+def two_tenants(objects_gateway: Callable[..., Gateway]) -> dict[str, Any]:
+    gateway = objects_gateway()
+    a_key, b_key = gateway.new_key("vs-gen-a")["key"], gateway.new_key("vs-gen-b")["key"]
+    a, b = gateway.client(a_key), gateway.client(b_key)
+    ids = {
+        "a_file": _upload(a, "a.txt", _APPLES),
+        "a_spare": _upload(a, "a2.txt", _KIWIS),
+        "b_file": _upload(b, "b.txt", "b's text\n"),
+        "b_other": _upload(b, "b2.txt", "more of b's text\n"),
+        "unknown": "file-nobody0000000000000000",
+    }
+    ids["a_store"] = a.vector_stores.create(name="a", file_ids=[ids["a_file"]]).id
+    ids["b_store"] = b.vector_stores.create(name="b").id
+    return {"gateway": gateway, "a": a, "b_key": b_key, "ids": ids}
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    route=st.sampled_from(["/vector_stores", "/vector_stores/{store}/files", "/vector_stores/{store}/file_batches"]),
+    store=st.sampled_from(["a_store", "b_store", "unknown"]),
+    fields=_BODY_FILE_FIELDS,
+)
+def test_generated_bodies_attach_only_the_callers_files(
+    two_tenants: dict[str, Any], route: str, store: str, fields: dict[str, Any]
+) -> None:
+    """Tenant B names any mix of its own ids, A's and unknown ones in any file field of any vector store body: the
+    request goes through only when the store and every file are B's; else 404 (400 for a malformed field), and
+    none of A's files is ever attached anywhere."""
+    gateway, ids = two_tenants["gateway"], two_tenants["ids"]
+
+    def resolve(value: Any) -> Any:
+        if isinstance(value, str):
+            return ids.get(value, value)
+        if isinstance(value, list):
+            return [resolve(v) for v in value]
+        if isinstance(value, dict):
+            return {k: resolve(v) for k, v in value.items()}
+        return value
+
+    body = resolve(fields)
+    path = route.format(store=ids.get(store, store))
+    response = gateway.http.post(
+        gateway.base_url + path, json=body, headers={"Authorization": f"Bearer {two_tenants['b_key']}"}
+    )
+    named = [v for v in _strings(fields) if v in ids]
+    malformed = "file_ids" in fields and not (
+        isinstance(fields["file_ids"], list) and all(isinstance(v, str) for v in fields["file_ids"])
+    )
+    store_ok = route == "/vector_stores" or store == "b_store"
+    files_ok = bool(named) and all(name in ("b_file", "b_other") for name in named)
+    if route == "/vector_stores/{store}/files" and "file_id" not in fields:
+        files_ok = False  # attaching names exactly one file_id
+    if route == "/vector_stores/{store}/file_batches" and "file_id" in fields:
+        files_ok = False  # a file batch names file_ids or files
+    if malformed and store_ok:
+        assert response.status_code == 400, (path, body, response.text)
+    elif store_ok and all(name in ("b_file", "b_other", "b_store") for name in named) and "b_store" in named:
+        # B's own store named as a file is B's to name: the upstream answers for it (not a file: 400 or 404).
+        assert response.status_code in (200, 400, 404), (path, body, response.text)
+    elif store_ok and files_ok:
+        assert response.status_code == 200, (path, body, response.text)
+    else:
+        assert response.status_code in (400, 404), (path, body, response.text)
+        if not malformed and not store_ok:
+            assert response.status_code == 404, (path, body, response.text)
+    a_files = {ids["a_file"], ids["a_spare"]}
+    b_client = gateway.client(two_tenants["b_key"])
+    for b_store in b_client.vector_stores.list():
+        assert not {f.id for f in b_client.vector_stores.files.list(b_store.id)} & a_files
+    assert {f.id for f in two_tenants["a"].vector_stores.files.list(ids["a_store"])} == {ids["a_file"]}
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _strings(v)]
+    return []
