@@ -123,6 +123,7 @@ class ObjectAnswersHook:
             add=self._add,
             usage=vector_store_usage,
             poll_seconds=vector_store_seconds,
+            soon_seconds=poll_seconds,
         )
         self._handlers.update(stores.handlers())
 

@@ -35,6 +35,7 @@ _OWN_ID = frozenset(
     }
 )
 """Objects whose ``id`` is an owned object's (the store, a store file, a file batch)."""
+_CHANGES_FILES = frozenset({"vector_store.file", "vector_store.file.deleted", "vector_store.files_batch"})
 _MAX_TEXT = 64
 
 
@@ -53,11 +54,14 @@ class VectorStoreAnswers:
         add: Callable[[Exchange, Entry], Awaitable[bool]],
         usage: VectorStoreUsageLog | None = None,
         poll_seconds: float = 900.0,
+        soon_seconds: float = 30.0,
     ) -> None:
         self.ownership = ownership
         self.index = index
         self.usage = usage
         self.poll_seconds = poll_seconds
+        self.soon_seconds = soon_seconds
+        """A store whose files changed is looked at again this soon (its bytes change once they are indexed)."""
         self._owner = owner
         self._add = add
 
@@ -138,10 +142,19 @@ class VectorStoreAnswers:
             if await self.ownership.record(batch_id, "vector_store_file_batch", owner) is not None:
                 withhold(exchange)
                 return
-        await self._all_owned(exchange, answer)
+        if await self._all_owned(exchange, answer):
+            await self._look_again_soon(exchange)
 
     async def _shown(self, exchange: Exchange, answer: dict[str, Any]) -> None:
-        await self._all_owned(exchange, answer)
+        if await self._all_owned(exchange, answer) and answer.get("object") in _CHANGES_FILES:
+            await self._look_again_soon(exchange)
+
+    async def _look_again_soon(self, exchange: Exchange) -> None:
+        """The store's files changed (or are being looked at while they do): the poller refreshes the store's
+        snapshot and bytes soon, so lists, /v1/me and the Usage API follow without anyone retrieving it."""
+        if exchange.created_under:
+            soon = utcnow() + timedelta(seconds=self.soon_seconds)
+            await self.index.seen(exchange.ctx.principal.tenant_id, exchange.created_under, poll_at=soon)
 
     async def _all_owned(self, exchange: Exchange, answer: dict[str, Any]) -> bool:
         """Whether every id the answer names is the caller's; if not, the answer is withheld."""

@@ -197,6 +197,21 @@ def test_storage_is_reported_per_tenant_from_what_the_poller_sees(objects_gatewa
     assert [r["usage_bytes"] for r in _storage_usage(gateway, key_a["key"])] == [len(_APPLES)]
 
 
+def test_a_store_whose_files_change_is_listed_with_its_new_bytes(objects_gateway: Callable[..., Gateway]) -> None:
+    """Files attached after the store was made change its bytes once indexed; nobody retrieves the store, yet its
+    list entry (and /v1/me) follow within a few poller intervals, not after TENANTGATE_VECTOR_STORE_USAGE_SECONDS."""
+    gateway = objects_gateway()  # vector stores looked at every 900 s; batches and changed stores every 0.5 s
+    key = gateway.new_key("vs-fresh")["key"]
+    client = gateway.client(key)
+    store = client.vector_stores.create(name="grows")
+    client.vector_stores.files.create_and_poll(vector_store_id=store.id, file_id=_upload(client, "k.txt", _KIWIS))
+    deadline = time.monotonic() + 15
+    while client.vector_stores.list().data[0].usage_bytes != len(_KIWIS):
+        assert time.monotonic() < deadline, "the store's list entry never showed its new bytes"
+        time.sleep(0.2)
+    assert _me_storage(gateway, key)["vector_store_bytes"] == len(_KIWIS)
+
+
 def _me_storage(gateway: Gateway, key: str) -> dict[str, Any]:
     response = gateway.http.get(gateway.base_url + "/me", headers={"Authorization": f"Bearer {key}"})
     assert response.status_code == 200, response.text
