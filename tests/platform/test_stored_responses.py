@@ -86,11 +86,12 @@ def test_owner_survives_a_restart_through_the_database(
     assert second.client(created_key["key"]).responses.retrieve("resp_durable").id == "resp_durable"
 
 
-def test_vector_stores_are_not_exposed_and_unknown_files_and_batches_are_404(gateway: Gateway) -> None:
+def test_unknown_files_batches_and_vector_stores_are_404(gateway: Gateway) -> None:
     key = gateway.new_key()["key"]
     for method, path in (
-        ("GET", "/vector_stores"),
-        ("POST", "/vector_stores"),
+        ("GET", "/vector_stores/vs_abc"),
+        ("POST", "/vector_stores/vs_abc/search"),
+        ("GET", "/vector_stores/vs_abc/files/file-abc"),
         ("GET", "/files/file-abc/content"),
         ("GET", "/files/file-abc"),
         ("GET", "/batches/batch_abc"),
