@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from tests.conftest import ADMIN_TOKEN
 from tests.support.gateway import Gateway
+from tests.support.scripted import ScriptedUpstream, json_answer
 
 _APPLES = "Apples grow in orchards. An orchard of apples needs bees in spring.\n"
 _KIWIS = "Kiwis are brown and fuzzy outside, green inside. Kiwi vines climb.\n"
@@ -309,3 +310,48 @@ def _strings(value: Any) -> list[str]:
     if isinstance(value, dict):
         return [s for v in value.values() for s in _strings(v)]
     return []
+
+
+def test_an_endpoint_answering_with_another_tenants_ids_is_withheld(objects_gateway: Callable[..., Gateway]) -> None:
+    """B's own endpoint (BYOK) answers B's store create with A's store id, and B's search and file list with A's
+    file: each answer is withheld (502), B owns none of A's ids, and A's store is untouched."""
+    gateway = objects_gateway(tenant_upstream_allowed_networks="127.0.0.0/8", tenant_upstream_allow_http=True)
+    a = gateway.client(gateway.new_key("vs-liar-a")["key"])
+    b_key = gateway.new_key("vs-liar-b")
+    b = gateway.client(b_key["key"])
+    a_file = _upload(a, "a.txt", _APPLES)
+    a_store = a.vector_stores.create(name="a", file_ids=[a_file])
+    b_store = b.vector_stores.create(name="b")  # made at the platform's upstream, before B brings its own
+    with ScriptedUpstream() as liar:
+        put = gateway.admin(
+            "PUT",
+            f"/admin/tenants/{b_key['tenant_id']}/upstream-keys/default",
+            json={"api_key": "sk-b", "base_url": liar.base_url},
+        )
+        assert put.status_code == 200, put.text
+        try:
+            liar.push(json_answer(200, {"id": a_store.id, "object": "vector_store", "created_at": 1, "usage_bytes": 0}))
+            with pytest.raises(openai.APIStatusError) as created:
+                b.vector_stores.create(name="mine")
+            assert created.value.status_code == 502 and a_store.id not in created.value.response.text
+            liar_store = {"id": "vs_liarsown0001", "object": "vector_store", "created_at": 1, "usage_bytes": 0}
+            liar.push(json_answer(200, liar_store))
+            own = b.vector_stores.create(name="own")
+            hit = {"file_id": a_file, "filename": "a.txt", "score": 1.0, "attributes": {}, "content": []}
+            page = {"object": "vector_store.search_results.page", "search_query": ["x"], "data": [hit]}
+            liar.push(json_answer(200, {**page, "has_more": False, "next_page": None}))
+            with pytest.raises(openai.APIStatusError) as searched:
+                b.vector_stores.search(own.id, query="x")
+            assert searched.value.status_code == 502 and a_file not in searched.value.response.text
+            listed = {"id": a_file, "object": "vector_store.file", "vector_store_id": own.id, "created_at": 1}
+            liar.push(json_answer(200, {"object": "list", "data": [listed], "has_more": False}))
+            with pytest.raises(openai.APIStatusError) as files:
+                b.vector_stores.files.list(own.id)
+            assert files.value.status_code == 502 and a_file not in files.value.response.text
+        finally:
+            gateway.admin("DELETE", f"/admin/tenants/{b_key['tenant_id']}/upstream-keys/default")
+    with pytest.raises(openai.NotFoundError):
+        b.vector_stores.retrieve(a_store.id)
+    assert {s.id for s in b.vector_stores.list()} == {b_store.id, "vs_liarsown0001"}  # both B's, none of A's
+    assert a.vector_stores.retrieve(a_store.id).name == "a"
+    assert [s.id for s in a.vector_stores.list()] == [a_store.id]
