@@ -9,6 +9,8 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 from redis.asyncio import Redis
 
 from tenantgate.core.exchange import Exchange
@@ -150,3 +152,30 @@ async def test_tpm_refusals_keep_asking_the_store(rig: Rig) -> None:
     assert await rig.ask(tokens, "hi", end=False) is None  # a small one still fits
     assert isinstance(await rig.ask(tokens, long), RateLimited)
     assert len(rig.calls) == before + 2
+
+
+_NAMES = st.text(min_size=1, max_size=40) | st.sampled_from(["@@wait@@", 'a"b\\c', "@@wait@@ and @@wait@@", "\u2028"])
+
+
+@settings(max_examples=200, deadline=None)
+@given(tenant_a=_NAMES, tenant_b=_NAMES, key_a=_NAMES, key_b=_NAMES)
+def test_hostile_names_render_a_valid_refusal_and_never_refuse_another_tenant(
+    tenant_a: str, tenant_b: str, key_a: str, key_b: str
+) -> None:
+    # Tenant names are the operator's strings, ids are opaque: whatever they hold, the body rendered once stays
+    # OpenAI's JSON with the wait in its place, and what is known of tenant A never refuses tenant B.
+    assume(key_a != key_b)
+    clock = FakeClock()
+    known = KnownRefusals(clock=lambda: clock.now / 1000)
+    a = Principal(key_a, "tg-x", "k", "ten_a", tenant_a, True, None, Limits(rpm=5), Limits(rpd=9), None)
+    b = Principal(key_b, "tg-y", "k", "ten_b", tenant_b, True, None, Limits(rpm=5), Limits(rpd=9), None)
+    checks = LimitPolicy(prefix="p", lease_ms=1000).checks(a, tokens=0, now=0)
+    states = MemoryLimitStore(clock=clock).admit_now(checks, "").states
+    known.learn(a, [dataclasses.replace(state, used=state.check.limit, retry_ms=1500) for state in states])
+    refused = known.check(a)
+    assert refused is not None
+    body = json.loads(refused.body())["error"]
+    assert body["code"] == "rate_limit_exceeded"
+    assert body["message"].endswith(f"Please try again in {refused.headers['x-ratelimit-reset-requests']}.")
+    assert f"API key {key_a} on requests per min" in body["message"] or f"tenant {tenant_a}" in body["message"]
+    assert known.check(b) is None
