@@ -125,6 +125,7 @@ def test_rollups_equal_raw_aggregation(
             inserted = 0
             for batch in batches:
                 inserted += await store.write([row_of(event) for event in batch])
+            await store.close()
             assert inserted == len(unique)
             for query in queries:
                 async with engine.connect() as conn:
