@@ -72,6 +72,7 @@ class Metering:
     async def start(self) -> None:
         # A spool directory that cannot be written is a configuration error: refuse to serve unmetered.
         await asyncio.to_thread(self.spool.open)
+        await self.store.open()
         await self.writer.start()
 
     async def close(self) -> None:

@@ -68,6 +68,10 @@ class EventStore(Protocol):
         """Whether the database answers a trivial query now: tells an outage from a batch it refuses."""
         ...
 
+    async def open(self) -> None:
+        """Raise if this store cannot write to the engine's database (a configuration error), before serving."""
+        ...
+
     async def close(self) -> None:
         """Release what the store holds of its own (not the engine it was given)."""
         ...
@@ -165,6 +169,9 @@ class PostgresEventStore:
     async def ping(self) -> bool:
         return await _ping(self.engine)
 
+    async def open(self) -> None:
+        return None
+
     async def close(self) -> None:
         return None
 
@@ -188,15 +195,21 @@ class SQLiteEventStore:
 
     def __init__(self, engine: AsyncEngine) -> None:
         url = engine.url
-        if not url.database or url.database == ":memory:":
-            raise ValueError("the metering writer needs a SQLite database file (an in-memory one is per connection)")
-        self.path = url.database
+        self.path = url.database or ":memory:"
         self._uri = str(url.query.get("uri", "")).lower() in {"1", "true"}
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tenantgate-sqlite-writer")
         self._connection: sqlite3.Connection | None = None
         """Opened and used on the executor's one thread only."""
         self._insert = _sqlite_insert()
         self._rollup = _sqlite_rollup()
+
+    async def open(self) -> None:
+        if self.path == ":memory:" or "mode=memory" in self.path:
+            # The thread's connection would open a database of its own, and usage would never reach the engine's.
+            raise ValueError(
+                "metering needs TENANTGATE_DATABASE_URL to name a SQLite file: an in-memory database is one per "
+                "connection, and usage is written on a connection of its own"
+            )
 
     async def write(self, rows: Sequence[Row]) -> int:
         if not rows:

@@ -192,3 +192,17 @@ def test_caller_strings_are_stored_as_sent_and_summed_under_themselves(
         assert sums == expected
 
     asyncio.run(check())
+
+
+@pytest.mark.parametrize("url", ["sqlite+aiosqlite://", "sqlite+aiosqlite:///:memory:"])
+async def test_an_in_memory_database_is_refused_before_serving(url: str, sqlite_url: str) -> None:
+    # The store's own connection would see a database of its own: usage would be written where no one reads it.
+    memory = create_engine(url)
+    on_file = create_engine(sqlite_url)
+    try:
+        with pytest.raises(ValueError, match="SQLite file"):
+            await store_for(memory).open()
+        await store_for(on_file).open()
+    finally:
+        await memory.dispose()
+        await on_file.dispose()
