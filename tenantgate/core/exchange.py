@@ -68,6 +68,18 @@ def _int(value: Any) -> int:
     return value if isinstance(value, int) and value > 0 else 0
 
 
+@dataclass(frozen=True, slots=True)
+class ToolCalls:
+    """Hosted tools a Responses API answer used, billed per call (searches) or per session (code interpreter)."""
+
+    web_search_calls: int = 0
+    file_search_calls: int = 0
+    code_interpreter_sessions: int = 0
+
+
+NO_TOOL_CALLS = ToolCalls()
+
+
 @dataclass(slots=True)
 class BatchAdmission:
     """A batch create: what its lines are estimated to need (the batches route sets it before admission), what the
@@ -134,6 +146,8 @@ class Exchange:
     usage_source: UsageSource | None = None
     # Units of a non-token family the upstream reported (seconds of transcribed or translated audio).
     quantity: int | None = None
+    # Hosted tools the answer used (web and file search calls, code interpreter sessions), billed beside its tokens.
+    tools: ToolCalls = NO_TOOL_CALLS
     error_type: str | None = None
     client_disconnected: bool = False
     attempt_log: list[Attempt] = field(default_factory=list)

@@ -140,6 +140,8 @@ class DevUpstream:
             "/embeddings": catalog.embeddings,
             "/moderations": catalog.moderations,
             "/responses": self.responses.create,
+            "/responses/input_tokens": self.responses.input_tokens,
+            "/responses/compact": self.responses.compact,
             "/images/generations": self._image_generations,
             "/audio/speech": audio.speech,
         }
@@ -214,6 +216,9 @@ class DevUpstream:
         objects = self._object_endpoints(path) or self._conversation_endpoints(path)
         if objects:
             return objects
+        if path in ("/images/edits", "/images/variations"):
+            variation, store = path.endswith("variations"), self.images
+            return {"POST": lambda call: images.edits(call, store, variation=variation)}
         if path in ("/audio/transcriptions", "/audio/translations"):
             task = "transcribe" if path.endswith("transcriptions") else "translate"
             return {"POST": lambda call: audio.transcribe(call, task)}

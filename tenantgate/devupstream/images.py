@@ -1,4 +1,4 @@
-"""Image generation: a tiny valid PNG in OpenAI's answer shape, with gpt-image token usage.
+"""Image generation, edits and variations: a tiny valid PNG in OpenAI's answer shape, with gpt-image token usage.
 
 gpt-image models answer with ``b64_json`` and usage (and can stream ``image_generation.*`` events); DALL-E models
 answer with a ``url`` by default, as OpenAI does. The dev upstream serves those urls itself (``GET
@@ -16,6 +16,7 @@ import zlib
 from collections import OrderedDict
 from typing import Any
 
+from tenantgate.devupstream.multipart import read_upload
 from tenantgate.devupstream.wire import ApiError, Call, count_tokens, new_id, optional_int, require
 
 # Output tokens of gpt-image-1 per picture, by quality and size (OpenAI's published table).
@@ -119,3 +120,51 @@ async def _stream(
     done = {"type": "image_generation.completed", "b64_json": b64, "created_at": created, **shape, "usage": usage}
     await call.sse(done, "image_generation.completed")
     await call.end()
+
+
+MAX_IMAGE_BYTES = 50 * 1024 * 1024
+
+
+async def edits(call: Call, store: ImageStore, *, variation: bool) -> None:
+    """``/images/edits`` (a prompt and an image) and ``/images/variations`` (an image; dall-e-2 only), multipart.
+
+    Answered like a generation of the same model: dall-e by url (or b64_json), gpt-image with b64_json and usage,
+    whose input counts the uploaded picture as image tokens."""
+    upload = await read_upload(call.scope, call.receive, MAX_IMAGE_BYTES, file_field="image")
+    model = upload.get("model") or "dall-e-2"
+    if upload.filename is None:
+        raise ApiError(400, "Missing required parameter: 'image'.", code="missing_required_parameter", param="image")
+    if variation and model != "dall-e-2":
+        raise ApiError(400, f"Invalid model {model}. Only dall-e-2 supports variations.", param="model")
+    prompt = upload.get("prompt") or ""
+    if not variation and not prompt:
+        raise ApiError(400, "Missing required parameter: 'prompt'.", code="missing_required_parameter", param="prompt")
+    fields: dict[str, Any] = {name: values[-1] for name, values in upload.fields.items() if values}
+    n = fields.get("n", "1")
+    if not n.isdigit() or not 1 <= int(n) <= 10:
+        raise ApiError(400, f"Invalid 'n': {n}. Expected an integer between 1 and 10.", param="n")
+    payload = {**fields, "model": model, "n": int(n), "prompt": prompt or f"variation of {upload.filename}"}
+    payload.pop("stream", None)
+    if model.startswith("dall-e"):
+        await generations(call, payload, store)
+        return
+    image_tokens = 65 + 129 * max(1, upload.file_size // (512 * 512))
+    await _priced_generation(call, payload, image_tokens)
+
+
+async def _priced_generation(call: Call, payload: dict[str, Any], image_tokens: int) -> None:
+    """A gpt-image edit: its usage counts the uploaded picture's tokens as input."""
+    quality = str(payload.get("quality")) if payload.get("quality") in _OUTPUT_TOKENS else "medium"
+    size = str(payload.get("size")) if payload.get("size") in _OUTPUT_TOKENS["low"] else "1024x1024"
+    count = int(payload["n"])
+    text_tokens = count_tokens(str(payload["prompt"]))
+    output_tokens = _OUTPUT_TOKENS[quality][size] * count
+    usage = {
+        "input_tokens": text_tokens + image_tokens,
+        "input_tokens_details": {"text_tokens": text_tokens, "image_tokens": image_tokens},
+        "output_tokens": output_tokens,
+        "total_tokens": text_tokens + image_tokens + output_tokens,
+    }
+    data = [{"b64_json": base64.b64encode(tiny_png(f"{payload['prompt']}#{i}")).decode()} for i in range(count)]
+    shape = {"background": "opaque", "output_format": "png", "quality": quality, "size": size}
+    await call.json(200, {"created": int(time.time()), "data": data, **shape, "usage": usage}, text_tokens)

@@ -13,6 +13,7 @@ import orjson
 from tenantgate.devupstream.chat import REASONING_TOKENS
 from tenantgate.devupstream.conversations import Conversations
 from tenantgate.devupstream.response_store import ResponseStore, StoredResponse, input_items, items_text, page
+from tenantgate.devupstream.response_tools import compaction, input_token_count, tool_calls, with_prompt
 from tenantgate.devupstream.wire import (
     SERVER_ERROR,
     Abort,
@@ -89,6 +90,7 @@ class Responses:
         self.conversations = conversations
 
     async def create(self, call: Call, payload: dict[str, Any]) -> None:
+        payload = with_prompt(payload)
         model = require_model(payload)
         limit = optional_int(payload, "max_output_tokens")
         if limit is not None and limit < 16:
@@ -100,28 +102,8 @@ class Responses:
                 param="max_output_tokens",
             )
         previous_id = payload.get("previous_response_id")
-        context_tokens = 0
-        if previous_id is not None:
-            previous = self.store.get(str(previous_id))
-            if previous is None:
-                raise ApiError(
-                    404,
-                    f"Previous response with id '{previous_id}' not found.",
-                    code="previous_response_not_found",
-                    param="previous_response_id",
-                )
-            # The earlier turns are part of this turn's input, as on OpenAI.
-            context_tokens = int((previous.response.get("usage") or {}).get("total_tokens", 0))
         conversation_id = self._conversation(payload)
-        if conversation_id is not None:
-            earlier = self.conversations.get(conversation_id).items if self.conversations else []
-            context_tokens += count_tokens(items_text(earlier)) + 3 * len(earlier)
-        items = input_items(payload.get("input"))
-        instructions = payload.get("instructions")
-        prompt = items_text(items)
-        input_tokens = context_tokens + count_tokens(prompt) + 3 * max(1, len(items))
-        if isinstance(instructions, str):
-            input_tokens += count_tokens(instructions) + 3
+        items, prompt, input_tokens = self._input(payload, conversation_id)
         answer = reply_pieces(prompt, limit)
         reasoning_tokens = REASONING_TOKENS if is_reasoning_model(model) else 0
         incomplete = bool(limit and len(answer) >= limit)
@@ -139,6 +121,7 @@ class Responses:
         output: list[dict[str, Any]] = (
             [{"id": new_id("rs_", 25), "type": "reasoning", "summary": []}] if reasoning_tokens else []
         )
+        output.extend(tool_calls(payload, prompt))
         output.append(message)
         final = {
             **shell,
@@ -195,6 +178,46 @@ class Responses:
         self.conversations.get(conversation_id)
         return conversation_id
 
+    def _input(
+        self, payload: dict[str, Any], conversation_id: str | None = None
+    ) -> tuple[list[dict[str, Any]], str, int]:
+        """A request's input items, their text and its input tokens (earlier turns included, as on OpenAI)."""
+        previous_id = payload.get("previous_response_id")
+        context_tokens = 0
+        if previous_id is not None:
+            previous = self.store.get(str(previous_id))
+            if previous is None:
+                raise ApiError(
+                    404,
+                    f"Previous response with id '{previous_id}' not found.",
+                    code="previous_response_not_found",
+                    param="previous_response_id",
+                )
+            context_tokens = int((previous.response.get("usage") or {}).get("total_tokens", 0))
+        if conversation_id is not None:
+            earlier = self.conversations.get(conversation_id).items if self.conversations else []
+            context_tokens += count_tokens(items_text(earlier)) + 3 * len(earlier)
+        items = input_items(payload.get("input"))
+        instructions = payload.get("instructions")
+        prompt = items_text(items)
+        input_tokens = context_tokens + count_tokens(prompt) + 3 * max(1, len(items))
+        if isinstance(instructions, str):
+            input_tokens += count_tokens(instructions) + 3
+        return items, prompt, input_tokens
+
+    async def input_tokens(self, call: Call, payload: dict[str, Any]) -> None:
+        """``POST /responses/input_tokens``: what a create with this body would count as input (no model work)."""
+        payload = with_prompt(payload)
+        _, _, input_tokens = self._input(payload, self._conversation(payload))
+        await call.json(200, input_token_count(input_tokens))
+
+    async def compact(self, call: Call, payload: dict[str, Any]) -> None:
+        """``POST /responses/compact``: the conversation so far, compacted by a (metered) model pass."""
+        require_model(payload)
+        items, prompt, input_tokens = self._input(payload, self._conversation(payload))
+        await call.pace(4)
+        await call.json(200, compaction(items, input_tokens, prompt), input_tokens)
+
     async def retrieve(self, call: Call, response_id: str) -> None:
         stored = self.store.get(response_id)
         if stored is None:
@@ -236,8 +259,8 @@ class _Progress:
 def _cut(final: dict[str, Any], answer: list[str], progress: _Progress, *, failed: bool) -> dict[str, Any]:
     """The stored response of a stream cut short (client gone, connection dropped, in-stream error): the output
     and usage of what was generated until then, as OpenAI bills generated tokens whether or not anyone read them."""
-    *reasoning, message = final["output"]
-    output = reasoning if progress.reasoning else []
+    *before, message = final["output"]
+    output = [item for item in before if item["type"] != "reasoning" or progress.reasoning]
     if progress.visible:
         part = {**message["content"][0], "text": "".join(answer[: progress.visible])}
         output.append({**message, "status": "incomplete", "content": [part]})
@@ -279,12 +302,12 @@ async def _stream(
     await call.open_stream(tokens=final["usage"]["input_tokens"])
     await emit({"type": "response.created", "response": shell})
     await emit({"type": "response.in_progress", "response": shell})
-    *reasoning, message = final["output"]
+    *before, message = final["output"]
     index = 0
     reasoning_tokens = final["usage"]["output_tokens_details"]["reasoning_tokens"]
-    for item in reasoning:
+    for item in before:  # reasoning, then the hosted tools' calls
         await emit({"type": "response.output_item.added", "output_index": index, "item": item})
-        for _ in range(reasoning_tokens):
+        for _ in range(reasoning_tokens if item["type"] == "reasoning" else 0):
             await call.pace()
             progress.reasoning += 1
         await emit({"type": "response.output_item.done", "output_index": index, "item": item})

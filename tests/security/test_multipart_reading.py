@@ -130,3 +130,57 @@ def test_a_second_model_field_is_refused_in_openais_shape(setup: tuple[Gateway, 
         timestamp_granularities=["word", "segment"],
     )
     assert models_in(recorder.seen[-1].body) == ["whisper-1"]
+
+
+@pytest.fixture
+def image_setup(
+    gateway_factory: Callable[..., Gateway], sqlite_url: str
+) -> Iterator[tuple[Gateway, RecordingUpstream, str]]:
+    recorder = RecordingUpstream()
+    with serve_recording(recorder):
+        gateway = gateway_factory(database_url=sqlite_url, upstream_base_url=recorder.base_url)
+        key = gateway.new_key("images", allowed_models=["dall-e-2"])["key"]
+        yield gateway, recorder, key
+
+
+image_field_parts = st.lists(
+    st.tuples(
+        st.sampled_from([*DISPOSITIONS, 'form-data; name="model"; filename="m.txt"', 'form-data; name="prompt"']),
+        st.sampled_from([b"dall-e-2", b"gpt-image-1", b""]),
+    ),
+    max_size=3,
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    parts=image_field_parts,
+    route=st.sampled_from(["/images/edits", "/images/variations"]),
+    large=st.booleans(),
+    file_first=st.booleans(),
+)
+def test_image_uploads_are_served_only_the_model_the_gateway_checked(
+    image_setup: tuple[Gateway, RecordingUpstream, str],
+    parts: list[tuple[str, bytes]],
+    route: str,
+    large: bool,
+    file_first: bool,
+) -> None:
+    """Edits and variations default to dall-e-2 when no model is named: the gateway then sends that model itself,
+    so the upstream never falls back to a default of its own (or reads a disguised ``model`` part)."""
+    gateway, recorder, key = image_setup
+    image = ('form-data; name="image"; filename="a.png"', b"\x89PNG" + b"\0" * (1_200_000 if large else 100))
+    body = form([image, *parts] if file_first else [*parts, image])
+    response = gateway.http.post(
+        gateway.base_url + route,
+        content=body,
+        headers={"Authorization": f"Bearer {key}", "Content-Type": f"multipart/form-data; boundary={BOUNDARY}"},
+    )
+    assert response.status_code in (200, 400, 404), response.text
+    assert response.status_code != 500
+    for seen in recorder.seen:
+        served = models_in(seen.body)
+        assert served is None or served == ["dall-e-2"], (parts, served)
+    if response.status_code == 200:
+        assert len(recorder.seen) == 1 and models_in(recorder.seen[0].body) == ["dall-e-2"]
+    recorder.clear()

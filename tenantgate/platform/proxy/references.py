@@ -30,7 +30,8 @@ _TOP_LEVEL_KEYS = (
     "tools",
 )  # fmt: skip
 _REFERENCE_KEYS = ("file_id", "file_ids", "vector_store_ids", "container", "conversation", "previous_response_id")
-_ITEMS_PATH = "/v1/responses"
+# Routes whose ``input`` items may name stored items by id (what a Responses request takes, counted or compacted).
+_ITEMS_PATHS = frozenset({"/v1/responses", "/v1/responses/input_tokens", "/v1/responses/compact"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +49,7 @@ _QUOTED = {name: b'"' + name.encode() + b'"' for name in _TOP_LEVEL_KEYS}
 def _may_name_objects(path: str, raw: bytes) -> bool:
     """Whether the body may hold a reference anywhere below its top level (every reference key ends in ``_id``,
     ``_ids``, ``container`` or ``item_reference``; on /v1/responses input items name themselves by ``id``)."""
-    return b"_id" in raw or b"container" in raw or b"item_reference" in raw or (path == _ITEMS_PATH and b'"id"' in raw)
+    return b"_id" in raw or b"container" in raw or b"item_reference" in raw or (path in _ITEMS_PATHS and b'"id"' in raw)
 
 
 def inspect_body(path: str, raw: bytes, payload: dict[str, Any]) -> list[Reference]:
@@ -151,7 +152,7 @@ def references(path: str, payload: dict[str, Any], escaped_or_nested: bool) -> l
     if conversation is not None:
         conversation_id = conversation.get("id") if isinstance(conversation, dict) else conversation
         found.append(Reference("conversation", str(conversation_id), "conversation"))
-    if path == _ITEMS_PATH and isinstance(payload.get("input"), list):
+    if path in _ITEMS_PATHS and isinstance(payload.get("input"), list):
         for index, item in enumerate(payload["input"]):
             if isinstance(item, dict) and "id" in item:
                 found.append(Reference("item", str(item["id"]), f"input[{index}].id"))

@@ -12,15 +12,17 @@ from typing import Any
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tenantgate.core.exchange import Exchange
+from tenantgate.core.principal import Principal
 from tenantgate.platform.context import SCOPE_CONTEXT, SCOPE_ROUTE, RequestContext
 from tenantgate.platform.errors import BadRequest, GatewayError, send_error
 from tenantgate.platform.proxy import batches, conversations, files, models, stored, vector_stores
 from tenantgate.platform.proxy.forward import ForwardPolicy, forward, tenant_keys
 from tenantgate.platform.proxy.http import ClientDisconnected, parse_json_object, read_body
-from tenantgate.platform.proxy.multipart import read_upload
+from tenantgate.platform.proxy.multipart import MultipartUpload, read_upload, with_field
 from tenantgate.platform.proxy.references import Reference, check_admission_fields, inspect_body
 from tenantgate.platform.proxy.request_body import JsonBody
 from tenantgate.platform.proxy.routes import (
+    COUNT_INPUT_TOKENS,
     CREATE_ROUTES,
     LIST_MODELS,
     OBJECT_PREFIXES,
@@ -30,6 +32,7 @@ from tenantgate.platform.proxy.routes import (
     match_stored_response,
 )
 from tenantgate.platform.runtime import Runtime
+from tenantgate.platform.upstream.registry import Target
 
 _OBJECT_SERVERS = {
     "batch": batches.serve,
@@ -69,7 +72,7 @@ class ProxyRouter:
         scope[SCOPE_ROUTE] = route.template  # what telemetry names this request by
         ctx: RequestContext = scope[SCOPE_CONTEXT]
         # The template, not the path: ids stay out of usage events and metrics.
-        model_work = route.body != "none" and params is None
+        model_work = route.body != "none" and params is None and route is not COUNT_INPUT_TOKENS
         exchange = Exchange(ctx=ctx, operation=route.operation, path=route.template, model_work=model_work)
         try:
             if params is not None:
@@ -111,11 +114,15 @@ class ProxyRouter:
             exchange.stream = payload.get("stream") is True
         else:
             upload = await read_upload(scope, receive, limit)
-            model = upload.model
-        if not isinstance(model, str) or not model:
+            model = upload.model if upload.model is not None else endpoint.default_model
+            exchange.payload = _priced_fields(upload) if exchange.path.startswith("/v1/images/") else None
+        if json_body is not None and model is None and _model_optional(endpoint, json_body.payload):
+            targets = _unnamed_model_targets(runtime, exchange.ctx.principal)
+        elif not isinstance(model, str) or not model:
             raise BadRequest("you must provide a model parameter", param="model")
-        exchange.model = model
-        targets = models.allowed_targets(runtime, exchange.ctx.principal, model, endpoint)
+        else:
+            exchange.model = model
+            targets = models.allowed_targets(runtime, exchange.ctx.principal, model, endpoint)
         if named:
             targets = await stored.check_references(runtime, exchange, named, targets)
         strip_usage = False
@@ -125,7 +132,10 @@ class ProxyRouter:
             body_for = json_body.for_target
             replayable = True
         else:
-            body_for = _once(upload.head if upload.complete else upload.rest())
+            if upload.model is None:
+                body_for = _once(with_field(upload, "model", str(model)))
+            else:
+                body_for = _once(upload.head if upload.complete else upload.rest())
             replayable = upload.complete
         await runtime.hooks.admit(exchange)
         slots = runtime.work_slots
@@ -167,6 +177,40 @@ def _retry_after(error: GatewayError) -> float | None:
     except ValueError:
         return None
     return None
+
+
+def _model_optional(endpoint: Route, payload: dict[str, Any]) -> bool:
+    """OpenAI takes a Responses request without ``model`` when it names a stored prompt (whose model the upstream
+    knows), and a token count without one at all."""
+    if endpoint is COUNT_INPUT_TOKENS:
+        return True
+    return endpoint.template == "/v1/responses" and isinstance(payload.get("prompt"), dict)
+
+
+def _unnamed_model_targets(runtime: Runtime, principal: Principal) -> tuple[Target, ...]:
+    """Where a request naming no model goes: the default upstream, for keys that may use every model. A key
+    limited to some models must name one, since the model is known only from the answer, after the work is done
+    (it is then metered under the model the answer names)."""
+    if principal.allowed_models is not None:
+        raise BadRequest(
+            "This API key may use only some models, so the request must name its model (a stored prompt's model is "
+            "known only once it has run).",
+            param="model",
+            code="model_required",
+        )
+    default = runtime.routing.default
+    if default is None:
+        raise BadRequest("This gateway routes requests by model: name the model.", param="model", code="model_required")
+    return (Target(principal.own_upstreams.get(default.name, default), ""),)
+
+
+_IMAGE_OPTIONS = ("size", "quality")
+
+
+def _priced_fields(upload: MultipartUpload) -> dict[str, Any]:
+    """What an image upload's form says about its price (size, quality), read like a JSON body's fields; the
+    number of images is counted from the answer."""
+    return {name: upload.form.fields[name] for name in _IMAGE_OPTIONS if name in upload.form.fields}
 
 
 def _once(body: object) -> Any:

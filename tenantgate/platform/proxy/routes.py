@@ -86,6 +86,9 @@ CREATE_ROUTES: dict[str, Route] = {
         Route("POST", "/v1/completions", "text_completion", "json", usage_option=True, deployment_scoped=True),
         Route("POST", "/v1/embeddings", "embeddings", "json", deployment_scoped=True),
         Route("POST", "/v1/responses", "responses", "json"),
+        # Counts a request's input tokens: no model work, nothing billed (the router says so).
+        Route("POST", "/v1/responses/input_tokens", "responses", "json"),
+        Route("POST", "/v1/responses/compact", "responses", "json"),
         Route("POST", "/v1/moderations", "moderations", "json", default_model="omni-moderation-latest"),
         Route(
             "POST",
@@ -95,12 +98,23 @@ CREATE_ROUTES: dict[str, Route] = {
             default_model="dall-e-2",
             deployment_scoped=True,
         ),
+        # Multipart like transcriptions; a form without ``model`` is sent upstream with the default one added.
+        Route("POST", "/v1/images/edits", "image_edit", "multipart", default_model="dall-e-2", deployment_scoped=True),
+        Route(
+            "POST",
+            "/v1/images/variations",
+            "image_variation",
+            "multipart",
+            default_model="dall-e-2",
+            deployment_scoped=True,
+        ),
         Route("POST", "/v1/audio/speech", "speech", "json", deployment_scoped=True),
         Route("POST", "/v1/audio/transcriptions", "transcription", "multipart", deployment_scoped=True),
         Route("POST", "/v1/audio/translations", "translation", "multipart", deployment_scoped=True),
     )
 }
 """POST routes that create model work, by path (no parameters)."""
+COUNT_INPUT_TOKENS = CREATE_ROUTES["/v1/responses/input_tokens"]
 
 LIST_MODELS = Route("GET", "/v1/models", "models")
 RETRIEVE_MODEL = Route("GET", "/v1/models/{model}", "models")

@@ -129,6 +129,9 @@ class OwnershipConflict(GatewayError):
     code = "upstream_object_conflict"
 
 
+_OWNED_ANSWERS = frozenset({"/v1/responses", "/v1/responses/compact"})
+
+
 class OwnershipHook:
     """Records the owner of every response (and output item) the upstream stored, before the client receives
     its id; an answer naming an id someone else owns is refused (first owner wins, see tenants/objects.py)."""
@@ -146,14 +149,16 @@ class OwnershipHook:
             exchange.operation == "responses"
             and exchange.response_id
             and exchange.status < 400
-            and exchange.path == "/v1/responses"
+            and exchange.path in _OWNED_ANSWERS
             and (exchange.payload or {}).get("store") is not False
         ):
             return
         principal = exchange.ctx.principal
         account: Account = "tenant" if exchange.upstream_name in principal.upstream_keys else "platform"
         owner = Owner(principal.tenant_id, exchange.upstream_name, account, principal.key_id)
-        ids = [(exchange.response_id, "response"), *((item, "item") for item in exchange.output_item_ids)]
+        ids = [(item, "item") for item in exchange.output_item_ids]
+        if exchange.path == "/v1/responses":  # a compaction is no stored response: only its items can be named
+            ids.insert(0, (exchange.response_id, "response"))
         for object_id, kind in ids:
             if await self.ownership.record(object_id, kind, owner) is not None:
                 # Metered all the same (the upstream did the work); the client gets an error instead of the answer.

@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 from typing import Any
 
 import orjson
 
 from tenantgate import tokens
-from tenantgate.core.exchange import Exchange, Usage
+from tenantgate.core.exchange import Exchange, ToolCalls, Usage
 
 _FULL_PARSE_LIMIT = 256 * 1024
 _AUDIO_TEXT_PATHS = frozenset({"/v1/audio/transcriptions", "/v1/audio/translations"})
+_IMAGE_UPLOAD_PATHS = frozenset({"/v1/images/edits", "/v1/images/variations"})
+_IMAGE_ITEM = re.compile(rb'"(?:b64_json|url)"\s*:\s*"')
 
 
 def record_json_answer(exchange: Exchange, body: bytes) -> None:
@@ -32,6 +35,8 @@ def record_json_answer(exchange: Exchange, body: bytes) -> None:
             if exchange.usage is None and exchange.payload is not None and exchange.model_work:
                 estimate_usage(exchange, _answer_text(answer))
         return
+    if exchange.path in _IMAGE_UPLOAD_PATHS:
+        exchange.quantity = len(_IMAGE_ITEM.findall(body))  # pictures as b64_json (what makes an answer this big)
     usage = _usage_near_end(body)
     if usage is not None:
         exchange.usage = usage
@@ -90,6 +95,7 @@ def record_answer_object(exchange: Exchange, answer: dict[str, Any]) -> None:
             exchange.finish_reasons = [status]
         if answer.get("background") is True:
             _background(exchange, answer, status)
+    if answer.get("object") in _RESPONSE_OBJECTS:
         output = answer.get("output")
         if isinstance(output, list):
             exchange.output_item_ids = [
@@ -97,6 +103,8 @@ def record_answer_object(exchange: Exchange, answer: dict[str, Any]) -> None:
             ]
     if not exchange.model_work:
         return  # a read of a stored object: its usage was billed when it was made
+    if answer.get("object") == "response":
+        count_tool_calls(exchange, answer.get("output"))
     reported = answer.get("usage")
     usage = Usage.from_openai(reported)
     if usage is not None:
@@ -109,8 +117,33 @@ def record_answer_object(exchange: Exchange, answer: dict[str, Any]) -> None:
         seconds = answer.get("duration")
     if isinstance(seconds, int | float) and not isinstance(seconds, bool) and 0 <= seconds < 1e9:
         exchange.quantity = math.ceil(seconds)
+    # An image upload's form is not read for ``n``: the pictures are counted in the answer.
+    if exchange.path in _IMAGE_UPLOAD_PATHS and isinstance(answer.get("data"), list):
+        exchange.quantity = len(answer["data"])
 
 
+def count_tool_calls(exchange: Exchange, output: Any) -> None:
+    """The billed hosted-tool work in a response's output: one web or file search per call item, one code
+    interpreter session per container its calls ran in. Only the final response is counted (its terminal event, a
+    non-streamed answer, or a background response's completion), so each call is counted once."""
+    if not isinstance(output, list):
+        return
+    web = files = 0
+    containers: set[str] = set()
+    for item in output:
+        kind = item.get("type") if isinstance(item, dict) else None
+        if kind == "web_search_call":
+            web += 1
+        elif kind == "file_search_call":
+            files += 1
+        elif kind == "code_interpreter_call":
+            container = item.get("container_id")
+            containers.add(container if isinstance(container, str) else str(item.get("id")))
+    exchange.tools = ToolCalls(web, files, len(containers))
+
+
+_RESPONSE_OBJECTS = frozenset({"response", "response.compaction"})
+"""Answers whose output items are stored upstream (and may be named later by id): owned like the response."""
 _TERMINAL = frozenset({"completed", "failed", "incomplete", "cancelled"})
 
 

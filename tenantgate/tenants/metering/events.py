@@ -25,6 +25,7 @@ _CATEGORIES = {
     "/v1/chat/completions": "completions",
     "/v1/completions": "completions",
     "/v1/responses": "completions",
+    "/v1/responses/compact": "completions",
     # A background response's completion, first seen on a retrieve or a cancel (reads are otherwise not billable).
     "/v1/responses/{response_id}": "completions",
     "/v1/responses/{response_id}/cancel": "completions",
