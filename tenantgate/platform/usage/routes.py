@@ -1,8 +1,9 @@
 """OpenAI's Usage and Costs API, answered from the rollups and scoped by the caller.
 
 ``GET /v1/organization/usage/{completions,embeddings,moderations,images,audio_speeches,audio_transcriptions,
-vector_stores}`` and ``GET /v1/organization/costs`` take OpenAI's parameters and answer in its shape (``tenant`` =
-``project``, tenant key = ``api_key``). Decisions where OpenAI says nothing:
+vector_stores,code_interpreter_sessions,web_search_calls,file_search_calls}`` and ``GET /v1/organization/costs`` take
+OpenAI's parameters and answer in its shape (``tenant`` = ``project``, tenant key = ``api_key``). Decisions where
+OpenAI says nothing:
 
 - Buckets snap to UTC boundaries of their width (as Anthropic's usage API documents; OpenAI's examples are
   aligned too): the first bucket is the minute/hour/day that contains ``start_time``, the last the one that
@@ -20,6 +21,11 @@ vector_stores}`` and ``GET /v1/organization/costs`` take OpenAI's parameters and
 - ``batch=true|false`` filters completions by whether the Batch API did the work, and ``group_by=batch`` splits
   them (OpenAI's own filter and group-by); batch work is priced at the batch rate. The costs API's line items of
   batch work end in ``(batch)``, as OpenAI's do.
+- Hosted tools of the Responses API, as OpenAI's families: ``code_interpreter_sessions`` (``num_sessions``),
+  ``web_search_calls`` (``num_requests`` calls, by ``num_model_requests`` responses) and ``file_search_calls``
+  (``num_requests``); their grouping by user or vector store is not kept here. Their costs are the line items
+  ``"<model>, web search tool calls"``, ``"..., file search tool calls"`` and ``"..., code interpreter sessions"``,
+  under the model of the response that used them.
 - Lists may be sent as ``group_by=a&group_by=b``, ``group_by[]=a`` (what the SDKs send) or ``group_by=a,b``.
 """
 
@@ -51,6 +57,21 @@ class Family(StrEnum):
     images = "images"
     audio_speeches = "audio_speeches"
     audio_transcriptions = "audio_transcriptions"
+    code_interpreter_sessions = "code_interpreter_sessions"
+    web_search_calls = "web_search_calls"
+    file_search_calls = "file_search_calls"
+
+
+# Families counted from hosted tools' use (by Responses API answers, whatever family their tokens are in): the name
+# of their results' object, and each count field with the rollup column it sums. Groups that used none are left out.
+_TOOL_FAMILIES = {
+    Family.code_interpreter_sessions: ("code_interpreter_sessions", {"num_sessions": "code_interpreter_sessions"}),
+    Family.web_search_calls: (
+        "web_searches",
+        {"num_requests": "web_search_calls", "num_model_requests": "web_search_requests"},
+    ),
+    Family.file_search_calls: ("file_searches", {"num_requests": "file_search_calls"}),
+}
 
 
 class BucketWidth(StrEnum):
@@ -65,6 +86,11 @@ _COSTS_LIMITS = (7, 180)
 _USAGE_GROUPS = {"project_id": "tenant_id", "api_key_id": "api_key_id", "model": "model", "batch": "batch"}
 _COSTS_GROUPS = {"project_id": "tenant_id", "api_key_id": "api_key_id", "line_item": "model"}
 _LINE_ITEMS = (("input", "cost_input_nusd"), ("cached input", "cost_cached_input_nusd"), ("output", "cost_output_nusd"))
+_TOOL_LINE_ITEMS = (
+    ("web search tool calls", "cost_web_search_nusd"),
+    ("file search tool calls", "cost_file_search_nusd"),
+    ("code interpreter sessions", "cost_code_interpreter_nusd"),
+)
 _UNKNOWN_MODEL = "(unknown model)"
 
 
@@ -179,6 +205,8 @@ def _batch_filter(value: str | None, family: Family | None = None) -> bool | Non
 
 def _usage_fields(family: Family, t: Totals) -> dict[str, Any]:
     counts: dict[str, Any] = {}
+    if family in _TOOL_FAMILIES:
+        return {name: t[column] for name, column in _TOOL_FAMILIES[family][1].items()}
     if family is Family.completions:
         counts = {
             "input_tokens": t["input_tokens"],
@@ -254,7 +282,7 @@ async def usage(
     query = window.query(
         batch=_batch_filter(batch, family),
         group_by=dimensions,
-        categories=(family.value,),
+        categories=None if family in _TOOL_FAMILIES else (family.value,),
         project_ids=_list(request, "project_ids"),
         api_key_ids=_list(request, "api_key_ids"),
         models=_list(request, "models"),
@@ -263,10 +291,12 @@ async def usage(
     results = []
     for index in range(len(window.bounds())):
         rows = sorted(buckets.get(index, {}).items(), key=lambda item: tuple(str(v) for v in item[0]))
+        if family in _TOOL_FAMILIES:
+            rows = [(key, totals) for key, totals in rows if any(totals[c] for c in _TOOL_FAMILIES[family][1].values())]
         results.append(
             [
                 {
-                    "object": f"organization.usage.{family.value}.result",
+                    "object": f"organization.usage.{_TOOL_FAMILIES.get(family, (family.value,))[0]}.result",
                     **_usage_fields(family, totals),
                     "model": None,
                     **({"batch": None} if family is Family.completions else {}),
@@ -333,6 +363,7 @@ def _line_items(model: str, category: str, batch: bool, totals: Totals) -> list[
     ]
     if totals["cost_unit_nusd"]:
         items.append((f"{model}, {QUANTITY_UNITS.get(category, 'units')}", totals["cost_unit_nusd"], 0))
+    items.extend((f"{model}, {label}{work}", totals[field], 0) for label, field in _TOOL_LINE_ITEMS if totals[field])
     if totals["unpriced_requests"]:
         items.append((f"{model}, unpriced", None, totals["unpriced_requests"]))
     return items

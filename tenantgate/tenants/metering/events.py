@@ -14,7 +14,7 @@ from typing import Any, overload
 
 import orjson
 
-from tenantgate.core.exchange import Exchange, Usage
+from tenantgate.core.exchange import NO_TOOL_CALLS, Exchange, ToolCalls, Usage
 from tenantgate.ids import new_id
 from tenantgate.tenants.metering.pricing import UNKNOWN_OPTION, Measure
 from tenantgate.tenants.metering.usage_event import UsageEvent
@@ -117,6 +117,7 @@ def from_exchange(exchange: Exchange, *, settled: bool) -> UsageEvent:
     usage = (exchange.usage or _NO_USAGE) if billable else _NO_USAGE
     now = time.perf_counter()
     options = request_options(category, exchange.payload)
+    tools = exchange.tools if billable else NO_TOOL_CALLS
     return {
         "id": exchange.event_id or new_id("evt"),
         "request_id": exchange.ctx.request_id,
@@ -153,10 +154,19 @@ def from_exchange(exchange: Exchange, *, settled: bool) -> UsageEvent:
         "service_tier": options["service_tier"],
         "image_size": options["image_size"],
         "image_quality": options["image_quality"],
+        "web_search_calls": _count(tools.web_search_calls),
+        "file_search_calls": _count(tools.file_search_calls),
+        "code_interpreter_sessions": _count(tools.code_interpreter_sessions),
     }
 
 
 _NO_USAGE = Usage()
+TOOL_FIELDS = ("web_search_calls", "file_search_calls", "code_interpreter_sessions")
+
+
+def tools_of(event: dict[str, Any]) -> ToolCalls:
+    """The hosted tools an event's answer used (lines spooled before tools were metered: none)."""
+    return ToolCalls(*(_count(event.get(name, 0)) for name in TOOL_FIELDS))
 
 
 @overload
@@ -192,6 +202,7 @@ def measure_of(event: dict[str, Any]) -> Measure:
         service_tier="batch" if event.get("batch") is True else event.get("service_tier"),
         image_size=event.get("image_size", UNKNOWN_OPTION) if images else None,
         image_quality=event.get("image_quality", UNKNOWN_OPTION) if images else None,
+        tools=tools_of(event),
     )
 
 
@@ -207,6 +218,7 @@ def measure_of_exchange(exchange: Exchange) -> Measure:
         service_tier=options["service_tier"],
         image_size=options["image_size"],
         image_quality=options["image_quality"],
+        tools=exchange.tools,
     )
 
 

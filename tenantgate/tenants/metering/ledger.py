@@ -19,13 +19,13 @@ import orjson
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from tenantgate.tenants.metering.models import UsageEventRow, UsageRollupRow
+from tenantgate.tenants.metering.models import COST_PARTS, UsageEventRow, UsageRollupRow
 from tenantgate.tenants.metering.pricing import PriceBook
 from tenantgate.tenants.metering.spool import Spool
 from tenantgate.tenants.metering.writer import price_event
 
 _DAY = 86400
-_COSTS = ("cost_input_nusd", "cost_cached_input_nusd", "cost_output_nusd", "cost_unit_nusd")
+_COSTS = COST_PARTS
 _SCAN_LIMIT = 256 * 1024 * 1024
 """Most unwritten spool bytes read for one seed (a long database outage can leave more; those are not counted)."""
 
@@ -48,12 +48,7 @@ class Ledger:
         pending = await asyncio.to_thread(self._spooled, tenant_id, month_start)
         start = int(month_start) // _DAY * _DAY
         tokens = UsageRollupRow.input_tokens + UsageRollupRow.output_tokens
-        cost = (
-            UsageRollupRow.cost_input_nusd
-            + UsageRollupRow.cost_cached_input_nusd
-            + UsageRollupRow.cost_output_nusd
-            + UsageRollupRow.cost_unit_nusd  # images, characters, seconds
-        )
+        cost = sum((getattr(UsageRollupRow, name) for name in COST_PARTS[1:]), UsageRollupRow.cost_input_nusd)
         async with self._sessions() as session:
             row = (
                 await session.execute(

@@ -79,6 +79,13 @@ class UsageEventRow(Base):
     unit_price_usd: Mapped[str | None] = mapped_column(String(40))
     """USD per image, character or second (a decimal string), when the event was priced by the unit."""
     unpriced: Mapped[str | None] = mapped_column(String(16))
+    # Hosted tools of a Responses answer: calls and container sessions, and what they cost.
+    web_search_calls: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    file_search_calls: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    code_interpreter_sessions: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    cost_web_search_nusd: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    cost_file_search_nusd: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    cost_code_interpreter_nusd: Mapped[int] = mapped_column(BigInteger, server_default="0")
 
 
 class UsageRollupRow(Base):
@@ -114,6 +121,13 @@ class UsageRollupRow(Base):
     cost_output_nusd: Mapped[int] = mapped_column(BigInteger)
     cost_unit_nusd: Mapped[int] = mapped_column(BigInteger, server_default="0")
     unpriced_requests: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    web_search_requests: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    web_search_calls: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    file_search_calls: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    code_interpreter_sessions: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    cost_web_search_nusd: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    cost_file_search_nusd: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    cost_code_interpreter_nusd: Mapped[int] = mapped_column(BigInteger, server_default="0")
 
 
 class PriceOverrideRow(Base):
@@ -138,8 +152,9 @@ class PriceOverrideRow(Base):
 
 
 ROLLUP_WIDTHS = (60, 3600, 86400)
-# Counts of events per rollup row (billable ones; estimated: tokens estimated; unpriced: no price) ...
-ROLLUP_COUNTS = ("requests", "estimated_requests", "unpriced_requests")
+# Counts of events per rollup row (billable ones; estimated: tokens estimated; unpriced: no price; web search: that
+# searched the web) ...
+ROLLUP_COUNTS = ("requests", "estimated_requests", "unpriced_requests", "web_search_requests")
 # ... and sums of their columns.
 ROLLUP_SUMS = (
     "input_tokens",
@@ -154,4 +169,20 @@ ROLLUP_SUMS = (
     "cost_cached_input_nusd",
     "cost_output_nusd",
     "cost_unit_nusd",
+    "web_search_calls",
+    "file_search_calls",
+    "code_interpreter_sessions",
+    "cost_web_search_nusd",
+    "cost_file_search_nusd",
+    "cost_code_interpreter_nusd",
 )
+COST_PARTS = (
+    "cost_input_nusd",
+    "cost_cached_input_nusd",
+    "cost_output_nusd",
+    "cost_unit_nusd",  # images, characters, seconds
+    "cost_web_search_nusd",
+    "cost_file_search_nusd",
+    "cost_code_interpreter_nusd",
+)
+"""The columns an event's (and a rollup's) cost is the sum of."""

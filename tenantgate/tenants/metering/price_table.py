@@ -6,7 +6,8 @@ A model's entry says one of:
   ``input_audio``, ``output_audio``, ``input_image`` (default: the input/output price);
 - ``per_image``: USD per image by quality and size (``{standard: {1024x1024: "0.040"}}``), with
   ``default_quality`` and ``default_size`` for requests that name neither;
-- ``per_1m_characters`` (speech), ``per_minute`` (billed by the second: transcription), ``per_1k_calls`` (tools);
+- ``per_1m_characters`` (speech), ``per_minute`` (billed by the second: transcription), ``per_1k_calls`` (tools),
+  ``per_session`` (a code interpreter container);
 
 and, for token prices, what the Batch API and flex processing charge as a fraction of them (``batch``, ``flex``;
 the file's ``tiers.batch`` is every token-priced model's default, ``batch: null`` says a model has none).
@@ -25,7 +26,7 @@ from typing import Any, Literal
 
 import yaml
 
-Unit = Literal["image", "character", "second", "call"]
+Unit = Literal["image", "character", "second", "call", "session"]
 
 _TOKEN_FIELDS = ("input", "output", "cached_input", "input_audio", "output_audio", "input_image")
 _UNIT_FIELDS: dict[str, tuple[Unit, Decimal]] = {
@@ -33,6 +34,7 @@ _UNIT_FIELDS: dict[str, tuple[Unit, Decimal]] = {
     "per_1m_characters": ("character", Decimal(1_000_000)),
     "per_minute": ("second", Decimal(60)),
     "per_1k_calls": ("call", Decimal(1000)),
+    "per_session": ("session", Decimal(1)),
 }
 _IMAGE_FIELDS = ("per_image", "default_quality", "default_size")
 _TIER_FIELDS = ("batch", "flex")
@@ -127,7 +129,9 @@ class Price:
         units = [name for name in _UNIT_FIELDS if fields.get(name) is not None]
         kinds = bool(tokens) + bool(units) + ("per_image" in fields)
         if kinds != 1 or len(units) > 1:
-            raise ValueError("a price is one of: token prices, per_image, per_1m_characters, per_minute, per_1k_calls")
+            raise ValueError(
+                "a price is one of: token prices, per_image, per_1m_characters, per_minute, per_1k_calls, per_session"
+            )
         unit: Unit | None = None
         per_unit: Decimal | None = None
         if units:
@@ -151,7 +155,7 @@ class PriceTable:
     effective_from: float
     prices: Mapping[str, Price]
     tools: Mapping[str, Price] = field(default_factory=dict)
-    """Per-call prices of Responses API tools (web_search, file_search); metered per call later."""
+    """Prices of Responses API hosted tools: per call (web_search, file_search), per session (code_interpreter)."""
     source: str | None = None
 
     @classmethod
@@ -169,8 +173,8 @@ class PriceTable:
         except (ValueError, ArithmeticError, AttributeError, TypeError) as exc:
             raise ValueError(f"{path.name}: {exc}") from None
         for name, price in tools.items():
-            if price.unit != "call":
-                raise ValueError(f"{path.name}: tool {name} needs a per_1k_calls price")
+            if price.unit not in ("call", "session"):
+                raise ValueError(f"{path.name}: tool {name} needs a per_1k_calls or per_session price")
         return cls(
             version=str(raw.get("version", path.stem)),
             effective_from=datetime(day.year, day.month, day.day).replace(tzinfo=UTC).timestamp(),

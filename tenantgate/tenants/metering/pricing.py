@@ -29,7 +29,7 @@ from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
-from tenantgate.core.exchange import Usage
+from tenantgate.core.exchange import NO_TOOL_CALLS, ToolCalls, Usage
 from tenantgate.tenants.metering.price_table import Price, PriceTable
 
 __all__ = ["NANOS_PER_USD", "Cost", "Measure", "Price", "PriceBook", "PriceOverride", "PriceTable", "snapshot_of"]
@@ -54,6 +54,9 @@ UNPRICED_USAGE = "usage"
 UNPRICED_ENDPOINT = "endpoint"
 """The model's price is for another kind of request (a per-image price, asked for a chat completion)."""
 
+UNPRICED_TOOL = "tool"
+"""The answer used a hosted tool (web search, file search, code interpreter) the price table has no price for."""
+
 UNKNOWN_OPTION = "(unknown)"
 """An image option an event does not record (spooled by a version before options were recorded)."""
 
@@ -74,9 +77,17 @@ class Measure:
     service_tier: str | None = None
     image_size: str | None = None
     image_quality: str | None = None
+    tools: ToolCalls = NO_TOOL_CALLS
+    """Hosted tools the answer used, priced per call or session beside the tokens."""
 
 
 TOKENS = Measure()
+# Each tool's count (ToolCalls) and its name in the price table's ``tools``.
+TOOL_PRICES = (
+    ("web_search_calls", "web_search"),
+    ("file_search_calls", "file_search"),
+    ("code_interpreter_sessions", "code_interpreter"),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +97,9 @@ class Cost:
     output_nusd: int = 0
     unit_nusd: int = 0
     """Images, characters or seconds at ``unit_price``."""
+    web_search_nusd: int = 0
+    file_search_nusd: int = 0
+    code_interpreter_nusd: int = 0
     version: str | None = None
     """The price version used; None when nothing was priced."""
     unpriced: str | None = None
@@ -95,7 +109,15 @@ class Cost:
 
     @property
     def total_nusd(self) -> int:
-        return self.input_nusd + self.cached_input_nusd + self.output_nusd + self.unit_nusd
+        return (
+            self.input_nusd
+            + self.cached_input_nusd
+            + self.output_nusd
+            + self.unit_nusd
+            + self.web_search_nusd
+            + self.file_search_nusd
+            + self.code_interpreter_nusd
+        )
 
     @property
     def usd(self) -> Decimal:
@@ -340,8 +362,26 @@ class PriceBook:
                 continue
             found = self._find(name, tenant_id, at)
             if found is not None:
-                return charge(found.price, usage, measure, found.version, any_tier=found.override)
+                cost = charge(found.price, usage, measure, found.version, any_tier=found.override)
+                return self._with_tools(cost, measure.tools, at) if measure.tools != NO_TOOL_CALLS else cost
         return Cost(unpriced=UNPRICED_MODEL)
+
+    def _with_tools(self, cost: Cost, tools: ToolCalls, at: float) -> Cost:
+        """The cost with its hosted tools' calls and sessions at the table's prices (the same for every plan and
+        tenant); unpriced when the table has no price for a tool the answer used."""
+        if not cost.priced:
+            return cost
+        prices = self.table_at(at).tools
+        parts: list[int] = []
+        for count_field, tool in TOOL_PRICES:
+            count = getattr(tools, count_field)
+            price = prices.get(tool)
+            if count > 0 and (price is None or price.per_unit is None):
+                return Cost(unpriced=UNPRICED_TOOL)
+            per_unit = price.per_unit if price is not None and price.per_unit is not None else Decimal(0)
+            parts.append(int((count * per_unit * _NANOS).quantize(_ONE, rounding=ROUND_HALF_UP)))
+        web, files, sessions = parts
+        return replace(cost, web_search_nusd=web, file_search_nusd=files, code_interpreter_nusd=sessions)
 
     def quote(
         self, models: Iterable[str], measure: Measure, *, tenant_id: str | None = None, at: float | None = None

@@ -29,7 +29,7 @@ from typing import Any
 from sqlalchemy import func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from tenantgate.tenants.metering.models import UsageEventRow
+from tenantgate.tenants.metering.models import COST_PARTS, UsageEventRow
 from tenantgate.tenants.metering.pricing import NANOS_PER_USD
 from tenantgate.tenants.metering.rollups import Totals, UsageQuery, aggregate
 from tenantgate.tenants.metering.usage_event import EXPORT_FIELDS
@@ -89,7 +89,7 @@ def event_json(row: Any) -> dict[str, Any]:
     out: dict[str, Any] = {"object": "usage.event"}
     for name in EVENT_FIELDS:
         if name == "cost_usd":
-            nanos = row.cost_input_nusd + row.cost_cached_input_nusd + row.cost_output_nusd + row.cost_unit_nusd
+            nanos = sum(getattr(row, part) for part in COST_PARTS)
             out[name] = None if row.unpriced else usd(nanos)
         elif name == "quantity_unit":
             out[name] = QUANTITY_UNITS.get(row.category)
@@ -183,7 +183,16 @@ _LINE_COUNTS = (
     "input_audio_tokens",
     "output_audio_tokens",
     "image_tokens",
+    "web_search_calls",
+    "file_search_calls",
+    "code_interpreter_sessions",
 )
+# What an invoice line's hosted tools cost, apart (they are in its cost_usd too).
+_TOOL_COSTS = {
+    "web_search_cost_nano_usd": "cost_web_search_nusd",
+    "file_search_cost_nano_usd": "cost_file_search_nusd",
+    "code_interpreter_cost_nano_usd": "cost_code_interpreter_nusd",
+}
 
 
 def _cost(nanos: int, requests: int, unpriced: int) -> str | None:
@@ -204,6 +213,7 @@ class InvoiceLine:
         line.update((name, t[name]) for name in _LINE_COUNTS)
         unit = QUANTITY_UNITS.get(self.category)
         line.update((name, t["quantity"] if name == unit else 0) for name in QUANTITY_UNITS.values())
+        line.update((name, t[part]) for name, part in _TOOL_COSTS.items())
         line["cost_usd"] = _cost(t.cost_nusd, t["requests"], t["unpriced_requests"])
         line["cost_nano_usd"] = t.cost_nusd
         return line
@@ -220,7 +230,7 @@ class Invoice:
     def as_json(self) -> dict[str, Any]:
         lines = [line.as_json() for line in self.lines]
         total: dict[str, Any] = {"model": None, "category": None}
-        for name in (*_LINE_COUNTS, *QUANTITY_UNITS.values(), "cost_nano_usd"):
+        for name in (*_LINE_COUNTS, *QUANTITY_UNITS.values(), *_TOOL_COSTS, "cost_nano_usd"):
             total[name] = sum(line[name] for line in lines)
         total["cost_usd"] = _cost(total["cost_nano_usd"], total["requests"], total["unpriced_requests"])
         return {

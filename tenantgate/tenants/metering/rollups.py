@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, and_, func, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from tenantgate.tenants.metering.models import ROLLUP_COUNTS, ROLLUP_SUMS, UsageRollupRow
+from tenantgate.tenants.metering.models import COST_PARTS, ROLLUP_COUNTS, ROLLUP_SUMS, UsageRollupRow
 
 MINUTE, HOUR, DAY = 60, 3600, 86400
 _WIDTHS = (DAY, HOUR, MINUTE)
@@ -93,8 +93,7 @@ class Totals:
     @property
     def cost_nusd(self) -> int:
         """The cost of the priced requests (unpriced ones have none, and are counted in ``unpriced_requests``)."""
-        parts = ("cost_input_nusd", "cost_cached_input_nusd", "cost_output_nusd", "cost_unit_nusd")
-        return sum(self.values[name] for name in parts)
+        return sum(self.values[name] for name in COST_PARTS)
 
     @property
     def all_unpriced(self) -> bool:

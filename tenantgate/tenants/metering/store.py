@@ -45,7 +45,13 @@ it is written; as tuples it takes about a quarter of what the events' dicts take
 ROW_ID = COLUMN_NAMES.index("id")
 
 
-_DEFAULTS: dict[str, Any] = {"batch": False}  # events spooled before batches were metered carry no ``batch``
+# Events spooled before batches (or hosted tools) were metered carry no ``batch`` (nor tool counts).
+_DEFAULTS: dict[str, Any] = {
+    "batch": False,
+    "web_search_calls": 0,
+    "file_search_calls": 0,
+    "code_interpreter_sessions": 0,
+}
 
 
 def row_of(event: Mapping[str, Any]) -> Row:
@@ -117,6 +123,7 @@ WITH ins AS (
       i.tenant_id, i.api_key_id, i.model, i.category, i.batch,
       count(*) AS requests, count(*) FILTER (WHERE i.usage_source = 'estimated') AS estimated_requests,
       count(*) FILTER (WHERE i.unpriced IS NOT NULL) AS unpriced_requests,
+      count(*) FILTER (WHERE i.web_search_calls > 0) AS web_search_requests,
       {sums}
   FROM ins i CROSS JOIN (VALUES {widths}) AS w(width)
   WHERE i.billable
@@ -294,7 +301,7 @@ def _sqlite_rollup() -> str:
 INSERT INTO usage_rollups (width, bucket_start, tenant_id, api_key_id, model, category, batch, {values})
 SELECT w.width, CAST(strftime('%s', e.occurred_at) AS INTEGER) / w.width * w.width,
     e.tenant_id, e.api_key_id, e.model, e.category, e.batch,
-    count(*), sum(e.usage_source = 'estimated'), sum(e.unpriced IS NOT NULL), {sums}
+    count(*), sum(e.usage_source = 'estimated'), sum(e.unpriced IS NOT NULL), sum(e.web_search_calls > 0), {sums}
 FROM usage_events e CROSS JOIN ({widths}) w
 WHERE e.seq > ? AND e.billable
 GROUP BY 1, 2, 3, 4, 5, 6, 7

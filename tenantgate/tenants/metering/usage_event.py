@@ -71,11 +71,19 @@ class UsageEvent(TypedDict):
     # Work done by the Batch API (a line of a batch's output, priced at the batch price); lines spooled before batches
     # were metered lack it: not batch work.
     batch: NotRequired[Annotated[bool, _BOOL]]
+    # Hosted tools a Responses answer used, billed per call or per container session; lines spooled before tools
+    # were metered lack them: none.
+    web_search_calls: NotRequired[Annotated[int, _INT8]]
+    file_search_calls: NotRequired[Annotated[int, _INT8]]
+    code_interpreter_sessions: NotRequired[Annotated[int, _INT8]]
     # Added by the writer when it prices the event.
     cost_input_nusd: NotRequired[Annotated[int, Column("int8", priced=True, export=("cost_usd",))]]
     cost_cached_input_nusd: NotRequired[Annotated[int, Column("int8", priced=True, export=())]]
     cost_output_nusd: NotRequired[Annotated[int, Column("int8", priced=True, export=())]]
     cost_unit_nusd: NotRequired[Annotated[int, Column("int8", priced=True, export=())]]
+    cost_web_search_nusd: NotRequired[Annotated[int, Column("int8", priced=True, export=())]]
+    cost_file_search_nusd: NotRequired[Annotated[int, Column("int8", priced=True, export=())]]
+    cost_code_interpreter_nusd: NotRequired[Annotated[int, Column("int8", priced=True, export=())]]
     unit_price_usd: NotRequired[Annotated[str | None, Column("text", priced=True, shared=True)]]
     unpriced: NotRequired[Annotated[str | None, Column("text", priced=True, shared=True)]]
     price_version: NotRequired[Annotated[str | None, Column("text", priced=True, shared=True)]]

@@ -25,7 +25,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from tenantgate.tenants.metering.deadletter import DeadLetters, Refusal, encode_record, write_isolating
-from tenantgate.tenants.metering.events import measure_of, usage_of
+from tenantgate.tenants.metering.events import measure_of, tools_of, usage_of
 from tenantgate.tenants.metering.pricing import PriceBook
 from tenantgate.tenants.metering.spool import Segment, Spool
 from tenantgate.tenants.metering.store import COLUMN_NAMES, ROW_ID, EventStore, Row
@@ -346,6 +346,10 @@ def price_event(prices: PriceBook, event: dict[str, Any]) -> dict[str, Any]:
     """Add cost, price version and (if no price covers it) why it is unpriced to a spooled event (in place).
     Deterministic: prices in effect at its time; batch work at the batch price (events.measure_of)."""
     event["batch"] = event.get("batch") is True
+    tools = tools_of(event)  # lines spooled before hosted tools were metered name none
+    event["web_search_calls"] = tools.web_search_calls
+    event["file_search_calls"] = tools.file_search_calls
+    event["code_interpreter_sessions"] = tools.code_interpreter_sessions
     cost = prices.cost(
         event["model"],
         usage_of(event) if event["billable"] else None,
@@ -358,6 +362,9 @@ def price_event(prices: PriceBook, event: dict[str, Any]) -> dict[str, Any]:
     event["cost_cached_input_nusd"] = cost.cached_input_nusd
     event["cost_output_nusd"] = cost.output_nusd
     event["cost_unit_nusd"] = cost.unit_nusd
+    event["cost_web_search_nusd"] = cost.web_search_nusd
+    event["cost_file_search_nusd"] = cost.file_search_nusd
+    event["cost_code_interpreter_nusd"] = cost.code_interpreter_nusd
     event["price_version"] = cost.version
     event["unit_price_usd"] = None if cost.unit_price is None else format(cost.unit_price.normalize(), "f")
     event["unpriced"] = cost.unpriced

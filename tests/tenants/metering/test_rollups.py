@@ -100,6 +100,7 @@ def _expected(events: list[dict[str, Any]], query: UsageQuery, tenant_id: str | 
         totals["requests"] += 1
         totals["estimated_requests"] += e["usage_source"] == "estimated"
         totals["unpriced_requests"] += e["unpriced"] is not None
+        totals["web_search_requests"] += e["web_search_calls"] > 0
         for name in ROLLUP_SUMS:
             totals[name] += e[name]
     return dict(out)
