@@ -26,18 +26,18 @@ from typing import Any
 
 import orjson
 
-from tenantgate.core.exchange import Usage
+from tenantgate.core.exchange import NO_TOOL_CALLS, ToolCalls, Usage
 from tenantgate.ids import new_id
 from tenantgate.platform.limits.batch import BatchCharge, holds_of
 from tenantgate.platform.limits.hook import Limiter
 from tenantgate.platform.proxy.object_answers import BATCH_ENDED, file_entry
 from tenantgate.platform.proxy.routes import FILE_CONTENT, RETRIEVE_BATCH, RETRIEVE_FILE, RETRIEVE_RESPONSE
 from tenantgate.platform.proxy.upstream_calls import call, get_json, lines
-from tenantgate.platform.proxy.usage import completion_event_id
+from tenantgate.platform.proxy.usage import completion_event_id, tool_calls_of
 from tenantgate.platform.upstream.client import UpstreamClient
 from tenantgate.platform.upstream.registry import Upstream
 from tenantgate.tenants.limits.policy import MICRO_USD
-from tenantgate.tenants.metering.events import MAX_TEXT_CHARS, category_of, encode
+from tenantgate.tenants.metering.events import MAX_TEXT_CHARS, category_of, encode, tools_of
 from tenantgate.tenants.metering.meter import Metering
 from tenantgate.tenants.metering.pricing import Measure
 from tenantgate.tenants.metering.usage_event import UsageEvent
@@ -86,9 +86,12 @@ def _event(
     status: int,
     usage: Usage | None,
     batch: bool,
+    tools: ToolCalls = NO_TOOL_CALLS,
 ) -> UsageEvent:
-    """A usage event of work nobody's request was waiting for: the owner's, billable when it has ``usage``."""
+    """A usage event of work nobody's request was waiting for: the owner's, billable when it has ``usage`` (with
+    the hosted tools its response used, counted as on the request path)."""
     counted = usage or Usage()
+    tools = tools if usage is not None else NO_TOOL_CALLS
     return {
         "id": event_id,
         "request_id": request_id,
@@ -119,6 +122,9 @@ def _event(
         "client_disconnected": False,
         "error_type": None if 0 < status < 400 else str(status),
         "attempts": 1,
+        "web_search_calls": tools.web_search_calls,
+        "file_search_calls": tools.file_search_calls,
+        "code_interpreter_sessions": tools.code_interpreter_sessions,
     }
 
 
@@ -275,7 +281,7 @@ class Settler:
                 charge.lines += 1
                 charge.tokens += usage.total_tokens
                 charge.models[event["model"]] = charge.models.get(event["model"], 0) + usage.total_tokens
-                measure = Measure(category=event["category"], service_tier="batch")
+                measure = Measure(category=event["category"], service_tier="batch", tools=tools_of(event))
                 cost = self.metering.prices.cost(
                     event["model"], usage, measure=measure, tenant_id=owner.tenant_id, at=at
                 )
@@ -310,6 +316,7 @@ class Settler:
             status=status,
             usage=billed,
             batch=True,
+            tools=tool_calls_of(body.get("output")) if endpoint == "/v1/responses" else NO_TOOL_CALLS,
         )
         return event, billed
 
@@ -353,11 +360,13 @@ class Settler:
             status=200,
             usage=usage,
             batch=False,
+            tools=tool_calls_of(answer.get("output")),
         )
         self.metering.spool.append_or_hold(encode(event))
         self.metering.writer.notify()
         if await self.index.claim_settlement(row.tenant_id, row.id):
-            cost = self.metering.prices.cost(model, usage, tenant_id=owner.tenant_id, at=at)
+            measure = Measure(tools=tools_of(event))
+            cost = self.metering.prices.cost(model, usage, measure=measure, tenant_id=owner.tenant_id, at=at)
             charge = BatchCharge(tokens=usage.total_tokens, micro_usd=int(cost.usd * MICRO_USD), lines=1)
             self.limiter.settle_batch(owner.tenant_id, [], charge, at)
 

@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 
 from tenantgate import tokens
-from tenantgate.core.exchange import Exchange, ToolCalls, Usage
+from tenantgate.core.exchange import NO_TOOL_CALLS, Exchange, ToolCalls, Usage
 
 _FULL_PARSE_LIMIT = 256 * 1024
 _AUDIO_TEXT_PATHS = frozenset({"/v1/audio/transcriptions", "/v1/audio/translations"})
@@ -123,11 +123,16 @@ def record_answer_object(exchange: Exchange, answer: dict[str, Any]) -> None:
 
 
 def count_tool_calls(exchange: Exchange, output: Any) -> None:
+    """The billed hosted-tool work of a response (``tool_calls_of``). Only the final response is counted (its
+    terminal event, a non-streamed answer, or a background response's completion), so each call is counted once."""
+    exchange.tools = tool_calls_of(output)
+
+
+def tool_calls_of(output: Any) -> ToolCalls:
     """The billed hosted-tool work in a response's output: one web or file search per call item, one code
-    interpreter session per container its calls ran in. Only the final response is counted (its terminal event, a
-    non-streamed answer, or a background response's completion), so each call is counted once."""
+    interpreter session per container its calls ran in."""
     if not isinstance(output, list):
-        return
+        return NO_TOOL_CALLS
     web = files = 0
     containers: set[str] = set()
     for item in output:
@@ -139,7 +144,7 @@ def count_tool_calls(exchange: Exchange, output: Any) -> None:
         elif kind == "code_interpreter_call":
             container = item.get("container_id")
             containers.add(container if isinstance(container, str) else str(item.get("id")))
-    exchange.tools = ToolCalls(web, files, len(containers))
+    return ToolCalls(web, files, len(containers))
 
 
 _RESPONSE_OBJECTS = frozenset({"response", "response.compaction"})

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, overload
 
@@ -164,7 +165,7 @@ _NO_USAGE = Usage()
 TOOL_FIELDS = ("web_search_calls", "file_search_calls", "code_interpreter_sessions")
 
 
-def tools_of(event: dict[str, Any]) -> ToolCalls:
+def tools_of(event: Mapping[str, Any]) -> ToolCalls:
     """The hosted tools an event's answer used (lines spooled before tools were metered: none)."""
     return ToolCalls(*(_count(event.get(name, 0)) for name in TOOL_FIELDS))
 

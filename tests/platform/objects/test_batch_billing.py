@@ -247,12 +247,15 @@ def test_a_background_response_nobody_retrieves_is_billed(objects_gateway: Calla
     gateway = objects_gateway()
     key = gateway.new_key("background")
     client = gateway.client(key["key"])
-    created = client.responses.create(model="gpt-4o-mini", input="think about it", background=True)
+    tools: Any = [{"type": "web_search"}, {"type": "code_interpreter", "container": {"type": "auto"}}]
+    created = client.responses.create(model="gpt-4o-mini", input="think about it", background=True, tools=tools)
     assert created.status in ("queued", "in_progress")
     billed = wait_until(lambda: _billed(gateway, key["key"]), what="the poller to bill it")
     assert [(r["num_model_requests"], r["batch"]) for r in billed] == [(1, None)]
     events = [e for e in all_events(gateway) if e["tenant_id"] == key["tenant_id"] and e["billable"]]
     assert len(events) == 1 and events[0]["api_key_id"] == key["id"] and events[0]["input_tokens"] > 0
+    # Its hosted tools are billed as on a retrieve: one search call, one container session.
+    assert (events[0]["web_search_calls"], events[0]["code_interpreter_sessions"]) == (1, 1)
     # Retrieved afterwards, it is the same event (the store keeps it once).
     assert client.responses.retrieve(created.id).status == "completed"
     flush(gateway)
