@@ -138,15 +138,18 @@ class Limiter:
             return
         if not has_limits(principal):
             return
-        prompt = await _estimate(exchange) if needs_token_estimate(principal) else 0
+        # A token count (POST /v1/responses/input_tokens) does no model work: it holds and spends no tokens, only
+        # a request of the key's rates.
+        work = exchange.model_work
+        prompt = await _estimate(exchange) if work and needs_token_estimate(principal) else 0
         payload = exchange.payload or {}
-        cap = max_output_tokens(payload)
+        cap = max_output_tokens(payload) if work else 0
         tokens = prompt + cap
         month_tokens, month_micro_usd = tokens, 0
         tenant = principal.tenant_limits
         if tenant.monthly_token_quota is not None or tenant.monthly_budget_usd is not None:
             # The worst case is held until the request ends: its cap, or the most the model can answer.
-            worst_output = cap or self._most_output(exchange, payload)
+            worst_output = cap or (self._most_output(exchange, payload) if work else 0)
             month_tokens = prompt + worst_output
             if tenant.monthly_budget_usd is not None:
                 month_micro_usd = self._worst_case_micro_usd(exchange, prompt, worst_output)

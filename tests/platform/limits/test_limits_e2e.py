@@ -302,3 +302,17 @@ def test_admin_reads_any_keys_limits(limited: Gateway) -> None:
     assert limited.admin("GET", "/admin/keys/key_nope/limits").status_code == 404
     anonymous = httpx.get(limited.url + f"/admin/keys/{created['id']}/limits")
     assert anonymous.status_code == 401
+
+
+def test_input_token_counts_spend_no_tokens_of_a_quota(limited: Gateway) -> None:
+    """Counting a request's input tokens does no model work: the month's token quota is untouched however often
+    it is asked, while a real request of the same input spends it."""
+    created = tenant_with_key(limited, {"monthly_token_quota": 100})
+    client = limited.client(created["key"], max_retries=0)
+    long_input = "count these words " * 200  # far more tokens than the whole quota
+    for _ in range(5):
+        assert client.responses.input_tokens.count(model="gpt-4o-mini", input=long_input).input_tokens > 100
+    time.sleep(0.2)  # let any settlement land
+    assert me(limited, created["key"])["limits"]["tenant"]["monthly_tokens"]["used"] == 0
+    with pytest.raises(openai.RateLimitError):
+        client.responses.create(model="gpt-4o-mini", input=long_input, max_output_tokens=16)
