@@ -1,7 +1,7 @@
 """usage events and rollups count the hosted tools a Responses answer used, and what they cost
 
 Revision ID: 0012
-Revises: 0010
+Revises: 0011
 Create Date: 2026-12-07
 
 Web and file search calls and code interpreter sessions (the Usage API's ``web_search_calls``,
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0012"
-down_revision = "0010"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 

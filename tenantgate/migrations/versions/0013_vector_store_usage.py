@@ -1,7 +1,7 @@
 """vector stores: the hourly storage the Usage API's vector_stores family reports
 
 Revision ID: 0013
-Revises: 0011
+Revises: 0012
 Create Date: 2026-12-07
 
 ``vector_store_usage`` keeps, per vector store and UTC hour, the most ``usage_bytes`` the gateway saw the store
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0013"
-down_revision = "0011"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 
