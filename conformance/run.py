@@ -200,6 +200,12 @@ def gateway(upstream: str, work: Path) -> Iterator[tuple[str, str]]:
         yield url, key.json()["key"]
 
 
+# The SDK's async test classes (TestAsync...) send the same requests as their sync twins through another client;
+# through the gateway they add no route and double a run that takes half an hour on two cores, so by default the
+# job runs the sync ones (--with-async runs both; the baseline then needs their ids too).
+SYNC_ONLY = ["-k", "not TestAsync"]
+
+
 def run_sdk_tests(sdk: Path, base_url: str, key: str, work: Path, workers: int, extra: list[str]) -> Path:
     report = work / "report.xml"
     report.unlink(missing_ok=True)
@@ -263,9 +269,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--update", action="store_true", help="rewrite conformance/baseline.txt from this run")
     parser.add_argument("--workers", type=int, default=2, help="pytest-xdist processes for the SDK's tests")
     parser.add_argument("--work", type=Path, default=ROOT / "build" / "conformance", help="scratch directory")
+    parser.add_argument("--with-async", action="store_true", help="run the async twins of the tests too")
     parser.add_argument("--report", type=Path, help="judge this JUnit report of an earlier run instead of running")
     parser.add_argument("pytest_args", nargs="*", help="more pytest arguments, after --, e.g. -- -k models")
     args = parser.parse_args(argv)
+    # A stop (CI's timeout, kill) ends prism and the gateway too: SystemExit runs the context managers' cleanup.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     work: Path = args.work.resolve()
     work.mkdir(parents=True, exist_ok=True)
     sdk, sdk_version = prepare_sdk_tests(work)
@@ -273,7 +282,8 @@ def main(argv: list[str] | None = None) -> int:
     report = args.report
     if report is None:
         with prism(spec, work) as upstream, gateway(upstream, work) as (url, key):
-            report = run_sdk_tests(sdk, url + "/v1", key, work, args.workers, args.pytest_args)
+            selection = [] if args.with_async else SYNC_ONLY
+            report = run_sdk_tests(sdk, url + "/v1", key, work, args.workers, selection + args.pytest_args)
     results, messages = outcomes(report, sdk)
     if args.update:
         if args.pytest_args:
