@@ -247,15 +247,20 @@ def _node_id(classname: str, name: str, sdk: Path) -> str:
     return f"{classname}::{name}"
 
 
-def _header(sdk_version: str, spec: str) -> list[str]:
+def _header(sdk_version: str, spec: str, with_async: bool) -> list[str]:
+    # The gateway's code, not this job's: the last commit that changed the package.
     commit = subprocess.run(
-        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+        ["git", "-C", str(ROOT), "log", "-1", "--format=%h", "--", "tenantgate"],
+        capture_output=True,
+        text=True,
+        check=False,
     ).stdout.strip()
     prism_version = re.search(r'"node_modules/@stainless-api/prism-cli":\s*{\s*"version":\s*"([^"]+)"', _lock())
     return [
         "The SDK's API tests expected to fail through the gateway, each under the reason why (docs/conformance.md).",
         "Rewritten by `scripts/conformance --update`; the reasons are then checked and edited by hand.",
-        f"Observed {datetime.now(UTC):%Y-%m-%d} on tenantgate {commit or '?'}: openai {sdk_version} (sdist tests),",
+        f"Observed {datetime.now(UTC):%Y-%m-%d} on tenantgate {commit or '?'} (the last commit changing tenantgate/):",
+        f"openai {sdk_version} (the sdist's tests/api_resources, {'sync and async' if with_async else 'sync'}),",
         f"{spec}, prism-cli {prism_version.group(1) if prism_version else '?'}.",
     ]
 
@@ -292,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
         for test_id, message in messages.items():
             groups.setdefault(classify(message), []).append(test_id)
         failed = len(messages)
-        header = _header(sdk_version, spec_name)
+        header = _header(sdk_version, spec_name, args.with_async)
         header.append(f"Counts: {len(results) - failed} passed, {failed} expected failures, {len(results)} total.")
         baseline_file.BASELINE.write_text(baseline_file.render(groups, header), encoding="utf-8")
         _log(f"wrote {baseline_file.BASELINE} ({failed} expected failures in {len(groups)} groups)")
