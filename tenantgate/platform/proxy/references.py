@@ -103,7 +103,9 @@ def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
-_BOOLEAN_FIELDS = ("stream", "store", "background")
+_BOOLEAN_FIELDS = ("stream", "store")
+_RESPONSES_BOOLEAN_FIELDS = (*_BOOLEAN_FIELDS, "background")
+"""``background`` is a boolean on the Responses API only: on image routes it is a string (``"transparent"``)."""
 _COUNT_FIELDS = {
     "n": 128,
     "best_of": 20,
@@ -113,11 +115,11 @@ _COUNT_FIELDS = {
 }
 
 
-def check_admission_fields(payload: dict[str, Any]) -> None:
+def check_admission_fields(payload: dict[str, Any], path: str) -> None:
     """The fields admission and metering read must have the types OpenAI requires, so the gateway and the upstream
     cannot read them differently (``"stream": "true"`` is not a stream here and a 400 there; a string
     ``max_tokens`` is no cap here and may be one elsewhere). OpenAI's messages and 400s."""
-    for name in _BOOLEAN_FIELDS:
+    for name in _RESPONSES_BOOLEAN_FIELDS if path == "/v1/responses" else _BOOLEAN_FIELDS:
         value = payload.get(name)
         if value is not None and not isinstance(value, bool):
             raise BadRequest(f"{_json(value)} is not of type 'boolean' - '{name}'", param=name, code="invalid_type")

@@ -110,7 +110,7 @@ class ProxyRouter:
             json_body = JsonBody(raw, payload, model if isinstance(model, str) else "")
             exchange.payload = payload
             exchange.body_size = len(raw)
-            check_admission_fields(payload)
+            check_admission_fields(payload, endpoint.template)
             exchange.stream = payload.get("stream") is True
         else:
             upload = await read_upload(scope, receive, limit)

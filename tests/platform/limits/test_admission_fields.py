@@ -51,3 +51,23 @@ def test_fields_admission_reads_must_have_openais_types(gateway: Gateway, field:
     assert refused.status_code == 400
     error = refused.json()["error"]
     assert error["param"] == field and error["code"] == "invalid_type" and f"of type '{kind}'" in error["message"]
+
+
+def test_background_is_a_boolean_on_responses_and_a_string_on_images(gateway: Gateway) -> None:
+    """``background`` means background mode on /v1/responses (the gateway reads it to bill the response once), and
+    the image's background on /v1/images/* (``"transparent"``), where it is the upstream's to judge."""
+    key = gateway.new_key("background")["key"]
+    headers = {"Authorization": f"Bearer {key}"}
+    image = gateway.http.post(
+        gateway.base_url + "/images/generations",
+        headers=headers,
+        json={"model": "gpt-image-1", "prompt": "a cat", "background": "transparent"},
+    )
+    assert image.status_code == 200, image.text
+    refused = gateway.http.post(
+        gateway.base_url + "/responses",
+        headers=headers,
+        json={"model": "gpt-4o-mini", "input": "hi", "background": "transparent"},
+    )
+    assert refused.status_code == 400
+    assert refused.json()["error"]["param"] == "background"
