@@ -115,6 +115,7 @@ def _populate(world: World) -> None:
     ids["upload"] = upload.id
     ids["part"] = a.uploads.parts.create(upload.id, data=b"data").id
     world.b.files.create(file=("mine.txt", io.BytesIO(b"B's own")), purpose="user_data")
+    ids["response"] = a.responses.create(model="gpt-4o-mini", input="A's private question").id
 
 
 _FILE_ROUTES = [("GET", "/files/{id}"), ("DELETE", "/files/{id}"), ("GET", "/files/{id}/content")]
@@ -221,6 +222,84 @@ def test_no_answer_to_b_carries_an_id_of_a_beyond_the_one_it_sent(
     leaked = {found for found in _ID.findall(response.text) if found in world.a_ids.values()} - sent
     assert leaked == set(), f"{method} {template} answered B with A's ids {leaked}"
     assert response.status_code in (200, 404), response.text
+
+
+# -- T2 inside a batch: each line is a request of B's, run later by the upstream with the account's credentials --
+
+
+def _line_naming(where: str, object_id: str) -> tuple[str, dict[str, Any]]:
+    """A batch line (endpoint, line) whose body names ``object_id`` in the field ``where``."""
+    model = "gpt-4o-mini"
+    if where == "chat file part":
+        part = {"type": "file", "file": {"file_id": object_id}}
+        return "/v1/chat/completions", line("evil", model, "x", messages=[{"role": "user", "content": [part]}])
+    body: dict[str, Any] = {"model": model, "input": "summarize"}
+    if where == "input_file":
+        body["input"] = [{"role": "user", "content": [{"type": "input_file", "file_id": object_id}]}]
+    elif where == "previous_response_id":
+        body["previous_response_id"] = object_id
+    elif where == "item_reference":
+        body["input"] = [{"type": "item_reference", "id": object_id}]
+    elif where == "conversation string":
+        body["conversation"] = object_id
+    elif where == "conversation object":
+        body["conversation"] = {"id": object_id}
+    elif where == "vector_store_ids":
+        body["tools"] = [{"type": "file_search", "vector_store_ids": [object_id]}]
+    else:
+        body["tools"] = [{"type": "code_interpreter", "container": {"type": "auto", "file_ids": [object_id]}}]
+    return "/v1/responses", {"custom_id": "evil", "method": "POST", "url": "/v1/responses", "body": body}
+
+
+_LINE_FIELDS = [
+    "chat file part", "input_file", "previous_response_id", "item_reference", "conversation string",
+    "conversation object", "vector_store_ids", "code_interpreter file_ids",
+]  # fmt: skip
+
+
+@settings(max_examples=16, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    where=st.sampled_from(_LINE_FIELDS),
+    which=st.sampled_from(["file", "input", "output", "response", "unknown"]),
+    position=st.integers(min_value=1, max_value=3),
+)
+def test_a_batch_line_naming_another_tenants_object_is_refused_like_an_unknown_one(
+    world: World, where: str, which: str, position: int
+) -> None:
+    """Without this check B's batch would have the upstream read A's file, response or conversation into B's
+    output file: the line runs later, with the platform's key, where no ownership check can stand in between."""
+    named = world.a_ids.get(which, "file-0123456789abcdef0123456789abcdef")
+    endpoint, evil = _line_naming(where, named)
+    url = "/v1/responses" if endpoint == "/v1/responses" else "/v1/chat/completions"
+    honest = [line(f"ok-{i}", "gpt-4o-mini", "hello", url=url) for i in range(position - 1)]
+    if endpoint == "/v1/responses":
+        honest = [{**h, "body": {"model": "gpt-4o-mini", "input": "hello"}} for h in honest]
+    input_id = upload_input(world.b, [*honest, evil])
+    before = len(world.upstream.requests)
+    refused = world.b_request(
+        "POST", "/batches", json={"input_file_id": input_id, "endpoint": endpoint, "completion_window": "24h"}
+    )
+    assert refused.status_code == 400, refused.text
+    error = refused.json()["error"]
+    assert error["code"] == "invalid_batch_input" and error["param"] == "input_file_id"
+    assert error["message"].startswith(f"Line {position} of the input file: "), error["message"]
+    assert named in error["message"]  # the same words for A's id and for one that never existed
+    assert "POST /v1/batches" not in world.upstream.requests[before:], "no batch was made upstream"
+    assert not any(b.input_file_id == input_id for b in world.b.batches.list())
+
+
+def test_a_batch_line_naming_its_model_twice_is_refused(world: World) -> None:
+    """The gateway reads the last ``model`` of a line; a parser keeping the first would run a model never checked."""
+    raw = (
+        b'{"custom_id": "twice", "method": "POST", "url": "/v1/chat/completions", "body": {"model": "gpt-4o", '
+        b'"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}]}}\n'
+    )
+    input_id = world.b.files.create(file=("twice.jsonl", io.BytesIO(raw)), purpose="batch").id
+    with pytest.raises(openai.BadRequestError) as refused:
+        create(world.b, input_id)
+    error = refused.value.body
+    assert isinstance(error, dict) and error["code"] == "duplicate_key"
+    assert error["message"].startswith("Line 1 of the input file: ") and "'model'" in error["message"]
 
 
 # -- T3: an upstream that answers with another tenant's ids --------------------------------------------------------

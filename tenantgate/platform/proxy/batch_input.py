@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,8 +20,9 @@ import orjson
 
 from tenantgate import tokens
 from tenantgate.core.principal import Principal
-from tenantgate.platform.errors import BadRequest
+from tenantgate.platform.errors import BadRequest, NotFound
 from tenantgate.platform.limits.hook import max_output_tokens
+from tenantgate.platform.proxy.references import Reference, check_single_reading, references
 from tenantgate.platform.upstream.registry import Routing
 from tenantgate.tenants.limits.outputs import max_output_tokens as model_max_output
 
@@ -29,6 +30,7 @@ ENDPOINTS = frozenset({"/v1/responses", "/v1/chat/completions", "/v1/embeddings"
 """Batch endpoints the gateway meters (OpenAI's, minus images and videos, which it does not bill by batch yet)."""
 _GENERATING = frozenset({"/v1/responses", "/v1/chat/completions", "/v1/completions"})
 _MAX_CUSTOM_ID = 512
+_LINE_KEYS = (b'"custom_id"', b'"method"', b'"url"', b'"body"')
 _YIELD_EVERY = 200
 
 
@@ -65,9 +67,11 @@ async def check_lines(
     max_requests: int,
     default_max_output: int,
     unpriced: Callable[[str], bool] | None = None,
+    check_references: Callable[[list[Reference]], Awaitable[None]] | None = None,
 ) -> BatchInput:
     """``unpriced`` (with ``TENANTGATE_UNPRICED_MODELS=refuse``): whether a model has no batch price; a line naming
-    one is refused as a request for it would be."""
+    one is refused as a request for it would be. ``check_references``: raises ``NotFound`` unless every stored
+    object a line's body names is the caller's (as for the same request sent directly)."""
     found = BatchInput()
     seen: set[bytes] = set()
     async for number, raw in lines:
@@ -97,6 +101,7 @@ async def check_lines(
         body = request.get("body")
         if not isinstance(body, dict):
             raise _refuse(number, "'body' must be a JSON object.")
+        await _read_once(number, endpoint, raw, body, check_references)
         model = body.get("model")
         if not isinstance(model, str) or not model:
             raise _refuse(number, "the body names no model.", "missing_model")
@@ -124,3 +129,24 @@ async def check_lines(
     if not found.requests:
         raise InvalidBatchInput("The input file has no requests.", param="input_file_id")
     return found
+
+
+async def _read_once(
+    number: int,
+    endpoint: str,
+    raw: bytes,
+    body: dict[str, Any],
+    check_references: Callable[[list[Reference]], Awaitable[None]] | None,
+) -> None:
+    """A line is a request the upstream runs later with the account's credentials, out of the gateway's sight:
+    it is read as one (no key named twice) and every stored object it names must be the caller's now."""
+    named = references(endpoint, body, True)
+    suspicious = bool(named) or b"\\u" in raw or any(raw.count(key) > 1 for key in _LINE_KEYS)
+    try:
+        check_single_reading(raw, body, escaped_or_nested=suspicious)
+        if named and check_references is not None:
+            await check_references(named)
+    except NotFound as unknown:  # A's object or none at all: the same words, as on every route
+        raise _refuse(number, unknown.message) from None
+    except BadRequest as twice:
+        raise _refuse(number, twice.message, twice.code or InvalidBatchInput.code) from None

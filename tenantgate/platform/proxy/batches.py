@@ -10,7 +10,7 @@ when it ends (``background/settlement.py``), found by the poller or by a retriev
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
@@ -22,8 +22,9 @@ from tenantgate.platform.proxy.batch_input import ENDPOINTS, BatchInput, Invalid
 from tenantgate.platform.proxy.forward import ForwardPolicy, forward
 from tenantgate.platform.proxy.http import parse_json_object, read_body
 from tenantgate.platform.proxy.objects import list_params, owned_holder, send_list
-from tenantgate.platform.proxy.references import check_single_reading
+from tenantgate.platform.proxy.references import Reference, check_single_reading
 from tenantgate.platform.proxy.routes import FILE_CONTENT, LIST_BATCHES, Route
+from tenantgate.platform.proxy.stored import check_references
 from tenantgate.platform.proxy.upstream_calls import TooLarge, call, lines
 from tenantgate.platform.upstream.registry import Target, Upstream
 from tenantgate.tenants.limits.policy import MICRO_USD
@@ -117,6 +118,7 @@ async def _read_input(
             max_requests=settings.batch_input_max_requests,
             default_max_output=settings.default_max_output_tokens,
             unpriced=_unpriced(runtime, exchange) if settings.unpriced_models == "refuse" else None,
+            check_references=_owned_at(runtime, exchange, upstream),
         )
     except TooLarge as exc:
         if exc.total:
@@ -127,6 +129,16 @@ async def _read_input(
             f"Line {exc.line} of the input file is longer than {settings.max_request_body_bytes} bytes.",
             param="input_file_id",
         ) from None
+
+
+def _owned_at(runtime: Runtime, exchange: Exchange, upstream: Upstream) -> Callable[[list[Reference]], Awaitable[None]]:
+    """The check of a line's references: the caller's objects, held where the batch runs."""
+    targets = (Target(upstream, ""),)
+
+    async def check(named: list[Reference]) -> None:
+        await check_references(runtime, exchange, named, targets)
+
+    return check
 
 
 def _unpriced(runtime: Runtime, exchange: Exchange) -> Callable[[str], bool]:
