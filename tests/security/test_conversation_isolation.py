@@ -12,7 +12,7 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 import httpx
 import openai
@@ -38,10 +38,12 @@ class CountingUpstream:
     def __init__(self) -> None:
         self.inner = DevUpstream(api_key=UPSTREAM_KEY)
         self.requests: list[str] = []
+        self.queries: list[str] = []
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             self.requests.append(f"{scope['method']} {scope['path']}")
+            self.queries.append(unquote(scope["query_string"].decode("latin-1")))
         await self.inner(scope, receive, send)
 
 
@@ -223,6 +225,55 @@ def test_hostile_ids_get_a_clear_refusal_and_reach_nothing(
     reached = world.upstream.requests[before:]
     # Only B's own conversation may be reached, with an item id of the strict one-segment grammar.
     assert all(own in r for r in reached), reached
+
+
+@pytest.fixture(scope="module")
+def b_lists(world: World) -> list[str]:
+    """Lists of B's own objects the upstream answers, each paged by a cursor (B's own conversation's items, its
+    stored completion's messages, its response's input items)."""
+    b = world.b
+    messages: Any = [{"role": "user", "content": "B's question"}]
+    completion = b.chat.completions.create(model="gpt-4o-mini", messages=messages, store=True).id
+    response = b.responses.create(model="gpt-4o-mini", input="B's input").id
+    b.conversations.items.create(world.b_conversation, items=[{"type": "message", "role": "user", "content": "hi"}])
+    return [
+        f"/conversations/{world.b_conversation}/items",
+        f"/chat/completions/{completion}/messages",
+        f"/responses/{response}/input_items",
+    ]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    which=st.sampled_from(["item", "output_item", "completion", "streamed", "conversation"]),
+    list_index=st.integers(min_value=0, max_value=2),
+    cursor=st.sampled_from(["after", "before"]),
+    also_own=st.booleans(),
+    encode=st.booleans(),
+    order=st.sampled_from(["", "&order=asc", "&order=desc"]),
+)
+def test_another_tenants_id_as_a_cursor_is_an_empty_page_and_never_reaches_the_upstream(
+    world: World, b_lists: list[str], which: str, list_index: int, cursor: str, also_own: bool, encode: bool,
+    order: str,
+) -> None:  # fmt: skip
+    """Paging B's own list from A's id would ask the upstream where A's object sits in the shared account's order
+    (B's entries after it say when A made it); the gateway answers such a cursor itself."""
+    named = world.a_ids[which]
+    if cursor == "before" and not b_lists[list_index].endswith("/input_items"):
+        cursor = "after"  # the only cursor OpenAI defines on the other two lists
+    sent = "".join(f"%{byte:02X}" for byte in named.encode()) if encode else named
+    query = f"{cursor}={sent}{order}"
+    if also_own:  # the same parameter twice: every occurrence is a cursor some parser may read
+        query = f"{cursor}=own&{query}" if list_index % 2 else f"{query}&{cursor}=own"
+    before = len(world.upstream.queries)
+    response = world.b_request("GET", f"{b_lists[list_index]}?{query}")
+    assert response.status_code == 200, response.text
+    page = response.json()
+    assert page["object"] == "list" and page["data"] == [] and page["has_more"] is False
+    assert not any(named in q for q in world.upstream.queries[before:]), "A's id reached the upstream"
+    # B's own cursor still pages B's own list from the upstream.
+    own = world.b_request("GET", f"{b_lists[list_index]}?limit=1").json()
+    assert own["data"] and own["data"][0]["id"] not in world.a_ids.values()
 
 
 # -- T3: an upstream that answers with another tenant's ids --------------------------------------------------------

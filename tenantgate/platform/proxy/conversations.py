@@ -22,6 +22,7 @@ from starlette.types import Receive, Scope, Send
 from tenantgate.core.exchange import Exchange
 from tenantgate.platform.errors import BadRequest
 from tenantgate.platform.proxy.conversation_answers import CHAT_COMPLETION
+from tenantgate.platform.proxy.cursors import another_tenants_cursor, send_empty_page
 from tenantgate.platform.proxy.forward import ForwardPolicy, forward
 from tenantgate.platform.proxy.http import parse_json_object, read_body
 from tenantgate.platform.proxy.objects import home, list_params, owned_holder, send_list
@@ -73,6 +74,9 @@ async def serve(
     else:  # POST /v1/conversations
         upstream, keys, _ = home(runtime, exchange)
         body = await _items_body(runtime, exchange, upstream, scope, receive)
+    if await another_tenants_cursor(runtime.ownership, exchange, route, scope["query_string"]):
+        await send_empty_page(send, exchange)
+        return
     exchange.keep_answer = True
     await forward(
         exchange,

@@ -20,6 +20,7 @@ from starlette.types import Receive, Scope, Send
 
 from tenantgate.core.exchange import Exchange
 from tenantgate.platform.errors import GatewayError, NotFound
+from tenantgate.platform.proxy.cursors import another_tenants_cursor, send_empty_page
 from tenantgate.platform.proxy.forward import ForwardPolicy, forward
 from tenantgate.platform.proxy.http import read_body
 from tenantgate.platform.proxy.references import Reference
@@ -81,6 +82,9 @@ async def serve(
     upstream, keys = holder(runtime, exchange, owner) if owner is not None else (None, None)
     if upstream is None:
         raise not_found("response", response_id)
+    if await another_tenants_cursor(runtime.ownership, exchange, route, scope["query_string"]):
+        await send_empty_page(send, exchange)
+        return
     body = None
     if route.method == "POST":
         body = await read_body(scope, receive, _MAX_BODY)

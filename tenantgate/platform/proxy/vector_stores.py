@@ -20,6 +20,7 @@ from starlette.types import Receive, Scope, Send
 
 from tenantgate.core.exchange import Exchange
 from tenantgate.platform.errors import BadRequest
+from tenantgate.platform.proxy.cursors import another_tenants_cursor, send_empty_page
 from tenantgate.platform.proxy.forward import ForwardPolicy, forward
 from tenantgate.platform.proxy.http import parse_json_object, read_body
 from tenantgate.platform.proxy.objects import home, list_params, owned_holder, send_list
@@ -186,6 +187,9 @@ async def _forward(
     send: Send,
     body: bytes | None,
 ) -> None:
+    if await another_tenants_cursor(runtime.ownership, exchange, route, scope["query_string"]):
+        await send_empty_page(send, exchange)
+        return
     exchange.keep_answer = True  # every answer is JSON, and every id in it is checked (vector_store_answers.py)
     await forward(
         exchange,
