@@ -26,7 +26,9 @@ from tenantgate.devupstream import DevUpstream
 from tenantgate.platform.app import create_app
 from tenantgate.platform.serving import uvicorn_options
 from tests.conftest import ADMIN_TOKEN, UPSTREAM_KEY, _create_pg_database, make_settings
+from tests.platform.objects.batching import wait_until
 from tests.support.gateway import Gateway
+from tests.support.metering import all_events, flush
 from tests.support.scripted import ScriptedUpstream, chat_completion, json_answer
 from tests.support.server import ServedApp
 from tests.support.services import own_redis_prefix
@@ -274,6 +276,48 @@ def test_another_tenants_id_as_a_cursor_is_an_empty_page_and_never_reaches_the_u
     # B's own cursor still pages B's own list from the upstream.
     own = world.b_request("GET", f"{b_lists[list_index]}?limit=1").json()
     assert own["data"] and own["data"][0]["id"] not in world.a_ids.values()
+
+
+def test_reading_and_keeping_stored_objects_is_never_billed(world: World, b_lists: list[str]) -> None:
+    """Conversations, their items and stored completions are no model work: their routes' events are not billable
+    and carry no tokens, so nothing of them reaches usage or costs; the one model request among them is billed."""
+    b_tenant = next(
+        t["id"] for t in world.gateway.admin("GET", "/admin/tenants").json()["data"] if t["name"].startswith("attacker")
+    )
+
+    def settled() -> list[dict[str, Any]] | None:  # b_lists' completion and response are written
+        flush(world.gateway)
+        events = all_events(world.gateway, tenant_id=b_tenant)
+        return events if sum(e["billable"] for e in events) >= 2 else None
+
+    before = {e["id"] for e in wait_until(settled, what="B's earlier events")}
+    b, own = world.b, world.b_conversation
+    completion = b_lists[1].split("/")[3]
+    b.conversations.retrieve(own)
+    b.conversations.update(own, metadata={"k": "v"})
+    added = b.conversations.items.create(own, items=[{"type": "message", "role": "user", "content": "more"}])
+    b.conversations.items.retrieve(added.data[0].id, conversation_id=own)
+    b.conversations.items.delete(added.data[0].id, conversation_id=own)
+    for path in b_lists:
+        assert world.b_request("GET", path).status_code == 200
+    b.chat.completions.retrieve(completion)
+    b.chat.completions.update(completion, metadata={"k": "v"})
+    assert [c.id for c in b.chat.completions.list(metadata={"k": "v"})] == [completion]
+    b.conversations.delete(b.conversations.create().id)
+    world.b_request("GET", f"/conversations/{own}/items?after={world.a_ids['item']}")
+    b.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "billed"}])
+
+    def written() -> list[dict[str, Any]] | None:
+        flush(world.gateway)
+        new = [e for e in all_events(world.gateway, tenant_id=b_tenant) if e["id"] not in before]
+        return new if any(e["billable"] for e in new) else None
+
+    new = wait_until(written, what="the model request's usage event")
+    # Every request above had ended before the model request began: all their events are written by now.
+    billed = [e["endpoint"] for e in new if e["billable"]]
+    assert billed == ["/v1/chat/completions"]
+    kept = [e for e in new if not e["billable"]]
+    assert len(kept) >= 12 and all(e["input_tokens"] == e["output_tokens"] == 0 for e in kept)
 
 
 # -- T3: an upstream that answers with another tenant's ids --------------------------------------------------------
