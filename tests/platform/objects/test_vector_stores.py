@@ -355,3 +355,29 @@ def test_an_endpoint_answering_with_another_tenants_ids_is_withheld(objects_gate
     assert {s.id for s in b.vector_stores.list()} == {b_store.id, "vs_liarsown0001"}  # both B's, none of A's
     assert a.vector_stores.retrieve(a_store.id).name == "a"
     assert [s.id for s in a.vector_stores.list()] == [a_store.id]
+
+
+def test_another_tenants_id_is_no_cursor_of_a_stores_files(two_tenants: dict[str, Any]) -> None:
+    """Paging B's own store's files from A's file or store id would ask the shared upstream where A's object sits in
+    its order; it is answered with an empty page, and A's id never goes upstream. B's own cursor still pages."""
+    gateway, ids = two_tenants["gateway"], two_tenants["ids"]
+    b = gateway.client(two_tenants["b_key"])
+    store = ids["b_store"]
+    b.vector_stores.files.create(store, file_id=ids["b_file"])
+    batch = b.vector_stores.file_batches.create(store, file_ids=[ids["b_other"]])
+    lists = (f"/vector_stores/{store}/files", f"/vector_stores/{store}/file_batches/{batch.id}/files")
+    headers = {"Authorization": f"Bearer {two_tenants['b_key']}"}
+    for path in lists:
+        for name in ("a_file", "a_spare", "a_store"):
+            for cursor in ("after", "before"):
+                encoded = "".join(f"%{byte:02X}" for byte in ids[name].encode())
+                for query in (
+                    f"{cursor}={ids[name]}",
+                    f"{cursor}={encoded}&order=asc",
+                    f"limit=5&{cursor}=x&{cursor}={ids[name]}",
+                ):
+                    response = gateway.http.get(f"{gateway.base_url}{path}?{query}", headers=headers)
+                    assert response.status_code == 200, (path, query, response.text)
+                    assert response.json()["data"] == [], (path, query)
+        own = gateway.http.get(f"{gateway.base_url}{path}?order=asc", headers=headers).json()["data"]
+        assert own and {f["id"] for f in own} <= {ids["b_file"], ids["b_other"]}
