@@ -125,14 +125,20 @@ class Limiter:
             known=KnownRefusals() if settings.limits_local_refusals else None,
         )
 
-    async def admit(self, exchange: Exchange) -> None:
-        principal = exchange.ctx.principal
+    def refuse_known(self, exchange: Exchange) -> None:
+        """Refuse at once (LocallyRefused) if the caller's key or tenant is known to be over its RPM or RPD; the
+        proxy calls this before it reads the body, so such a refusal costs neither the read nor the parse."""
         known = self.known
         if known:
-            refused = known.check(principal)
+            refused = known.check(exchange.ctx.principal)
             if refused is not None:
                 exchange.refused_by = refused.refused_by
                 raise refused
+
+    async def admit(self, exchange: Exchange) -> None:
+        principal = exchange.ctx.principal
+        known = self.known
+        self.refuse_known(exchange)
         if exchange.batch is not None:
             await self._admit_batch(exchange, exchange.batch)
             return

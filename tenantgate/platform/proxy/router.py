@@ -99,6 +99,9 @@ class ProxyRouter:
 
     async def create(self, exchange: Exchange, endpoint: Route, scope: Scope, receive: Receive, send: Send) -> None:
         runtime = self.runtime
+        # A key or tenant known to be over its RPM or RPD is refused before its body is read or parsed. The unread
+        # body is discarded by the server's parser after the answer, so the connection stays usable (keep-alive).
+        runtime.limiter.refuse_known(exchange)
         limit = runtime.settings.max_request_body_bytes
         json_body: JsonBody | None = None
         named: list[Reference] = []
