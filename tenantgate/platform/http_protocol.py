@@ -56,6 +56,7 @@ class HttpLimits:
 
 _LINGER_SECONDS = 2.0
 _LINGER_BYTES = 64 * 1024
+_JOIN_BYTES = 64 * 1024
 
 
 def _response(status: int, reason: str, message: str, code: str, extra: bytes = b"") -> bytes:
@@ -156,6 +157,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self._refuse(_TOO_LARGE)
             return
         super().on_headers_complete()
+        if self.cycle is not None:
+            self.cycle.transport = _HeadJoinedToBody(self.transport, self.loop)  # type: ignore[assignment]
         self._in_body = True  # until on_message_complete, possibly later in this same read
         self._body_started = self._body_progress = self.loop.time()
 
@@ -228,6 +231,54 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self._head_timer = self.loop.call_later(_LINGER_SECONDS, self.transport.close)
         else:
             self.transport.close()
+
+
+class _HeadJoinedToBody:
+    """A response's transport that sends its head with its first body chunk: one write (one system call) instead
+    of two. uvicorn writes the head as soon as the application starts its response, then each body chunk; most
+    answers (every 429 and error, every non-streamed answer) are a head and one body sent in the same turn of the
+    event loop. The head is held until the next write, or sent alone at the end of this turn of the loop (a stream
+    whose first chunk is not ready yet, an answer to HEAD) - never later than the event loop's next iteration."""
+
+    __slots__ = ("_flush", "_held", "_loop", "_transport")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._held: bytes | None = b""  # b"": nothing written yet; None: the head went out, write through
+        self._flush: asyncio.Handle | None = None
+
+    def write(self, data: bytes) -> None:
+        held = self._held
+        if held is None:
+            self._transport.write(data)
+        elif held:
+            self._held = None
+            if self._flush is not None:
+                self._flush.cancel()
+                self._flush = None
+            if len(data) <= _JOIN_BYTES:
+                self._transport.write(held + data)
+            else:  # not worth copying a large body to save a system call
+                self._transport.write(held)
+                self._transport.write(data)
+        else:
+            self._held = bytes(data)
+            self._flush = self._loop.call_soon(self._send_held)
+
+    def _send_held(self) -> None:
+        self._flush = None
+        held, self._held = self._held, None
+        if held and not self._transport.is_closing():
+            self._transport.write(held)
+
+    def close(self) -> None:
+        if self._held:
+            self._send_held()
+        self._transport.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
 
 
 def protocol_factory(limits: HttpLimits) -> Any:
