@@ -59,6 +59,12 @@ def _post(gateway: Gateway, key: str, path: str, body: dict[str, Any]) -> Any:
         ({"input": "hi", "conversation": {"id": "conv_victim"}}, "conversation"),
         ({"input": [{"role": "user", "content": [{"type": "input_file", "file_id": "file-v"}]}]}, None),
         ({"input": "hi", "tools": [{"type": "file_search", "vector_store_ids": ["vs_victim"]}]}, None),
+        # One id where a list is due: an upstream that reads it as a list of one must not get it unchecked.
+        ({"input": "hi", "tools": [{"type": "file_search", "vector_store_ids": "vs_victim"}]}, None),
+        (
+            {"input": "hi", "tools": [{"type": "code_interpreter", "container": {"type": "auto", "file_ids": "f"}}]},
+            None,
+        ),
         ({"input": "hi", "tools": [{"type": "code_interpreter", "container": "cntr_victim"}]}, None),
         (
             {"input": "hi", "tools": [{"type": "code_interpreter", "container": {"type": "auto", "file_ids": ["f"]}}]},

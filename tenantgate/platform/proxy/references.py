@@ -32,6 +32,7 @@ _TOP_LEVEL_KEYS = (
 _REFERENCE_KEYS = ("file_id", "file_ids", "vector_store_ids", "container", "conversation", "previous_response_id")
 # Routes whose ``input`` items may name stored items by id (what a Responses request takes, counted or compacted).
 _ITEMS_PATHS = frozenset({"/v1/responses", "/v1/responses/input_tokens", "/v1/responses/compact"})
+_LIST_KEYS = {"file_ids": "file", "vector_store_ids": "vector_store"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,10 +162,12 @@ def references(path: str, payload: dict[str, Any], escaped_or_nested: bool) -> l
     for key, value, where in _walk(payload, ""):
         if key == "file_id":
             found.append(Reference("file", str(value), where))
-        elif key == "file_ids" and isinstance(value, list):
-            found.extend(Reference("file", str(v), f"{where}[{i}]") for i, v in enumerate(value))
-        elif key == "vector_store_ids" and isinstance(value, list):
-            found.extend(Reference("vector_store", str(v), f"{where}[{i}]") for i, v in enumerate(value))
+        elif key in _LIST_KEYS and value is not None:
+            kind = _LIST_KEYS[key]
+            if isinstance(value, list):
+                found.extend(Reference(kind, str(v), f"{where}[{i}]") for i, v in enumerate(value))
+            else:  # not a list: some parser may still read it as one id, so it is checked as one (fails closed)
+                found.append(Reference(kind, str(value), where))
         elif key == "container" and isinstance(value, str):
             found.append(Reference("container", value, where))
     return found
