@@ -127,6 +127,25 @@ def test_a_key_named_twice_is_refused(
     assert platform.seen == []
 
 
+@pytest.mark.parametrize(
+    "items",
+    [
+        {"type": "item_reference", "id": VICTIM_ITEM},
+        {"0": {"type": "item_reference", "id": VICTIM_ITEM}},
+        VICTIM_ITEM,
+    ],
+)
+def test_conversation_items_that_are_not_a_list_are_refused_before_the_upstream(
+    two_tenants: tuple[Gateway, dict[str, Any], dict[str, Any]], platform: RecordingUpstream, items: Any
+) -> None:
+    """Items are checked by id only in a list; any other shape an upstream might still read as items is refused."""
+    gateway, _, attacker = two_tenants
+    response = _post(gateway, attacker["key"], "/conversations", {"items": items})
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["param"] == "items"
+    assert platform.seen == []
+
+
 @pytest.fixture
 def attacker_endpoint() -> Iterator[ScriptedUpstream]:
     with ScriptedUpstream() as upstream:

@@ -109,6 +109,9 @@ async def _items_body(
     raw, payload = await _json(scope, receive, runtime.settings.max_request_body_bytes)
     named = references("", payload, True)
     items = payload.get("items")
+    if items is not None and not isinstance(items, list):
+        # Only a list's items are checked by id: another shape is refused, not forwarded for the upstream to read.
+        raise BadRequest("Invalid 'items': expected an array of items.", param="items", code="invalid_type")
     if isinstance(items, list):
         if len(items) > _MAX_ITEMS:
             raise BadRequest(f"Invalid 'items': at most {_MAX_ITEMS} items at a time.", param="items")
