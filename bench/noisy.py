@@ -1,13 +1,13 @@
 """Noisy neighbour: what one tenant's flood does to another tenant's requests on the same worker.
 
-    python -m bench.noisy [--seconds 5] [--setups postgres,embedded] [--flood-connections 64]
+    python -m bench.noisy [--seconds 5] [--rounds 3] [--setups postgres,embedded] [--flood-connections 64]
 
 For each setup, one ``tenantgate serve --workers 1`` (as in production, 10% traced) with three tenants: the quiet
 one, a flood held to ``FLOOD_RPM`` requests a minute (most of its requests are refused with 429), and an unlimited
 flood. Setups: PostgreSQL + Redis, and the embedded default (SQLite file, limits in memory). Cases, non-streamed:
 
 - ``alone c=1`` and ``alone c=32``: the quiet tenant's load with nothing beside it (the tail rows: SQLite against
-  Postgres at 1 and 32 connections);
+  Postgres at 1 and 32 connections), the setups taking turns for ``--rounds`` rounds, medians reported;
 - ``over-limit flood``: the quiet tenant at 1 connection while the RPM-limited tenant floods with
   ``--flood-connections``; the flood starts first and ends last, so every quiet request has it beside it;
 - ``unlimited flood``: the same with the unlimited tenant flooding.
@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import tempfile
 import threading
 import time
@@ -98,9 +99,9 @@ def _beside_flood(
     return quiet, flood[0]
 
 
-def measure_setup(
-    stack: Stack, name: str, *, seconds: int, flood_connections: int, flood_rpm: int, body: Path
-) -> dict[str, Any]:
+def _prepare(stack: Stack, name: str, *, flood_rpm: int, body: Path, seconds: int) -> Keys:
+    """The setup's flooding tenants, and a warm-up: one-time work after a start (tokenizer loading, first-use
+    caches) is not what the cases measure."""
     contender = stack.contenders[name]
     assert contender.key
     keys = Keys(
@@ -108,29 +109,27 @@ def measure_setup(
         limited=stack.create_tenant(contender, f"noisy-limited-{name}", rpm=flood_rpm)[1],
         unlimited=stack.create_tenant(contender, f"noisy-unlimited-{name}")[1],
     )
-    # One-time work after a start (tokenizer loading, first-use caches) is not what the cases measure.
     run_wrk(contender.chat_url, key=keys.quiet, body_file=body, stream=False, connections=8, seconds=min(seconds, 2))
-    cases: dict[str, dict[str, Any]] = {}
-    for case, connections in zip(ALONE, (1, 32), strict=True):
-        load = os.getloadavg()[0]
-        result = run_wrk(
-            contender.chat_url, key=keys.quiet, body_file=body, stream=False, connections=connections, seconds=seconds
-        )
-        cases[case] = {"quiet": _quiet_row(result), "flood": None, "load": load}
-    for case, which in FLOODS.items():
-        load = os.getloadavg()[0]
-        flood_key = keys.limited if which == "limited" else keys.unlimited
-        quiet, flood = _beside_flood(contender, keys.quiet, flood_key, body, seconds, flood_connections)
-        cases[case] = {"quiet": _quiet_row(quiet), "flood": _flood_row(flood), "load": load}
-    process = contender.processes[0]
+    return keys
+
+
+def _median_row(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    quiet = {name: statistics.median(r["quiet"][name] for r in rows) for name in ("rps", "p50_ms", "p99_ms")}
+    quiet["requests"] = sum(r["quiet"]["requests"] for r in rows)
+    quiet["errors"] = sum(r["quiet"]["errors"] for r in rows)
+    return {"quiet": quiet, "flood": None, "load": statistics.median(r["load"] for r in rows), "rounds": len(rows)}
+
+
+def _check_alive(stack: Stack, name: str) -> None:
+    process = stack.contenders[name].processes[0]
     if process.popen.poll() is not None:
         raise RuntimeError(f"{name} exited during the run ({process.popen.returncode}):\n{process.log_tail()}")
-    return cases
 
 
 def run(
     *,
     seconds: int,
+    rounds: int = 3,
     setups: tuple[GatewayVariant, ...] = SETUPS,
     flood_connections: int = 64,
     flood_rpm: int = FLOOD_RPM,
@@ -142,26 +141,47 @@ def run(
     options = StackOptions(
         variants=setups, with_passthrough=False, postgres_server=postgres_server, redis_url=redis_url
     )
-    bodies = write_bodies(workdir)
+    body = write_bodies(workdir)[False]
     results: dict[str, Any] = {
         "seconds": seconds,
+        "rounds": rounds,
         "flood_connections": flood_connections,
         "flood_rpm": flood_rpm,
         "cpus": os.cpu_count(),
-        "setups": {},
+        "setups": {setup.name: {"label": setup.label, "cases": {}} for setup in setups},
     }
     with Stack(workdir, options) as stack:
-        # One setup at a time: the other gateway idles, so the two do not share the machine while measured.
-        for setup in setups:
-            cases = measure_setup(
-                stack,
-                setup.name,
-                seconds=seconds,
-                flood_connections=flood_connections,
-                flood_rpm=flood_rpm,
-                body=bodies[False],
-            )
-            results["setups"][setup.name] = {"label": setup.label, "cases": cases}
+        keys = {s.name: _prepare(stack, s.name, flood_rpm=flood_rpm, body=body, seconds=seconds) for s in setups}
+        # The tail rows compare the setups, so they take turns, the order rotating each round (a shared machine's
+        # load moves by the minute); medians over rounds. One setup at a time: the other one idles meanwhile.
+        alone: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        names = [s.name for s in setups]
+        for round_ in range(rounds):
+            for name in names[round_ % len(names) :] + names[: round_ % len(names)]:
+                contender = stack.contenders[name]
+                for case, connections in zip(ALONE, (1, 32), strict=True):
+                    load = os.getloadavg()[0]
+                    result = run_wrk(
+                        contender.chat_url,
+                        key=keys[name].quiet,
+                        body_file=body,
+                        stream=False,
+                        connections=connections,
+                        seconds=seconds,
+                    )
+                    alone.setdefault((name, case), []).append({"quiet": _quiet_row(result), "load": load})
+        for (name, case), rows in alone.items():
+            results["setups"][name]["cases"][case] = _median_row(rows)
+        for name in names:
+            for case, which in FLOODS.items():
+                load = os.getloadavg()[0]
+                flood_key = keys[name].limited if which == "limited" else keys[name].unlimited
+                quiet, flood = _beside_flood(
+                    stack.contenders[name], keys[name].quiet, flood_key, body, seconds, flood_connections
+                )
+                row = {"quiet": _quiet_row(quiet), "flood": _flood_row(flood), "load": load, "rounds": 1}
+                results["setups"][name]["cases"][case] = row
+            _check_alive(stack, name)
     return results
 
 
@@ -209,6 +229,7 @@ def render(results: dict[str, Any]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of the tail rows (medians are reported)")
     parser.add_argument("--setups", default=",".join(s.name for s in SETUPS))
     parser.add_argument("--flood-connections", type=int, default=64)
     parser.add_argument(
@@ -223,6 +244,7 @@ def main() -> None:
         parser.error(f"--setups: choose from {', '.join(s.name for s in SETUPS)}")
     results = run(
         seconds=args.seconds,
+        rounds=args.rounds,
         setups=setups,
         flood_connections=args.flood_connections,
         postgres_server=args.postgres_url,

@@ -24,6 +24,7 @@ def test_one_run_reports_the_quiet_tenant_beside_each_flood_on_both_setups(
 ) -> None:
     results = noisy.run(
         seconds=1,
+        rounds=1,
         flood_connections=4,
         flood_rpm=5,
         postgres_server=postgres_server,
@@ -37,9 +38,10 @@ def test_one_run_reports_the_quiet_tenant_beside_each_flood_on_both_setups(
         assert list(cases) == list(noisy.CASES)
         # The quiet tenant is answered in every case, flood or not.
         assert all(case["quiet"]["errors"] == 0 and case["quiet"]["requests"] > 0 for case in cases.values()), name
-        # The limited flood is refused past its 5 requests a minute; the unlimited one never.
+        # The limited flood (5 requests a minute) is refused almost entirely; the unlimited one never. (How many of
+        # its requests were admitted is the limiter's exactness, tested in tests/tenants, not the harness's.)
         limited, unlimited = cases["over-limit flood"]["flood"], cases["unlimited flood"]["flood"]
-        assert limited["refused"] >= limited["requests"] - 5 > 0, (name, limited)
+        assert limited["refused"] >= 0.9 * limited["requests"] > 0, (name, limited)
         assert unlimited["refused"] == 0 and unlimited["requests"] > 0, (name, unlimited)
     table = noisy.render(results)
     assert "SQLite/Postgres alone c=1" in table and "SQLite/Postgres alone c=32" in table
