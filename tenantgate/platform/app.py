@@ -52,7 +52,8 @@ class GatewayApp:
         # Outermost first: RequestId -> TenantAuth -> ProxyRouter (-> FastAPI for what it does not serve).
         # Every response of the proxy path carries x-request-id already; FastAPI's RequestId tags its own.
         self.proxy: ASGIApp = RequestIdMiddleware(
-            TenantAuthMiddleware(ProxyRouter(api, runtime), runtime.tenant_keys, runtime.last_used), tag_responses=False
+            TenantAuthMiddleware(ProxyRouter(api, runtime.proxy), runtime.tenant_keys, runtime.last_used),
+            tag_responses=False,
         )
         # Telemetry wraps both ways in: every request is measured, proxied or not.
         telemetry = runtime.telemetry

@@ -24,6 +24,7 @@ from tenantgate.platform.limits.hook import Limiter
 from tenantgate.platform.limits.pacing import RefusalPacer
 from tenantgate.platform.proxy.hooks import ExchangeHook, Hooks
 from tenantgate.platform.proxy.object_answers import ObjectAnswersHook
+from tenantgate.platform.proxy.services import ProxyServices
 from tenantgate.platform.proxy.unfinished import UnfinishedStreams
 from tenantgate.platform.proxy.unpriced import UnpricedRefusal
 from tenantgate.platform.upstream.client import UpstreamClient
@@ -195,12 +196,25 @@ class Runtime:
         self.work_slots = WorkSlots(
             settings.work_slots, settings.work_queue_per_tenant, settings.work_queue_timeout_seconds
         )
-        self.release_slot = self.work_slots.release
         # 429s to a key that keeps hammering go out late (platform/limits/pacing.py).
         self.pacer = RefusalPacer(
             settings.refusal_delay_seconds, settings.refusal_delay_after, settings.refusal_delay_max_held
         )
         self._register_work_slot_metrics()
+        self.proxy = ProxyServices(
+            settings=settings,
+            routing=self.routing,
+            http=self.http,
+            hooks=self.hooks,
+            limiter=self.limiter,
+            pacer=self.pacer,
+            work_slots=self.work_slots,
+            ownership=self.ownership,
+            objects=self.objects,
+            metering=self.metering,
+            unfinished_streams=self.unfinished_streams,
+        )
+        """What the /v1 proxy is given (proxy/services.py)."""
 
     def _register_work_slot_metrics(self) -> None:
         """Fair share, local refusals and back-pressure, as metrics (docs/observability.md)."""

@@ -122,7 +122,7 @@ def busy_gateway(
         auth_failures_per_source_per_minute=1,  # a few bad keys are then invalid, then throttled
     )
     runtime = gateway.runtime
-    runtime.hooks = Hooks([runtime.telemetry.hook, RefuseOneModel(), runtime.metering.hook])
+    runtime.proxy.hooks = Hooks([runtime.telemetry.hook, RefuseOneModel(), runtime.metering.hook])
     client = gateway.client(gateway.new_key("dashboards")["key"])
     client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
     list(client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True))

@@ -95,7 +95,7 @@ def test_every_log_line_of_a_served_gateway_is_json_with_context_and_without_sec
     traced = traced_factory(upstream_base_url=dev_upstream, access_log=True)
     gateway = traced.gateway
     remember = LeakyHook()
-    gateway.runtime.hooks = Hooks([gateway.runtime.telemetry.hook, remember])
+    gateway.runtime.proxy.hooks = Hooks([gateway.runtime.telemetry.hook, remember])
     buffer = _install(gateway.settings)
 
     key = gateway.new_key()

@@ -103,7 +103,7 @@ def test_real_traffic_shows_up_with_genai_names_labels_and_buckets(start, dev_up
 
 def test_limit_rejections_are_counted_by_kind_and_tenant(start, dev_upstream: str) -> None:
     gateway = start(upstream_base_url=dev_upstream)
-    gateway.runtime.hooks = Hooks([gateway.runtime.telemetry.hook, RefuseWith429()])
+    gateway.runtime.proxy.hooks = Hooks([gateway.runtime.telemetry.hook, RefuseWith429()])
     key = gateway.new_key()
     for _ in range(3):
         with pytest.raises(openai.RateLimitError):

@@ -109,7 +109,7 @@ def test_rate_limited_request_has_a_server_span_with_the_decision_and_no_client_
 ) -> None:
     traced = traced_factory(upstream_base_url=recording_upstream.url)
     runtime = traced.gateway.runtime
-    runtime.hooks = Hooks([runtime.telemetry.hook, RefuseWith429()])
+    runtime.proxy.hooks = Hooks([runtime.telemetry.hook, RefuseWith429()])
     key = traced.gateway.new_key()["key"]
     traced.clear()
     with pytest.raises(openai.RateLimitError):

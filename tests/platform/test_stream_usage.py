@@ -17,7 +17,7 @@ MESSAGES = [{"role": "user", "content": "count my tokens please"}]
 @pytest.fixture
 def recorded(gateway: Gateway) -> RecordingHook:
     hook = RecordingHook()
-    gateway.runtime.hooks = Hooks([hook])
+    gateway.runtime.proxy.hooks = Hooks([hook])
     return hook
 
 
@@ -75,7 +75,7 @@ def test_stream_with_include_usage_keeps_it(gateway: Gateway, recorded: Recordin
 def test_client_disconnect_mid_stream_is_estimated(gateway_factory, database_url: str, slow_dev_upstream: str) -> None:
     gateway = gateway_factory(database_url=database_url, upstream_base_url=slow_dev_upstream)
     hook = RecordingHook()
-    gateway.runtime.hooks = Hooks([hook])
+    gateway.runtime.proxy.hooks = Hooks([hook])
     key = gateway.new_key()["key"]
     with httpx.stream(
         "POST",

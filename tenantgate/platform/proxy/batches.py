@@ -31,7 +31,7 @@ from tenantgate.tenants.limits.policy import MICRO_USD
 from tenantgate.tenants.metering.pricing import Measure
 
 if TYPE_CHECKING:
-    from tenantgate.platform.runtime import Runtime
+    from tenantgate.platform.proxy.services import ProxyServices
 
 _MAX_JSON = 64 * 1024
 _MAX_BODY = 64 * 1024
@@ -40,7 +40,7 @@ _BATCH = Measure(service_tier="batch")
 
 
 async def serve(
-    runtime: Runtime,
+    services: ProxyServices,
     exchange: Exchange,
     route: Route,
     params: dict[str, str],
@@ -49,24 +49,24 @@ async def serve(
     send: Send,
 ) -> None:
     if route is LIST_BATCHES:
-        await runtime.hooks.admit(exchange)
+        await services.hooks.admit(exchange)
         limit, after, _, _ = list_params(
             scope["query_string"], default_limit=_BATCHES_PAGE[0], max_limit=_BATCHES_PAGE[1]
         )
-        page = await runtime.objects.page(exchange.ctx.principal.tenant_id, "batch", limit=limit, after=after)
+        page = await services.objects.page(exchange.ctx.principal.tenant_id, "batch", limit=limit, after=after)
         data = [row.snapshot or {"id": row.id, "object": "batch"} for row in page.rows]
         await send_list(send, exchange, data, page.has_more)
     elif route.template == "/v1/batches":
-        await _create(runtime, exchange, route, scope, receive, send)
+        await _create(services, exchange, route, scope, receive, send)
     else:
-        _, upstream, keys = await owned_holder(runtime, exchange, "batch", params["batch_id"])
+        _, upstream, keys = await owned_holder(services, exchange, "batch", params["batch_id"])
         body = await read_body(scope, receive, _MAX_BODY) if route.method == "POST" else None
-        await runtime.hooks.admit(exchange)
-        await _forward(runtime, exchange, route, params, upstream, keys, scope, receive, send, body)
+        await services.hooks.admit(exchange)
+        await _forward(services, exchange, route, params, upstream, keys, scope, receive, send, body)
 
 
 async def _create(
-    runtime: Runtime, exchange: Exchange, route: Route, scope: Scope, receive: Receive, send: Send
+    services: ProxyServices, exchange: Exchange, route: Route, scope: Scope, receive: Receive, send: Send
 ) -> None:
     raw = await read_body(scope, receive, _MAX_JSON)
     payload = parse_json_object(raw)
@@ -79,31 +79,31 @@ async def _create(
     file_id = payload.get("input_file_id")
     if not isinstance(file_id, str) or not file_id:
         raise BadRequest("Missing required parameter: 'input_file_id'.", param="input_file_id")
-    _, upstream, keys = await owned_holder(runtime, exchange, "file", file_id, "input_file_id")
+    _, upstream, keys = await owned_holder(services, exchange, "file", file_id, "input_file_id")
     exchange.created_under = file_id
-    indexed = await runtime.objects.get(exchange.ctx.principal.tenant_id, file_id)
+    indexed = await services.objects.get(exchange.ctx.principal.tenant_id, file_id)
     if indexed is not None and indexed.purpose is not None and indexed.purpose != "batch":
         raise BadRequest(
             f"The file {file_id} was uploaded with purpose {indexed.purpose!r}; a batch's input needs purpose 'batch'.",
             param="input_file_id",
         )
-    found = await _read_input(runtime, exchange, upstream, keys, file_id, endpoint)
-    exchange.batch = _estimate(runtime, exchange, found, endpoint)
-    await runtime.hooks.admit(exchange)
-    await _forward(runtime, exchange, route, {}, upstream, keys, scope, receive, send, raw)
+    found = await _read_input(services, exchange, upstream, keys, file_id, endpoint)
+    exchange.batch = _estimate(services, exchange, found, endpoint)
+    await services.hooks.admit(exchange)
+    await _forward(services, exchange, route, {}, upstream, keys, scope, receive, send, raw)
 
 
 async def _read_input(
-    runtime: Runtime,
+    services: ProxyServices,
     exchange: Exchange,
     upstream: Upstream,
     keys: dict[str, str] | None,
     file_id: str,
     endpoint: str,
 ) -> BatchInput:
-    settings = runtime.settings
+    settings = services.settings
     path = FILE_CONTENT.upstream({"file_id": file_id})
-    response = await call(runtime.http, upstream, keys, "GET", path, stream=True)
+    response = await call(services.http, upstream, keys, "GET", path, stream=True)
     if response.status >= 400:
         response.close()
         if response.status == 404:
@@ -114,11 +114,11 @@ async def _read_input(
             lines(response, max_line=settings.max_request_body_bytes, max_total=settings.batch_input_max_bytes),
             endpoint=endpoint,
             principal=exchange.ctx.principal,
-            routing=runtime.routing,
+            routing=services.routing,
             max_requests=settings.batch_input_max_requests,
             default_max_output=settings.default_max_output_tokens,
-            unpriced=_unpriced(runtime, exchange) if settings.unpriced_models == "refuse" else None,
-            check_references=_owned_at(runtime, exchange, upstream),
+            unpriced=_unpriced(services, exchange) if settings.unpriced_models == "refuse" else None,
+            check_references=_owned_at(services, exchange, upstream),
         )
     except TooLarge as exc:
         if exc.total:
@@ -131,18 +131,20 @@ async def _read_input(
         ) from None
 
 
-def _owned_at(runtime: Runtime, exchange: Exchange, upstream: Upstream) -> Callable[[list[Reference]], Awaitable[None]]:
+def _owned_at(
+    services: ProxyServices, exchange: Exchange, upstream: Upstream
+) -> Callable[[list[Reference]], Awaitable[None]]:
     """The check of a line's references: the caller's objects, held where the batch runs."""
     targets = (Target(upstream, ""),)
 
     async def check(named: list[Reference]) -> None:
-        await check_references(runtime, exchange, named, targets)
+        await check_references(services, exchange, named, targets)
 
     return check
 
 
-def _unpriced(runtime: Runtime, exchange: Exchange) -> Callable[[str], bool]:
-    prices, routing, tenant_id = runtime.metering.prices, runtime.routing, exchange.ctx.principal.tenant_id
+def _unpriced(services: ProxyServices, exchange: Exchange) -> Callable[[str], bool]:
+    prices, routing, tenant_id = services.metering.prices, services.routing, exchange.ctx.principal.tenant_id
     known: dict[str, bool] = {}
 
     def unpriced(model: str) -> bool:
@@ -154,9 +156,9 @@ def _unpriced(runtime: Runtime, exchange: Exchange) -> Callable[[str], bool]:
     return unpriced
 
 
-def _estimate(runtime: Runtime, exchange: Exchange, found: BatchInput, endpoint: str) -> BatchAdmission:
+def _estimate(services: ProxyServices, exchange: Exchange, found: BatchInput, endpoint: str) -> BatchAdmission:
     """What the batch holds: prompt tokens per model on the queues; every line's worst case, at batch prices."""
-    prices = runtime.metering.prices
+    prices = services.metering.prices
     tenant_id = exchange.ctx.principal.tenant_id
     usd = Decimal(0)
     for model, worst in found.worst_tokens.items():
@@ -173,7 +175,7 @@ def _estimate(runtime: Runtime, exchange: Exchange, found: BatchInput, endpoint:
 
 
 async def _forward(
-    runtime: Runtime,
+    services: ProxyServices,
     exchange: Exchange,
     route: Route,
     params: dict[str, str],
@@ -187,8 +189,8 @@ async def _forward(
     exchange.keep_answer = True
     await forward(
         exchange,
-        runtime.http,
-        runtime.hooks,
+        services.http,
+        services.hooks,
         (Target(upstream, ""),),
         scope,
         receive,
@@ -196,6 +198,6 @@ async def _forward(
         method=route.method,
         path=route.upstream(params, scope["query_string"]),
         body_for=lambda _target: body,
-        policy=ForwardPolicy(runtime.settings.upstream_max_retry_wait_seconds),
+        policy=ForwardPolicy(services.settings.upstream_max_retry_wait_seconds),
         tenant_keys=keys,
     )

@@ -35,7 +35,7 @@ from tenantgate.tenants.models import TenantObject
 from tenantgate.tenants.objects import Owner
 
 if TYPE_CHECKING:
-    from tenantgate.platform.runtime import Runtime
+    from tenantgate.platform.proxy.services import ProxyServices
 
 _MAX_METADATA_BODY = 64 * 1024  # a metadata update: 16 pairs of at most 64 + 512 characters, escaped
 _COMPLETIONS_PAGE = (20, 100)  # OpenAI's default and largest page of stored chat completions
@@ -43,7 +43,7 @@ _MAX_ITEMS = 20  # OpenAI's most items per create or add
 
 
 async def serve(
-    runtime: Runtime,
+    services: ProxyServices,
     exchange: Exchange,
     route: Route,
     params: dict[str, str],
@@ -51,37 +51,37 @@ async def serve(
     receive: Receive,
     send: Send,
 ) -> None:
-    await runtime.hooks.admit(exchange)  # limits first: a refused caller costs no database read
+    await services.hooks.admit(exchange)  # limits first: a refused caller costs no database read
     if route is LIST_CHAT_COMPLETIONS:
-        await _list_completions(runtime, exchange, scope, send)
+        await _list_completions(services, exchange, scope, send)
         return
     body: bytes | None = None
     if "completion_id" in params:
-        _, upstream, keys = await owned_holder(runtime, exchange, CHAT_COMPLETION, params["completion_id"])
+        _, upstream, keys = await owned_holder(services, exchange, CHAT_COMPLETION, params["completion_id"])
         exchange.created_under = params["completion_id"]
         if route.method == "POST":
             body, _ = await _json(scope, receive, _MAX_METADATA_BODY)
     elif "conversation_id" in params:
-        _, upstream, keys = await owned_holder(runtime, exchange, "conversation", params["conversation_id"])
+        _, upstream, keys = await owned_holder(services, exchange, "conversation", params["conversation_id"])
         exchange.created_under = params["conversation_id"]
         item_id = params.get("item_id")
         if item_id is not None:
-            item = await runtime.ownership.owner(item_id)
+            item = await services.ownership.owner(item_id)
             if item is not None and item.tenant_id != exchange.ctx.principal.tenant_id:
                 raise not_found("item", item_id)
         if route.method == "POST":
-            body = await _items_body(runtime, exchange, upstream, scope, receive)
+            body = await _items_body(services, exchange, upstream, scope, receive)
     else:  # POST /v1/conversations
-        upstream, keys, _ = home(runtime, exchange)
-        body = await _items_body(runtime, exchange, upstream, scope, receive)
-    if await another_tenants_cursor(runtime.ownership, exchange, route, scope["query_string"]):
+        upstream, keys, _ = home(services, exchange)
+        body = await _items_body(services, exchange, upstream, scope, receive)
+    if await another_tenants_cursor(services.ownership, exchange, route, scope["query_string"]):
         await send_empty_page(send, exchange)
         return
     exchange.keep_answer = True
     await forward(
         exchange,
-        runtime.http,
-        runtime.hooks,
+        services.http,
+        services.hooks,
         (Target(upstream, ""),),
         scope,
         receive,
@@ -89,7 +89,7 @@ async def serve(
         method=route.method,
         path=route.upstream(params, scope["query_string"]),
         body_for=lambda _target: body,
-        policy=ForwardPolicy(runtime.settings.upstream_max_retry_wait_seconds),
+        policy=ForwardPolicy(services.settings.upstream_max_retry_wait_seconds),
         tenant_keys=keys,
     )
 
@@ -102,11 +102,11 @@ async def _json(scope: Scope, receive: Receive, limit: int) -> tuple[bytes, dict
 
 
 async def _items_body(
-    runtime: Runtime, exchange: Exchange, upstream: Upstream, scope: Scope, receive: Receive
+    services: ProxyServices, exchange: Exchange, upstream: Upstream, scope: Scope, receive: Receive
 ) -> bytes:
     """A body that may carry items (as large as a Responses request's input may be): every stored object it names
     must be the caller's, at ``upstream``."""
-    raw, payload = await _json(scope, receive, runtime.settings.max_request_body_bytes)
+    raw, payload = await _json(scope, receive, services.settings.max_request_body_bytes)
     named = references("", payload, True)
     items = payload.get("items")
     if items is not None and not isinstance(items, list):
@@ -121,7 +121,7 @@ async def _items_body(
             if isinstance(item, dict) and "id" in item
         )
     if named:
-        await check_references(runtime, exchange, named, (Target(upstream, ""),))
+        await check_references(services, exchange, named, (Target(upstream, ""),))
     return raw
 
 
@@ -155,36 +155,36 @@ def _matcher(model: str | None, metadata: dict[str, str]) -> Any:
     return match
 
 
-async def _list_completions(runtime: Runtime, exchange: Exchange, scope: Scope, send: Send) -> None:
+async def _list_completions(services: ProxyServices, exchange: Exchange, scope: Scope, send: Send) -> None:
     query = scope["query_string"]
     limit, after, order, _ = list_params(
         query, default_limit=_COMPLETIONS_PAGE[0], max_limit=_COMPLETIONS_PAGE[1], default_order="asc"
     )
     model, metadata = _filters(query)
     tenant_id = exchange.ctx.principal.tenant_id
-    page = await runtime.objects.page(
+    page = await services.objects.page(
         tenant_id, CHAT_COMPLETION, limit=limit, after=after, order=order, match=_matcher(model, metadata)
     )
-    shown = await asyncio.gather(*(_snapshot(runtime, exchange, row) for row in page.rows))
+    shown = await asyncio.gather(*(_snapshot(services, exchange, row) for row in page.rows))
     await send_list(send, exchange, [row for row in shown if row is not None], page.has_more)
 
 
-async def _snapshot(runtime: Runtime, exchange: Exchange, row: TenantObject) -> dict[str, Any] | None:
+async def _snapshot(services: ProxyServices, exchange: Exchange, row: TenantObject) -> dict[str, Any] | None:
     """The completion as its list entry shows it: as last seen; read once from its holder if never seen whole (it
     was streamed). None if the holder no longer has it (it leaves the tenant's lists)."""
     if row.snapshot is not None:
         return row.snapshot
     owner = Owner(row.tenant_id, row.upstream, "tenant" if row.account == "tenant" else "platform", row.api_key_id)
     reachable = owner.account == "platform" or owner.upstream in exchange.ctx.principal.upstream_keys
-    upstream, keys = holder(runtime, exchange, owner) if reachable else (None, None)
+    upstream, keys = holder(services, exchange, owner) if reachable else (None, None)
     if upstream is None:
         return {"id": row.id, "object": "chat.completion"}
     path = RETRIEVE_CHAT_COMPLETION.upstream({"completion_id": row.id})
-    status, answer = await get_json(runtime.http, upstream, keys, "GET", path)
+    status, answer = await get_json(services.http, upstream, keys, "GET", path)
     if status == 404:
-        await runtime.objects.deleted(row.tenant_id, row.id)
+        await services.objects.deleted(row.tenant_id, row.id)
         return None
     if status >= 400 or answer is None or answer.get("id") != row.id:
         return {"id": row.id, "object": "chat.completion"}
-    await runtime.objects.seen(row.tenant_id, row.id, snapshot=answer)
+    await services.objects.seen(row.tenant_id, row.id, snapshot=answer)
     return answer

@@ -32,7 +32,7 @@ from tenantgate.platform.proxy.stored import not_found
 from tenantgate.platform.upstream.registry import Target, Upstream
 
 if TYPE_CHECKING:
-    from tenantgate.platform.runtime import Runtime
+    from tenantgate.platform.proxy.services import ProxyServices
 
 _FORM_SLACK = 64 * 1024
 """Bytes a multipart body may carry beyond its file (part headers, the purpose field, the boundaries)."""
@@ -46,7 +46,7 @@ class ObjectLimitExceeded(BadRequest):
 
 
 async def serve(
-    runtime: Runtime,
+    services: ProxyServices,
     exchange: Exchange,
     route: Route,
     params: dict[str, str],
@@ -55,25 +55,25 @@ async def serve(
     send: Send,
 ) -> None:
     template = route.template
-    await runtime.hooks.admit(exchange)  # limits first: a refused caller costs no database read
+    await services.hooks.admit(exchange)  # limits first: a refused caller costs no database read
     if route is LIST_FILES:
-        await _list(runtime, exchange, scope, send)
+        await _list(services, exchange, scope, send)
     elif template == "/v1/files":
-        await _upload_file(runtime, exchange, route, scope, receive, send)
+        await _upload_file(services, exchange, route, scope, receive, send)
     elif template == "/v1/uploads":
-        await _create_upload(runtime, exchange, route, scope, receive, send)
+        await _create_upload(services, exchange, route, scope, receive, send)
     elif template == "/v1/uploads/{upload_id}/parts":
-        await _add_part(runtime, exchange, route, params, scope, receive, send)
+        await _add_part(services, exchange, route, params, scope, receive, send)
     elif template == "/v1/uploads/{upload_id}/complete":
-        await _complete(runtime, exchange, route, params, scope, receive, send)
+        await _complete(services, exchange, route, params, scope, receive, send)
     else:
-        await _pass(runtime, exchange, route, params, scope, receive, send)
+        await _pass(services, exchange, route, params, scope, receive, send)
 
 
-async def _room(runtime: Runtime, exchange: Exchange, adding: int = 0) -> int:
+async def _room(services: ProxyServices, exchange: Exchange, adding: int = 0) -> int:
     """Bytes the tenant may still store in files (after ``adding`` more); 400 when its file count is reached."""
-    settings = runtime.settings
-    storage = await runtime.objects.storage(exchange.ctx.principal.tenant_id)
+    settings = services.settings
+    storage = await services.objects.storage(exchange.ctx.principal.tenant_id)
     if storage.files >= settings.files_max_count:
         raise ObjectLimitExceeded(
             f"This tenant keeps {storage.files} files, its limit; delete files before uploading more.", param="file"
@@ -89,37 +89,37 @@ async def _room(runtime: Runtime, exchange: Exchange, adding: int = 0) -> int:
 
 
 async def _upload_file(
-    runtime: Runtime, exchange: Exchange, route: Route, scope: Scope, receive: Receive, send: Send
+    services: ProxyServices, exchange: Exchange, route: Route, scope: Scope, receive: Receive, send: Send
 ) -> None:
     form = upload_form(scope)
-    room = await _room(runtime, exchange)
-    file_limit = min(runtime.settings.files_max_bytes, room)
+    room = await _room(services, exchange)
+    file_limit = min(services.settings.files_max_bytes, room)
     what = "The file" if file_limit < room else "The file (with the tenant's files stored already)"
     declared = content_length(scope)
     if declared is not None and declared > file_limit + _FORM_SLACK:
         raise PayloadTooLarge(f"{what} exceeds the limit of {file_limit} bytes.")
-    upstream, keys, _ = home(runtime, exchange)
+    upstream, keys, _ = home(services, exchange)
     body = streamed_form(form, receive, file_limit=file_limit, body_limit=file_limit + _FORM_SLACK, what=what)
-    await _forward(runtime, exchange, route, {}, upstream, keys, scope, receive, send, body=body, replayable=False)
+    await _forward(services, exchange, route, {}, upstream, keys, scope, receive, send, body=body, replayable=False)
 
 
 async def _create_upload(
-    runtime: Runtime, exchange: Exchange, route: Route, scope: Scope, receive: Receive, send: Send
+    services: ProxyServices, exchange: Exchange, route: Route, scope: Scope, receive: Receive, send: Send
 ) -> None:
     raw, payload = await _json(scope, receive)
     size = payload.get("bytes")
     if not isinstance(size, int) or isinstance(size, bool) or size < 0:
         raise BadRequest("Invalid 'bytes': expected a non-negative integer.", param="bytes", code="invalid_type")
-    most = runtime.settings.uploads_max_bytes
+    most = services.settings.uploads_max_bytes
     if size > most:
         raise BadRequest(f"Invalid 'bytes': {size}. An upload can be at most {most} bytes.", param="bytes")
-    await _room(runtime, exchange, adding=size)
-    upstream, keys, _ = home(runtime, exchange)
-    await _forward(runtime, exchange, route, {}, upstream, keys, scope, receive, send, body=raw)
+    await _room(services, exchange, adding=size)
+    upstream, keys, _ = home(services, exchange)
+    await _forward(services, exchange, route, {}, upstream, keys, scope, receive, send, body=raw)
 
 
 async def _add_part(
-    runtime: Runtime,
+    services: ProxyServices,
     exchange: Exchange,
     route: Route,
     params: dict[str, str],
@@ -127,19 +127,19 @@ async def _add_part(
     receive: Receive,
     send: Send,
 ) -> None:
-    _, upstream, keys = await owned_holder(runtime, exchange, "upload", params["upload_id"])
+    _, upstream, keys = await owned_holder(services, exchange, "upload", params["upload_id"])
     exchange.created_under = params["upload_id"]
     form = upload_form(scope)
-    limit = runtime.settings.upload_part_max_bytes
+    limit = services.settings.upload_part_max_bytes
     declared = content_length(scope)
     if declared is not None and declared > limit + _FORM_SLACK:
         raise PayloadTooLarge(f"An upload part exceeds the limit of {limit} bytes.")
     body = streamed_form(form, receive, file_limit=limit, body_limit=limit + _FORM_SLACK, what="An upload part")
-    await _forward(runtime, exchange, route, params, upstream, keys, scope, receive, send, body=body, replayable=False)
+    await _forward(services, exchange, route, params, upstream, keys, scope, receive, send, body=body, replayable=False)
 
 
 async def _complete(
-    runtime: Runtime,
+    services: ProxyServices,
     exchange: Exchange,
     route: Route,
     params: dict[str, str],
@@ -147,7 +147,7 @@ async def _complete(
     receive: Receive,
     send: Send,
 ) -> None:
-    owner, upstream, keys = await owned_holder(runtime, exchange, "upload", params["upload_id"])
+    owner, upstream, keys = await owned_holder(services, exchange, "upload", params["upload_id"])
     exchange.created_under = params["upload_id"]
     raw, payload = await _json(scope, receive)
     part_ids = payload.get("part_ids")
@@ -156,14 +156,14 @@ async def _complete(
     if len(part_ids) > _MAX_PARTS:
         raise BadRequest(f"An upload may have at most {_MAX_PARTS} parts.", param="part_ids")
     for index, part_id in enumerate(part_ids):
-        part = await runtime.ownership.owner(part_id)
+        part = await services.ownership.owner(part_id)
         if part is None or not part.same_holder(owner):
             raise not_found("upload_part", part_id, f"part_ids[{index}]")
-    await _forward(runtime, exchange, route, params, upstream, keys, scope, receive, send, body=raw)
+    await _forward(services, exchange, route, params, upstream, keys, scope, receive, send, body=raw)
 
 
 async def _pass(
-    runtime: Runtime,
+    services: ProxyServices,
     exchange: Exchange,
     route: Route,
     params: dict[str, str],
@@ -173,19 +173,19 @@ async def _pass(
 ) -> None:
     """Retrieve, delete and download a file, cancel an upload: for the owner, at the holder, as the upstream answers."""
     kind, object_id = ("file", params["file_id"]) if "file_id" in params else ("upload", params["upload_id"])
-    _, upstream, keys = await owned_holder(runtime, exchange, kind, object_id)
+    _, upstream, keys = await owned_holder(services, exchange, kind, object_id)
     body = await read_body(scope, receive, _MAX_JSON) if route.method == "POST" else None
     content = route.template.endswith("/content")
     await _forward(
-        runtime, exchange, route, params, upstream, keys, scope, receive, send, body=body, stream_body=content
+        services, exchange, route, params, upstream, keys, scope, receive, send, body=body, stream_body=content
     )
 
 
-async def _list(runtime: Runtime, exchange: Exchange, scope: Scope, send: Send) -> None:
+async def _list(services: ProxyServices, exchange: Exchange, scope: Scope, send: Send) -> None:
     limit, after, order, purpose = list_params(
         scope["query_string"], default_limit=_FILES_PAGE[0], max_limit=_FILES_PAGE[1]
     )
-    page = await runtime.objects.page(
+    page = await services.objects.page(
         exchange.ctx.principal.tenant_id, "file", limit=limit, after=after, order=order, purpose=purpose
     )
     await send_list(
@@ -201,7 +201,7 @@ async def _json(scope: Scope, receive: Receive) -> tuple[bytes, dict[str, Any]]:
 
 
 async def _forward(
-    runtime: Runtime,
+    services: ProxyServices,
     exchange: Exchange,
     route: Route,
     params: dict[str, str],
@@ -218,8 +218,8 @@ async def _forward(
     exchange.keep_answer = not stream_body
     await forward(
         exchange,
-        runtime.http,
-        runtime.hooks,
+        services.http,
+        services.hooks,
         (Target(upstream, ""),),
         scope,
         receive,
@@ -228,7 +228,7 @@ async def _forward(
         path=route.upstream(params, scope["query_string"]),
         body_for=lambda _target: body,
         policy=ForwardPolicy(
-            runtime.settings.upstream_max_retry_wait_seconds, replayable=replayable, stream_body=stream_body
+            services.settings.upstream_max_retry_wait_seconds, replayable=replayable, stream_body=stream_body
         ),
         tenant_keys=keys,
     )

@@ -16,7 +16,7 @@ from tenantgate.platform.upstream.paths import is_segment
 from tenantgate.platform.upstream.registry import Target
 
 if TYPE_CHECKING:
-    from tenantgate.platform.runtime import Runtime
+    from tenantgate.platform.proxy.services import ProxyServices
 
 
 def not_found(model: str) -> NotFound:
@@ -26,14 +26,14 @@ def not_found(model: str) -> NotFound:
 
 
 def allowed_targets(
-    runtime: Runtime, principal: Principal, model: str, route: Route | None = None
+    services: ProxyServices, principal: Principal, model: str, route: Route | None = None
 ) -> tuple[Target, ...]:
     """The deployments of ``model`` if the caller may use it (by its name or its alias's); else 404.
 
     Deployments on an upstream the tenant set its own base URL for go to that endpoint instead. Where the model
     becomes a path segment upstream (an Azure deployment), a name outside the identifier grammar routes nowhere.
     """
-    routing = runtime.routing
+    routing = services.routing
     targets = routing.targets(model)
     if route is not None and route.deployment_scoped:
         targets = tuple(t for t in targets if t.upstream.kind != "azure" or is_segment(t.model))
@@ -49,9 +49,11 @@ def _model_object(name: str) -> dict[str, Any]:
     return {"id": name, "object": "model", "created": 0, "owned_by": "tenantgate"}
 
 
-async def serve(runtime: Runtime, exchange: Exchange, route: Route, scope: Scope, receive: Receive, send: Send) -> None:
+async def serve(
+    services: ProxyServices, exchange: Exchange, route: Route, scope: Scope, receive: Receive, send: Send
+) -> None:
     principal = exchange.ctx.principal
-    routing = runtime.routing
+    routing = services.routing
     path: str = scope["path"]
     if route is LIST_MODELS:
         if routing.declared_models:
@@ -59,13 +61,13 @@ async def serve(runtime: Runtime, exchange: Exchange, route: Route, scope: Scope
             await send_json(send, exchange, {"object": "list", "data": [_model_object(n) for n in names]})
             return
         if principal.allowed_models is not None:
-            await _filtered_upstream_list(runtime, exchange, principal, scope, receive, send)
+            await _filtered_upstream_list(services, exchange, principal, scope, receive, send)
             return
         targets: tuple[Target, ...] = (Target(routing.primary, ""),)
         upstream_path = LIST_MODELS.upstream({})
     else:
         model = path[len("/v1/models/") :]
-        targets = allowed_targets(runtime, principal, model)
+        targets = allowed_targets(services, principal, model)
         if model in routing.declared_models or routing.canonical(model) != model:
             await send_json(send, exchange, _model_object(routing.canonical(model)))
             return
@@ -75,8 +77,8 @@ async def serve(runtime: Runtime, exchange: Exchange, route: Route, scope: Scope
         upstream_path = RETRIEVE_MODEL.upstream(params)
     await forward(
         exchange,
-        runtime.http,
-        runtime.hooks,
+        services.http,
+        services.hooks,
         targets,
         scope,
         receive,
@@ -84,22 +86,22 @@ async def serve(runtime: Runtime, exchange: Exchange, route: Route, scope: Scope
         method="GET",
         path=upstream_path,
         body_for=lambda _t: None,
-        policy=ForwardPolicy(runtime.settings.upstream_max_retry_wait_seconds),
+        policy=ForwardPolicy(services.settings.upstream_max_retry_wait_seconds),
         tenant_keys=tenant_keys(exchange),
     )
 
 
 async def _filtered_upstream_list(
-    runtime: Runtime, exchange: Exchange, principal: Principal, scope: Scope, receive: Receive, send: Send
+    services: ProxyServices, exchange: Exchange, principal: Principal, scope: Scope, receive: Receive, send: Send
 ) -> None:
     """The upstream's list, reduced to the caller's allow-list (OpenAI lists only what a key may use)."""
-    upstream = runtime.routing.primary
+    upstream = services.routing.primary
     headers = []
     auth = upstream.auth_header(None)
     if auth is not None:
         headers.append(auth)
     try:
-        response = await runtime.http.session.request(
+        response = await services.http.session.request(
             "GET", upstream.url(LIST_MODELS.upstream({}), None), headers=headers, timeout=upstream.json_timeout
         )
         try:

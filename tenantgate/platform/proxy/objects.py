@@ -25,14 +25,14 @@ from tenantgate.tenants.object_index import Order
 from tenantgate.tenants.objects import Account, Owner
 
 if TYPE_CHECKING:
-    from tenantgate.platform.runtime import Runtime
+    from tenantgate.platform.proxy.services import ProxyServices
 
 Keys = dict[str, str] | None
 
 
-def home(runtime: Runtime, exchange: Exchange) -> tuple[Upstream, Keys, Account]:
+def home(services: ProxyServices, exchange: Exchange) -> tuple[Upstream, Keys, Account]:
     """Where the caller's new files, uploads and batches go, with which credentials, in which account."""
-    primary = runtime.routing.primary
+    primary = services.routing.primary
     principal = exchange.ctx.principal
     secret = principal.upstream_keys.get(primary.name)
     if secret is None:
@@ -42,12 +42,12 @@ def home(runtime: Runtime, exchange: Exchange) -> tuple[Upstream, Keys, Account]
 
 
 async def owned_holder(
-    runtime: Runtime, exchange: Exchange, kind: str, object_id: str, param: str | None = None
+    services: ProxyServices, exchange: Exchange, kind: str, object_id: str, param: str | None = None
 ) -> tuple[Owner, Upstream, Keys]:
     """The caller's object and the upstream and credentials that hold it; else the 404 of an unknown id."""
-    owner = await owned(runtime.ownership, exchange, object_id)
+    owner = await owned(services.ownership, exchange, object_id)
     if owner is not None:
-        upstream, keys = holder(runtime, exchange, owner)
+        upstream, keys = holder(services, exchange, owner)
         if upstream is not None:
             return owner, upstream, keys
     raise not_found(kind, object_id, param)

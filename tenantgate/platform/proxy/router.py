@@ -31,7 +31,7 @@ from tenantgate.platform.proxy.routes import (
     match_object_route,
     match_stored_response,
 )
-from tenantgate.platform.runtime import Runtime
+from tenantgate.platform.proxy.services import ProxyServices
 from tenantgate.platform.upstream.registry import Target
 
 _OBJECT_SERVERS = {
@@ -43,9 +43,9 @@ _OBJECT_SERVERS = {
 
 
 class ProxyRouter:
-    def __init__(self, app: ASGIApp, runtime: Runtime) -> None:
+    def __init__(self, app: ASGIApp, services: ProxyServices) -> None:
         self.app = app
-        self.runtime = runtime
+        self.services = services
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -77,32 +77,32 @@ class ProxyRouter:
         try:
             if params is not None:
                 serve = _OBJECT_SERVERS.get(route.operation, files.serve)
-                await serve(self.runtime, exchange, route, params, scope, receive, send)
+                await serve(self.services, exchange, route, params, scope, receive, send)
             elif route.body != "none":
                 await self.create(exchange, route, scope, receive, send)
             elif route.operation == "models":
-                await models.serve(self.runtime, exchange, route, scope, receive, send)
+                await models.serve(self.services, exchange, route, scope, receive, send)
             else:
-                await stored.serve(self.runtime, exchange, route, response_id, scope, receive, send)
+                await stored.serve(self.services, exchange, route, response_id, scope, receive, send)
         except GatewayError as error:
             exchange.status = exchange.status if exchange.status >= 400 else error.status
             exchange.error_type = exchange.error_type or error.code or error.type
             error.headers.update((k.decode(), v.decode()) for k, v in exchange.response_headers)
-            if error.status == 429 and self.runtime.pacer.delay > 0:
-                await self.runtime.pacer.pace(ctx.principal.key_id, exchange.started, _retry_after(error))
+            if error.status == 429 and self.services.pacer.delay > 0:
+                await self.services.pacer.pace(ctx.principal.key_id, exchange.started, _retry_after(error))
             await send_error(send, error, ctx.request_id)
         except ClientDisconnected:
             exchange.client_disconnected = True
         finally:
             exchange.finished_at = time.perf_counter()
-            self.runtime.hooks.finish(exchange)
+            self.services.hooks.finish(exchange)
 
     async def create(self, exchange: Exchange, endpoint: Route, scope: Scope, receive: Receive, send: Send) -> None:
-        runtime = self.runtime
+        services = self.services
         # A key or tenant known to be over its RPM or RPD is refused before its body is read or parsed. The unread
         # body is discarded by the server's parser after the answer, so the connection stays usable (keep-alive).
-        runtime.limiter.refuse_known(exchange)
-        limit = runtime.settings.max_request_body_bytes
+        services.limiter.refuse_known(exchange)
+        limit = services.settings.max_request_body_bytes
         json_body: JsonBody | None = None
         named: list[Reference] = []
         if endpoint.body == "json":
@@ -120,14 +120,14 @@ class ProxyRouter:
             model = upload.model if upload.model is not None else endpoint.default_model
             exchange.payload = _priced_fields(upload) if exchange.path.startswith("/v1/images/") else None
         if json_body is not None and model is None and _model_optional(endpoint, json_body.payload):
-            targets = _unnamed_model_targets(runtime, exchange.ctx.principal)
+            targets = _unnamed_model_targets(services, exchange.ctx.principal)
         elif not isinstance(model, str) or not model:
             raise BadRequest("you must provide a model parameter", param="model")
         else:
             exchange.model = model
-            targets = models.allowed_targets(runtime, exchange.ctx.principal, model, endpoint)
+            targets = models.allowed_targets(services, exchange.ctx.principal, model, endpoint)
         if named:
-            targets = await stored.check_references(runtime, exchange, named, targets)
+            targets = await stored.check_references(services, exchange, named, targets)
         strip_usage = False
         if json_body is not None and exchange.stream and endpoint.usage_option:
             strip_usage = json_body.ask_for_stream_usage()
@@ -140,16 +140,16 @@ class ProxyRouter:
             else:
                 body_for = _once(upload.head if upload.complete else upload.rest())
             replayable = upload.complete
-        await runtime.hooks.admit(exchange)
-        slots = runtime.work_slots
+        await services.hooks.admit(exchange)
+        slots = services.work_slots
         if not slots.take(exchange):
             # A body read whole leaves ``receive`` free to notice a client that gives up waiting.
             await slots.wait(exchange, receive if replayable else None)
         try:
             await forward(
                 exchange,
-                runtime.http,
-                runtime.hooks,
+                services.http,
+                services.hooks,
                 targets,
                 scope,
                 receive,
@@ -158,11 +158,11 @@ class ProxyRouter:
                 path=endpoint.upstream({}),
                 body_for=body_for,
                 policy=ForwardPolicy(
-                    runtime.settings.upstream_max_retry_wait_seconds,
+                    services.settings.upstream_max_retry_wait_seconds,
                     replayable,
                     strip_usage,
-                    runtime.unfinished_streams,
-                    on_answer=runtime.release_slot,
+                    services.unfinished_streams,
+                    on_answer=services.work_slots.release,
                 ),
                 tenant_keys=tenant_keys(exchange),
             )
@@ -190,7 +190,7 @@ def _model_optional(endpoint: Route, payload: dict[str, Any]) -> bool:
     return endpoint.template == "/v1/responses" and isinstance(payload.get("prompt"), dict)
 
 
-def _unnamed_model_targets(runtime: Runtime, principal: Principal) -> tuple[Target, ...]:
+def _unnamed_model_targets(services: ProxyServices, principal: Principal) -> tuple[Target, ...]:
     """Where a request naming no model goes: the default upstream, for keys that may use every model. A key
     limited to some models must name one, since the model is known only from the answer, after the work is done
     (it is then metered under the model the answer names)."""
@@ -201,7 +201,7 @@ def _unnamed_model_targets(runtime: Runtime, principal: Principal) -> tuple[Targ
             param="model",
             code="model_required",
         )
-    default = runtime.routing.default
+    default = services.routing.default
     if default is None:
         raise BadRequest("This gateway routes requests by model: name the model.", param="model", code="model_required")
     return (Target(principal.own_upstreams.get(default.name, default), ""),)

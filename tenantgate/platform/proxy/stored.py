@@ -29,7 +29,7 @@ from tenantgate.platform.upstream.registry import Target, Upstream
 from tenantgate.tenants.objects import Account, ObjectOwnership, Owner
 
 if TYPE_CHECKING:
-    from tenantgate.platform.runtime import Runtime
+    from tenantgate.platform.proxy.services import ProxyServices
 
 _MAX_REFERENCES = 256
 _TRACKED = frozenset({"response", "item", "file", "conversation", "vector_store"})
@@ -66,23 +66,29 @@ async def owned(ownership: ObjectOwnership, exchange: Exchange, object_id: str) 
     return owner
 
 
-def holder(runtime: Runtime, exchange: Exchange, owner: Owner) -> tuple[Upstream | None, dict[str, str] | None]:
+def holder(services: ProxyServices, exchange: Exchange, owner: Owner) -> tuple[Upstream | None, dict[str, str] | None]:
     """The upstream (and credentials) that hold an owned object."""
     if owner.account == "platform":
-        return runtime.routing.upstreams.get(owner.upstream), None
+        return services.routing.upstreams.get(owner.upstream), None
     principal = exchange.ctx.principal
-    upstream = principal.own_upstreams.get(owner.upstream) or runtime.routing.upstreams.get(owner.upstream)
+    upstream = principal.own_upstreams.get(owner.upstream) or services.routing.upstreams.get(owner.upstream)
     return upstream, {owner.upstream: principal.upstream_keys[owner.upstream].get_secret_value()}
 
 
 async def serve(
-    runtime: Runtime, exchange: Exchange, route: Route, response_id: str, scope: Scope, receive: Receive, send: Send
+    services: ProxyServices,
+    exchange: Exchange,
+    route: Route,
+    response_id: str,
+    scope: Scope,
+    receive: Receive,
+    send: Send,
 ) -> None:
-    owner = await owned(runtime.ownership, exchange, response_id)
-    upstream, keys = holder(runtime, exchange, owner) if owner is not None else (None, None)
+    owner = await owned(services.ownership, exchange, response_id)
+    upstream, keys = holder(services, exchange, owner) if owner is not None else (None, None)
     if upstream is None:
         raise not_found("response", response_id)
-    if await another_tenants_cursor(runtime.ownership, exchange, route, scope["query_string"]):
+    if await another_tenants_cursor(services.ownership, exchange, route, scope["query_string"]):
         await send_empty_page(send, exchange)
         return
     body = None
@@ -90,8 +96,8 @@ async def serve(
         body = await read_body(scope, receive, _MAX_BODY)
     await forward(
         exchange,
-        runtime.http,
-        runtime.hooks,
+        services.http,
+        services.hooks,
         (Target(upstream, ""),),
         scope,
         receive,
@@ -99,13 +105,13 @@ async def serve(
         method=route.method,
         path=route.upstream({"response_id": response_id}, scope["query_string"]),
         body_for=lambda _t: body,
-        policy=ForwardPolicy(runtime.settings.upstream_max_retry_wait_seconds),
+        policy=ForwardPolicy(services.settings.upstream_max_retry_wait_seconds),
         tenant_keys=keys,
     )
 
 
 async def check_references(
-    runtime: Runtime, exchange: Exchange, references: Iterable[Reference], targets: tuple[Target, ...]
+    services: ProxyServices, exchange: Exchange, references: Iterable[Reference], targets: tuple[Target, ...]
 ) -> tuple[Target, ...]:
     """Every referenced object must be the caller's; the request then goes to the upstream that holds them."""
     upstreams: set[str] = set()
@@ -114,7 +120,7 @@ async def check_references(
             raise NotFound(f"A request may name at most {_MAX_REFERENCES} stored objects.", param=reference.param)
         if reference.kind not in _TRACKED:
             raise not_found(reference.kind, reference.id, reference.param)  # not tracked per tenant yet: nobody's
-        owner = await owned(runtime.ownership, exchange, reference.id)
+        owner = await owned(services.ownership, exchange, reference.id)
         if owner is None:
             raise not_found(reference.kind, reference.id, reference.param)
         upstreams.add(owner.upstream)

@@ -32,7 +32,7 @@ from tenantgate.tenants.object_index import Order
 from tenantgate.tenants.objects import Owner
 
 if TYPE_CHECKING:
-    from tenantgate.platform.runtime import Runtime
+    from tenantgate.platform.proxy.services import ProxyServices
 
 _MAX_JSON = 256 * 1024
 _MAX_FILES = 500  # OpenAI's most files in one file batch
@@ -41,7 +41,7 @@ Keys = dict[str, str] | None
 
 
 async def serve(
-    runtime: Runtime,
+    services: ProxyServices,
     exchange: Exchange,
     route: Route,
     params: dict[str, str],
@@ -49,20 +49,20 @@ async def serve(
     receive: Receive,
     send: Send,
 ) -> None:
-    await runtime.hooks.admit(exchange)  # limits first: a refused caller costs no database read
+    await services.hooks.admit(exchange)  # limits first: a refused caller costs no database read
     if route is LIST_VECTOR_STORES:
-        await _list(runtime, exchange, scope, send)
+        await _list(services, exchange, scope, send)
         return
     if route.template == "/v1/vector_stores":
-        await _create(runtime, exchange, route, scope, receive, send)
+        await _create(services, exchange, route, scope, receive, send)
         return
     store_id = params["vector_store_id"]
-    store, upstream, keys = await owned_holder(runtime, exchange, "vector_store", store_id, "vector_store_id")
+    store, upstream, keys = await owned_holder(services, exchange, "vector_store", store_id, "vector_store_id")
     exchange.created_under = store_id
     if "file_id" in params:
-        await _check_files(runtime, exchange, [(params["file_id"], "file_id")], store)
+        await _check_files(services, exchange, [(params["file_id"], "file_id")], store)
     if "batch_id" in params:
-        await _check_owned(runtime, exchange, "vector_store_file_batch", params["batch_id"], "batch_id", store)
+        await _check_owned(services, exchange, "vector_store_file_batch", params["batch_id"], "batch_id", store)
     raw: bytes | None = None
     if route.body == "json":
         raw, payload = await _json(scope, receive)
@@ -70,24 +70,24 @@ async def serve(
             files = _body_file_ids(payload)
             if not files and route.template.endswith("/files"):
                 raise BadRequest("Missing required parameter: 'file_id'.", param="file_id")
-            await _check_files(runtime, exchange, files, store)
+            await _check_files(services, exchange, files, store)
     elif route.method == "POST":
         raw = await read_body(scope, receive, _MAX_JSON)  # a cancel carries nothing in OpenAI's API
-    await _forward(runtime, exchange, route, params, upstream, keys, scope, receive, send, raw)
+    await _forward(services, exchange, route, params, upstream, keys, scope, receive, send, raw)
 
 
 async def _create(
-    runtime: Runtime, exchange: Exchange, route: Route, scope: Scope, receive: Receive, send: Send
+    services: ProxyServices, exchange: Exchange, route: Route, scope: Scope, receive: Receive, send: Send
 ) -> None:
     raw, payload = await _json(scope, receive)
     files = _body_file_ids(payload)
     if files:
-        first, upstream, keys = await _owned_file(runtime, exchange, files[0][0], files[0][1])
-        await _check_files(runtime, exchange, files[1:], first)
+        first, upstream, keys = await _owned_file(services, exchange, files[0][0], files[0][1])
+        await _check_files(services, exchange, files[1:], first)
         exchange.created_under = files[0][0]  # the store is made where its files are, in that account
     else:
-        upstream, keys, _ = home(runtime, exchange)
-    await _forward(runtime, exchange, route, {}, upstream, keys, scope, receive, send, raw)
+        upstream, keys, _ = home(services, exchange)
+    await _forward(services, exchange, route, {}, upstream, keys, scope, receive, send, raw)
 
 
 def _body_file_ids(payload: dict[str, Any]) -> list[tuple[str, str]]:
@@ -120,30 +120,32 @@ def _id(value: Any, param: str) -> str:
     return value
 
 
-async def _owned_file(runtime: Runtime, exchange: Exchange, file_id: str, param: str) -> tuple[Owner, Upstream, Keys]:
-    owner = await owned(runtime.ownership, exchange, file_id)
+async def _owned_file(
+    services: ProxyServices, exchange: Exchange, file_id: str, param: str
+) -> tuple[Owner, Upstream, Keys]:
+    owner = await owned(services.ownership, exchange, file_id)
     if owner is not None:
-        upstream, keys = holder(runtime, exchange, owner)
+        upstream, keys = holder(services, exchange, owner)
         if upstream is not None:
             return owner, upstream, keys
     raise not_found("file", file_id, param)
 
 
 async def _check_owned(
-    runtime: Runtime, exchange: Exchange, kind: str, object_id: str, param: str, store: Owner
+    services: ProxyServices, exchange: Exchange, kind: str, object_id: str, param: str, store: Owner
 ) -> None:
     """``object_id`` must be the caller's and held where the store is; else the 404 of an unknown id."""
-    owner = await owned(runtime.ownership, exchange, object_id)
+    owner = await owned(services.ownership, exchange, object_id)
     if owner is None or not owner.same_holder(store):
         raise not_found(kind, object_id, param)
 
 
-async def _check_files(runtime: Runtime, exchange: Exchange, files: list[tuple[str, str]], store: Owner) -> None:
+async def _check_files(services: ProxyServices, exchange: Exchange, files: list[tuple[str, str]], store: Owner) -> None:
     for file_id, param in files:
-        await _check_owned(runtime, exchange, "file", file_id, param, store)
+        await _check_owned(services, exchange, "file", file_id, param, store)
 
 
-async def _list(runtime: Runtime, exchange: Exchange, scope: Scope, send: Send) -> None:
+async def _list(services: ProxyServices, exchange: Exchange, scope: Scope, send: Send) -> None:
     query: bytes = scope["query_string"]
     limit, after, order, _ = list_params(query, default_limit=_STORES_PAGE[0], max_limit=_STORES_PAGE[1])
     before = _before(query)
@@ -151,10 +153,10 @@ async def _list(runtime: Runtime, exchange: Exchange, scope: Scope, send: Send) 
     if before is not None and after is None:
         # The page just before ``before``: read backwards from it, shown in the order asked for.
         backwards: Order = "asc" if order == "desc" else "desc"
-        page = await runtime.objects.page(tenant_id, "vector_store", limit=limit, after=before, order=backwards)
+        page = await services.objects.page(tenant_id, "vector_store", limit=limit, after=before, order=backwards)
         rows = list(reversed(page.rows))
     else:
-        page = await runtime.objects.page(tenant_id, "vector_store", limit=limit, after=after, order=order)
+        page = await services.objects.page(tenant_id, "vector_store", limit=limit, after=after, order=order)
         rows = page.rows
     data = [row.snapshot or {"id": row.id, "object": "vector_store"} for row in rows]
     await send_list(send, exchange, data, page.has_more)
@@ -176,7 +178,7 @@ async def _json(scope: Scope, receive: Receive) -> tuple[bytes, dict[str, Any]]:
 
 
 async def _forward(
-    runtime: Runtime,
+    services: ProxyServices,
     exchange: Exchange,
     route: Route,
     params: dict[str, str],
@@ -187,14 +189,14 @@ async def _forward(
     send: Send,
     body: bytes | None,
 ) -> None:
-    if await another_tenants_cursor(runtime.ownership, exchange, route, scope["query_string"]):
+    if await another_tenants_cursor(services.ownership, exchange, route, scope["query_string"]):
         await send_empty_page(send, exchange)
         return
     exchange.keep_answer = True  # every answer is JSON, and every id in it is checked (vector_store_answers.py)
     await forward(
         exchange,
-        runtime.http,
-        runtime.hooks,
+        services.http,
+        services.hooks,
         (Target(upstream, ""),),
         scope,
         receive,
@@ -202,6 +204,6 @@ async def _forward(
         method=route.method,
         path=route.upstream(params, scope["query_string"]),
         body_for=lambda _target: body,
-        policy=ForwardPolicy(runtime.settings.upstream_max_retry_wait_seconds),
+        policy=ForwardPolicy(services.settings.upstream_max_retry_wait_seconds),
         tenant_keys=keys,
     )
