@@ -54,6 +54,7 @@ def _post(gateway: Gateway, key: str, path: str, body: dict[str, Any]) -> Any:
     [
         ({"input": [{"type": "item_reference", "id": VICTIM_ITEM}]}, "input[0].id"),
         ({"input": [{"type": "message", "id": VICTIM_ITEM, "role": "assistant", "content": []}]}, "input[0].id"),
+        ({"input": {"type": "item_reference", "id": VICTIM_ITEM}}, "input.id"),
         ({"input": "hi", "previous_response_id": VICTIM_RESPONSE}, "previous_response_id"),
         ({"input": "hi", "conversation": "conv_victim"}, "conversation"),
         ({"input": "hi", "conversation": {"id": "conv_victim"}}, "conversation"),

@@ -155,10 +155,14 @@ def references(path: str, payload: dict[str, Any], escaped_or_nested: bool) -> l
     if conversation is not None:
         conversation_id = conversation.get("id") if isinstance(conversation, dict) else conversation
         found.append(Reference("conversation", str(conversation_id), "conversation"))
-    if path in _ITEMS_PATHS and isinstance(payload.get("input"), list):
-        for index, item in enumerate(payload["input"]):
+    given = payload.get("input")
+    if path in _ITEMS_PATHS and isinstance(given, list):
+        for index, item in enumerate(given):
             if isinstance(item, dict) and "id" in item:
                 found.append(Reference("item", str(item["id"]), f"input[{index}].id"))
+    elif path in _ITEMS_PATHS and isinstance(given, dict) and "id" in given:
+        # One item where a list is due: a lenient upstream may read it as a list of one, so it is checked as one.
+        found.append(Reference("item", str(given["id"]), "input.id"))
     for key, value, where in _walk(payload, ""):
         if key == "file_id":
             found.append(Reference("file", str(value), where))
