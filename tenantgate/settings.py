@@ -134,8 +134,10 @@ class Settings(BaseSettings):
     # A principal Redis (or memory) answered "over a window" is refused from memory until the window frees room.
     limits_local_refusals: bool = True
     # Fair share of a worker (platform/workslots.py): model requests past admission hold one of this many slots per
-    # worker until the upstream's answer begins; beyond, they wait by tenant in weighted round-robin order.
-    work_slots: int = Field(default=256, ge=1)
+    # worker until the upstream's answer begins, or for at most ``work_slot_upstream_seconds`` of waiting for it;
+    # beyond, they wait by tenant in weighted round-robin order.
+    work_slots: int = Field(default=16, ge=1)
+    work_slot_upstream_seconds: float = Field(default=0.05, gt=0)
     work_queue_per_tenant: int = Field(default=256, ge=0)
     work_queue_timeout_seconds: float = Field(default=30.0, gt=0)
     # Back-pressure (platform/limits/pacing.py): a principal refused more than ``after`` times within a second gets its

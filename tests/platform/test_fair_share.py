@@ -38,6 +38,7 @@ def saturated(tmp_path_factory: pytest.TempPathFactory, slow_dev_upstream: str) 
         upstream_base_url=slow_dev_upstream,
         spool_dir=directory / "spool",
         work_slots=SLOTS,
+        work_slot_upstream_seconds=60,  # the slow upstream's wait holds the slots, so the worker is saturated
         work_queue_per_tenant=FLOOD,
         refusal_delay_seconds=0,
     )
@@ -179,3 +180,26 @@ def test_any_weight_a_caller_sends_is_stored_as_1_to_1000_or_refused_with_openai
     else:
         assert plan.status_code == 422, plan.text
         assert plan.json()["error"]["param"] == "fair_share_weight", plan.text
+
+
+def test_a_slow_upstream_call_passes_its_slot_on(
+    gateway_factory: Callable[..., Gateway], sqlite_url: str, slow_dev_upstream: str
+) -> None:
+    """One slot, four requests of half a second of upstream time each: the slot shares out the worker's own work,
+    not the upstream's thinking, so after work_slot_upstream_seconds each passes it on and all four are at the
+    upstream at once (held until answered, they would take two seconds one after another)."""
+    gateway = gateway_factory(
+        database_url=sqlite_url, upstream_base_url=slow_dev_upstream, work_slots=1, work_slot_upstream_seconds=0.05
+    )
+    key = tenant_with_key(gateway)["key"]
+
+    async def scenario() -> float:
+        done: list[float] = []
+        async with gateway.async_client(key, timeout=60) as client:
+            started = time.monotonic()
+            await asyncio.gather(*(_ask(client, done) for _ in range(4)))
+            return time.monotonic() - started
+
+    elapsed = asyncio.run(scenario())
+    assert elapsed < 1.5, f"the four calls took {elapsed:.2f} s: the slot waited for each upstream answer"
+    assert gateway.runtime.work_slots.in_use == 0
