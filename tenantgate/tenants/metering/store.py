@@ -301,7 +301,8 @@ def _sqlite_rollup() -> str:
 INSERT INTO usage_rollups (width, bucket_start, tenant_id, api_key_id, model, category, batch, {values})
 SELECT w.width, CAST(strftime('%s', e.occurred_at) AS INTEGER) / w.width * w.width,
     e.tenant_id, e.api_key_id, e.model, e.category, e.batch,
-    count(*), sum(e.usage_source = 'estimated'), sum(e.unpriced IS NOT NULL), sum(e.web_search_calls > 0), {sums}
+    count(*), count(*) FILTER (WHERE e.usage_source = 'estimated'), count(*) FILTER (WHERE e.unpriced IS NOT NULL),
+    count(*) FILTER (WHERE e.web_search_calls > 0), {sums}
 FROM usage_events e CROSS JOIN ({widths}) w
 WHERE e.seq > ? AND e.billable
 GROUP BY 1, 2, 3, 4, 5, 6, 7

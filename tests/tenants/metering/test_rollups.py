@@ -40,7 +40,8 @@ _event = st.fixed_dictionaries(
         "category": st.sampled_from(CATEGORIES),
         "occurred_at": st.floats(BASE, BASE + SPAN, allow_nan=False).map(lambda t: round(t, 3)),
         "billable": st.booleans(),
-        "usage_source": st.sampled_from(["upstream", "estimated"]),
+        # None: a measured quantity (seconds, images) has no token usage source
+        "usage_source": st.sampled_from(["upstream", "estimated", None]),
         "unpriced": st.sampled_from([None, None, "model", "usage"]),
         **{name: st.integers(0, 2_000_000) for name in ROLLUP_SUMS},
     }
