@@ -31,6 +31,9 @@ def store_settings(request: pytest.FixtureRequest) -> dict[str, Any]:
     return {
         "redis_url": request.getfixturevalue("redis_url"),
         "redis_prefix": request.getfixturevalue("redis_prefix"),
+        # What these tests check is the limits, not failing open: a reply slowed by a busy test machine (four
+        # pytest workers on two cores) must not read as Redis down. test_redis_faults.py tests the short timeout.
+        "limits_redis_timeout_ms": 3000,
     }
 
 
