@@ -27,6 +27,34 @@ def _cli_json(env: dict[str, str], *args: str) -> dict[str, str]:
     return dict(json.loads(result.stdout))
 
 
+def _serve_ready(env: dict[str, str]) -> tuple[subprocess.Popen[str], str]:
+    """``tenantgate serve`` on a free port, once it answers ready. Another test's server may take the port between
+    free_port() and the bind (pytest-xdist); serve then exits at once, and a /readyz 200 could be the other server's:
+    ready counts only while our process runs, and a lost port is tried again on another."""
+    for _ in range(3):
+        port = free_port()
+        server = subprocess.Popen(
+            [sys.executable, "-m", "tenantgate", "serve", "--port", str(port)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while server.poll() is None:
+            try:
+                if httpx.get(base + "/readyz").status_code == 200 and server.poll() is None:
+                    return server, base
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "server did not become ready"
+            time.sleep(0.1)
+        stderr = server.stderr.read() if server.stderr else ""
+        assert "already in use" in stderr or "in use" in stderr, f"serve exited before it was ready: {stderr[-2000:]}"
+    raise AssertionError("three free ports were taken before serve could bind them")
+
+
 def test_sigterm_drains_then_finishes_in_flight_streams(tmp_path: Path, slow_dev_upstream: str) -> None:
     database = f"sqlite+aiosqlite:///{tmp_path}/tg.db"
     env = {
@@ -41,25 +69,8 @@ def test_sigterm_drains_then_finishes_in_flight_streams(tmp_path: Path, slow_dev
     subprocess.run([sys.executable, "-m", "tenantgate", "db", "upgrade"], env=env, check=True, capture_output=True)
     tenant_id = _cli_json(env, "tenants", "create", "--name", "t")["id"]
     key = _cli_json(env, "keys", "create", "--tenant", tenant_id)["key"]
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "tenantgate", "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    base = f"http://127.0.0.1:{port}"
+    server, base = _serve_ready(env)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(base + "/readyz").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "server did not become ready"
-            time.sleep(0.1)
         received: list[bytes] = []
 
         def stream() -> None:
