@@ -194,7 +194,10 @@ class Runtime:
         self.hooks = Hooks([self.telemetry.hook, *refuse, self.limiter, object_answers, self.metering.hook])
         # Model requests past admission share the worker by tenant (platform/workslots.py).
         self.work_slots = WorkSlots(
-            settings.work_slots, settings.work_queue_per_tenant, settings.work_queue_timeout_seconds
+            settings.work_slots,
+            settings.work_queue_per_tenant,
+            settings.work_queue_timeout_seconds,
+            settings.work_slot_upstream_seconds,
         )
         # 429s to a key that keeps hammering go out late (platform/limits/pacing.py).
         self.pacer = RefusalPacer(

@@ -12,7 +12,7 @@ the flood's grants, not for the flood's queue.
 
 Bounds: a tenant holds at most ``TENANTGATE_WORK_QUEUE_PER_TENANT`` waiting requests (beyond that: 429 with
 ``retry-after``), a request waits at most ``TENANTGATE_WORK_QUEUE_TIMEOUT_SECONDS`` (then 503 with ``retry-after``),
-and a waiting client that disconnects leaves the queue at once.
+and a waiting client that disconnects leaves the queue within two ticks (at most 0.1 s).
 
 Streams: a slot is held from admission until the upstream's answer begins (the response head of a JSON answer, the
 first event of a stream), not while a stream is relayed. Slots share out the work of obtaining answers - admission,
@@ -25,6 +25,7 @@ whole upstream time.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -149,24 +150,65 @@ class SlotStats:
     timed_out: int = 0
     left_queue: int = 0
     """Waiting clients that disconnected."""
+    passed_on: int = 0
+    """Slots passed on by requests still waiting for their upstream after ``pass_on_seconds``."""
+
+
+class _Waiter:
+    __slots__ = ("exchange", "future", "receive", "since", "watch")
+
+    def __init__(self, exchange: Exchange, future: asyncio.Future[None], receive: Receive | None, since: float) -> None:
+        self.exchange = exchange
+        self.future = future
+        self.receive = receive
+        self.since = since
+        self.watch: asyncio.Future[Any] | None = None
 
 
 class WorkSlots:
     """The slots of one worker. ``acquire`` before the upstream call, ``release`` when the answer begins (and in any
-    case when the exchange ends: releasing twice is harmless). ``exchange.holds_slot`` says whether it holds one."""
+    case when the exchange ends: releasing twice is harmless). ``exchange.holds_slot`` says whether it holds one.
 
-    def __init__(self, slots: int, queue_per_tenant: int, wait_seconds: float) -> None:
+    Nothing here costs a timer or a task per request. While anyone waits, one sweep per ``tick`` seconds does the
+    timed work: it passes on the slots of requests that have waited ``pass_on_seconds`` for their upstream, refuses
+    waiters past ``wait_seconds``, and starts watching for a disconnect only for waiters that have waited a tick
+    (most waits, behind a fast upstream, are over in a millisecond or two and never need a watch)."""
+
+    def __init__(
+        self, slots: int, queue_per_tenant: int, wait_seconds: float, pass_on_seconds: float = float("inf")
+    ) -> None:
         self.slots = slots
         self.in_use = 0
         self.wait_seconds = wait_seconds
-        self.queue: FairQueue[asyncio.Future[None]] = FairQueue(queue_per_tenant)
+        self.pass_on_seconds = pass_on_seconds
+        self.tick = min(max(min(pass_on_seconds, wait_seconds) / 2, 0.005), 0.05)
+        self.queue: FairQueue[_Waiter] = FairQueue(queue_per_tenant)
         self.stats = SlotStats()
+        self._held: dict[Exchange, float] = {}
+        """Exchanges holding a slot, oldest first, with when they took it."""
+        self._waiting: dict[_Waiter, None] = {}
+        """Waiters, oldest first."""
+        self._sweep_at: asyncio.TimerHandle | None = None
 
     def take(self, exchange: Exchange) -> bool:
         """Take a free slot, if there is one (the uncontended path: no coroutine, no allocation)."""
         if self.in_use < self.slots:
             self.in_use += 1
             exchange.holds_slot = True
+            self._held[exchange] = time.monotonic()
+            return True
+        if self.queue.size:
+            return False  # the waiters come first
+        held = self._held
+        for oldest, since in held.items():
+            if time.monotonic() - since < self.pass_on_seconds:
+                return False
+            # The oldest holder has waited for its upstream long enough: its slot passes to this request.
+            del held[oldest]
+            oldest.holds_slot = False
+            self.stats.passed_on += 1
+            exchange.holds_slot = True
+            held[exchange] = time.monotonic()
             return True
         return False
 
@@ -180,72 +222,107 @@ class WorkSlots:
         if not exchange.holds_slot:
             return
         exchange.holds_slot = False
+        self._held.pop(exchange, None)
         queue = self.queue
         if not queue.size:
             self.in_use -= 1
             return
         waiter = queue.pop()
-        while waiter is not None and waiter.done():
-            waiter = queue.pop()
         if waiter is None:
             self.in_use -= 1
         else:
-            waiter.set_result(None)  # the slot passes to the waiter: in_use stays as it is
+            self._grant(waiter)  # the slot passes to the waiter: in_use stays as it is
+
+    def _grant(self, waiter: _Waiter) -> None:
+        del self._waiting[waiter]
+        exchange = waiter.exchange
+        exchange.holds_slot = True
+        self._held[exchange] = now = time.monotonic()
+        self.stats.granted_after_wait += 1
+        self.stats.wait_seconds += now - waiter.since
+        if waiter.watch is not None:
+            waiter.watch.cancel()
+        waiter.future.set_result(None)
 
     async def wait(self, exchange: Exchange, receive: Receive | None = None) -> None:
         """Wait for a slot in fair order (``take`` found none)."""
         principal = exchange.ctx.principal
-        tenant, key = principal.tenant_id, principal.key_id
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        if not self.queue.push(tenant, key, principal.fair_share_weight, waiter):
+        loop = asyncio.get_running_loop()
+        waiter = _Waiter(exchange, loop.create_future(), receive, time.monotonic())
+        if not self.queue.push(principal.tenant_id, principal.key_id, principal.fair_share_weight, waiter):
             self.stats.queue_full += 1
             exchange.refused_by = "tenant_queue"
             raise TenantQueueFull(
-                f"Too many requests of tenant {principal.tenant_name} ({tenant}) are waiting for this gateway "
-                f"worker ({self.queue.per_tenant} at most). Please try again in 1s.",
+                f"Too many requests of tenant {principal.tenant_name} ({principal.tenant_id}) are waiting for this "
+                f"gateway worker ({self.queue.per_tenant} at most). Please try again in 1s.",
                 headers={"retry-after": "1", "retry-after-ms": "1000"},
             )
-        started = time.monotonic()
-        watch = asyncio.ensure_future(receive()) if receive is not None else None
+        self._waiting[waiter] = None
+        if self._sweep_at is None:
+            self._sweep_at = loop.call_later(self.tick, self._sweep)
         try:
-            done, _ = await asyncio.wait(
-                (waiter,) if watch is None else (waiter, watch),
-                timeout=self.wait_seconds,
-                return_when=asyncio.FIRST_COMPLETED,
-            )
-        except BaseException:
-            self._leave(exchange, waiter)
+            await waiter.future
+        except asyncio.CancelledError:
+            self._leave(waiter)
             raise
-        finally:
-            if watch is not None and not watch.done():
-                watch.cancel()
-        if waiter in done:
-            exchange.holds_slot = True
-            self.stats.granted_after_wait += 1
-            self.stats.wait_seconds += time.monotonic() - started
-            if watch is not None and watch in done and _gone(watch):
-                self.release(exchange)
-                self.stats.left_queue += 1
-                raise ClientDisconnected
-            return
-        self._leave(exchange, waiter)
-        if watch is not None and watch in done:
-            self.stats.left_queue += 1
-            raise ClientDisconnected
-        self.stats.timed_out += 1
-        exchange.refused_by = "worker_busy"
-        raise WorkerBusy(
-            f"This gateway worker is busy: no work slot freed within {self.wait_seconds:g}s. Please try again.",
-            headers={"retry-after": "1"},
-        )
 
-    def _leave(self, exchange: Exchange, waiter: asyncio.Future[None]) -> None:
+    def _leave(self, waiter: _Waiter) -> None:
+        """The waiting coroutine was cancelled: out of the queue, or, if the slot was granted meanwhile, pass it on."""
+        exchange = waiter.exchange
         principal = exchange.ctx.principal
         if self.queue.remove(principal.tenant_id, principal.key_id, waiter):
-            waiter.cancel()
-        elif waiter.done() and not waiter.cancelled():
-            exchange.holds_slot = True  # granted just as it gave up: pass the slot on
+            self._drop(waiter)
+            waiter.future.cancel()
+        elif exchange.holds_slot:
             self.release(exchange)
+
+    def _drop(self, waiter: _Waiter) -> None:
+        self._waiting.pop(waiter, None)
+        if waiter.watch is not None:
+            waiter.watch.cancel()
+
+    def _refuse(self, waiter: _Waiter, error: BaseException) -> None:
+        principal = waiter.exchange.ctx.principal
+        if self.queue.remove(principal.tenant_id, principal.key_id, waiter):
+            self._drop(waiter)
+            waiter.future.set_exception(error)
+
+    def _sweep(self) -> None:
+        self._sweep_at = None
+        now = time.monotonic()
+        held = self._held
+        while self.queue.size and held:
+            oldest, since = next(iter(held.items()))
+            if now - since < self.pass_on_seconds:
+                break
+            self.stats.passed_on += 1
+            self.release(oldest)
+        for waiter in list(self._waiting):
+            waited = now - waiter.since
+            if waited < self.tick:
+                break  # the rest are younger
+            if waited >= self.wait_seconds:
+                self.stats.timed_out += 1
+                waiter.exchange.refused_by = "worker_busy"
+                self._refuse(
+                    waiter,
+                    WorkerBusy(
+                        f"This gateway worker is busy: no work slot freed within {self.wait_seconds:g}s. "
+                        "Please try again.",
+                        headers={"retry-after": "1"},
+                    ),
+                )
+            elif waiter.watch is None and waiter.receive is not None:
+                watch = waiter.watch = asyncio.ensure_future(waiter.receive())
+                watch.add_done_callback(functools.partial(self._watched, waiter))
+        if self.queue.size:
+            self._sweep_at = asyncio.get_running_loop().call_later(self.tick, self._sweep)
+
+    def _watched(self, waiter: _Waiter, watch: asyncio.Future[Any]) -> None:
+        if waiter.future.done() or not _gone(watch):
+            return
+        self.stats.left_queue += 1
+        self._refuse(waiter, ClientDisconnected())
 
     def waiting(self) -> int:
         return self.queue.size

@@ -255,3 +255,44 @@ async def test_a_cancelled_waiter_leaves_the_queue() -> None:
     assert slots.waiting() == 0
     slots.release(holder)
     assert slots.in_use == 0
+
+
+async def test_a_slot_held_past_pass_on_seconds_goes_to_whoever_needs_it_and_its_holders_release_is_harmless() -> None:
+    slots = WorkSlots(slots=1, queue_per_tenant=10, wait_seconds=5, pass_on_seconds=0.05)
+    slow = _exchange("a", "k")
+    assert slots.take(slow)
+    assert not slots.take(_exchange("b", "k"))  # held for less than pass_on_seconds
+    await asyncio.sleep(0.06)
+    arriving = _exchange("b", "k")
+    assert slots.take(arriving)  # nobody waits: the newcomer takes the slot over directly
+    assert arriving.holds_slot and not slow.holds_slot and slots.in_use == 1
+    waiter = _exchange("c", "k")
+    waiting = asyncio.create_task(slots.acquire(waiter))
+    await _ticks()
+    assert slots.waiting() == 1
+    await asyncio.wait_for(waiting, timeout=1)  # the sweep passes the slot on after pass_on_seconds
+    assert waiter.holds_slot and not arriving.holds_slot and slots.in_use == 1
+    for exchange in (slow, arriving):
+        slots.release(exchange)  # released when their answers finally begin: nothing to give back
+    assert slots.in_use == 1
+    slots.release(waiter)
+    assert slots.in_use == 0 and slots.stats.passed_on == 2
+
+
+async def test_waits_shorter_than_a_tick_never_start_a_disconnect_watch() -> None:
+    slots = WorkSlots(slots=1, queue_per_tenant=10, wait_seconds=5)
+    holder = _exchange("a", "k")
+    await slots.acquire(holder)
+    listened: list[bool] = []
+
+    async def receive() -> dict[str, object]:
+        listened.append(True)
+        await asyncio.sleep(10)
+        return {"type": "http.disconnect"}
+
+    waiter = _exchange("b", "k")
+    waiting = asyncio.create_task(slots.acquire(waiter, receive))
+    await _ticks()
+    slots.release(holder)
+    await waiting
+    assert waiter.holds_slot and listened == []

@@ -6,7 +6,6 @@ FastAPI app (admin, usage, docs, ops, and OpenAI-shaped 404s).
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Any
 
@@ -147,11 +146,8 @@ class ProxyRouter:
             # A body read whole leaves ``receive`` free to notice a client that gives up waiting.
             await slots.wait(exchange, receive if replayable else None)
         # The slot shares out the worker's own work (the upstream call's set-up, a fast upstream's answer). An upstream
-        # still thinking after work_slot_upstream_seconds is not the worker's work: the slot passes on, so slow model
-        # calls never cap how many a worker has at its upstreams.
-        passes_on = asyncio.get_running_loop().call_later(
-            services.settings.work_slot_upstream_seconds, slots.release, exchange
-        )
+        # still thinking after work_slot_upstream_seconds is not the worker's work: the slot passes on (in WorkSlots,
+        # when someone needs it), so slow model calls never cap how many a worker has at its upstreams.
         try:
             await forward(
                 exchange,
@@ -174,7 +170,6 @@ class ProxyRouter:
                 tenant_keys=tenant_keys(exchange),
             )
         finally:
-            passes_on.cancel()
             slots.release(exchange)
 
 
