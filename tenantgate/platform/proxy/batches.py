@@ -19,10 +19,9 @@ from starlette.types import Receive, Scope, Send
 from tenantgate.core.exchange import BatchAdmission, Exchange, Usage
 from tenantgate.platform.errors import BadRequest, UpstreamUnavailable
 from tenantgate.platform.proxy.batch_input import ENDPOINTS, BatchInput, InvalidBatchInput, check_lines
-from tenantgate.platform.proxy.forward import ForwardPolicy, forward
-from tenantgate.platform.proxy.http import parse_json_object, read_body
-from tenantgate.platform.proxy.objects import list_params, owned_holder, send_list
-from tenantgate.platform.proxy.references import Reference, check_single_reading
+from tenantgate.platform.proxy.http import read_body
+from tenantgate.platform.proxy.objects import forward_object, list_params, owned_holder, read_json, send_list
+from tenantgate.platform.proxy.references import Reference
 from tenantgate.platform.proxy.routes import FILE_CONTENT, LIST_BATCHES, Route
 from tenantgate.platform.proxy.stored import check_references
 from tenantgate.platform.proxy.upstream_calls import TooLarge, call, lines
@@ -62,15 +61,13 @@ async def serve(
         _, upstream, keys = await owned_holder(services, exchange, "batch", params["batch_id"])
         body = await read_body(scope, receive, _MAX_BODY) if route.method == "POST" else None
         await services.hooks.admit(exchange)
-        await _forward(services, exchange, route, params, upstream, keys, scope, receive, send, body)
+        await forward_object(services, exchange, route, params, upstream, keys, scope, receive, send, body=body)
 
 
 async def _create(
     services: ProxyServices, exchange: Exchange, route: Route, scope: Scope, receive: Receive, send: Send
 ) -> None:
-    raw = await read_body(scope, receive, _MAX_JSON)
-    payload = parse_json_object(raw)
-    check_single_reading(raw, payload, escaped_or_nested=True)
+    raw, payload = await read_json(scope, receive, _MAX_JSON)
     endpoint = payload.get("endpoint")
     if not isinstance(endpoint, str) or endpoint not in ENDPOINTS:
         raise BadRequest(
@@ -90,7 +87,7 @@ async def _create(
     found = await _read_input(services, exchange, upstream, keys, file_id, endpoint)
     exchange.batch = _estimate(services, exchange, found, endpoint)
     await services.hooks.admit(exchange)
-    await _forward(services, exchange, route, {}, upstream, keys, scope, receive, send, raw)
+    await forward_object(services, exchange, route, {}, upstream, keys, scope, receive, send, body=raw)
 
 
 async def _read_input(
@@ -171,33 +168,4 @@ def _estimate(services: ProxyServices, exchange: Exchange, found: BatchInput, en
         queue_tokens=dict(found.prompt_tokens),
         month_tokens=sum(found.worst_tokens.values()),
         month_micro_usd=int(usd * MICRO_USD),
-    )
-
-
-async def _forward(
-    services: ProxyServices,
-    exchange: Exchange,
-    route: Route,
-    params: dict[str, str],
-    upstream: Upstream,
-    keys: dict[str, str] | None,
-    scope: Scope,
-    receive: Receive,
-    send: Send,
-    body: bytes | None,
-) -> None:
-    exchange.keep_answer = True
-    await forward(
-        exchange,
-        services.http,
-        services.hooks,
-        (Target(upstream, ""),),
-        scope,
-        receive,
-        send,
-        method=route.method,
-        path=route.upstream(params, scope["query_string"]),
-        body_for=lambda _target: body,
-        policy=ForwardPolicy(services.settings.upstream_max_retry_wait_seconds),
-        tenant_keys=keys,
     )

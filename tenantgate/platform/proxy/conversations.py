@@ -23,10 +23,8 @@ from tenantgate.core.exchange import Exchange
 from tenantgate.platform.errors import BadRequest
 from tenantgate.platform.proxy.conversation_answers import CHAT_COMPLETION
 from tenantgate.platform.proxy.cursors import another_tenants_cursor, send_empty_page
-from tenantgate.platform.proxy.forward import ForwardPolicy, forward
-from tenantgate.platform.proxy.http import parse_json_object, read_body
-from tenantgate.platform.proxy.objects import home, list_params, owned_holder, send_list
-from tenantgate.platform.proxy.references import Reference, check_single_reading, references
+from tenantgate.platform.proxy.objects import forward_object, home, list_params, owned_holder, read_json, send_list
+from tenantgate.platform.proxy.references import Reference, references
 from tenantgate.platform.proxy.routes import LIST_CHAT_COMPLETIONS, RETRIEVE_CHAT_COMPLETION, Route
 from tenantgate.platform.proxy.stored import check_references, holder, not_found
 from tenantgate.platform.proxy.upstream_calls import get_json
@@ -60,7 +58,7 @@ async def serve(
         _, upstream, keys = await owned_holder(services, exchange, CHAT_COMPLETION, params["completion_id"])
         exchange.created_under = params["completion_id"]
         if route.method == "POST":
-            body, _ = await _json(scope, receive, _MAX_METADATA_BODY)
+            body, _ = await read_json(scope, receive, _MAX_METADATA_BODY)
     elif "conversation_id" in params:
         _, upstream, keys = await owned_holder(services, exchange, "conversation", params["conversation_id"])
         exchange.created_under = params["conversation_id"]
@@ -77,28 +75,7 @@ async def serve(
     if await another_tenants_cursor(services.ownership, exchange, route, scope["query_string"]):
         await send_empty_page(send, exchange)
         return
-    exchange.keep_answer = True
-    await forward(
-        exchange,
-        services.http,
-        services.hooks,
-        (Target(upstream, ""),),
-        scope,
-        receive,
-        send,
-        method=route.method,
-        path=route.upstream(params, scope["query_string"]),
-        body_for=lambda _target: body,
-        policy=ForwardPolicy(services.settings.upstream_max_retry_wait_seconds),
-        tenant_keys=keys,
-    )
-
-
-async def _json(scope: Scope, receive: Receive, limit: int) -> tuple[bytes, dict[str, Any]]:
-    raw = await read_body(scope, receive, limit)
-    payload = parse_json_object(raw)
-    check_single_reading(raw, payload, escaped_or_nested=True)
-    return raw, payload
+    await forward_object(services, exchange, route, params, upstream, keys, scope, receive, send, body=body)
 
 
 async def _items_body(
@@ -106,7 +83,7 @@ async def _items_body(
 ) -> bytes:
     """A body that may carry items (as large as a Responses request's input may be): every stored object it names
     must be the caller's, at ``upstream``."""
-    raw, payload = await _json(scope, receive, services.settings.max_request_body_bytes)
+    raw, payload = await read_json(scope, receive, services.settings.max_request_body_bytes)
     named = references("", payload, True)
     items = payload.get("items")
     if items is not None and not isinstance(items, list):

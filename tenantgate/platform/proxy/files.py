@@ -9,27 +9,26 @@ the caller sees them. ``GET /v1/files`` is answered from the tenant's index, nev
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from starlette.types import Receive, Scope, Send
 
 from tenantgate.core.exchange import Exchange
 from tenantgate.platform.errors import BadRequest, PayloadTooLarge
-from tenantgate.platform.proxy.forward import ForwardPolicy, forward
-from tenantgate.platform.proxy.http import parse_json_object, read_body
+from tenantgate.platform.proxy.http import read_body
 from tenantgate.platform.proxy.objects import (
     content_length,
+    forward_object,
     home,
     list_params,
     owned_holder,
+    read_json,
     send_list,
     streamed_form,
     upload_form,
 )
-from tenantgate.platform.proxy.references import check_single_reading
 from tenantgate.platform.proxy.routes import LIST_FILES, Route
 from tenantgate.platform.proxy.stored import not_found
-from tenantgate.platform.upstream.registry import Target, Upstream
 
 if TYPE_CHECKING:
     from tenantgate.platform.proxy.services import ProxyServices
@@ -100,13 +99,15 @@ async def _upload_file(
         raise PayloadTooLarge(f"{what} exceeds the limit of {file_limit} bytes.")
     upstream, keys, _ = home(services, exchange)
     body = streamed_form(form, receive, file_limit=file_limit, body_limit=file_limit + _FORM_SLACK, what=what)
-    await _forward(services, exchange, route, {}, upstream, keys, scope, receive, send, body=body, replayable=False)
+    await forward_object(
+        services, exchange, route, {}, upstream, keys, scope, receive, send, body=body, replayable=False
+    )
 
 
 async def _create_upload(
     services: ProxyServices, exchange: Exchange, route: Route, scope: Scope, receive: Receive, send: Send
 ) -> None:
-    raw, payload = await _json(scope, receive)
+    raw, payload = await read_json(scope, receive, _MAX_JSON)
     size = payload.get("bytes")
     if not isinstance(size, int) or isinstance(size, bool) or size < 0:
         raise BadRequest("Invalid 'bytes': expected a non-negative integer.", param="bytes", code="invalid_type")
@@ -115,7 +116,7 @@ async def _create_upload(
         raise BadRequest(f"Invalid 'bytes': {size}. An upload can be at most {most} bytes.", param="bytes")
     await _room(services, exchange, adding=size)
     upstream, keys, _ = home(services, exchange)
-    await _forward(services, exchange, route, {}, upstream, keys, scope, receive, send, body=raw)
+    await forward_object(services, exchange, route, {}, upstream, keys, scope, receive, send, body=raw)
 
 
 async def _add_part(
@@ -135,7 +136,9 @@ async def _add_part(
     if declared is not None and declared > limit + _FORM_SLACK:
         raise PayloadTooLarge(f"An upload part exceeds the limit of {limit} bytes.")
     body = streamed_form(form, receive, file_limit=limit, body_limit=limit + _FORM_SLACK, what="An upload part")
-    await _forward(services, exchange, route, params, upstream, keys, scope, receive, send, body=body, replayable=False)
+    await forward_object(
+        services, exchange, route, params, upstream, keys, scope, receive, send, body=body, replayable=False
+    )
 
 
 async def _complete(
@@ -149,7 +152,7 @@ async def _complete(
 ) -> None:
     owner, upstream, keys = await owned_holder(services, exchange, "upload", params["upload_id"])
     exchange.created_under = params["upload_id"]
-    raw, payload = await _json(scope, receive)
+    raw, payload = await read_json(scope, receive, _MAX_JSON)
     part_ids = payload.get("part_ids")
     if not isinstance(part_ids, list) or not all(isinstance(p, str) for p in part_ids):
         raise BadRequest("Invalid 'part_ids': expected an array of strings.", param="part_ids", code="invalid_type")
@@ -159,7 +162,7 @@ async def _complete(
         part = await services.ownership.owner(part_id)
         if part is None or not part.same_holder(owner):
             raise not_found("upload_part", part_id, f"part_ids[{index}]")
-    await _forward(services, exchange, route, params, upstream, keys, scope, receive, send, body=raw)
+    await forward_object(services, exchange, route, params, upstream, keys, scope, receive, send, body=raw)
 
 
 async def _pass(
@@ -176,7 +179,7 @@ async def _pass(
     _, upstream, keys = await owned_holder(services, exchange, kind, object_id)
     body = await read_body(scope, receive, _MAX_JSON) if route.method == "POST" else None
     content = route.template.endswith("/content")
-    await _forward(
+    await forward_object(
         services, exchange, route, params, upstream, keys, scope, receive, send, body=body, stream_body=content
     )
 
@@ -190,45 +193,4 @@ async def _list(services: ProxyServices, exchange: Exchange, scope: Scope, send:
     )
     await send_list(
         send, exchange, [row.snapshot or {"id": row.id, "object": "file"} for row in page.rows], page.has_more
-    )
-
-
-async def _json(scope: Scope, receive: Receive) -> tuple[bytes, dict[str, Any]]:
-    raw = await read_body(scope, receive, _MAX_JSON)
-    payload = parse_json_object(raw)
-    check_single_reading(raw, payload, escaped_or_nested=True)
-    return raw, payload
-
-
-async def _forward(
-    services: ProxyServices,
-    exchange: Exchange,
-    route: Route,
-    params: dict[str, str],
-    upstream: Upstream,
-    keys: dict[str, str] | None,
-    scope: Scope,
-    receive: Receive,
-    send: Send,
-    *,
-    body: object,
-    replayable: bool = True,
-    stream_body: bool = False,
-) -> None:
-    exchange.keep_answer = not stream_body
-    await forward(
-        exchange,
-        services.http,
-        services.hooks,
-        (Target(upstream, ""),),
-        scope,
-        receive,
-        send,
-        method=route.method,
-        path=route.upstream(params, scope["query_string"]),
-        body_for=lambda _target: body,
-        policy=ForwardPolicy(
-            services.settings.upstream_max_retry_wait_seconds, replayable=replayable, stream_body=stream_body
-        ),
-        tenant_keys=keys,
     )

@@ -1,5 +1,7 @@
-"""What the files, uploads and batches routes share: where a tenant's new objects go, which upstream and account
-hold an existing one, bodies streamed through with a byte limit, and OpenAI-shaped list pages from the index.
+"""What the routes of stored objects (files, uploads, batches, vector stores, conversations, stored chat completions)
+share: where a tenant's new objects go, which upstream and account hold an existing one, JSON bodies read once and
+checked for a single reading, bodies streamed through with a byte limit, the one forward to the holder, and
+OpenAI-shaped list pages from the index.
 
 New objects go to the primary upstream (the default one, or the first declared), at the tenant's own endpoint and
 with its own key when it has a BYOK record for that upstream; an existing object only ever to the upstream and
@@ -16,11 +18,14 @@ from starlette.types import Receive, Scope, Send
 
 from tenantgate.core.exchange import Exchange
 from tenantgate.platform.errors import BadRequest, PayloadTooLarge
-from tenantgate.platform.proxy.http import ClientDisconnected
+from tenantgate.platform.proxy.forward import ForwardPolicy, forward
+from tenantgate.platform.proxy.http import ClientDisconnected, parse_json_object, read_body
 from tenantgate.platform.proxy.models import send_json
 from tenantgate.platform.proxy.multipart import FormReader, form_reader
+from tenantgate.platform.proxy.references import check_single_reading
+from tenantgate.platform.proxy.routes import Route
 from tenantgate.platform.proxy.stored import holder, not_found, owned
-from tenantgate.platform.upstream.registry import Upstream
+from tenantgate.platform.upstream.registry import Target, Upstream
 from tenantgate.tenants.object_index import Order
 from tenantgate.tenants.objects import Account, Owner
 
@@ -39,6 +44,52 @@ def home(services: ProxyServices, exchange: Exchange) -> tuple[Upstream, Keys, A
         return primary, None, "platform"
     upstream = principal.own_upstreams.get(primary.name, primary)
     return upstream, {primary.name: secret.get_secret_value()}, "tenant"
+
+
+async def read_json(scope: Scope, receive: Receive, limit: int) -> tuple[bytes, dict[str, Any]]:
+    """A JSON object body of at most ``limit`` bytes that every JSON parser reads the same way (no duplicate keys, no
+    escapes the upstream might decode differently)."""
+    raw = await read_body(scope, receive, limit)
+    payload = parse_json_object(raw)
+    check_single_reading(raw, payload, escaped_or_nested=True)
+    return raw, payload
+
+
+async def forward_object(
+    services: ProxyServices,
+    exchange: Exchange,
+    route: Route,
+    params: dict[str, str],
+    upstream: Upstream,
+    keys: Keys,
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    *,
+    body: object,
+    replayable: bool = True,
+    stream_body: bool = False,
+) -> None:
+    """The request to the one upstream and account that hold the object (or, for a new one, ``home``): the route's
+    fixed template with the checked ids and query. A JSON answer is kept for the hooks that record and check the ids
+    in it; a streamed body (an upload) is not replayable and its answer is not parsed here."""
+    exchange.keep_answer = not stream_body
+    await forward(
+        exchange,
+        services.http,
+        services.hooks,
+        (Target(upstream, ""),),
+        scope,
+        receive,
+        send,
+        method=route.method,
+        path=route.upstream(params, scope["query_string"]),
+        body_for=lambda _target: body,
+        policy=ForwardPolicy(
+            services.settings.upstream_max_retry_wait_seconds, replayable=replayable, stream_body=stream_body
+        ),
+        tenant_keys=keys,
+    )
 
 
 async def owned_holder(

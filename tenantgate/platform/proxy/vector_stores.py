@@ -21,13 +21,11 @@ from starlette.types import Receive, Scope, Send
 from tenantgate.core.exchange import Exchange
 from tenantgate.platform.errors import BadRequest
 from tenantgate.platform.proxy.cursors import another_tenants_cursor, send_empty_page
-from tenantgate.platform.proxy.forward import ForwardPolicy, forward
-from tenantgate.platform.proxy.http import parse_json_object, read_body
-from tenantgate.platform.proxy.objects import home, list_params, owned_holder, send_list
-from tenantgate.platform.proxy.references import check_single_reading
+from tenantgate.platform.proxy.http import read_body
+from tenantgate.platform.proxy.objects import forward_object, home, list_params, owned_holder, read_json, send_list
 from tenantgate.platform.proxy.routes import LIST_VECTOR_STORES, Route
 from tenantgate.platform.proxy.stored import holder, not_found, owned
-from tenantgate.platform.upstream.registry import Target, Upstream
+from tenantgate.platform.upstream.registry import Upstream
 from tenantgate.tenants.object_index import Order
 from tenantgate.tenants.objects import Owner
 
@@ -65,7 +63,7 @@ async def serve(
         await _check_owned(services, exchange, "vector_store_file_batch", params["batch_id"], "batch_id", store)
     raw: bytes | None = None
     if route.body == "json":
-        raw, payload = await _json(scope, receive)
+        raw, payload = await read_json(scope, receive, _MAX_JSON)
         if route.template.endswith(("/files", "/file_batches")):
             files = _body_file_ids(payload)
             if not files and route.template.endswith("/files"):
@@ -73,13 +71,16 @@ async def serve(
             await _check_files(services, exchange, files, store)
     elif route.method == "POST":
         raw = await read_body(scope, receive, _MAX_JSON)  # a cancel carries nothing in OpenAI's API
-    await _forward(services, exchange, route, params, upstream, keys, scope, receive, send, raw)
+    if await another_tenants_cursor(services.ownership, exchange, route, scope["query_string"]):
+        await send_empty_page(send, exchange)
+        return
+    await forward_object(services, exchange, route, params, upstream, keys, scope, receive, send, body=raw)
 
 
 async def _create(
     services: ProxyServices, exchange: Exchange, route: Route, scope: Scope, receive: Receive, send: Send
 ) -> None:
-    raw, payload = await _json(scope, receive)
+    raw, payload = await read_json(scope, receive, _MAX_JSON)
     files = _body_file_ids(payload)
     if files:
         first, upstream, keys = await _owned_file(services, exchange, files[0][0], files[0][1])
@@ -87,7 +88,10 @@ async def _create(
         exchange.created_under = files[0][0]  # the store is made where its files are, in that account
     else:
         upstream, keys, _ = home(services, exchange)
-    await _forward(services, exchange, route, {}, upstream, keys, scope, receive, send, raw)
+    if await another_tenants_cursor(services.ownership, exchange, route, scope["query_string"]):
+        await send_empty_page(send, exchange)
+        return
+    await forward_object(services, exchange, route, {}, upstream, keys, scope, receive, send, body=raw)
 
 
 def _body_file_ids(payload: dict[str, Any]) -> list[tuple[str, str]]:
@@ -168,42 +172,3 @@ def _before(query: bytes) -> str | None:
     except ValueError:
         return None  # list_params refused it already
     return pairs.get("before") or None
-
-
-async def _json(scope: Scope, receive: Receive) -> tuple[bytes, dict[str, Any]]:
-    raw = await read_body(scope, receive, _MAX_JSON)
-    payload = parse_json_object(raw)
-    check_single_reading(raw, payload, escaped_or_nested=True)
-    return raw, payload
-
-
-async def _forward(
-    services: ProxyServices,
-    exchange: Exchange,
-    route: Route,
-    params: dict[str, str],
-    upstream: Upstream,
-    keys: Keys,
-    scope: Scope,
-    receive: Receive,
-    send: Send,
-    body: bytes | None,
-) -> None:
-    if await another_tenants_cursor(services.ownership, exchange, route, scope["query_string"]):
-        await send_empty_page(send, exchange)
-        return
-    exchange.keep_answer = True  # every answer is JSON, and every id in it is checked (vector_store_answers.py)
-    await forward(
-        exchange,
-        services.http,
-        services.hooks,
-        (Target(upstream, ""),),
-        scope,
-        receive,
-        send,
-        method=route.method,
-        path=route.upstream(params, scope["query_string"]),
-        body_for=lambda _target: body,
-        policy=ForwardPolicy(services.settings.upstream_max_retry_wait_seconds),
-        tenant_keys=keys,
-    )
