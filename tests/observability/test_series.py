@@ -42,9 +42,11 @@ def test_a_frame_holds_what_moved_since_the_previous_sample() -> None:
     moved = frames[-2].moves["tenantgate.proxy.requests"]
     assert moved == {"ten_a\x1fm\x1fup\x1f2xx": 3, "ten_a\x1fm\x1fup\x1f429": 2}
     assert "tenantgate.proxy.requests" not in frames[-1].moves
-    # The coarser tiers hold the same increments, folded.
-    coarse = history.frames[1][-1].moves["tenantgate.proxy.requests"]
-    assert coarse["ten_a\x1fm\x1fup\x1f2xx"] == 3
+    # The coarser tiers hold the same increments, folded (into one coarse frame, or two when a coarse boundary fell
+    # between the samples: the test runs at whatever time it is).
+    coarse = [frame.moves.get("tenantgate.proxy.requests", {}) for frame in history.frames[1]]
+    assert sum(moves.get("ten_a\x1fm\x1fup\x1f2xx", 0) for moves in coarse) == 3
+    assert sum(moves.get("ten_a\x1fm\x1fup\x1f429", 0) for moves in coarse) == 2
 
 
 def test_workers_frames_add_up_and_gauges_combine_as_declared(tmp_path: Path) -> None:
