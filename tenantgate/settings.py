@@ -133,11 +133,13 @@ class Settings(BaseSettings):
     limits_local_credit: bool = True
     # A principal Redis (or memory) answered "over a window" is refused from memory until the window frees room.
     limits_local_refusals: bool = True
-    # Fair share of a worker (platform/workslots.py): model requests past admission hold one of this many slots per
-    # worker until the upstream's answer begins, or for at most ``work_slot_upstream_seconds`` of waiting for it;
-    # beyond, they wait by tenant in weighted round-robin order.
+    # Fair share of a worker (platform/workslots.py): a model request holds one of ``work_slots`` slots per worker
+    # (``work_slots_shared`` while another tenant's requests are in the worker too) from before its body is parsed
+    # until it has been answered; after ``work_slot_upstream_seconds`` of waiting on Redis or its upstream, its slot
+    # passes on. Requests without a slot wait by tenant in weighted round-robin order.
     work_slots: int = Field(default=16, ge=1)
-    work_slot_upstream_seconds: float = Field(default=0.05, gt=0)
+    work_slots_shared: int = Field(default=1, ge=1)
+    work_slot_upstream_seconds: float = Field(default=0.001, gt=0)
     work_queue_per_tenant: int = Field(default=256, ge=0)
     work_queue_timeout_seconds: float = Field(default=30.0, gt=0)
     # Back-pressure (platform/limits/pacing.py): a principal refused more than ``after`` times within a second gets its

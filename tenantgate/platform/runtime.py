@@ -198,6 +198,7 @@ class Runtime:
             settings.work_queue_per_tenant,
             settings.work_queue_timeout_seconds,
             settings.work_slot_upstream_seconds,
+            settings.work_slots_shared,
         )
         # 429s to a key that keeps hammering go out late (platform/limits/pacing.py).
         self.pacer = RefusalPacer(
@@ -276,6 +277,12 @@ class Runtime:
             lambda: stats.left_queue,
             unit="{request}",
             description="Waiting requests whose client disconnected before a work slot freed",
+        )
+        registry.register_counter(
+            "tenantgate.workslots.passed_on",
+            lambda: stats.passed_on,
+            unit="{request}",
+            description="Work slots passed on to a waiting request by requests waiting on Redis or their upstream",
         )
 
     async def _load_principal(self, key_hash: str) -> Principal | None:

@@ -1,25 +1,32 @@
 """Fair share of one worker between tenants: a fixed number of work slots, and a fair queue when they are all held.
 
 Requests are served first come, first served by the event loop, so one tenant with 64 connections gets 64/65 of a
-worker and a tenant with one gets 1/65. Here every admitted model request (past the limiter, before the upstream)
-takes one of ``TENANTGATE_WORK_SLOTS`` slots. While a slot is free that is one counter compare and one increment:
-nothing is allocated and nothing queues. When every slot is held, the request waits in its tenant's queue, and each
-slot that frees is handed to the next waiter in weighted deficit round-robin order: tenants take turns, a turn
-grants up to the tenant's weight (``fair_share_weight`` of its plan) requests, and within a tenant its keys take
-turns one request each. A tenant that starts waiting joins the end of the round, and a tenant whose turn is used up
-yields at the next grant, so a tenant with one request waiting beside a flood of weight w waits for at most w of
-the flood's grants, not for the flood's queue.
+worker and a tenant with one gets 1/65: every step of the quiet tenant's request waits behind a step of each of the
+flood's. Here every model request takes one of the worker's work slots before its body is parsed and holds it
+until it has been answered. While a slot is free that is one counter compare and one increment: nothing is
+allocated and nothing queues. When none is free, the request waits in its tenant's queue, and each slot that frees
+is handed to the next waiter in weighted deficit round-robin order: tenants take turns, a turn grants up to the
+tenant's weight (``fair_share_weight`` of its plan) requests, and within a tenant its keys take turns one request
+each. A tenant that starts waiting joins the end of the round, and a tenant whose turn is used up yields at the next
+grant, so a tenant with one request waiting beside a flood of weight w waits for at most w of the flood's grants.
+
+Capacity: ``TENANTGATE_WORK_SLOTS`` (16) while one tenant is alone on the worker, so a lone tenant's many
+connections keep the worker busy; ``TENANTGATE_WORK_SLOTS_SHARED`` (1) from the moment a second tenant's request
+comes while the first tenant's are in, until no other tenant has come for ``CONTENDED_SECONDS``. With few requests
+in the worker at once, each is done in about its own CPU time, so the quiet tenant's request is answered about as
+fast as alone, and the flood gets every turn nobody else takes (``python -m bench.noisy``, docs/performance.md).
+
+What a slot covers is the worker's own work. A request waiting on I/O - the limiter's Redis, its upstream - is
+"parked": after ``TENANTGATE_WORK_SLOT_UPSTREAM_SECONDS`` (1 ms) of that its slot passes on to the next waiter and
+the request goes on without one, so slow model calls and long streams are never capped by the slots; a request
+working (or reading a slow client's body) keeps it for up to 50 ms. The cost: while tenants share a worker and
+every upstream is slow, a worker starts at most about ``shared / (1 ms + the request's own CPU and Redis time)``
+requests a second (several hundred with one slot); raise ``TENANTGATE_WORK_SLOTS_SHARED`` or add workers if that
+binds.
 
 Bounds: a tenant holds at most ``TENANTGATE_WORK_QUEUE_PER_TENANT`` waiting requests (beyond that: 429 with
 ``retry-after``), a request waits at most ``TENANTGATE_WORK_QUEUE_TIMEOUT_SECONDS`` (then 503 with ``retry-after``),
-and a waiting client that disconnects leaves the queue within two ticks (at most 0.1 s).
-
-Streams: a slot is held from admission until the upstream's answer begins (the response head of a JSON answer, the
-first event of a stream), not while a stream is relayed. Slots share out the work of obtaining answers - admission,
-the upstream call and its retries, the pool connection - which is what a flood competes for; relaying a stream is
-paced by the upstream, costs little per byte, and may last minutes, so holding slots for it would turn them into a
-cap on open streams. A non-streamed answer's head arrives when the upstream is done, so it holds its slot for its
-whole upstream time.
+and a waiting client that disconnects leaves the queue within about 0.1 s.
 """
 
 from __future__ import annotations
@@ -166,50 +173,86 @@ class _Waiter:
 
 
 class WorkSlots:
-    """The slots of one worker. ``acquire`` before the upstream call, ``release`` when the answer begins (and in any
-    case when the exchange ends: releasing twice is harmless). ``exchange.holds_slot`` says whether it holds one.
+    """The slots of one worker. ``take`` (or ``wait``) before the request's body is read, ``park`` as it is sent to
+    the upstream, ``release`` when it has been answered (releasing twice is harmless). ``exchange.holds_slot`` says
+    whether it holds one.
 
-    Nothing here costs a timer or a task per request. While anyone waits, one sweep per ``tick`` seconds does the
-    timed work: it passes on the slots of requests that have waited ``pass_on_seconds`` for their upstream, refuses
-    waiters past ``wait_seconds``, and starts watching for a disconnect only for waiters that have waited a tick
-    (most waits, behind a fast upstream, are over in a millisecond or two and never need a watch)."""
+    Capacity: ``slots`` while one tenant is alone on the worker, ``shared`` once another tenant took a slot within
+    the last ``CONTENDED_SECONDS``: the fewer requests the event loop works on at once, the sooner each of them is
+    done, so a tenant with one request in flight is not slowed by a flood's many (the flood keeps the worker busy
+    with the rest).
+
+    Nothing here costs a timer or a task per request. While anyone waits, one sweep per ``tick`` does the timed work:
+    it passes on the slots of requests parked on I/O for ``pass_on_seconds`` (or busy for ``busy_pass_on_seconds``),
+    refuses waiters past ``wait_seconds``, and starts watching for a disconnect only for waiters that have waited
+    ``WATCH_AFTER_SECONDS``."""
+
+    CONTENDED_SECONDS = 0.25
+    WATCH_AFTER_SECONDS = 0.05
+    """Most waits are over in a few milliseconds; only a longer one is watched for a disconnect (a task each)."""
 
     def __init__(
-        self, slots: int, queue_per_tenant: int, wait_seconds: float, pass_on_seconds: float = float("inf")
+        self,
+        slots: int,
+        queue_per_tenant: int,
+        wait_seconds: float,
+        pass_on_seconds: float = float("inf"),
+        shared: int | None = None,
+        busy_pass_on_seconds: float = 0.05,
     ) -> None:
         self.slots = slots
+        self.shared = min(slots, shared) if shared is not None else slots
         self.in_use = 0
         self.wait_seconds = wait_seconds
         self.pass_on_seconds = pass_on_seconds
-        self.tick = min(max(min(pass_on_seconds, wait_seconds) / 2, 0.005), 0.05)
+        self.busy_pass_on_seconds = max(busy_pass_on_seconds, pass_on_seconds)
+        self.tick = min(max(min(pass_on_seconds, wait_seconds) / 2, 0.0005), 0.05)
+        self._check_after = min(self.WATCH_AFTER_SECONDS, wait_seconds)
         self.queue: FairQueue[_Waiter] = FairQueue(queue_per_tenant)
         self.stats = SlotStats()
         self._held: dict[Exchange, float] = {}
-        """Exchanges holding a slot, oldest first, with when they took it."""
+        """Exchanges holding a slot, with when their slot may pass on to someone waiting."""
         self._waiting: dict[_Waiter, None] = {}
         """Waiters, oldest first."""
         self._sweep_at: asyncio.TimerHandle | None = None
+        self._last_tenant = ""
+        self._switched_at = -1e9
+        """When a slot last went to another tenant than the one before."""
+
+    def _capacity(self, now: float) -> int:
+        return self.shared if now - self._switched_at < self.CONTENDED_SECONDS else self.slots
+
+    def _hold(self, exchange: Exchange, now: float) -> None:
+        exchange.holds_slot = True
+        self._held[exchange] = now + self.busy_pass_on_seconds
+        tenant = exchange.ctx.principal.tenant_id
+        if tenant != self._last_tenant:
+            if self.in_use > 1 or self.queue.size:
+                self._switched_at = now  # another tenant's requests are in the worker too: it is shared from now
+            self._last_tenant = tenant
 
     def take(self, exchange: Exchange) -> bool:
         """Take a free slot, if there is one (the uncontended path: no coroutine, no allocation)."""
-        if self.in_use < self.slots:
-            self.in_use += 1
-            exchange.holds_slot = True
-            self._held[exchange] = time.monotonic()
-            return True
+        now = time.monotonic()
         if self.queue.size:
+            self._fill(now)
             return False  # the waiters come first
-        held = self._held
-        for oldest, since in held.items():
-            if time.monotonic() - since < self.pass_on_seconds:
-                return False
-            # The oldest holder has waited for its upstream long enough: its slot passes to this request.
-            del held[oldest]
-            oldest.holds_slot = False
-            self.stats.passed_on += 1
-            exchange.holds_slot = True
-            held[exchange] = time.monotonic()
+        tenant = exchange.ctx.principal.tenant_id
+        capacity = self.slots
+        if now - self._switched_at < self.CONTENDED_SECONDS or (self.in_use and tenant != self._last_tenant):
+            capacity = self.shared
+        if self.in_use < capacity:
+            self.in_use += 1
+            self._hold(exchange, now)
             return True
+        for holder, until in self._held.items():
+            if until <= now:
+                # The holder has waited on its upstream (or Redis, or its client) long enough: its slot passes here.
+                del self._held[holder]
+                holder.holds_slot = False
+                self.stats.passed_on += 1
+                self._hold(exchange, now)
+                return True
         return False
 
     async def acquire(self, exchange: Exchange, receive: Receive | None = None) -> None:
@@ -218,26 +261,44 @@ class WorkSlots:
         if not self.take(exchange):
             await self.wait(exchange, receive)
 
+    def park(self, exchange: Exchange) -> None:
+        """The request waits on I/O (the limiter's Redis, its upstream): after ``pass_on_seconds`` of that, its slot
+        passes on to anyone waiting, and the request goes on without one."""
+        if exchange.holds_slot:
+            self._held[exchange] = time.monotonic() + self.pass_on_seconds
+
+    def unpark(self, exchange: Exchange) -> None:
+        """The request works again (its I/O wait is over); if it still holds its slot, it keeps it."""
+        if exchange.holds_slot:
+            self._held[exchange] = time.monotonic() + self.busy_pass_on_seconds
+
     def release(self, exchange: Exchange) -> None:
         if not exchange.holds_slot:
             return
         exchange.holds_slot = False
         self._held.pop(exchange, None)
-        queue = self.queue
-        if not queue.size:
-            self.in_use -= 1
-            return
-        waiter = queue.pop()
-        if waiter is None:
-            self.in_use -= 1
-        else:
-            self._grant(waiter)  # the slot passes to the waiter: in_use stays as it is
+        self.in_use -= 1
+        if self.queue.size:
+            self._fill(time.monotonic())
 
-    def _grant(self, waiter: _Waiter) -> None:
+    def _fill(self, now: float) -> None:
+        """Grant free slots to waiters in fair order."""
+        capacity = self._capacity(now)
+        queue = self.queue
+        while self.in_use < capacity and queue.size:
+            waiter = queue.pop()
+            if waiter is None:
+                break
+            if waiter.future.done():  # cancelled, its task not yet resumed to leave the queue
+                self._drop(waiter)
+                continue
+            self.in_use += 1
+            self._grant(waiter, now)
+            capacity = self._capacity(now)
+
+    def _grant(self, waiter: _Waiter, now: float) -> None:
         del self._waiting[waiter]
-        exchange = waiter.exchange
-        exchange.holds_slot = True
-        self._held[exchange] = now = time.monotonic()
+        self._hold(waiter.exchange, now)
         self.stats.granted_after_wait += 1
         self.stats.wait_seconds += now - waiter.since
         if waiter.watch is not None:
@@ -248,7 +309,8 @@ class WorkSlots:
         """Wait for a slot in fair order (``take`` found none)."""
         principal = exchange.ctx.principal
         loop = asyncio.get_running_loop()
-        waiter = _Waiter(exchange, loop.create_future(), receive, time.monotonic())
+        now = time.monotonic()
+        waiter = _Waiter(exchange, loop.create_future(), receive, now)
         if not self.queue.push(principal.tenant_id, principal.key_id, principal.fair_share_weight, waiter):
             self.stats.queue_full += 1
             exchange.refused_by = "tenant_queue"
@@ -257,6 +319,8 @@ class WorkSlots:
                 f"gateway worker ({self.queue.per_tenant} at most). Please try again in 1s.",
                 headers={"retry-after": "1", "retry-after-ms": "1000"},
             )
+        if principal.tenant_id != self._last_tenant:
+            self._switched_at = now  # another tenant is asking: the worker is shared from now
         self._waiting[waiter] = None
         if self._sweep_at is None:
             self._sweep_at = loop.call_later(self.tick, self._sweep)
@@ -290,16 +354,25 @@ class WorkSlots:
     def _sweep(self) -> None:
         self._sweep_at = None
         now = time.monotonic()
-        held = self._held
-        while self.queue.size and held:
-            oldest, since = next(iter(held.items()))
-            if now - since < self.pass_on_seconds:
-                break
-            self.stats.passed_on += 1
-            self.release(oldest)
+        if self.queue.size:
+            expired = [holder for holder, until in self._held.items() if until <= now]
+            for holder in expired:
+                del self._held[holder]
+                holder.holds_slot = False
+                self.stats.passed_on += 1
+                self.in_use -= 1
+            self._fill(now)
+        waiting = self._waiting
+        if waiting and now - next(iter(waiting)).since >= self._check_after:
+            self._check_waiters(now)
+        if self.queue.size:
+            self._sweep_at = asyncio.get_running_loop().call_later(self.tick, self._sweep)
+
+    def _check_waiters(self, now: float) -> None:
+        """Refuse the waiters past ``wait_seconds``; watch those that have waited a while for a disconnect."""
         for waiter in list(self._waiting):
             waited = now - waiter.since
-            if waited < self.tick:
+            if waited < self._check_after:
                 break  # the rest are younger
             if waited >= self.wait_seconds:
                 self.stats.timed_out += 1
@@ -315,8 +388,6 @@ class WorkSlots:
             elif waiter.watch is None and waiter.receive is not None:
                 watch = waiter.watch = asyncio.ensure_future(waiter.receive())
                 watch.add_done_callback(functools.partial(self._watched, waiter))
-        if self.queue.size:
-            self._sweep_at = asyncio.get_running_loop().call_later(self.tick, self._sweep)
 
     def _watched(self, waiter: _Waiter, watch: asyncio.Future[Any]) -> None:
         if waiter.future.done() or not _gone(watch):

@@ -296,3 +296,123 @@ async def test_waits_shorter_than_a_tick_never_start_a_disconnect_watch() -> Non
     slots.release(holder)
     await waiting
     assert waiter.holds_slot and listened == []
+
+
+async def test_while_another_tenant_asks_the_worker_runs_at_its_shared_capacity_and_alone_again_at_full() -> None:
+    slots = WorkSlots(slots=4, queue_per_tenant=10, wait_seconds=5, shared=1)
+    flood = [_exchange("flood", "f") for _ in range(4)]
+    assert all(slots.take(e) for e in flood)  # alone on the worker: every slot
+    quiet = _exchange("quiet", "q")
+    waiting = asyncio.create_task(slots.acquire(quiet))
+    await _ticks()
+    for exchange in flood[:3]:
+        slots.release(exchange)  # shared now: the flood's slots are not handed on while one is still held
+        assert not quiet.holds_slot
+    slots.release(flood[3])
+    await waiting
+    assert quiet.holds_slot and slots.in_use == 1
+    again = _exchange("flood", "f")
+    assert not slots.take(again)  # the quiet tenant's request is the one the worker works on
+    slots.release(quiet)
+    await asyncio.sleep(WorkSlots.CONTENDED_SECONDS + 0.01)
+    alone = [_exchange("flood", "f") for _ in range(4)]
+    assert all(slots.take(e) for e in alone)  # nobody else asked for a while: full capacity again
+    assert slots.in_use == 4
+
+
+async def test_a_slot_waiting_on_its_upstream_passes_on_soon_and_a_working_one_keeps_it() -> None:
+    slots = WorkSlots(slots=2, queue_per_tenant=10, wait_seconds=5, pass_on_seconds=0.01, busy_pass_on_seconds=10)
+    working, sent = _exchange("a", "k"), _exchange("a", "k")
+    assert slots.take(working) and slots.take(sent)
+    slots.park(sent)  # its request went to the upstream
+    waiter = _exchange("a", "k")
+    started = asyncio.get_running_loop().time()
+    await asyncio.wait_for(slots.acquire(waiter), timeout=1)
+    assert asyncio.get_running_loop().time() - started < 0.5
+    assert waiter.holds_slot and not sent.holds_slot and working.holds_slot
+    slots.park(working)
+    slots.unpark(working)  # its wait on Redis is over: working again, it keeps its slot
+    late = asyncio.create_task(slots.acquire(_exchange("a", "k")))
+    await asyncio.sleep(0.05)
+    assert not late.done() and working.holds_slot
+    late.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await late
+
+
+async def test_a_waiter_cancelled_just_before_its_grant_is_skipped_and_the_slot_goes_to_the_next() -> None:
+    slots = WorkSlots(slots=1, queue_per_tenant=10, wait_seconds=5)
+    holder = _exchange("a", "k")
+    await slots.acquire(holder)
+    first, second = _exchange("b", "k"), _exchange("c", "k")
+    cancelled = asyncio.create_task(slots.acquire(first))
+    staying = asyncio.create_task(slots.acquire(second))
+    await _ticks()
+    cancelled.cancel()  # its future is cancelled at once; the task leaves the queue only when it next runs
+    slots.release(holder)
+    await staying
+    assert second.holds_slot and not first.holds_slot and slots.in_use == 1
+    with pytest.raises(asyncio.CancelledError):
+        await cancelled
+    assert slots.waiting() == 0
+
+
+_OPS = st.lists(
+    st.tuples(
+        st.sampled_from(["arrive", "release", "park", "cancel", "tick", "sleep"]),
+        st.sampled_from(["a", "b", "c"]),
+        st.integers(min_value=0, max_value=7),
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(ops=_OPS, slots_n=st.integers(min_value=1, max_value=3), shared=st.integers(min_value=1, max_value=3))
+def test_generated_arrivals_releases_parks_and_cancels_never_lose_or_leak_a_slot(
+    ops: list[tuple[str, str, int]], slots_n: int, shared: int
+) -> None:
+    """Whatever the order of arrivals, releases, parked I/O waits and hang-ups across three tenants: the slots in
+    use are exactly the exchanges that hold one, never more than the worker has, and once every holder is done
+    every waiter has been served and nothing is held."""
+
+    async def scenario() -> None:
+        slots = WorkSlots(slots_n, queue_per_tenant=100, wait_seconds=30, pass_on_seconds=0.002, shared=shared)
+        exchanges: list[Exchange] = []
+        tasks: dict[int, asyncio.Task[None]] = {}
+
+        def check() -> None:
+            assert slots.in_use == sum(e.holds_slot for e in exchanges)
+            assert slots.in_use <= slots_n
+
+        for op, tenant, index in ops:
+            if op == "arrive":
+                exchange = _exchange(tenant, f"{tenant}-key")
+                exchanges.append(exchange)
+                tasks[len(exchanges) - 1] = asyncio.create_task(slots.acquire(exchange))
+            elif exchanges:
+                # Releases and parks mostly of holders, hang-ups of waiters: the states where order matters.
+                holders = [e for e in exchanges if e.holds_slot] or exchanges
+                pending = [i for i, task in tasks.items() if not task.done()]
+                if op == "release":
+                    slots.release(holders[index % len(holders)])
+                elif op == "park":
+                    slots.park(holders[index % len(holders)])
+                elif op == "cancel" and pending:
+                    tasks[pending[index % len(pending)]].cancel()  # it leaves the queue only when it next runs
+                elif op == "tick":
+                    await _ticks()
+                elif op == "sleep":
+                    await asyncio.sleep(0.003)
+            check()
+        for _ in range(100):  # every holder is done in turn: each waiter gets its slot and is done too
+            for exchange in exchanges:
+                slots.release(exchange)
+            await _ticks()
+            if all(task.done() for task in tasks.values()) and not slots.in_use:
+                break
+        assert all(task.done() for task in tasks.values())
+        assert slots.in_use == 0 and slots.waiting() == 0
+        check()
+
+    asyncio.run(scenario())

@@ -56,8 +56,9 @@ class ForwardPolicy:
     """Settles streams that end without their usage; without it they are estimated from delivered text only."""
     stream_body: bool = False
     """Relay a successful answer chunk by chunk whatever its type (file contents), never holding it whole."""
-    on_answer: Callable[[Exchange], None] | None = None
-    """Called once an upstream's answer begins, before it is relayed (the router gives back its work slot)."""
+    park: Callable[[Exchange], None] | None = None
+    """Called as each attempt is sent: from then on the request waits for its upstream, which is not the worker's
+    work (a work slot held that long passes on, platform/workslots.py)."""
 
 
 def tenant_keys(exchange: Exchange) -> dict[str, str] | None:
@@ -153,6 +154,8 @@ async def _attempt(
     try:
         # Non-streamed answers are bounded by the client's own total timeout (json_timeout).
         async with asyncio.timeout(upstream.first_byte_timeout) if exchange.stream else _NO_TIMEOUT:
+            if policy.park is not None:
+                policy.park(exchange)
             response = await session.request(
                 method,
                 upstream.url(path, target.model),
@@ -199,8 +202,6 @@ async def _attempt(
         attempt.error_type = exchange.error_type = type(exc).__name__
         return _Failed(error=UpstreamUnavailable(f"The upstream could not be reached. (request id {request_id})"))
     exchange.error_type = None
-    if policy.on_answer is not None:
-        policy.on_answer(exchange)
     access = UpstreamAccess(session, upstream, auth)
     try:
         await _relay(exchange, hooks, response, first_chunk, receive, send, policy, access)

@@ -102,11 +102,31 @@ class ProxyRouter:
         # A key or tenant known to be over its RPM or RPD is refused before its body is read or parsed. The unread
         # body is discarded by the server's parser after the answer, so the connection stays usable (keep-alive).
         services.limiter.refuse_known(exchange)
-        limit = services.settings.max_request_body_bytes
+        # Every model request holds a work slot until it has been answered (platform/workslots.py). One that must
+        # wait for it reads its JSON body first (bytes only, parsed once it has its slot), so that ``receive`` is
+        # free to notice a client that gives up waiting; an upload waits before its body, which streams upstream.
+        slots = services.work_slots
+        took = slots.take(exchange)
+        try:
+            raw: bytes | None = None
+            if endpoint.body == "json":
+                raw = await read_body(scope, receive, services.settings.max_request_body_bytes)
+                if not took:
+                    await slots.wait(exchange, receive)
+            elif not took:
+                await slots.wait(exchange)
+            await self._create(exchange, endpoint, raw, scope, receive, send)
+        finally:
+            slots.release(exchange)
+
+    async def _create(
+        self, exchange: Exchange, endpoint: Route, raw: bytes | None, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        services = self.services
+        slots = services.work_slots
         json_body: JsonBody | None = None
         named: list[Reference] = []
-        if endpoint.body == "json":
-            raw = await read_body(scope, receive, limit)
+        if raw is not None:
             payload = parse_json_object(raw)
             named = inspect_body(endpoint.template, raw, payload)
             model = payload.get("model", endpoint.default_model)
@@ -116,7 +136,7 @@ class ProxyRouter:
             check_admission_fields(payload, endpoint.template)
             exchange.stream = payload.get("stream") is True
         else:
-            upload = await read_upload(scope, receive, limit)
+            upload = await read_upload(scope, receive, services.settings.max_request_body_bytes)
             model = upload.model if upload.model is not None else endpoint.default_model
             exchange.payload = _priced_fields(upload) if exchange.path.startswith("/v1/images/") else None
         if json_body is not None and model is None and _model_optional(endpoint, json_body.payload):
@@ -140,37 +160,32 @@ class ProxyRouter:
             else:
                 body_for = _once(upload.head if upload.complete else upload.rest())
             replayable = upload.complete
+        slots.park(exchange)  # the limiter may ask Redis
         await services.hooks.admit(exchange)
-        slots = services.work_slots
-        if not slots.take(exchange):
-            # A body read whole leaves ``receive`` free to notice a client that gives up waiting.
-            await slots.wait(exchange, receive if replayable else None)
-        # The slot shares out the worker's own work (the upstream call's set-up, a fast upstream's answer). An upstream
-        # still thinking after work_slot_upstream_seconds is not the worker's work: the slot passes on (in WorkSlots,
-        # when someone needs it), so slow model calls never cap how many a worker has at its upstreams.
-        try:
-            await forward(
-                exchange,
-                services.http,
-                services.hooks,
-                targets,
-                scope,
-                receive,
-                send,
-                method="POST",
-                path=endpoint.upstream({}),
-                body_for=body_for,
-                policy=ForwardPolicy(
-                    services.settings.upstream_max_retry_wait_seconds,
-                    replayable,
-                    strip_usage,
-                    services.unfinished_streams,
-                    on_answer=services.work_slots.release,
-                ),
-                tenant_keys=tenant_keys(exchange),
-            )
-        finally:
-            slots.release(exchange)
+        slots.unpark(exchange)
+        # The slot is parked again as each attempt is sent: an upstream still thinking after
+        # work_slot_upstream_seconds is not the worker's work, so its slot passes on to whoever waits, and slow model
+        # calls never cap how many a worker has at its upstreams.
+        await forward(
+            exchange,
+            services.http,
+            services.hooks,
+            targets,
+            scope,
+            receive,
+            send,
+            method="POST",
+            path=endpoint.upstream({}),
+            body_for=body_for,
+            policy=ForwardPolicy(
+                services.settings.upstream_max_retry_wait_seconds,
+                replayable,
+                strip_usage,
+                services.unfinished_streams,
+                park=slots.park,
+            ),
+            tenant_keys=tenant_keys(exchange),
+        )
 
 
 def _retry_after(error: GatewayError) -> float | None:
