@@ -84,6 +84,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         self._limits = limits
         self._in_head = True
+        self._head_begun = False  # a request's first byte came, its head is not complete yet
         self._head_bytes = 0
         self._header_count = 0
         self._head_timer: asyncio.TimerHandle | None = None
@@ -133,17 +134,21 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             else:
                 self._head_bytes += len(data)
         super().data_received(data)
+        if self._head_begun and self._head_timer is None:
+            # A head still on its way after this read (most heads arrive whole: no timer at all). Its deadline runs
+            # from this read, the one that brought its first byte.
+            self._arm_head_timer()
         if self._in_body and self._body_timer is None:
             # A body still on its way after this read (most bodies arrive with their head: no timer at all).
             self._body_timer = self.loop.call_at(self._body_deadline(), self._body_timed_out)
 
     def on_message_begin(self) -> None:
-        # The first byte of a request: its head must be complete within the deadline from now. (Between requests a
+        # The first byte of a request: its head must be complete within the deadline from now (data_received arms
+        # the timer if this read did not bring the whole head). (Between requests a
         # kept-alive connection is uvicorn's keep-alive timer's business, so an idle connection lives as long as
         # TENANTGATE_HTTP_KEEPALIVE_TIMEOUT_SECONDS says, whatever the head deadline.)
         super().on_message_begin()
-        self._in_head, self._header_count = True, 0
-        self._arm_head_timer()
+        self._in_head, self._header_count, self._head_begun = True, 0, True
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._header_count += 1
@@ -151,8 +156,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
-        self._in_head, self._head_bytes = False, 0
-        self._cancel_head_timer()
+        self._in_head, self._head_bytes, self._head_begun = False, 0, False
+        if self._head_timer is not None:
+            self._cancel_head_timer()
         if self._header_count > self._limits.max_headers:
             self._refuse(_TOO_LARGE)
             return
@@ -276,6 +282,9 @@ class _HeadJoinedToBody:
         if self._held:
             self._send_held()
         self._transport.close()
+
+    def is_closing(self) -> bool:  # asked by uvicorn on every send
+        return self._transport.is_closing()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._transport, name)

@@ -93,6 +93,33 @@ def test_a_head_that_trickles_in_times_out(connect: Callable[[], socket.socket])
     assert silent.recv(10) == b""
 
 
+@pytest.mark.parametrize("split", ["after-an-answer", "pipelined"])
+def test_a_later_head_on_a_kept_alive_connection_that_trickles_in_times_out_too(
+    connect: Callable[[], socket.socket], split: str
+) -> None:
+    """The head timer is armed only when a read leaves a head incomplete: the second request's head, whether it
+    starts in a read of its own or behind a whole first request in the same read, is held to the deadline too."""
+    sock = connect()
+    whole, partial = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", b"GET /healthz HTTP/1.1\r\nHost: x\r\n"
+    if split == "pipelined":
+        sock.sendall(whole + partial)
+    else:
+        sock.sendall(whole)
+        assert _read_one(sock).startswith(b"HTTP/1.1 200")
+        sock.sendall(partial)
+    started = time.monotonic()
+    data = b""
+    while chunk := sock.recv(65536):  # the server closes the connection: not left waiting for the rest of the head
+        data += chunk
+    assert time.monotonic() - started < 5
+    if split == "pipelined":
+        # The first request is answered; the head behind it was counted from the end of the first one's body, so
+        # it had no byte of its own yet when the deadline came: closed quietly, as an idle connection is.
+        assert data.startswith(b"HTTP/1.1 200") and data.count(b"HTTP/1.1 ") == 1
+    else:
+        assert data.startswith(b"HTTP/1.1 408") and b"request_timeout" in data
+
+
 @pytest.mark.parametrize("path", ["/v1/chat/completions", "/admin/tenants"])
 def test_a_body_that_stops_arriving_gets_408(gateway: Gateway, connect: Callable[[], socket.socket], path: str) -> None:
     key = gateway.new_key("slow")["key"]
