@@ -205,3 +205,35 @@ def test_a_slow_upstream_call_passes_its_slot_on(
     elapsed = asyncio.run(scenario())
     assert elapsed < 1.5, f"the four calls took {elapsed:.2f} s: the slot waited for each upstream answer"
     assert gateway.runtime.work_slots.in_use == 0
+
+
+def test_tenants_sharing_a_worker_at_one_slot_still_have_all_their_slow_calls_and_streams_at_the_upstream_at_once(
+    gateway_factory: Callable[..., Gateway], sqlite_url: str, slow_dev_upstream: str
+) -> None:
+    """Two tenants, so the worker runs at its shared capacity (one slot, the default); each sends ten half-second
+    calls, half of them streamed. Parked on their upstream, they pass the slot on within milliseconds: all twenty
+    are at the upstream at once and finish in about one call's time, not ten seconds one after another."""
+    gateway = gateway_factory(database_url=sqlite_url, upstream_base_url=slow_dev_upstream)
+    assert gateway.settings.work_slots_shared == 1
+    keys = [tenant_with_key(gateway)["key"] for _ in range(2)]
+
+    async def stream(client: openai.AsyncOpenAI, done: list[float]) -> None:
+        events = await client.chat.completions.create(
+            model="gpt-4o-mini", messages=MESSAGES, max_tokens=10, stream=True
+        )
+        async for _ in events:
+            pass
+        done.append(time.monotonic())
+
+    async def scenario() -> tuple[float, int]:
+        done: list[float] = []
+        async with gateway.async_client(keys[0], timeout=60) as a, gateway.async_client(keys[1], timeout=60) as b:
+            started = time.monotonic()
+            calls = [call(client, done) for client in (a, b) for call in (_ask, stream) for _ in range(5)]
+            await asyncio.gather(*calls)
+            return time.monotonic() - started, len(done)
+
+    elapsed, finished = asyncio.run(scenario())
+    assert finished == 20
+    assert elapsed < 3, f"twenty half-second calls took {elapsed:.2f} s: slots held them back"
+    assert gateway.runtime.work_slots.in_use == 0 and gateway.runtime.work_slots.stats.passed_on > 0
