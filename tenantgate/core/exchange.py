@@ -157,6 +157,9 @@ class Exchange:
     upstream_headers: list[tuple[str, str]] = field(default_factory=list)
     # Which limits refused the request, e.g. "key_rpm,tenant_tpm" (the limiter sets it; telemetry labels by it).
     refused_by: str | None = None
+    # Refused from process memory (the key or tenant was known to be over its RPM or RPD): the ledger keeps one such
+    # refusal per key a second, the metrics all of them (tenants/metering/hook.py).
+    refused_from_memory: bool = False
     # The usage event of this exchange is on record (metering writes it once, in settle or else in finish).
     metered: bool = False
     # Routes whose answers create or describe stored objects (files, uploads, batches) keep the parsed JSON answer

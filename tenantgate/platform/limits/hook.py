@@ -133,6 +133,7 @@ class Limiter:
             refused = known.check(exchange.ctx.principal)
             if refused is not None:
                 exchange.refused_by = refused.refused_by
+                exchange.refused_from_memory = True
                 raise refused
 
     async def admit(self, exchange: Exchange) -> None:

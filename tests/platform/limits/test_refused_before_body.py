@@ -9,17 +9,21 @@ from __future__ import annotations
 
 import http.client
 import json
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpx
 import openai
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.conftest import ADMIN_TOKEN
 from tests.platform.limits.conftest import MESSAGES, tenant_with_key
 from tests.support.gateway import Gateway
+from tests.support.metering import all_events, flush
 
 CHAT = "/v1/chat/completions"
 
@@ -106,3 +110,30 @@ def test_refused_before_the_body_is_counted_as_a_refusal_from_memory(over_limit:
     finally:
         connection.close()
     assert known.refused == before + 3
+
+
+def test_a_flood_of_refusals_from_memory_is_one_ledger_row_per_key_a_second_and_every_one_a_metric(
+    over_limit: tuple[Gateway, str],
+) -> None:
+    """Hammering past its RPM, a key is refused from memory hundreds of times; the ledger keeps one of those refusals
+    a second (not billable, as every refusal), so a flood cannot fill the database with them, while the requests
+    metric counts every one."""
+    gateway, key = over_limit
+    client = gateway.client(key, max_retries=0)
+    started = time.monotonic()
+    for _ in range(200):
+        with pytest.raises(openai.RateLimitError):
+            client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    seconds = time.monotonic() - started
+    flush(gateway)
+    events = [e for e in all_events(gateway) if e["status"] == 429]
+    # The store's refusal (the fixture's second request) and at most one from memory per second that passed.
+    assert 2 <= len(events) <= 1 + int(seconds) + 2, (len(events), seconds)
+    assert not any(e["billable"] for e in events)
+    metrics = httpx.get(gateway.url + "/metrics", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}).text
+    refused = sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line.startswith("tenantgate_proxy_requests_total{") and 'status_class="429"' in line
+    )
+    assert refused >= 201
