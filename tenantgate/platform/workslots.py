@@ -173,14 +173,14 @@ class _Waiter:
 
 
 class WorkSlots:
-    """The slots of one worker. ``take`` (or ``wait``) before the request's body is read, ``park`` as it is sent to
-    the upstream, ``release`` when it has been answered (releasing twice is harmless). ``exchange.holds_slot`` says
-    whether it holds one.
+    """The slots of one worker. ``take`` (or ``wait``) before the request's body is parsed, ``park`` while it waits
+    on Redis or its upstream, ``release`` when it has been answered (releasing twice is harmless).
+    ``exchange.holds_slot`` says whether it holds one.
 
-    Capacity: ``slots`` while one tenant is alone on the worker, ``shared`` once another tenant took a slot within
-    the last ``CONTENDED_SECONDS``: the fewer requests the event loop works on at once, the sooner each of them is
-    done, so a tenant with one request in flight is not slowed by a flood's many (the flood keeps the worker busy
-    with the rest).
+    Capacity: ``slots`` while one tenant is alone on the worker, ``shared`` once another tenant's request came while
+    the first one's were in, until none has for ``CONTENDED_SECONDS``: the fewer requests the event loop works on at
+    once, the sooner each of them is done, so a tenant with one request in flight is not slowed by a flood's many
+    (the flood keeps the worker busy with the rest).
 
     Nothing here costs a timer or a task per request. While anyone waits, one sweep per ``tick`` does the timed work:
     it passes on the slots of requests parked on I/O for ``pass_on_seconds`` (or busy for ``busy_pass_on_seconds``),
@@ -236,7 +236,8 @@ class WorkSlots:
         now = time.monotonic()
         if self.queue.size:
             self._fill(now)
-            return False  # the waiters come first
+            if self.queue.size:
+                return False  # the waiters come first
         tenant = exchange.ctx.principal.tenant_id
         capacity = self.slots
         if now - self._switched_at < self.CONTENDED_SECONDS or (self.in_use and tenant != self._last_tenant):
