@@ -56,6 +56,9 @@ _MAX_OUTPUT_LINE = 64 * 1024 * 1024
 _MAX_OUTPUT_FILE = 16 * 1024**3
 
 
+_MAX_STORED_PER_LINE = 256
+
+
 def batch_line_event_id(batch_id: str, custom_id: str) -> str:
     digest = hashlib.sha256(b"batch:" + batch_id.encode() + b"\n" + custom_id.encode()).hexdigest()[:32]
     return "evt_bt" + digest
@@ -126,6 +129,23 @@ def _event(
         "file_search_calls": tools.file_search_calls,
         "code_interpreter_sessions": tools.code_interpreter_sessions,
     }
+
+
+def _stored_objects(endpoint: str, status: int, body: dict[str, Any]) -> list[tuple[str, str]]:
+    """What a successful Responses line stored upstream (stored unless its request said ``store: false``, which the
+    output does not tell: owning an id that was not stored only lets its owner get the upstream's 404)."""
+    if endpoint != "/v1/responses" or not 0 < status < 400 or body.get("object") != "response":
+        return []
+    response_id = body.get("id")
+    if not isinstance(response_id, str) or not response_id.startswith("resp_"):
+        return []
+    stored = [(response_id, "response")]
+    output = body.get("output")
+    for item in output if isinstance(output, list) else []:
+        item_id = item.get("id") if isinstance(item, dict) else None
+        if isinstance(item_id, str) and item_id:
+            stored.append((item_id, "item"))
+    return stored[:_MAX_STORED_PER_LINE]
 
 
 class Settler:
@@ -274,7 +294,10 @@ class Settler:
             found = self._line_event(owner, batch_id, endpoint, raw, at)
             if found is None:
                 continue
-            event, usage = found
+            event, usage, stored = found
+            for object_id, kind in stored:
+                # First owner wins: an id someone else owns stays theirs (record logs the conflict).
+                await self.ownership.record(object_id, kind, owner)
             self.metering.spool.append_or_hold(encode(event))
             self.metering.writer.notify()
             if usage is not None:
@@ -290,9 +313,10 @@ class Settler:
 
     def _line_event(
         self, owner: Owner, batch_id: str, endpoint: str, raw: bytes, at: float
-    ) -> tuple[UsageEvent, Usage | None] | None:
-        """The usage event of one output line and its billable usage (what the upstream reported for it; None for
-        a failed request), or None for a line without a ``custom_id``."""
+    ) -> tuple[UsageEvent, Usage | None, list[tuple[str, str]]] | None:
+        """The usage event of one output line, its billable usage (what the upstream reported for it; None for a
+        failed request) and the stored objects it made (a Responses line's response and output items, the batch
+        owner's as if it had been asked directly), or None for a line without a ``custom_id``."""
         try:
             line = orjson.loads(raw)
         except orjson.JSONDecodeError:
@@ -318,7 +342,7 @@ class Settler:
             batch=True,
             tools=tool_calls_of(body.get("output")) if endpoint == "/v1/responses" else NO_TOOL_CALLS,
         )
-        return event, billed
+        return event, billed, _stored_objects(endpoint, status, body)
 
     async def _index_file(self, owner: Owner, file_id: str, upstream: Upstream, keys: dict[str, str] | None) -> None:
         """A batch's output or error file, listed and counted like the tenant's uploads."""

@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 import openai
+import orjson
 import pytest
 
 from tenantgate import tokens
@@ -214,3 +215,42 @@ def test_refusing_unpriced_models_refuses_batch_lines_without_a_batch_price(
         assert refused.value.code == "model_not_priced"
         assert refused.value.body["message"].startswith("Line 2 of the input file:")  # type: ignore[index]
     assert create(client, upload_input(client, [line("ok", "gpt-4o-mini", "priced")])).status == "validating"
+
+
+def test_responses_a_batch_stored_are_its_owners_to_read_and_nobody_elses(
+    objects_gateway: Callable[..., Gateway],
+) -> None:
+    """A Responses batch stores each line's response upstream (store defaults to true). Once the batch is settled
+    they are the batch owner's as if asked directly: retrievable, their output items nameable; another tenant gets
+    the 404 of an id that never existed."""
+    gateway = objects_gateway()
+    owner = gateway.client(gateway.new_key("batches")["key"])
+    other = gateway.client(gateway.new_key("other")["key"])
+    lines = [
+        {
+            "custom_id": f"r-{i}",
+            "method": "POST",
+            "url": "/v1/responses",
+            "body": {"model": "gpt-4o-mini", "input": f"hi {i}"},
+        }
+        for i in range(3)
+    ]
+    input_id = upload_input(owner, lines)
+    batch = owner.batches.create(input_file_id=input_id, endpoint="/v1/responses", completion_window="24h")
+    ended = wait_ended(owner, batch.id)
+    assert ended.status == "completed" and ended.output_file_id is not None
+    wait_until(
+        lambda: ended.output_file_id in [f.id for f in owner.files.list(purpose="batch_output")],
+        what="the batch to be settled",
+    )
+    output = [orjson.loads(row) for row in owner.files.content(ended.output_file_id).read().splitlines()]
+    bodies = [row["response"]["body"] for row in output]
+    assert len(bodies) == 3 and all(body["id"].startswith("resp_") for body in bodies)
+    for body in bodies:
+        assert owner.responses.retrieve(body["id"]).id == body["id"]
+        with pytest.raises(openai.NotFoundError):
+            other.responses.retrieve(body["id"])
+    follow_up = owner.responses.create(model="gpt-4o-mini", input="and then?", previous_response_id=bodies[0]["id"])
+    assert follow_up.previous_response_id == bodies[0]["id"]
+    with pytest.raises(openai.NotFoundError):
+        other.responses.create(model="gpt-4o-mini", input="and then?", previous_response_id=bodies[0]["id"])
