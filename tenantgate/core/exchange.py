@@ -95,6 +95,8 @@ class BatchAdmission:
     """That usage at batch prices."""
     holds: list[dict[str, Any]] = field(default_factory=list)
     kept: bool = False
+    stored_chat: list[str] = field(default_factory=list)
+    """custom_ids of the lines that store their chat completion (``store: true``)."""
 
 
 @dataclass(slots=True)

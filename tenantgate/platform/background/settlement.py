@@ -30,6 +30,8 @@ from tenantgate.core.exchange import NO_TOOL_CALLS, ToolCalls, Usage
 from tenantgate.ids import new_id
 from tenantgate.platform.limits.batch import BatchCharge, holds_of
 from tenantgate.platform.limits.hook import Limiter
+from tenantgate.platform.proxy.batch_input import line_key
+from tenantgate.platform.proxy.conversation_answers import CHAT_COMPLETION
 from tenantgate.platform.proxy.object_answers import BATCH_ENDED, file_entry
 from tenantgate.platform.proxy.routes import FILE_CONTENT, RETRIEVE_BATCH, RETRIEVE_FILE, RETRIEVE_RESPONSE
 from tenantgate.platform.proxy.upstream_calls import call, get_json, lines
@@ -42,7 +44,7 @@ from tenantgate.tenants.metering.meter import Metering
 from tenantgate.tenants.metering.pricing import Measure
 from tenantgate.tenants.metering.usage_event import UsageEvent
 from tenantgate.tenants.models import TenantObject
-from tenantgate.tenants.object_index import ObjectIndex
+from tenantgate.tenants.object_index import Entry, ObjectIndex
 from tenantgate.tenants.objects import ObjectOwnership, Owner
 
 log = logging.getLogger("tenantgate.objects")
@@ -131,10 +133,21 @@ def _event(
     }
 
 
-def _stored_objects(endpoint: str, status: int, body: dict[str, Any]) -> list[tuple[str, str]]:
-    """What a successful Responses line stored upstream (stored unless its request said ``store: false``, which the
-    output does not tell: owning an id that was not stored only lets its owner get the upstream's 404)."""
-    if endpoint != "/v1/responses" or not 0 < status < 400 or body.get("object") != "response":
+def _stored_objects(
+    endpoint: str, status: int, body: dict[str, Any], stores_chat: bool = False
+) -> list[tuple[str, str]]:
+    """What a successful line stored upstream. A Responses line: its response and output items (stored unless its
+    request said ``store: false``, which the output does not tell: owning an id that was not stored only lets its
+    owner get the upstream's 404). A chat completion line: its completion, if the line asked ``store: true``
+    (``stores_chat``, from the input file read when the batch was created)."""
+    if not 0 < status < 400:
+        return []
+    if endpoint == "/v1/chat/completions":
+        completion_id = body.get("id")
+        if stores_chat and body.get("object") == "chat.completion" and isinstance(completion_id, str) and completion_id:
+            return [(completion_id, CHAT_COMPLETION)]
+        return []
+    if endpoint != "/v1/responses" or body.get("object") != "response":
         return []
     response_id = body.get("id")
     if not isinstance(response_id, str) or not response_id.startswith("resp_"):
@@ -255,8 +268,12 @@ class Settler:
         at = _ended_at(batch)
         charge = BatchCharge()
         output = batch.get("output_file_id")
+        stored_chat = state.get("stored_chat")
+        stores = (
+            frozenset(i for i in stored_chat if isinstance(i, str)) if isinstance(stored_chat, list) else frozenset()
+        )
         if isinstance(output, str):
-            await self._meter_output(owner, batch_id, str(endpoint or ""), output, at, upstream, keys, charge)
+            await self._meter_output(owner, batch_id, str(endpoint or ""), output, at, upstream, keys, charge, stores)
         for name in ("output_file_id", "error_file_id"):
             file_id = batch.get(name)
             if isinstance(file_id, str):
@@ -282,6 +299,7 @@ class Settler:
         upstream: Upstream,
         keys: dict[str, str] | None,
         charge: BatchCharge,
+        stores: frozenset[str] = frozenset(),
     ) -> None:
         response = await call(
             self.http, upstream, keys, "GET", FILE_CONTENT.upstream({"file_id": file_id}), stream=True
@@ -291,13 +309,14 @@ class Settler:
             raise RuntimeError(f"the output file {file_id} of batch {batch_id} answered {response.status}")
         usd = Decimal(0)
         async for _, raw in lines(response, max_line=_MAX_OUTPUT_LINE, max_total=_MAX_OUTPUT_FILE):
-            found = self._line_event(owner, batch_id, endpoint, raw, at)
+            found = self._line_event(owner, batch_id, endpoint, raw, at, stores)
             if found is None:
                 continue
             event, usage, stored = found
             for object_id, kind in stored:
                 # First owner wins: an id someone else owns stays theirs (record logs the conflict).
-                await self.ownership.record(object_id, kind, owner)
+                if await self.ownership.record(object_id, kind, owner) is None and kind == CHAT_COMPLETION:
+                    await self._index_completion(owner, object_id, event)
             self.metering.spool.append_or_hold(encode(event))
             self.metering.writer.notify()
             if usage is not None:
@@ -312,7 +331,7 @@ class Settler:
         charge.micro_usd = int(usd * MICRO_USD)
 
     def _line_event(
-        self, owner: Owner, batch_id: str, endpoint: str, raw: bytes, at: float
+        self, owner: Owner, batch_id: str, endpoint: str, raw: bytes, at: float, stores: frozenset[str] = frozenset()
     ) -> tuple[UsageEvent, Usage | None, list[tuple[str, str]]] | None:
         """The usage event of one output line, its billable usage (what the upstream reported for it; None for a
         failed request) and the stored objects it made (a Responses line's response and output items, the batch
@@ -342,7 +361,26 @@ class Settler:
             batch=True,
             tools=tool_calls_of(body.get("output")) if endpoint == "/v1/responses" else NO_TOOL_CALLS,
         )
-        return event, billed, _stored_objects(endpoint, status, body)
+        stores_chat = bool(stores) and line_key(line["custom_id"]) in stores
+        return event, billed, _stored_objects(endpoint, status, body, stores_chat)
+
+    async def _index_completion(self, owner: Owner, completion_id: str, event: UsageEvent) -> None:
+        """A chat completion a batch line stored: listed among the owner's stored chat completions (its metadata
+        as the upstream reports it once retrieved; the batch output does not carry it)."""
+        if await self.index.get(owner.tenant_id, completion_id) is not None:
+            return
+        await self.index.add(
+            Entry(
+                id=completion_id,
+                tenant_id=owner.tenant_id,
+                kind=CHAT_COMPLETION,
+                upstream=owner.upstream,
+                account=owner.account,
+                api_key_id=owner.api_key_id,
+                created=int(event["occurred_at"]),
+                state={"model": event["model"], "response_model": event["model"], "metadata": {}},
+            )
+        )
 
     async def _index_file(self, owner: Owner, file_id: str, upstream: Upstream, keys: dict[str, str] | None) -> None:
         """A batch's output or error file, listed and counted like the tenant's uploads."""

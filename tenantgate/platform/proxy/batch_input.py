@@ -11,6 +11,7 @@ per line under an id made of the batch and the ``custom_id`` (hence unique ids).
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -45,6 +46,14 @@ class BatchInput:
     """Estimated prompt tokens per model."""
     worst_tokens: dict[str, int] = field(default_factory=dict)
     """Prompt plus the most output each line allows, per model."""
+    stored_chat: list[str] = field(default_factory=list)
+    """The ``line_key`` of each chat completion line that asks ``store: true`` (what it stores becomes the caller's)."""
+
+
+def line_key(custom_id: str) -> str:
+    """A short fixed-size name of a line (12 characters, 72 bits of its custom_id's SHA-256), so that what a batch
+    keeps about its lines stays small whatever their custom_ids (up to 512 characters each, 50,000 lines)."""
+    return base64.urlsafe_b64encode(hashlib.sha256(custom_id.encode()).digest()[:9]).decode()
 
 
 def _refuse(line: int, message: str, code: str = InvalidBatchInput.code) -> InvalidBatchInput:
@@ -122,6 +131,8 @@ async def check_lines(
         output = 0
         if endpoint in _GENERATING:
             output = max_output_tokens(body) or model_max_output(model, default_max_output)
+        if endpoint == "/v1/chat/completions" and body.get("store") is True:
+            found.stored_chat.append(line_key(custom_id))
         found.prompt_tokens[model] = found.prompt_tokens.get(model, 0) + prompt
         found.worst_tokens[model] = found.worst_tokens.get(model, 0) + prompt + output
         if number % _YIELD_EVERY == 0:

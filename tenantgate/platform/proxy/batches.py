@@ -168,4 +168,5 @@ def _estimate(services: ProxyServices, exchange: Exchange, found: BatchInput, en
         queue_tokens=dict(found.prompt_tokens),
         month_tokens=sum(found.worst_tokens.values()),
         month_micro_usd=int(usd * MICRO_USD),
+        stored_chat=list(found.stored_chat),
     )

@@ -269,6 +269,7 @@ class ObjectAnswersHook:
             state={
                 "endpoint": admission.endpoint if admission is not None else answer.get("endpoint"),
                 "holds": admission.holds if admission is not None else [],
+                "stored_chat": admission.stored_chat if admission is not None else [],
             },
             poll_at=utcnow() + timedelta(seconds=self.poll_seconds),
         )

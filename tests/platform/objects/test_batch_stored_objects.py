@@ -1,5 +1,6 @@
 """What a batch output line hands to its owner, read from whatever an upstream (or a tenant's own endpoint) put in
-it: generated lines never fail the settlement, and only a successful Responses line's own ids are taken."""
+it: generated lines never fail the settlement, and only a successful line's own ids are taken (a chat completion's
+only when its input line asked ``store: true``)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ _BODY = st.fixed_dictionaries(
     {},
     optional={
         "object": st.sampled_from(["response", "chat.completion", "list"]) | _JSON,
-        "id": st.text(max_size=20).map(lambda s: "resp_" + s) | _JSON,
+        "id": st.text(max_size=20).map(lambda s: "resp_" + s) | st.text(max_size=20) | _JSON,
         "output": st.lists(
             st.fixed_dictionaries({}, optional={"id": st.text(max_size=20) | _JSON, "type": st.text(max_size=8)})
             | _JSON,
@@ -34,9 +35,20 @@ _BODY = st.fixed_dictionaries(
     endpoint=st.sampled_from(["/v1/responses", "/v1/chat/completions", "/v1/embeddings"]),
     status=st.integers(min_value=-1, max_value=600),
     body=_BODY,
+    stores_chat=st.booleans(),
 )
-def test_only_a_successful_responses_lines_own_ids_are_taken(endpoint: str, status: int, body: dict[str, Any]) -> None:
-    stored = _stored_objects(endpoint, status, body)
+def test_only_a_successful_lines_own_ids_are_taken(
+    endpoint: str, status: int, body: dict[str, Any], stores_chat: bool
+) -> None:
+    stored = _stored_objects(endpoint, status, body, stores_chat)
+    if endpoint == "/v1/chat/completions":
+        completion_id = body.get("id")
+        ok = stores_chat and 0 < status < 400 and body.get("object") == "chat.completion"
+        expected = (
+            [(completion_id, "chat_completion")] if ok and isinstance(completion_id, str) and completion_id else []
+        )
+        assert stored == expected
+        return
     if endpoint != "/v1/responses" or not 0 < status < 400 or body.get("object") != "response":
         assert stored == []
         return

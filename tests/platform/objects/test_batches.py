@@ -254,3 +254,34 @@ def test_responses_a_batch_stored_are_its_owners_to_read_and_nobody_elses(
     assert follow_up.previous_response_id == bodies[0]["id"]
     with pytest.raises(openai.NotFoundError):
         other.responses.create(model="gpt-4o-mini", input="and then?", previous_response_id=bodies[0]["id"])
+
+
+def test_chat_completions_a_batch_stored_are_its_owners_listed_and_nobody_elses(
+    objects_gateway: Callable[..., Gateway],
+) -> None:
+    """Lines asking ``store: true`` store their chat completion upstream: once the batch is settled those (and only
+    those) are listed among the creator's stored chat completions and retrievable; another tenant gets 404."""
+    gateway = objects_gateway()
+    owner = gateway.client(gateway.new_key("batches")["key"])
+    other = gateway.client(gateway.new_key("other")["key"])
+    lines = [line("kept-0", "gpt-4o-mini", "a", store=True), line("plain", "gpt-4o-mini", "b")]
+    lines.append(line("kept-1", "gpt-4o-mini", "c", store=True))
+    ended = wait_ended(owner, create(owner, upload_input(owner, lines)).id)
+    assert ended.status == "completed" and ended.output_file_id is not None
+    wait_until(
+        lambda: ended.output_file_id in [f.id for f in owner.files.list(purpose="batch_output")],
+        what="the batch to be settled",
+    )
+    output = {
+        row["custom_id"]: row["response"]["body"]["id"]
+        for row in map(orjson.loads, owner.files.content(ended.output_file_id).read().splitlines())
+    }
+    kept = {output["kept-0"], output["kept-1"]}
+    assert {completion.id for completion in owner.chat.completions.list()} == kept
+    for completion_id in kept:
+        assert owner.chat.completions.retrieve(completion_id).id == completion_id
+        with pytest.raises(openai.NotFoundError):
+            other.chat.completions.retrieve(completion_id)
+    with pytest.raises(openai.NotFoundError):
+        owner.chat.completions.retrieve(output["plain"])
+    assert list(other.chat.completions.list()) == []
