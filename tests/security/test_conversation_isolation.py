@@ -370,3 +370,43 @@ def test_an_endpoint_answering_with_another_tenants_ids_makes_nobody_their_owner
     assert world.a.conversations.retrieve(ids["conversation"]).id == ids["conversation"]
     assert world.a.chat.completions.retrieve(ids["completion"]).id == ids["completion"]
     assert ids["completion"] not in {c.id for c in world.b.chat.completions.list()}
+
+
+def _a_unseen_item(world: World) -> str:
+    """An item of A's conversation the gateway never saw: the input of a turn, read at the upstream itself."""
+    if "unseen" not in world.a_ids:
+        conversation = world.a_ids["conversation"]
+        world.a.responses.create(model="gpt-4o-mini", input="A's unseen turn", conversation=conversation)
+        listed = httpx.get(
+            f"{world.gateway.settings.upstream_base_url}/conversations/{conversation}/items",
+            headers={"Authorization": f"Bearer {UPSTREAM_KEY}"},
+            params={"limit": 100},
+        ).json()["data"]
+        world.a_ids["unseen"] = next(
+            item["id"]
+            for item in listed
+            if "A's unseen turn" in str(item.get("content")) and item.get("role") == "user"
+        )
+    return world.a_ids["unseen"]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(hostile=_HOSTILE, which=st.sampled_from(["hostile", "a_item", "a_unseen"]))
+def test_an_item_named_beside_the_callers_own_conversation_is_looked_for_only_there(
+    world: World, hostile: str, which: str
+) -> None:
+    """B names an item by id beside its own conversation: a generated string, one of A's items, or one of A's items
+    the gateway has never seen. Each is the 404 (or 400) of an unknown id, and the only upstream request it may
+    cause is a lookup of that id in B's own conversation."""
+    item_id = {"hostile": hostile, "a_item": world.a_ids["item"]}.get(which) or _a_unseen_item(world)
+    before = len(world.upstream.requests)
+    body = {
+        "model": "gpt-4o-mini",
+        "conversation": world.b_conversation,
+        "input": [{"type": "item_reference", "id": item_id}],
+    }
+    response = world.b_request("POST", "/responses", json=body)
+    assert 400 <= response.status_code < 500, (item_id, response.status_code, response.text[:200])
+    assert response.json()["error"]["message"]
+    reached = world.upstream.requests[before:]
+    assert all(r.startswith(f"GET /v1/conversations/{world.b_conversation}/items/") for r in reached), reached

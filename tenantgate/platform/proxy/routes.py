@@ -164,6 +164,9 @@ LIST_CHAT_COMPLETIONS = Route(
     "GET", "/v1/chat/completions", "chat", query=frozenset({"model", "after", "limit", "order"})
 )
 RETRIEVE_CHAT_COMPLETION = Route("GET", "/v1/chat/completions/{completion_id}", "chat")
+RETRIEVE_CONVERSATION_ITEM = Route(
+    "GET", "/v1/conversations/{conversation_id}/items/{item_id}", "conversations", query=_INCLUDE
+)
 _PAGE = frozenset({"after", "limit", "order"})
 CONVERSATION_ROUTES = (
     LIST_CHAT_COMPLETIONS,
@@ -177,7 +180,7 @@ CONVERSATION_ROUTES = (
     Route("DELETE", "/v1/conversations/{conversation_id}", "conversations"),
     Route("POST", "/v1/conversations/{conversation_id}/items", "conversations", "json", query=_INCLUDE),
     Route("GET", "/v1/conversations/{conversation_id}/items", "conversations", query=_PAGE | _INCLUDE),
-    Route("GET", "/v1/conversations/{conversation_id}/items/{item_id}", "conversations", query=_INCLUDE),
+    RETRIEVE_CONVERSATION_ITEM,
     Route("DELETE", "/v1/conversations/{conversation_id}/items/{item_id}", "conversations"),
 )
 # Vector stores (proxy/vector_stores.py): the store list is the gateway's index; a store's own lists (its files, a

@@ -24,7 +24,9 @@ from tenantgate.platform.proxy.cursors import another_tenants_cursor, send_empty
 from tenantgate.platform.proxy.forward import ForwardPolicy, forward
 from tenantgate.platform.proxy.http import read_body
 from tenantgate.platform.proxy.references import Reference
-from tenantgate.platform.proxy.routes import Route
+from tenantgate.platform.proxy.routes import RETRIEVE_CONVERSATION_ITEM, Route
+from tenantgate.platform.proxy.upstream_calls import get_json
+from tenantgate.platform.upstream.paths import is_segment
 from tenantgate.platform.upstream.registry import Target, Upstream
 from tenantgate.tenants.objects import Account, ObjectOwnership, Owner
 
@@ -115,12 +117,16 @@ async def check_references(
 ) -> tuple[Target, ...]:
     """Every referenced object must be the caller's; the request then goes to the upstream that holds them."""
     upstreams: set[str] = set()
+    references = list(references)
+    conversation: Reference | None = next((r for r in references if r.kind == "conversation"), None)
     for count, reference in enumerate(references):
         if count >= _MAX_REFERENCES:
             raise NotFound(f"A request may name at most {_MAX_REFERENCES} stored objects.", param=reference.param)
         if reference.kind not in _TRACKED:
             raise not_found(reference.kind, reference.id, reference.param)  # not tracked per tenant yet: nobody's
         owner = await owned(services.ownership, exchange, reference.id)
+        if owner is None and reference.kind == "item" and conversation is not None:
+            owner = await _item_of_conversation(services, exchange, conversation.id, reference.id)
         if owner is None:
             raise not_found(reference.kind, reference.id, reference.param)
         upstreams.add(owner.upstream)
@@ -131,6 +137,29 @@ async def check_references(
         first = next(iter(references))
         raise not_found(first.kind, first.id, first.param)
     return same_upstream
+
+
+async def _item_of_conversation(
+    services: ProxyServices, exchange: Exchange, conversation_id: str, item_id: str
+) -> Owner | None:
+    """An item the gateway has not seen (a Responses turn's input, appended to the conversation upstream) named
+    beside a conversation of the caller's: it is the caller's if the upstream holding that conversation finds it
+    there. Then it is recorded like a listed item (first owner wins)."""
+    if not (is_segment(item_id) and is_segment(conversation_id)):
+        return None  # no such id can be stored upstream; never put in a path
+    conversation_owner = await owned(services.ownership, exchange, conversation_id)
+    if conversation_owner is None:
+        return None
+    upstream, keys = holder(services, exchange, conversation_owner)
+    if upstream is None:
+        return None
+    path = RETRIEVE_CONVERSATION_ITEM.upstream({"conversation_id": conversation_id, "item_id": item_id})
+    status, answer = await get_json(services.http, upstream, keys, "GET", path)
+    if status != 200 or answer is None or answer.get("id") != item_id:
+        return None
+    if await services.ownership.record(item_id, "item", conversation_owner) is not None:
+        return None
+    return conversation_owner
 
 
 class OwnershipConflict(GatewayError):

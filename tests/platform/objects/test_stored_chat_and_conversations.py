@@ -9,9 +9,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import httpx
 import openai
 import pytest
 
+from tests.conftest import UPSTREAM_KEY
 from tests.support.gateway import Gateway
 from tests.support.metering import all_events, flush
 
@@ -194,3 +196,30 @@ def test_another_replica_lists_and_serves_what_one_stored(objects_gateway: Calla
         time.sleep(0.05)
     conversation = first.client(key).conversations.create()
     assert other.conversations.retrieve(conversation.id).id == conversation.id
+
+
+def test_an_item_a_turn_added_to_a_conversation_can_be_named_beside_it_by_its_owner_only(
+    objects_gateway: Callable[..., Gateway],
+) -> None:
+    """A Responses turn in a conversation appends its input to the conversation upstream, under an id the gateway
+    never saw. Named by id beside that conversation, it is found there upstream and becomes the caller's; another
+    tenant naming it (beside a conversation of its own) gets the 404 of an unknown id."""
+    gateway = objects_gateway()
+    owner = gateway.client(gateway.new_key("talker")["key"])
+    other = gateway.client(gateway.new_key("other")["key"])
+    conversation = owner.conversations.create()
+    owner.responses.create(model="gpt-4o-mini", input="remember the word umbrella", conversation=conversation.id)
+    # The turn's input item, read at the upstream itself (listing it through the gateway would record it).
+    listed = httpx.get(
+        f"{gateway.settings.upstream_base_url}/conversations/{conversation.id}/items",
+        headers={"Authorization": f"Bearer {UPSTREAM_KEY}"},
+    ).json()["data"]
+    unseen = next(item["id"] for item in listed if item.get("role") == "user")
+    reference = [{"type": "item_reference", "id": unseen}]
+    answer = owner.responses.create(model="gpt-4o-mini", input=reference, conversation=conversation.id)  # type: ignore[arg-type]
+    assert answer.status == "completed"
+    theirs = other.conversations.create()
+    with pytest.raises(openai.NotFoundError):
+        other.responses.create(model="gpt-4o-mini", input=reference, conversation=theirs.id)  # type: ignore[arg-type]
+    with pytest.raises(openai.NotFoundError):
+        other.responses.create(model="gpt-4o-mini", input=reference, conversation=conversation.id)  # type: ignore[arg-type]
