@@ -91,6 +91,9 @@ class ObjectOwnership:
 
     async def record(self, object_id: str, kind: str, owner: Owner) -> Owner | None:
         """Make ``owner`` the owner of ``object_id`` unless someone else is; returns that someone else, or None."""
+        if "\x00" in object_id:
+            log.warning("objects: an upstream answer named an id with a NUL character; not recorded, so nobody's")
+            return None
         known = self._memory.get(object_id)
         if known is None:
             known = await self._claim_shared(object_id, owner)
@@ -135,6 +138,8 @@ class ObjectOwnership:
         )
 
     async def owner(self, object_id: str) -> Owner | None:
+        if "\x00" in object_id:
+            return None  # never recorded (a database text cannot hold it), so nobody's
         owner = self._memory.get(object_id)
         if owner is not None:
             return owner
