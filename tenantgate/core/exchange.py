@@ -96,7 +96,7 @@ class BatchAdmission:
     holds: list[dict[str, Any]] = field(default_factory=list)
     kept: bool = False
     stored_chat: list[str] = field(default_factory=list)
-    """custom_ids of the lines that store their chat completion (``store: true``)."""
+    """The ``line_key`` (proxy/batch_input.py) of each line that stores its chat completion (``store: true``)."""
 
 
 @dataclass(slots=True)
