@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 import time
 from typing import Any
 
 import uvicorn
 
-from tests.support.services import free_port
-
 
 class ServedApp:
     def __init__(self, app: Any, *, lifespan: str = "on", **options: Any) -> None:
         """``options``: more uvicorn settings (the gateway's are in ``serving.uvicorn_options``); with
         ``ssl_certfile`` and ``ssl_keyfile`` it serves https."""
-        self.port = free_port()
+        # Bound here, to a port the kernel picks, and handed to uvicorn: no window in which another test process
+        # takes a port chosen as free (seen as "address already in use" under pytest-xdist).
+        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._socket.bind(("127.0.0.1", 0))
+        self.port = self._socket.getsockname()[1]
         self.url = f"{'https' if options.get('ssl_certfile') else 'http'}://127.0.0.1:{self.port}"
         config = uvicorn.Config(
             app,
@@ -35,7 +39,7 @@ class ServedApp:
     def _run(self) -> None:
         self.loop = asyncio.new_event_loop()
         asyncio.set_event_loop(self.loop)
-        self.loop.run_until_complete(self.server.serve())
+        self.loop.run_until_complete(self.server.serve(sockets=[self._socket]))
 
     def __enter__(self) -> ServedApp:
         self.thread.start()
@@ -49,3 +53,4 @@ class ServedApp:
     def __exit__(self, *exc: object) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=20)
+        self._socket.close()
