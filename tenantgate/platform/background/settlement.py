@@ -31,7 +31,7 @@ from tenantgate.ids import new_id
 from tenantgate.platform.limits.batch import BatchCharge, holds_of
 from tenantgate.platform.limits.hook import Limiter
 from tenantgate.platform.proxy.batch_input import line_key
-from tenantgate.platform.proxy.conversation_answers import CHAT_COMPLETION
+from tenantgate.platform.proxy.conversation_answers import CHAT_COMPLETION, completion_entry
 from tenantgate.platform.proxy.object_answers import BATCH_ENDED, file_entry
 from tenantgate.platform.proxy.routes import FILE_CONTENT, RETRIEVE_BATCH, RETRIEVE_FILE, RETRIEVE_RESPONSE
 from tenantgate.platform.proxy.upstream_calls import call, get_json, lines
@@ -44,7 +44,7 @@ from tenantgate.tenants.metering.meter import Metering
 from tenantgate.tenants.metering.pricing import Measure
 from tenantgate.tenants.metering.usage_event import UsageEvent
 from tenantgate.tenants.models import TenantObject
-from tenantgate.tenants.object_index import Entry, ObjectIndex
+from tenantgate.tenants.object_index import ObjectIndex
 from tenantgate.tenants.objects import ObjectOwnership, Owner
 
 log = logging.getLogger("tenantgate.objects")
@@ -369,17 +369,10 @@ class Settler:
         as the upstream reports it once retrieved; the batch output does not carry it)."""
         if await self.index.get(owner.tenant_id, completion_id) is not None:
             return
+        model = event["model"]
+        created = int(event["occurred_at"])
         await self.index.add(
-            Entry(
-                id=completion_id,
-                tenant_id=owner.tenant_id,
-                kind=CHAT_COMPLETION,
-                upstream=owner.upstream,
-                account=owner.account,
-                api_key_id=owner.api_key_id,
-                created=int(event["occurred_at"]),
-                state={"model": event["model"], "response_model": event["model"], "metadata": {}},
-            )
+            completion_entry(owner, completion_id, created, model=model, response_model=model, metadata={})
         )
 
     async def _index_file(self, owner: Owner, file_id: str, upstream: Upstream, keys: dict[str, str] | None) -> None:

@@ -25,6 +25,28 @@ OwnerOf = Callable[[Exchange], Awaitable[Owner]]
 Withhold = Callable[[Exchange], None]
 
 
+def completion_entry(
+    owner: Owner,
+    completion_id: str,
+    created: int,
+    *,
+    model: str | None,
+    response_model: str | None,
+    metadata: dict[str, Any],
+) -> Entry:
+    """The index row of a stored chat completion (what the list filters on: model and metadata)."""
+    return Entry(
+        id=completion_id,
+        tenant_id=owner.tenant_id,
+        kind=CHAT_COMPLETION,
+        upstream=owner.upstream,
+        account=owner.account,
+        api_key_id=owner.api_key_id,
+        created=created,
+        state={"model": model, "response_model": response_model, "metadata": metadata},
+    )
+
+
 class ConversationAnswers:
     def __init__(
         self, ownership: ObjectOwnership, index: ObjectIndex, *, claim: Claim, owner_of: OwnerOf, withhold: Withhold
@@ -53,19 +75,13 @@ class ConversationAnswers:
             return
         metadata = payload.get("metadata")
         self.index.add_later(
-            Entry(
-                id=completion_id,
-                tenant_id=owner.tenant_id,
-                kind=CHAT_COMPLETION,
-                upstream=owner.upstream,
-                account=owner.account,
-                api_key_id=owner.api_key_id,
-                created=int(exchange.started_at),
-                state={
-                    "model": exchange.model,
-                    "response_model": exchange.response_model,
-                    "metadata": metadata if isinstance(metadata, dict) else {},
-                },
+            completion_entry(
+                owner,
+                completion_id,
+                int(exchange.started_at),
+                model=exchange.model,
+                response_model=exchange.response_model,
+                metadata=metadata if isinstance(metadata, dict) else {},
             )
         )
 
