@@ -49,6 +49,8 @@ class GatewayApp:
         self.api = api
         self.runtime = runtime
         self.state = api.state
+        self.refusal_lane = runtime.refusal_lane
+        """Found by the HTTP protocol (platform/http_protocol.py): refusals from memory answered before this app."""
         # Outermost first: RequestId -> TenantAuth -> ProxyRouter (-> FastAPI for what it does not serve).
         # Every response of the proxy path carries x-request-id already; FastAPI's RequestId tags its own.
         self.proxy: ASGIApp = RequestIdMiddleware(

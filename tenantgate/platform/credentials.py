@@ -41,6 +41,12 @@ class TenantKeys:
                 return None
         return None if _expired(principal) else principal
 
+    def cached(self, key: str) -> Principal | None:
+        """The key's principal if this process resolved it recently and it has not expired; never a lookup, never a
+        counted failure (a miss is the caller's cue to take the path that ``resolve``s)."""
+        principal = self._key_cache.known(hash_key(self._secret_key, key))
+        return None if principal is None or _expired(principal) else principal
+
 
 def _expired(principal: Principal) -> bool:
     return principal.expires_at is not None and principal.expires_at <= time.time()

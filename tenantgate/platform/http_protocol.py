@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import asyncio
 import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -77,11 +78,62 @@ _BUSY = _response(
 )  # fmt: skip
 
 
+class RefusalAnswerer(Protocol):
+    """What answers a request from its head alone (platform/refusal_lane.py), found on the served app as
+    ``refusal_lane``; this module imports no application code."""
+
+    @property
+    def armed(self) -> bool: ...
+
+    def answer(
+        self,
+        method: bytes,
+        url: bytes,
+        headers: Sequence[tuple[bytes, bytes]],
+        default_headers: Sequence[tuple[bytes, bytes]],
+    ) -> tuple[bytes, float] | None: ...
+
+    def release(self) -> None: ...
+
+
+def _lane_of(app: Any) -> RefusalAnswerer | None:
+    """The app's refusal lane, through uvicorn's wrappers (proxy headers, message logger)."""
+    for _ in range(4):
+        lane = getattr(app, "refusal_lane", None)
+        if lane is not None:
+            return lane  # type: ignore[no-any-return]
+        app = getattr(app, "app", None)
+    return None
+
+
+class _Idle:
+    def set(self) -> None:
+        pass
+
+
+class _Answered:
+    """Stands in for uvicorn's request cycle of a request the protocol answered itself (as far as uvicorn's
+    callbacks look at it): the body that follows is dropped, a request behind it waits in uvicorn's pipeline."""
+
+    __slots__ = ("disconnected", "keep_alive", "lane", "response_complete", "timer")
+    response_started = True
+    message_event = _Idle()
+
+    def __init__(self, lane: RefusalAnswerer) -> None:
+        self.lane = lane
+        self.response_complete = False
+        self.keep_alive = True
+        self.disconnected = False
+        self.timer: asyncio.TimerHandle | None = None
+
+
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol with the limits above (given with ``functools.partial(..., limits=...)``)."""
+    """uvicorn's httptools protocol with the limits above (given with ``functools.partial(..., limits=...)``), and
+    the app's refusal lane when it has one."""
 
     def __init__(self, *args: Any, limits: HttpLimits, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self._lane = _lane_of(self.app)
         self._limits = limits
         self._in_head = True
         self._head_begun = False  # a request's first byte came, its head is not complete yet
@@ -108,6 +160,11 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_head_timer()
+        cycle: Any = self.cycle
+        if isinstance(cycle, _Answered) and cycle.timer is not None:
+            cycle.timer.cancel()
+            cycle.timer = None
+            cycle.lane.release()
         if self._body_timer is not None:
             self._body_timer.cancel()
         if self._accepted:
@@ -162,16 +219,60 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         if self._header_count > self._limits.max_headers:
             self._refuse(_TOO_LARGE)
             return
+        lane = self._lane
+        if lane is not None and lane.armed and self._answerable():
+            answer = lane.answer(self.parser.get_method(), self.url, self.headers, self.server_state.default_headers)
+            if answer is not None:
+                self._answer(lane, *answer)
+                return
         super().on_headers_complete()
         if self.cycle is not None:
             self.cycle.transport = _HeadJoinedToBody(self.transport, self.loop)  # type: ignore[assignment]
         self._in_body = True  # until on_message_complete, possibly later in this same read
         self._body_started = self._body_progress = self.loop.time()
 
+    def _answerable(self) -> bool:
+        """Nothing else in progress on this connection, and nothing about the request uvicorn's cycle would
+        treat specially (HTTP/1.0, ``connection: close``, an upgrade, ``expect: 100-continue``, a root path)."""
+        cycle = self.cycle
+        parser = self.parser
+        return (
+            (cycle is None or cycle.response_complete)
+            and not self.pipeline
+            and not self.expect_100_continue
+            and not self.root_path
+            and parser.should_keep_alive()
+            and parser.get_http_version() == "1.1"
+            and not parser.should_upgrade()
+        )
+
+    def _answer(self, lane: RefusalAnswerer, response: bytes, wait: float) -> None:
+        answered = _Answered(lane)
+        self.cycle = answered  # type: ignore[assignment]
+        self._in_body = True  # its body (if any) is read and dropped, under the same deadlines
+        self._body_started = self._body_progress = self.loop.time()
+        if wait > 0:
+            answered.timer = self.loop.call_later(wait, self._send_answer, answered, response, True)
+        else:
+            self._send_answer(answered, response, False)
+
+    def _send_answer(self, answered: _Answered, response: bytes, held: bool) -> None:
+        answered.timer = None
+        if held:
+            answered.lane.release()
+        if self.transport.is_closing():
+            return
+        self.transport.write(response)
+        answered.response_complete = True
+        if not answered.keep_alive:  # the server is shutting down
+            self.transport.close()
+        self.on_response_complete()
+
     def on_body(self, body: bytes) -> None:
         if not self._refused:
             self._body_progress = self.loop.time()
-            super().on_body(body)
+            if not isinstance(self.cycle, _Answered):
+                super().on_body(body)
 
     def on_message_complete(self) -> None:
         # The request's last body byte: whatever the client sends next is the next request's head, counted from
@@ -180,7 +281,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         if self._body_timer is not None:
             self._body_timer.cancel()
             self._body_timer = None
-        if not self._refused:
+        if not self._refused and not isinstance(self.cycle, _Answered):
             super().on_message_complete()
 
     def _arm_head_timer(self) -> None:

@@ -14,6 +14,7 @@ the proxy path makes itself carries it already).
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -26,7 +27,7 @@ _MAX_REQUEST_ID = 128
 _SELF_AUTH = "/v1/organization/"
 
 
-def _valid_request_id(value: bytes) -> bool:
+def valid_request_id(value: bytes) -> bool:
     return 0 < len(value) <= _MAX_REQUEST_ID and all(33 <= b < 127 for b in value)
 
 
@@ -52,7 +53,7 @@ class RequestIdMiddleware:
                 if name == b"x-request-id":
                     request_id = value
                     break
-            if not _valid_request_id(request_id):
+            if not valid_request_id(request_id):
                 request_id = b"req_" + os.urandom(16).hex().encode()
             scope[SCOPE_REQUEST_ID] = request_id.decode()
         if not self.tag_responses:
@@ -88,7 +89,7 @@ class TenantAuthMiddleware:
             await self.app(scope, receive, send)
             return
         request_id: str = scope[SCOPE_REQUEST_ID]
-        key = _presented_key(scope["headers"])
+        key = presented_key(scope["headers"])
         if not key:
             await send_error(send, InvalidApiKey(_NO_KEY), request_id)
             return
@@ -112,7 +113,7 @@ class TenantAuthMiddleware:
         await self.app(scope, receive, send)
 
 
-def _presented_key(headers: list[tuple[bytes, bytes]]) -> str:
+def presented_key(headers: Sequence[tuple[bytes, bytes]]) -> str:
     api_key = b""
     for name, value in headers:
         if name == b"authorization":

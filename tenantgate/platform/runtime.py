@@ -27,6 +27,7 @@ from tenantgate.platform.proxy.object_answers import ObjectAnswersHook
 from tenantgate.platform.proxy.services import ProxyServices
 from tenantgate.platform.proxy.unfinished import UnfinishedStreams
 from tenantgate.platform.proxy.unpriced import UnpricedRefusal
+from tenantgate.platform.refusal_lane import RefusalLane
 from tenantgate.platform.upstream.client import UpstreamClient
 from tenantgate.platform.upstream.config import gateway_config
 from tenantgate.platform.upstream.guard import TenantUpstreamGuard, UpstreamURLRefused
@@ -203,6 +204,20 @@ class Runtime:
         # 429s to a key that keeps hammering go out late (platform/limits/pacing.py).
         self.pacer = RefusalPacer(
             settings.refusal_delay_seconds, settings.refusal_delay_after, settings.refusal_delay_max_held
+        )
+        # Refusals from memory, answered by the connection before the ASGI stack (platform/refusal_lane.py).
+        self.refusal_lane = (
+            RefusalLane(
+                self.limiter.known,
+                self.tenant_keys,
+                self.pacer,
+                self.hooks,
+                self.last_used,
+                self.telemetry.http,
+                traced=self.telemetry.tracing is not None,
+            )
+            if self.limiter.known is not None and not settings.access_log
+            else None
         )
         self._register_work_slot_metrics()
         self.proxy = ProxyServices(

@@ -43,31 +43,42 @@ class RefusalPacer:
 
     async def pace(self, principal: str, started: float, retry_after: float | None = None) -> None:
         """Return when a refusal to ``principal`` (a key id) for a request that arrived at ``started`` may go out."""
+        wait = self.hold(principal, started, retry_after)
+        if wait > 0:
+            try:
+                await asyncio.sleep(wait)
+            finally:
+                self.release()
+
+    def hold(self, principal: str, started: float, retry_after: float | None = None) -> float:
+        """Count a refusal to ``principal``; the seconds it must wait before it goes out (0: at once). A positive
+        wait holds one of ``max_held`` places until ``release``."""
         if self.delay <= 0:
-            return
+            return 0.0
         now = self.clock()
         recent = self._recent.get(principal)
         if recent is None or now - recent.since >= _WINDOW_SECONDS:
             if recent is None and len(self._recent) >= _MAX_TRACKED:
                 self._forget(now)
             self._recent[principal] = _Recent(now, 1)
-            return
+            return 0.0
         recent.count += 1
         if recent.count <= self.after:
-            return
+            return 0.0
         wait = self.delay if retry_after is None else min(self.delay, retry_after)
         wait -= now - started
         if wait <= 0:
-            return
+            return 0.0
         if self.held >= self.max_held:
             self.over_capacity += 1
-            return
+            return 0.0
         self.held += 1
         self.delayed += 1
-        try:
-            await asyncio.sleep(wait)
-        finally:
-            self.held -= 1
+        return wait
+
+    def release(self) -> None:
+        """A held refusal went out (or its connection closed)."""
+        self.held -= 1
 
     def _forget(self, now: float) -> None:
         for principal in [p for p, recent in self._recent.items() if now - recent.since >= _WINDOW_SECONDS]:

@@ -1,0 +1,197 @@
+"""The refusal lane: a key known to be over its RPM is answered by the connection itself, with the very answer the
+ASGI path gives, and the connection stays usable (keep-alive, pipelining, bodies dropped, back-pressure)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from collections.abc import Callable
+from contextlib import closing
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.platform.limits.conftest import MESSAGES, tenant_with_key
+from tests.support.gateway import Gateway
+
+BODY: dict[str, Any] = {"model": "gpt-4o-mini", "messages": MESSAGES, "max_tokens": 2}
+# Values that differ between any two refusals: the date, the request id and the wait.
+_VARYING = {"date", "x-request-id", "retry-after", "retry-after-ms", "x-ratelimit-reset-requests"}
+
+
+def _over_rpm(gateway: Gateway) -> tuple[str, httpx.Client]:
+    """A key with RPM 1 that has used its request (the next one is refused by the store and then known), and a
+    client with that key."""
+    key = tenant_with_key(gateway, rpm=1)["key"]
+    client = httpx.Client(base_url=gateway.base_url, headers={"Authorization": f"Bearer {key}"}, timeout=10)
+    assert client.post("/chat/completions", json=BODY).status_code == 200
+    assert client.post("/chat/completions", json=BODY).status_code == 429  # the store's refusal: now known
+    return key, client
+
+
+def _stable(response: httpx.Response) -> list[tuple[str, str]]:
+    return sorted((k, v) for k, v in response.headers.multi_items() if k not in _VARYING)
+
+
+@pytest.fixture
+def gateway(gateway_factory: Callable[..., Gateway], sqlite_url: str, dev_upstream: str) -> Gateway:
+    return gateway_factory(database_url=sqlite_url, upstream_base_url=dev_upstream, refusal_delay_seconds=0)
+
+
+def test_the_lane_gives_the_asgi_paths_answer_header_for_header(gateway: Gateway) -> None:
+    lane = gateway.runtime.refusal_lane
+    assert lane is not None
+    _, client = _over_rpm(gateway)
+    with closing(client):
+        fast = client.post("/chat/completions", json=BODY, headers={"x-request-id": "mine-1"})
+        assert lane.answered == 1
+        # A query string takes the ASGI path: the same refusal, rendered there.
+        slow = client.post("/chat/completions?x=1", json=BODY, headers={"x-request-id": "mine-2"})
+        assert lane.answered == 1
+    assert fast.status_code == slow.status_code == 429
+    assert _stable(fast) == _stable(slow)
+    assert {k for k, _ in fast.headers.multi_items()} == {k for k, _ in slow.headers.multi_items()}
+    assert fast.headers["x-request-id"] == "mine-1"
+    error = fast.json()["error"]
+    assert error["code"] == "rate_limit_exceeded" and error["type"] == "requests"
+    assert error["message"].split("Please try again in")[0] == slow.json()["error"]["message"].split("Please")[0]
+    assert int(fast.headers["retry-after-ms"]) > 0
+
+
+def test_a_connection_answered_by_the_lane_stays_usable(gateway: Gateway) -> None:
+    lane = gateway.runtime.refusal_lane
+    assert lane is not None
+    _, client = _over_rpm(gateway)
+    with closing(client):
+        # Bodies of every size are read and dropped; the connection is the same throughout (keep-alive).
+        for size in (0, 10, 70_000, 300_000):
+            payload = {**BODY, "user": "x" * size}
+            assert client.post("/chat/completions", json=payload).status_code == 429
+        assert lane.answered == 4
+        # Another tenant on the same connection is served as usual.
+        other = tenant_with_key(gateway)["key"]
+        served = client.post("/chat/completions", json=BODY, headers={"Authorization": f"Bearer {other}"})
+        assert served.status_code == 200 and served.json()["choices"]
+        # Requests the lane does not answer: not a model-work path, a query string, no body route.
+        assert client.get("/models").status_code == 200
+        assert client.post("/chat/completions?x=1", json=BODY).status_code == 429
+        assert lane.answered == 4
+
+
+def test_pipelined_requests_are_answered_in_order(gateway: Gateway) -> None:
+    lane = gateway.runtime.refusal_lane
+    assert lane is not None
+    key, client = _over_rpm(gateway)
+    client.close()
+    other = tenant_with_key(gateway)["key"]
+    host, port = gateway.url.removeprefix("http://").split(":")
+
+    def request(api_key: str, request_id: str) -> bytes:
+        body = json.dumps(BODY).encode()
+        return (
+            f"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {api_key}\r\n"
+            f"x-request-id: {request_id}\r\ncontent-type: application/json\r\ncontent-length: {len(body)}\r\n\r\n"
+        ).encode() + body
+
+    # Refused, served, refused: in one write, so the second and third arrive while the first is answered.
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(request(key, "p1") + request(other, "p2") + request(key, "p3"))
+        answers = _read_responses(sock, 3)
+    assert [status for status, _ in answers] == [429, 200, 429]
+    assert [rid for _, rid in answers] == ["p1", "p2", "p3"]
+    assert lane.answered >= 1
+
+
+def _read_responses(sock: socket.socket, count: int) -> list[tuple[int, str]]:
+    data = b""
+    answers: list[tuple[int, str]] = []
+    while len(answers) < count:
+        while b"\r\n\r\n" not in data:
+            chunk = sock.recv(65536)
+            assert chunk, f"connection closed after {answers}"
+            data += chunk
+        head, _, data = data.partition(b"\r\n\r\n")
+        lines = head.decode().split("\r\n")
+        headers = dict(line.lower().split(": ", 1) for line in lines[1:])
+        length = int(headers["content-length"])
+        while len(data) < length:
+            data += sock.recv(65536)
+        data = data[length:]
+        answers.append((int(lines[0].split()[1]), headers["x-request-id"]))
+    return answers
+
+
+def test_back_pressure_holds_the_lanes_answers_and_a_closed_connection_frees_its_place(
+    gateway_factory: Callable[..., Gateway], sqlite_url: str, dev_upstream: str
+) -> None:
+    gateway = gateway_factory(
+        database_url=sqlite_url, upstream_base_url=dev_upstream, refusal_delay_seconds=0.3, refusal_delay_after=1
+    )
+    lane, pacer = gateway.runtime.refusal_lane, gateway.runtime.pacer
+    assert lane is not None
+    key, client = _over_rpm(gateway)
+    with closing(client):
+        began = time.monotonic()
+        assert client.post("/chat/completions", json=BODY).status_code == 429
+        took = time.monotonic() - began
+    assert lane.answered == 1 and pacer.delayed == 1
+    assert took >= 0.29, took
+    # A held refusal whose client leaves: the place it held is given back.
+    host, port = gateway.url.removeprefix("http://").split(":")
+    body = json.dumps(BODY).encode()
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(
+            (
+                f"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {key}\r\n"
+                f"content-length: {len(body)}\r\n\r\n"
+            ).encode()
+            + body
+        )
+        deadline = time.monotonic() + 5
+        while pacer.held == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert pacer.held == 1
+    deadline = time.monotonic() + 5
+    while pacer.held and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert pacer.held == 0
+
+
+def test_refusals_answered_by_the_lane_are_measured_and_metered(gateway: Gateway) -> None:
+    lane = gateway.runtime.refusal_lane
+    known = gateway.runtime.limiter.known
+    assert lane is not None and known is not None
+    _, client = _over_rpm(gateway)
+    before = known.refused
+    with closing(client):
+        for _ in range(5):
+            assert client.post("/chat/completions", json=BODY).status_code == 429
+    assert lane.answered == 5 and known.refused == before + 5
+    metrics = httpx.get(gateway.url + "/metrics", headers={"Authorization": f"Bearer {gateway.admin_token}"}).text
+    refused = [
+        line
+        for line in metrics.splitlines()
+        if line.startswith("http_server_request_duration_seconds_count")
+        and 'http_route="/v1/chat/completions"' in line
+        and 'http_response_status_code="429"' in line
+    ]
+    assert refused and float(refused[0].rsplit(" ", 1)[1]) >= 6, refused
+
+
+def test_a_traced_request_takes_the_asgi_path_so_its_span_exists(
+    gateway_factory: Callable[..., Gateway], sqlite_url: str, dev_upstream: str
+) -> None:
+    gateway = gateway_factory(
+        database_url=sqlite_url, upstream_base_url=dev_upstream, refusal_delay_seconds=0, tracing_enabled=True
+    )
+    lane = gateway.runtime.refusal_lane
+    assert lane is not None
+    _, client = _over_rpm(gateway)
+    traceparent = "00-" + "1" * 32 + "-" + "2" * 16 + "-01"
+    with closing(client):
+        assert client.post("/chat/completions", json=BODY, headers={"traceparent": traceparent}).status_code == 429
+        assert lane.answered == 0
+        assert client.post("/chat/completions", json=BODY).status_code == 429
+        assert lane.answered == 1
