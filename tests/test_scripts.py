@@ -1,0 +1,41 @@
+"""scripts/test picks pytest's worker count as docs/getting-started.md says: 4 by default, another with -n."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _run(tmp_path: Path, *args: str) -> list[str]:
+    """Run a copy of scripts/test whose bootstrap does nothing and whose python prints the pytest arguments."""
+    (tmp_path / "scripts").mkdir(exist_ok=True)
+    shutil.copy(REPO / "scripts" / "test", tmp_path / "scripts" / "test")
+    bootstrap = tmp_path / "scripts" / "bootstrap"
+    bootstrap.write_text("#!/usr/bin/env bash\nexit 0\n")
+    (tmp_path / ".venv" / "bin").mkdir(parents=True, exist_ok=True)
+    python = tmp_path / ".venv" / "bin" / "python"
+    python.write_text('#!/usr/bin/env bash\necho "$@"\n')
+    for path in (tmp_path / "scripts" / "test", bootstrap, python):
+        path.chmod(0o755)
+    result = subprocess.run(
+        [str(tmp_path / "scripts" / "test"), *args], capture_output=True, text=True, env=dict(os.environ), check=True
+    )
+    return result.stdout.split()
+
+
+def test_four_processes_by_default(tmp_path: Path) -> None:
+    assert _run(tmp_path, "tests/wire") == ["-m", "pytest", "-n", "4", "tests/wire"]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("-n", "0"), ("-n2",), ("--numprocesses=1",), ("-p", "no:xdist")],
+)
+def test_your_own_count_replaces_the_default(tmp_path: Path, args: tuple[str, ...]) -> None:
+    assert _run(tmp_path, "-q", *args) == ["-m", "pytest", "-q", *args]
