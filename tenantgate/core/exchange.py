@@ -91,8 +91,8 @@ class BatchAdmission:
     """Estimated prompt tokens per model (what OpenAI's batch queue limits count)."""
     month_tokens: int
     """Every line's prompt plus the most output it allows."""
-    month_micro_usd: int
-    """That usage at batch prices."""
+    month_nano_usd: int
+    """That usage at batch prices, in nano-USD."""
     holds: list[dict[str, Any]] = field(default_factory=list)
     kept: bool = False
     stored_chat: list[str] = field(default_factory=list)
@@ -136,6 +136,8 @@ class Exchange:
     response_id: str | None = None
     # Ids of the output items of a Responses API answer (stored with the response; owned like it).
     output_item_ids: list[str] = field(default_factory=list)
+    # Ids of the audio a chat answer spoke (a later message may name it as ``audio.id``; owned like the answer).
+    audio_ids: list[str] = field(default_factory=list)
     # The usage event's id when it must be the same however often the usage is seen (a background response's
     # completion, metered once whether it arrives on its create stream or on any number of retrieves).
     event_id: str | None = None

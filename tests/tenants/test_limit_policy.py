@@ -29,9 +29,9 @@ def test_monthly_counters_start_afresh_with_the_utc_month() -> None:
     principal = _principal(Limits(), Limits(monthly_token_quota=1000, monthly_budget_usd=Decimal("2.5")))
     november = POLICY.checks(principal, tokens=10, now=_ts(2026, 11, 30, 23, 59, 59))
     december = POLICY.checks(principal, tokens=10, now=_ts(2026, 12, 1, 0, 0, 0))
-    assert [c.key for c in november] == ["tg:lim:{ten_a}:tenant:tokens:2026-11", "tg:lim:{ten_a}:tenant:spend:2026-11"]
-    assert [c.key for c in december] == ["tg:lim:{ten_a}:tenant:tokens:2026-12", "tg:lim:{ten_a}:tenant:spend:2026-12"]
-    assert november[1].limit == 2_500_000 and november[1].kind is Kind.COUNTER  # micro-USD
+    assert [c.key for c in november] == ["tg:lim:{ten_a}:tenant:tokens:2026-11", "tg:lim:{ten_a}:tenant:nusd:2026-11"]
+    assert [c.key for c in december] == ["tg:lim:{ten_a}:tenant:tokens:2026-12", "tg:lim:{ten_a}:tenant:nusd:2026-12"]
+    assert november[1].limit == 2_500_000_000 and november[1].kind is Kind.COUNTER  # nano-USD
     # Kept a week past the month's end, so a late settlement still lands in its month.
     assert november[0].period_ms == 1000 + 7 * DAY_MS
 

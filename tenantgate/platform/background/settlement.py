@@ -21,7 +21,6 @@ import hashlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine
-from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -38,7 +37,6 @@ from tenantgate.platform.proxy.upstream_calls import call, get_json, lines
 from tenantgate.platform.proxy.usage import completion_event_id, tool_calls_of
 from tenantgate.platform.upstream.client import UpstreamClient
 from tenantgate.platform.upstream.registry import Upstream
-from tenantgate.tenants.limits.policy import MICRO_USD
 from tenantgate.tenants.metering.events import MAX_TEXT_CHARS, category_of, encode, tools_of
 from tenantgate.tenants.metering.meter import Metering
 from tenantgate.tenants.metering.pricing import Measure
@@ -307,7 +305,7 @@ class Settler:
         if response.status >= 400:
             response.close()
             raise RuntimeError(f"the output file {file_id} of batch {batch_id} answered {response.status}")
-        usd = Decimal(0)
+        nanos = 0
         async for _, raw in lines(response, max_line=_MAX_OUTPUT_LINE, max_total=_MAX_OUTPUT_FILE):
             found = self._line_event(owner, batch_id, endpoint, raw, at, stores)
             if found is None:
@@ -327,8 +325,8 @@ class Settler:
                 cost = self.metering.prices.cost(
                     event["model"], usage, measure=measure, tenant_id=owner.tenant_id, at=at
                 )
-                usd += cost.usd
-        charge.micro_usd = int(usd * MICRO_USD)
+                nanos += cost.total_nusd
+        charge.nano_usd = nanos
 
     def _line_event(
         self, owner: Owner, batch_id: str, endpoint: str, raw: bytes, at: float, stores: frozenset[str] = frozenset()
@@ -422,7 +420,7 @@ class Settler:
         if await self.index.claim_settlement(row.tenant_id, row.id):
             measure = Measure(tools=tools_of(event))
             cost = self.metering.prices.cost(model, usage, measure=measure, tenant_id=owner.tenant_id, at=at)
-            charge = BatchCharge(tokens=usage.total_tokens, micro_usd=int(cost.usd * MICRO_USD), lines=1)
+            charge = BatchCharge(tokens=usage.total_tokens, nano_usd=cost.total_nusd, lines=1)
             self.limiter.settle_batch(owner.tenant_id, [], charge, at)
 
     # -- tasks -----------------------------------------------------------------------------------------------------

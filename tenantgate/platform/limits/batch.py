@@ -49,7 +49,7 @@ class BatchCharge:
     """What a finished batch used, charged to the month of its end."""
 
     tokens: int = 0
-    micro_usd: int = 0
+    nano_usd: int = 0
     lines: int = 0
     models: dict[str, int] = field(default_factory=dict)
 

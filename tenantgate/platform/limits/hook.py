@@ -15,7 +15,7 @@ import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal
 from typing import Any
 
 from tenantgate import tokens
@@ -31,7 +31,7 @@ from tenantgate.tenants.limits.guard import GuardedStore, LimiterUnavailable
 from tenantgate.tenants.limits.memory import MemoryLimitStore
 from tenantgate.tenants.limits.outputs import max_output_tokens as model_max_output
 from tenantgate.tenants.limits.policy import (
-    MICRO_USD,
+    NANO_USD,
     LimitPolicy,
     has_limits,
     month_bounds,
@@ -48,7 +48,6 @@ from tenantgate.wire.resp import RespClient
 _INLINE_ESTIMATE_BYTES = 32 * 1024
 _MAX_OUTPUT_FIELDS = ("max_completion_tokens", "max_tokens", "max_output_tokens")
 _GENERATING = frozenset({"chat", "text_completion", "responses"})
-_NANO_PER_MICRO = 1000
 _LEDGER_RETRY_SECONDS = 5.0
 log = logging.getLogger("tenantgate.limits")
 
@@ -63,8 +62,8 @@ class Reservation:
     admitted_ms: int
     month_tokens: int = 0
     """Worst case held against the monthly token quota (prompt + the most output the request allows)."""
-    month_micro_usd: int = 0
-    """Worst case held against the monthly budget (that usage at the tenant's price)."""
+    month_nano_usd: int = 0
+    """Worst case held against the monthly budget (that usage at the tenant's price), in nano-USD."""
 
 
 class Limiter:
@@ -152,17 +151,17 @@ class Limiter:
         payload = exchange.payload or {}
         cap = max_output_tokens(payload) if work else 0
         tokens = prompt + cap
-        month_tokens, month_micro_usd = tokens, 0
+        month_tokens, month_nano_usd = tokens, 0
         tenant = principal.tenant_limits
         if tenant.monthly_token_quota is not None or tenant.monthly_budget_usd is not None:
             # The worst case is held until the request ends: its cap, or the most the model can answer.
             worst_output = cap or (self._most_output(exchange, payload) if work else 0)
             month_tokens = prompt + worst_output
             if tenant.monthly_budget_usd is not None:
-                month_micro_usd = self._worst_case_micro_usd(exchange, prompt, worst_output)
+                month_nano_usd = self._worst_case_nano_usd(exchange, prompt, worst_output)
         now = time.time()
         checks = self.policy.checks(
-            principal, tokens=tokens, now=now, reserve_tokens=month_tokens, reserve_micro_usd=month_micro_usd
+            principal, tokens=tokens, now=now, reserve_tokens=month_tokens, reserve_nano_usd=month_nano_usd
         )
         lease = os.urandom(9).hex() if any(c.kind is Kind.CONCURRENCY for c in checks) else ""
         verdict, store = await self._admit(principal, checks, lease, now)
@@ -177,7 +176,7 @@ class Limiter:
             raise refusal(verdict.states, principal, exchange.model, headers, month_bounds(now)[1])
         self._held[id(exchange)] = Reservation(
             store, checks, lease, tokens, verdict.now_ms, month_tokens if _has(checks, "monthly_tokens") else 0,
-            month_micro_usd if _has(checks, "monthly_budget") else 0,
+            month_nano_usd if _has(checks, "monthly_budget") else 0,
         )  # fmt: skip
 
     async def _admit_batch(self, exchange: Exchange, estimate: BatchAdmission) -> None:
@@ -189,7 +188,7 @@ class Limiter:
             tokens=0,
             now=now,
             reserve_tokens=estimate.month_tokens,
-            reserve_micro_usd=estimate.month_micro_usd,
+            reserve_nano_usd=estimate.month_nano_usd,
         )
         models: dict[str, str] = {}
         for model, queued in estimate.queue_tokens.items():
@@ -226,9 +225,9 @@ class Limiter:
         if charge.tokens:
             tokens = self.policy.month_counter(tenant_id, "monthly_tokens", at)
             settlement.counter_deltas.append((tokens, charge.tokens, 0))
-        if charge.micro_usd:
+        if charge.nano_usd:
             spend = self.policy.month_counter(tenant_id, "monthly_budget", at)
-            settlement.counter_deltas.append((spend, charge.micro_usd, 0))
+            settlement.counter_deltas.append((spend, charge.nano_usd, 0))
         self.store.settle_soon(settlement, self.store.primary or self.store.fallback)
 
     def _most_output(self, exchange: Exchange, payload: dict[str, Any]) -> int:
@@ -279,7 +278,7 @@ class Limiter:
             if check.name == "batch_queue":
                 value = 0
             else:
-                value = totals.tokens if check.name == "monthly_tokens" else totals.cost_nusd // _NANO_PER_MICRO
+                value = totals.tokens if check.name == "monthly_tokens" else totals.cost_nusd
             if self.held_by_batches is not None:
                 try:
                     value += await self.held_by_batches(tenant_id, check.key)
@@ -318,27 +317,23 @@ class Limiter:
                 held = reservation.month_tokens
                 settlement.counter_deltas.append((check, actual - held, held))
             elif check.name == "monthly_budget":
-                held = reservation.month_micro_usd
-                settlement.counter_deltas.append((check, self._cost_micro_usd(exchange) - held, held))
+                held = reservation.month_nano_usd
+                settlement.counter_deltas.append((check, self._cost_nano_usd(exchange) - held, held))
         self.store.settle_soon(settlement, reservation.store)
 
-    def _cost_micro_usd(self, exchange: Exchange) -> int:
+    def _cost_nano_usd(self, exchange: Exchange) -> int:
         try:
             cost = self.cost_estimator.cost_usd(exchange)
         except Exception:
             return 0
-        return self._micro_usd(cost)
+        return _nano_usd(cost, ROUND_HALF_UP)
 
-    def _worst_case_micro_usd(self, exchange: Exchange, input_tokens: int, output_tokens: int) -> int:
+    def _worst_case_nano_usd(self, exchange: Exchange, input_tokens: int, output_tokens: int) -> int:
         try:
             cost = self.cost_estimator.worst_case_usd(exchange, input_tokens, output_tokens)
         except Exception:
             return 0
-        return self._micro_usd(cost)
-
-    @staticmethod
-    def _micro_usd(cost: Decimal | None) -> int:
-        return int(cost * MICRO_USD) if isinstance(cost, Decimal) and cost > 0 else 0
+        return _nano_usd(cost, ROUND_CEILING)
 
     async def peek(self, principal: Principal) -> Verdict:
         """The current state of every limit of ``principal``, charging nothing."""
@@ -349,6 +344,14 @@ class Limiter:
 
     async def close(self) -> None:
         await self.store.close()
+
+
+def _nano_usd(cost: Decimal | None, rounding: str) -> int:
+    """``cost`` in whole nano-USD: exact for the price table's costs (whole nano-USD, as the ledger stores them),
+    rounded like the table rounds (a worst case upwards) for an estimator that is finer."""
+    if not isinstance(cost, Decimal) or cost <= 0:
+        return 0
+    return int((cost * NANO_USD).to_integral_value(rounding=rounding))
 
 
 def _has(checks: list[Check], name: str) -> bool:

@@ -10,7 +10,7 @@ from decimal import Decimal
 from tenantgate.core.principal import Principal
 from tenantgate.platform.errors import GatewayError, ServiceUnavailable
 from tenantgate.tenants.limits.checks import NEVER, CheckState
-from tenantgate.tenants.limits.policy import MICRO_USD
+from tenantgate.tenants.limits.policy import NANO_USD
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -160,5 +160,5 @@ def _quota_error(
     )
 
 
-def _usd(micro: int) -> str:
-    return format((Decimal(micro) / MICRO_USD).normalize(), "f")
+def _usd(nanos: int) -> str:
+    return format((Decimal(nanos) / NANO_USD).normalize(), "f")

@@ -9,7 +9,7 @@ from typing import Any
 from tenantgate.core.principal import Principal
 from tenantgate.platform.limits.responses import format_duration
 from tenantgate.tenants.limits.checks import CheckState, Verdict
-from tenantgate.tenants.limits.policy import MICRO_USD, month_bounds
+from tenantgate.tenants.limits.policy import NANO_USD, month_bounds
 
 _WINDOWS = (("requests_per_minute", "rpm"), ("tokens_per_minute", "tpm"), ("requests_per_day", "rpd"))
 
@@ -69,5 +69,5 @@ def limits_view(principal: Principal, verdict: Verdict) -> dict[str, Any]:
     }
 
 
-def _usd(micro: int) -> float:
-    return float(Decimal(micro) / MICRO_USD)
+def _usd(nanos: int) -> float:
+    return float(Decimal(nanos) / NANO_USD)

@@ -11,7 +11,6 @@ when it ends (``background/settlement.py``), found by the poller or by a retriev
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from starlette.types import Receive, Scope, Send
@@ -26,7 +25,6 @@ from tenantgate.platform.proxy.routes import FILE_CONTENT, LIST_BATCHES, Route
 from tenantgate.platform.proxy.stored import check_references
 from tenantgate.platform.proxy.upstream_calls import TooLarge, call, lines
 from tenantgate.platform.upstream.registry import Target, Upstream
-from tenantgate.tenants.limits.policy import MICRO_USD
 from tenantgate.tenants.metering.pricing import Measure
 
 if TYPE_CHECKING:
@@ -157,16 +155,16 @@ def _estimate(services: ProxyServices, exchange: Exchange, found: BatchInput, en
     """What the batch holds: prompt tokens per model on the queues; every line's worst case, at batch prices."""
     prices = services.metering.prices
     tenant_id = exchange.ctx.principal.tenant_id
-    usd = Decimal(0)
+    nanos = 0
     for model, worst in found.worst_tokens.items():
         prompt = found.prompt_tokens[model]
         usage = Usage(input_tokens=prompt, output_tokens=worst - prompt)
         cost = prices.cost(model, usage, measure=_BATCH, tenant_id=tenant_id)
-        usd += cost.usd
+        nanos += cost.total_nusd
     return BatchAdmission(
         endpoint=endpoint,
         queue_tokens=dict(found.prompt_tokens),
         month_tokens=sum(found.worst_tokens.values()),
-        month_micro_usd=int(usd * MICRO_USD),
+        month_nano_usd=nanos,
         stored_chat=list(found.stored_chat),
     )

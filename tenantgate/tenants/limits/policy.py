@@ -3,6 +3,10 @@
 Per key and per tenant: requests per minute and per day, tokens per minute, requests in flight. Per tenant also
 the month's tokens and the month's spend (calendar months in UTC, like a bill). A tenant's limits cap the sum of
 all its keys. All keys of a tenant share the hash tag ``{tenant_id}`` so one script can touch them together.
+
+Spend is counted in whole nano-USD, the unit the ledger stores costs in, so a counter seeded from the ledger and
+one charged request by request agree exactly: a cheap request (an embedding of 40 tokens costs 800 nano-USD) is
+never rounded away. Redis's Lua compares numbers as doubles, exact up to 2^53 nano-USD (about $9 million a month).
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from decimal import Decimal
 from tenantgate.core.principal import Limits, Principal
 from tenantgate.tenants.limits.checks import DAY_MS, MINUTE_MS, Check, Kind
 
-MICRO_USD = Decimal(1_000_000)
+NANO_USD = Decimal(1_000_000_000)
 # Month counters outlive their month by a week so a late settlement still finds them.
 _MONTH_GRACE_MS = 7 * DAY_MS
 # A batch queue counter is kept this long after it last changed (a batch runs for at most a day or two); once gone,
@@ -98,14 +102,14 @@ class LimitPolicy:
         now: float,
         peek: bool = False,
         reserve_tokens: int | None = None,
-        reserve_micro_usd: int = 0,
+        reserve_nano_usd: int = 0,
     ) -> list[Check]:
         """The checks of one request: ``tokens`` for TPM (OpenAI's estimate: prompt + the output cap if given);
-        ``reserve_tokens`` (default ``tokens``) and ``reserve_micro_usd``, its worst case, held against the month's
+        ``reserve_tokens`` (default ``tokens``) and ``reserve_nano_usd``, its worst case, held against the month's
         quota and budget until it is settled. ``peek``: amounts 0, only to read the state."""
         one = 0 if peek else 1
         reserve = tokens if reserve_tokens is None else reserve_tokens
-        tokens, reserve, spend = (0, 0, 0) if peek else (tokens, reserve, reserve_micro_usd)
+        tokens, reserve, spend = (0, 0, 0) if peek else (tokens, reserve, reserve_nano_usd)
         tag = f"{self.prefix}:lim:{{{principal.tenant_id}}}"
         checks: list[Check] = []
         for scope, limits, base in (
@@ -136,7 +140,7 @@ class LimitPolicy:
                 self.month_counter(principal.tenant_id, "monthly_tokens", now, tenant.monthly_token_quota, reserve)
             )
         if tenant.monthly_budget_usd is not None:
-            limit = int(tenant.monthly_budget_usd * MICRO_USD)
+            limit = int(tenant.monthly_budget_usd * NANO_USD)
             checks.append(self.month_counter(principal.tenant_id, "monthly_budget", now, limit, spend))
         return checks
 
@@ -144,7 +148,8 @@ class LimitPolicy:
         """The month's token (``monthly_tokens``) or spend (``monthly_budget``) counter of a tenant at ``now``."""
         month = _month(now)
         keep_ms = int((month.end - now) * 1000) + _MONTH_GRACE_MS
-        what = "tokens" if name == "monthly_tokens" else "spend"
+        # "nusd": spend in nano-USD (counters of builds that counted micro-USD were named "spend"; never mixed).
+        what = "tokens" if name == "monthly_tokens" else "nusd"
         key = f"{self.prefix}:lim:{{{tenant_id}}}:tenant:{what}:{month.label}"
         return Check(name, "tenant", Kind.COUNTER, key, limit, amount, keep_ms)
 
