@@ -11,145 +11,53 @@ redis-py for them: that was about 7 MB of every worker's memory.
 
 A connection that breaks fails every call waiting on it; the next call reconnects. Errors derive from
 ``RedisError``; a connection that cannot be opened or breaks raises ``RedisConnectionError``.
+
+The client is split by use: ``respcodec`` (encoding, parsing, errors), ``respendpoint`` (URLs and how a connection
+starts), ``respsub`` (subscriptions) and this module (the pipelined command connection). Everything public is
+importable from here.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
-import hashlib
-import ssl
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, TypeVar, cast
-from urllib.parse import parse_qs, unquote, urlsplit
+from typing import Any, cast
 
-Arg = str | int | bytes
+from tenantgate.wire.respcodec import (
+    Arg,
+    Incomplete,
+    NoScriptError,
+    RedisConnectionError,
+    RedisError,
+    RedisStalled,
+    ResponseError,
+    Script,
+    bulk,
+    encode,
+    parse,
+)
+from tenantgate.wire.respendpoint import Endpoint, handshake_calls, open_protocol
+from tenantgate.wire.respsub import Subscription
+
+__all__ = [
+    "DEFER_SECONDS",
+    "Arg",
+    "Endpoint",
+    "NoScriptError",
+    "RedisConnectionError",
+    "RedisError",
+    "RedisStalled",
+    "RespClient",
+    "ResponseError",
+    "Script",
+    "Subscription",
+    "bulk",
+    "encode",
+]
+
 DEFER_SECONDS = 0.002
 """How long a call that nobody waits for (``urgent=False``) may wait for an urgent one to share its write."""
-
-
-class RedisError(Exception):
-    pass
-
-
-class RedisConnectionError(RedisError):
-    """Redis could not be reached, or the connection broke or spoke something that is not RESP."""
-
-
-class ResponseError(RedisError):
-    """Redis answered the command with an error."""
-
-
-class NoScriptError(ResponseError):
-    """EVALSHA of a script the server does not hold (it is loaded and called again)."""
-
-
-@dataclass(slots=True)
-class Script:
-    """A Lua script called by its SHA1 (EVALSHA), loaded on the server when it answers NOSCRIPT."""
-
-    source: str
-    sha: str
-
-    @classmethod
-    def of(cls, source: str) -> Script:
-        return cls(source, hashlib.sha1(source.encode()).hexdigest())  # Redis names scripts by SHA1
-
-
-@dataclass(frozen=True, slots=True)
-class Endpoint:
-    host: str
-    port: int
-    unix_path: str | None
-    tls: bool
-    username: str | None
-    password: str | None = field(repr=False)
-    db: int
-    client_name: str | None = None
-
-    @classmethod
-    def parse(cls, url: str) -> Endpoint:
-        """``redis://[[user]:password@]host[:port][/db]``, ``rediss://`` (TLS) or ``unix:///path?db=N``; the query
-        parameter ``client_name`` names the connections (``CLIENT SETNAME``, shown by ``CLIENT LIST``).
-
-        Anything else raises ValueError saying what is not supported - Sentinel and Cluster URLs, other schemes,
-        query options this client would otherwise ignore (redis-py's ``ssl_cert_reqs``, ``socket_timeout``...) -
-        and never the URL itself (it may hold a password)."""
-        try:
-            parts = urlsplit(url.strip())
-            port = parts.port
-        except ValueError:
-            raise ValueError("not a valid Redis URL (redis://[[user]:password@]host[:port][/db])") from None
-        scheme = parts.scheme.lower()
-        if "sentinel" in scheme:
-            raise ValueError(
-                "Redis Sentinel URLs are not supported: give the address of the current master "
-                "(redis://host:port), or of a proxy that follows Sentinel's failovers"
-            )
-        if "cluster" in scheme:
-            raise ValueError("Redis Cluster is not supported: give the address of a single Redis (redis://host:port)")
-        if scheme not in ("redis", "rediss", "unix"):
-            raise ValueError(f"unsupported Redis URL scheme {scheme!r} (redis://, rediss:// or unix://)")
-        try:
-            query = parse_qs(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query))
-        except ValueError:
-            raise ValueError("the Redis URL's query string cannot be read") from None
-        unknown = sorted(set(query) - _URL_OPTIONS)
-        if unknown:
-            raise ValueError(
-                f"unsupported Redis URL option(s) {', '.join(unknown)} (supported: {', '.join(sorted(_URL_OPTIONS))})"
-            )
-        db_text = parts.path.lstrip("/") if scheme != "unix" else ""
-        db_text = db_text or query.get("db", ["0"])[0]
-        if not db_text.isdigit():
-            raise ValueError("the Redis database must be a number (redis://host:port/0)")
-        client_name = query["client_name"][0] if "client_name" in query else None
-        if client_name is not None and (not client_name.isprintable() or " " in client_name):
-            raise ValueError("the Redis URL's client_name may not hold spaces or control characters")
-        if scheme == "unix" and not parts.path:
-            raise ValueError("a unix:// Redis URL needs the socket's path (unix:///run/redis.sock)")
-        return cls(
-            host=parts.hostname or "localhost",
-            port=port or 6379,
-            unix_path=parts.path if scheme == "unix" else None,
-            tls=scheme == "rediss",
-            username=unquote(parts.username) if parts.username else None,
-            password=unquote(parts.password) if parts.password else None,
-            db=int(db_text),
-            client_name=client_name,
-        )
-
-
-_URL_OPTIONS = frozenset({"db", "client_name"})
-
-
-_BULK: dict[str, bytes] = {}
-"""Encoded string arguments: the limiter's keys, script SHA and kinds repeat from request to request."""
-_BULK_MAX = 16_384
-_SMALL_INTS = [b"$%d\r\n%d\r\n" % (len(str(i)), i) for i in range(1024)]
-
-
-def encode(args: tuple[Arg, ...]) -> bytes:
-    return b"".join([b"*%d\r\n" % len(args), *map(bulk, args)])
-
-
-def bulk(arg: Arg, *, cache: bool = True) -> bytes:
-    """One argument as a RESP bulk string (``cache=False`` for values that never repeat, e.g. lease ids)."""
-    if type(arg) is int and 0 <= arg < 1024:
-        return _SMALL_INTS[arg]
-    if cache and type(arg) is str:
-        found = _BULK.get(arg)
-        if found is not None:
-            return found
-    data = arg if isinstance(arg, bytes) else (arg.encode() if isinstance(arg, str) else str(int(arg)).encode())
-    encoded = b"$%d\r\n%b\r\n" % (len(data), data)
-    if cache and type(arg) is str:
-        if len(_BULK) >= _BULK_MAX:
-            _BULK.clear()
-        _BULK[arg] = encoded
-    return encoded
 
 
 def _copy(source: asyncio.Future[Any], target: asyncio.Future[Any]) -> None:
@@ -161,55 +69,6 @@ def _copy(source: asyncio.Future[Any], target: asyncio.Future[Any]) -> None:
         target.set_exception(error)
     else:
         target.set_result(source.result())
-
-
-class _Incomplete(Exception):
-    pass
-
-
-def _parse(buffer: bytearray, position: int) -> tuple[Any, int]:
-    """One reply starting at ``position``: (value, end). Raises _Incomplete when more bytes are needed."""
-    line_end = buffer.find(b"\r\n", position)
-    if line_end < 0:
-        raise _Incomplete
-    kind = buffer[position]
-    body = bytes(buffer[position + 1 : line_end])
-    after = line_end + 2
-    if kind == 58:  # ':' integer
-        return int(body), after
-    if kind == 36:  # '$' bulk string
-        length = int(body)
-        if length < 0:
-            return None, after
-        if len(buffer) < after + length + 2:
-            raise _Incomplete
-        return bytes(buffer[after : after + length]), after + length + 2
-    if kind == 42:  # '*' array
-        count = int(body)
-        if count < 0:
-            return None, after
-        items = []
-        for _ in range(count):
-            if buffer[after : after + 1] == b":":  # integers (the limiter's replies) without a recursive call
-                end = buffer.find(b"\r\n", after)
-                if end < 0:
-                    raise _Incomplete
-                items.append(int(buffer[after + 1 : end]))
-                after = end + 2
-            else:
-                item, after = _parse(buffer, after)
-                items.append(item)
-        return items, after
-    if kind == 43:  # '+' simple string
-        return body.decode(), after
-    if kind == 45:  # '-' error
-        message = body.decode(errors="replace")
-        return (NoScriptError if message.startswith("NOSCRIPT") else ResponseError)(message), after
-    raise RedisConnectionError(f"unexpected reply type {chr(kind)!r} from Redis")
-
-
-class RedisStalled(TimeoutError):
-    """Redis stayed silent for the whole stall timeout while answers were owed."""
 
 
 class _Connection(asyncio.Protocol):
@@ -287,7 +146,7 @@ class _Connection(asyncio.Protocol):
         waiting = self.waiting
         try:
             while position < len(buffer):
-                value, position = _parse(buffer, position)
+                value, position = parse(buffer, position)
                 future = waiting.popleft()
                 if future.done():
                     continue  # its caller stopped waiting (timeout, cancellation)
@@ -295,7 +154,7 @@ class _Connection(asyncio.Protocol):
                     future.set_exception(value)
                 else:
                     future.set_result(value)
-        except _Incomplete:
+        except Incomplete:
             pass
         except (RedisConnectionError, ValueError, IndexError) as exc:
             self.abort(RedisConnectionError(f"Redis protocol error: {exc}"))
@@ -441,7 +300,7 @@ class RespClient:
     async def _open(self) -> _Connection:
         try:
             async with asyncio.timeout(self.connect_timeout):
-                connection = await _create(self.endpoint, functools.partial(_Connection, self.stall_timeout))
+                connection = await open_protocol(self.endpoint, functools.partial(_Connection, self.stall_timeout))
                 try:
                     await self._handshake(connection)
                 except BaseException:
@@ -454,7 +313,7 @@ class RespClient:
 
     async def _handshake(self, connection: _Connection) -> None:
         loop = asyncio.get_running_loop()
-        for call in _handshake_calls(self.endpoint):
+        for call in handshake_calls(self.endpoint):
             future: asyncio.Future[Any] = loop.create_future()
             connection.send(encode(call), future)
             await future
@@ -470,133 +329,3 @@ class RespClient:
                 self._connection.transport.close()
             self._connection.closed = True
             self._connection = None
-
-
-_P = TypeVar("_P", bound=asyncio.Protocol)
-
-
-async def _create(endpoint: Endpoint, factory: Callable[[], _P]) -> _P:
-    loop = asyncio.get_running_loop()
-    if endpoint.unix_path is not None:
-        _, protocol = await loop.create_unix_connection(factory, endpoint.unix_path)
-    else:
-        context = ssl.create_default_context() if endpoint.tls else None
-        _, protocol = await loop.create_connection(factory, endpoint.host, endpoint.port, ssl=context)
-    return protocol
-
-
-def _handshake_calls(endpoint: Endpoint, *, select_db: bool = True) -> list[tuple[Arg, ...]]:
-    calls: list[tuple[Arg, ...]] = []
-    if endpoint.password is not None:
-        user = (endpoint.username,) if endpoint.username else ()
-        calls.append(("AUTH", *user, endpoint.password))
-    if endpoint.client_name:
-        calls.append(("CLIENT", "SETNAME", endpoint.client_name))
-    if endpoint.db and select_db:
-        calls.append(("SELECT", endpoint.db))
-    return calls
-
-
-class _Replies(asyncio.Protocol):
-    """A subscribed connection: every reply and message, in order, into a queue; an error when it breaks."""
-
-    def __init__(self) -> None:
-        self.transport: asyncio.Transport | None = None
-        self.replies: asyncio.Queue[Any] = asyncio.Queue()
-        self.buffer = bytearray()
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)
-
-    def data_received(self, data: bytes) -> None:
-        buffer = self.buffer
-        buffer += data
-        position = 0
-        try:
-            while position < len(buffer):
-                value, position = _parse(buffer, position)
-                self.replies.put_nowait(value)
-        except _Incomplete:
-            pass
-        except (RedisConnectionError, ValueError, IndexError) as exc:
-            self.replies.put_nowait(RedisConnectionError(f"Redis protocol error: {exc}"))
-            if self.transport is not None:
-                self.transport.abort()
-            return
-        del buffer[:position]
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.replies.put_nowait(RedisConnectionError("Connection to Redis lost"))
-
-
-class Subscription:
-    """What is published to ``channels``, on a connection of its own (a subscribed connection takes no other
-    commands). Entered, it is subscribed; ``message()`` waits for the next message. A connection that breaks, or
-    that stays silent to a PING after ``idle_check`` seconds without messages, raises ``RedisConnectionError``:
-    the caller subscribes again (and should assume it missed messages meanwhile)."""
-
-    def __init__(
-        self, endpoint: Endpoint, channels: tuple[str, ...], *, connect_timeout: float = 2.0, idle_check: float = 30.0
-    ) -> None:
-        self.endpoint = endpoint
-        self.channels = channels
-        self.connect_timeout = connect_timeout
-        self.idle_check = idle_check
-        self._protocol: _Replies | None = None
-
-    async def __aenter__(self) -> Subscription:
-        try:
-            async with asyncio.timeout(self.connect_timeout):
-                self._protocol = await _create(self.endpoint, _Replies)
-                for call in _handshake_calls(self.endpoint, select_db=False):  # channels are not per database
-                    self._send(call)
-                    await self._reply()
-                self._send(("SUBSCRIBE", *self.channels))
-                for _ in self.channels:
-                    reply = await self._reply()
-                    if not (isinstance(reply, list) and reply[:1] == [b"subscribe"]):
-                        raise RedisConnectionError(f"unexpected answer to SUBSCRIBE: {reply!r}")
-        except BaseException as exc:
-            self._close()
-            if isinstance(exc, OSError | TimeoutError):
-                raise RedisConnectionError(f"Cannot subscribe on Redis ({type(exc).__name__})") from None
-            raise
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        self._close()
-
-    async def message(self) -> bytes:
-        """The data of the next message published to one of the channels."""
-        while True:
-            try:
-                async with asyncio.timeout(self.idle_check):
-                    reply = await self._reply()
-            except TimeoutError:
-                # Quiet for a while: make sure the connection is still there (a peer that vanished without a FIN
-                # would otherwise leave this subscription waiting forever).
-                self._send(("PING",))
-                try:
-                    async with asyncio.timeout(self.connect_timeout):
-                        reply = await self._reply()
-                except TimeoutError:
-                    self._close()
-                    raise RedisConnectionError("Redis did not answer a PING on the subscription") from None
-            if isinstance(reply, list) and len(reply) == 3 and reply[0] == b"message":
-                data: bytes = reply[2]
-                return data
-
-    def _send(self, call: tuple[Arg, ...]) -> None:
-        assert self._protocol is not None and self._protocol.transport is not None
-        self._protocol.transport.write(encode(call))
-
-    async def _reply(self) -> Any:
-        assert self._protocol is not None
-        reply = await self._protocol.replies.get()
-        if isinstance(reply, Exception):
-            raise reply
-        return reply
-
-    def _close(self) -> None:
-        if self._protocol is not None and self._protocol.transport is not None:
-            self._protocol.transport.close()
