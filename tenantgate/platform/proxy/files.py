@@ -5,10 +5,16 @@ arrives (never held whole, so a large upload keeps a worker's memory flat), cut 
 reads nothing of the form, so there is nothing two parsers could read differently: what the file is (purpose,
 size, name) comes from the upstream's answer. The answer's ids become the caller's (proxy/object_answers.py) before
 the caller sees them. ``GET /v1/files`` is answered from the tenant's index, never by the shared upstream account.
+
+The tenant's file count and storage limits are held before anything is forwarded (tenants/file_room.py): a direct
+upload holds one file and as many bytes as its body may bring, an upload's create one file and its declared bytes
+(the open upload counts from then on), an upload's complete its bytes again; each hold is given back once the
+upstream answered and the index has the file, or once the request failed. Parallel uploads cannot share the last room.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING
 
 from starlette.types import Receive, Scope, Send
@@ -29,6 +35,7 @@ from tenantgate.platform.proxy.objects import (
 )
 from tenantgate.platform.proxy.routes import LIST_FILES, Route
 from tenantgate.platform.proxy.stored import not_found
+from tenantgate.tenants.file_room import FileLimits, Hold
 
 if TYPE_CHECKING:
     from tenantgate.platform.proxy.services import ProxyServices
@@ -69,39 +76,61 @@ async def serve(
         await _pass(services, exchange, route, params, scope, receive, send)
 
 
-async def _room(services: ProxyServices, exchange: Exchange, adding: int = 0) -> int:
-    """Bytes the tenant may still store in files (after ``adding`` more); 400 when its file count is reached."""
-    settings = services.settings
-    storage = await services.objects.storage(exchange.ctx.principal.tenant_id)
-    if storage.files >= settings.files_max_count:
+def _limits(services: ProxyServices) -> FileLimits:
+    return FileLimits(services.settings.files_max_count, services.settings.files_max_storage_bytes)
+
+
+async def _hold(
+    services: ProxyServices, exchange: Exchange, *, least: int, most: int, excluding: str | None = None
+) -> Hold:
+    """Room for one more file of ``least`` to ``most`` bytes, held until the upload is over (tenants/file_room.py);
+    400 when the tenant's files, open uploads and uploads in flight leave none."""
+    limits = _limits(services)
+    tenant_id = exchange.ctx.principal.tenant_id
+    hold, used = await services.file_room.hold(tenant_id, limits, least=least, most=most, excluding=excluding)
+    if hold is not None:
+        return hold
+    if used.files >= limits.count:
         raise ObjectLimitExceeded(
-            f"This tenant keeps {storage.files} files, its limit; delete files before uploading more.", param="file"
+            f"This tenant keeps {used.files} files (with its uploads in progress), its limit; "
+            "delete files before uploading more.",
+            param="file",
         )
-    room = settings.files_max_storage_bytes - storage.bytes - adding
-    if room < 0:
-        raise ObjectLimitExceeded(
-            f"This upload would take the tenant's files over their storage limit of "
-            f"{settings.files_max_storage_bytes} bytes ({storage.bytes} bytes stored); delete files first.",
-            param="bytes",
-        )
-    return room
+    raise ObjectLimitExceeded(
+        f"This upload would take the tenant's files over their storage limit of {limits.bytes} bytes "
+        f"({used.bytes} bytes stored or held by uploads in progress); delete files first.",
+        param="bytes",
+    )
+
+
+async def _release(services: ProxyServices, hold: Hold) -> None:
+    """Give the room back once the upload is over; shielded, so a client gone mid-upload still gives it back."""
+    await asyncio.shield(services.file_room.release(hold))
 
 
 async def _upload_file(
     services: ProxyServices, exchange: Exchange, route: Route, scope: Scope, receive: Receive, send: Send
 ) -> None:
     form = upload_form(scope)
-    room = await _room(services, exchange)
-    file_limit = min(services.settings.files_max_bytes, room)
-    what = "The file" if file_limit < room else "The file (with the tenant's files stored already)"
+    most = services.settings.files_max_bytes
     declared = content_length(scope)
-    if declared is not None and declared > file_limit + _FORM_SLACK:
-        raise PayloadTooLarge(f"{what} exceeds the limit of {file_limit} bytes.")
-    upstream, keys, _ = home(services, exchange)
-    body = streamed_form(form, receive, file_limit=file_limit, body_limit=file_limit + _FORM_SLACK, what=what)
-    await forward_object(
-        services, exchange, route, {}, upstream, keys, scope, receive, send, body=body, replayable=False
-    )
+    if declared is not None:
+        if declared > most + _FORM_SLACK:
+            raise PayloadTooLarge(f"The file exceeds the limit of {most} bytes.")
+        most = min(most, declared)  # the body's length bounds its file's: hold no more room than that
+    hold = await _hold(services, exchange, least=0, most=most)
+    try:
+        file_limit = hold.bytes
+        what = "The file" if file_limit >= most else "The file (with the tenant's files stored already)"
+        if declared is not None and declared > file_limit + _FORM_SLACK:
+            raise PayloadTooLarge(f"{what} exceeds the limit of {file_limit} bytes.")
+        upstream, keys, _ = home(services, exchange)
+        body = streamed_form(form, receive, file_limit=file_limit, body_limit=file_limit + _FORM_SLACK, what=what)
+        await forward_object(
+            services, exchange, route, {}, upstream, keys, scope, receive, send, body=body, replayable=False
+        )
+    finally:
+        await _release(services, hold)  # the file is in the index by now (the answer's hooks), or it was not made
 
 
 async def _create_upload(
@@ -114,9 +143,12 @@ async def _create_upload(
     most = services.settings.uploads_max_bytes
     if size > most:
         raise BadRequest(f"Invalid 'bytes': {size}. An upload can be at most {most} bytes.", param="bytes")
-    await _room(services, exchange, adding=size)
-    upstream, keys, _ = home(services, exchange)
-    await forward_object(services, exchange, route, {}, upstream, keys, scope, receive, send, body=raw)
+    hold = await _hold(services, exchange, least=size, most=size)
+    try:
+        upstream, keys, _ = home(services, exchange)
+        await forward_object(services, exchange, route, {}, upstream, keys, scope, receive, send, body=raw)
+    finally:
+        await _release(services, hold)  # the open upload counts from its index row now (its declared bytes)
 
 
 async def _add_part(
@@ -162,7 +194,15 @@ async def _complete(
         part = await services.ownership.owner(part_id)
         if part is None or not part.same_holder(owner):
             raise not_found("upload_part", part_id, f"part_ids[{index}]")
-    await forward_object(services, exchange, route, params, upstream, keys, scope, receive, send, body=raw)
+    # An open upload counts already (one file, its declared bytes); its complete is checked again all the same, as
+    # one hold in its place, so an upload opened before a limit was lowered cannot complete over it.
+    row = await services.objects.get(exchange.ctx.principal.tenant_id, params["upload_id"])
+    declared = row.bytes if row is not None and row.bytes is not None else 0
+    hold = await _hold(services, exchange, least=declared, most=declared, excluding=params["upload_id"])
+    try:
+        await forward_object(services, exchange, route, params, upstream, keys, scope, receive, send, body=raw)
+    finally:
+        await _release(services, hold)
 
 
 async def _pass(

@@ -198,9 +198,11 @@ class ObjectAnswersHook:
             created=_int(answer.get("created_at")) or int(time.time()),
             status=_text(answer.get("status")),
             purpose=_text(answer.get("purpose")),
+            bytes=_int(answer.get("bytes")),
             snapshot=answer,
         )
-        await self._add(exchange, entry)
+        # Required: while open, the upload counts against the tenant's file limits from this row (file_room.py).
+        await self._add(exchange, entry, required=True)
 
     async def _part_added(self, exchange: Exchange, answer: dict[str, Any]) -> None:
         await self._claim(exchange, answer.get("id"), "upload_part", await self._owner(exchange))

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from tenantgate.platform.upstream.registry import Routing
     from tenantgate.platform.workslots import WorkSlots
     from tenantgate.settings import Settings
+    from tenantgate.tenants.file_room import FileRoom
     from tenantgate.tenants.metering.meter import Metering
     from tenantgate.tenants.object_index import ObjectIndex
     from tenantgate.tenants.objects import ObjectOwnership
@@ -36,6 +37,8 @@ class ProxyServices:
     work_slots: WorkSlots
     ownership: ObjectOwnership
     objects: ObjectIndex
+    file_room: FileRoom
+    """What a tenant's files may still take under its count and storage limits (uploads hold room first)."""
     metering: Metering
     """For its current price book (batches price their lines before they are made)."""
     unfinished_streams: UnfinishedStreams
