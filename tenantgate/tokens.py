@@ -189,6 +189,8 @@ def estimate_prompt_tokens(payload: dict[str, Any], model: str | None) -> int:
         value = payload.get(field)
         if isinstance(value, list) and value and isinstance(value[0], int):
             total += len(value)  # already tokenized
+        elif isinstance(value, list) and value and isinstance(value[0], list):
+            total += sum(len(item) for item in value if isinstance(item, list))  # several prompts, tokenized
         elif isinstance(value, list) and value and isinstance(value[0], dict):
             total += sum(count_text(t, model) for item in value for t in _texts(item.get("content")))
         else:

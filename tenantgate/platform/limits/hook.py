@@ -233,8 +233,7 @@ class Limiter:
     def _most_output(self, exchange: Exchange, payload: dict[str, Any]) -> int:
         if exchange.operation not in _GENERATING:
             return 0  # embeddings and moderations answer no tokens; images and audio are charged as they come
-        answers = max(_count(payload.get("n")), _count(payload.get("best_of")))
-        return answers * model_max_output(exchange.model or "", self.default_max_output_tokens)
+        return answers(payload) * model_max_output(exchange.model or "", self.default_max_output_tokens)
 
     async def _admit(
         self, principal: Principal, checks: list[Check], lease: str, now: float, *, dry: bool = False
@@ -371,14 +370,23 @@ async def _estimate(exchange: Exchange) -> int:
 
 
 def max_output_tokens(payload: dict[str, Any]) -> int:
-    """The most output tokens a request allows: the largest cap it gives, times the answers it asks for (``n``, or
-    ``best_of`` for completions, which generates that many); 0 when it gives no cap. The fields' types were
-    checked at the door (proxy/references.py)."""
+    """The most output tokens a request allows: the largest cap it gives, times the answers it asks for
+    (``answers``); 0 when it gives no cap. The fields' types were checked at the door (proxy/references.py)."""
     caps = [v for f in _MAX_OUTPUT_FIELDS if isinstance(v := payload.get(f), int) and v > 0]
     if not caps:
         return 0
-    answers = max(_count(payload.get("n")), _count(payload.get("best_of")))
-    return max(caps) * answers
+    return max(caps) * answers(payload)
+
+
+def answers(payload: dict[str, Any]) -> int:
+    """How many answers a request generates: ``n`` (or ``best_of`` for completions, which generates that many) for
+    each of its prompts. A legacy completion's ``prompt`` may be a list of prompts (strings or token lists), each
+    answered ``n`` times; a single list of token ids is one prompt."""
+    per_prompt = max(_count(payload.get("n")), _count(payload.get("best_of")))
+    prompt = payload.get("prompt")
+    if isinstance(prompt, list) and prompt and isinstance(prompt[0], str | list):
+        return per_prompt * len(prompt)
+    return per_prompt
 
 
 def _count(value: object) -> int:

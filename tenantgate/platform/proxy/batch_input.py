@@ -22,7 +22,7 @@ import orjson
 from tenantgate import tokens
 from tenantgate.core.principal import Principal
 from tenantgate.platform.errors import BadRequest, NotFound
-from tenantgate.platform.limits.hook import max_output_tokens
+from tenantgate.platform.limits.hook import answers, max_output_tokens
 from tenantgate.platform.proxy.references import Reference, check_single_reading, references
 from tenantgate.platform.upstream.registry import Routing
 from tenantgate.tenants.limits.outputs import max_output_tokens as model_max_output
@@ -130,7 +130,7 @@ async def check_lines(
         prompt = tokens.estimate_prompt_tokens(body, model)
         output = 0
         if endpoint in _GENERATING:
-            output = max_output_tokens(body) or model_max_output(model, default_max_output)
+            output = max_output_tokens(body) or answers(body) * model_max_output(model, default_max_output)
         if endpoint == "/v1/chat/completions" and body.get("store") is True:
             found.stored_chat.append(line_key(custom_id))
         found.prompt_tokens[model] = found.prompt_tokens.get(model, 0) + prompt

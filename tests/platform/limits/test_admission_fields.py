@@ -71,3 +71,38 @@ def test_background_is_a_boolean_on_responses_and_a_string_on_images(gateway: Ga
     )
     assert refused.status_code == 400
     assert refused.json()["error"]["param"] == "background"
+
+
+def _complete(gateway: Gateway, key: str, **body: Any) -> Any:
+    return gateway.http.post(
+        gateway.base_url + "/completions",
+        headers={"Authorization": f"Bearer {key}"},
+        json={"model": "gpt-3.5-turbo-instruct", **body},
+    )
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"prompt": ["a", "b", "c", "d", "e"], "max_tokens": 200},  # five prompts, an answer of up to 200 each
+        {"prompt": [[1, 2], [3, 4], [5, 6]], "max_tokens": 100, "n": 2},  # three token prompts, two answers each
+        {"prompt": [[7] * 300, [8] * 300], "max_tokens": 1},  # 600 prompt tokens, given as token lists
+    ],
+)
+def test_a_list_of_prompts_counts_an_answer_per_prompt(gateway: Gateway, body: dict[str, Any]) -> None:
+    key = gateway.new_key("prompts", tpm=500)["key"]
+    refused = _complete(gateway, key, **body)
+    assert refused.status_code == 429, refused.text
+    assert refused.json()["error"]["code"] == "rate_limit_exceeded"
+    # One list of token ids is one prompt: 3 tokens and two answers of up to 200 fit.
+    assert _complete(gateway, key, prompt=[1, 2, 3], max_tokens=200, n=2).status_code == 200
+
+
+def test_a_list_of_prompts_holds_the_models_most_output_for_each(gateway: Gateway) -> None:
+    """Without a cap, the month's quota holds the model's maximum output once per prompt."""
+    tenant = gateway.create_tenant("prompts-quota", monthly_token_quota=20_000)
+    key = gateway.create_key(tenant["id"])["key"]
+    assert _complete(gateway, key, prompt="a").status_code == 200  # up to 16,384 tokens held: fits
+    refused = _complete(gateway, key, prompt=["a", "b"])  # twice that does not
+    assert refused.status_code == 429, refused.text
+    assert refused.json()["error"]["code"] == "insufficient_quota"
