@@ -1,6 +1,6 @@
 // Pieces every view uses: forms that show the server's error as it is, a secret shown once with a copy button.
-import { ApiError } from "./api";
-import { h, toast } from "./dom";
+import { ApiError, type Page } from "./api";
+import { append, h, table, toast } from "./dom";
 
 export function errorText(error: unknown): string {
   if (error instanceof ApiError) {
@@ -91,4 +91,61 @@ export function actionButton(label: string, work: () => Promise<void>, confirmTe
 
 export function section(title: string, ...children: (Node | null)[]): HTMLElement {
   return h("section", { class: "panel", "aria-label": title }, h("h2", {}, title), ...children);
+}
+
+type Cell = Parameters<typeof append>[1];
+
+export interface Paged<T> {
+  element: HTMLElement;
+  /** Redraws the row of an item already shown (after a change to it), leaving the pages loaded as they are. */
+  update(item: T): void;
+}
+
+/**
+ * A table of the admin API's pages: the first page, then a "Load more" button that asks for the next one with
+ * `after` (the last id shown) for as long as the API answers `has_more`, rows appended below those loaded.
+ */
+export function pagedTable<T extends { id: string }>(
+  id: string,
+  caption: string,
+  headers: string[],
+  first: Page<T>,
+  next: (after: string) => Promise<Page<T>>,
+  cells: (item: T) => Cell[],
+  empty = "nothing yet",
+): Paged<T> {
+  const element = table(id, caption, headers, [], empty);
+  const body = element.tBodies[0];
+  const more = h("button", { type: "button", class: "small more", id: `${id}-more` }, "Load more");
+  const status = h("p", { class: "muted", id: `${id}-count`, "aria-live": "polite" });
+  let last: string | null = null;
+  let shown = 0;
+  const row = (item: T) => h("tr", { "data-id": item.id }, ...cells(item).map((cell) => h("td", {}, cell)));
+  const add = (page: Page<T>) => {
+    if (page.data.length && shown === 0) body.replaceChildren();
+    for (const item of page.data) body.append(row(item));
+    shown += page.data.length;
+    last = page.last_id;
+    more.hidden = !page.has_more || last === null;
+    status.textContent = page.has_more ? `${shown} shown; there are more.` : shown > 0 ? `${shown} shown, all of them.` : "";
+  };
+  more.addEventListener("click", async () => {
+    if (last === null) return;
+    more.disabled = true;
+    try {
+      add(await next(last));
+    } catch (error) {
+      toast(errorText(error), "error");
+    } finally {
+      more.disabled = false;
+    }
+  });
+  add(first);
+  return {
+    element: h("div", { class: "paged" }, element, h("div", { class: "paging" }, status, more)),
+    update(item: T) {
+      const old = [...body.rows].find((tr) => tr.dataset.id === item.id);
+      old?.replaceWith(row(item));
+    },
+  };
 }

@@ -4,7 +4,7 @@
 import { get, post, api, query, type Page } from "../api";
 import { clear, field, h, table, toast } from "../dom";
 import * as f from "../format";
-import { actionButton, form, input, numberOrNull, section, shownOnce, text } from "../ui";
+import { actionButton, form, input, numberOrNull, pagedTable, section, shownOnce, text, type Paged } from "../ui";
 
 interface Tenant {
   id: string;
@@ -55,13 +55,50 @@ interface Token {
   created_at: string;
 }
 
+// Pages of 50: "Load more" asks the admin API for the next one (has_more, after = the last id shown).
+const PAGE = 50;
 let selected: string | null = null;
+let search = "";
+
+/** Every page of a short list (plans, for the tenant form's choice and names): rarely more than one. */
+async function everything<T>(path: (after?: string) => string): Promise<T[]> {
+  const out: T[] = [];
+  let after: string | undefined;
+  for (;;) {
+    const page = await get<Page<T>>(path(after));
+    out.push(...page.data);
+    if (!page.has_more || page.last_id === null) return out;
+    after = page.last_id;
+  }
+}
 
 export async function tenantsView(main: HTMLElement): Promise<void> {
-  const [tenants, plans] = await Promise.all([get<Page<Tenant>>("/admin/tenants?limit=100"), get<Page<Plan>>("/admin/plans?limit=100")]);
-  const planName = new Map(plans.data.map((plan) => [plan.id, plan.name]));
-  const planSelect = h("select", { name: "plan_id" }, h("option", { value: "" }, "no plan"), ...plans.data.map((p) => h("option", { value: p.id }, p.name)));
+  const plans = await everything<Plan>((after) => `/admin/plans${query({ limit: 100, after })}`);
+  const planName = new Map(plans.map((plan) => [plan.id, plan.name]));
+  const planSelect = h("select", { name: "plan_id" }, h("option", { value: "" }, "no plan"), ...plans.map((p) => h("option", { value: p.id }, p.name)));
   const detail = h("div", { id: "tenant-detail" });
+  const listing = h("div", { id: "tenant-listing" });
+  let list: Paged<Tenant>;
+  const cells = (tenant: Tenant) => [
+    tenant.name, h("span", { class: `state ${tenant.status}` }, tenant.status), planName.get(tenant.plan_id ?? "") ?? "–",
+    tenant.rpm ?? "plan", f.when(tenant.created_at),
+    h("span", { class: "actions" },
+      actionButton("Manage", async () => { selected = tenant.id; await showTenant(detail, tenant.id, main, list); }),
+      tenant.status === "active"
+        ? actionButton("Suspend", async () => changed(await post<Tenant>(`/admin/tenants/${tenant.id}/suspend`)), `Suspend ${tenant.name}? Its keys will be refused.`)
+        : tenant.status === "suspended" ? actionButton("Resume", async () => changed(await post<Tenant>(`/admin/tenants/${tenant.id}/resume`))) : null),
+  ];
+  const changed = async (tenant: Tenant) => {
+    list.update(tenant);
+    if (selected === tenant.id) await showTenant(detail, tenant.id, main, list);
+  };
+  const showList = async () => {
+    const path = (after?: string) => `/admin/tenants${query({ limit: PAGE, name: search, after })}`;
+    list = pagedTable("tenant-list", search ? `Tenants whose name contains “${search}”` : "Tenants, newest first", ["name", "status", "plan", "rpm", "created", ""],
+      await get<Page<Tenant>>(path()), (after) => get<Page<Tenant>>(path(after)), cells, search ? "no tenant has that in its name" : "nothing yet");
+    listing.replaceChildren(list.element);
+  };
+  const find = input("name", { type: "search", value: search, maxlength: "200", placeholder: "part of a name" });
   clear(main);
   main.append(
     h("h1", {}, "Tenants"),
@@ -76,30 +113,36 @@ export async function tenantsView(main: HTMLElement): Promise<void> {
           await tenantsView(main);
         }),
     ),
-    section("All tenants", table("tenant-list", "Tenants", ["name", "status", "plan", "rpm", "created", ""],
-      tenants.data.map((tenant) => [
-        tenant.name, h("span", { class: `state ${tenant.status}` }, tenant.status), planName.get(tenant.plan_id ?? "") ?? "–",
-        tenant.rpm ?? "plan", f.when(tenant.created_at),
-        h("span", { class: "actions" },
-          actionButton("Manage", async () => { selected = tenant.id; await showTenant(detail, tenant, main); }),
-          tenant.status === "active"
-            ? actionButton("Suspend", async () => { await post(`/admin/tenants/${tenant.id}/suspend`); await tenantsView(main); }, `Suspend ${tenant.name}? Its keys will be refused.`)
-            : tenant.status === "suspended" ? actionButton("Resume", async () => { await post(`/admin/tenants/${tenant.id}/resume`); await tenantsView(main); }) : null),
-      ]))),
+    section("All tenants",
+      form("tenant-search", "Find tenants", [field("Find by name", find, "any part of the name, upper or lower case")], "Find", async (data) => {
+        search = text(data, "name");
+        await showList();
+      }),
+      listing),
     detail,
   );
-  const current = tenants.data.find((tenant) => tenant.id === selected);
-  if (current) await showTenant(detail, current, main);
+  await showList();
+  if (selected) {
+    try {
+      await showTenant(detail, selected, main, list!);
+    } catch {
+      selected = null; // deleted meanwhile
+    }
+  }
 }
 
-async function showTenant(detail: HTMLElement, tenant: Tenant, main: HTMLElement): Promise<void> {
-  const [keys, upstreams] = await Promise.all([
-    get<Page<Key>>(`/admin/tenants/${tenant.id}/keys?limit=100`),
-    get<UpstreamKey[]>(`/admin/tenants/${tenant.id}/upstream-keys`),
+async function showTenant(detail: HTMLElement, id: string, main: HTMLElement, list: Paged<Tenant>): Promise<void> {
+  // Read afresh on every change: the form shows what was saved, and the list's row says the same.
+  const keysPath = (after?: string) => `/admin/tenants/${id}/keys${query({ limit: PAGE, after })}`;
+  const [tenant, keys, upstreams] = await Promise.all([
+    get<Tenant>(`/admin/tenants/${id}`),
+    get<Page<Key>>(keysPath()),
+    get<UpstreamKey[]>(`/admin/tenants/${id}/upstream-keys`),
   ]);
+  list.update(tenant);
   const secret = h("div", { id: "key-secret" });
   const limits = h("div", { id: "key-limits" });
-  const reload = () => showTenant(detail, tenant, main);
+  const reload = () => showTenant(detail, id, main, list);
   clear(detail);
   detail.append(
     h("h2", { id: "tenant-heading" }, `Tenant ${tenant.name}`),
@@ -110,6 +153,7 @@ async function showTenant(detail: HTMLElement, tenant: Tenant, main: HTMLElement
     ], "Save limits", async (data) => {
       const budget = text(data, "monthly_budget_usd");
       await api("PATCH", `/admin/tenants/${tenant.id}`, { rpm: numberOrNull(data, "rpm"), tpm: numberOrNull(data, "tpm"), monthly_budget_usd: budget === "" ? null : budget });
+      await reload();
       toast("Limits saved.");
     })),
     section("API keys",
@@ -120,8 +164,8 @@ async function showTenant(detail: HTMLElement, tenant: Tenant, main: HTMLElement
         document.getElementById("key-secret")?.append(shownOnce(`New key ${created.name}`, created.key));
       }),
       secret,
-      table("key-list", `Keys of ${tenant.name}`, ["name", "prefix", "status", "rpm", "last used", ""],
-        keys.data.map((key) => [key.name, h("code", {}, `${key.prefix}…`), h("span", { class: `state ${key.status}` }, key.status), key.rpm ?? "tenant", f.when(key.last_used_at),
+      pagedTable("key-list", `Keys of ${tenant.name}, newest first`, ["name", "prefix", "status", "rpm", "last used", ""], keys, (after) => get<Page<Key>>(keysPath(after)),
+        (key) => [key.name, h("code", {}, `${key.prefix}…`), h("span", { class: `state ${key.status}` }, key.status), key.rpm ?? "tenant", f.when(key.last_used_at),
           h("span", { class: "actions" },
             actionButton("Limits", async () => showLimits(limits, await get(`/admin/keys/${key.id}/limits`))),
             key.status === "active" ? actionButton("Rotate", async () => {
@@ -130,7 +174,7 @@ async function showTenant(detail: HTMLElement, tenant: Tenant, main: HTMLElement
               document.getElementById("key-secret")?.append(shownOnce(`Rotated key ${rotated.name} (the old one works for another hour)`, rotated.key));
             }) : null,
             key.status === "active" ? actionButton("Revoke", async () => { await post(`/admin/keys/${key.id}/revoke`); await reload(); }, `Revoke key ${key.name}? It is refused everywhere within a second.`) : null),
-        ])),
+        ]).element,
       limits),
     section("Upstream keys (bring your own)",
       h("p", { class: "muted" }, "Stored encrypted; never shown back."),
@@ -176,7 +220,8 @@ function fmt(value: unknown): string {
 }
 
 export async function plansView(main: HTMLElement): Promise<void> {
-  const plans = await get<Page<Plan>>("/admin/plans?limit=100");
+  const path = (after?: string) => `/admin/plans${query({ limit: PAGE, after })}`;
+  const plans = await get<Page<Plan>>(path());
   clear(main);
   main.append(
     h("h1", {}, "Plans"),
@@ -188,9 +233,9 @@ export async function plansView(main: HTMLElement): Promise<void> {
       toast("Plan created.");
       await plansView(main);
     })),
-    section("Plans", table("plan-list", "Plans", ["name", "rpm", "tpm", "rpd", "monthly tokens", "monthly budget", ""], plans.data.map((plan) => [plan.name, fmt(plan.rpm), fmt(plan.tpm), fmt(plan.rpd),
-      fmt(plan.monthly_token_quota), plan.monthly_budget_usd === null ? "–" : f.usd(Number(plan.monthly_budget_usd)),
-      actionButton("Delete", async () => { await api("DELETE", `/admin/plans/${plan.id}`); await plansView(main); }, `Delete plan ${plan.name}?`)]))),
+    section("Plans", pagedTable("plan-list", "Plans", ["name", "rpm", "tpm", "rpd", "monthly tokens", "monthly budget", ""], plans, (after) => get<Page<Plan>>(path(after)),
+      (plan) => [plan.name, fmt(plan.rpm), fmt(plan.tpm), fmt(plan.rpd), fmt(plan.monthly_token_quota), plan.monthly_budget_usd === null ? "–" : f.usd(Number(plan.monthly_budget_usd)),
+        actionButton("Delete", async () => { await api("DELETE", `/admin/plans/${plan.id}`); await plansView(main); }, `Delete plan ${plan.name}?`)]).element),
   );
 }
 
@@ -207,7 +252,8 @@ interface Price {
 }
 
 export async function pricesView(main: HTMLElement): Promise<void> {
-  const prices = await get<Page<Price>>("/admin/prices?limit=100");
+  const path = (after?: string) => `/admin/prices${query({ limit: PAGE, after })}`;
+  const prices = await get<Page<Price>>(path());
   clear(main);
   main.append(
     h("h1", {}, "Price overrides"),
@@ -218,14 +264,16 @@ export async function pricesView(main: HTMLElement): Promise<void> {
       toast("Price saved.");
       await pricesView(main);
     })),
-    section("Prices", table("price-list", "Price overrides, newest first", ["model", "scope", "input /1M", "output /1M", "from", ""], prices.data.map((price) => [price.model,
-      price.scope + (price.tenant_id ? ` ${price.tenant_id}` : price.plan_id ? ` ${price.plan_id}` : ""), `$${price.input_per_1m}`, `$${price.output_per_1m}`, f.when(price.effective_from),
-      actionButton("Delete", async () => { await api("DELETE", `/admin/prices/${price.id}`); await pricesView(main); }, `Delete the ${price.model} price? Recorded usage keeps its cost.`)]))),
+    section("Prices", pagedTable("price-list", "Price overrides, newest first", ["model", "scope", "input /1M", "output /1M", "from", ""], prices, (after) => get<Page<Price>>(path(after)),
+      (price) => [price.model, price.scope + (price.tenant_id ? ` ${price.tenant_id}` : price.plan_id ? ` ${price.plan_id}` : ""), `$${price.input_per_1m}`, `$${price.output_per_1m}`,
+        f.when(price.effective_from),
+        actionButton("Delete", async () => { await api("DELETE", `/admin/prices/${price.id}`); await pricesView(main); }, `Delete the ${price.model} price? Recorded usage keeps its cost.`)]).element),
   );
 }
 
 export async function tokensView(main: HTMLElement): Promise<void> {
-  const tokens = await get<Page<Token>>("/admin/tokens?limit=100");
+  const path = (after?: string) => `/admin/tokens${query({ limit: PAGE, after })}`;
+  const tokens = await get<Page<Token>>(path());
   const role = h("select", { name: "role" }, h("option", { value: "billing" }, "billing (read-only)"), h("option", { value: "admin" }, "admin"));
   clear(main);
   main.append(
@@ -235,13 +283,14 @@ export async function tokensView(main: HTMLElement): Promise<void> {
       await tokensView(main);
       main.querySelector("#token-secret")?.append(shownOnce(`New ${created.role} token`, created.token));
     }), h("div", { id: "token-secret" })),
-    section("Tokens", table("token-list", "Admin tokens", ["name", "role", "tenant", "prefix", "state", ""], tokens.data.map((token) => [token.name, token.role, token.tenant_id ?? "–",
-      h("code", {}, `${token.prefix}…`), token.revoked_at ? "revoked" : "active",
-      token.revoked_at ? null : actionButton("Revoke", async () => { await post(`/admin/tokens/${token.id}/revoke`); await tokensView(main); }, `Revoke ${token.name}?`)]))),
+    section("Tokens", pagedTable("token-list", "Admin tokens", ["name", "role", "tenant", "prefix", "state", ""], tokens, (after) => get<Page<Token>>(path(after)),
+      (token) => [token.name, token.role, token.tenant_id ?? "–", h("code", {}, `${token.prefix}…`), token.revoked_at ? "revoked" : "active",
+        token.revoked_at ? null : actionButton("Revoke", async () => { await post(`/admin/tokens/${token.id}/revoke`); await tokensView(main); }, `Revoke ${token.name}?`)]).element),
   );
 }
 
 interface Audit {
+  id: string;
   created_at: string;
   actor_id: string;
   actor_role: string | null;
@@ -252,13 +301,34 @@ interface Audit {
   after: Record<string, unknown> | null;
 }
 
+// The audit log's filters, as the admin API takes them (GET /admin/audit); kept while the view is left and back.
+const auditFilters: Record<string, string> = { action: "", target_type: "", tenant_id: "", actor_id: "" };
+const TARGETS = ["plan", "tenant", "key", "admin_token", "price_override", "upstream_key"];
+
 export async function auditView(main: HTMLElement): Promise<void> {
-  const entries = await get<Page<Audit>>(`/admin/audit${query({ limit: 100 })}`);
+  const listing = h("div", { id: "audit-listing" });
+  const showList = async () => {
+    const path = (after?: string) => `/admin/audit${query({ limit: PAGE, ...auditFilters, after })}`;
+    listing.replaceChildren(pagedTable("audit-list", "Audit log", ["when", "actor", "action", "target", "tenant", "after"], await get<Page<Audit>>(path()),
+      (after) => get<Page<Audit>>(path(after)), (entry) => [f.when(entry.created_at), `${entry.actor_id}${entry.actor_role ? ` (${entry.actor_role})` : ""}`, entry.action,
+        `${entry.target_type} ${entry.target_id}`, entry.tenant_id ?? "–", h("code", { class: "json" }, entry.after ? JSON.stringify(entry.after) : "")],
+      "no change matches").element);
+  };
+  const target = h("select", { name: "target_type" }, h("option", { value: "" }, "any"), ...TARGETS.map((name) => h("option", { value: name, selected: auditFilters.target_type === name }, name.replaceAll("_", " "))));
   clear(main);
   main.append(
     h("h1", {}, "Audit log"),
-    section("Changes, newest first", table("audit-list", "Audit log", ["when", "actor", "action", "target", "tenant", "after"], entries.data.map((entry) => [
-      f.when(entry.created_at), `${entry.actor_id}${entry.actor_role ? ` (${entry.actor_role})` : ""}`, entry.action, `${entry.target_type} ${entry.target_id}`,
-      entry.tenant_id ?? "–", h("code", { class: "json" }, entry.after ? JSON.stringify(entry.after) : "")]))),
+    section("Changes, newest first",
+      form("audit-filter", "Filter the audit log", [
+        field("Action", input("action", { value: auditFilters.action, placeholder: "key.revoke, or key." }), "“key.” matches every key action"),
+        field("Target", target),
+        field("Tenant id", input("tenant_id", { value: auditFilters.tenant_id, placeholder: "ten_…" }), "about this tenant or its keys"),
+        field("Actor", input("actor_id", { value: auditFilters.actor_id, placeholder: "token id, bootstrap, cli" })),
+      ], "Filter", async (data) => {
+        for (const name of Object.keys(auditFilters)) auditFilters[name] = text(data, name);
+        await showList();
+      }),
+      listing),
   );
+  await showList();
 }

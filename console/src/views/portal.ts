@@ -2,9 +2,9 @@
 // the server), its keys (create with the plaintext shown once, revoke, rotate) and what is left of its limits.
 import { get, post, query, type Page } from "../api";
 import { chart, COLORS, disposeCharts } from "../charts";
-import { clear, field, h, table } from "../dom";
+import { clear, field, h } from "../dom";
 import * as f from "../format";
-import { actionButton, form, input, section, shownOnce, text } from "../ui";
+import { actionButton, form, input, pagedTable, section, shownOnce, text } from "../ui";
 import { showLimits, type Key } from "./operator";
 
 interface UsagePage {
@@ -20,11 +20,13 @@ interface OwnTenant {
   plan: { id: string; name: string } | null;
 }
 
+const keysPath = (after?: string) => `/console/api/portal/keys${query({ limit: 50, after })}`;
+
 export async function portalView(main: HTMLElement): Promise<void> {
   const now = Math.floor(Date.now() / 1000);
   const [tenant, keys, usage, costs] = await Promise.all([
     get<OwnTenant>("/console/api/portal/tenant"),
-    get<Page<Key>>("/console/api/portal/keys"),
+    get<Page<Key>>(keysPath()),
     get<UsagePage>(`/v1/organization/usage/completions${query({ start_time: now - 167 * 3600, bucket_width: "1h", limit: 168 })}`),
     get<CostPage>(`/v1/organization/costs${query({ start_time: now - 30 * 86400, bucket_width: "1d", limit: 31 })}`),
   ]);
@@ -58,7 +60,7 @@ export async function portalView(main: HTMLElement): Promise<void> {
         document.getElementById("key-secret")?.append(shownOnce(`New key ${created.name}`, created.key));
       }),
       secret,
-      table("key-list", "Your keys", ["name", "prefix", "status", "last used", ""], keys.data.map((key) => [key.name, h("code", {}, `${key.prefix}…`),
+      pagedTable("key-list", "Your keys, newest first", ["name", "prefix", "status", "last used", ""], keys, (after) => get<Page<Key>>(keysPath(after)), (key) => [key.name, h("code", {}, `${key.prefix}…`),
         h("span", { class: `state ${key.status}` }, key.status), f.when(key.last_used_at),
         h("span", { class: "actions" },
           actionButton("Limits", async () => showLimits(limits, await get(`/console/api/portal/keys/${key.id}/limits`))),
@@ -67,7 +69,7 @@ export async function portalView(main: HTMLElement): Promise<void> {
             await reload();
             document.getElementById("key-secret")?.append(shownOnce(`Rotated key ${rotated.name} (the old one works for another hour)`, rotated.key));
           }) : null,
-          key.status === "active" ? actionButton("Revoke", async () => { await post(`/console/api/portal/keys/${key.id}/revoke`); await reload(); }, `Revoke key ${key.name}?`) : null)])),
+          key.status === "active" ? actionButton("Revoke", async () => { await post(`/console/api/portal/keys/${key.id}/revoke`); await reload(); }, `Revoke key ${key.name}?`) : null)]).element,
       limits),
   );
   const first = keys.data.find((key) => key.status === "active");

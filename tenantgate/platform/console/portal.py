@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, Request
 
 from tenantgate.database import session_scope
 from tenantgate.platform.admin.auth import AdminIdentity, require_tenant
-from tenantgate.platform.admin.deps import mutation, reading
+from tenantgate.platform.admin.deps import After, Limit, mutation, reading
 from tenantgate.platform.admin.schemas import (
     KeyCreated,
     KeyOut,
@@ -69,10 +69,13 @@ async def own_tenant(request: Request, identity: AdminIdentity = Depends(tenant_
 
 
 @router.get("/keys")
-async def own_keys(request: Request, identity: AdminIdentity = Depends(tenant_identity)) -> ListOf[KeyOut]:
+async def own_keys(
+    request: Request, identity: AdminIdentity = Depends(tenant_identity), limit: Limit = 20, after: After = None
+) -> ListOf[KeyOut]:
+    """The tenant's keys, newest first, a page at a time like the admin API's lists."""
     assert identity.tenant_id is not None
     async with reading(request) as session:
-        page = await key_service.list_keys(session, tenant_id=identity.tenant_id, limit=100)
+        page = await key_service.list_keys(session, tenant_id=identity.tenant_id, limit=limit, after=after)
         data = [KeyOut.of(key) for key in page.items]
     return ListOf[KeyOut](**page_fields(data, page.has_more))
 

@@ -396,3 +396,83 @@ def test_every_operator_action_works_from_the_keyboard_and_every_field_has_a_lab
     assert unlabelled == []
     assert watched.problems == []
     watched.close()
+
+
+def test_lists_page_past_the_first_page_and_tenants_are_found_by_name(
+    console_gateway: Gateway, browser: Browser
+) -> None:
+    gateway = console_gateway
+    tag = f"Paged {uuid.uuid4().hex[:6]}"
+    for number in range(51):  # one more than a page of the console's lists
+        gateway.create_tenant(f"{tag} {number:02d}")
+    watched = Watched(browser, gateway.url)
+    page = watched.sign_in(ADMIN_TOKEN)
+    watched.problems.clear()  # the browser logs the signed-out page's 401 for /console/api/session
+    page.click("nav a[href='#/tenants']")
+    page.fill("#tenant-search input[name=name]", tag.lower())  # any case, any part of the name
+    page.click("#tenant-search button[type=submit]")
+    expect(page.locator("#tenant-list caption")).to_contain_text(tag.lower())
+    rows = page.locator("#tenant-list tbody tr")
+    expect(rows).to_have_count(50)
+    expect(rows.first).to_contain_text(f"{tag} 50")  # newest first
+    page.click("#tenant-list-more")
+    expect(rows).to_have_count(51)
+    expect(rows.last).to_contain_text(f"{tag} 00")
+    expect(page.locator("#tenant-list-more")).to_be_hidden()
+    expect(page.locator("#tenant-list-count")).to_have_text("51 shown, all of them.")
+    page.fill("#tenant-search input[name=name]", f"{tag} 07")
+    page.click("#tenant-search button[type=submit]")
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_contain_text(f"{tag} 07")
+
+    # The audit log pages the same way, narrowed by the admin API's own filters.
+    page.click("nav a[href='#/audit']")
+    page.fill("#audit-filter input[name=action]", "tenant.create")
+    page.click("#audit-filter button[type=submit]")
+    entries = page.locator("#audit-list tbody tr")
+    expect(entries).to_have_count(50)
+    expect(entries.first).to_contain_text(f"{tag} 50")
+    expect(entries).to_have_count(50)
+    page.click("#audit-list-more")
+    expect(entries.filter(has_text=f"{tag} 00")).to_have_count(1)
+    assert set(entries.locator("td:nth-child(3)").all_inner_texts()) == {"tenant.create"}
+    tenant_id = gateway.admin("GET", "/admin/tenants", params={"name": f"{tag} 07"}).json()["data"][0]["id"]
+    page.fill("#audit-filter input[name=action]", "")
+    page.fill("#audit-filter input[name=tenant_id]", tenant_id)
+    page.click("#audit-filter button[type=submit]")
+    expect(entries).to_have_count(1)
+    expect(entries.first).to_contain_text(f"{tag} 07")
+    expect(page.locator("#audit-list-more")).to_be_hidden()
+    assert watched.problems == []
+    watched.close()
+
+
+def test_saved_limits_stay_shown_after_later_changes(console_gateway: Gateway, browser: Browser) -> None:
+    gateway = console_gateway
+    tenant = gateway.create_tenant(f"Budgeted {uuid.uuid4().hex[:6]}")
+    gateway.create_key(tenant["id"])
+    watched = Watched(browser, gateway.url)
+    page = watched.sign_in(ADMIN_TOKEN)
+    watched.problems.clear()  # the browser logs the signed-out page's 401 for /console/api/session
+    page.click("nav a[href='#/tenants']")
+    page.fill("#tenant-search input[name=name]", tenant["name"])
+    page.click("#tenant-search button[type=submit]")
+    row = page.locator("#tenant-list tbody tr").filter(has_text=tenant["name"])
+    row.get_by_role("button", name="Manage").click()
+    page.fill("#tenant-limits input[name=rpm]", "77")
+    page.fill("#tenant-limits input[name=tpm]", "5000")
+    page.fill("#tenant-limits input[name=monthly_budget_usd]", "12.34")
+    page.click("#tenant-limits button[type=submit]")
+    expect(page.locator("#toast")).to_have_text("Limits saved.")
+    expect(row.locator("td").nth(3)).to_have_text("77")  # the list's row says what was saved
+
+    # Another change re-reads the tenant: the form shows what is saved, not what the list held before.
+    page.fill("#key-create input[name=name]", "second")
+    page.click("#key-create button[type=submit]")
+    expect(page.locator("#shown-secret")).to_be_visible()
+    expect(page.locator("#tenant-limits input[name=rpm]")).to_have_value("77")
+    expect(page.locator("#tenant-limits input[name=tpm]")).to_have_value("5000")
+    assert float(page.locator("#tenant-limits input[name=monthly_budget_usd]").input_value()) == 12.34
+
+    assert watched.problems == []
+    watched.close()
