@@ -206,8 +206,10 @@ export function showLimits(where: HTMLElement, view: unknown): void {
   for (const scope of ["key", "tenant"]) {
     for (const [name, value] of Object.entries(data[scope] ?? {})) {
       if (value && typeof value === "object" && "limit" in value) {
-        const limit = value.limit === null ? "no limit" : fmt(value.limit);
-        rows.push([scope, name.replaceAll("_", " "), limit, fmt(value.used ?? value.spent ?? value.in_flight), fmt(value.remaining)]);
+        // Money windows (monthly_budget_usd) in dollars and cents, never rounded to a whole number of dollars.
+        const show = name.endsWith("_usd") ? money : fmt;
+        const limit = value.limit === null ? "no limit" : show(value.limit);
+        rows.push([scope, name.replace(/_usd$/, "").replaceAll("_", " "), limit, show(value.used ?? value.spent ?? value.in_flight), show(value.remaining)]);
       }
     }
   }
@@ -217,6 +219,12 @@ export function showLimits(where: HTMLElement, view: unknown): void {
 function fmt(value: unknown): string {
   if (value === null || value === undefined) return "–";
   return typeof value === "number" ? f.count(value) : String(value);
+}
+
+function money(value: unknown): string {
+  if (value === null || value === undefined || value === "") return "–";
+  const amount = Number(value);
+  return Number.isFinite(amount) ? f.usd(amount) : String(value);
 }
 
 export async function plansView(main: HTMLElement): Promise<void> {
@@ -234,7 +242,7 @@ export async function plansView(main: HTMLElement): Promise<void> {
       await plansView(main);
     })),
     section("Plans", pagedTable("plan-list", "Plans", ["name", "rpm", "tpm", "rpd", "monthly tokens", "monthly budget", ""], plans, (after) => get<Page<Plan>>(path(after)),
-      (plan) => [plan.name, fmt(plan.rpm), fmt(plan.tpm), fmt(plan.rpd), fmt(plan.monthly_token_quota), plan.monthly_budget_usd === null ? "–" : f.usd(Number(plan.monthly_budget_usd)),
+      (plan) => [plan.name, fmt(plan.rpm), fmt(plan.tpm), fmt(plan.rpd), fmt(plan.monthly_token_quota), money(plan.monthly_budget_usd),
         actionButton("Delete", async () => { await api("DELETE", `/admin/plans/${plan.id}`); await plansView(main); }, `Delete plan ${plan.name}?`)]).element),
   );
 }

@@ -447,7 +447,7 @@ def test_lists_page_past_the_first_page_and_tenants_are_found_by_name(
     watched.close()
 
 
-def test_saved_limits_stay_shown_after_later_changes(console_gateway: Gateway, browser: Browser) -> None:
+def test_saved_limits_stay_shown_and_budgets_keep_their_cents(console_gateway: Gateway, browser: Browser) -> None:
     gateway = console_gateway
     tenant = gateway.create_tenant(f"Budgeted {uuid.uuid4().hex[:6]}")
     gateway.create_key(tenant["id"])
@@ -474,5 +474,10 @@ def test_saved_limits_stay_shown_after_later_changes(console_gateway: Gateway, b
     expect(page.locator("#tenant-limits input[name=tpm]")).to_have_value("5000")
     assert float(page.locator("#tenant-limits input[name=monthly_budget_usd]").input_value()) == 12.34
 
+    # A budget in dollars and cents, not rounded to whole dollars.
+    page.locator("#key-list tbody tr").filter(has_text="second").get_by_role("button", name="Limits").click()
+    budget = page.locator("#limits tbody tr").filter(has_text="monthly budget")
+    expect(budget.locator("td").nth(2)).to_have_text("$12.34")
+    expect(budget.locator("td").nth(4)).to_have_text("$12.34")
     assert watched.problems == []
     watched.close()
