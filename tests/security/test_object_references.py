@@ -67,6 +67,25 @@ def _post(gateway: Gateway, key: str, path: str, body: dict[str, Any]) -> Any:
             None,
         ),
         ({"input": "hi", "tools": [{"type": "code_interpreter", "container": "cntr_victim"}]}, None),
+        # The audit's walk-arounds: a container named by container_id, a skill by skill_id.
+        (
+            {
+                "input": "hi",
+                "tools": [
+                    {"type": "shell", "environment": {"type": "container_reference", "container_id": "cntr_victim"}}
+                ],
+            },
+            "tools[0].environment.container_id",
+        ),
+        (
+            {"input": [{"type": "shell_call", "call_id": "call_1", "environment": {"container_id": "cntr_victim"}}]},
+            "input[0].environment.container_id",
+        ),
+        ({"input": "hi", "tools": [{"type": "shell", "skills": [{"skill_id": "skill_v"}]}]}, None),
+        # A key the gateway does not know (yet): a stored object's id under any *_id / *_ids key is checked.
+        ({"input": "hi", "tools": [{"type": "future_tool", "source_file_id": "file-victim"}]}, None),
+        ({"input": "hi", "tools": [{"type": "future_tool", "store_ids": ["vs_victim"]}]}, None),
+        ({"input": "hi", "metadata": {"previous_id": VICTIM_RESPONSE}}, "metadata.previous_id"),
         (
             {"input": "hi", "tools": [{"type": "code_interpreter", "container": {"type": "auto", "file_ids": ["f"]}}]},
             None,
@@ -86,6 +105,49 @@ def test_a_body_naming_another_tenants_object_is_refused_before_the_upstream(
     if param is not None:
         assert response.json()["error"]["param"] == param
     assert platform.seen == []  # nothing reached the upstream
+
+
+def test_a_chat_message_naming_another_tenants_audio_is_refused_and_the_owner_passes(
+    gateway_factory: Callable[..., Gateway], sqlite_url: str, attacker_endpoint: ScriptedUpstream
+) -> None:
+    """A chat answer's audio is its tenant's: a later message names it as ``audio.id`` (streamed or not)."""
+    gateway = gateway_factory(database_url=sqlite_url, upstream_base_url=attacker_endpoint.base_url)
+    victim, attacker = gateway.new_key("victim"), gateway.new_key("attacker")
+    message = {"role": "assistant", "content": None, "audio": {"id": "audio_victim01", "data": "", "transcript": "x",
+                                                                "expires_at": 1}}  # fmt: skip
+    usage = {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}
+    answer = {"id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "gpt-4o-audio-preview",
+              "choices": [{"index": 0, "message": message, "finish_reason": "stop"}], "usage": usage}  # fmt: skip
+    chunk = {"id": "chatcmpl-2", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o-audio-preview",
+             "choices": [{"index": 0, "delta": {"audio": {"id": "audio_victim02", "data": "AA"}}}]}  # fmt: skip
+    last = {**chunk, "choices": [], "usage": usage}
+    attacker_endpoint.push(json_answer(200, answer))
+    attacker_endpoint.push(
+        sse_answer([b"data: " + orjson.dumps(c) + b"\n\n" for c in (chunk, last)] + [b"data: [DONE]\n\n"])
+    )
+    victims = gateway.client(victim["key"])
+    ask = {
+        "model": "gpt-4o-audio-preview",
+        "modalities": ["text", "audio"],
+        "audio": {"voice": "alloy", "format": "wav"},
+    }
+    victims.chat.completions.create(messages=[{"role": "user", "content": "hi"}], **ask)  # type: ignore[call-overload]
+    for _ in victims.chat.completions.create(messages=[{"role": "user", "content": "hi"}], stream=True, **ask):  # type: ignore[call-overload]
+        pass
+    seen = len(attacker_endpoint.requests)
+    for audio_id in ("audio_victim01", "audio_victim02"):
+        follow_up = {
+            **ask,
+            "messages": [{"role": "assistant", "audio": {"id": audio_id}}, {"role": "user", "content": "again"}],
+        }
+        refused = _post(gateway, attacker["key"], "/chat/completions", follow_up)
+        assert refused.status_code == 404, refused.text
+        assert refused.json()["error"]["param"] == "messages[0].audio.id"
+        assert len(attacker_endpoint.requests) == seen  # nothing reached the upstream
+        attacker_endpoint.push(json_answer(200, answer | {"id": "chatcmpl-3"}))
+        assert _post(gateway, victim["key"], "/chat/completions", follow_up).status_code == 200
+        seen += 1
+        assert len(attacker_endpoint.requests) == seen
 
 
 def test_chat_file_parts_are_refused_and_own_items_pass(

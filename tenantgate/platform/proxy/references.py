@@ -3,9 +3,11 @@
 **References.** Every id of an upstream-stored object a request names must be the caller's before anything is
 forwarded: ``previous_response_id``, input items passed by id (``item_reference`` and any input item carrying an
 ``id``), and ids of files, vector stores, containers and conversations wherever they appear. Files, conversations
-and vector stores (a ``file_search`` tool's ``vector_store_ids``) are owned like responses (proxy/object_answers.py);
-objects the gateway does not track per tenant yet (containers) belong to nobody here, so naming one gets the same
-404 as an id that never existed.
+and vector stores (a ``file_search`` tool's ``vector_store_ids``) are owned like responses (proxy/object_answers.py),
+and so are a chat answer's audio (a later message names it as ``audio.id``); objects the gateway does not track per
+tenant (containers, skills) belong to nobody here, so naming one gets the same 404 as an id that never existed. Any
+other ``*_id`` or ``*_ids`` key whose value carries the prefix of a stored object (``file-``, ``vs_``, ``resp_``,
+``cntr_``...) is checked as a reference to that object: an unknown key fails closed.
 
 **One reading.** orjson keeps the last of duplicate keys; another parser (the upstream's) may keep the first, so a
 body like ``{"model": "allowed", "model": "other"}`` could be checked as one thing and served as another. A body in
@@ -29,9 +31,22 @@ _TOP_LEVEL_KEYS = (
     "previous_response_id", "conversation", "store", "background", "service_tier", "input", "messages", "prompt",
     "tools",
 )  # fmt: skip
-_REFERENCE_KEYS = ("file_id", "file_ids", "vector_store_ids", "container", "conversation", "previous_response_id")
+_REFERENCE_KEYS = (
+    "file_id", "file_ids", "vector_store_ids", "container", "container_id", "skill_id", "conversation",
+    "previous_response_id", "audio",
+)  # fmt: skip
+# Beyond the keys above, any ``*_id`` / ``*_ids`` value carrying the prefix of an object OpenAI stores is taken for a
+# reference to it (fails closed: a key the upstream dereferences that this list does not know yet is still checked).
+_STORED_PREFIXES = (
+    ("file-", "file"), ("vs_", "vector_store"), ("resp_", "response"), ("conv_", "conversation"),
+    ("cntr_", "container"), ("audio_", "audio"), ("batch_", "batch"), ("upload_", "upload"),
+    ("chatcmpl-", "chat_completion"), ("vsfb_", "vector_store_file_batch"),
+)  # fmt: skip
+
 # Routes whose ``input`` items may name stored items by id (what a Responses request takes, counted or compacted).
 _ITEMS_PATHS = frozenset({"/v1/responses", "/v1/responses/input_tokens", "/v1/responses/compact"})
+# The caller's own labels, which no upstream dereferences (a batch line's ``custom_id`` may be "file-3-line-7").
+_LABELS = frozenset({"custom_id"})
 _LIST_KEYS = {"file_ids": "file", "vector_store_ids": "vector_store"}
 
 
@@ -49,8 +64,15 @@ _QUOTED = {name: b'"' + name.encode() + b'"' for name in _TOP_LEVEL_KEYS}
 
 def _may_name_objects(path: str, raw: bytes) -> bool:
     """Whether the body may hold a reference anywhere below its top level (every reference key ends in ``_id``,
-    ``_ids``, ``container`` or ``item_reference``; on /v1/responses input items name themselves by ``id``)."""
-    return b"_id" in raw or b"container" in raw or b"item_reference" in raw or (path in _ITEMS_PATHS and b'"id"' in raw)
+    ``_ids``, ``container``, ``audio`` or ``item_reference``; on /v1/responses input items name themselves by
+    ``id``)."""
+    return (
+        b"_id" in raw
+        or b"container" in raw
+        or b"item_reference" in raw
+        or b'"audio"' in raw
+        or (path in _ITEMS_PATHS and b'"id"' in raw)
+    )
 
 
 def inspect_body(path: str, raw: bytes, payload: dict[str, Any]) -> list[Reference]:
@@ -172,16 +194,45 @@ def references(path: str, payload: dict[str, Any], escaped_or_nested: bool) -> l
                 found.extend(Reference(kind, str(v), f"{where}[{i}]") for i, v in enumerate(value))
             else:  # not a list: some parser may still read it as one id, so it is checked as one (fails closed)
                 found.append(Reference(kind, str(value), where))
-        elif key == "container" and isinstance(value, str):
+        elif key in ("container", "container_id") and isinstance(value, str):
             found.append(Reference("container", value, where))
+        elif key == "skill_id" and value is not None:
+            found.append(Reference("skill", str(value), where))
+        elif key == "audio":
+            # A chat message's earlier audio answer, named by id (``{"role": "assistant", "audio": {"id": ...}}``).
+            if isinstance(value, dict) and "id" in value:
+                found.append(Reference("audio", str(value["id"]), f"{where}.id"))
+        else:  # a *_id or *_ids key not listed: a reference if its value looks like a stored object's id
+            for one, at in _ids_of(value, where):
+                stored = _stored_kind(one)
+                if stored is not None:
+                    found.append(Reference(stored, one, at))
     return found
+
+
+def _ids_of(value: Any, where: str) -> Iterator[tuple[str, str]]:
+    if isinstance(value, str):
+        yield value, where
+    elif isinstance(value, list):
+        yield from ((v, f"{where}[{i}]") for i, v in enumerate(value) if isinstance(v, str))
+
+
+def _stored_kind(value: str) -> str | None:
+    for prefix, kind in _STORED_PREFIXES:
+        if value.startswith(prefix):
+            return kind
+    return None
+
+
+def _is_reference_key(key: str) -> bool:
+    return key in _REFERENCE_KEYS or (key.endswith(("_id", "_ids")) and key not in _LABELS)
 
 
 def _walk(value: Any, where: str) -> Iterator[tuple[str, Any, str]]:
     if isinstance(value, dict):
         for key, child in value.items():
             here = f"{where}.{key}" if where else key
-            if key in _REFERENCE_KEYS:
+            if _is_reference_key(key):
                 yield key, child, here
             if isinstance(child, dict | list):
                 yield from _walk(child, here)

@@ -17,13 +17,17 @@ from typing import Any
 import orjson
 
 from tenantgate.core.exchange import Exchange, Usage
-from tenantgate.platform.proxy.usage import record_answer_object
+from tenantgate.platform.proxy.usage import audio_ids_of, record_answer_object
 
 _EVENT_END = re.compile(rb"\r\n\r\n|\n\n|\r\r")
 _MAX_KEPT_FOR_ESTIMATE = 4 * 1024 * 1024
 # The first token the client can see (text, a refusal, a tool call; not a reasoning summary): reasoning is over.
 _VISIBLE = re.compile(rb'"(?:content|refusal|text)":\s*"[^"]|"tool_calls":\s*\[')
 _VISIBLE_RESPONSES = re.compile(rb'"type":\s*"response\.(?:output_text|refusal|function_call_arguments)\.delta"')
+# A chat stream's audio names its id in its first audio delta (OpenAI sends ``id`` first; an id sent later is not
+# seen, and the tenant's later reference to it is refused, never another tenant's let through).
+_AUDIO_ID = re.compile(rb'"audio":\s*\{\s*"id"')
+_MAX_AUDIO_IDS = 128
 _TERMINAL_RESPONSE_EVENTS = (
     b'"type":"response.completed"',
     b'"type":"response.incomplete"',
@@ -140,6 +144,11 @@ class StreamScanner:
             return event
         if b'"finish_reason":"' in event:
             self._finish_reasons(event)
+        if b'"audio"' in event and _AUDIO_ID.search(event) and len(self.exchange.audio_ids) < _MAX_AUDIO_IDS:
+            chunk = _loads(_data_of(event))
+            choices = chunk.get("choices") if chunk else None
+            if isinstance(choices, list):
+                self.exchange.audio_ids.extend(audio_ids_of(choices, "delta"))
         if b'"usage":{' in event:
             chunk = _loads(_data_of(event))
             if chunk is not None:

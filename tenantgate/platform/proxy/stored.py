@@ -34,7 +34,10 @@ if TYPE_CHECKING:
     from tenantgate.platform.proxy.services import ProxyServices
 
 _MAX_REFERENCES = 256
-_TRACKED = frozenset({"response", "item", "file", "conversation", "vector_store"})
+_TRACKED = frozenset(
+    {"response", "item", "file", "conversation", "vector_store", "audio", "batch", "upload", "chat_completion",
+     "vector_store_file_batch"}
+)  # fmt: skip
 """Kinds of referenced objects the gateway records owners of; any other kind named in a body is nobody's."""
 _MAX_BODY = 64 * 1024  # what a cancel may carry (nothing, in OpenAI's API)
 _NOT_FOUND_MESSAGES = {
@@ -44,6 +47,7 @@ _NOT_FOUND_MESSAGES = {
     "file": "No such File object: {id}",
     "vector_store": "No vector store found with id '{id}'.",
     "container": "Container with id '{id}' not found.",
+    "audio": "Audio with id '{id}' not found.",
     "batch": "No batch found with id '{id}'.",
     "chat_completion": "Chat completion with id '{id}' not found.",
     "vector_store_file_batch": "No file batch found with id '{id}'.",
@@ -184,6 +188,9 @@ class OwnershipHook:
         return None
 
     async def settle(self, exchange: Exchange) -> None:
+        if exchange.audio_ids and exchange.status < 400:
+            await self._claim(exchange, [(audio_id, "audio") for audio_id in exchange.audio_ids])
+            return
         if not (
             exchange.operation == "responses"
             and exchange.response_id
@@ -192,12 +199,15 @@ class OwnershipHook:
             and (exchange.payload or {}).get("store") is not False
         ):
             return
-        principal = exchange.ctx.principal
-        account: Account = "tenant" if exchange.upstream_name in principal.upstream_keys else "platform"
-        owner = Owner(principal.tenant_id, exchange.upstream_name, account, principal.key_id)
         ids = [(item, "item") for item in exchange.output_item_ids]
         if exchange.path == "/v1/responses":  # a compaction is no stored response: only its items can be named
             ids.insert(0, (exchange.response_id, "response"))
+        await self._claim(exchange, ids)
+
+    async def _claim(self, exchange: Exchange, ids: list[tuple[str, str]]) -> None:
+        principal = exchange.ctx.principal
+        account: Account = "tenant" if exchange.upstream_name in principal.upstream_keys else "platform"
+        owner = Owner(principal.tenant_id, exchange.upstream_name, account, principal.key_id)
         for object_id, kind in ids:
             if await self.ownership.record(object_id, kind, owner) is not None:
                 # Metered all the same (the upstream did the work); the client gets an error instead of the answer.

@@ -89,6 +89,7 @@ def record_answer_object(exchange: Exchange, answer: dict[str, Any]) -> None:
         exchange.finish_reasons = [
             c["finish_reason"] for c in choices if isinstance(c, dict) and isinstance(c.get("finish_reason"), str)
         ]
+        exchange.audio_ids = audio_ids_of(choices, "message")
     status = answer.get("status")
     if answer.get("object") == "response":
         if isinstance(status, str):
@@ -120,6 +121,17 @@ def record_answer_object(exchange: Exchange, answer: dict[str, Any]) -> None:
     # An image upload's form is not read for ``n``: the pictures are counted in the answer.
     if exchange.path in _IMAGE_UPLOAD_PATHS and isinstance(answer.get("data"), list):
         exchange.quantity = len(answer["data"])
+
+
+def audio_ids_of(choices: list[Any], part: str) -> list[str]:
+    """The ids of the audio in a chat answer's choices (``part``: ``message``, or ``delta`` in a stream's chunk)."""
+    ids: list[str] = []
+    for choice in choices:
+        said = choice.get(part) if isinstance(choice, dict) else None
+        audio = said.get("audio") if isinstance(said, dict) else None
+        if isinstance(audio, dict) and isinstance(audio.get("id"), str):
+            ids.append(audio["id"])
+    return ids
 
 
 def count_tool_calls(exchange: Exchange, output: Any) -> None:
