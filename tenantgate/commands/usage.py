@@ -5,7 +5,6 @@ from the command line, and
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -93,8 +92,23 @@ def _printable(text: str, width: int) -> str:
     return "".join(c if c.isprintable() else "?" for c in text)[:width]
 
 
-def _units(line: dict[str, Any], units: Iterable[str]) -> str:
-    return next((f"{line[unit]} {unit}" for unit in units if line[unit]), "")
+# Billed quantities beside the input, cached and output token columns, each shown when not zero: a line (and the
+# total, which adds up every family) may have several, e.g. gpt-4o-mini-tts's audio tokens, or images and seconds.
+_UNITS = (
+    ("images", "images"),
+    ("characters", "characters"),
+    ("seconds", "seconds"),
+    ("image_tokens", "image tokens"),
+    ("input_audio_tokens", "audio input tokens"),
+    ("output_audio_tokens", "audio output tokens"),
+    ("web_search_calls", "web searches"),
+    ("file_search_calls", "file searches"),
+    ("code_interpreter_sessions", "code interpreter sessions"),
+)
+
+
+def _units(line: dict[str, Any]) -> str:
+    return ", ".join(f"{line[field]} {label}" for field, label in _UNITS if line.get(field))
 
 
 def _cost_cell(line: dict[str, Any]) -> str:
@@ -106,8 +120,6 @@ def _cost_cell(line: dict[str, Any]) -> str:
 
 
 def _print_human(found: list[dict[str, Any]], lo: int, hi: int) -> None:
-    from tenantgate.tenants.metering.reports import QUANTITY_UNITS
-
     span = f"{datetime.fromtimestamp(lo, UTC):%Y-%m-%d %H:%M} - {datetime.fromtimestamp(hi, UTC):%Y-%m-%d %H:%M} UTC"
     if not found:
         typer.echo(f"no usage in {span}")
@@ -115,14 +127,13 @@ def _print_human(found: list[dict[str, Any]], lo: int, hi: int) -> None:
     typer.echo(f"usage {span}")
     header = f"  {'model':<32} {'requests':>10} {'input':>14} {'cached':>12} {'output':>14} {'units':>20}  cost (USD)"
     unpriced = 0
-    units = QUANTITY_UNITS.values()
     for invoice in found:
         typer.echo(f"\n{_printable(invoice['tenant_name'] or '', 64)} ({invoice['tenant_id']})")
         typer.echo(header)
         for line in [*invoice["lines"], {**invoice["total"], "model": "total"}]:
             typer.echo(
                 f"  {_printable(line['model'], 32):<32} {line['requests']:>10} {line['input_tokens']:>14} "
-                f"{line['cached_input_tokens']:>12} {line['output_tokens']:>14} {_units(line, units):>20}  "
+                f"{line['cached_input_tokens']:>12} {line['output_tokens']:>14} {_units(line):>20}  "
                 f"{_cost_cell(line)}"
             )
         unpriced += invoice["total"]["unpriced_requests"]

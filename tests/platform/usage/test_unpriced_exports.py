@@ -83,6 +83,34 @@ def test_cli_usage_shows_billed_quantities_and_unpriced_usage(gateway: Gateway, 
     assert "3 request(s) have no price" in result.stdout
 
 
+def test_cli_usage_shows_every_billed_quantity_of_a_line(gateway: Gateway, database_url: str) -> None:
+    tenant = gateway.new_key("cli-all-units")["tenant_id"]
+    extra = [
+        make_event(
+            tenant_id=tenant, occurred_at=DEC_8 + 8 * 3600, model="gpt-4o", response_model=None, web_search_calls=2
+        ),
+        make_event(
+            tenant_id=tenant,
+            occurred_at=DEC_8 + 9 * 3600,
+            endpoint="/v1/audio/speech",
+            category="audio_speeches",
+            model="gpt-4o-mini-tts",
+            response_model=None,
+            input_tokens=10,
+            output_tokens=300,
+            output_audio_tokens=300,
+        ),
+    ]
+    seed(database_url, [*_unit_events(tenant), *extra])
+    result = CliRunner().invoke(app, ["usage", "--period", "2026-12", "--tenant", tenant], env=_env(database_url))
+    assert result.exit_code == 0, result.output
+    rows = {line.split()[0]: line for line in result.stdout.splitlines() if line.startswith("  ")}
+    assert "2 web searches" in rows["gpt-4o"]
+    assert "300 audio output tokens" in rows["gpt-4o-mini-tts"]
+    for shown in ("3 images", "1000 characters", "90 seconds", "300 audio output tokens", "2 web searches"):
+        assert shown in rows["total"], rows["total"]
+
+
 def test_prices_missing_lists_models_used_without_a_price(gateway: Gateway, database_url: str) -> None:
     tenant, other = gateway.new_key("missing")["tenant_id"], gateway.new_key("missing-2")["tenant_id"]
     seed(
