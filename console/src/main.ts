@@ -102,11 +102,28 @@ async function signInPage(notice?: string): Promise<void> {
       oidc ? h("p", {}, h("a", { class: "button", id: "sso", href: "/console/oidc/login" }, "Sign in with single sign-on")) : null,
       form("sign-in-form", "Sign in with a token", [field("Admin, billing or tenant token", token)], "Sign in", async (data) => {
         await post("/console/api/session", { token: String(data.get("token") ?? "") });
+        await confirmSession();
         await start();
       }),
       h("p", { class: "muted" }, "The session lives in a secure, HttpOnly cookie; the token itself is not kept in the browser.")),
   );
   token.focus();
+}
+
+/**
+ * The gateway accepted the token, so a session without a cookie means the browser would not keep it: the cookie
+ * is `Secure` (`__Host-`), which browsers refuse over plain HTTP except on localhost. Said, not left to a
+ * sign-in page that silently comes back.
+ */
+async function confirmSession(): Promise<void> {
+  try {
+    await get<Session>("/console/api/session");
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 401) {
+      throw new Error(`The console needs HTTPS, or http://localhost / 127.0.0.1: the browser refused the secure session cookie (this page is ${location.origin}).`);
+    }
+    throw error;
+  }
 }
 
 signOut.addEventListener("click", async () => {

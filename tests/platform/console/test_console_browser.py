@@ -481,3 +481,26 @@ def test_saved_limits_stay_shown_and_budgets_keep_their_cents(console_gateway: G
     expect(budget.locator("td").nth(4)).to_have_text("$12.34")
     assert watched.problems == []
     watched.close()
+
+
+def test_signing_in_over_plain_http_on_a_lan_address_says_why_it_cannot_work(
+    console_gateway: Gateway, browser: Browser
+) -> None:
+    # The browser reaches the gateway by a name that is not localhost over http://, as from another machine on a
+    # LAN: it refuses the Secure session cookie, so the sign-in "succeeds" and the session is still missing.
+    port = httpx.URL(console_gateway.url).port
+    rules = "--host-resolver-rules=MAP gateway.lan.test 127.0.0.1"
+    lan = browser.browser_type.launch(executable_path=_chromium(), args=[*CHROMIUM_ARGS, rules])
+    try:
+        watched = Watched(lan, f"http://gateway.lan.test:{port}")
+        page = watched.page
+        page.goto(watched.url + "/console")
+        page.fill("#token", ADMIN_TOKEN)
+        page.click("#sign-in-form button[type=submit]")
+        problem = page.locator("#sign-in-form-error")
+        expect(problem).to_contain_text("The console needs HTTPS, or http://localhost / 127.0.0.1")
+        expect(problem).to_contain_text("refused the secure session cookie")
+        expect(page.locator("#sign-out")).to_be_hidden()
+        watched.close()
+    finally:
+        lan.close()
