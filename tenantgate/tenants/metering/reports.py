@@ -42,7 +42,8 @@ EVENT_FIELDS = EXPORT_FIELDS  # an exported event's fields, in order (usage_even
 # What a family's ``quantity`` counts.
 QUANTITY_UNITS = {"images": "images", "audio_speeches": "characters", "audio_transcriptions": "seconds"}
 _FORMULA_STARTS = frozenset("=+-@\uff1d\uff0b\uff0d\uff20")  # and their full-width forms
-_INVISIBLE = frozenset({"Cc", "Cf", "Zl", "Zp"})
+_INVISIBLE = frozenset({"Cc", "Cf", "Zl", "Zp"})  # controls, format characters (zero-width, BOM), line breaks
+_BLANK = _INVISIBLE | {"Zs"}  # and every space separator: none of them shows before a cell's first visible character
 
 
 class InvalidCursor(ValueError):
@@ -101,14 +102,15 @@ def event_json(row: Any) -> dict[str, Any]:
 
 
 def spreadsheet_safe(value: str) -> str:
-    """``value`` as a CSV cell no spreadsheet evaluates: a leading ``'`` where it would start a formula."""
-    first = value.lstrip(" \u00a0")[:1]
-    if value and (
-        first in _FORMULA_STARTS
-        or (first and unicodedata.category(first) in _INVISIBLE)
-        or unicodedata.category(value[0]) in _INVISIBLE
-    ):
-        return "'" + value
+    """``value`` as a CSV cell no spreadsheet evaluates: a leading ``'`` where it would start a formula, that is
+    where its first visible character (after any run of spaces of any kind and invisible characters) starts one,
+    or where that leading run hides an invisible character (a spreadsheet may drop it, or a reader miss it)."""
+    for char in value:
+        category = unicodedata.category(char)
+        if category in _INVISIBLE:
+            return "'" + value
+        if category not in _BLANK:
+            return "'" + value if char in _FORMULA_STARTS else value
     return value
 
 
