@@ -12,7 +12,9 @@ type Percentiles = Record<"p50" | "p95" | "p99", Nullable>;
 interface Traffic {
   t: number[];
   step_seconds: number;
-  requests_per_second: Record<"2xx" | "4xx" | "429" | "5xx", Nullable>;
+  // 429_limits (the gateway's own limits refused) and 429_upstream (an upstream's 429 passed on) split "429"
+  // wherever the limiter's refusals can be narrowed alike: not when narrowed by model or upstream.
+  requests_per_second: Record<"2xx" | "4xx" | "429" | "5xx", Nullable> & Partial<Record<"429_limits" | "429_upstream", Nullable>>;
   latency_seconds?: Percentiles;
   ttft_seconds?: Percentiles;
   tokens_per_second?: Record<"input" | "output", Nullable>;
@@ -27,6 +29,8 @@ interface Traffic {
     "2xx": number;
     "4xx": number;
     "429": number;
+    "429_limits": number | null;
+    "429_upstream": number | null;
     "5xx": number;
     upstream_errors: number;
     error_ratio: number | null;
@@ -182,13 +186,22 @@ function cards(traffic: Traffic | undefined, ledger: Ledger, overview: Overview)
     { class: "cards" },
     card("card-requests", "Requests", totals ? f.count(totals.requests) : "–", totals ? `${f.rate(totals.requests / seconds)}/s over ${state.window}` : "metrics off"),
     card("card-errors", "Errors (5xx)", totals ? f.percent(totals.error_ratio) : "–", totals ? `${f.count(totals["5xx"])} 5xx · ${f.count(totals.upstream_errors)} upstream failures` : ""),
-    card("card-limited", "Rate limited (429)", totals ? f.count(totals["429"]) : "–", totals ? `${f.percent(totals.rate_limited_ratio)} of requests, refused by limits` : ""),
+    limitedCard(totals),
     card("card-latency", "Latency p95", f.seconds(lastP95), "last interval, answered requests"),
     card("card-cost", "Cost", f.nanoUsd(ledger.total.cost_nano_usd), `${f.count(ledger.total.requests)} metered requests in ${state.window}`),
     card("card-inflight", "In flight", f.count(overview.in_flight), `${f.count(overview.worker_count)} worker(s)`),
     card("card-deps", "Dependencies", Object.keys(up).length ? Object.entries(up).map(([name, value]) => `${name} ${value ? "up" : "DOWN"}`).join(", ") : "–", "database, Redis"),
     card("card-metering", "Metering lag", f.seconds(overview.metering?.write_lag_seconds), `spool ${f.bytes(overview.metering?.spool_bytes)} · ${f.count(overview.metering?.buffered_events)} buffered`),
   );
+}
+
+function limitedCard(totals: Traffic["totals"] | undefined): HTMLElement {
+  if (!totals) return card("card-limited", "Refused by limits (429)", "–", "");
+  if (totals["429_limits"] === null) {
+    return card("card-limited", "429 answers", f.count(totals["429"]), "limits and upstreams together: not told apart per model or upstream");
+  }
+  return card("card-limited", "Refused by limits (429)", f.count(totals["429_limits"]),
+    `${f.percent(totals.rate_limited_ratio)} of requests · ${f.count(totals["429_upstream"])} upstream 429s apart`);
 }
 
 function last(values: Nullable): number | null {
@@ -205,7 +218,10 @@ function charts(traffic: Traffic | undefined, ledger: Ledger): HTMLElement[] {
       chart("chart-requests", "Requests per second by status", t, [
         { label: "2xx", values: r["2xx"], color: COLORS.ok },
         { label: "4xx", values: r["4xx"], color: COLORS.client },
-        { label: "429 (limits)", values: r["429"], color: COLORS.limited, dash: true },
+        ...(r["429_limits"] && r["429_upstream"]
+          ? [{ label: "429 gateway limits", values: r["429_limits"], color: COLORS.limited, dash: true },
+             { label: "429 from upstreams", values: r["429_upstream"], color: COLORS.other, dash: true }]
+          : [{ label: "429 (limits and upstreams)", values: r["429"], color: COLORS.limited, dash: true }]),
         { label: "5xx", values: r["5xx"], color: COLORS.error },
       ], f.rate),
     );
@@ -285,13 +301,14 @@ function tables(traffic: Traffic | undefined, ledger: Ledger, overview: Overview
   const byTenant = new Map(ledger.tenants.map((row) => [String(row.tenant), row]));
   if (traffic) {
     wrap.append(
-      section("Tenants", table("tenants", `Tenants, last ${state.window}`, ["tenant", "requests", "5xx", "429", "4xx", "p95", "cost"],
+      section("Tenants", table("tenants", `Tenants, last ${state.window}`, ["tenant", "requests", "5xx", "429 limits", "429 upstream", "4xx", "p95", "cost"],
         traffic.totals.tenants.map((row) => [
           drillLink(String(row.tenant_name ?? row.tenant), "tenant", String(row.tenant)),
-          f.count(Number(row.requests)), f.count(Number(row["5xx"])), f.count(Number(row["429"])), f.count(Number(row["4xx"])),
+          f.count(Number(row.requests)), f.count(Number(row["5xx"])), f.count(row["429_limits"] as number | null), f.count(row["429_upstream"] as number | null),
+          f.count(Number(row["4xx"])),
           f.seconds(row.p95_seconds as number | null), f.nanoUsd(byTenant.get(String(row.tenant))?.cost_nano_usd),
         ]))),
-      section("Models", table("models", `Models, last ${state.window}`, ["model", "requests", "5xx", "429", "p95"],
+      section("Models", table("models", `Models, last ${state.window}`, ["model", "requests", "5xx", "429 (all)", "p95"],
         traffic.totals.models.map((row) => [drillLink(String(row.model), "model", String(row.model)), f.count(Number(row.requests)),
           f.count(Number(row["5xx"])), f.count(Number(row["429"])), f.seconds(row.p95_seconds as number | null)]))),
       section("Upstreams", table("upstreams", `Upstreams, last ${state.window}`, ["upstream", "requests", "5xx", "upstream failures"],

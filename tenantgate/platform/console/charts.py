@@ -19,6 +19,10 @@ from tenantgate.observability.series import SEP, TIERS, Frame, merged_tier
 # window -> (tier, frames shown)
 WINDOWS = {"15m": (0, 90), "1h": (0, 360), "24h": (1, 288), "7d": (2, 168)}
 STATUS_CLASSES = ("2xx", "4xx", "429", "5xx")
+# A 429 is either the gateway's own limit refusing (counted again in REJECTIONS, the request never left) or an
+# upstream's 429 passed on after the retries: the first is the gateway doing its job, the second is capacity
+# missing upstream. "429" stays the sum; the two parts are apart wherever REJECTIONS can be narrowed alike.
+LIMITS_429, UPSTREAM_429 = "429_limits", "429_upstream"
 RATE_LIMITED = frozenset({"rate_limit_exceeded", "insufficient_quota"})
 
 REQUESTS = "tenantgate.proxy.requests"
@@ -128,13 +132,18 @@ def chart_data(histories: Iterable[Sequence[Sequence[Frame]]], window: str, filt
         return counts
 
     classes = timeline.each(by_class)
+    if filters.applies(REJECTIONS):
+        for counts, frame in zip(classes, timeline.frames, strict=True):
+            if counts is not None and frame is not None:
+                counts.update(_split_429(counts["429"], _total(frame, REJECTIONS, filters)))
+    names = (*STATUS_CLASSES, LIMITS_429, UPSTREAM_429) if filters.applies(REJECTIONS) else STATUS_CLASSES
     out: dict[str, Any] = {
         "window": window,
         "step_seconds": width,
         "t": timeline.starts,
         "filters": filters.given(),
         "requests_per_second": {
-            name: [None if c is None else _rounded(c[name] * rate) for c in classes] for name in STATUS_CLASSES
+            name: [None if c is None else _rounded(c[name] * rate) for c in classes] for name in names
         },
     }
 
@@ -189,6 +198,13 @@ def chart_data(histories: Iterable[Sequence[Sequence[Frame]]], window: str, filt
     return out
 
 
+def _split_429(answered: float, refused: float) -> dict[str, float]:
+    """429s answered, as the gateway's refusals and upstreams' 429s (frames of several workers can disagree by a
+    request at their edges, so neither part goes below zero or above the whole)."""
+    limits = min(answered, refused)
+    return {LIMITS_429: limits, UPSTREAM_429: answered - limits}
+
+
 def _total(frame: Frame, metric: str, filters: Filters) -> float:
     return float(sum(value for _, value in _series(frame, metric, filters)))
 
@@ -225,6 +241,8 @@ def _totals(timeline: _Timeline, filters: Filters) -> dict[str, Any]:
     latency: dict[tuple[str, str], list[float]] = {}
     size = len(GENAI_DURATION_BUCKETS)
     upstream_errors = 0.0
+    refused = 0.0
+    refused_by_tenant: dict[str, float] = {}
     for frame in timeline.frames:
         if frame is None:
             continue
@@ -240,6 +258,9 @@ def _totals(timeline: _Timeline, filters: Filters) -> dict[str, Any]:
                 into = latency.setdefault((dimension, labels[position]), [0.0] * (size + 2))
                 for index, count in enumerate(value[: size + 2]):
                     into[index] += count
+        for labels, value in _series(frame, REJECTIONS, filters):
+            refused += value
+            refused_by_tenant[labels[1]] = refused_by_tenant.get(labels[1], 0.0) + value
         for labels, value in _series(frame, ATTEMPTS, filters):
             if labels[1]:
                 upstream_errors += value
@@ -249,14 +270,23 @@ def _totals(timeline: _Timeline, filters: Filters) -> dict[str, Any]:
         found = rows[dimension].get(name)
         if found is not None:
             found["p95_seconds"] = _rounded(quantile(GENAI_DURATION_BUCKETS, counts[: size + 1], 0.95))
+    split = filters.applies(REJECTIONS)
+    if split:
+        for tenant, row in rows["tenant"].items():
+            row.update({k: int(v) for k, v in _split_429(row["429"], refused_by_tenant.get(tenant, 0.0)).items()})
+    parts = _split_429(classes["429"], refused) if split else {LIMITS_429: None, UPSTREAM_429: None}
     requests = sum(classes.values())
+    limited = parts[LIMITS_429]
     return {
         "requests": int(requests),
         **{name: int(value) for name, value in classes.items()},
+        # None where the filter cannot narrow the limiter's refusals (a model or upstream): the 429s are not split.
+        **{name: None if value is None else int(value) for name, value in parts.items()},
         "upstream_errors": int(upstream_errors),
-        # Errors are what the gateway or its upstreams failed at: 5xx. 429s are limits doing their job.
+        # Errors are what the gateway or its upstreams failed at: 5xx. The gateway's refusals are limits doing
+        # their job; an upstream's 429s are counted apart, never as the gateway's limits.
         "error_ratio": None if not requests else round(classes["5xx"] / requests, 6),
-        "rate_limited_ratio": None if not requests else round(classes["429"] / requests, 6),
+        "rate_limited_ratio": None if not requests or limited is None else round(limited / requests, 6),
         "tenants": _rows(rows["tenant"], "tenant"),
         "models": _rows(rows["model"], "model"),
         "upstreams": _rows(rows["upstream"], "upstream"),

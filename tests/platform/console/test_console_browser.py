@@ -93,7 +93,8 @@ def _drain_metering(gateway: Gateway) -> None:
 
 
 def _traffic(gateway: Gateway) -> tuple[dict[str, str], dict[str, str]]:
-    """Two tenants with names: one answered and failed requests, the other refused by its limit (429)."""
+    """Two tenants with names: one answered, failed and upstream-throttled requests, the other refused by its
+    limit (429)."""
     suffix = uuid.uuid4().hex[:6]
     busy = gateway.create_tenant(f"Busy Corp {suffix}")
     limited = gateway.create_tenant(f"Limited Ltd {suffix}", rpm=1)
@@ -105,6 +106,10 @@ def _traffic(gateway: Gateway) -> tuple[dict[str, str], dict[str, str]]:
     list(client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True))
     with pytest.raises(openai.InternalServerError):
         client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, extra_headers={"x-dev-fail": "500"})
+    with pytest.raises(openai.RateLimitError):  # the upstream's own 429: not one of the gateway's limits
+        gateway.client(busy_key["key"], max_retries=0).chat.completions.create(
+            model="gpt-4o-mini", messages=MESSAGES, extra_headers={"x-dev-fail": "429", "x-dev-retry-after-ms": "1"}
+        )
     refused = gateway.client(limited_key["key"])
     refused.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
     for _ in range(3):
@@ -136,18 +141,21 @@ def test_sre_view_charts_traffic_with_429s_apart_from_errors(console_gateway: Ga
     assert cookie["httpOnly"] and cookie["secure"] and cookie["sameSite"] == "Strict"
     assert page.evaluate("document.cookie") == ""  # scripts never see the session
 
-    # Tenants by name; a 500 counts as an error, the three 429s do not.
+    # Tenants by name; a 500 counts as an error, the three 429s do not, and the upstream's 429 is not a limit's.
     tenants = page.locator("#tenants tbody tr")
     busy_row = tenants.filter(has_text=busy["name"])
     expect(busy_row).to_have_count(1)
     cells = busy_row.locator("td").all_inner_texts()
-    assert cells[1:4] == ["6", "1", "0"]  # requests, 5xx, 429
+    assert cells[1:5] == ["7", "1", "0", "1"]  # requests, 5xx, 429 by the gateway's limits, 429 from upstreams
     limited_cells = tenants.filter(has_text=limited["name"]).locator("td").all_inner_texts()
-    assert limited_cells[1:4] == ["4", "0", "3"]
+    assert limited_cells[1:5] == ["4", "0", "3", "0"]
     expect(page.locator("#card-errors small")).to_contain_text("5xx")
+    expect(page.locator("#card-limited h3")).to_have_text("Refused by limits (429)")
     expect(page.locator("#card-limited .value")).not_to_have_text("0")
+    expect(page.locator("#card-limited small")).to_contain_text("upstream 429s apart")
+    expect(page.locator("#chart-requests")).to_contain_text("429 from upstreams")
     # Costs keep their significant digits: a few dev requests cost a fraction of a cent, never "$0.0000".
-    cost = busy_row.locator("td").nth(6).inner_text()
+    cost = busy_row.locator("td").nth(7).inner_text()
     assert cost.startswith("$0.0000") and cost.rstrip("0") != "$0." and len(cost) > 7, cost
     for chart in ("chart-requests", "chart-latency", "chart-overhead", "chart-cost", "chart-limiter", "chart-metering"):
         expect(page.locator(f"#{chart}")).to_be_visible()
