@@ -129,7 +129,11 @@ function drillSelect(name: keyof typeof state, label: string, options: [string, 
   return h("div", { class: "field" }, h("label", { for: select.id }, label), select);
 }
 
+let renders = 0;
+
 async function render(body: HTMLElement): Promise<void> {
+  // Answers can arrive out of order (a selection changed while the last one loaded): only the newest is drawn.
+  const mine = ++renders;
   let series: Series;
   let overview: Overview;
   try {
@@ -138,10 +142,12 @@ async function render(body: HTMLElement): Promise<void> {
       get<Overview>("/console/api/overview"),
     ]);
   } catch (error) {
+    if (mine !== renders) return;
     clear(body);
     body.append(h("p", { class: "error", role: "alert" }, errorText(error)));
     return;
   }
+  if (mine !== renders) return;
   disposeCharts();
   clear(body);
   const rerender = () => void render(body);
@@ -184,8 +190,8 @@ function cards(traffic: Traffic | undefined, ledger: Ledger, overview: Overview)
   return h(
     "div",
     { class: "cards" },
-    card("card-requests", "Requests", totals ? f.count(totals.requests) : "–", totals ? `${f.rate(totals.requests / seconds)}/s over ${state.window}` : "metrics off"),
-    card("card-errors", "Errors (5xx)", totals ? f.percent(totals.error_ratio) : "–", totals ? `${f.count(totals["5xx"])} 5xx · ${f.count(totals.upstream_errors)} upstream failures` : ""),
+    requestsCard(totals, seconds, ledger),
+    card("card-errors", "Errors (5xx)", totals ? f.percent(totals.error_ratio) : "–", totals ? `${f.count(totals["5xx"])} 5xx · ${f.count(totals.upstream_errors)} upstream failures` : state.key ? "not counted per key" : ""),
     limitedCard(totals),
     card("card-latency", "Latency p95", f.seconds(lastP95), "last interval, answered requests"),
     card("card-cost", "Cost", f.nanoUsd(ledger.total.cost_nano_usd), `${f.count(ledger.total.requests)} metered requests in ${state.window}`),
@@ -195,8 +201,15 @@ function cards(traffic: Traffic | undefined, ledger: Ledger, overview: Overview)
   );
 }
 
+function requestsCard(totals: Traffic["totals"] | undefined, seconds: number, ledger: Ledger): HTMLElement {
+  if (totals) return card("card-requests", "Requests", f.count(totals.requests), `${f.rate(totals.requests / seconds)}/s over ${state.window}`);
+  // Per key the series come from the usage ledger only (key ids are never metric labels): its metered requests.
+  if (state.key) return card("card-requests", "Requests", f.count(ledger.total.requests), `metered requests of this key in ${state.window} (usage ledger)`);
+  return card("card-requests", "Requests", "–", "metrics are disabled on this gateway");
+}
+
 function limitedCard(totals: Traffic["totals"] | undefined): HTMLElement {
-  if (!totals) return card("card-limited", "Refused by limits (429)", "–", "");
+  if (!totals) return card("card-limited", "Refused by limits (429)", "–", state.key ? "not counted per key" : "");
   if (totals["429_limits"] === null) {
     return card("card-limited", "429 answers", f.count(totals["429"]), "limits and upstreams together: not told apart per model or upstream");
   }

@@ -169,6 +169,16 @@ def test_sre_view_charts_traffic_with_429s_apart_from_errors(console_gateway: Ga
     expect(page.locator("#tenants tbody tr")).to_have_count(1)
     expect(page.locator("#tenants tbody tr").first).to_contain_text(limited["name"])
     page.select_option("#drill-tenant", value="")
+    expect(page.locator("#tenants tbody tr").filter(has_text=busy["name"])).to_have_count(1)
+
+    # One key: its numbers come from the usage ledger, and the cards say so (metrics are on, just not per key).
+    key_id = page.locator("#drill-key option").nth(1).get_attribute("value")
+    assert key_id
+    page.select_option("#drill-key", value=key_id)
+    expect(page.locator("#card-requests small")).to_contain_text("usage ledger")
+    expect(page.locator("#card-requests .value")).not_to_have_text("–")
+    assert "metrics" not in page.locator(".cards").inner_text()
+    page.select_option("#drill-key", value="")
     page.click("button[data-window='15m']")
     expect(page.locator("button[data-window='15m']")).to_have_attribute("aria-pressed", "true")
     expect(page.locator("#tenants tbody tr").filter(has_text=busy["name"])).to_have_count(1)
