@@ -176,7 +176,7 @@ def test_sre_view_charts_traffic_with_429s_apart_from_errors(console_gateway: Ga
     assert key_id
     page.select_option("#drill-key", value=key_id)
     expect(page.locator("#card-requests small")).to_contain_text("usage ledger")
-    expect(page.locator("#card-requests .value")).not_to_have_text("–")
+    expect(page.locator("#card-requests .value")).not_to_have_text("\u2013")  # the dash of "no number"
     assert "metrics" not in page.locator(".cards").inner_text()
     page.select_option("#drill-key", value="")
     page.click("button[data-window='15m']")
