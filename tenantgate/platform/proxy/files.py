@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from tenantgate.core.exchange import Exchange
 from tenantgate.platform.errors import BadRequest, PayloadTooLarge
@@ -103,9 +103,24 @@ async def _hold(
     )
 
 
-async def _release(services: ProxyServices, hold: Hold) -> None:
-    """Give the room back once the upload is over; shielded, so a client gone mid-upload still gives it back."""
-    await asyncio.shield(services.file_room.release(hold))
+class _Held:
+    """A hold given back once: when the answer starts (its hooks have put the file in the index by then, so a client
+    that uploads again at once finds its room), or when the request ends without an answer; shielded, so a client
+    that leaves mid-upload still gives its room back."""
+
+    def __init__(self, services: ProxyServices, hold: Hold, send: Send) -> None:
+        self._room = services.file_room
+        self._hold: Hold | None = hold
+        self._send = send
+
+    async def send(self, message: Message) -> None:
+        await self.release()
+        await self._send(message)
+
+    async def release(self) -> None:
+        hold, self._hold = self._hold, None
+        if hold is not None:
+            await asyncio.shield(self._room.release(hold))
 
 
 async def _upload_file(
@@ -119,6 +134,7 @@ async def _upload_file(
             raise PayloadTooLarge(f"The file exceeds the limit of {most} bytes.")
         most = min(most, declared)  # the body's length bounds its file's: hold no more room than that
     hold = await _hold(services, exchange, least=0, most=most)
+    held = _Held(services, hold, send)
     try:
         file_limit = hold.bytes
         what = "The file" if file_limit >= most else "The file (with the tenant's files stored already)"
@@ -127,10 +143,10 @@ async def _upload_file(
         upstream, keys, _ = home(services, exchange)
         body = streamed_form(form, receive, file_limit=file_limit, body_limit=file_limit + _FORM_SLACK, what=what)
         await forward_object(
-            services, exchange, route, {}, upstream, keys, scope, receive, send, body=body, replayable=False
+            services, exchange, route, {}, upstream, keys, scope, receive, held.send, body=body, replayable=False
         )
     finally:
-        await _release(services, hold)  # the file is in the index by now (the answer's hooks), or it was not made
+        await held.release()
 
 
 async def _create_upload(
@@ -143,12 +159,12 @@ async def _create_upload(
     most = services.settings.uploads_max_bytes
     if size > most:
         raise BadRequest(f"Invalid 'bytes': {size}. An upload can be at most {most} bytes.", param="bytes")
-    hold = await _hold(services, exchange, least=size, most=size)
-    try:
+    held = _Held(services, await _hold(services, exchange, least=size, most=size), send)
+    try:  # once answered, the open upload counts from its index row (its declared bytes)
         upstream, keys, _ = home(services, exchange)
-        await forward_object(services, exchange, route, {}, upstream, keys, scope, receive, send, body=raw)
+        await forward_object(services, exchange, route, {}, upstream, keys, scope, receive, held.send, body=raw)
     finally:
-        await _release(services, hold)  # the open upload counts from its index row now (its declared bytes)
+        await held.release()
 
 
 async def _add_part(
@@ -196,13 +212,14 @@ async def _complete(
             raise not_found("upload_part", part_id, f"part_ids[{index}]")
     # An open upload counts already (one file, its declared bytes); its complete is checked again all the same, as
     # one hold in its place, so an upload opened before a limit was lowered cannot complete over it.
-    row = await services.objects.get(exchange.ctx.principal.tenant_id, params["upload_id"])
+    upload_id = params["upload_id"]
+    row = await services.objects.get(exchange.ctx.principal.tenant_id, upload_id)
     declared = row.bytes if row is not None and row.bytes is not None else 0
-    hold = await _hold(services, exchange, least=declared, most=declared, excluding=params["upload_id"])
+    held = _Held(services, await _hold(services, exchange, least=declared, most=declared, excluding=upload_id), send)
     try:
-        await forward_object(services, exchange, route, params, upstream, keys, scope, receive, send, body=raw)
+        await forward_object(services, exchange, route, params, upstream, keys, scope, receive, held.send, body=raw)
     finally:
-        await _release(services, hold)
+        await held.release()
 
 
 async def _pass(
