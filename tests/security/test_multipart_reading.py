@@ -184,3 +184,79 @@ def test_image_uploads_are_served_only_the_model_the_gateway_checked(
     if response.status_code == 200:
         assert len(recorder.seen) == 1 and models_in(recorder.seen[0].body) == ["dall-e-2"]
     recorder.clear()
+
+
+def _email_models(content_type: str, body: bytes) -> list[str]:
+    """The ``model`` values the standard library's MIME parser (RFC 2046: a preamble allowed) reads from a body sent
+    with ``content_type`` - a reading other than the gateway's, as an upstream may have."""
+    import email.parser
+    import email.policy
+
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+        f"Content-Type: {content_type}\r\n\r\n".encode() + body
+    )
+    if not message.is_multipart():
+        return []
+    return [
+        part.get_payload(decode=True).decode()
+        for part in message.iter_parts()  # type: ignore[attr-defined]
+        if part.get_param("name", header="content-disposition") == "model"
+    ]
+
+
+def _form_with(boundary: str, model: bytes) -> bytes:
+    return (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="model"\r\n\r\n'.encode()
+        + model
+        + f'\r\n--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.wav"\r\n\r\nRIFF\r\n'
+        f"--{boundary}--\r\n".encode()
+    )
+
+
+content_type_params = st.lists(
+    st.sampled_from(
+        ["boundary=AAA", "boundary=BBB", 'boundary="BBB"', "BOUNDARY=BBB", "xboundary=AAA", 'charset="boundary=AAA"',
+         "charset=utf-8", "boundary=AAA BBB", 'boundary="AAA"x', "boundary="]
+    ),
+    min_size=0,
+    max_size=3,
+)  # fmt: skip
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(params=content_type_params, twice=st.booleans(), separator=st.sampled_from(["; ", ";", " ; "]))
+def test_the_gateway_and_any_parser_read_the_same_boundary(
+    setup: tuple[Gateway, RecordingUpstream, str], params: list[str], twice: bool, separator: str
+) -> None:
+    """The audit's differential: a body that is one form under boundary AAA (whisper-1) and, read from its middle,
+    another under BBB (gpt-4o-transcribe). Whatever Content-Type names them, the upstream is served whisper-1 or
+    nothing."""
+    gateway, recorder, key = setup
+    body = _form_with("AAA", b"whisper-1") + _form_with("BBB", b"gpt-4o-transcribe")
+    content_type = separator.join(["multipart/form-data", *params])
+    headers = [("Authorization", f"Bearer {key}"), ("Content-Type", content_type)]
+    if twice:
+        headers.append(("Content-Type", "multipart/form-data; boundary=BBB"))
+    response = gateway.http.post(gateway.base_url + "/audio/transcriptions", content=body, headers=headers)
+    assert response.status_code in (200, 400), response.text
+    for seen in recorder.seen:
+        forwarded = [v for k, v in seen.headers if k == "content-type"]
+        assert len(forwarded) == 1
+        assert _email_models(forwarded[0], seen.body) in ([], ["whisper-1"]), (content_type, forwarded)
+    if response.status_code == 400:
+        assert recorder.seen == []
+        assert response.json()["error"]["type"] == "invalid_request_error"
+    recorder.clear()
+
+
+def test_headers_a_front_would_act_on_are_not_forwarded(setup: tuple[Gateway, RecordingUpstream, str]) -> None:
+    gateway, recorder, key = setup
+    rewrites = {"X-HTTP-Method-Override": "DELETE", "X-Original-URL": "/v1/models/ft:victim", "X-Rewrite-URL": "/x",
+                "X-Forwarded-Host": "evil.example", "X-Forwarded-Prefix": "/v1/files", "Forwarded": "host=evil",
+                "X-Envoy-Original-Path": "/v1/files", "Content-Encoding": "identity"}  # fmt: skip
+    gateway.client(key).audio.transcriptions.create(
+        model="whisper-1", file=("a.wav", io.BytesIO(b"RIFF")), extra_headers=rewrites
+    )
+    sent = {name for name, _ in recorder.seen[-1].headers}
+    assert sent.isdisjoint(name.lower() for name in rewrites), sent
+    assert "x-stainless-lang" in sent  # the SDK's own headers still pass

@@ -23,6 +23,8 @@ class Seen:
     raw_path: str
     query: str
     body: bytes
+    headers: tuple[tuple[str, str], ...] = ()
+    """As received, in order, names lower-cased (a name sent twice is here twice)."""
 
 
 @dataclass
@@ -48,7 +50,8 @@ class RecordingUpstream:
             more = message.get("more_body", False)
         raw_path = scope.get("raw_path", scope["path"].encode()).decode("latin-1")
         with self._lock:
-            self.seen.append(Seen(scope["method"], raw_path, scope["query_string"].decode("latin-1"), body))
+            headers = tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"])
+            self.seen.append(Seen(scope["method"], raw_path, scope["query_string"].decode("latin-1"), body, headers))
         status, payload = self._answer(scope["method"], scope["path"], body)
         data = orjson.dumps(payload)
         await send(

@@ -31,8 +31,25 @@ _DROP_REQUEST_HEADERS = frozenset(
         b"openai-project",
         b"cookie",
         b"expect",
+        # Headers a front (a proxy, an API manager, a platform's own load balancer) may act on to change the
+        # method, path, host or body encoding of a request sent with the platform's credentials: the method and
+        # path come from the route's template, never from the caller.
+        b"x-http-method-override",
+        b"x-http-method",
+        b"x-method-override",
+        b"x-original-method",
+        b"x-original-url",
+        b"x-original-uri",
+        b"x-rewrite-url",
+        b"x-original-host",
+        b"x-host",
+        b"forwarded",
+        b"x-real-ip",
+        b"via",
+        b"content-encoding",
     }
 )
+_DROP_REQUEST_PREFIXES = (b"x-forwarded-", b"x-envoy-", b"x-amzn-", b"x-ms-original-")
 # Hop-by-hop headers, and upstream account details that are the platform's business, not the tenant's.
 _DROP_RESPONSE_HEADERS = frozenset(
     {
@@ -102,7 +119,7 @@ def upstream_request_headers(scope: Scope, auth_header: str | None) -> list[tupl
     headers = [
         (name.decode("latin-1"), value.decode("latin-1"))
         for name, value in scope["headers"]
-        if name not in _DROP_REQUEST_HEADERS
+        if name not in _DROP_REQUEST_HEADERS and not name.startswith(_DROP_REQUEST_PREFIXES)
     ]
     if auth_header is not None:
         headers.append(("Authorization", auth_header))

@@ -29,7 +29,15 @@ from tenantgate.platform.proxy.http import ClientDisconnected
 _HEAD_LIMIT = 1024 * 1024
 _FIELD_VALUE_LIMIT = 64 * 1024
 """Values of text fields kept (model, stream, ...); longer ones are not needed and not kept."""
-_BOUNDARY = re.compile(rb'boundary="?([^";]+)"?', re.IGNORECASE)
+# The one shape of a multipart Content-Type the gateway accepts: the media type and exactly one parameter, the
+# boundary (RFC 2046's characters, quoted or not), as every SDK, curl and browser sends it. Anything else - a second
+# parameter, a second boundary, ``xboundary=``, a boundary inside another parameter's quotes - could make another
+# parser read another boundary, and with it another form than the one the gateway checked.
+_CONTENT_TYPE = re.compile(
+    rb"multipart/form-data[ \t]*;[ \t]*boundary=(?:\"([0-9A-Za-z'()+_,\-./:=? ]{0,69}[0-9A-Za-z'()+_,\-./:=?])\""
+    rb"|([0-9A-Za-z'+_\-.]{1,70}))[ \t]*",  # unquoted: characters both a token and a boundary may hold
+    re.IGNORECASE,
+)
 
 
 def _bad(message: str, param: str | None = None) -> BadRequest:
@@ -164,14 +172,19 @@ def form_reader(scope: Scope) -> FormReader:
 
 
 def _boundary(scope: Scope) -> bytes:
-    for name, value in scope["headers"]:
-        if name == b"content-type":
-            if not value.lower().startswith(b"multipart/form-data"):
-                break
-            match = _BOUNDARY.search(value)
-            if match:
-                return match.group(1)
-    raise BadRequest("This endpoint expects a multipart/form-data upload.")
+    """The boundary of the request's one ``Content-Type: multipart/form-data; boundary=...`` header (400 for any other
+    shape: see ``_CONTENT_TYPE``); the header is forwarded as sent, so the upstream reads the same boundary."""
+    types = [value for name, value in scope["headers"] if name == b"content-type"]
+    if len(types) != 1 or not types[0].lower().startswith(b"multipart/form-data"):
+        raise BadRequest("This endpoint expects a multipart/form-data upload.")
+    match = _CONTENT_TYPE.fullmatch(types[0])
+    if match is None:
+        raise _bad(
+            "The Content-Type of a multipart/form-data upload must be 'multipart/form-data; boundary=...' with no "
+            "other parameter.",
+            param="Content-Type",
+        )
+    return match.group(1) or match.group(2)
 
 
 def with_field(upload: MultipartUpload, name: str, value: str) -> bytes:
