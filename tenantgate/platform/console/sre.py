@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import weakref
+from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -30,7 +32,31 @@ from tenantgate.tenants.metering.rollups import Totals, UsageQuery, aggregate
 from tenantgate.tenants.models import ApiKey, Tenant
 
 log = logging.getLogger("tenantgate.console")
-router = APIRouter(prefix=CONSOLE_PATH + "/api", tags=["console"], include_in_schema=False)
+
+
+class _OwnRequests:
+    """This worker's requests in flight that are the console's own polling (series, overview): the gateway's
+    in-flight gauge counts every request, the view's own included, and an idle gateway is not busy serving it."""
+
+    def __init__(self) -> None:
+        self.in_flight = 0
+
+
+_OWN: weakref.WeakKeyDictionary[Any, _OwnRequests] = weakref.WeakKeyDictionary()  # one per app
+
+
+async def _own_request(request: Request) -> AsyncIterator[None]:
+    own = _OWN.setdefault(request.app, _OwnRequests())
+    own.in_flight += 1
+    try:
+        yield
+    finally:
+        own.in_flight -= 1
+
+
+router = APIRouter(
+    prefix=CONSOLE_PATH + "/api", tags=["console"], include_in_schema=False, dependencies=[Depends(_own_request)]
+)
 
 # window -> width of the ledger's buckets (whole minutes, so the rollups answer exactly)
 _LEDGER_WIDTH = {"15m": 60, "1h": 60, "24h": 3600, "7d": 3600}
@@ -163,9 +189,10 @@ async def overview(request: Request) -> Response:
     telemetry = telemetry_of(request)
     body: dict[str, Any] = {"metrics_enabled": telemetry.metrics_enabled, "generated_at": time.time()}
     if telemetry.metrics_enabled:
+        own = _OWN.setdefault(request.app, _OwnRequests()).in_flight  # read with the snapshot below, same instant
         snapshots = await telemetry.snapshots()
         merged = await asyncio.to_thread(merge, snapshots)
-        body.update(_current(merged))
+        body.update(_current(merged, own))
         body["workers"] = [
             {"pid": s.pid, "exited": s.final, "snapshot_age_seconds": round(max(0.0, time.time() - s.written_at), 1)}
             for s in snapshots
@@ -188,7 +215,7 @@ def _values(metrics: dict[str, MetricData], name: str, position: int | None = 0)
     return out
 
 
-def _current(merged: list[MetricData]) -> dict[str, Any]:
+def _current(merged: list[MetricData], own_in_flight: int = 0) -> dict[str, Any]:
     metrics = {metric.spec.name: metric for metric in merged}
     routes: list[dict[str, Any]] = []
     http = metrics.get("http.server.request.duration")
@@ -212,7 +239,8 @@ def _current(merged: list[MetricData]) -> dict[str, Any]:
         return sum(_values(metrics, name, None).values())
 
     return {
-        "in_flight": one("http.server.active_requests"),
+        # Exact for the worker answering; another worker's count is as of its last snapshot.
+        "in_flight": max(0.0, one("http.server.active_requests") - own_in_flight),
         "worker_count": one("tenantgate.workers"),
         "dependencies": _values(metrics, "tenantgate.dependency.up"),
         "key_cache": _values(metrics, "tenantgate.key_cache.lookups"),

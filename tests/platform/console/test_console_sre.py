@@ -4,7 +4,9 @@ gateway's limits apart from an upstream's 429s, the console's own requests apart
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import openai
@@ -63,3 +65,25 @@ def test_upstream_429s_are_counted_apart_from_the_gateways_limits(console_gatewa
     by_model = gateway.admin("GET", "/console/api/series", params={"window": "15m", "model": "gpt-4o-mini"}).json()
     assert by_model["traffic"]["totals"]["429_limits"] is None
     assert "429_limits" not in by_model["traffic"]["requests_per_second"]
+
+
+def test_in_flight_counts_the_gateways_requests_not_the_consoles_own(console_gateway: Gateway) -> None:
+    gateway = console_gateway
+    overview = gateway.admin("GET", "/console/api/overview").json()
+    assert overview["in_flight"] == 0  # the overview's own request (and the series polled with it) left out
+
+    key = gateway.new_key(f"sre-inflight-{uuid.uuid4().hex[:6]}")
+    slow = {"x-dev-first-byte-delay-ms": "1500"}
+    with ThreadPoolExecutor(1) as pool:
+        call = pool.submit(
+            gateway.client(key["key"]).chat.completions.create,
+            model="gpt-4o-mini",
+            messages=MESSAGES,
+            extra_headers=slow,
+        )
+        seen = []
+        while not call.done() and len(seen) < 100:
+            seen.append(gateway.admin("GET", "/console/api/overview").json()["in_flight"])
+            time.sleep(0.01)
+        call.result()
+    assert 1 in seen and max(seen) == 1
