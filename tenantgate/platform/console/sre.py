@@ -227,7 +227,7 @@ def _current(merged: list[MetricData], own_in_flight: int = 0) -> dict[str, Any]
             routes.append(
                 {
                     "method": method,
-                    "route": route or "(unmatched)",
+                    "route": route or _unrouted(status),
                     "status": status,
                     "requests": point.count,
                     "p95_seconds": quantile(http.spec.buckets, point.counts or (), 0.95),
@@ -254,6 +254,12 @@ def _current(merged: list[MetricData], own_in_flight: int = 0) -> dict[str, Any]
         },
         "routes": routes,
     }
+
+
+def _unrouted(status: str) -> str:
+    """A request without a route template: no route matched it (404, 405), or it was answered before routing (a
+    revoked key's 401, a suspended tenant's 403, a malformed request's 400), which is not a path nobody knows."""
+    return "(unmatched)" if status in ("404", "405") else "(refused before routing)"
 
 
 async def _alerts(prometheus: str) -> dict[str, Any]:

@@ -87,3 +87,23 @@ def test_in_flight_counts_the_gateways_requests_not_the_consoles_own(console_gat
             time.sleep(0.01)
         call.result()
     assert 1 in seen and max(seen) == 1
+
+
+def test_auth_refusals_are_not_listed_as_unmatched_routes(console_gateway: Gateway) -> None:
+    gateway = console_gateway
+    revoked = gateway.new_key(f"sre-revoked-{uuid.uuid4().hex[:6]}")
+    suspended = gateway.new_key(f"sre-suspended-{uuid.uuid4().hex[:6]}")
+    assert gateway.admin("POST", f"/admin/keys/{revoked['id']}/revoke").status_code == 200
+    assert gateway.admin("POST", f"/admin/tenants/{suspended['tenant_id']}/suspend").status_code == 200
+    with pytest.raises(openai.AuthenticationError):
+        gateway.client(revoked["key"], max_retries=0).chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    with pytest.raises(openai.PermissionDeniedError):
+        gateway.client(suspended["key"], max_retries=0).chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    assert gateway.admin("GET", "/no/such/route").status_code == 404
+
+    routes = gateway.admin("GET", "/console/api/overview").json()["routes"]
+    statuses: dict[str, set[str]] = {}
+    for row in routes:
+        statuses.setdefault(row["route"], set()).add(row["status"])
+    assert "404" in statuses["(unmatched)"] and statuses["(unmatched)"] <= {"404", "405"}
+    assert {"401", "403"} <= statuses["(refused before routing)"]
