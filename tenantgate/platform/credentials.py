@@ -32,13 +32,18 @@ class TenantKeys:
         principal = self._key_cache.known(key_hash)
         if principal is None:
             source = source_of(scope.get("client"))
-            if wait := self._throttle.permit_lookup("tenant", source):
+            # A key this process found valid lately is looked up even from a throttled source: someone else's
+            # guessing from the same address (everybody behind one ingress) must not lock a tenant out once its
+            # key falls out of the cache.
+            throttle = self._throttle
+            if not throttle.vouched("tenant", key_hash) and (wait := throttle.permit_lookup("tenant", source)):
                 raise throttled(wait)
             principal = await self._key_cache.get(key_hash)
             if principal is None or _expired(principal):
-                if wait := await self._throttle.failed("tenant", source, "invalid"):
+                if wait := await throttle.failed("tenant", source, "invalid"):
                     raise throttled(wait)
                 return None
+            throttle.vouch("tenant", key_hash)
         return None if _expired(principal) else principal
 
     def cached(self, key: str) -> Principal | None:

@@ -85,3 +85,20 @@ def test_failures_are_counted_on_metrics_by_surface_and_reason(
     assert metrics.total("tenantgate_auth_failures_total", tenantgate_auth_surface="admin", reason="missing") == 1
     text = metrics.text
     assert "tg-guess" not in text
+
+
+def test_a_valid_key_is_not_throttled_by_guessing_from_its_address_when_its_cache_entry_expires(
+    pair: tuple[Gateway, Gateway],
+) -> None:
+    """The audit's lockout: once a valid key fell out of the key cache, guesses from the same address (everybody
+    behind one ingress) took the source's one lookup a second, and the key got 429s. A key this process found valid
+    lately is looked up at once."""
+    gateway, _ = pair
+    valid = gateway.new_key("real")["key"]
+    client = openai.OpenAI(base_url=gateway.base_url, api_key=valid, max_retries=0)
+    assert client.models.list().data
+    for _ in range(5):
+        _guess(gateway, 10)  # the source is over its limit, and keeps failing
+        gateway.runtime.key_cache.clear()  # as when the entry's TTL ends
+        assert client.models.list().data  # no retry needed: never a 429
+    assert _guess(gateway, 1)[0].status_code == 429  # the guesser is still throttled
