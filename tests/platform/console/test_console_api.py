@@ -3,6 +3,7 @@ of every JSON route a tenant session can reach (with generated ids)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -280,3 +281,9 @@ def test_an_unreachable_prometheus_is_said_not_hidden(console_gateway: Gateway, 
         overview = httpx.get(served.url + "/console/api/overview", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
     assert overview.status_code == 200 and overview.json()["alerts"] == {"error": "Prometheus did not answer"}
     assert console_gateway.admin("GET", "/console/api/overview").json()["alerts"] is None  # unset: no panel
+
+
+def test_the_readmes_first_screen_says_how_to_open_the_console() -> None:
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text().splitlines()
+    first_screen = "\n".join(readme[:40])
+    assert f"http://127.0.0.1:8080{CONSOLE_PATH}" in first_screen and "admin token" in first_screen
