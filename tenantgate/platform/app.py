@@ -20,6 +20,7 @@ from tenantgate.platform.admin.limits import router as admin_limits_router
 from tenantgate.platform.admin.routes import router as admin_router
 from tenantgate.platform.admin.upstream_keys import router as upstream_keys_router
 from tenantgate.platform.bounded_http import BufferedBodyMiddleware
+from tenantgate.platform.console import apidocs as console_apidocs
 from tenantgate.platform.console import oidc as console_oidc
 from tenantgate.platform.console import portal as console_portal
 from tenantgate.platform.console import routes as console_routes
@@ -27,7 +28,7 @@ from tenantgate.platform.console import sre as console_sre
 from tenantgate.platform.deps import COMPONENTS
 from tenantgate.platform.errors import install_handlers
 from tenantgate.platform.http_protocol import HttpLimits
-from tenantgate.platform.iplimit import SurfaceIpLimitMiddleware
+from tenantgate.platform.iplimit import KnownCredentials, SurfaceIpLimitMiddleware
 from tenantgate.platform.limits.routes import router as limits_router
 from tenantgate.platform.metrics_listener import MetricsListener
 from tenantgate.platform.middleware import RequestIdMiddleware, TenantAuthMiddleware
@@ -107,6 +108,7 @@ def create_app(settings: Settings | None = None) -> GatewayApp:
         version=__version__,
         summary="Multi-tenant gateway for OpenAI-compatible APIs",
         lifespan=lifespan,
+        docs_url=None,  # console_apidocs serves /docs with Swagger UI's files from the package, not a CDN
     )
     # What the FastAPI surface may use, one component each (platform/deps.py); routes never see the whole runtime.
     for name in COMPONENTS:
@@ -122,6 +124,7 @@ def create_app(settings: Settings | None = None) -> GatewayApp:
     app.include_router(console_sre.router)
     app.include_router(console_portal.router)
     app.include_router(console_oidc.router)
+    app.include_router(console_apidocs.router)
     app.include_router(usage_routes.router)
     app.include_router(usage_export.router)
 
@@ -130,6 +133,8 @@ def create_app(settings: Settings | None = None) -> GatewayApp:
     app.add_middleware(TenantAuthMiddleware, keys=runtime.tenant_keys, last_used=runtime.last_used)
     app.add_middleware(NulGuardMiddleware)  # 400 for %00 in the URL: Postgres text cannot hold it
     app.add_middleware(BufferedBodyMiddleware, limit=settings.max_admin_body_bytes)  # 413/408 in OpenAI's shape
-    app.add_middleware(SurfaceIpLimitMiddleware, limit=settings.admin_ip_rate_limit)
+    admin_token = settings.admin_token.get_secret_value() if settings.admin_token is not None else None
+    known = KnownCredentials(runtime.auth_throttle, settings.secret_key_bytes, admin_token)
+    app.add_middleware(SurfaceIpLimitMiddleware, limit=settings.admin_ip_rate_limit, known=known)
     app.add_middleware(RequestIdMiddleware)
     return GatewayApp(app, runtime)

@@ -1,4 +1,5 @@
-"""The per-IP throttle of the admin surface (slowapi) applies to router routes and nowhere else."""
+"""The per-IP throttle of the admin surface (slowapi) applies to router routes and nowhere else; a credential this
+process knows valid has a budget of its own, so junk from its address cannot lock it out."""
 
 from __future__ import annotations
 
@@ -14,10 +15,10 @@ def test_admin_surface_is_throttled_per_ip_across_its_routes(
 ) -> None:
     gateway = gateway_factory(database_url=database_url, upstream_base_url=dev_upstream, admin_ip_rate_limit="4/minute")
     key = gateway.new_key()  # two admin calls: create tenant, create key
-    assert gateway.admin("GET", f"/admin/keys/{key['id']}/limits").status_code == 200
-    # Failed authentication counts too: that is what slows down guessing the admin token.
-    assert httpx.get(gateway.url + f"/admin/keys/{key['id']}/limits").status_code == 401
-    throttled = gateway.admin("POST", "/admin/tenants", json={"name": "one-too-many"})
+    # Failed authentication counts: that is what slows down guessing the admin token.
+    codes = [httpx.get(gateway.url + f"/admin/keys/{key['id']}/limits").status_code for _ in range(4)]
+    assert codes == [401] * 4
+    throttled = httpx.post(gateway.url + "/admin/tenants", json={"name": "one-too-many"})
     assert throttled.status_code == 429
     assert throttled.json()["error"]["code"] == "rate_limit_exceeded"
     assert "Limit 4/minute" in throttled.json()["error"]["message"]
@@ -31,3 +32,23 @@ def test_admin_surface_is_throttled_per_ip_across_its_routes(
         json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]},
     )
     assert chat.status_code == 200
+
+
+def test_junk_from_the_admins_address_does_not_lock_out_a_known_credential(
+    gateway_factory: Callable[..., Gateway], database_url: str, dev_upstream: str
+) -> None:
+    """The audit's lockout: unauthenticated requests from the address of the real admin (an ingress) used up the
+    address's budget, and the bootstrap token got 429s."""
+    gateway = gateway_factory(database_url=database_url, upstream_base_url=dev_upstream, admin_ip_rate_limit="6/minute")
+    named = gateway.admin("POST", "/admin/tokens", json={"name": "ops", "role": "billing"}).json()["token"]
+    billing = {"Authorization": f"Bearer {named}"}
+    assert httpx.get(gateway.url + "/admin/tenants", headers=billing).status_code == 200  # now known valid
+    junk = [httpx.get(gateway.url + "/admin/tenants").status_code for _ in range(8)]
+    assert junk[-1] == 429  # the address is over its budget
+    for _ in range(4):
+        assert gateway.admin("GET", "/admin/tenants").status_code == 200
+        assert httpx.get(gateway.url + "/admin/tenants", headers=billing).status_code == 200
+    # Each known credential is still limited, on its own budget.
+    codes = [gateway.admin("GET", "/admin/tenants").status_code for _ in range(3)]
+    assert codes[-1] == 429
+    assert httpx.get(gateway.url + "/admin/tenants", headers=billing).status_code == 200
