@@ -44,7 +44,12 @@ SECURITY_HEADERS = {
     "Cross-Origin-Resource-Policy": "same-origin",
     "Permissions-Policy": "camera=(), microphone=(), geolocation=(), payment=()",
 }
-_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8", ".css": "text/css"}
+_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css",
+    ".png": "image/png",
+}
 _STATIC = resources.files("tenantgate.platform.console").joinpath("static")
 # The build's files, read once: a name not in this set is a 404 whatever it contains (``..``, encoded slashes).
 ASSETS = {

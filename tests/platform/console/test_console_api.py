@@ -287,3 +287,17 @@ def test_the_readmes_first_screen_says_how_to_open_the_console() -> None:
     readme = (Path(__file__).resolve().parents[3] / "README.md").read_text().splitlines()
     first_screen = "\n".join(readme[:40])
     assert f"http://127.0.0.1:8080{CONSOLE_PATH}" in first_screen and "admin token" in first_screen
+
+
+def test_api_docs_load_swagger_ui_from_the_gateway_not_a_cdn(console_gateway: Gateway) -> None:
+    page = httpx.get(console_gateway.url + "/docs")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    linked = [
+        part.split('"')[1] for part in page.text.replace("'", '"').split("src=")[1:] + page.text.split("href=")[1:]
+    ]
+    assert "/console/assets/swagger-ui-bundle.js" in linked and "/console/assets/swagger-ui.css" in linked
+    assert "//" not in " ".join(linked) and "jsdelivr" not in page.text  # nothing from another host
+    for path, kind in (("swagger-ui-bundle.js", "text/javascript"), ("swagger-ui.css", "text/css")):
+        asset = httpx.get(f"{console_gateway.url}/console/assets/{path}")
+        assert asset.status_code == 200 and asset.headers["content-type"].startswith(kind)
+        assert b"sourceMappingURL" not in asset.content  # no map is shipped, so none is asked for

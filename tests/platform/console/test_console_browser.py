@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, Route, expect, sync_playwright
 
 from tests.conftest import ADMIN_TOKEN
 from tests.support.gateway import Gateway
@@ -522,3 +522,24 @@ def test_signing_in_over_plain_http_on_a_lan_address_says_why_it_cannot_work(
         watched.close()
     finally:
         lan.close()
+
+
+def test_api_docs_render_with_every_other_host_unreachable(console_gateway: Gateway, browser: Browser) -> None:
+    watched = Watched(browser, console_gateway.url)
+    elsewhere: list[str] = []
+
+    def offline(route: Route) -> None:
+        if route.request.url.startswith(console_gateway.url + "/"):
+            route.continue_()
+        else:  # as on a machine without the internet: a CDN cannot answer
+            elsewhere.append(route.request.url)
+            route.abort()
+
+    watched.context.route("**/*", offline)
+    page = watched.page
+    page.goto(console_gateway.url + "/docs")
+    expect(page.locator(".swagger-ui .opblock").first).to_be_visible()
+    expect(page.locator(".swagger-ui .info .title")).to_contain_text("tenantgate")
+    assert page.locator(".swagger-ui .opblock").count() > 20
+    assert elsewhere == [] and watched.problems == []
+    watched.close()
