@@ -14,6 +14,11 @@ The database is written in batches off the request path; a batch that finds an i
 An owner also says which account holds the object: the platform's, or the tenant's own (its BYOK key or endpoint
 for that upstream). A tenant-account object is only ever reached with that tenant's current credentials, so
 removing a BYOK record can never turn one of its ids into a platform-account read.
+
+An owner also says what the id names (its *kind*: ``file``, ``batch``, ``upload_part``...), as first recorded, so
+a route expecting one kind answers an id of another, even the caller's own, as it answers an id that never existed
+(proxy/stored.py ``owned``), without asking the upstream. Records made before kinds were kept are completed from
+the database, which always had them.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import asyncio
 import contextlib
 import logging
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from sqlalchemy import select
@@ -46,19 +51,27 @@ class Owner:
     upstream: str
     account: Account = "platform"
     api_key_id: str | None = None
+    kind: str | None = field(default=None, compare=False)
+    """What the id names (``file``, ``batch``, ``upload_part``...), as recorded; None in an owner being recorded,
+    and in a record made before kinds were kept. Not part of who owns it (equality ignores it)."""
 
     def same_holder(self, other: Owner) -> bool:
         """Same tenant, upstream and account (the creating key may differ)."""
         return (self.tenant_id, self.upstream, self.account) == (other.tenant_id, other.upstream, other.account)
 
     def encode(self) -> str:
-        return f"{self.tenant_id} {self.upstream} {self.account} {self.api_key_id or '-'}"
+        return f"{self.tenant_id} {self.upstream} {self.account} {self.api_key_id or '-'} {self.kind or '-'}"
 
     @classmethod
     def decode(cls, text: str) -> Owner:
-        tenant_id, upstream, account, key_id = [*text.split(" "), "platform", "-"][:4]
-        kind: Account = "tenant" if account == "tenant" else "platform"
-        return cls(tenant_id, upstream, kind, None if key_id == "-" else key_id)
+        parts = text.split(" ")
+        tenant_id, upstream, account, key_id, kind = [*parts, *_DECODE_DEFAULTS[len(parts) :]][:5]
+        holder: Account = "tenant" if account == "tenant" else "platform"
+        return cls(tenant_id, upstream, holder, None if key_id == "-" else key_id, None if kind == "-" else kind)
+
+
+_DECODE_DEFAULTS = ("", "", "platform", "-", "-")
+"""What a shorter record means (one written before its later fields were kept)."""
 
 
 class ObjectOwnership:
@@ -94,6 +107,7 @@ class ObjectOwnership:
         if "\x00" in object_id:
             log.warning("objects: an upstream answer named an id with a NUL character; not recorded, so nobody's")
             return None
+        owner = replace(owner, kind=kind)
         known = self._memory.get(object_id)
         if known is None:
             known = await self._claim_shared(object_id, owner)
@@ -151,8 +165,10 @@ class ObjectOwnership:
                 value = None
             if value:
                 owner = Owner.decode(value.decode() if isinstance(value, bytes) else str(value))
-        if owner is None:
-            owner = await self._stored_owner(object_id)
+        if owner is None or owner.kind is None:  # a record from before kinds were kept: the database has its kind
+            stored = await self._stored_owner(object_id)
+            if stored is not None and (owner is None or stored.same_holder(owner)):
+                owner = stored
         if owner is not None:
             self._remember(object_id, owner)
         return owner
@@ -212,4 +228,4 @@ class ObjectOwnership:
 
 def _owner_of(row: UpstreamObject) -> Owner:
     account: Account = "tenant" if row.account == "tenant" else "platform"
-    return Owner(row.tenant_id, row.upstream, account, row.api_key_id)
+    return Owner(row.tenant_id, row.upstream, account, row.api_key_id, row.kind)

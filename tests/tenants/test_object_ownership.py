@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tenantgate.database import create_engine, create_sessionmaker
 from tenantgate.tenants.models import Tenant
-from tenantgate.tenants.objects import ObjectOwnership, Owner
+from tenantgate.tenants.objects import Account, ObjectOwnership, Owner
 from tenantgate.wire.resp import RespClient
 
 A = Owner("ten_a", "default", "platform", "key_a")
@@ -79,3 +81,46 @@ async def test_the_database_owner_stands_when_redis_lost_its_keys(
 async def test_owners_written_before_accounts_existed_read_as_platform() -> None:
     assert Owner.decode("ten_a default") == Owner("ten_a", "default", "platform", None)
     assert Owner.decode(B.encode()) == B
+
+
+async def test_the_kind_recorded_is_what_every_process_reads(
+    ownership_pair: tuple[ObjectOwnership, ObjectOwnership, RespClient | None],
+) -> None:
+    first, second, _ = ownership_pair
+    assert await first.record("file-k1", "file", A) is None
+    await first.flush()
+    assert (await first.owner("file-k1")).kind == "file"  # type: ignore[union-attr]
+    assert (await second.owner("file-k1")).kind == "file"  # type: ignore[union-attr]
+    assert await second.record("file-k1", "batch", A) is None  # the same owner again: the first kind stays
+    assert (await second.owner("file-k1")).kind == "file"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("ownership_pair", ["redis+db"], indirect=True)
+async def test_a_record_from_before_kinds_gets_its_kind_from_the_database(
+    ownership_pair: tuple[ObjectOwnership, ObjectOwnership, RespClient | None], redis_prefix: str
+) -> None:
+    first, second, redis = ownership_pair
+    assert redis is not None
+    assert await first.record("batch_old", "batch", A) is None
+    await first.flush()
+    await redis.execute("SET", f"{redis_prefix}:obj:batch_old", "ten_a default platform key_a")  # the old shape
+    owner = await second.owner("batch_old")
+    assert owner == A and owner is not None and owner.kind == "batch"
+
+
+_word = st.text(alphabet=st.characters(exclude_characters=" ", exclude_categories=["Cs"]), min_size=1, max_size=20)
+
+
+@given(
+    tenant=_word,
+    upstream=_word,
+    account=st.sampled_from(["platform", "tenant"]),
+    key=st.none() | _word.filter(lambda k: k != "-"),
+    kind=st.none() | _word.filter(lambda k: k != "-"),
+)
+def test_an_owner_reads_back_as_written(
+    tenant: str, upstream: str, account: Account, key: str | None, kind: str | None
+) -> None:
+    owner = Owner(tenant, upstream, account, key, kind)
+    decoded = Owner.decode(owner.encode())
+    assert decoded == owner and decoded.kind == kind

@@ -65,7 +65,10 @@ async def serve(
         item_id = params.get("item_id")
         if item_id is not None:
             item = await services.ownership.owner(item_id)
-            if item is not None and item.tenant_id != exchange.ctx.principal.tenant_id:
+            # An item the gateway never saw may be one a turn appended upstream: it goes to the conversation's holder.
+            if item is not None and (
+                item.tenant_id != exchange.ctx.principal.tenant_id or item.kind not in (None, "item")
+            ):
                 raise not_found("item", item_id)
         if route.method == "POST":
             body = await _items_body(services, exchange, upstream, scope, receive)

@@ -95,8 +95,8 @@ async def forward_object(
 async def owned_holder(
     services: ProxyServices, exchange: Exchange, kind: str, object_id: str, param: str | None = None
 ) -> tuple[Owner, Upstream, Keys]:
-    """The caller's object and the upstream and credentials that hold it; else the 404 of an unknown id."""
-    owner = await owned(services.ownership, exchange, object_id)
+    """The caller's ``kind`` object and the upstream and credentials that hold it; else the 404 of an unknown id."""
+    owner = await owned(services.ownership, exchange, object_id, kind)
     if owner is not None:
         upstream, keys = holder(services, exchange, owner)
         if upstream is not None:

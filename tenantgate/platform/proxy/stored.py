@@ -61,11 +61,17 @@ def not_found(kind: str, object_id: str, param: str | None = None) -> NotFound:
     return NotFound(message, param=param)
 
 
-async def owned(ownership: ObjectOwnership, exchange: Exchange, object_id: str) -> Owner | None:
-    """The owner of ``object_id`` if it is the caller's tenant and the account holding it is reachable now."""
+async def owned(
+    ownership: ObjectOwnership, exchange: Exchange, object_id: str, kind: str | None = None
+) -> Owner | None:
+    """The owner of ``object_id`` if it is the caller's tenant, names a ``kind`` object (when given) and the account
+    holding it is reachable now. An id of another kind is nobody's here: a file id on a batch's route never reaches
+    the upstream (the answer would differ from an unknown id's, and the upstream would be asked for nothing)."""
     owner = await ownership.owner(object_id)
     principal = exchange.ctx.principal
     if owner is None or owner.tenant_id != principal.tenant_id:
+        return None
+    if kind is not None and owner.kind is not None and owner.kind != kind:
         return None
     if owner.account == "tenant" and owner.upstream not in principal.upstream_keys:
         return None  # the tenant's own account, but its BYOK record for that upstream is gone
@@ -90,7 +96,7 @@ async def serve(
     receive: Receive,
     send: Send,
 ) -> None:
-    owner = await owned(services.ownership, exchange, response_id)
+    owner = await owned(services.ownership, exchange, response_id, "response")
     upstream, keys = holder(services, exchange, owner) if owner is not None else (None, None)
     if upstream is None:
         raise not_found("response", response_id)
@@ -128,7 +134,7 @@ async def check_references(
             raise NotFound(f"A request may name at most {_MAX_REFERENCES} stored objects.", param=reference.param)
         if reference.kind not in _TRACKED:
             raise not_found(reference.kind, reference.id, reference.param)  # not tracked per tenant yet: nobody's
-        owner = await owned(services.ownership, exchange, reference.id)
+        owner = await owned(services.ownership, exchange, reference.id, reference.kind)
         if owner is None and reference.kind == "item" and conversation is not None:
             owner = await _item_of_conversation(services, exchange, conversation.id, reference.id)
         if owner is None:
@@ -151,7 +157,7 @@ async def _item_of_conversation(
     there. Then it is recorded like a listed item (first owner wins)."""
     if not (is_segment(item_id) and is_segment(conversation_id)):
         return None  # no such id can be stored upstream; never put in a path
-    conversation_owner = await owned(services.ownership, exchange, conversation_id)
+    conversation_owner = await owned(services.ownership, exchange, conversation_id, "conversation")
     if conversation_owner is None:
         return None
     upstream, keys = holder(services, exchange, conversation_owner)

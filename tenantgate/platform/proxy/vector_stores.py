@@ -127,7 +127,7 @@ def _id(value: Any, param: str) -> str:
 async def _owned_file(
     services: ProxyServices, exchange: Exchange, file_id: str, param: str
 ) -> tuple[Owner, Upstream, Keys]:
-    owner = await owned(services.ownership, exchange, file_id)
+    owner = await owned(services.ownership, exchange, file_id, "file")
     if owner is not None:
         upstream, keys = holder(services, exchange, owner)
         if upstream is not None:
@@ -139,7 +139,7 @@ async def _check_owned(
     services: ProxyServices, exchange: Exchange, kind: str, object_id: str, param: str, store: Owner
 ) -> None:
     """``object_id`` must be the caller's and held where the store is; else the 404 of an unknown id."""
-    owner = await owned(services.ownership, exchange, object_id)
+    owner = await owned(services.ownership, exchange, object_id, kind)
     if owner is None or not owner.same_holder(store):
         raise not_found(kind, object_id, param)
 
