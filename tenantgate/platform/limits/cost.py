@@ -8,6 +8,7 @@ it). The runtime hands it metering's price table (``PriceBookCost``), the same p
 
 from __future__ import annotations
 
+from dataclasses import replace
 from decimal import Decimal
 from typing import Protocol
 
@@ -25,9 +26,10 @@ class CostEstimator(Protocol):
         """
         ...
 
-    def worst_case_usd(self, exchange: Exchange, input_tokens: int, output_tokens: int) -> Decimal | None:
-        """What ``exchange`` would cost with that many input and output tokens (its worst case, held against a
-        budget while it runs); None when unknown. Same constraints as ``cost_usd``."""
+    def worst_case_usd(self, exchange: Exchange, usage: Usage, quantity: int | None = None) -> Decimal | None:
+        """What ``exchange`` would cost with that ``usage`` (its worst case, held against a budget while it runs),
+        and ``quantity`` images, characters or seconds where its family is sold by the unit (None: what the request
+        asks for, e.g. its ``n`` images); None when unknown. Same constraints as ``cost_usd``."""
         ...
 
 
@@ -35,7 +37,7 @@ class NoCostKnown:
     def cost_usd(self, exchange: Exchange) -> Decimal | None:
         return None
 
-    def worst_case_usd(self, exchange: Exchange, input_tokens: int, output_tokens: int) -> Decimal | None:
+    def worst_case_usd(self, exchange: Exchange, usage: Usage, quantity: int | None = None) -> Decimal | None:
         return None
 
 
@@ -58,13 +60,13 @@ class PriceBookCost:
         )
         return cost.usd if cost.priced else None
 
-    def worst_case_usd(self, exchange: Exchange, input_tokens: int, output_tokens: int) -> Decimal | None:
-        usage = Usage(input_tokens=input_tokens, output_tokens=output_tokens)
+    def worst_case_usd(self, exchange: Exchange, usage: Usage, quantity: int | None = None) -> Decimal | None:
+        # Images by number and speech by characters, from the request, unless the limiter bounds the quantity (the
+        # seconds of an upload); the tokens are the limiter's bound, priced like tokens the upstream reported.
+        measure = replace(measure_of_exchange(exchange), usage_reported=True)
+        if quantity is not None:
+            measure = replace(measure, quantity=quantity)
         cost = self.prices.cost(
-            exchange.model,
-            usage,
-            measure=measure_of_exchange(exchange),  # images by number, speech by characters, from the request
-            tenant_id=exchange.ctx.principal.tenant_id,
-            at=exchange.started_at,
+            exchange.model, usage, measure=measure, tenant_id=exchange.ctx.principal.tenant_id, at=exchange.started_at
         )
         return cost.usd if cost.priced else None

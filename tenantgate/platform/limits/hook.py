@@ -19,7 +19,7 @@ from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal
 from typing import Any
 
 from tenantgate import tokens
-from tenantgate.core.exchange import BatchAdmission, Exchange
+from tenantgate.core.exchange import BatchAdmission, Exchange, Usage
 from tenantgate.core.principal import Principal
 from tenantgate.platform.limits.batch import BatchCharge, BatchHold, queue_refusal
 from tenantgate.platform.limits.cost import CostEstimator, NoCostKnown
@@ -29,6 +29,12 @@ from tenantgate.settings import Settings
 from tenantgate.tenants.limits.checks import SEED, Check, Kind, Settlement, Verdict
 from tenantgate.tenants.limits.guard import GuardedStore, LimiterUnavailable
 from tenantgate.tenants.limits.memory import MemoryLimitStore
+from tenantgate.tenants.limits.outputs import (
+    audio_seconds,
+    image_output_tokens,
+    speech_output_tokens,
+    transcription_audio_tokens,
+)
 from tenantgate.tenants.limits.outputs import max_output_tokens as model_max_output
 from tenantgate.tenants.limits.policy import (
     NANO_USD,
@@ -48,6 +54,8 @@ from tenantgate.wire.resp import RespClient
 _INLINE_ESTIMATE_BYTES = 32 * 1024
 _MAX_OUTPUT_FIELDS = ("max_completion_tokens", "max_tokens", "max_output_tokens")
 _GENERATING = frozenset({"chat", "text_completion", "responses"})
+_IMAGES = frozenset({"image_generation", "image_edit", "image_variation"})
+_TRANSCRIBING = frozenset({"transcription", "translation"})
 _LEDGER_RETRY_SECONDS = 5.0
 log = logging.getLogger("tenantgate.limits")
 
@@ -77,6 +85,7 @@ class Limiter:
         *,
         ledger: MonthLedger | None = None,
         default_max_output_tokens: int = 16_384,
+        max_upload_bytes: int = 32 * 1024 * 1024,
         held_by_batches: Callable[[str, str], Awaitable[int]] | None = None,
         known: KnownRefusals | None = None,
     ) -> None:
@@ -85,6 +94,8 @@ class Limiter:
         self.cost_estimator: CostEstimator = cost_estimator or NoCostKnown()
         self.ledger = ledger
         self.default_max_output_tokens = default_max_output_tokens
+        self.max_upload_bytes = max_upload_bytes
+        """What an upload of unknown length (no Content-Length) may be: the most audio it can hold is bounded by it."""
         self._ledger_down_until = 0.0
         # What each admitted request holds until it ends, by exchange (the router's ``finish`` always runs).
         self._held: dict[int, Reservation] = {}
@@ -120,6 +131,7 @@ class Limiter:
             cost_estimator,
             ledger=ledger,
             default_max_output_tokens=settings.default_max_output_tokens,
+            max_upload_bytes=settings.max_request_body_bytes,
             held_by_batches=held_by_batches,
             known=KnownRefusals() if settings.limits_local_refusals else None,
         )
@@ -155,10 +167,10 @@ class Limiter:
         tenant = principal.tenant_limits
         if tenant.monthly_token_quota is not None or tenant.monthly_budget_usd is not None:
             # The worst case is held until the request ends: its cap, or the most the model can answer.
-            worst_output = cap or (self._most_output(exchange, payload) if work else 0)
-            month_tokens = prompt + worst_output
+            worst, quantity = self._worst_case(exchange, payload, prompt, cap) if work else (Usage(), None)
+            month_tokens = worst.total_tokens
             if tenant.monthly_budget_usd is not None:
-                month_nano_usd = self._worst_case_nano_usd(exchange, prompt, worst_output)
+                month_nano_usd = self._worst_case_nano_usd(exchange, worst, quantity)
         now = time.time()
         checks = self.policy.checks(
             principal, tokens=tokens, now=now, reserve_tokens=month_tokens, reserve_nano_usd=month_nano_usd
@@ -230,10 +242,32 @@ class Limiter:
             settlement.counter_deltas.append((spend, charge.nano_usd, 0))
         self.store.settle_soon(settlement, self.store.primary or self.store.fallback)
 
-    def _most_output(self, exchange: Exchange, payload: dict[str, Any]) -> int:
-        if exchange.operation not in _GENERATING:
-            return 0  # embeddings and moderations answer no tokens; images and audio are charged as they come
-        return answers(payload) * model_max_output(exchange.model or "", self.default_max_output_tokens)
+    def _worst_case(
+        self, exchange: Exchange, payload: dict[str, Any], prompt: int, cap: int
+    ) -> tuple[Usage, int | None]:
+        """The most a request may use: its tokens, and for a family sold by the unit the units where the request
+        does not say them (the seconds of an upload); docs/limits.md states each bound."""
+        operation, model = exchange.operation, exchange.model or ""
+        if operation in _GENERATING:
+            output = cap or answers(payload) * model_max_output(model, self.default_max_output_tokens)
+            return Usage(input_tokens=prompt, output_tokens=output), None
+        if operation in _IMAGES:
+            # gpt-image models by their output tokens (DALL-E is priced by the picture: n from the request).
+            partials = _count(payload.get("partial_images")) if payload.get("partial_images") else 0
+            picture = image_output_tokens(model, payload.get("quality"), payload.get("size"), partials) or 0
+            return Usage(input_tokens=prompt, output_tokens=_count(payload.get("n")) * picture), None
+        if operation == "speech":
+            text = payload.get("input")
+            audio = speech_output_tokens(model, len(text) if isinstance(text, str) else 0) or 0
+            return Usage(input_tokens=prompt, output_tokens=audio), None  # tts-1: by the character, from the request
+        if operation in _TRANSCRIBING:
+            seconds = audio_seconds(exchange.body_size or self.max_upload_bytes)
+            heard = transcription_audio_tokens(model, seconds)
+            if heard is None:
+                return Usage(input_tokens=prompt), seconds  # whisper-1: by the second
+            output = model_max_output(model, self.default_max_output_tokens)
+            return Usage(input_tokens=prompt + heard, input_audio_tokens=heard, output_tokens=output), None
+        return Usage(input_tokens=prompt, output_tokens=cap), None  # embeddings and moderations answer no tokens
 
     async def _admit(
         self, principal: Principal, checks: list[Check], lease: str, now: float, *, dry: bool = False
@@ -327,9 +361,9 @@ class Limiter:
             return 0
         return _nano_usd(cost, ROUND_HALF_UP)
 
-    def _worst_case_nano_usd(self, exchange: Exchange, input_tokens: int, output_tokens: int) -> int:
+    def _worst_case_nano_usd(self, exchange: Exchange, usage: Usage, quantity: int | None) -> int:
         try:
-            cost = self.cost_estimator.worst_case_usd(exchange, input_tokens, output_tokens)
+            cost = self.cost_estimator.worst_case_usd(exchange, usage, quantity)
         except Exception:
             return 0
         return _nano_usd(cost, ROUND_CEILING)

@@ -139,6 +139,7 @@ class ProxyRouter:
             upload = await read_upload(scope, receive, services.settings.max_request_body_bytes)
             model = upload.model if upload.model is not None else endpoint.default_model
             exchange.payload = _priced_fields(upload) if exchange.path.startswith("/v1/images/") else None
+            exchange.body_size = len(upload.head) if upload.complete else _declared_length(scope)
         if json_body is not None and model is None and _model_optional(endpoint, json_body.payload):
             targets = _unnamed_model_targets(services, exchange.ctx.principal)
         elif not isinstance(model, str) or not model:
@@ -232,6 +233,15 @@ def _priced_fields(upload: MultipartUpload) -> dict[str, Any]:
     """What an image upload's form says about its price (size, quality), read like a JSON body's fields; the
     number of images is counted from the answer."""
     return {name: upload.form.fields[name] for name in _IMAGE_OPTIONS if name in upload.form.fields}
+
+
+def _declared_length(scope: Scope) -> int:
+    """The Content-Length of a request (what a streamed upload will be; the server holds the body to it), or 0
+    when it has none (chunked)."""
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            return int(value) if value.isdigit() else 0
+    return 0
 
 
 def _once(body: object) -> Any:

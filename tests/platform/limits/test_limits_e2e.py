@@ -13,7 +13,7 @@ import openai
 import pytest
 
 from tenantgate import tokens
-from tenantgate.core.exchange import Exchange
+from tenantgate.core.exchange import Exchange, Usage
 from tests.platform.limits.conftest import MESSAGES, me, shift_clock, tenant_with_key, wait_for
 from tests.support.gateway import Gateway
 
@@ -180,7 +180,7 @@ class FixedPrice:
         self.seen.append(exchange)
         return self.usd
 
-    def worst_case_usd(self, exchange: Exchange, input_tokens: int, output_tokens: int) -> Decimal | None:
+    def worst_case_usd(self, exchange: Exchange, usage: Usage, quantity: int | None = None) -> Decimal | None:
         return self.usd
 
 
