@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from typing import Literal
@@ -41,6 +42,9 @@ security = logging.getLogger("tenantgate.security")
 
 _REDIS_TTL_SECONDS = 30 * 24 * 3600
 _MEMORY_ENTRIES = 50_000
+MISSING_SECONDS = 1.0
+"""How long an id found in no store stays known as nobody's in this process (see ``owner``)."""
+_MISSING_ENTRIES = 50_000
 
 Account = Literal["platform", "tenant"]
 
@@ -87,6 +91,8 @@ class ObjectOwnership:
         self._prefix = f"{redis_prefix}:obj:"
         self._memory: OrderedDict[str, Owner] = OrderedDict()
         self._pending: dict[str, tuple[str, Owner]] = {}
+        self._missing: OrderedDict[str, float] = OrderedDict()
+        """Ids Redis and the database both said nobody owns, until when (monotonic) that answer is reused."""
         self._flush_interval = flush_interval
         self._task: asyncio.Task[None] | None = None
         self.conflicts = 0
@@ -152,11 +158,20 @@ class ObjectOwnership:
         )
 
     async def owner(self, object_id: str) -> Owner | None:
+        """Who owns ``object_id``: from memory, else Redis, else the database.
+
+        An id that no store knows is remembered as nobody's for ``MISSING_SECONDS``, so probing one id again and
+        again costs no Redis or database round trip (and its 404 is as cheap as one for an id owned by someone else
+        this process has seen). Only a miss the database confirmed is kept, and ``record`` here forgets it at once;
+        an id another process creates meanwhile is seen here at most ``MISSING_SECONDS`` late. A *fresh* unknown id
+        still costs the lookups, so a first probe can still be told apart by its timing from a known foreign id."""
         if "\x00" in object_id:
             return None  # never recorded (a database text cannot hold it), so nobody's
         owner = self._memory.get(object_id)
         if owner is not None:
             return owner
+        if self._missing_now(object_id):
+            return None
         if self._redis is not None:
             try:
                 value = await self._redis.execute("GET", self._prefix + object_id)
@@ -171,9 +186,24 @@ class ObjectOwnership:
                 owner = stored
         if owner is not None:
             self._remember(object_id, owner)
+        elif object_id not in self._memory:  # not recorded here while the stores were asked
+            self._missing[object_id] = time.monotonic() + MISSING_SECONDS
+            self._missing.move_to_end(object_id)
+            if len(self._missing) > _MISSING_ENTRIES:
+                self._missing.popitem(last=False)
         return owner
 
+    def _missing_now(self, object_id: str) -> bool:
+        until = self._missing.get(object_id)
+        if until is None:
+            return False
+        if until > time.monotonic():
+            return True
+        del self._missing[object_id]
+        return False
+
     def _remember(self, object_id: str, owner: Owner) -> None:
+        self._missing.pop(object_id, None)
         self._memory[object_id] = owner
         self._memory.move_to_end(object_id)
         if len(self._memory) > _MEMORY_ENTRIES:

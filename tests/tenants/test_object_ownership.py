@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
+from typing import cast
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tenantgate.database import create_engine, create_sessionmaker
 from tenantgate.tenants.models import Tenant
-from tenantgate.tenants.objects import Account, ObjectOwnership, Owner
+from tenantgate.tenants.objects import MISSING_SECONDS, Account, ObjectOwnership, Owner
 from tenantgate.wire.resp import RespClient
 
 A = Owner("ten_a", "default", "platform", "key_a")
@@ -124,3 +127,45 @@ def test_an_owner_reads_back_as_written(
     owner = Owner(tenant, upstream, account, key, kind)
     decoded = Owner.decode(owner.encode())
     assert decoded == owner and decoded.kind == kind
+
+
+async def test_a_miss_is_remembered_briefly_and_forgotten_by_a_record(
+    ownership_pair: tuple[ObjectOwnership, ObjectOwnership, RespClient | None],
+) -> None:
+    first, second, _ = ownership_pair
+    assert await first.owner("file-later") is None
+    assert await second.record("file-later", "file", A) is None  # made on another process just after
+    await second.flush()
+    assert await first.owner("file-later") is None  # this process still has the miss...
+    await asyncio.sleep(MISSING_SECONDS + 0.1)
+    assert await first.owner("file-later") == A  # ...for at most MISSING_SECONDS
+
+    assert await first.owner("file-here") is None
+    assert await first.record("file-here", "file", A) is None  # made on this process: known at once
+    assert await first.owner("file-here") == A
+
+
+class _CountingSessions:
+    """A session factory that counts the sessions opened (each one a database round trip here)."""
+
+    def __init__(self, inner: async_sessionmaker[AsyncSession]) -> None:
+        self.inner = inner
+        self.opened = 0
+
+    def __call__(self) -> AsyncSession:
+        self.opened += 1
+        return self.inner()
+
+
+async def test_a_remembered_miss_asks_no_store_again(
+    ownership_pair: tuple[ObjectOwnership, ObjectOwnership, RespClient | None], redis_prefix: str
+) -> None:
+    first, _, redis = ownership_pair
+    sessions = _CountingSessions(first._sessions)
+    ownership = ObjectOwnership(cast(async_sessionmaker[AsyncSession], sessions), redis, redis_prefix)
+    for _ in range(5):
+        assert await ownership.owner("file-never") is None
+    assert sessions.opened == 1
+    await asyncio.sleep(MISSING_SECONDS + 0.1)
+    assert await ownership.owner("file-never") is None
+    assert sessions.opened == 2  # remembered for MISSING_SECONDS only
