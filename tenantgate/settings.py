@@ -102,6 +102,8 @@ class Settings(BaseSettings):
     http_body_timeout_seconds: float = Field(default=300.0, gt=0)
     http_keepalive_timeout_seconds: float = Field(default=5.0, gt=0)
     http_max_connections: int = Field(default=2048, ge=1)
+    http_max_connections_per_source: int = Field(default=512, ge=1)
+    http_max_pending_header_bytes: int = Field(default=8 * 1024 * 1024, ge=64 * 1024)
     log_level: str = "info"
     trusted_proxies: str = ""
     shutdown_grace_seconds: float = Field(default=30.0, ge=0)

@@ -59,6 +59,8 @@ LIMIT_FIELDS = {
     ("http", "bodyTimeoutSeconds"): "http_body_timeout_seconds",
     ("http", "keepaliveTimeoutSeconds"): "http_keepalive_timeout_seconds",
     ("http", "maxConnections"): "http_max_connections",
+    ("http", "maxConnectionsPerSource"): "http_max_connections_per_source",
+    ("http", "maxPendingHeaderBytes"): "http_max_pending_header_bytes",
     ("authFailures", "perSourcePerMinute"): "auth_failures_per_source_per_minute",
     ("authFailures", "perMinute"): "auth_failures_per_minute",
 }
@@ -84,6 +86,8 @@ _GENERATED_LIMITS = {
     ("http", "bodyTimeoutSeconds"): _SECONDS,
     ("http", "keepaliveTimeoutSeconds"): st.integers(1, 86_400),
     ("http", "maxConnections"): st.integers(1, 1_000_000),
+    ("http", "maxConnectionsPerSource"): st.integers(1, 1_000_000),
+    ("http", "maxPendingHeaderBytes"): st.integers(65536, 2**40),
     ("authFailures", "perSourcePerMinute"): st.integers(1, 10**9),
     ("authFailures", "perMinute"): st.integers(1, 10**9),
 }

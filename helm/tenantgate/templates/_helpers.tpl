@@ -191,6 +191,8 @@ Request and authentication limits. A limit set to null is left out, so the appli
   "TENANTGATE_HTTP_BODY_TIMEOUT_SECONDS" (list "http" "bodyTimeoutSeconds")
   "TENANTGATE_HTTP_KEEPALIVE_TIMEOUT_SECONDS" (list "http" "keepaliveTimeoutSeconds")
   "TENANTGATE_HTTP_MAX_CONNECTIONS" (list "http" "maxConnections")
+  "TENANTGATE_HTTP_MAX_CONNECTIONS_PER_SOURCE" (list "http" "maxConnectionsPerSource")
+  "TENANTGATE_HTTP_MAX_PENDING_HEADER_BYTES" (list "http" "maxPendingHeaderBytes")
   "TENANTGATE_AUTH_FAILURES_PER_SOURCE_PER_MINUTE" (list "authFailures" "perSourcePerMinute")
   "TENANTGATE_AUTH_FAILURES_PER_MINUTE" (list "authFailures" "perMinute")
 }}
