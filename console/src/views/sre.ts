@@ -214,7 +214,7 @@ function limitedCard(totals: Traffic["totals"] | undefined): HTMLElement {
     return card("card-limited", "429 answers", f.count(totals["429"]), "limits and upstreams together: not told apart per model or upstream");
   }
   return card("card-limited", "Refused by limits (429)", f.count(totals["429_limits"]),
-    `${f.percent(totals.rate_limited_ratio)} of requests · ${f.count(totals["429_upstream"])} upstream 429s apart`);
+    `${f.percent(totals.requests ? totals["429_limits"] / totals.requests : null)} of requests · ${f.count(totals["429_upstream"])} upstream 429s apart`);
 }
 
 function last(values: Nullable): number | null {

@@ -276,7 +276,6 @@ def _totals(timeline: _Timeline, filters: Filters) -> dict[str, Any]:
             row.update({k: int(v) for k, v in _split_429(row["429"], refused_by_tenant.get(tenant, 0.0)).items()})
     parts = _split_429(classes["429"], refused) if split else {LIMITS_429: None, UPSTREAM_429: None}
     requests = sum(classes.values())
-    limited = parts[LIMITS_429]
     return {
         "requests": int(requests),
         **{name: int(value) for name, value in classes.items()},
@@ -284,9 +283,10 @@ def _totals(timeline: _Timeline, filters: Filters) -> dict[str, Any]:
         **{name: None if value is None else int(value) for name, value in parts.items()},
         "upstream_errors": int(upstream_errors),
         # Errors are what the gateway or its upstreams failed at: 5xx. The gateway's refusals are limits doing
-        # their job; an upstream's 429s are counted apart, never as the gateway's limits.
+        # their job; an upstream's 429s are counted apart (above), never as the gateway's limits. The ratio is
+        # of every 429 answered, whoever refused.
         "error_ratio": None if not requests else round(classes["5xx"] / requests, 6),
-        "rate_limited_ratio": None if not requests or limited is None else round(limited / requests, 6),
+        "rate_limited_ratio": None if not requests else round(classes["429"] / requests, 6),
         "tenants": _rows(rows["tenant"], "tenant"),
         "models": _rows(rows["model"], "model"),
         "upstreams": _rows(rows["upstream"], "upstream"),
