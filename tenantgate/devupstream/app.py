@@ -81,6 +81,13 @@ def _query(scope: Scope) -> dict[str, str]:
     return dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
 
 
+def _content_type(scope: Any) -> bytes:
+    for name, value in scope["headers"]:
+        if name == b"content-type":
+            return bytes(value).split(b";", 1)[0].strip().lower()
+    return b""
+
+
 async def _read_json(call: Call) -> dict[str, Any]:
     chunks: list[bytes] = []
     size = 0
@@ -218,7 +225,14 @@ class DevUpstream:
             return objects
         if path in ("/images/edits", "/images/variations"):
             variation, store = path.endswith("variations"), self.images
-            return {"POST": lambda call: images.edits(call, store, variation=variation)}
+
+            async def edit(call: Call) -> None:
+                if not variation and _content_type(call.scope) == b"application/json":
+                    await images.json_edits(call, await _read_json(call))
+                else:
+                    await images.edits(call, store, variation=variation)
+
+            return {"POST": edit}
         if path in ("/audio/transcriptions", "/audio/translations"):
             task = "transcribe" if path.endswith("transcriptions") else "translate"
             return {"POST": lambda call: audio.transcribe(call, task)}

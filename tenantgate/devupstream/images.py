@@ -152,6 +152,23 @@ async def edits(call: Call, store: ImageStore, *, variation: bool) -> None:
     await _priced_generation(call, payload, image_tokens)
 
 
+async def json_edits(call: Call, payload: dict[str, Any]) -> None:
+    """``/images/edits`` with a JSON body (GPT image models): the images named by ``file_id`` or ``image_url``."""
+    model = payload.get("model")
+    if not isinstance(model, str) or not model.startswith("gpt-image"):
+        raise ApiError(400, "A JSON image edit needs a GPT image model.", param="model")
+    images = payload.get("images")
+    if not isinstance(images, list) or not images or not all(isinstance(i, dict) for i in images):
+        raise ApiError(400, "Missing required parameter: 'images'.", code="missing_required_parameter", param="images")
+    prompt = payload.get("prompt")
+    if not isinstance(prompt, str) or not prompt:
+        raise ApiError(400, "Missing required parameter: 'prompt'.", code="missing_required_parameter", param="prompt")
+    n = payload.get("n", 1)
+    if not isinstance(n, int) or not 1 <= n <= 10:
+        raise ApiError(400, f"Invalid 'n': {n}. Expected an integer between 1 and 10.", param="n")
+    await _priced_generation(call, {**payload, "n": n}, 65 + 129 * len(images))
+
+
 async def _priced_generation(call: Call, payload: dict[str, Any], image_tokens: int) -> None:
     """A gpt-image edit: its usage counts the uploaded picture's tokens as input."""
     quality = str(payload.get("quality")) if payload.get("quality") in _OUTPUT_TOKENS else "medium"

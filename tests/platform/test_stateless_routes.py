@@ -87,6 +87,29 @@ def test_image_uploads_keep_to_the_keys_models(gateway: Gateway) -> None:
     assert [e for e in _events(gateway, key["id"]) if e["billable"]] == []
 
 
+def test_a_json_image_edit_is_served_metered_and_names_only_the_callers_files(gateway: Gateway) -> None:
+    """GPT image models take a JSON edit naming images by file id or URL; its file ids are checked like any other."""
+    painter, other = gateway.new_key("painter"), gateway.new_key("other")
+    own = gateway.client(painter["key"]).files.create(file=("cat.png", PNG), purpose="vision")
+    theirs = gateway.client(other["key"]).files.create(file=("dog.png", PNG), purpose="vision")
+
+    def edit(key: str, body: dict[str, object]) -> httpx.Response:
+        return httpx.post(gateway.base_url + "/images/edits", json=body, headers={"Authorization": f"Bearer {key}"})
+
+    body = {"model": "gpt-image-1", "prompt": "a hat", "quality": "low",
+            "images": [{"file_id": own.id}, {"image_url": "https://example.com/cat.png"}]}  # fmt: skip
+    answered = edit(painter["key"], body)
+    assert answered.status_code == 200, answered.text
+    assert answered.json()["usage"]["input_tokens_details"]["image_tokens"] > 0
+    refused = edit(painter["key"], {**body, "images": [{"file_id": theirs.id}]})
+    assert refused.status_code == 404 and refused.json()["error"]["param"] == "images[0].file_id"
+    unnamed = edit(painter["key"], {k: v for k, v in body.items() if k != "model"})
+    assert unnamed.status_code == 400 and unnamed.json()["error"]["param"] == "model"
+    [event] = [e for e in _events(gateway, painter["id"]) if e["endpoint"] == "/v1/images/edits" and e["billable"]]
+    assert event["model"] == "gpt-image-1" and event["usage_source"] == "upstream" and event["unpriced"] is None
+    assert event["image_tokens"] == answered.json()["usage"]["input_tokens_details"]["image_tokens"]
+
+
 def test_input_token_counts_are_answered_and_never_billed(gateway: Gateway) -> None:
     key = gateway.new_key("counter")
     client = gateway.client(key["key"])

@@ -109,7 +109,7 @@ class ProxyRouter:
         took = slots.take(exchange)
         try:
             raw: bytes | None = None
-            if endpoint.body == "json":
+            if endpoint.body == "json" or (endpoint.json_too and _is_json(scope)):
                 raw = await read_body(scope, receive, services.settings.max_request_body_bytes)
                 if not took:
                     await slots.wait(exchange, receive)
@@ -129,7 +129,7 @@ class ProxyRouter:
         if raw is not None:
             payload = parse_json_object(raw)
             named = inspect_body(endpoint.template, raw, payload)
-            model = payload.get("model", endpoint.default_model)
+            model = payload.get("model", None if endpoint.body == "multipart" else endpoint.default_model)
             json_body = JsonBody(raw, payload, model if isinstance(model, str) else "")
             exchange.payload = payload
             exchange.body_size = len(raw)
@@ -233,6 +233,13 @@ def _priced_fields(upload: MultipartUpload) -> dict[str, Any]:
     """What an image upload's form says about its price (size, quality), read like a JSON body's fields; the
     number of images is counted from the answer."""
     return {name: upload.form.fields[name] for name in _IMAGE_OPTIONS if name in upload.form.fields}
+
+
+def _is_json(scope: Scope) -> bool:
+    for name, value in scope["headers"]:
+        if name == b"content-type":
+            return bool(value.split(b";", 1)[0].strip().lower() == b"application/json")
+    return False
 
 
 def _declared_length(scope: Scope) -> int:

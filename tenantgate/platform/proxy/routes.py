@@ -38,6 +38,9 @@ class Route:
     """Streams support ``stream_options.include_usage``."""
     deployment_scoped: bool = False
     """Azure OpenAI addresses it per deployment (``/openai/deployments/{model}/...``)."""
+    json_too: bool = False
+    """A multipart route that also takes a JSON body (``Content-Type: application/json``); that body must name its
+    model (the upstream's default for it may not be the multipart default the gateway would check and meter)."""
     _parts: tuple[str, ...] = field(default=(), compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -98,8 +101,17 @@ CREATE_ROUTES: dict[str, Route] = {
             default_model="dall-e-2",
             deployment_scoped=True,
         ),
-        # Multipart like transcriptions; a form without ``model`` is sent upstream with the default one added.
-        Route("POST", "/v1/images/edits", "image_edit", "multipart", default_model="dall-e-2", deployment_scoped=True),
+        # Multipart like transcriptions; a form without ``model`` is sent upstream with the default one added. GPT
+        # image models also take a JSON body naming the images by file id or URL.
+        Route(
+            "POST",
+            "/v1/images/edits",
+            "image_edit",
+            "multipart",
+            default_model="dall-e-2",
+            deployment_scoped=True,
+            json_too=True,
+        ),
         Route(
             "POST",
             "/v1/images/variations",
