@@ -188,8 +188,8 @@ async def test_a_month_counter_the_store_does_not_hold_is_seeded_never_guessed(s
     assert (await store.admit([budget], "", dry=True)).states[0].retry_ms == SEED
     await store.settle(Settlement(counter_deltas=[(budget, 5, 0)]))  # a late settlement: ignored
     assert (await store.admit([budget], "", dry=True)).states[0].retry_ms == SEED
-    await store.seed(budget, 500_000)
-    await store.seed(budget, 0)  # another process seeding later changes nothing
+    assert await store.seed(budget, 500_000) is True
+    assert await store.seed(budget, 0) is False  # another process seeding later changes nothing, and knows it
     assert (await store.admit([budget], "")).admitted  # 500,000 spent + 400,000 held
     refused = await store.admit([budget], "")
     assert not refused.admitted and refused.states[0].retry_ms == NEVER

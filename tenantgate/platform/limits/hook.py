@@ -47,7 +47,7 @@ from tenantgate.tenants.limits.policy import (
 from tenantgate.tenants.limits.redis import RedisLimitStore
 from tenantgate.tenants.metering.ledger import Ledger as MonthLedger
 from tenantgate.tenants.metering.ledger import MonthTotals
-from tenantgate.wire.resp import RespClient
+from tenantgate.wire.resp import RedisError, RespClient
 
 # Request bodies larger than this (bytes as sent) are tokenised in a thread: tiktoken releases the GIL, and a
 # 100 kB prompt takes ~5 ms, too long to hold the event loop.
@@ -86,6 +86,7 @@ class Limiter:
         ledger: MonthLedger | None = None,
         default_max_output_tokens: int = 16_384,
         max_upload_bytes: int = 32 * 1024 * 1024,
+        reconcile_after: float = 5.0,
         held_by_batches: Callable[[str, str], Awaitable[int]] | None = None,
         known: KnownRefusals | None = None,
     ) -> None:
@@ -95,6 +96,9 @@ class Limiter:
         self.ledger = ledger
         self.default_max_output_tokens = default_max_output_tokens
         self.max_upload_bytes = max_upload_bytes
+        self.reconcile_after = reconcile_after
+        """Seconds after a seed until it is corrected with what other processes had not written yet."""
+        self._reconciling: set[asyncio.Task[None]] = set()
         """What an upload of unknown length (no Content-Length) may be: the most audio it can hold is bounded by it."""
         self._ledger_down_until = 0.0
         # What each admitted request holds until it ends, by exchange (the router's ``finish`` always runs).
@@ -132,6 +136,8 @@ class Limiter:
             ledger=ledger,
             default_max_output_tokens=settings.default_max_output_tokens,
             max_upload_bytes=settings.max_request_body_bytes,
+            # Every process's writer flushes within its interval (a batch at most); a margin for a slow database.
+            reconcile_after=2.0 + 3 * settings.metering_flush_interval_seconds,
             held_by_batches=held_by_batches,
             known=KnownRefusals() if settings.limits_local_refusals else None,
         )
@@ -296,13 +302,14 @@ class Limiter:
         self, tenant_id: str, missing: list[Check], now: float, store: RedisLimitStore | MemoryLimitStore
     ) -> bool:
         """Set missing month counters to the ledger's totals of this month; False if the ledger cannot be read."""
+        seeded_at = time.time()
         if self.ledger is None:
             totals = MonthTotals(0, 0)
         elif time.monotonic() < self._ledger_down_until:
             return False
         else:
             try:
-                totals = await self.ledger.month_totals(tenant_id, month_start(now))
+                totals = await self.ledger.month_totals(tenant_id, month_start(now))  # all of it occurred before now
             except Exception as exc:
                 self._ledger_down_until = time.monotonic() + _LEDGER_RETRY_SECONDS
                 log.error("limits: the month's usage could not be read to seed a quota (%s)", type(exc).__name__)
@@ -312,6 +319,7 @@ class Limiter:
                 value = 0
             else:
                 value = totals.tokens if check.name == "monthly_tokens" else totals.cost_nusd
+            ledgered = value
             if self.held_by_batches is not None:
                 try:
                     value += await self.held_by_batches(tenant_id, check.key)
@@ -319,8 +327,39 @@ class Limiter:
                     self._ledger_down_until = time.monotonic() + _LEDGER_RETRY_SECONDS
                     log.error("limits: what batches hold could not be read to seed a counter (%s)", type(exc).__name__)
                     return False
-            await self.store.seed(check, value, store)
+            if await _seed_counter(check, value, store) and self.ledger is not None and check.name != "batch_queue":
+                self._reconcile_later(tenant_id, check, seeded_at, ledgered, store)
         return True
+
+    def _reconcile_later(
+        self, tenant_id: str, check: Check, seeded_at: float, ledgered: int, store: RedisLimitStore | MemoryLimitStore
+    ) -> None:
+        """Correct a counter this process seeded once the other processes have written what they had spooled when it
+        was seeded (their writers flush every ``metering_flush_interval_seconds``): usage admitted before the seed
+        that the seed could not see (the counter that held it was lost) is added then."""
+        task = asyncio.get_running_loop().create_task(self._reconcile(tenant_id, check, seeded_at, ledgered, store))
+        self._reconciling.add(task)
+        task.add_done_callback(self._reconciling.discard)
+
+    async def _reconcile(
+        self, tenant_id: str, check: Check, seeded_at: float, ledgered: int, store: RedisLimitStore | MemoryLimitStore
+    ) -> None:
+        await asyncio.sleep(self.reconcile_after)
+        assert self.ledger is not None
+        try:
+            totals = await self.ledger.month_totals(tenant_id, month_start(seeded_at), before=seeded_at)
+        except Exception as exc:
+            log.error(
+                "limits: the month's usage could not be read to correct a seeded counter (%s)", type(exc).__name__
+            )
+            return
+        # What happened before the seed, as the ledger knows it now, beyond what the seed counted; only ever added. A
+        # request running at the seed settles its cost less the reservation the lost counter held on top: it ends
+        # up counted short by that reservation less its cost (docs/limits.md).
+        missed = (totals.tokens if check.name == "monthly_tokens" else totals.cost_nusd) - ledgered
+        if missed > 0:
+            log.warning("limits: %s of tenant %s was seeded %d short; corrected", check.name, tenant_id, missed)
+            self.store.settle_soon(Settlement(counter_deltas=[(check, missed, 0)]), store)
 
     async def settle(self, exchange: Exchange) -> None:
         self._close_out(exchange)
@@ -376,6 +415,8 @@ class Limiter:
         return verdict
 
     async def close(self) -> None:
+        for task in list(self._reconciling):
+            task.cancel()
         await self.store.close()
 
 
@@ -385,6 +426,16 @@ def _nano_usd(cost: Decimal | None, rounding: str) -> int:
     if not isinstance(cost, Decimal) or cost <= 0:
         return 0
     return int((cost * NANO_USD).to_integral_value(rounding=rounding))
+
+
+async def _seed_counter(check: Check, value: int, store: RedisLimitStore | MemoryLimitStore) -> bool:
+    """Seed ``check`` in ``store``; True if this call set it (not another process first, and Redis answered)."""
+    if isinstance(store, MemoryLimitStore):
+        return store.seed_now(check, value)
+    try:
+        return await store.seed(check, value)
+    except (RedisError, OSError, TimeoutError):
+        return False  # the next call to Redis finds it failing, as the guard does for any other call
 
 
 def _has(checks: list[Check], name: str) -> bool:

@@ -81,15 +81,18 @@ class MemoryLimitStore:
             states.append(CheckState(check, used, reset, retry, reserved))
         return Verdict(admitted, now, states)
 
-    async def seed(self, check: Check, value: int) -> None:
-        self.seed_now(check, value)
+    async def seed(self, check: Check, value: int) -> bool:
+        return self.seed_now(check, value)
 
-    def seed_now(self, check: Check, value: int) -> None:
-        """Set a month counter this store did not hold to the ledger's total (kept if it holds one meanwhile)."""
+    def seed_now(self, check: Check, value: int) -> bool:
+        """Set a month counter this store did not hold to the ledger's total (kept if it holds one meanwhile); True
+        if this call set it."""
         now = int(self.clock())
         counter = self._counters.get(check.key)
         if counter is None or counter.expires <= now:
             self._counters[check.key] = _Counter(max(0, value), 0, now + check.period_ms)
+            return True
+        return False
 
     def _look(self, check: Check, now: int) -> tuple[int, int, int]:
         """(used, reset_ms, retry_ms) as the Lua script computes them."""

@@ -311,12 +311,14 @@ class RedisLimitStore:
             )
         )
 
-    async def seed(self, check: Check, value: int) -> None:
-        """Set a month counter the store did not hold to the ledger's total, unless another process did first."""
+    async def seed(self, check: Check, value: int) -> bool:
+        """Set a month counter the store did not hold to the ledger's total, unless another process did first;
+        True if this call set it."""
         key, reserved = check.storage_keys
         period = max(1, check.period_ms)
-        await self.client.execute("SET", key, value, "NX", "PX", period)
+        landed = await self.client.execute("SET", key, value, "NX", "PX", period)
         await self.client.execute("SET", reserved, 0, "NX", "PX", period)
+        return landed is not None
 
     async def settle(self, settlement: Settlement) -> None:
         future = self.settle_nowait(settlement)
