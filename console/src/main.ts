@@ -98,6 +98,8 @@ async function signInPage(notice?: string): Promise<void> {
     h("section", { class: "panel sign-in", id: "sign-in", "aria-labelledby": "sign-in-title" },
       h("h1", { id: "sign-in-title" }, "Sign in to the console"),
       notice ? h("p", { class: "warn" }, notice) : null,
+      // Known before trying: a page that is not a secure context cannot keep the Secure session cookie.
+      window.isSecureContext ? null : h("p", { class: "error", id: "insecure-origin" }, COOKIE_REFUSED),
       problem ? h("p", { class: "error", role: "alert", id: "sign-in-problem" }, problem) : null,
       oidc ? h("p", {}, h("a", { class: "button", id: "sso", href: "/console/oidc/login" }, "Sign in with single sign-on")) : null,
       form("sign-in-form", "Sign in with a token", [field("Admin, billing or tenant token", token)], "Sign in", async (data) => {
@@ -110,6 +112,8 @@ async function signInPage(notice?: string): Promise<void> {
   token.focus();
 }
 
+const COOKIE_REFUSED = `The console needs HTTPS, or http://localhost / 127.0.0.1: the browser refused the secure session cookie (this page is ${location.origin}).`;
+
 /**
  * The gateway accepted the token, so a session without a cookie means the browser would not keep it: the cookie
  * is `Secure` (`__Host-`), which browsers refuse over plain HTTP except on localhost. Said, not left to a
@@ -120,7 +124,7 @@ async function confirmSession(): Promise<void> {
     await get<Session>("/console/api/session");
   } catch (error) {
     if (error instanceof ApiError && error.status === 401) {
-      throw new Error(`The console needs HTTPS, or http://localhost / 127.0.0.1: the browser refused the secure session cookie (this page is ${location.origin}).`);
+      throw new Error(COOKIE_REFUSED);
     }
     throw error;
   }

@@ -129,6 +129,7 @@ def test_sre_view_charts_traffic_with_429s_apart_from_errors(console_gateway: Ga
     assert response is not None
     assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
     assert "'unsafe-inline'" not in response.headers["content-security-policy"]
+    expect(page.locator("#insecure-origin")).to_have_count(0)  # http://127.0.0.1 is a secure context
     page.fill("#token", "tga-not-a-token")
     page.click("#sign-in-form button[type=submit]")
     expect(page.locator("#sign-in-form-error")).to_have_text("Invalid admin token.")
@@ -513,6 +514,7 @@ def test_signing_in_over_plain_http_on_a_lan_address_says_why_it_cannot_work(
         watched = Watched(lan, f"http://gateway.lan.test:{port}")
         page = watched.page
         page.goto(watched.url + "/console")
+        expect(page.locator("#insecure-origin")).to_contain_text("The console needs HTTPS")  # said before trying
         page.fill("#token", ADMIN_TOKEN)
         page.click("#sign-in-form button[type=submit]")
         problem = page.locator("#sign-in-form-error")
