@@ -50,7 +50,7 @@ from tenantgate.tenants.objects import ObjectOwnership, Owner
 from tenantgate.tenants.repository import principal_for_key_hash, tenant_upstream_keys
 from tenantgate.tenants.secrets import SecretBox
 from tenantgate.tenants.vector_store_usage import VectorStoreUsageLog
-from tenantgate.wire.resp import RespClient
+from tenantgate.wire.resp import RedisError, RedisRefused, RespClient
 
 log = logging.getLogger("tenantgate")
 
@@ -351,6 +351,7 @@ class Runtime:
         return None
 
     async def start(self) -> None:
+        await self._check_redis_at_start()
         await self.http.start()
         await self.ownership.start()
         await self.invalidation.start()
@@ -380,13 +381,31 @@ class Runtime:
         """From now on /readyz answers 503 (in-flight and new requests are still served)."""
         self.shutting_down = True
 
+    async def _check_redis_at_start(self) -> None:
+        """Refuse to start on a Redis the limiter cannot write to (a replica, a Sentinel, a Cluster node): every
+        limit check would fail and fall back to per-process memory while /readyz said all is well. A Redis that
+        cannot be reached is no reason not to start (limits fail open or closed until it answers)."""
+        if self.redis is None:
+            return
+        try:
+            await self.redis.check()
+        except RedisRefused as exc:
+            log.critical("TENANTGATE_REDIS_URL: %s", exc)
+            raise RedisRefused(f"TENANTGATE_REDIS_URL: {exc}") from None
+        except (RedisError, OSError, TimeoutError) as exc:
+            log.warning("Redis cannot be reached at start (%s); the limiter falls back until it answers", exc)
+
     async def check_redis(self, limit_seconds: float = 2.0) -> bool | None:
-        """None when no Redis is configured."""
+        """None when no Redis is configured; False when it cannot be reached or cannot take writes (a replica
+        after a failover, a Cluster node): for /readyz, the dependency gauge and the console's dependency card."""
         if self.redis is None:
             return None
         try:
             async with asyncio.timeout(limit_seconds):
-                await self.redis.execute("PING")
+                await self.redis.check()
+        except RedisRefused as exc:
+            log.warning("redis readiness check failed: %s", exc)
+            return False
         except Exception as exc:
             log.warning("redis readiness check failed: %s", type(exc).__name__)
             return False

@@ -33,11 +33,19 @@ from tenantgate.wire.respcodec import (
     RedisStalled,
     ResponseError,
     Script,
+    WrongServerError,
     bulk,
     encode,
     parse,
 )
-from tenantgate.wire.respendpoint import Endpoint, handshake_calls, open_protocol
+from tenantgate.wire.respendpoint import (
+    SERVER_CHECK,
+    Endpoint,
+    RedisRefused,
+    handshake_calls,
+    open_protocol,
+    server_refusal,
+)
 from tenantgate.wire.respsub import Subscription
 
 __all__ = [
@@ -47,11 +55,13 @@ __all__ = [
     "NoScriptError",
     "RedisConnectionError",
     "RedisError",
+    "RedisRefused",
     "RedisStalled",
     "RespClient",
     "ResponseError",
     "Script",
     "Subscription",
+    "WrongServerError",
     "bulk",
     "encode",
 ]
@@ -148,11 +158,15 @@ class _Connection(asyncio.Protocol):
             while position < len(buffer):
                 value, position = parse(buffer, position)
                 future = waiting.popleft()
-                if future.done():
-                    continue  # its caller stopped waiting (timeout, cancellation)
                 if isinstance(value, Exception):
-                    future.set_exception(value)
-                else:
+                    if not future.done():  # else its caller stopped waiting (timeout, cancellation)
+                        future.set_exception(value)
+                    if type(value) is WrongServerError:
+                        # A replica or a Cluster node: fail the rest with it; the next call reconnects and checks
+                        # the server (respendpoint.server_refusal) before anything else is sent.
+                        self.abort(value)
+                        return
+                elif not future.done():
                     future.set_result(value)
         except Incomplete:
             pass
@@ -317,6 +331,37 @@ class RespClient:
             future: asyncio.Future[Any] = loop.create_future()
             connection.send(encode(call), future)
             await future
+        await self._check_server(connection)
+
+    async def _check_server(self, connection: _Connection) -> None:
+        """Raise ``RedisRefused`` unless the server is a standalone master (see ``server_refusal``)."""
+        loop = connection.loop
+        futures: list[asyncio.Future[Any]] = []
+        for call in SERVER_CHECK:
+            futures.append(loop.create_future())
+            connection.send(encode(call), futures[-1])
+        replies = await asyncio.gather(*futures, return_exceptions=True)
+        for reply in replies:
+            if isinstance(reply, BaseException) and not isinstance(reply, ResponseError):
+                raise reply  # the connection broke; an error reply (NOPERM...) only leaves the question open
+        refusal = server_refusal(self.endpoint, *replies)
+        if refusal is not None:
+            raise RedisRefused(refusal)
+
+    async def check(self) -> None:
+        """Raise unless Redis answers as a server this client can use: ``RedisConnectionError`` when it cannot be
+        reached, ``RedisRefused`` (a subclass) when it is a replica, a Sentinel or a Cluster node - then the
+        connection is dropped, so calls reconnect and check again. For readiness and for the start of a process:
+        a failover can turn the server behind a connection into a replica without closing the connection."""
+        connection = self._connection
+        if connection is None or connection.closed:
+            await self._connect()  # a new connection is checked before anything else is sent on it
+            return
+        try:
+            await self._check_server(connection)
+        except RedisRefused as exc:
+            connection.abort(exc)
+            raise
 
     def subscribe(self, *channels: str) -> Subscription:
         """``async with client.subscribe(channel) as subscription``: see ``Subscription``."""

@@ -28,6 +28,25 @@ class NoScriptError(ResponseError):
     """EVALSHA of a script the server does not hold (it is loaded and called again)."""
 
 
+class WrongServerError(ResponseError):
+    """The server cannot take this client's commands: a read-only replica (READONLY: a failover demoted it), a
+    replica cut off from its master (MASTERDOWN), or a Redis Cluster node (MOVED, ASK, CLUSTERDOWN). The connection
+    that got it is dropped, so the next call reconnects and checks the server again."""
+
+
+_WRONG_SERVER = frozenset({"READONLY", "MASTERDOWN", "MOVED", "ASK", "CLUSTERDOWN"})
+
+
+def _reply_error(message: str) -> ResponseError:
+    code = message.split(" ", 1)[0]
+    if code == "NOSCRIPT":
+        return NoScriptError(message)
+    # A write inside a script on a replica: Redis 7 answers READONLY, older ones wrap it in a script error.
+    if code in _WRONG_SERVER or "-READONLY " in message:
+        return WrongServerError(message)
+    return ResponseError(message)
+
+
 class RedisStalled(TimeoutError):
     """Redis stayed silent for the whole stall timeout while answers were owed."""
 
@@ -111,6 +130,5 @@ def parse(buffer: bytearray, position: int) -> tuple[Any, int]:
     if kind == 43:  # '+' simple string
         return body.decode(), after
     if kind == 45:  # '-' error
-        message = body.decode(errors="replace")
-        return (NoScriptError if message.startswith("NOSCRIPT") else ResponseError)(message), after
+        return _reply_error(body.decode(errors="replace")), after
     raise RedisConnectionError(f"unexpected reply type {chr(kind)!r} from Redis")

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from tenantgate.wire.respcodec import Arg
+from tenantgate.wire.respcodec import Arg, RedisConnectionError
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,3 +104,41 @@ def handshake_calls(endpoint: Endpoint, *, select_db: bool = True) -> list[tuple
     if endpoint.db and select_db:
         calls.append(("SELECT", endpoint.db))
     return calls
+
+
+class RedisRefused(RedisConnectionError):
+    """The server answers but is not one this client can use (the message says what it is and what to do)."""
+
+
+SERVER_CHECK: tuple[tuple[Arg, ...], ...] = (("ROLE",), ("INFO", "cluster"))
+"""Sent after the first commands of every connection, and by readiness checks."""
+
+
+def server_refusal(endpoint: Endpoint, role: object, cluster_info: object) -> str | None:
+    """Why the server that answered ``SERVER_CHECK`` with ``role`` and ``cluster_info`` cannot be used, or None.
+
+    Writes on a replica fail (READONLY), so limits would silently fall back to per-process memory; a Cluster node
+    answers MOVED for keys on other nodes, which this client does not follow. A reply that is an error (an ACL
+    without ROLE or INFO, a managed Redis that renamed them) proves nothing either way: the server is not refused
+    for it, and the replies to later commands still are checked."""
+    where = endpoint.unix_path or f"{endpoint.host}:{endpoint.port}"
+    if isinstance(role, list) and role and isinstance(role[0], bytes):
+        kind = role[0].decode(errors="replace")
+        if kind in ("slave", "replica"):
+            master = f"{_text(role[1])}:{role[2]}" if len(role) >= 3 else "its master"
+            return (
+                f"Redis at {where} is a read-only replica (ROLE: replica of {master}), so every limit check would "
+                "fail: give the address of the current master, or of a proxy that follows Sentinel's failovers"
+            )
+        if kind == "sentinel":
+            return f"Redis at {where} is a Sentinel, not a Redis: give the address of the current master"
+    if isinstance(cluster_info, bytes) and b"cluster_enabled:1" in cluster_info:
+        return (
+            f"Redis at {where} is a Redis Cluster node (cluster_enabled:1), which is not supported: "
+            "give the address of a single Redis (redis://host:port)"
+        )
+    return None
+
+
+def _text(value: object) -> str:
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)

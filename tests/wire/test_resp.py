@@ -181,8 +181,20 @@ async def _serve(handler) -> tuple[asyncio.Server, str]:  # type: ignore[no-unty
     return server, f"redis://127.0.0.1:{port}"
 
 
+_INFO_CLUSTER = b"# Cluster\r\ncluster_enabled:0\r\n"
+_AS_MASTER = b"*3\r\n$6\r\nmaster\r\n:0\r\n*0\r\n" + b"$%d\r\n%b\r\n" % (len(_INFO_CLUSTER), _INFO_CLUSTER)
+
+
+async def _answer_as_a_master(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """What a standalone master answers to the check each new connection starts with (ROLE, INFO cluster)."""
+    await reader.readuntil(b"cluster\r\n")
+    writer.write(_AS_MASTER)
+    await writer.drain()
+
+
 async def test_a_silent_redis_fails_the_waiting_calls_after_the_stall_timeout() -> None:
     async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _answer_as_a_master(reader, writer)
         await reader.read(1 << 16)
         await asyncio.sleep(5)
         writer.close()
@@ -203,6 +215,7 @@ async def test_a_slow_but_answering_redis_is_not_a_stall() -> None:
     """Answers trickling in (as when many requests queue on one connection) keep every caller waiting."""
 
     async def trickle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _answer_as_a_master(reader, writer)
         owed = 0
         while owed < 6:
             owed += (await reader.read(1 << 16)).count(b"PING")

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from tenantgate.tenants.limits.checks import Check, Settlement, Verdict
 from tenantgate.tenants.limits.memory import MemoryLimitStore
 from tenantgate.tenants.limits.redis import RedisLimitStore
-from tenantgate.wire.resp import RedisError
+from tenantgate.wire.resp import RedisError, RedisRefused
 
 log = logging.getLogger("tenantgate.limits")
 _ERRORS = (RedisError, OSError, TimeoutError)
@@ -108,7 +108,9 @@ class GuardedStore:
         if not self._down:
             self._down = True
             mode = "per-process memory limits (fail open)" if self.fail_open else "refusing requests (fail closed)"
-            log.error("rate limiter: Redis failed (%s); %s until it answers again", type(exc).__name__, mode)
+            # A refused server (a replica after a failover, a Cluster node) says what it is; other errors, their kind.
+            reason = str(exc) if isinstance(exc, RedisRefused) else type(exc).__name__
+            log.error("rate limiter: Redis failed (%s); %s until it answers again", reason, mode)
 
     def settle_soon(self, settlement: Settlement, store: RedisLimitStore | MemoryLimitStore) -> None:
         """Apply a settlement without making anyone wait: at once in memory, in the background in Redis.
