@@ -64,7 +64,10 @@ class FileRoom:
     ) -> tuple[Hold | None, Used]:
         """One more file of at least ``least`` and at most ``most`` bytes: a hold of as many bytes as there is room
         for (up to ``most``), or None when the count is reached or less than ``least`` bytes are left. ``excluding``
-        names an open upload the hold replaces (its complete), so it is not counted twice."""
+        names an open upload the hold replaces (its complete), so it is not counted twice. Sizes come from callers
+        (a Content-Length, an upload's ``bytes``): a negative one counts as 0, so no hold can give room away."""
+        least = max(0, least)
+        most = max(least, most)
         async with self._sessions() as session, session.begin():
             if session.get_bind().dialect.name == "postgresql":
                 key = f"tenantgate.file_room:{tenant_id}"

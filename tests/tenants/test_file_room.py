@@ -102,8 +102,9 @@ async def test_a_hold_never_released_stops_counting(database_url: str) -> None:
     await engine.dispose()
 
 
+_sizes = st.integers(min_value=-(2**63), max_value=2**63 - 1)
 _asks = st.lists(
-    st.tuples(st.integers(min_value=0, max_value=2**63 - 1), st.integers(min_value=0, max_value=2**63 - 1)),
+    st.tuples(_sizes, _sizes),
     min_size=1,
     max_size=8,
 )
@@ -127,10 +128,11 @@ async def test_whatever_is_asked_the_holds_stay_within_the_limits(
     holds = [hold for hold, _ in results if hold is not None]
     try:
         assert len(holds) <= count
+        assert all(hold.bytes >= 0 for hold in holds)  # a negative hold would give room to the others
         assert sum(hold.bytes for hold in holds) <= limit
         for (a, b), (hold, _) in zip(asks, results, strict=True):
             if hold is not None:
-                assert min(a, b) <= hold.bytes <= max(a, b)
+                assert max(0, min(a, b)) <= hold.bytes <= max(0, a, b)
     finally:
         for hold in holds:
             await first.release(hold)
