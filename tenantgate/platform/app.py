@@ -109,6 +109,7 @@ def create_app(settings: Settings | None = None) -> GatewayApp:
         summary="Multi-tenant gateway for OpenAI-compatible APIs",
         lifespan=lifespan,
         docs_url=None,  # console_apidocs serves /docs with Swagger UI's files from the package, not a CDN
+        redoc_url=None,  # ReDoc would load from a CDN: /docs (offline) is the one API page
     )
     # What the FastAPI surface may use, one component each (platform/deps.py); routes never see the whole runtime.
     for name in COMPONENTS:

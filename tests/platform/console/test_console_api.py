@@ -301,3 +301,5 @@ def test_api_docs_load_swagger_ui_from_the_gateway_not_a_cdn(console_gateway: Ga
         asset = httpx.get(f"{console_gateway.url}/console/assets/{path}")
         assert asset.status_code == 200 and asset.headers["content-type"].startswith(kind)
         assert b"sourceMappingURL" not in asset.content  # no map is shipped, so none is asked for
+    # ReDoc, FastAPI's other page, would load from a CDN: not served.
+    assert httpx.get(console_gateway.url + "/redoc").status_code == 404
