@@ -15,7 +15,7 @@ upstream answered and the index has the file, or once the request failed. Parall
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from starlette.types import Message, Receive, Scope, Send
 
@@ -214,12 +214,20 @@ async def _complete(
     # one hold in its place, so an upload opened before a limit was lowered cannot complete over it.
     upload_id = params["upload_id"]
     row = await services.objects.get(exchange.ctx.principal.tenant_id, upload_id)
-    declared = row.bytes if row is not None and row.bytes is not None else 0
+    declared = _declared_bytes(row.bytes, row.snapshot) if row is not None else 0
     held = _Held(services, await _hold(services, exchange, least=declared, most=declared, excluding=upload_id), send)
     try:
         await forward_object(services, exchange, route, params, upstream, keys, scope, receive, held.send, body=raw)
     finally:
         await held.release()
+
+
+def _declared_bytes(stored: int | None, snapshot: dict[str, Any] | None) -> int:
+    """An open upload's bytes: as indexed, or (a row indexed before its bytes were kept) as the upstream showed it."""
+    if stored is not None:
+        return stored
+    shown = (snapshot or {}).get("bytes")
+    return shown if isinstance(shown, int) and not isinstance(shown, bool) and shown >= 0 else 0
 
 
 async def _pass(

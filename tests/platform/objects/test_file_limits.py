@@ -12,7 +12,10 @@ from urllib.parse import urlsplit
 
 import openai
 import pytest
+from sqlalchemy import update
 
+from tenantgate.database import create_engine, create_sessionmaker
+from tenantgate.tenants.models import TenantObject
 from tests.support.gateway import Gateway
 
 
@@ -123,3 +126,28 @@ def test_an_upload_the_client_abandons_gives_its_room_back(objects_gateway: Call
             assert time.monotonic() < deadline, "the abandoned upload's room was never given back"
             time.sleep(0.2)
     assert _me(gateway, key)["bytes"] == 1000
+
+
+def test_an_upload_indexed_before_its_bytes_were_kept_is_checked_at_complete(
+    objects_gateway: Callable[..., Gateway],
+) -> None:
+    roomy = objects_gateway(files_max_count=10, files_max_storage_bytes=1000)
+    key = roomy.new_key("legacy")["key"]
+    client = roomy.client(key)
+    client.files.create(file=("a.txt", io.BytesIO(b"x" * 600)), purpose="assistants")
+    upload = client.uploads.create(bytes=390, filename="u.txt", mime_type="text/plain", purpose="assistants")
+    part = client.uploads.parts.create(upload_id=upload.id, data=b"y" * 390)
+    asyncio.run(_forget_bytes(roomy.settings.database_url, upload.id))
+
+    lowered = objects_gateway(files_max_count=10, files_max_storage_bytes=800).client(key)
+    with pytest.raises(openai.BadRequestError) as over:
+        lowered.uploads.complete(upload_id=upload.id, part_ids=[part.id])
+    assert over.value.code == "object_limit_exceeded"
+
+
+async def _forget_bytes(database_url: str, upload_id: str) -> None:
+    """The row as an earlier gateway indexed it: the upload's bytes only in its snapshot."""
+    engine = create_engine(database_url)
+    async with create_sessionmaker(engine)() as session, session.begin():
+        await session.execute(update(TenantObject).where(TenantObject.id == upload_id).values(bytes=None))
+    await engine.dispose()
