@@ -251,6 +251,14 @@ async def _claims(request: Request, code: str, flow: dict[str, Any]) -> dict[str
 _RANK = {AdminRole.ADMIN: 0, AdminRole.BILLING: 1, AdminRole.TENANT: 2}
 
 
+def _subject(claims: dict[str, Any]) -> str:
+    """Who the audit log names. An address the provider has not verified is whatever the user typed into their
+    profile (anyone's address), so it names nobody: then the username, or the provider's own subject id."""
+    verified = claims.get("email_verified")
+    email = claims.get("email") if verified is True or verified == "true" else None
+    return str(email or claims.get("preferred_username") or claims["sub"])
+
+
 async def _identity(request: Request, claims: dict[str, Any]) -> tuple[AdminIdentity, str]:
     settings = settings_of(request)
     groups = claims.get(settings.console_oidc_groups_claim) or []
@@ -265,7 +273,7 @@ async def _identity(request: Request, claims: dict[str, Any]) -> tuple[AdminIden
             granted.append((AdminRole.TENANT, role.removeprefix("tenant:")))
         else:
             granted.append((AdminRole(role), None))
-    subject = str(claims.get("email") or claims.get("preferred_username") or claims["sub"])
+    subject = _subject(claims)
     if not granted:
         raise SignInRefused(f"{subject} is in no group that may use this console.")
     role, tenant_id = min(granted, key=lambda grant: (_RANK[grant[0]], grant[1] or ""))

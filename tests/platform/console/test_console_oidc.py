@@ -23,9 +23,20 @@ from tests.support.server import ServedApp
 pytestmark = pytest.mark.slow  # starts processes or a browser: `-m 'not slow'` skips it for a quick loop
 
 USERS = (
-    User(sub="ada", claims={"email": "ada@example.com", "groups": ["staff", "sre"]}),
-    User(sub="fin", claims={"email": "fin@example.com", "groups": ["finance"]}),
-    User(sub="eve", claims={"email": "eve@example.com", "groups": ["visitors"]}),
+    User(sub="ada", claims={"email": "ada@example.com", "email_verified": True, "groups": ["staff", "sre"]}),
+    User(sub="fin", claims={"email": "fin@example.com", "email_verified": True, "groups": ["finance"]}),
+    User(sub="eve", claims={"email": "eve@example.com", "email_verified": True, "groups": ["visitors"]}),
+    # Addresses nobody verified: one claims ada's, one has no username either.
+    User(
+        sub="mal",
+        claims={
+            "email": "ada@example.com",
+            "email_verified": False,
+            "preferred_username": "mallory",
+            "groups": ["sre"],
+        },
+    ),
+    User(sub="nov", claims={"email": "ada@example.com", "groups": ["sre"]}),
 )
 
 
@@ -83,6 +94,24 @@ def test_single_sign_on_maps_groups_to_roles(sso: tuple[Gateway, str], browser: 
     expect(finance.locator("#who")).to_have_text("fin@example.com (billing)")
     assert "Tenants" not in finance.locator("nav").inner_text()
     finance.context.close()
+
+
+def test_an_unverified_email_never_names_the_user(sso: tuple[Gateway, str], browser: Browser) -> None:
+    gateway, _ = sso
+    page = _sign_in(browser, gateway, "mal")
+    expect(page.locator("#who")).to_have_text("mallory (admin)")  # not ada@example.com, whose address it claims
+    page.click("nav a[href='#/tenants']")
+    page.fill("#tenant-create input[name=name]", "made by mallory")
+    page.click("#tenant-create button[type=submit]")
+    expect(page.locator("#tenant-heading")).to_have_text("Tenant made by mallory")
+    page.click("nav a[href='#/audit']")
+    entry = page.locator("#audit-list tbody tr").filter(has_text="made by mallory")
+    expect(entry).to_contain_text("oidc:mallory (admin)")
+    page.context.close()
+
+    unverified = _sign_in(browser, gateway, "nov")  # no email_verified claim at all: not verified
+    expect(unverified.locator("#who")).to_have_text("nov (admin)")
+    unverified.context.close()
 
 
 def test_a_user_in_no_mapped_group_is_refused(sso: tuple[Gateway, str], browser: Browser) -> None:
