@@ -347,15 +347,14 @@ class Limiter:
         await asyncio.sleep(self.reconcile_after)
         assert self.ledger is not None
         try:
-            totals = await self.ledger.month_totals(tenant_id, month_start(seeded_at), before=seeded_at)
+            totals = await self.ledger.month_totals(tenant_id, month_start(seeded_at), settled_before=seeded_at)
         except Exception as exc:
             log.error(
                 "limits: the month's usage could not be read to correct a seeded counter (%s)", type(exc).__name__
             )
             return
-        # What happened before the seed, as the ledger knows it now, beyond what the seed counted; only ever added. A
-        # request running at the seed settles its cost less the reservation the lost counter held on top: it ends
-        # up counted short by that reservation less its cost (docs/limits.md).
+        # What ended before the seed, as the ledger knows it now, beyond what the seed counted; only ever added.
+        # Requests still running at the seed are left out: they settle against the new counter (docs/limits.md).
         missed = (totals.tokens if check.name == "monthly_tokens" else totals.cost_nusd) - ledgered
         if missed > 0:
             log.warning("limits: %s of tenant %s was seeded %d short; corrected", check.name, tenant_id, missed)

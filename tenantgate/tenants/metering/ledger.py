@@ -7,7 +7,7 @@ seeded from here, so a restart or a flush never forgets what a tenant used and s
 The total is the stored usage (the day rollups, which hold exactly the billable events written) plus this process's
 spooled events that are not in the database yet (so nothing is admitted twice because the writer is behind).
 Events other nodes have spooled but not yet written (normally under a second's worth) are not visible here; a
-seed is corrected once they are (``before``: the totals of what happened before the seed, read again later).
+seed is corrected once they are (``settled_before``: the totals of what ended before the seed, read again later).
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ from tenantgate.tenants.metering.writer import price_event
 
 _DAY = 86400
 _MINUTE = 60
+_LONGEST = 3600
+"""Requests running longer than this when a counter is seeded are not told apart from finished ones (counted twice)."""
 _COSTS = COST_PARTS
 _SCAN_LIMIT = 256 * 1024 * 1024
 """Most unwritten spool bytes read for one seed (a long database outage can leave more; those are not counted)."""
@@ -47,18 +49,21 @@ class Ledger:
         self._spool = spool
         self._prices = prices
 
-    async def month_totals(self, tenant_id: str, month_start: float, before: float | None = None) -> MonthTotals:
-        """The month's totals so far; ``before``: only of the events that occurred before that moment (whole days
-        and minutes from the rollups, the rest of its minute from the events)."""
-        pending = await asyncio.to_thread(self._spooled, tenant_id, month_start, before)
+    async def month_totals(
+        self, tenant_id: str, month_start: float, settled_before: float | None = None
+    ) -> MonthTotals:
+        """The month's totals so far; ``settled_before``: only of the events that occurred and ended before that
+        moment (requests still running then are left out; see ``_events``)."""
+        pending = await asyncio.to_thread(self._spooled, tenant_id, month_start, settled_before)
         async with self._sessions() as session:
-            if before is None:
+            if settled_before is None:
                 stored_totals = await self._rollups(session, tenant_id, _DAY, month_start, None)
             else:
-                day, minute = int(before) // _DAY * _DAY, int(before) // _MINUTE * _MINUTE
+                moment = settled_before
+                day, minute = int(moment) // _DAY * _DAY, int(moment) // _MINUTE * _MINUTE
                 days = await self._rollups(session, tenant_id, _DAY, month_start, day)
                 minutes = await self._rollups(session, tenant_id, _MINUTE, max(month_start, day), minute)
-                rest = await self._events(session, tenant_id, max(month_start, minute), before)
+                rest = await self._events(session, tenant_id, max(month_start, moment - _LONGEST), minute, moment)
                 stored_totals = (days[0] + minutes[0] + rest[0], days[1] + minutes[1] + rest[1])
             stored: set[str] = set()
             if pending:
@@ -90,28 +95,32 @@ class Ledger:
         return int(row[0]), int(row[1])
 
     @staticmethod
-    async def _events(session: AsyncSession, tenant_id: str, start: float, end: float) -> tuple[int, int]:
-        """Tokens and cost of the tenant's billable events that occurred in ``[start, end)``."""
+    async def _events(
+        session: AsyncSession, tenant_id: str, start: float, minute: int, moment: float
+    ) -> tuple[int, int]:
+        """What the rollups before ``minute`` leave to correct for ``moment``: plus the events of ``[minute,
+        moment)`` that ended before it, minus the events the rollups count that had not ended by then (requests
+        running at ``moment``; only those that started after ``start``). An event ends ``latency_ms`` after it
+        occurred (a batch line or a background response's settlement, without one, when it occurred)."""
         E = UsageEventRow
         cost = sum((getattr(E, name) for name in COST_PARTS[1:]), E.cost_input_nusd)
-        statement = select(
-            func.coalesce(func.sum(E.input_tokens + E.output_tokens), 0), func.coalesce(func.sum(cost), 0)
+        statement = select(E.occurred_at, E.latency_ms, E.input_tokens + E.output_tokens, cost).where(
+            E.tenant_id == tenant_id,
+            E.billable.is_(True),
+            E.occurred_at >= datetime.fromtimestamp(start, UTC),
+            E.occurred_at < datetime.fromtimestamp(moment, UTC),
         )
-        row = (
-            await session.execute(
-                statement.where(
-                    E.tenant_id == tenant_id,
-                    E.billable.is_(True),
-                    E.occurred_at >= datetime.fromtimestamp(start, UTC),
-                    E.occurred_at < datetime.fromtimestamp(end, UTC),
-                )
-            )
-        ).one()
-        return int(row[0]), int(row[1])
+        tokens = nanos = 0
+        for occurred, latency, used, spent in (await session.execute(statement)).all():
+            at = (occurred if occurred.tzinfo else occurred.replace(tzinfo=UTC)).timestamp()
+            ended = at + (latency or 0) / 1000 < moment
+            sign = (1 if ended else 0) if at >= minute else (0 if ended else -1)
+            tokens, nanos = tokens + sign * int(used or 0), nanos + sign * int(spent or 0)
+        return tokens, nanos
 
     def _spooled(self, tenant_id: str, month_start: float, before: float | None) -> dict[str, tuple[int, int]]:
-        """Billable events of ``tenant_id`` since ``month_start`` (and before ``before``) in this process's spool past
-        its checkpoints."""
+        """Billable events of ``tenant_id`` since ``month_start`` (that ended before ``before``) in this process's
+        spool past its checkpoints."""
         marker = b'"tenant_id":' + orjson.dumps(tenant_id)
         found: dict[str, tuple[int, int]] = {}
         budget = _SCAN_LIMIT
@@ -128,11 +137,16 @@ class Ledger:
                 if marker not in line:
                     continue
                 event = _billable(line, month_start)
-                if event is not None and (before is None or event["occurred_at"] < before):
+                if event is not None and (before is None or _ended(event) < before):
                     priced = price_event(self._prices, event)
                     cost = sum(priced[name] for name in _COSTS)
                     found[event["id"]] = (event["input_tokens"] + event["output_tokens"], cost)
         return found
+
+
+def _ended(event: dict[str, Any]) -> float:
+    latency = event.get("latency_ms")
+    return float(event["occurred_at"]) + (latency / 1000 if isinstance(latency, int) else 0.0)
 
 
 def _billable(line: bytes | bytearray, month_start: float) -> dict[str, Any] | None:

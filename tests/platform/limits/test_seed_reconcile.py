@@ -52,3 +52,21 @@ def test_usage_another_process_had_not_written_is_counted_after_a_flush(
         month = me(seeder, key)["limits"]["tenant"]
     assert month["monthly_tokens"]["used"] == tokens
     assert Decimal(str(month["monthly_budget_usd"]["spent"])) == cost
+
+
+def test_the_request_that_seeds_a_counter_is_not_counted_twice(limited: Gateway) -> None:
+    """The request whose admission seeds the counter started before the seed and ends after it: it is charged to the
+    new counter when it ends, and the correction must leave it out."""
+    gateway = limited
+    tenant = gateway.create_tenant("reconcile-self", monthly_token_quota=1_000_000, monthly_budget_usd="10")
+    key = gateway.create_key(tenant["id"])["key"]
+    for _ in range(2):
+        gateway.client(key).chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, max_tokens=10)
+    flush(gateway)
+    time.sleep(gateway.runtime.limiter.reconcile_after + 1)  # the correction has run
+    events = [e for e in all_events(gateway, tenant_id=tenant["id"]) if e["billable"]]
+    month = me(gateway, key)["limits"]["tenant"]
+    assert month["monthly_tokens"]["used"] == sum(e["input_tokens"] + e["output_tokens"] for e in events)
+    assert Decimal(str(month["monthly_budget_usd"]["spent"])) == sum(
+        (Decimal(str(e["cost_usd"])) for e in events), Decimal(0)
+    )
