@@ -43,7 +43,7 @@ security = logging.getLogger("tenantgate.security")
 _REDIS_TTL_SECONDS = 30 * 24 * 3600
 _MEMORY_ENTRIES = 50_000
 MISSING_SECONDS = 1.0
-"""How long an id found in no store stays known as nobody's in this process (see ``owner``)."""
+"""How long the stores' answer about an id that is not the asker's is reused in this process (see ``owner``)."""
 _MISSING_ENTRIES = 50_000
 
 Account = Literal["platform", "tenant"]
@@ -91,8 +91,9 @@ class ObjectOwnership:
         self._prefix = f"{redis_prefix}:obj:"
         self._memory: OrderedDict[str, Owner] = OrderedDict()
         self._pending: dict[str, tuple[str, Owner]] = {}
-        self._missing: OrderedDict[str, float] = OrderedDict()
-        """Ids Redis and the database both said nobody owns, until when (monotonic) that answer is reused."""
+        self._probed: OrderedDict[str, float] = OrderedDict()
+        """Ids looked up in every store for someone not their owner (or nobody's), until when (monotonic) memory's
+        answer is reused for them."""
         self._flush_interval = flush_interval
         self._task: asyncio.Task[None] | None = None
         self.conflicts = 0
@@ -157,21 +158,24 @@ class ObjectOwnership:
             owner.tenant_id,
         )
 
-    async def owner(self, object_id: str) -> Owner | None:
+    async def owner(self, object_id: str, asker: str | None = None) -> Owner | None:
         """Who owns ``object_id``: from memory, else Redis, else the database.
 
-        An id that no store knows is remembered as nobody's for ``MISSING_SECONDS``, so probing one id again and
-        again costs no Redis or database round trip (and its 404 is as cheap as one for an id owned by someone else
-        this process has seen). Only a miss the database confirmed is kept, and ``record`` here forgets it at once;
-        an id another process creates meanwhile is seen here at most ``MISSING_SECONDS`` late. A *fresh* unknown id
-        still costs the lookups, so a first probe can still be told apart by its timing from a known foreign id."""
+        ``asker`` (the calling tenant, where a 404 is at stake) makes an id that is not the asker's cost the same
+        whether someone else owns it or nobody does: Redis and the database are both asked, once per
+        ``MISSING_SECONDS`` per id, then the answer of this process's memory is reused for that long. A 404 thus
+        takes as long for a foreign id as for one that never existed, first probe or repeated. The asker's own ids
+        are answered from memory when known, from Redis when not. A miss is kept only once the database confirmed
+        it, and a record here is seen at once (memory is read first); an id another process creates meanwhile is
+        seen here at most ``MISSING_SECONDS`` late."""
         if "\x00" in object_id:
             return None  # never recorded (a database text cannot hold it), so nobody's
-        owner = self._memory.get(object_id)
-        if owner is not None:
-            return owner
-        if self._missing_now(object_id):
-            return None
+        known = self._memory.get(object_id)
+        if known is not None and (asker is None or known.tenant_id == asker):
+            return known
+        if self._probed_now(object_id):
+            return self._memory.get(object_id)
+        owner: Owner | None = None
         if self._redis is not None:
             try:
                 value = await self._redis.execute("GET", self._prefix + object_id)
@@ -180,30 +184,31 @@ class ObjectOwnership:
                 value = None
             if value:
                 owner = Owner.decode(value.decode() if isinstance(value, bytes) else str(value))
-        if owner is None or owner.kind is None:  # a record from before kinds were kept: the database has its kind
+        if owner is None or owner.kind is None or (asker is not None and owner.tenant_id != asker):
+            # Nobody's so far, a record from before kinds were kept (the database has its kind), or someone else's
+            # (asked all the same, so that costs what a miss costs).
             stored = await self._stored_owner(object_id)
             if stored is not None and (owner is None or stored.same_holder(owner)):
                 owner = stored
         if owner is not None:
             self._remember(object_id, owner)
-        elif object_id not in self._memory:  # not recorded here while the stores were asked
-            self._missing[object_id] = time.monotonic() + MISSING_SECONDS
-            self._missing.move_to_end(object_id)
-            if len(self._missing) > _MISSING_ENTRIES:
-                self._missing.popitem(last=False)
-        return owner
+        if owner is None or (asker is not None and owner.tenant_id != asker):
+            self._probed[object_id] = time.monotonic() + MISSING_SECONDS
+            self._probed.move_to_end(object_id)
+            if len(self._probed) > _MISSING_ENTRIES:
+                self._probed.popitem(last=False)
+        return self._memory.get(object_id) if owner is None else owner
 
-    def _missing_now(self, object_id: str) -> bool:
-        until = self._missing.get(object_id)
+    def _probed_now(self, object_id: str) -> bool:
+        until = self._probed.get(object_id)
         if until is None:
             return False
         if until > time.monotonic():
             return True
-        del self._missing[object_id]
+        del self._probed[object_id]
         return False
 
     def _remember(self, object_id: str, owner: Owner) -> None:
-        self._missing.pop(object_id, None)
         self._memory[object_id] = owner
         self._memory.move_to_end(object_id)
         if len(self._memory) > _MEMORY_ENTRIES:

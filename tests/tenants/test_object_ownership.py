@@ -169,3 +169,48 @@ async def test_a_remembered_miss_asks_no_store_again(
     await asyncio.sleep(MISSING_SECONDS + 0.1)
     assert await ownership.owner("file-never") is None
     assert sessions.opened == 2  # remembered for MISSING_SECONDS only
+
+
+class _CountingRedis:
+    """A Redis client that counts the commands sent."""
+
+    def __init__(self, inner: RespClient) -> None:
+        self.inner = inner
+        self.commands = 0
+
+    async def execute(self, *args: str | int | bytes) -> object:
+        self.commands += 1
+        return await self.inner.execute(*args)
+
+
+async def test_a_foreign_id_costs_the_asker_what_an_unknown_id_costs(
+    ownership_pair: tuple[ObjectOwnership, ObjectOwnership, RespClient | None], redis_prefix: str
+) -> None:
+    """Whether someone else owns an id or nobody does, the 404 takes the same trips to the stores (so the same
+    time): first probe and repeated ones. The owner's own lookups stay in memory."""
+    first, _, redis = ownership_pair
+    assert await first.record("file-of-a", "file", A) is None
+    await first.flush()
+    sessions = _CountingSessions(first._sessions)
+    counting = _CountingRedis(redis) if redis is not None else None
+    ownership = ObjectOwnership(
+        cast(async_sessionmaker[AsyncSession], sessions), cast(RespClient, counting), redis_prefix
+    )
+    assert await ownership.owner("file-of-a", asker=A.tenant_id) == A  # the owner: now in memory
+
+    def trips() -> tuple[int, int]:
+        return sessions.opened, counting.commands if counting is not None else 0
+
+    costs = []
+    for object_id in ("file-of-a", "file-of-nobody"):
+        before = trips()
+        assert (await ownership.owner(object_id, asker=B.tenant_id)) in (A, None)
+        after_first = trips()
+        for _ in range(3):
+            await ownership.owner(object_id, asker=B.tenant_id)
+        costs.append((tuple(a - b for a, b in zip(after_first, before, strict=True)), trips() == after_first))
+    assert costs[0] == costs[1]  # the same trips for the foreign id as for the unknown one...
+    assert costs[0][0][0] == 1 and costs[0][1]  # ...one database query first, none while remembered
+    before = trips()
+    assert await ownership.owner("file-of-a", asker=A.tenant_id) == A
+    assert trips() == before

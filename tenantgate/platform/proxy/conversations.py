@@ -64,7 +64,7 @@ async def serve(
         exchange.created_under = params["conversation_id"]
         item_id = params.get("item_id")
         if item_id is not None:
-            item = await services.ownership.owner(item_id)
+            item = await services.ownership.owner(item_id, asker=exchange.ctx.principal.tenant_id)
             # An item the gateway never saw may be one a turn appended upstream: it goes to the conversation's holder.
             if item is not None and (
                 item.tenant_id != exchange.ctx.principal.tenant_id or item.kind not in (None, "item")

@@ -34,7 +34,7 @@ async def another_tenants_cursor(ownership: ObjectOwnership, exchange: Exchange,
     tenant_id = exchange.ctx.principal.tenant_id
     for name, value in pairs:
         if name in _CURSORS and name in route.query and value:
-            owner = await ownership.owner(value)
+            owner = await ownership.owner(value, asker=tenant_id)
             if owner is not None and owner.tenant_id != tenant_id:
                 return True
     return False

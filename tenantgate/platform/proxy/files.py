@@ -207,7 +207,7 @@ async def _complete(
     if len(part_ids) > _MAX_PARTS:
         raise BadRequest(f"An upload may have at most {_MAX_PARTS} parts.", param="part_ids")
     for index, part_id in enumerate(part_ids):
-        part = await services.ownership.owner(part_id)
+        part = await services.ownership.owner(part_id, asker=owner.tenant_id)
         if part is None or not part.same_holder(owner) or part.kind not in (None, "upload_part"):
             raise not_found("upload_part", part_id, f"part_ids[{index}]")
     # An open upload counts already (one file, its declared bytes); its complete is checked again all the same, as

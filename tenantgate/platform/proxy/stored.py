@@ -67,8 +67,8 @@ async def owned(
     """The owner of ``object_id`` if it is the caller's tenant, names a ``kind`` object (when given) and the account
     holding it is reachable now. An id of another kind is nobody's here: a file id on a batch's route never reaches
     the upstream (the answer would differ from an unknown id's, and the upstream would be asked for nothing)."""
-    owner = await ownership.owner(object_id)
     principal = exchange.ctx.principal
+    owner = await ownership.owner(object_id, asker=principal.tenant_id)  # a foreign id costs what an unknown one does
     if owner is None or owner.tenant_id != principal.tenant_id:
         return None
     if kind is not None and owner.kind is not None and owner.kind != kind:
