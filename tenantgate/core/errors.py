@@ -77,11 +77,16 @@ class PayloadTooLarge(GatewayError):
 
 
 class TooManyFailedAttempts(GatewayError):
-    """Failed authentications from this source (or everybody) are over the limit: credentials are not checked."""
+    """Failed authentications from this source (or everybody) are over the limit: the credential was not checked.
+
+    Still a 429 with ``retry-after``, which the OpenAI SDKs retry by themselves: a valid key behind the same address
+    as a guesser gets in with that retry (answering 401 would turn someone else's guessing into a lockout). Its own
+    code, so a client, a log or a dashboard tells it from a tenant's rate limit. A credential that *was* checked is
+    answered for what it is - 401 when invalid - even when its failure is the one that reaches the limit."""
 
     status = 429
     type = "requests"
-    code = "rate_limit_exceeded"
+    code = "too_many_failed_authentications"
 
 
 class UpstreamUnavailable(GatewayError):

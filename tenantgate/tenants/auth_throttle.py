@@ -4,8 +4,10 @@ processes, without ever locking out a valid credential.
 Only failures count. They are counted in fixed windows per source (an IPv4 address, or an IPv6 /64, since one
 host easily has a whole /64) and for everybody at once, in Redis when configured (one script call per *failure*;
 successes cost nothing) and otherwise in process memory. A process that learns a source is over its limit (or
-the surface over its global limit) stops looking unknown credentials from it up: those get ``429`` at once, with no
-database query, until the window ends. That is what bounds guessing and the database load it causes.
+the surface over its global limit) stops looking unknown credentials from it up: those get ``429``
+(``too_many_failed_authentications``) at once, with no database query, until the window ends. That is what bounds
+guessing and the database load it causes. A credential that *was* looked up is best answered for what it is (401
+when invalid) even when its failure reaches the limit: a 429 would have the SDKs retry a key that cannot work.
 
 A valid credential is never locked out by someone else's failures: a key or token that this process has seen valid
 recently (the key cache, or ``vouch``) is looked up and accepted as usual; an unknown one from a throttled source

@@ -40,7 +40,7 @@ def test_guessing_tenant_keys_is_throttled_across_processes(pair: tuple[Gateway,
     assert [r.status_code for r in _guess(second, 3)] == [401, 401, 429]  # the sixth failure, counted in Redis
     refused = _guess(second, 1)[0]
     assert refused.status_code == 429
-    assert refused.json()["error"]["code"] == "rate_limit_exceeded"
+    assert refused.json()["error"]["code"] == "too_many_failed_authentications"  # not a tenant's rate limit
     assert int(refused.headers["retry-after"]) >= 1
     lookups = second.runtime.key_cache.misses
     assert all(r.status_code == 429 for r in _guess(second, 20))
@@ -57,8 +57,12 @@ def test_guessing_admin_tokens_never_locks_out_the_admin(pair: tuple[Gateway, Ga
     assert first.admin("GET", "/admin/tenants", headers={"Authorization": f"Bearer {named}"}).status_code == 200
     bad = {"Authorization": "Bearer tga-not-a-token"}
     codes = [first.http.get(first.url + "/admin/tenants", headers=bad).status_code for _ in range(8)]
-    assert codes[:5] == [401] * 5 and set(codes[5:]) == {429}
-    assert second.http.get(second.url + "/admin/tenants", headers=bad).status_code == 429  # shared through Redis
+    # A token that was checked is answered 401, the sixth failure (over the limit) included, so a client never
+    # retries one that cannot work; past the limit, unknown tokens are refused unchecked (429) but for one lookup a
+    # second.
+    assert codes[:6] == [401] * 6 and codes[-1] == 429 and set(codes) == {401, 429}
+    codes = [second.http.get(second.url + "/admin/tenants", headers=bad).status_code for _ in range(3)]
+    assert codes == [401, 401, 429]  # shared through Redis: its first failure was counted over the limit
     for gateway in pair:  # the bootstrap token and a named token still work from the guesser's address
         assert gateway.admin("GET", "/admin/tenants").status_code == 200
         named_client = httpx.Client(transport=httpx.HTTPTransport(retries=0))
@@ -102,3 +106,51 @@ def test_a_valid_key_is_not_throttled_by_guessing_from_its_address_when_its_cach
         gateway.runtime.key_cache.clear()  # as when the entry's TTL ends
         assert client.models.list().data  # no retry needed: never a 429
     assert _guess(gateway, 1)[0].status_code == 429  # the guesser is still throttled
+
+
+def test_a_revoked_admin_token_is_answered_401_not_retried(
+    gateway_factory: Callable[..., Gateway], sqlite_url: str, dev_upstream: str
+) -> None:
+    gateway = gateway_factory(database_url=sqlite_url, upstream_base_url=dev_upstream, **LIMITS)
+    made = gateway.admin("POST", "/admin/tokens", json={"name": "gone", "role": "billing"}).json()
+    assert gateway.admin("POST", f"/admin/tokens/{made['id']}/revoke").status_code == 200
+    revoked = {"Authorization": f"Bearer {made['token']}"}
+    answers = [gateway.http.get(gateway.url + "/admin/tenants", headers=revoked) for _ in range(8)]
+    assert [a.status_code for a in answers[:6]] == [401] * 6
+    assert {a.json()["error"]["code"] for a in answers if a.status_code == 401} == {"invalid_api_key"}
+    throttled = [a for a in answers if a.status_code == 429]
+    assert throttled and {a.json()["error"]["code"] for a in throttled} == {"too_many_failed_authentications"}
+
+
+class _AskedToWait(BaseException):
+    """Not an Exception, so the SDK does not take it for a connection error to retry."""
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="needs tenantgate/platform/credentials.py to answer a checked key 401 even when its failure reaches the "
+    "limit (TenantKeys.resolve: await throttle.failed(...), then return None, as admin/auth.py's _failed does); "
+    "today that failure is a 429 whose retry-after is the rest of the minute, which the SDK sleeps through",
+)
+def test_a_revoked_key_used_again_and_again_gets_401_from_the_sdk(
+    gateway_factory: Callable[..., Gateway], sqlite_url: str, dev_upstream: str
+) -> None:
+    """The SDK retries 429s (honouring retry-after up to a minute): a revoked key's client must be told 401 at once
+    and never be asked to wait more than the one second after which its key is looked up again."""
+    gateway = gateway_factory(database_url=sqlite_url, upstream_base_url=dev_upstream, **LIMITS)
+    key = gateway.new_key("revoked")
+    assert gateway.admin("POST", f"/admin/keys/{key['id']}/revoke").status_code == 200
+    seen: list[Any] = []  # the SDK's own httpx's responses
+
+    def answered(response: Any) -> None:
+        seen.append(response)
+        if response.status_code == 429 and response.headers["retry-after"] != "1":
+            raise _AskedToWait(response.headers["retry-after"])  # fail now rather than sleep through it
+
+    http = openai.DefaultHttpxClient(event_hooks={"response": [answered]})
+    client = openai.OpenAI(base_url=gateway.base_url, api_key=key["key"], max_retries=2, http_client=http)
+    for _ in range(8):
+        with pytest.raises(openai.AuthenticationError):
+            client.models.list()
+    assert [response.status_code for response in seen[:6]] == [401] * 6  # the failure reaching the limit too
+    assert {response.headers["retry-after"] for response in seen if response.status_code == 429} <= {"1"}

@@ -132,9 +132,9 @@ def identify_bootstrap(settings: Settings, presented: str) -> AdminIdentity | No
 
 
 async def _failed(request: Request, source: str, reason: str, message: str) -> None:
-    wait = await auth_throttle_of(request).failed("admin", source, reason)
-    if wait is not None:
-        raise throttled(wait)
+    # Counted (over the limit, the next unknown tokens from this source are refused unchecked, 429), but a token
+    # that was checked is answered as invalid: a 429 here would send the SDKs retrying a token that cannot work.
+    await auth_throttle_of(request).failed("admin", source, reason)
     raise InvalidApiKey(message)
 
 
