@@ -96,10 +96,10 @@ class Limiter:
         self.ledger = ledger
         self.default_max_output_tokens = default_max_output_tokens
         self.max_upload_bytes = max_upload_bytes
+        """What an upload of unknown length (no Content-Length) may be: the most audio it can hold is bounded by it."""
         self.reconcile_after = reconcile_after
         """Seconds after a seed until it is corrected with what other processes had not written yet."""
         self._reconciling: set[asyncio.Task[None]] = set()
-        """What an upload of unknown length (no Content-Length) may be: the most audio it can hold is bounded by it."""
         self._ledger_down_until = 0.0
         # What each admitted request holds until it ends, by exchange (the router's ``finish`` always runs).
         self._held: dict[int, Reservation] = {}
@@ -309,7 +309,7 @@ class Limiter:
             return False
         else:
             try:
-                totals = await self.ledger.month_totals(tenant_id, month_start(now))  # all of it occurred before now
+                totals = await self.ledger.month_totals(tenant_id, month_start(now))
             except Exception as exc:
                 self._ledger_down_until = time.monotonic() + _LEDGER_RETRY_SECONDS
                 log.error("limits: the month's usage could not be read to seed a quota (%s)", type(exc).__name__)
