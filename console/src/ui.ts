@@ -73,8 +73,9 @@ export function shownOnce(label: string, secret: string): HTMLElement {
   );
 }
 
-export function actionButton(label: string, work: () => Promise<void>, confirmText?: string): HTMLButtonElement {
-  const button = h("button", { type: "button", class: "small" }, label);
+/** `name` is what a screen reader announces when the visible label alone ("Revoke") does not say which one. */
+export function actionButton(label: string, work: () => Promise<void>, confirmText?: string, name?: string): HTMLButtonElement {
+  const button = h("button", { type: "button", class: "small", "aria-label": name }, label);
   button.addEventListener("click", async () => {
     if (confirmText && !window.confirm(confirmText)) return;
     button.disabled = true;

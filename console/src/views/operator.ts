@@ -1,44 +1,23 @@
-// The operator's views (admin role): tenants and their keys, upstream keys and console tokens; plans; prices;
-// admin tokens; the audit log. Every change is a call to the admin API, whose validation and errors are shown
-// as they come back: nothing is checked here that the server does not check.
+// The operator's views (admin role): tenants (settings, limits, keys, upstream keys, console tokens); plans;
+// prices; admin tokens; the audit log. Every change is a call to the admin API, whose validation and errors are
+// shown as they come back: nothing is checked here that the server does not check.
 import { get, post, api, query, type Page } from "../api";
 import { clear, field, h, table, toast } from "../dom";
 import * as f from "../format";
+import { quotaFields, quotaValues, rateFields, rateValues, type Quotas, type RateLimits } from "../limits";
 import { actionButton, form, input, numberOrNull, pagedTable, section, shownOnce, text, type Paged } from "../ui";
+import { fmt, keysSection, money, type Key } from "./keys";
 
-interface Tenant {
+export interface Tenant extends RateLimits, Quotas {
   id: string;
   name: string;
   status: string;
   plan_id: string | null;
-  rpm: number | null;
-  tpm: number | null;
-  monthly_budget_usd: string | null;
   created_at: string;
 }
-interface Plan {
+export interface Plan extends RateLimits, Quotas {
   id: string;
   name: string;
-  rpm: number | null;
-  tpm: number | null;
-  rpd: number | null;
-  monthly_token_quota: number | null;
-  monthly_budget_usd: string | null;
-}
-export interface Key {
-  id: string;
-  tenant_id: string;
-  name: string;
-  prefix: string;
-  status: string;
-  rpm: number | null;
-  tpm: number | null;
-  expires_at: string | null;
-  last_used_at: string | null;
-  created_at: string;
-}
-interface Created extends Key {
-  key: string;
 }
 interface UpstreamKey {
   upstream: string;
@@ -56,7 +35,7 @@ interface Token {
 }
 
 // Pages of 50: "Load more" asks the admin API for the next one (has_more, after = the last id shown).
-const PAGE = 50;
+export const PAGE = 50;
 let selected: string | null = null;
 let search = "";
 
@@ -72,10 +51,19 @@ async function everything<T>(path: (after?: string) => string): Promise<T[]> {
   }
 }
 
-export async function tenantsView(main: HTMLElement): Promise<void> {
+export async function allPlans(): Promise<Plan[]> {
   const plans = await everything<Plan>((after) => `/admin/plans${query({ limit: 100, after })}`);
+  return plans;
+}
+
+export function planSelect(plans: Plan[], current: string | null, none = "no plan"): HTMLSelectElement {
+  return h("select", { name: "plan_id" }, h("option", { value: "" }, none),
+    ...plans.map((p) => h("option", { value: p.id, selected: p.id === current }, p.name)));
+}
+
+export async function tenantsView(main: HTMLElement): Promise<void> {
+  const plans = await allPlans();
   const planName = new Map(plans.map((plan) => [plan.id, plan.name]));
-  const planSelect = h("select", { name: "plan_id" }, h("option", { value: "" }, "no plan"), ...plans.map((p) => h("option", { value: p.id }, p.name)));
   const detail = h("div", { id: "tenant-detail" });
   const listing = h("div", { id: "tenant-listing" });
   let list: Paged<Tenant>;
@@ -83,10 +71,10 @@ export async function tenantsView(main: HTMLElement): Promise<void> {
     tenant.name, h("span", { class: `state ${tenant.status}` }, tenant.status), planName.get(tenant.plan_id ?? "") ?? "–",
     tenant.rpm ?? "plan", f.when(tenant.created_at),
     h("span", { class: "actions" },
-      actionButton("Manage", async () => { selected = tenant.id; await showTenant(detail, tenant.id, main, list); }),
+      actionButton("Manage", async () => { selected = tenant.id; await showTenant(detail, tenant.id, main, list); }, undefined, `Manage ${tenant.name}`),
       tenant.status === "active"
-        ? actionButton("Suspend", async () => changed(await post<Tenant>(`/admin/tenants/${tenant.id}/suspend`)), `Suspend ${tenant.name}? Its keys will be refused.`)
-        : tenant.status === "suspended" ? actionButton("Resume", async () => changed(await post<Tenant>(`/admin/tenants/${tenant.id}/resume`))) : null),
+        ? actionButton("Suspend", async () => changed(await post<Tenant>(`/admin/tenants/${tenant.id}/suspend`)), `Suspend ${tenant.name}? Its keys will be refused.`, `Suspend ${tenant.name}`)
+        : tenant.status === "suspended" ? actionButton("Resume", async () => changed(await post<Tenant>(`/admin/tenants/${tenant.id}/resume`)), undefined, `Resume ${tenant.name}`) : null),
   ];
   const changed = async (tenant: Tenant) => {
     list.update(tenant);
@@ -94,8 +82,9 @@ export async function tenantsView(main: HTMLElement): Promise<void> {
   };
   const showList = async () => {
     const path = (after?: string) => `/admin/tenants${query({ limit: PAGE, name: search, after })}`;
+    const first = await get<Page<Tenant>>(path());
     list = pagedTable("tenant-list", search ? `Tenants whose name contains “${search}”` : "Tenants, newest first", ["name", "status", "plan", "rpm", "created", ""],
-      await get<Page<Tenant>>(path()), (after) => get<Page<Tenant>>(path(after)), cells, search ? "no tenant has that in its name" : "nothing yet");
+      first, (after) => get<Page<Tenant>>(path(after)), cells, search ? "no tenant has that in its name" : "nothing yet");
     listing.replaceChildren(list.element);
   };
   const find = input("name", { type: "search", value: search, maxlength: "200", placeholder: "part of a name" });
@@ -104,7 +93,7 @@ export async function tenantsView(main: HTMLElement): Promise<void> {
     h("h1", {}, "Tenants"),
     section(
       "New tenant",
-      form("tenant-create", "New tenant", [field("Name", input("name", { required: true, maxlength: "200" })), field("Plan", planSelect),
+      form("tenant-create", "New tenant", [field("Name", input("name", { required: true, maxlength: "200" })), field("Plan", planSelect(plans, null)),
         field("Requests per minute", input("rpm", { type: "number", min: "0" }), "empty: the plan's")], "Create tenant",
         async (data) => {
           const tenant = await post<Tenant>("/admin/tenants", { name: text(data, "name"), plan_id: text(data, "plan_id") || null, rpm: numberOrNull(data, "rpm") });
@@ -133,53 +122,31 @@ export async function tenantsView(main: HTMLElement): Promise<void> {
 
 async function showTenant(detail: HTMLElement, id: string, main: HTMLElement, list: Paged<Tenant>): Promise<void> {
   // Read afresh on every change: the form shows what was saved, and the list's row says the same.
-  const keysPath = (after?: string) => `/admin/tenants/${id}/keys${query({ limit: PAGE, after })}`;
-  const [tenant, keys, upstreams] = await Promise.all([
+  const [tenant, keys, upstreams, plans] = await Promise.all([
     get<Tenant>(`/admin/tenants/${id}`),
-    get<Page<Key>>(keysPath()),
+    get<Page<Key>>(`/admin/tenants/${id}/keys${query({ limit: PAGE })}`),
     get<UpstreamKey[]>(`/admin/tenants/${id}/upstream-keys`),
+    allPlans(),
   ]);
   list.update(tenant);
-  const secret = h("div", { id: "key-secret" });
-  const limits = h("div", { id: "key-limits" });
   const reload = () => showTenant(detail, id, main, list);
+  const plan = planSelect(plans, tenant.plan_id);
   clear(detail);
   detail.append(
     h("h2", { id: "tenant-heading" }, `Tenant ${tenant.name}`),
-    section("Limits", form("tenant-limits", "Tenant limits", [
-      field("Requests per minute", input("rpm", { type: "number", value: tenant.rpm === null ? "" : String(tenant.rpm) }), "empty: the plan's"),
-      field("Tokens per minute", input("tpm", { type: "number", value: tenant.tpm === null ? "" : String(tenant.tpm) })),
-      field("Monthly budget (USD)", input("monthly_budget_usd", { inputmode: "decimal", value: tenant.monthly_budget_usd ?? "" })),
+    section("Settings and limits", form("tenant-limits", "Tenant settings and limits", [
+      field("Name", input("name", { value: tenant.name, maxlength: "200" })), field("Plan", plan, "its limits apply where the tenant sets none"),
+      ...rateFields(tenant, "the plan's"), ...quotaFields(tenant, "the plan's"),
     ], "Save limits", async (data) => {
-      const budget = text(data, "monthly_budget_usd");
-      await api("PATCH", `/admin/tenants/${tenant.id}`, { rpm: numberOrNull(data, "rpm"), tpm: numberOrNull(data, "tpm"), monthly_budget_usd: budget === "" ? null : budget });
+      await api("PATCH", `/admin/tenants/${tenant.id}`, { name: text(data, "name"), plan_id: text(data, "plan_id") || null, ...rateValues(data), ...quotaValues(data) });
       await reload();
       toast("Limits saved.");
     })),
-    section("API keys",
-      form("key-create", "New API key", [field("Key name", input("name", { value: "default", maxlength: "200" })),
-        field("Key requests per minute", input("rpm", { type: "number", min: "0" }), "empty: the tenant's")], "Create key", async (data) => {
-        const created = await post<Created>(`/admin/tenants/${tenant.id}/keys`, { name: text(data, "name") || "default", rpm: numberOrNull(data, "rpm") });
-        await reload();
-        document.getElementById("key-secret")?.append(shownOnce(`New key ${created.name}`, created.key));
-      }),
-      secret,
-      pagedTable("key-list", `Keys of ${tenant.name}, newest first`, ["name", "prefix", "status", "rpm", "last used", ""], keys, (after) => get<Page<Key>>(keysPath(after)),
-        (key) => [key.name, h("code", {}, `${key.prefix}…`), h("span", { class: `state ${key.status}` }, key.status), key.rpm ?? "tenant", f.when(key.last_used_at),
-          h("span", { class: "actions" },
-            actionButton("Limits", async () => showLimits(limits, await get(`/admin/keys/${key.id}/limits`))),
-            key.status === "active" ? actionButton("Rotate", async () => {
-              const rotated = await post<Created>(`/admin/keys/${key.id}/rotate`, { grace_seconds: 3600 });
-              await reload();
-              document.getElementById("key-secret")?.append(shownOnce(`Rotated key ${rotated.name} (the old one works for another hour)`, rotated.key));
-            }) : null,
-            key.status === "active" ? actionButton("Revoke", async () => { await post(`/admin/keys/${key.id}/revoke`); await reload(); }, `Revoke key ${key.name}? It is refused everywhere within a second.`) : null),
-        ]).element,
-      limits),
+    keysSection(tenant, keys, reload),
     section("Upstream keys (bring your own)",
       h("p", { class: "muted" }, "Stored encrypted; never shown back."),
       table("upstream-key-list", "Upstream keys", ["upstream", "endpoint", "updated", ""], upstreams.map((row) => [row.upstream, row.base_url ?? "configured", f.when(row.updated_at),
-        actionButton("Remove", async () => { await api("DELETE", `/admin/tenants/${tenant.id}/upstream-keys/${encodeURIComponent(row.upstream)}`); await reload(); }, `Remove the ${row.upstream} key?`)])),
+        actionButton("Remove", async () => { await api("DELETE", `/admin/tenants/${tenant.id}/upstream-keys/${encodeURIComponent(row.upstream)}`); await reload(); }, `Remove the ${row.upstream} key?`, `Remove the ${row.upstream} upstream key`)])),
       form("upstream-key-set", "Set an upstream key", [field("Upstream", input("upstream", { required: true })), field("Upstream API key", input("api_key", { type: "password", required: true, autocomplete: "off" })),
         field("Endpoint (optional)", input("base_url", { placeholder: "https://…" }))], "Save upstream key", async (data) => {
         const base = text(data, "base_url");
@@ -199,51 +166,57 @@ async function showTenant(detail: HTMLElement, id: string, main: HTMLElement, li
   document.getElementById("tenant-heading")?.scrollIntoView({ block: "start" });
 }
 
-export function showLimits(where: HTMLElement, view: unknown): void {
-  // The shape of GET /v1/me: limits.key and limits.tenant, each window with limit, used and remaining.
-  const data = (view as { limits?: Record<string, Record<string, Record<string, unknown>>> }).limits ?? {};
-  const rows: (string | number)[][] = [];
-  for (const scope of ["key", "tenant"]) {
-    for (const [name, value] of Object.entries(data[scope] ?? {})) {
-      if (value && typeof value === "object" && "limit" in value) {
-        // Money windows (monthly_budget_usd) in dollars and cents, never rounded to a whole number of dollars.
-        const show = name.endsWith("_usd") ? money : fmt;
-        const limit = value.limit === null ? "no limit" : show(value.limit);
-        rows.push([scope, name.replace(/_usd$/, "").replaceAll("_", " "), limit, show(value.used ?? value.spent ?? value.in_flight), show(value.remaining)]);
-      }
-    }
-  }
-  where.replaceChildren(table("limits", "Limits and what is left now", ["scope", "limit", "set to", "used", "remaining"], rows));
-}
-
-function fmt(value: unknown): string {
-  if (value === null || value === undefined) return "–";
-  return typeof value === "number" ? f.count(value) : String(value);
-}
-
-function money(value: unknown): string {
-  if (value === null || value === undefined || value === "") return "–";
-  const amount = Number(value);
-  return Number.isFinite(amount) ? f.usd(amount) : String(value);
-}
-
 export async function plansView(main: HTMLElement): Promise<void> {
   const path = (after?: string) => `/admin/plans${query({ limit: PAGE, after })}`;
   const plans = await get<Page<Plan>>(path());
+  const editor = h("div", { id: "plan-editor" });
   clear(main);
   main.append(
     h("h1", {}, "Plans"),
-    section("New plan", form("plan-create", "New plan", [field("Plan name", input("name", { required: true })), field("Requests per minute", input("rpm", { type: "number" })),
-      field("Tokens per minute", input("tpm", { type: "number" })), field("Monthly token quota", input("monthly_token_quota", { type: "number" })),
-      field("Monthly budget (USD)", input("monthly_budget_usd", { inputmode: "decimal" }))], "Create plan", async (data) => {
-      const budget = text(data, "monthly_budget_usd");
-      await post("/admin/plans", { name: text(data, "name"), rpm: numberOrNull(data, "rpm"), tpm: numberOrNull(data, "tpm"), monthly_token_quota: numberOrNull(data, "monthly_token_quota"), monthly_budget_usd: budget || null });
-      toast("Plan created.");
-      await plansView(main);
-    })),
+    section("New plan", form("plan-create", "New plan", [field("Plan name", input("name", { required: true })), ...rateFields(null, "no limit"), ...quotaFields(null, "no limit")],
+      "Create plan", async (data) => {
+        await post("/admin/plans", { name: text(data, "name"), ...rateValues(data), ...quotaValues(data) });
+        toast("Plan created.");
+        await plansView(main);
+      })),
     section("Plans", pagedTable("plan-list", "Plans", ["name", "rpm", "tpm", "rpd", "monthly tokens", "monthly budget", ""], plans, (after) => get<Page<Plan>>(path(after)),
       (plan) => [plan.name, fmt(plan.rpm), fmt(plan.tpm), fmt(plan.rpd), fmt(plan.monthly_token_quota), money(plan.monthly_budget_usd),
-        actionButton("Delete", async () => { await api("DELETE", `/admin/plans/${plan.id}`); await plansView(main); }, `Delete plan ${plan.name}?`)]).element),
+        h("span", { class: "actions" },
+          actionButton("Edit", async () => editPlan(editor, plan, main), undefined, `Edit plan ${plan.name}`),
+          actionButton("Delete", async () => { await api("DELETE", `/admin/plans/${plan.id}`); await plansView(main); }, `Delete plan ${plan.name}?`, `Delete plan ${plan.name}`))]).element),
+    editor,
+  );
+}
+
+/** Changes apply to every tenant on the plan within a second (the admin API invalidates their cached limits). */
+async function editPlan(editor: HTMLElement, plan: Plan, main: HTMLElement): Promise<void> {
+  editor.replaceChildren(section(`Plan ${plan.name}`,
+    form("plan-edit", `Edit plan ${plan.name}`, [field("Plan name", input("name", { value: plan.name, maxlength: "200" })), ...rateFields(plan, "no limit"), ...quotaFields(plan, "no limit")],
+      "Save plan", async (data) => {
+        const saved = await api<Plan>("PATCH", `/admin/plans/${plan.id}`, { name: text(data, "name"), ...rateValues(data), ...quotaValues(data) });
+        await plansView(main);
+        const again = document.getElementById("plan-editor");
+        if (again) await editPlan(again, saved, main);
+        toast(`Plan ${saved.name} saved.`);
+      })));
+  editor.scrollIntoView({ block: "start" });
+}
+
+export async function tokensView(main: HTMLElement): Promise<void> {
+  const path = (after?: string) => `/admin/tokens${query({ limit: PAGE, after })}`;
+  const tokens = await get<Page<Token>>(path());
+  const role = h("select", { name: "role" }, h("option", { value: "billing" }, "billing (read-only)"), h("option", { value: "admin" }, "admin"));
+  clear(main);
+  main.append(
+    h("h1", {}, "Admin tokens"),
+    section("New token", form("token-create", "New admin token", [field("Token name", input("name", { required: true })), field("Role", role)], "Create token", async (data) => {
+      const created = await post<Token & { token: string }>("/admin/tokens", { name: text(data, "name"), role: text(data, "role") });
+      await tokensView(main);
+      main.querySelector("#token-secret")?.append(shownOnce(`New ${created.role} token`, created.token));
+    }), h("div", { id: "token-secret" })),
+    section("Tokens", pagedTable("token-list", "Admin tokens", ["name", "role", "tenant", "prefix", "state", ""], tokens, (after) => get<Page<Token>>(path(after)),
+      (token) => [token.name, token.role, token.tenant_id ?? "–", h("code", {}, `${token.prefix}…`), token.revoked_at ? "revoked" : "active",
+        token.revoked_at ? null : actionButton("Revoke", async () => { await post(`/admin/tokens/${token.id}/revoke`); await tokensView(main); }, `Revoke ${token.name}?`)]).element),
   );
 }
 
@@ -276,24 +249,6 @@ export async function pricesView(main: HTMLElement): Promise<void> {
       (price) => [price.model, price.scope + (price.tenant_id ? ` ${price.tenant_id}` : price.plan_id ? ` ${price.plan_id}` : ""), `$${price.input_per_1m}`, `$${price.output_per_1m}`,
         f.when(price.effective_from),
         actionButton("Delete", async () => { await api("DELETE", `/admin/prices/${price.id}`); await pricesView(main); }, `Delete the ${price.model} price? Recorded usage keeps its cost.`)]).element),
-  );
-}
-
-export async function tokensView(main: HTMLElement): Promise<void> {
-  const path = (after?: string) => `/admin/tokens${query({ limit: PAGE, after })}`;
-  const tokens = await get<Page<Token>>(path());
-  const role = h("select", { name: "role" }, h("option", { value: "billing" }, "billing (read-only)"), h("option", { value: "admin" }, "admin"));
-  clear(main);
-  main.append(
-    h("h1", {}, "Admin tokens"),
-    section("New token", form("token-create", "New admin token", [field("Token name", input("name", { required: true })), field("Role", role)], "Create token", async (data) => {
-      const created = await post<Token & { token: string }>("/admin/tokens", { name: text(data, "name"), role: text(data, "role") });
-      await tokensView(main);
-      main.querySelector("#token-secret")?.append(shownOnce(`New ${created.role} token`, created.token));
-    }), h("div", { id: "token-secret" })),
-    section("Tokens", pagedTable("token-list", "Admin tokens", ["name", "role", "tenant", "prefix", "state", ""], tokens, (after) => get<Page<Token>>(path(after)),
-      (token) => [token.name, token.role, token.tenant_id ?? "–", h("code", {}, `${token.prefix}…`), token.revoked_at ? "revoked" : "active",
-        token.revoked_at ? null : actionButton("Revoke", async () => { await post(`/admin/tokens/${token.id}/revoke`); await tokensView(main); }, `Revoke ${token.name}?`)]).element),
   );
 }
 

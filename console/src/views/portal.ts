@@ -5,7 +5,7 @@ import { chart, COLORS, disposeCharts } from "../charts";
 import { clear, field, h } from "../dom";
 import * as f from "../format";
 import { actionButton, form, input, pagedTable, section, shownOnce, text } from "../ui";
-import { showLimits, type Key } from "./operator";
+import { keyState, showLimits, type Key } from "./keys";
 
 interface UsagePage {
   data: { start_time: number; results: { input_tokens: number; output_tokens: number; num_model_requests: number }[] }[];
@@ -61,15 +61,15 @@ export async function portalView(main: HTMLElement): Promise<void> {
       }),
       secret,
       pagedTable("key-list", "Your keys, newest first", ["name", "prefix", "status", "last used", ""], keys, (after) => get<Page<Key>>(keysPath(after)), (key) => [key.name, h("code", {}, `${key.prefix}…`),
-        h("span", { class: `state ${key.status}` }, key.status), f.when(key.last_used_at),
+        keyState(key, keys.data), f.when(key.last_used_at),
         h("span", { class: "actions" },
-          actionButton("Limits", async () => showLimits(limits, await get(`/console/api/portal/keys/${key.id}/limits`))),
+          actionButton("Limits", async () => showLimits(limits, await get(`/console/api/portal/keys/${key.id}/limits`)), undefined, `Limits of key ${key.name} (${key.prefix}…)`),
           key.status === "active" ? actionButton("Rotate", async () => {
             const rotated = await post<Key & { key: string }>(`/console/api/portal/keys/${key.id}/rotate`, { grace_seconds: 3600 });
             await reload();
             document.getElementById("key-secret")?.append(shownOnce(`Rotated key ${rotated.name} (the old one works for another hour)`, rotated.key));
-          }) : null,
-          key.status === "active" ? actionButton("Revoke", async () => { await post(`/console/api/portal/keys/${key.id}/revoke`); await reload(); }, `Revoke key ${key.name}?`) : null)]).element,
+          }, undefined, `Rotate key ${key.name} (${key.prefix}…)`) : null,
+          key.status === "active" ? actionButton("Revoke", async () => { await post(`/console/api/portal/keys/${key.id}/revoke`); await reload(); }, `Revoke key ${key.name}?`, `Revoke key ${key.name} (${key.prefix}…)`) : null)]).element,
       limits),
   );
   const first = keys.data.find((key) => key.status === "active");
