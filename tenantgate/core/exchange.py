@@ -180,6 +180,10 @@ class Exchange:
     output: Any = None
     # The exchange holds one of its worker's work slots (platform/workslots.py) until the upstream's answer begins.
     holds_slot: bool = False
+    # Seconds the request waited by design rather than being worked on: in a work slot's queue, or held back before
+    # a refusal (back-pressure on clients that ignore retry-after). Whoever makes it wait adds it; the metrics count
+    # it, with the gaps between upstream attempts (the retry backoff), apart from the gateway's own time.
+    waited: float = 0.0
 
     @property
     def reached_upstream(self) -> bool:

@@ -35,7 +35,7 @@ PART_BUCKETS = (
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
     60.0, 120.0,
 )  # fmt: skip
-_GATEWAY, _UPSTREAM = ("gateway",), ("upstream",)
+_GATEWAY, _UPSTREAM, _WAITING = ("gateway",), ("upstream",), ("waiting",)
 # Operations that are not model invocations (listing models): no GenAI metrics for them.
 _NOT_GENAI = frozenset({"models"})
 
@@ -90,7 +90,8 @@ class GatewayMetrics:
         self.time = registry.histogram(
             "tenantgate.request.time",
             unit="s",
-            description="Where a proxied request's time went: the gateway's own work, or waiting on the upstream",
+            description="Where a proxied request's time went: the gateway's own work, waiting on the upstream, or "
+            "waiting by design (a work slot's queue, back-pressure before a refusal, backoff between attempts)",
             labels=("tenantgate.time.part",),
             buckets=PART_BUCKETS,
         )
@@ -185,12 +186,20 @@ class TelemetryHook:
         metrics.requests.add((tenant, model, exchange.upstream_name, status_class(exchange)))
         finished = exchange.finished_at
         if finished is not None:
-            upstream = 0.0
+            upstream = between = 0.0
+            previous: float | None = None
             for attempt in attempts:
-                upstream += (attempt.ended or finished) - attempt.started
-            metrics.time.record(_GATEWAY, max(0.0, finished - exchange.started - upstream))
+                ended = attempt.ended or finished
+                upstream += ended - attempt.started
+                if previous is not None:
+                    between += max(0.0, attempt.started - previous)  # the retry backoff, mostly
+                previous = ended
+            waiting = exchange.waited + between
+            metrics.time.record(_GATEWAY, max(0.0, finished - exchange.started - upstream - waiting))
             if attempts:
                 metrics.time.record(_UPSTREAM, upstream)
+            if waiting > 0:
+                metrics.time.record(_WAITING, waiting)
         operation = exchange.operation
         if operation in _NOT_GENAI:
             return

@@ -120,6 +120,7 @@ class RefusalLane:
         exchange.error_type = refused.code
         exchange.refused_by = refused.refused_by
         exchange.refused_from_memory = True
+        exchange.waited = wait  # back-pressure, not the gateway's work
         exchange.finished_at = ended = time.perf_counter() + wait
         self.hooks.finish(exchange)
         if self.http_metrics is not None:

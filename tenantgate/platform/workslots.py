@@ -330,6 +330,8 @@ class WorkSlots:
         except asyncio.CancelledError:
             self._leave(waiter)
             raise
+        finally:
+            exchange.waited += time.monotonic() - now  # queued, not worked on (granted, refused or gone)
 
     def _leave(self, waiter: _Waiter) -> None:
         """The waiting coroutine was cancelled: out of the queue, or, if the slot was granted meanwhile, pass it on."""
