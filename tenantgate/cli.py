@@ -92,6 +92,7 @@ def serve(
     settings = load_settings(dev_setup=False)
     _check_routing(settings)
     _check_network(settings)
+    _check_redis(settings)
     _check_port(host, port)
     if settings.migrate_on_start:
         # In a child process, so alembic and the migration run do not stay in the serving process's memory (8 MB).
@@ -185,6 +186,34 @@ def _check_network(settings: Settings) -> None:
     except ValueError as error:
         typer.echo(f"configuration error: {error}", err=True)
         raise typer.Exit(2) from None
+
+
+def _check_redis(settings: Settings) -> None:
+    """A Redis the limiter cannot write to (a replica, a Sentinel, a Cluster node) is said before anything starts,
+    in one line, like a URL that is refused. One that cannot be reached is no reason not to start: the limiter falls
+    back until it answers (each worker checks again when it starts)."""
+    if not settings.redis_url:
+        return
+    import asyncio
+
+    from tenantgate.wire.resp import RedisError, RedisRefused, RespClient
+
+    async def refusal() -> str | None:
+        client = RespClient.from_url(settings.redis_url, connect_timeout=2)
+        try:
+            await client.check()
+        except RedisRefused as error:
+            return str(error)
+        except (RedisError, OSError, TimeoutError):
+            return None
+        finally:
+            await client.aclose()
+        return None
+
+    refused = asyncio.run(refusal())
+    if refused is not None:
+        typer.echo(f"configuration error: TENANTGATE_REDIS_URL: {refused}", err=True)
+        raise typer.Exit(2)
 
 
 def _prepare_metrics_dir(settings: Settings, workers: int) -> str | None:

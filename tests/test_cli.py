@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import openai
@@ -21,7 +22,7 @@ from typer.testing import CliRunner
 from tenantgate.cli import app
 from tests.conftest import SECRET_KEY
 from tests.support.process import ServeProcess
-from tests.support.services import free_port
+from tests.support.services import free_port, own_redis_server
 
 pytestmark = pytest.mark.slow  # starts processes or a browser: `-m 'not slow'` skips it for a quick loop
 
@@ -187,6 +188,21 @@ def test_serve_refuses_a_config_file_it_cannot_use_before_starting_anything(
     expected = [f"configuration error: {line.format(file=tmp_path / 'routes.yaml')}" for line in said]
     assert result.stderr.splitlines() == expected
     assert "sk-do-not-print" not in result.stdout + result.stderr
+    assert not (tmp_path / "tenantgate.db").exists()  # nothing was migrated or started
+
+
+def test_serve_refuses_a_redis_replica_before_starting_anything(tmp_path: Path, redis_url: str) -> None:
+    """As after a Sentinel failover, when the address still names the old master: every limit check would fail."""
+    master = urlsplit(redis_url)
+    with own_redis_server("--replicaof", master.hostname or "127.0.0.1", str(master.port or 6379)) as replica:
+        result = _serve_until_it_stops(tmp_path, TENANTGATE_REDIS_URL=replica)
+    assert result.returncode == 2
+    port = urlsplit(replica).port
+    assert result.stderr.splitlines() == [
+        f"configuration error: TENANTGATE_REDIS_URL: Redis at 127.0.0.1:{port} is a read-only replica (ROLE: replica "
+        f"of {master.hostname}:{master.port or 6379}), so every limit check would fail: give the address of the "
+        "current master, or of a proxy that follows Sentinel's failovers"
+    ]
     assert not (tmp_path / "tenantgate.db").exists()  # nothing was migrated or started
 
 
