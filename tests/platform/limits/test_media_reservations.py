@@ -125,3 +125,23 @@ def test_concurrent_images_across_two_processes_never_overspend(
     # Each picture costs $0.04224 (1,056 tokens at $40 per 1M) and its prompt: four fit in $0.2, never more.
     assert len(events) == admitted and 1 <= admitted <= 4, admitted
     assert spent <= Decimal("0.2"), spent
+
+
+def test_an_upload_of_unknown_length_holds_what_the_largest_body_may_hold(limited: Gateway) -> None:
+    """Sent without a Content-Length (chunked) and too large to be read before it is forwarded, an upload may be as
+    large as the gateway accepts (32 MiB: 33,555 s, $3.36 at whisper-1's price)."""
+    created = tenant_with_key(limited, {"monthly_budget_usd": "1"})
+    boundary = "tenantgate-test"
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="model"\r\n\r\nwhisper-1\r\n--{boundary}\r\n'
+        'Content-Disposition: form-data; name="file"; filename="a.mp3"\r\nContent-Type: audio/mpeg\r\n\r\n'
+    ).encode()
+    parts = [head, *[b"\xff" * 100_000] * 15, f"\r\n--{boundary}--\r\n".encode()]  # 1.5 MB: streamed on
+    headers = {
+        "Authorization": f"Bearer {created['key']}",
+        "Content-Type": f"multipart/form-data; boundary={boundary}",
+    }
+    url = limited.base_url + "/audio/transcriptions"
+    chunked = limited.http.post(url, headers=headers, content=iter(parts))
+    assert chunked.status_code == 429 and chunked.json()["error"]["code"] == "insufficient_quota"
+    assert limited.http.post(url, headers=headers, content=b"".join(parts)).status_code == 200  # 1,500 s: $0.15
