@@ -1,10 +1,11 @@
 // The operator's views (admin role): tenants (settings, limits, keys, upstream keys, console tokens); plans;
-// prices; admin tokens; the audit log. Every change is a call to the admin API, whose validation and errors are
-// shown as they come back: nothing is checked here that the server does not check.
+// admin tokens. Prices and the audit log have their own modules. Every change is a call to the admin API, whose
+// validation and errors are shown as they come back: nothing is checked here that the server does not check.
 import { get, post, api, query, type Page } from "../api";
 import { clear, field, h, table, toast } from "../dom";
 import * as f from "../format";
 import { quotaFields, quotaValues, rateFields, rateValues, type Quotas, type RateLimits } from "../limits";
+import { remember } from "../names";
 import { actionButton, form, input, numberOrNull, pagedTable, section, shownOnce, text, type Paged } from "../ui";
 import { fmt, keysSection, money, type Key } from "./keys";
 
@@ -53,6 +54,7 @@ async function everything<T>(path: (after?: string) => string): Promise<T[]> {
 
 export async function allPlans(): Promise<Plan[]> {
   const plans = await everything<Plan>((after) => `/admin/plans${query({ limit: 100, after })}`);
+  remember("plan", plans);
   return plans;
 }
 
@@ -71,18 +73,19 @@ export async function tenantsView(main: HTMLElement): Promise<void> {
     tenant.name, h("span", { class: `state ${tenant.status}` }, tenant.status), planName.get(tenant.plan_id ?? "") ?? "–",
     tenant.rpm ?? "plan", f.when(tenant.created_at),
     h("span", { class: "actions" },
-      actionButton("Manage", async () => { selected = tenant.id; await showTenant(detail, tenant.id, main, list); }, undefined, `Manage ${tenant.name}`),
+      actionButton("Manage", async () => { selected = tenant.id; await showTenant(detail, tenant.id, main, () => list); }, undefined, `Manage ${tenant.name}`),
       tenant.status === "active"
         ? actionButton("Suspend", async () => changed(await post<Tenant>(`/admin/tenants/${tenant.id}/suspend`)), `Suspend ${tenant.name}? Its keys will be refused.`, `Suspend ${tenant.name}`)
         : tenant.status === "suspended" ? actionButton("Resume", async () => changed(await post<Tenant>(`/admin/tenants/${tenant.id}/resume`)), undefined, `Resume ${tenant.name}`) : null),
   ];
   const changed = async (tenant: Tenant) => {
     list.update(tenant);
-    if (selected === tenant.id) await showTenant(detail, tenant.id, main, list);
+    if (selected === tenant.id) await showTenant(detail, tenant.id, main, () => list);
   };
   const showList = async () => {
     const path = (after?: string) => `/admin/tenants${query({ limit: PAGE, name: search, after })}`;
     const first = await get<Page<Tenant>>(path());
+    remember("tenant", first.data);
     list = pagedTable("tenant-list", search ? `Tenants whose name contains “${search}”` : "Tenants, newest first", ["name", "status", "plan", "rpm", "created", ""],
       first, (after) => get<Page<Tenant>>(path(after)), cells, search ? "no tenant has that in its name" : "nothing yet");
     listing.replaceChildren(list.element);
@@ -113,14 +116,15 @@ export async function tenantsView(main: HTMLElement): Promise<void> {
   await showList();
   if (selected) {
     try {
-      await showTenant(detail, selected, main, list!);
+      await showTenant(detail, selected, main, () => list);
     } catch {
       selected = null; // deleted meanwhile
     }
   }
 }
 
-async function showTenant(detail: HTMLElement, id: string, main: HTMLElement, list: Paged<Tenant>): Promise<void> {
+/** `listed` gives the list shown now: a search may have replaced the one whose Manage button was pressed. */
+async function showTenant(detail: HTMLElement, id: string, main: HTMLElement, listed: () => Paged<Tenant>): Promise<void> {
   // Read afresh on every change: the form shows what was saved, and the list's row says the same.
   const [tenant, keys, upstreams, plans] = await Promise.all([
     get<Tenant>(`/admin/tenants/${id}`),
@@ -128,8 +132,8 @@ async function showTenant(detail: HTMLElement, id: string, main: HTMLElement, li
     get<UpstreamKey[]>(`/admin/tenants/${id}/upstream-keys`),
     allPlans(),
   ]);
-  list.update(tenant);
-  const reload = () => showTenant(detail, id, main, list);
+  listed().update(tenant);
+  const reload = () => showTenant(detail, id, main, listed);
   const plan = planSelect(plans, tenant.plan_id);
   clear(detail);
   detail.append(
@@ -220,78 +224,3 @@ export async function tokensView(main: HTMLElement): Promise<void> {
   );
 }
 
-interface Price {
-  id: string;
-  scope: string;
-  tenant_id: string | null;
-  plan_id: string | null;
-  model: string;
-  input_per_1m: string;
-  cached_input_per_1m: string | null;
-  output_per_1m: string;
-  effective_from: string;
-}
-
-export async function pricesView(main: HTMLElement): Promise<void> {
-  const path = (after?: string) => `/admin/prices${query({ limit: PAGE, after })}`;
-  const prices = await get<Page<Price>>(path());
-  clear(main);
-  main.append(
-    h("h1", {}, "Price overrides"),
-    section("New price", form("price-create", "New price override", [field("Model (or prefix)", input("model", { required: true })),
-      field("Input USD per 1M tokens", input("input_per_1m", { required: true, inputmode: "decimal" })), field("Output USD per 1M tokens", input("output_per_1m", { required: true, inputmode: "decimal" })),
-      field("Tenant id (optional)", input("tenant_id"))], "Save price", async (data) => {
-      await post("/admin/prices", { model: text(data, "model"), input_per_1m: text(data, "input_per_1m"), output_per_1m: text(data, "output_per_1m"), tenant_id: text(data, "tenant_id") || null });
-      toast("Price saved.");
-      await pricesView(main);
-    })),
-    section("Prices", pagedTable("price-list", "Price overrides, newest first", ["model", "scope", "input /1M", "output /1M", "from", ""], prices, (after) => get<Page<Price>>(path(after)),
-      (price) => [price.model, price.scope + (price.tenant_id ? ` ${price.tenant_id}` : price.plan_id ? ` ${price.plan_id}` : ""), `$${price.input_per_1m}`, `$${price.output_per_1m}`,
-        f.when(price.effective_from),
-        actionButton("Delete", async () => { await api("DELETE", `/admin/prices/${price.id}`); await pricesView(main); }, `Delete the ${price.model} price? Recorded usage keeps its cost.`)]).element),
-  );
-}
-
-interface Audit {
-  id: string;
-  created_at: string;
-  actor_id: string;
-  actor_role: string | null;
-  action: string;
-  target_type: string;
-  target_id: string;
-  tenant_id: string | null;
-  after: Record<string, unknown> | null;
-}
-
-// The audit log's filters, as the admin API takes them (GET /admin/audit); kept while the view is left and back.
-const auditFilters: Record<string, string> = { action: "", target_type: "", tenant_id: "", actor_id: "" };
-const TARGETS = ["plan", "tenant", "key", "admin_token", "price_override", "upstream_key"];
-
-export async function auditView(main: HTMLElement): Promise<void> {
-  const listing = h("div", { id: "audit-listing" });
-  const showList = async () => {
-    const path = (after?: string) => `/admin/audit${query({ limit: PAGE, ...auditFilters, after })}`;
-    listing.replaceChildren(pagedTable("audit-list", "Audit log", ["when", "actor", "action", "target", "tenant", "after"], await get<Page<Audit>>(path()),
-      (after) => get<Page<Audit>>(path(after)), (entry) => [f.when(entry.created_at), `${entry.actor_id}${entry.actor_role ? ` (${entry.actor_role})` : ""}`, entry.action,
-        `${entry.target_type} ${entry.target_id}`, entry.tenant_id ?? "–", h("code", { class: "json" }, entry.after ? JSON.stringify(entry.after) : "")],
-      "no change matches").element);
-  };
-  const target = h("select", { name: "target_type" }, h("option", { value: "" }, "any"), ...TARGETS.map((name) => h("option", { value: name, selected: auditFilters.target_type === name }, name.replaceAll("_", " "))));
-  clear(main);
-  main.append(
-    h("h1", {}, "Audit log"),
-    section("Changes, newest first",
-      form("audit-filter", "Filter the audit log", [
-        field("Action", input("action", { value: auditFilters.action, placeholder: "key.revoke, or key." }), "“key.” matches every key action"),
-        field("Target", target),
-        field("Tenant id", input("tenant_id", { value: auditFilters.tenant_id, placeholder: "ten_…" }), "about this tenant or its keys"),
-        field("Actor", input("actor_id", { value: auditFilters.actor_id, placeholder: "token id, bootstrap, cli" })),
-      ], "Filter", async (data) => {
-        for (const name of Object.keys(auditFilters)) auditFilters[name] = text(data, name);
-        await showList();
-      }),
-      listing),
-  );
-  await showList();
-}

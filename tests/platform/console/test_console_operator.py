@@ -1,12 +1,12 @@
 """The operator's forms in headless Chromium: everything the admin API lets an operator change can be changed from
-the console (key, tenant and plan limits), and the server's refusals are shown on the form. Each test works on
-tenants and plans it creates."""
+the console (key, tenant and plan limits; price overrides by plan or tenant), the server's refusals are shown on the
+form, and ids are shown as names. Each test works on tenants and plans it creates."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import openai
 import pytest
@@ -144,6 +144,94 @@ def test_a_tenants_plan_name_and_limits_and_a_plan_are_edited(console_gateway: G
     expect(page.locator("#plan-list tbody tr").filter(has_text=f"silver {suffix}")).to_contain_text("5,000")
     plan = gateway.admin("GET", f"/admin/plans/{silver['id']}").json()
     assert (plan["rpm"], plan["rpd"]) == (120, 5000)
+    assert watched.problems == []
+    watched.close()
+
+
+def test_price_overrides_for_a_plan_or_a_tenant_picked_by_name(console_gateway: Gateway, browser: Browser) -> None:
+    gateway = console_gateway
+    suffix = uuid.uuid4().hex[:6]
+    plan = gateway.admin("POST", "/admin/plans", json={"name": f"priced plan {suffix}"}).json()
+    tenant = gateway.create_tenant(f"Priced Tenant {suffix}")
+    watched = Watched(browser, gateway.url)
+    page = watched.sign_in(ADMIN_TOKEN)
+    watched.problems.clear()
+    page.click("nav a[href='#/prices']")
+
+    form = page.locator("#price-create")
+    form.locator("input[name=model]").fill(f"tenant-model-{suffix}")
+    form.locator("input[name=input_per_1m]").fill("1")
+    form.locator("input[name=cached_input_per_1m]").fill("0.5")
+    form.locator("input[name=output_per_1m]").fill("2")
+    form.locator("input[name=tenant_search]").fill(f"priced tenant {suffix}")
+    choice = form.locator("select[name=tenant_id]")
+    expect(choice.locator("option")).to_have_count(2)  # "every tenant" and the one whose name matches
+    choice.select_option(label=tenant["name"])
+    form.locator("button[type=submit]").click()
+    row = page.locator("#price-list tbody tr").filter(has_text=f"tenant-model-{suffix}")
+    expect(row).to_contain_text(f"tenant {tenant['name']}")
+    expect(row).to_contain_text("$0.5")
+    expect(row.locator(f"[title='{tenant['id']}']")).to_have_count(1)  # the id, on hover
+    [price] = gateway.admin("GET", "/admin/prices", params={"model": f"tenant-model-{suffix}"}).json()["data"]
+    assert (price["tenant_id"], price["cached_input_per_1m"]) == (tenant["id"], "0.5")
+
+    form = page.locator("#price-create")
+    form.locator("input[name=model]").fill(f"plan-model-{suffix}")
+    form.locator("input[name=input_per_1m]").fill("3")
+    form.locator("input[name=output_per_1m]").fill("4")
+    form.locator("select[name=plan_id]").select_option(label=plan["name"])
+    later = (datetime.now(UTC) + timedelta(days=2)).replace(second=0, microsecond=0)
+    form.locator("input[name=effective_from]").fill(later.strftime("%Y-%m-%dT%H:%M"))
+    form.locator("input[name=tenant_search]").fill(f"priced tenant {suffix}")
+    expect(form.locator("select[name=tenant_id] option")).to_have_count(2)
+    form.locator("select[name=tenant_id]").select_option(label=tenant["name"])
+    form.locator("button[type=submit]").click()  # a tenant and a plan: the admin API says it takes one
+    expect(page.locator("#price-create-error")).to_contain_text("not both")
+    watched.problems.clear()
+    form.locator("select[name=tenant_id]").select_option(label="every tenant")
+    form.locator("button[type=submit]").click()
+    row = page.locator("#price-list tbody tr").filter(has_text=f"plan-model-{suffix}")
+    expect(row).to_contain_text(f"plan {plan['name']}")
+    expect(row).to_contain_text("as input")
+    [price] = gateway.admin("GET", "/admin/prices", params={"model": f"plan-model-{suffix}"}).json()["data"]
+    assert price["plan_id"] == plan["id"]
+    assert datetime.fromisoformat(price["effective_from"]) == later
+    watched.shot("prices")
+    assert watched.problems == []
+    watched.close()
+
+
+def test_the_audit_log_names_tenants_keys_and_tokens_with_ids_on_hover(
+    console_gateway: Gateway, browser: Browser
+) -> None:
+    gateway = console_gateway
+    suffix = uuid.uuid4().hex[:6]
+    token = gateway.admin("POST", "/admin/tokens", json={"name": f"deployer {suffix}", "role": "admin"}).json()
+    as_token = {"Authorization": f"Bearer {token['token']}"}
+    tenant = gateway.admin("POST", "/admin/tenants", json={"name": f"Audited {suffix}"}, headers=as_token).json()
+    key = gateway.admin("POST", f"/admin/tenants/{tenant['id']}/keys", json={"name": "ci"}, headers=as_token).json()
+    gateway.admin("PATCH", f"/admin/keys/{key['id']}", json={"rpm": 7}, headers=as_token)
+    watched = Watched(browser, gateway.url)
+    page = watched.sign_in(ADMIN_TOKEN)
+    watched.problems.clear()
+    page.click("nav a[href='#/audit']")
+    page.fill("#audit-filter input[name=tenant_id]", tenant["id"])
+    page.click("#audit-filter button[type=submit]")
+    entries = page.locator("#audit-list tbody tr")
+    expect(entries).to_have_count(3)
+    update = entries.filter(has_text="key.update")
+    expect(update.locator("td").nth(1)).to_have_text(f"deployer {suffix} (admin)")
+    expect(update.locator("td").nth(3)).to_have_text("key ci")
+    expect(update.locator("td").nth(4)).to_have_text(tenant["name"])
+    assert update.locator("td").nth(1).locator(".named").get_attribute("title") == token["id"]
+    assert update.locator("td").nth(3).locator(".named").get_attribute("title") == key["id"]
+    assert update.locator("td").nth(4).locator(".named").get_attribute("title") == tenant["id"]
+    created = entries.filter(has_text="tenant.create")
+    expect(created.locator("td").nth(3)).to_have_text(f"tenant {tenant['name']}")
+    for column in (2, 4, 5):  # actor, target, tenant: no bare id where the console knows the name
+        shown = " ".join(entries.locator(f"td:nth-child({column})").all_inner_texts())
+        assert not any(prefix in shown for prefix in ("adm_", "ten_", "key_")), shown
+    watched.shot("audit")
     assert watched.problems == []
     watched.close()
 
