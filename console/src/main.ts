@@ -59,9 +59,10 @@ async function start(): Promise<void> {
 async function route(): Promise<void> {
   if (!session) return;
   const allowed = SECTIONS.filter((s) => s.roles.includes(session!.role));
-  const wanted = location.hash.replace(/^#\/?/, "");
+  // A view may keep its own state after "?" (#/sre?window=24h): the section is what comes before it.
+  const wanted = location.hash.replace(/^#\/?/, "").split("?")[0];
   const current = allowed.find((s) => s.path === wanted) ?? allowed[0];
-  if (`#/${current.path}` !== location.hash) history.replaceState(null, "", `#/${current.path}`);
+  if (current.path !== wanted) history.replaceState(null, "", `#/${current.path}`);
   nav.querySelectorAll("a").forEach((link) => {
     if (link.dataset.path === current.path) link.setAttribute("aria-current", "page");
     else link.removeAttribute("aria-current");

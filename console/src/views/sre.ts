@@ -94,8 +94,28 @@ export function stopSre(): void {
   timer = undefined;
 }
 
+/**
+ * The window and drill-down live in the hash too (#/sre?window=24h&tenant=ten_…), so a view can be linked or
+ * reloaded. A bare #/sre (the nav link) keeps what was chosen last and writes it back into the hash.
+ */
+function readHash(): void {
+  const [, search = ""] = location.hash.split("?", 2);
+  if (!search) return;
+  const params = new URLSearchParams(search);
+  const wanted = params.get("window") ?? "";
+  state.window = (WINDOWS as readonly string[]).includes(wanted) ? wanted : "1h";
+  for (const name of ["tenant", "model", "upstream", "key"] as const) state[name] = params.get(name) ?? "";
+}
+
+function writeHash(): void {
+  const wanted = `#/sre${query({ ...state })}`;
+  if (location.hash !== wanted) history.replaceState(null, "", wanted);
+}
+
 export async function sreView(main: HTMLElement): Promise<void> {
   stopSre();
+  readHash();
+  writeHash();
   const body = h("div", { id: "sre-body" });
   clear(main);
   main.append(h("h1", {}, "Traffic and health"), controls(() => void render(body)), body);
@@ -109,6 +129,7 @@ function controls(changed: () => void): HTMLElement {
     const button = h("button", { type: "button", "aria-pressed": String(state.window === name), "data-window": name }, name);
     button.addEventListener("click", () => {
       state.window = name;
+      writeHash();
       group.querySelectorAll("button").forEach((b) => b.setAttribute("aria-pressed", String(b.dataset.window === name)));
       changed();
     });
@@ -124,6 +145,7 @@ function drillSelect(name: keyof typeof state, label: string, options: [string, 
   for (const [value, text] of options) select.append(h("option", { value, selected: state[name] === value }, text));
   select.addEventListener("change", () => {
     state[name] = select.value;
+    writeHash();
     changed();
   });
   return h("div", { class: "field" }, h("label", { for: select.id }, label), select);

@@ -188,6 +188,38 @@ def test_sre_view_charts_traffic_with_429s_apart_from_errors(console_gateway: Ga
     watched.close()
 
 
+def test_the_sre_windows_and_drill_down_are_kept_in_the_link(console_gateway: Gateway, browser: Browser) -> None:
+    gateway = console_gateway
+    _, limited = _traffic(gateway)
+    watched = Watched(browser, gateway.url)
+    page = watched.sign_in(ADMIN_TOKEN)
+    watched.problems.clear()  # the browser logs the signed-out page's 401 for /console/api/session
+    page.select_option("#drill-tenant", label=limited["name"])
+    page.click("button[data-window='15m']")
+    expect(page).to_have_url(f"{gateway.url}/console#/sre?window=15m&tenant={limited['id']}")
+    page.reload()  # the same view after a reload
+    expect(page.locator("button[data-window='15m']")).to_have_attribute("aria-pressed", "true")
+    expect(page.locator("#drill-tenant")).to_have_value(limited["id"])
+    expect(page.locator("#tenants tbody tr")).to_have_count(1)
+    link = page.url
+    page.click("nav a[href='#/tenants']")
+    page.click("nav a[href='#/sre']")  # back through the menu: still the chosen view
+    expect(page).to_have_url(link)
+    assert watched.problems == []
+    watched.close()
+
+    # Someone opening the link signs in and lands on the same view.
+    other = Watched(browser, gateway.url)
+    page = other.page
+    page.goto(f"{gateway.url}/console#/sre?window=24h&tenant={limited['id']}")
+    page.fill("#token", ADMIN_TOKEN)
+    page.click("#sign-in-form button[type=submit]")
+    expect(page.locator("button[data-window='24h']")).to_have_attribute("aria-pressed", "true")
+    expect(page.locator("#drill-tenant")).to_have_value(limited["id"])
+    expect(page.locator("#tenants tbody tr").first).to_contain_text(limited["name"])
+    other.close()
+
+
 def test_operator_manages_tenants_and_keys_through_the_admin_api(console_gateway: Gateway, browser: Browser) -> None:
     gateway = console_gateway
     watched = Watched(browser, gateway.url)
