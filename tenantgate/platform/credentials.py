@@ -40,8 +40,9 @@ class TenantKeys:
                 raise throttled(wait)
             principal = await self._key_cache.get(key_hash)
             if principal is None or _expired(principal):
-                if wait := await throttle.failed("tenant", source, "invalid"):
-                    raise throttled(wait)
+                # Counted, but answered 401 even when this failure reaches the limit: the key was checked, and a
+                # 429 would have the SDK sleep through its retry-after and try the dead key again.
+                await throttle.failed("tenant", source, "invalid")
                 return None
             throttle.vouch("tenant", key_hash)
         return None if _expired(principal) else principal

@@ -89,7 +89,9 @@ class ProxyRouter:
             exchange.error_type = exchange.error_type or error.code or error.type
             error.headers.update((k.decode(), v.decode()) for k, v in exchange.response_headers)
             if error.status == 429 and self.services.pacer.delay > 0:
+                paced = time.perf_counter()
                 await self.services.pacer.pace(ctx.principal.key_id, exchange.started, _retry_after(error))
+                exchange.waited += time.perf_counter() - paced  # back-pressure: waiting, not the gateway's work
             await send_error(send, error, ctx.request_id)
         except ClientDisconnected:
             exchange.client_disconnected = True
