@@ -17,8 +17,8 @@ from tests.platform.limits.conftest import MESSAGES, tenant_with_key
 from tests.support.gateway import Gateway
 
 BODY: dict[str, Any] = {"model": "gpt-4o-mini", "messages": MESSAGES, "max_tokens": 2}
-# Values that differ between any two refusals: the date, the request id and the wait.
-_VARYING = {"date", "x-request-id", "retry-after", "retry-after-ms", "x-ratelimit-reset-requests"}
+# Values that differ between any two refusals: the date, the request id and the wait (so the body's length too).
+_VARYING = {"date", "x-request-id", "retry-after", "retry-after-ms", "x-ratelimit-reset-requests", "content-length"}
 
 
 def _over_rpm(gateway: Gateway) -> tuple[str, httpx.Client]:
@@ -58,6 +58,8 @@ def test_the_lane_gives_the_asgi_paths_answer_header_for_header(gateway: Gateway
     assert error["code"] == "rate_limit_exceeded" and error["type"] == "requests"
     assert error["message"].split("Please try again in")[0] == slow.json()["error"]["message"].split("Please")[0]
     assert int(fast.headers["retry-after-ms"]) > 0
+    for answer in (fast, slow):  # each one's length is its own body's
+        assert int(answer.headers["content-length"]) == len(answer.content)
 
 
 def test_a_connection_answered_by_the_lane_stays_usable(gateway: Gateway) -> None:
