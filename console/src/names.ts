@@ -15,6 +15,24 @@ const PATHS: Record<Kind, (id: string) => string> = {
 
 const known = new Map<string, Promise<string | null>>();
 
+// A page of the audit log can hold 50 different ids: ask a few at a time, not 50 at once against the admin API's
+// per-address budget.
+const AT_ONCE = 4;
+let running = 0;
+const waiting: (() => void)[] = [];
+
+async function limited<T>(work: () => Promise<T>): Promise<T> {
+  if (running >= AT_ONCE) await new Promise<void>((go) => waiting.push(go)); // a finished lookup hands its slot on
+  else running += 1;
+  try {
+    return await work();
+  } finally {
+    const next = waiting.shift();
+    if (next) next();
+    else running -= 1;
+  }
+}
+
 /** Names already at hand (a list just loaded), so they are not asked for again. */
 export function remember(kind: Kind, items: { id: string; name: string }[]): void {
   for (const item of items) known.set(`${kind}:${item.id}`, Promise.resolve(item.name));
@@ -24,7 +42,7 @@ export function nameOf(kind: Kind, id: string): Promise<string | null> {
   const cacheKey = `${kind}:${id}`;
   let found = known.get(cacheKey);
   if (!found) {
-    found = get<{ name?: string }>(PATHS[kind](id)).then((item) => item.name ?? null, () => null);
+    found = limited(() => get<{ name?: string }>(PATHS[kind](id))).then((item) => item.name ?? null, () => null);
     known.set(cacheKey, found);
   }
   return found;
