@@ -24,7 +24,8 @@ _STATE_KEY = "_tenantgate_span"
 
 
 def instrument_redis(client: RespClient, tracing: Tracing) -> None:
-    """Spans for the commands of ``client.execute`` (stored responses' owners, invalidation messages). The limiter's
+    """Spans for the commands of ``client.execute`` (stored responses' owners, invalidation messages) and for its
+    server check (readiness). The limiter's
     script calls on the same client go through ``evalsha_command`` and ``fire``, which are not wrapped: its one
     call per request shows as the limiter."""
     endpoint = client.endpoint
@@ -52,6 +53,27 @@ def instrument_redis(client: RespClient, tracing: Tracing) -> None:
             )
 
     client.execute = traced_execute  # type: ignore[method-assign]
+    check: Callable[[], Awaitable[None]] = client.check
+
+    async def traced_check() -> None:
+        """The server check (ROLE and INFO cluster, one round trip: readiness) as one span named ROLE."""
+        state = CURRENT.get()
+        if state is None or not state.sampled:
+            await check()
+            return
+        started = time.perf_counter()
+        error: str | None = None
+        try:
+            await check()
+        except BaseException as exc:
+            error = type(exc).__name__
+            raise
+        finally:
+            tracing.child_span(
+                state, "ROLE", {**base, "db.operation.name": "ROLE"}, started, time.perf_counter(), error
+            )
+
+    client.check = traced_check  # type: ignore[method-assign]
 
 
 def instrument_engine(engine: AsyncEngine, tracing: Tracing) -> None:
