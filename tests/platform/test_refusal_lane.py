@@ -186,7 +186,11 @@ def test_a_traced_request_takes_the_asgi_path_so_its_span_exists(
     gateway_factory: Callable[..., Gateway], sqlite_url: str, dev_upstream: str
 ) -> None:
     gateway = gateway_factory(
-        database_url=sqlite_url, upstream_base_url=dev_upstream, refusal_delay_seconds=0, tracing_enabled=True
+        database_url=sqlite_url,
+        upstream_base_url=dev_upstream,
+        refusal_delay_seconds=0,
+        tracing_enabled=True,
+        otel_traces_exporter="none",  # nothing to export to: no retries at shutdown
     )
     lane = gateway.runtime.refusal_lane
     assert lane is not None
