@@ -63,6 +63,7 @@ def test_the_request_that_seeds_a_counter_is_not_counted_twice(limited: Gateway)
     """The request whose admission seeds the counter started before the seed and ends after it: it is charged to the
     new counter when it ends, and the correction must leave it out."""
     gateway = limited
+    gateway.runtime.limiter.reconcile_after = 0.5  # the default waits for every process's writer (seconds)
     tenant = gateway.create_tenant("reconcile-self", monthly_token_quota=1_000_000, monthly_budget_usd="10")
     key = gateway.create_key(tenant["id"])["key"]
     for _ in range(2):
