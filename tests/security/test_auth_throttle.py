@@ -109,7 +109,8 @@ def test_a_valid_key_is_not_throttled_by_guessing_from_its_address_when_its_cach
         _guess(gateway, 10)  # the source is over its limit, and keeps failing
         gateway.runtime.key_cache.clear()  # as when the entry's TTL ends
         assert client.models.list().data  # no retry needed: never a 429
-    assert _guess(gateway, 1)[0].status_code == 429  # the guesser is still throttled
+    # The guesser is still throttled (but for one lookup a second, which answers 401).
+    assert 429 in [r.status_code for r in _guess(gateway, 3)]
 
 
 def test_a_revoked_admin_token_is_answered_401_not_retried(

@@ -127,4 +127,8 @@ def test_per_request_identifiers_do_not_fill_the_encoders_cache() -> None:
     ]
     parsed = ExportTraceServiceRequest.FromString(encode_spans(spans))
     assert parsed == sdk_encode_spans(spans)
-    assert [key for _, key, _ in spanwire._FIELDS] == ["gen_ai.request.model"]
+    # Only what repeats is cached. (Other entries may be there: a gateway of an earlier test in this process can still
+    # be exporting its resource's attributes on its batcher's thread.)
+    cached = {key for _, key, _ in spanwire._FIELDS}
+    assert "gen_ai.request.model" in cached
+    assert cached.isdisjoint({"tenantgate.request.id", "gen_ai.response.id", "tenantgate.ratelimit.remaining_requests"})
