@@ -38,6 +38,7 @@ import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from tenantgate.settings import Settings
+from tenantgate.tenants.auth_throttle import source_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +86,8 @@ def _networks(trusted: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Netwo
 
 
 def _source(peer: Any, exempt: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]) -> str | None:
-    """The unit a per-source cap counts (an IPv4 address, an IPv6 /64), or None if exempt or not an IP peer."""
+    """The unit a per-source cap counts (an IPv4 address, an IPv6 /64: ``source_of``), or None if exempt or not an
+    IP peer."""
     if not isinstance(peer, tuple) or not peer:
         return None
     try:
@@ -96,9 +98,7 @@ def _source(peer: Any, exempt: tuple[ipaddress.IPv4Network | ipaddress.IPv6Netwo
         address = address.ipv4_mapped
     if any(address in network for network in exempt):
         return None
-    if address.version == 6:
-        return str(ipaddress.ip_network(f"{address}/64", strict=False))
-    return str(address)
+    return source_of(peer)  # the auth throttle's unit too
 
 
 class _WorkerBudgets:

@@ -67,3 +67,15 @@ def test_ids_of_no_stored_kind_under_unknown_keys_are_not_references(key: str, v
     body = {"model": "gpt-4o-mini", "messages": [{"role": "tool", key: value, "content": "x"}]}
     raw = orjson.dumps(body)
     assert inspect_body("/v1/chat/completions", raw, orjson.loads(raw)) == []
+
+
+def test_a_batch_lines_custom_id_is_the_callers_label_whatever_it_looks_like() -> None:
+    """``custom_id`` is never dereferenced upstream: "file-3-line-7" there is a label, not a file to check."""
+    body = {"custom_id": "file-3-line-7", "method": "POST", "url": "/v1/chat/completions",
+            "body": {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}}  # fmt: skip
+    raw = orjson.dumps(body)
+    assert inspect_body("/v1/chat/completions", raw, orjson.loads(raw)) == []
+    # The same value under any other id key is a file reference, checked for ownership.
+    other = {**body, "source_id": "file-3-line-7"}
+    raw = orjson.dumps(other)
+    assert [r.kind for r in inspect_body("/v1/chat/completions", raw, orjson.loads(raw))] == ["file"]
