@@ -196,6 +196,45 @@ async def test_a_month_counter_the_store_does_not_hold_is_seeded_never_guessed(s
     assert (refused.states[0].used, refused.states[0].reserved) == (900_000, 400_000)
 
 
+async def _lose(store: Store, check: Check) -> None:
+    """The store loses a counter and what it holds (Redis restarted without persistence, a key evicted)."""
+    if isinstance(store, MemoryLimitStore):
+        del store._counters[check.key]
+        return
+    await store.client.execute("DEL", *check.storage_keys)
+
+
+async def test_requests_in_flight_when_a_counter_is_lost_are_charged_in_full(store_and_clock) -> None:
+    """The seed that replaces a lost counter cannot see requests still running (the ledger has them only once they
+    end), so their settlements charge their whole amount, not the difference to a hold the new counter never
+    carried; a request admitted after the seed settles as usual. The month ends at the ledger plus every actual."""
+    store, _clock, key = store_and_clock
+
+    def quota(amount: int) -> Check:
+        return Check("monthly_tokens", "tenant", Kind.COUNTER, key("month"), 10_000, amount, 40 * DAY_MS)
+
+    await store.seed(quota(0), 0)
+    assert (await store.admit([quota(80)], "")).admitted  # in flight: holds 80
+    await _lose(store, quota(0))
+    assert await store.seed(quota(0), 1_000) is True  # the ledger: 1,000 used this month, the request not yet
+    assert (await store.admit([quota(50)], "")).admitted  # admitted after the seed: holds 50
+    await store.settle(Settlement(counter_deltas=[(quota(80), 30 - 80, 80)]))  # the first used 30
+    await store.settle(Settlement(counter_deltas=[(quota(50), 40 - 50, 50)]))  # the second used 40
+    peek = (await store.admit([quota(0)], "", dry=True)).states[0]
+    assert (peek.used, peek.reserved) == (1_000 + 30 + 40, 0)
+
+
+async def test_a_seed_carries_what_batches_hold_and_their_release_gives_it_back(store_and_clock) -> None:
+    store, _clock, key = store_and_clock
+    budget = Check("monthly_budget", "tenant", Kind.COUNTER, key("spend"), 10_000, 0, 40 * DAY_MS)
+    assert await store.seed(budget, 700 + 200, 200) is True  # 700 spent, 200 held by a batch still running
+    peek = (await store.admit([budget], "", dry=True)).states[0]
+    assert (peek.used, peek.reserved) == (900, 200)
+    await store.settle(Settlement(counter_deltas=[(budget, -200, 200), (budget, 150, 0)]))  # it ended: spent 150
+    peek = (await store.admit([budget], "", dry=True)).states[0]
+    assert (peek.used, peek.reserved) == (850, 0)
+
+
 async def test_concurrent_admissions_never_exceed_the_limit(store_and_clock) -> None:
     store, _clock, key = store_and_clock
     check = rpm(key("rpm"), 20)

@@ -56,6 +56,7 @@ _MAX_OUTPUT_FIELDS = ("max_completion_tokens", "max_tokens", "max_output_tokens"
 _GENERATING = frozenset({"chat", "text_completion", "responses"})
 _IMAGES = frozenset({"image_generation", "image_edit", "image_variation"})
 _TRANSCRIBING = frozenset({"transcription", "translation"})
+_RECONCILE_ATTEMPTS = 8  # a correction outlasts a database outage of minutes (waits doubling up to 60 s)
 _LEDGER_RETRY_SECONDS = 5.0
 log = logging.getLogger("tenantgate.limits")
 
@@ -319,15 +320,16 @@ class Limiter:
                 value = 0
             else:
                 value = totals.tokens if check.name == "monthly_tokens" else totals.cost_nusd
-            ledgered = value
+            ledgered, held = value, 0
             if self.held_by_batches is not None:
                 try:
-                    value += await self.held_by_batches(tenant_id, check.key)
+                    held = await self.held_by_batches(tenant_id, check.key)
                 except Exception as exc:
                     self._ledger_down_until = time.monotonic() + _LEDGER_RETRY_SECONDS
                     log.error("limits: what batches hold could not be read to seed a counter (%s)", type(exc).__name__)
                     return False
-            if await _seed_counter(check, value, store) and self.ledger is not None and check.name != "batch_queue":
+            seeded = await _seed_counter(check, value + held, held, store)
+            if seeded and self.ledger is not None and check.name != "batch_queue":
                 self._reconcile_later(tenant_id, check, seeded_at, ledgered, store)
         return True
 
@@ -344,14 +346,22 @@ class Limiter:
     async def _reconcile(
         self, tenant_id: str, check: Check, seeded_at: float, ledgered: int, store: RedisLimitStore | MemoryLimitStore
     ) -> None:
-        await asyncio.sleep(self.reconcile_after)
         assert self.ledger is not None
-        try:
-            totals = await self.ledger.month_totals(tenant_id, month_start(seeded_at), settled_before=seeded_at)
-        except Exception as exc:
-            log.error(
-                "limits: the month's usage could not be read to correct a seeded counter (%s)", type(exc).__name__
-            )
+        delay = self.reconcile_after
+        for attempt in range(_RECONCILE_ATTEMPTS):
+            await asyncio.sleep(delay)
+            try:
+                totals = await self.ledger.month_totals(tenant_id, month_start(seeded_at), settled_before=seeded_at)
+                break
+            except Exception as exc:
+                log.error(
+                    "limits: the month's usage could not be read to correct a seeded counter (%s; attempt %d of %d)",
+                    type(exc).__name__,
+                    attempt + 1,
+                    _RECONCILE_ATTEMPTS,
+                )
+                delay = min(2 * delay, 60.0)  # the database is down: try again later, not never
+        else:
             return
         # What ended before the seed, as the ledger knows it now, beyond what the seed counted; only ever added.
         # Requests still running at the seed are left out: they settle against the new counter (docs/limits.md).
@@ -427,12 +437,13 @@ def _nano_usd(cost: Decimal | None, rounding: str) -> int:
     return int((cost * NANO_USD).to_integral_value(rounding=rounding))
 
 
-async def _seed_counter(check: Check, value: int, store: RedisLimitStore | MemoryLimitStore) -> bool:
-    """Seed ``check`` in ``store``; True if this call set it (not another process first, and Redis answered)."""
+async def _seed_counter(check: Check, value: int, held: int, store: RedisLimitStore | MemoryLimitStore) -> bool:
+    """Seed ``check`` in ``store`` (``held`` of ``value`` held by batches); True if this call set it (not another
+    process first, and Redis answered)."""
     if isinstance(store, MemoryLimitStore):
-        return store.seed_now(check, value)
+        return store.seed_now(check, value, held)
     try:
-        return await store.seed(check, value)
+        return await store.seed(check, value, held)
     except (RedisError, OSError, TimeoutError):
         return False  # the next call to Redis finds it failing, as the guard does for any other call
 

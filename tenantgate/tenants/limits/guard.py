@@ -84,17 +84,6 @@ class GuardedStore:
         self.stats.memory_checks += not dry
         return self.fallback.admit_now(checks, lease, dry=dry), self.fallback
 
-    async def seed(self, check: Check, value: int, store: RedisLimitStore | MemoryLimitStore) -> None:
-        """Seed a month counter in the store that answered the admission (Redis failing meanwhile is an outage:
-        the next admission falls back or fails as any other call does)."""
-        if isinstance(store, MemoryLimitStore):
-            store.seed_now(check, value)
-            return
-        try:
-            await store.seed(check, value)
-        except _ERRORS as exc:
-            self._failed(exc)
-
     def admissions_by_source(self) -> list[tuple[tuple[str], float]]:
         """Checks so far by where they were decided: ``redis`` (a script call), ``credit`` (a credit Redis granted
         this process) or ``memory`` (no Redis configured, or the fail-open fallback)."""

@@ -81,16 +81,16 @@ class MemoryLimitStore:
             states.append(CheckState(check, used, reset, retry, reserved))
         return Verdict(admitted, now, states)
 
-    async def seed(self, check: Check, value: int) -> bool:
-        return self.seed_now(check, value)
+    async def seed(self, check: Check, value: int, reserved: int = 0) -> bool:
+        return self.seed_now(check, value, reserved)
 
-    def seed_now(self, check: Check, value: int) -> bool:
-        """Set a month counter this store did not hold to the ledger's total (kept if it holds one meanwhile); True
-        if this call set it."""
+    def seed_now(self, check: Check, value: int, reserved: int = 0) -> bool:
+        """Set a month counter this store did not hold to the ledger's total (kept if it holds one meanwhile), of
+        which ``reserved`` is held (by batches still running); True if this call set it."""
         now = int(self.clock())
         counter = self._counters.get(check.key)
         if counter is None or counter.expires <= now:
-            self._counters[check.key] = _Counter(max(0, value), 0, now + check.period_ms)
+            self._counters[check.key] = _Counter(max(0, value), max(0, reserved), now + check.period_ms)
             return True
         return False
 
@@ -176,6 +176,8 @@ class MemoryLimitStore:
         counter = self._counters.get(check.key)
         if counter is None or counter.expires <= now:
             return 0  # gone (swept): the next admission seeds it from the ledger, corrections alone are not trusted
+        if released > counter.reserved:  # held before this counter was seeded: the counter gets the whole amount
+            delta += released - counter.reserved
         counter.value = max(0, counter.value + delta)
         counter.reserved = max(0, counter.reserved - released)
         counter.expires = now + check.period_ms

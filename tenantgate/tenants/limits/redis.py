@@ -75,6 +75,15 @@ class _Account:
     """A credit is being asked for: the principal's other requests meanwhile ask Redis without one."""
 
 
+_SEED_LUA = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[3]) then
+    redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
+    return 1
+end
+return 0
+"""
+
+
 class RedisLimitStore:
     name = "redis"
 
@@ -311,14 +320,15 @@ class RedisLimitStore:
             )
         )
 
-    async def seed(self, check: Check, value: int) -> bool:
-        """Set a month counter the store did not hold to the ledger's total, unless another process did first;
-        True if this call set it."""
-        key, reserved = check.storage_keys
+    async def seed(self, check: Check, value: int, reserved: int = 0) -> bool:
+        """Set a month counter the store did not hold to the ledger's total, unless another process did first, of
+        which ``reserved`` is held (by batches still running); True if this call set it. The counter and what it
+        holds are set together, in one script: holds of the counter that was lost are not carried over, since the
+        new total does not include them (settle.lua then charges those requests their whole amount)."""
+        key, held = check.storage_keys
         period = max(1, check.period_ms)
-        landed = await self.client.execute("SET", key, value, "NX", "PX", period)
-        await self.client.execute("SET", reserved, 0, "NX", "PX", period)
-        return landed is not None
+        landed = await self.client.execute("EVAL", _SEED_LUA, 2, key, held, value, reserved, period)
+        return bool(landed == 1)
 
     async def settle(self, settlement: Settlement) -> None:
         future = self.settle_nowait(settlement)

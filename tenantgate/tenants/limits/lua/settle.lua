@@ -4,7 +4,9 @@
 -- released (a counter's reservation that ends now).
 -- A negative window delta is refunded from the bucket the request was admitted in (if still in the window);
 -- a positive one is charged now. Counters never go below zero, and a counter that no longer exists (Redis lost it)
--- is left missing, so the next admission seeds it from the ledger instead of trusting a correction alone.
+-- is left missing, so the next admission seeds it from the ledger instead of trusting a correction alone. A counter's
+-- reservations are a sum: what a settlement releases beyond what the counter still holds was admitted before the
+-- counter was seeded again, so its actual amount is added whole.
 
 local now
 if ARGV[1] == '' then
@@ -47,8 +49,18 @@ while a <= #ARGV do
         local key, rkey = KEYS[k], KEYS[k + 1]
         k = k + 2
         if redis.call('EXISTS', key) == 1 then
+            if released > 0 then
+                -- A hold the counter no longer carries (Redis lost the counter while the request ran; the seed that
+                -- replaced it could not see the request) is charged in full: the counter gets the actual amount.
+                local reserved = tonumber(redis.call('GET', rkey)) or 0
+                if reserved < released then
+                    delta = delta + released - reserved
+                    redis.call('SET', rkey, 0)
+                else
+                    redis.call('DECRBY', rkey, released)
+                end
+            end
             if delta ~= 0 and redis.call('INCRBY', key, delta) < 0 then redis.call('SET', key, 0, 'KEEPTTL') end
-            if released > 0 and redis.call('DECRBY', rkey, released) < 0 then redis.call('SET', rkey, 0) end
             redis.call('PEXPIRE', key, period)
             redis.call('PEXPIRE', rkey, period)
         end
