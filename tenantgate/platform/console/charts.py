@@ -172,7 +172,9 @@ def chart_data(histories: Iterable[Sequence[Sequence[Frame]]], window: str, filt
     if not filters.given():
         out["time_seconds"] = {
             part: percentiles(PARTS, PART_BUCKETS, p_size, lambda labels, part=part: labels[0] == part)
-            for part in ("gateway", "upstream")
+            # "waiting" is recorded only for requests that waited (a work slot's queue, pacing before a refusal,
+            # backoff between attempts): its percentiles are of those requests, apart from the gateway's work.
+            for part in ("gateway", "upstream", "waiting")
         }
         out["limiter"] = {
             "admissions_per_second": _by_label(timeline, ADMISSIONS, filters, 0, rate),

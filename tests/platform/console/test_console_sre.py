@@ -107,3 +107,20 @@ def test_auth_refusals_are_not_listed_as_unmatched_routes(console_gateway: Gatew
         statuses.setdefault(row["route"], set()).add(row["status"])
     assert "404" in statuses["(unmatched)"] and statuses["(unmatched)"] <= {"404", "405"}
     assert {"401", "403"} <= statuses["(refused before routing)"]
+
+
+def test_time_spent_waiting_is_charted_apart_from_the_gateways_work(console_gateway: Gateway) -> None:
+    gateway = console_gateway
+    key = gateway.new_key(f"sre-waiting-{uuid.uuid4().hex[:6]}")
+    with pytest.raises(openai.RateLimitError):  # the upstream asks for 300 ms between attempts: the gateway waits
+        gateway.client(key["key"]).chat.completions.create(
+            model="gpt-4o-mini", messages=MESSAGES, extra_headers={**UPSTREAM_429, "x-dev-retry-after-ms": "300"}
+        )
+    _sample(gateway)
+
+    parts = gateway.admin("GET", "/console/api/series", params={"window": "15m"}).json()["traffic"]["time_seconds"]
+    assert set(parts) == {"gateway", "upstream", "waiting"}
+    waited = [value for value in parts["waiting"]["p95"] if value is not None]
+    assert waited and max(waited) >= 0.25  # the backoff, not counted as the gateway's own work
+    gateway_p95 = [value for value in parts["gateway"]["p95"] if value is not None]
+    assert gateway_p95 and max(gateway_p95) < 0.25
