@@ -8,12 +8,14 @@ from typing import Any
 
 import httpx
 import pytest
+from playwright.sync_api import Browser, sync_playwright
 
 from tenantgate import database
 from tenantgate.platform.app import create_app
 from tenantgate.platform.console.cookies import CSRF_HEADER, SESSION_COOKIE
 from tenantgate.platform.serving import uvicorn_options
 from tests.conftest import ADMIN_TOKEN, _create_pg_database, make_settings
+from tests.platform.console.browsing import CHROMIUM_ARGS, chromium
 from tests.support.gateway import Gateway
 from tests.support.server import ServedApp
 
@@ -37,6 +39,15 @@ def console_gateway(
             yield Gateway(served.url, ADMIN_TOKEN, settings, app.runtime, served.loop)
     finally:
         drop()
+
+
+@pytest.fixture(scope="module")
+def browser(console_gateway: Gateway) -> Iterator[Browser]:
+    """After the gateway: sync Playwright runs an event loop on this thread, so fixtures using asyncio.run go first."""
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium(), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
 
 
 class Console:

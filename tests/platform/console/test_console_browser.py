@@ -7,89 +7,19 @@ build/test-artifacts/console-*.png (docs/images/ has copies for the documentatio
 
 from __future__ import annotations
 
-import asyncio
-import os
-import shutil
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import openai
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, Route, expect, sync_playwright
+from playwright.sync_api import Browser, Route, expect
 
 from tests.conftest import ADMIN_TOKEN
+from tests.platform.console.browsing import CHROMIUM_ARGS, MESSAGES, Watched, chromium, drain_metering, sample
 from tests.support.gateway import Gateway
 
 pytestmark = pytest.mark.slow  # starts processes or a browser: `-m 'not slow'` skips it for a quick loop
-
-ARTIFACTS = Path(__file__).resolve().parents[3] / "build" / "test-artifacts"
-MESSAGES = [{"role": "user", "content": "numbers for the console"}]
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
-]  # fmt: skip
-
-
-def _chromium() -> str:
-    path = os.environ.get("TENANTGATE_TEST_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-    if not Path(path).exists():
-        pytest.fail("the console's browser tests need Debian's chromium: apt-get install -y chromium")
-    return path
-
-
-@pytest.fixture(scope="module")
-def browser(console_gateway: Gateway) -> Iterator[Browser]:
-    """After the gateway: sync Playwright runs an event loop on this thread, so fixtures using asyncio.run go first."""
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=_chromium(), args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
-
-class Watched:
-    """A browser context and page whose script errors and failed requests are collected (a test ends with none)."""
-
-    def __init__(self, browser: Browser, url: str) -> None:
-        self.context: BrowserContext = browser.new_context(viewport={"width": 1400, "height": 1100})
-        self.page: Page = self.context.new_page()
-        self.problems: list[str] = []
-        self.page.on("console", lambda m: self.problems.append(m.text) if m.type == "error" else None)
-        self.page.on("pageerror", lambda error: self.problems.append(str(error)))
-        self.url = url
-
-    def sign_in(self, token: str) -> Page:
-        page = self.page
-        page.goto(self.url + "/console")
-        page.fill("#token", token)
-        page.click("#sign-in-form button[type=submit]")
-        expect(page.locator("#sign-out")).to_be_visible()
-        expect(page.locator("nav a").first).to_be_visible()
-        return page
-
-    def shot(self, name: str) -> None:
-        ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        self.page.screenshot(path=str(ARTIFACTS / f"console-{name}.png"), full_page=True)
-
-    def close(self) -> None:
-        self.context.close()
-
-
-def _sample(gateway: Gateway) -> None:
-    """Close a history frame now instead of waiting for the next 10 s boundary."""
-
-    async def sample() -> None:
-        gateway.runtime.telemetry.sample_history()
-
-    asyncio.run_coroutine_threadsafe(sample(), gateway.loop).result(5)
-
-
-def _drain_metering(gateway: Gateway) -> None:
-    async def flush() -> None:
-        await gateway.runtime.metering.writer.flush()
-
-    asyncio.run_coroutine_threadsafe(flush(), gateway.loop).result(10)
 
 
 def _traffic(gateway: Gateway) -> tuple[dict[str, str], dict[str, str]]:
@@ -115,8 +45,8 @@ def _traffic(gateway: Gateway) -> tuple[dict[str, str], dict[str, str]]:
     for _ in range(3):
         with pytest.raises(openai.RateLimitError):
             refused.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
-    _sample(gateway)
-    _drain_metering(gateway)
+    sample(gateway)
+    drain_metering(gateway)
     return busy, limited
 
 
@@ -279,7 +209,7 @@ def test_billing_role_reads_usage_and_downloads_csv_but_cannot_change_anything(
     tenant = gateway.create_tenant(f"Billed {uuid.uuid4().hex[:6]}")
     key = gateway.create_key(tenant["id"])
     gateway.client(key["key"]).chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
-    _drain_metering(gateway)
+    drain_metering(gateway)
     token = gateway.admin("POST", "/admin/tokens", json={"name": "finance", "role": "billing"}).json()["token"]
     watched = Watched(browser, gateway.url)
     page = watched.sign_in(token)
@@ -316,7 +246,7 @@ def test_tenant_portal_shows_its_own_usage_and_keys_and_nothing_of_another_tenan
     mine, other = gateway.new_key("portal-mine"), gateway.new_key("portal-other")
     for key in (mine, other, other):
         gateway.client(key["key"]).chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
-    _drain_metering(gateway)
+    drain_metering(gateway)
     created = gateway.admin(
         "POST", "/admin/tokens", json={"name": "portal", "role": "tenant", "tenant_id": mine["tenant_id"]}
     )
@@ -541,7 +471,7 @@ def test_signing_in_over_plain_http_on_a_lan_address_says_why_it_cannot_work(
     # LAN: it refuses the Secure session cookie, so the sign-in "succeeds" and the session is still missing.
     port = httpx.URL(console_gateway.url).port
     rules = "--host-resolver-rules=MAP gateway.lan.test 127.0.0.1"
-    lan = browser.browser_type.launch(executable_path=_chromium(), args=[*CHROMIUM_ARGS, rules])
+    lan = browser.browser_type.launch(executable_path=chromium(), args=[*CHROMIUM_ARGS, rules])
     try:
         watched = Watched(lan, f"http://gateway.lan.test:{port}")
         page = watched.page

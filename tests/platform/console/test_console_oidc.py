@@ -16,7 +16,7 @@ from tenantgate.platform.app import create_app
 from tenantgate.platform.console.oidc import FLOW_COOKIE
 from tenantgate.platform.serving import uvicorn_options
 from tests.conftest import make_settings
-from tests.platform.console.test_console_browser import CHROMIUM_ARGS, _chromium
+from tests.platform.console.browsing import CHROMIUM_ARGS, chromium
 from tests.support.gateway import Gateway
 from tests.support.server import ServedApp
 
@@ -62,7 +62,7 @@ def sso(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Gateway, str
 @pytest.fixture(scope="module")
 def browser(sso: tuple[Gateway, str]) -> Iterator[Browser]:
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=_chromium(), args=CHROMIUM_ARGS)
+        browser = playwright.chromium.launch(executable_path=chromium(), args=CHROMIUM_ARGS)
         yield browser
         browser.close()
 

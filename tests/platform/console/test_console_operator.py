@@ -5,26 +5,17 @@ form, and ids are shown as names. Each test works on tenants and plans it create
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import openai
 import pytest
-from playwright.sync_api import Browser, expect, sync_playwright
+from playwright.sync_api import Browser, expect
 
 from tests.conftest import ADMIN_TOKEN
-from tests.platform.console.test_console_browser import CHROMIUM_ARGS, MESSAGES, Watched, _chromium
+from tests.platform.console.browsing import MESSAGES, Watched
 from tests.support.gateway import Gateway
 
 pytestmark = pytest.mark.slow  # starts processes or a browser: `-m 'not slow'` skips it for a quick loop
-
-
-@pytest.fixture(scope="module")
-def browser(console_gateway: Gateway) -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=_chromium(), args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 def _manage(watched: Watched, tenant_name: str) -> None:
