@@ -12,6 +12,9 @@ A model's entry says one of:
 and, for token prices, what the Batch API and flex processing charge as a fraction of them (``batch``, ``flex``;
 the file's ``tiers.batch`` is every token-priced model's default, ``batch: null`` says a model has none).
 
+A model listed as ``null`` has no price on purpose (OpenAI sells it at a price the table cannot verify or express):
+its events are unpriced, and its exact name keeps the snapshot rule from pricing it as its base model.
+
 Parsing is strict: a price file that says something this module cannot price is refused at load, never read as 0.
 """
 
@@ -157,6 +160,8 @@ class PriceTable:
     tools: Mapping[str, Price] = field(default_factory=dict)
     """Prices of Responses API hosted tools: per call (web_search, file_search), per session (code_interpreter)."""
     source: str | None = None
+    unpriced: frozenset[str] = frozenset()
+    """Models listed without a price (``model: null``): never priced by the table, not even as a snapshot."""
 
     @classmethod
     def from_file(cls, path: Path) -> PriceTable:
@@ -168,7 +173,9 @@ class PriceTable:
         try:
             tiers = raw.get("tiers") or {}
             batch_default = _fraction("tiers.batch", tiers.get("batch"))
-            prices = {str(m): Price.parse(f, batch_default=batch_default) for m, f in raw["models"].items()}
+            models = raw["models"]
+            prices = {str(m): Price.parse(f, batch_default=batch_default) for m, f in models.items() if f is not None}
+            unpriced = frozenset(str(m) for m, f in models.items() if f is None)
             tools = {str(t): Price.parse(f) for t, f in (raw.get("tools") or {}).items()}
         except (ValueError, ArithmeticError, AttributeError, TypeError) as exc:
             raise ValueError(f"{path.name}: {exc}") from None
@@ -181,4 +188,5 @@ class PriceTable:
             prices=prices,
             tools=tools,
             source=raw.get("source"),
+            unpriced=unpriced,
         )

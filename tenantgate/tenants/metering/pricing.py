@@ -10,8 +10,9 @@ their ``effective_from`` on.
 
 A price matches a model by its exact name, or by the name of which the model is a dated snapshot
 (``gpt-4o-mini`` prices ``gpt-4o-mini-2024-07-18``), never by any other prefix: ``o3`` does not price ``o3-pro``,
-nor ``gpt-4o-mini`` ``gpt-4o-mini-transcribe``. An exact match beats a snapshot match; between equal matches the
-most specific price wins (tenant, then plan, then global override, then the table). Within one scope and model,
+nor ``gpt-4o-mini`` ``gpt-4o-mini-transcribe``. An exact match beats a snapshot match: ``gpt-4o-2024-05-13`` has its
+own price, and a snapshot the table lists without a price is unpriced, not priced as its base. Between equal matches
+the most specific price wins (tenant, then plan, then global override, then the table). Within one scope and model,
 the override with the latest ``effective_from`` that has begun applies (ties: the newer id).
 
 A billable exchange no price covers is *unpriced*: its cost carries the reason and no version, and it is never
@@ -299,7 +300,13 @@ class PriceBook:
             return self._table_names[key]
         if len(self._table_names) >= 10_000:  # model names come from requests: keep the memo bounded
             self._table_names.clear()
-        found = next(((name, match) for name, match in _names(model) if name in table.prices), None)
+        found: tuple[str, int] | None = None
+        for name, match in _names(model):
+            if name in table.unpriced:
+                break  # listed without a price: its base's price is not its price
+            if name in table.prices:
+                found = (name, match)
+                break
         self._table_names[key] = found
         return found
 
@@ -364,7 +371,14 @@ class PriceBook:
             if found is not None:
                 cost = charge(found.price, usage, measure, found.version, any_tier=found.override)
                 return self._with_tools(cost, measure.tools, at) if measure.tools != NO_TOOL_CALLS else cost
+            if self._listed_unpriced(name, at):
+                break  # the model that answered has no price on purpose: the requested alias's price is not its
         return Cost(unpriced=UNPRICED_MODEL)
+
+    def _listed_unpriced(self, model: str, at: float) -> bool:
+        """Whether the table in effect lists ``model`` (or the model it is a snapshot of) without a price."""
+        unpriced = self.table_at(at).unpriced
+        return bool(unpriced) and any(name in unpriced for name, _ in _names(model))
 
     def _with_tools(self, cost: Cost, tools: ToolCalls, at: float) -> Cost:
         """The cost with its hosted tools' calls and sessions at the table's prices (the same for every plan and

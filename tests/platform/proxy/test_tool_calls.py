@@ -17,7 +17,7 @@ from tenantgate.platform.proxy.usage import tool_calls_of
 from tenantgate.tenants.metering.pricing import NANOS_PER_USD, UNPRICED_TOOL, Measure, PriceBook, PriceTable
 
 BOOK = PriceBook.load()
-AT = 1_796_688_000.0  # 2026-12-08: the table with tool prices (2026-12-07)
+AT = 1_796_688_000.0  # 2026-12-08: a table with tool prices (2026-12-07 on)
 CONTAINERS = ["cntr_a", "cntr_b", "cntr_c"]
 
 junk = st.one_of(st.none(), st.integers(), st.text(max_size=8), st.lists(st.integers(), max_size=2))

@@ -12,7 +12,7 @@ import pytest
 from tests.support.gateway import Gateway
 from tests.support.metering import admin_sdk, make_event, seed
 
-MIDNIGHT = 1_796_688_000  # 2026-12-08 00:00 UTC: priced by the table that has batch prices (2026-12-07)
+MIDNIGHT = 1_796_688_000  # 2026-12-08 00:00 UTC: priced by a table with batch prices (2026-12-07 on)
 END = MIDNIGHT + 86400
 
 

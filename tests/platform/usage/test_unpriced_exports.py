@@ -11,11 +11,12 @@ from typing import Any
 from typer.testing import CliRunner
 
 from tenantgate.cli import app
+from tenantgate.tenants.metering.pricing import PriceBook
 from tests.conftest import SECRET_KEY
 from tests.support.gateway import Gateway
 from tests.support.metering import make_event, seed
 
-DEC_8 = 1_796_688_000  # 2026-12-08 00:00 UTC: the 2026-12-07 price table is in effect
+DEC_8 = 1_796_688_000  # 2026-12-08 00:00 UTC: a price table with unit prices (2026-12-07 on) is in effect
 JAN_1 = 1_798_761_600
 
 
@@ -153,4 +154,5 @@ def test_csv_export_neutralizes_formulas_and_shows_unpriced_events(gateway: Gate
     for row in rows[:-1]:  # no price for those names: unpriced, with an empty cost, not 0
         assert (row["unpriced"], row["cost_usd"], row["price_version"]) == ("model", "", "")
     priced = rows[-1]
-    assert (priced["unpriced"], priced["cost_usd"], priced["price_version"]) == ("", "0.000004500", "2026-12-07")
+    in_effect = PriceBook.load().table_at(DEC_8 + 60).version
+    assert (priced["unpriced"], priced["cost_usd"], priced["price_version"]) == ("", "0.000004500", in_effect)

@@ -15,8 +15,9 @@ from tenantgate.core.exchange import Usage
 from tenantgate.tenants.metering.pricing import PRICES_DIR, Price, PriceBook, PriceOverride, PriceTable
 
 NOV = datetime(2026, 11, 15, tzinfo=UTC).timestamp()
-DEC = datetime(2026, 12, 8, tzinfo=UTC).timestamp()  # the 2026-12-07 table is in effect
+DEC = datetime(2026, 12, 8, tzinfo=UTC).timestamp()
 BOOK = PriceBook.load()
+DEC_VERSION = BOOK.table_at(DEC).version  # the newest table in effect on 2026-12-08
 MILLION = Usage(input_tokens=1_000_000)
 
 
@@ -26,7 +27,7 @@ def test_repository_table_prices_a_chat_completion_exactly() -> None:
     cost = BOOK.cost("gpt-4o-mini", usage, at=DEC)
     assert (cost.input_nusd, cost.cached_input_nusd, cost.output_nusd) == (90_000_000, 30_000_000, 300_000_000)
     assert cost.usd == Decimal("0.42")
-    assert (cost.version, cost.unpriced) == ("2026-12-07", None)
+    assert (cost.version, cost.unpriced) == (DEC_VERSION, None)
     # Events of November keep November's table.
     assert BOOK.cost("gpt-4o-mini", usage, at=NOV).version == "2026-11-01"
 
@@ -174,7 +175,7 @@ def test_tenant_override_beats_plan_override_beats_table() -> None:
     usage = Usage(input_tokens=1_000_000, output_tokens=1_000_000)
     assert book.cost("gpt-4o-mini", usage, tenant_id="ten_vip", at=DEC).usd == Decimal("0.03")
     gold = book.cost("gpt-4o-mini", usage, tenant_id="ten_gold", at=DEC)
-    assert (gold.usd, gold.version) == (Decimal("0.30"), "2026-12-07+po_plan")
+    assert (gold.usd, gold.version) == (Decimal("0.30"), f"{DEC_VERSION}+po_plan")
     assert book.cost("gpt-4o-mini", usage, tenant_id="ten_other", at=DEC).usd == Decimal("0.75")
     # An override applies from its effective time on, not before.
     assert book.cost("gpt-4o-mini", usage, tenant_id="ten_b", at=DEC).usd == Decimal("0.75")
@@ -218,7 +219,7 @@ def test_global_override_beats_the_table_and_yields_to_plan_and_tenant_overrides
     )
     assert book.cost("gpt-4o-mini", MILLION, at=DEC).usd == 1  # no tenant known: the global price still applies
     other = book.cost("gpt-4o-mini", MILLION, tenant_id="ten_other", at=DEC)
-    assert (other.usd, other.version) == (1, "2026-12-07+po_all")
+    assert (other.usd, other.version) == (1, f"{DEC_VERSION}+po_all")
     assert book.cost("gpt-4o-mini", MILLION, tenant_id="ten_gold", at=DEC).usd == 2
     assert book.cost("gpt-4o-mini", MILLION, tenant_id="ten_v", at=DEC).usd == 3
 
@@ -234,7 +235,7 @@ def test_of_two_overrides_starting_together_the_newer_one_applies() -> None:
         {},
     )
     cost = book.cost("gpt-4o", MILLION, tenant_id="ten_a", at=DEC)
-    assert (cost.usd, cost.version) == (7, f"2026-12-07+{newer}")
+    assert (cost.usd, cost.version) == (7, f"{DEC_VERSION}+{newer}")
 
 
 @pytest.mark.parametrize(
@@ -263,7 +264,7 @@ def test_the_new_table_says_where_its_prices_come_from_and_old_tables_stay() -> 
     files = sorted(path.name for path in PRICES_DIR.glob("*.yaml"))
     assert files[:2] == ["2026-11-01.yaml", "2026-12-07.yaml"]
     table = BOOK.table_at(DEC)
-    assert table.source is not None and "openai.com" in table.source and "2026-12-07" in table.source
+    assert table.source is not None and "openai.com" in table.source and table.version in table.source
     tool = BOOK.tool_price("web_search", at=DEC)
     assert tool is not None and (tool.unit, tool.per_unit) == ("call", Decimal("0.01"))
     assert BOOK.tool_price("web_search", at=NOV) is None
@@ -273,3 +274,91 @@ def test_every_model_the_dev_upstream_serves_has_a_price() -> None:
     from tenantgate.devupstream.catalog import MODELS
 
     assert [model for model in MODELS if model not in BOOK.table_at(DEC).prices] == []
+
+
+DEC_7 = datetime(2026, 12, 7, 12, tzinfo=UTC).timestamp()
+IN_AND_OUT = Usage(input_tokens=1_000_000, output_tokens=1_000_000)
+
+
+def test_an_exact_snapshot_row_beats_the_snapshot_rule_and_old_events_keep_their_table() -> None:
+    # OpenAI sells gpt-4o-2024-05-13 at $5 / $15 per 1M tokens, gpt-4o at $2.50 / $10.
+    snapshot = BOOK.cost("gpt-4o-2024-05-13", IN_AND_OUT, at=DEC)
+    assert (snapshot.usd, snapshot.version) == (20, "2026-12-08")
+    assert BOOK.cost("gpt-4o-2024-08-06", IN_AND_OUT, at=DEC).usd == Decimal("12.5")  # priced as gpt-4o
+    # An event of 2026-12-07 stays priced by the table of its time (the file is never edited).
+    assert BOOK.cost("gpt-4o-2024-05-13", IN_AND_OUT, at=DEC_7).usd == Decimal("12.5")
+    # The model that answered is priced before the alias requested.
+    assert BOOK.cost("gpt-4o", IN_AND_OUT, served_model="gpt-4o-2024-05-13", at=DEC).usd == 20
+
+
+def test_exact_beats_snapshot_and_a_model_listed_without_price_is_unpriced(tmp_path: Path) -> None:
+    models = {"m": {"input": "1", "output": "1"}, "m-2025-01-01": {"input": "3", "output": "3"}, "m-2025-02-02": None}
+    (tmp_path / "2026-01-01.yaml").write_text(yaml.safe_dump({"version": "v", "models": models}))
+    book = PriceBook.load(tmp_path)
+    assert book.cost("m-2025-01-01", MILLION).usd == 3  # its own row, not m's
+    assert book.cost("m-2025-03-03", MILLION).usd == 1  # a snapshot without a row: m's price
+    listed = book.cost("m-2025-02-02", MILLION)
+    assert (listed.priced, listed.unpriced, listed.total_nusd) == (False, "model", 0)
+    # Neither by the alias requested when the model that answered is the one without a price.
+    assert book.cost("m", MILLION, served_model="m-2025-02-02").unpriced == "model"
+    with pytest.raises(KeyError):
+        book.price_for("m-2025-02-02")
+    # An override for the exact name prices it.
+    override = PriceOverride("po_1", "m-2025-02-02", Price(input=Decimal(7), output=Decimal(7)), 0.0)
+    book.set_overrides([override], {})
+    assert book.cost("m-2025-02-02", MILLION).usd == 7
+
+
+@pytest.mark.parametrize(
+    ("model", "usage", "usd"),
+    [
+        # Dated snapshots and snapshots without a date whose list price differs from their base's.
+        ("gpt-4o-2024-05-13", IN_AND_OUT, Decimal("20")),
+        ("gpt-3.5-turbo-1106", IN_AND_OUT, Decimal("3")),
+        ("gpt-3.5-turbo-0125", IN_AND_OUT, Decimal("2")),
+        ("gpt-4-0613", IN_AND_OUT, Decimal("90")),
+        ("gpt-4-0125-preview", IN_AND_OUT, Decimal("40")),
+        ("gpt-4-32k", IN_AND_OUT, Decimal("180")),
+        # Models that had no price.
+        ("chatgpt-4o-latest", IN_AND_OUT, Decimal("20")),
+        ("o1-preview-2024-09-12", IN_AND_OUT, Decimal("75")),
+        ("davinci-002", IN_AND_OUT, Decimal("4")),
+        ("babbage-002", IN_AND_OUT, Decimal("0.8")),
+        ("computer-use-preview", IN_AND_OUT, Decimal("15")),
+        ("codex-mini-latest", Usage(input_tokens=1_000_000, cached_input_tokens=1_000_000), Decimal("0.375")),
+        ("o3-deep-research-2025-06-26", IN_AND_OUT, Decimal("50")),
+        ("o4-mini-deep-research", IN_AND_OUT, Decimal("10")),
+        ("gpt-5-chat-latest", IN_AND_OUT, Decimal("11.25")),
+        ("gpt-5.1-codex-mini", IN_AND_OUT, Decimal("2.25")),
+        ("gpt-5.2-pro", IN_AND_OUT, Decimal("189")),
+        # Audio tokens and image tokens at their own prices.
+        ("gpt-audio-2025-08-28", Usage(input_tokens=1_000_000, input_audio_tokens=1_000_000), Decimal("32")),
+        ("gpt-audio-mini", Usage(output_tokens=1_000_000, output_audio_tokens=1_000_000), Decimal("20")),
+        (
+            "gpt-image-1-mini",
+            Usage(input_tokens=2_000_000, image_tokens=1_000_000, output_tokens=1_000_000),
+            Decimal("12.5"),
+        ),
+    ],
+)
+def test_the_2026_12_08_table_prices_models_at_their_list_price(model: str, usage: Usage, usd: Decimal) -> None:
+    cost = BOOK.cost(model, usage, at=DEC)
+    assert (cost.usd, cost.version) == (usd, "2026-12-08")
+
+
+@pytest.mark.parametrize(
+    ("model", "base"),
+    [
+        ("gpt-4o-realtime-preview-2024-10-01", "gpt-4o-realtime-preview"),
+        ("gpt-4o-audio-preview-2024-10-01", "gpt-4o-audio-preview"),
+    ],
+)
+def test_snapshots_sold_at_a_price_the_table_cannot_verify_are_unpriced_not_their_base(model: str, base: str) -> None:
+    assert BOOK.cost(model, IN_AND_OUT, at=DEC).unpriced == "model"
+    assert BOOK.cost(model, IN_AND_OUT, at=DEC_7).priced  # the 2026-12-07 table priced them as their base
+    assert BOOK.cost(base, IN_AND_OUT, at=DEC).priced
+
+
+def test_models_whose_price_the_table_cannot_say_stay_unpriced() -> None:
+    for model in ("gpt-4o-search-preview", "gpt-4o-mini-search-preview-2025-03-11", "gpt-realtime-mini", "gpt-5.4"):
+        assert BOOK.cost(model, IN_AND_OUT, at=DEC).unpriced == "model", model
