@@ -6,7 +6,7 @@ import { clear, field, h, table, toast } from "../dom";
 import * as f from "../format";
 import { quotaFields, quotaValues, rateFields, rateValues, type Quotas, type RateLimits } from "../limits";
 import { remember } from "../names";
-import { actionButton, form, input, numberOrNull, pagedTable, section, shownOnce, text, type Paged } from "../ui";
+import { actionButton, form, input, pagedTable, section, shownOnce, text, type Paged } from "../ui";
 import { fmt, keysSection, money, type Key } from "./keys";
 
 export interface Tenant extends RateLimits, Quotas {
@@ -96,10 +96,11 @@ export async function tenantsView(main: HTMLElement): Promise<void> {
     h("h1", {}, "Tenants"),
     section(
       "New tenant",
-      form("tenant-create", "New tenant", [field("Name", input("name", { required: true, maxlength: "200" })), field("Plan", planSelect(plans, null)),
-        field("Requests per minute", input("rpm", { type: "number", min: "0" }), "empty: the plan's")], "Create tenant",
+      // The admin API's tenant create takes every limit a tenant can set: they are all here, empty = the plan's.
+      form("tenant-create", "New tenant", [field("Name", input("name", { required: true, maxlength: "200" })), field("Plan", planSelect(plans, null), "its limits apply where the tenant sets none"),
+        ...rateFields(null, "the plan's"), ...quotaFields(null, "the plan's")], "Create tenant",
         async (data) => {
-          const tenant = await post<Tenant>("/admin/tenants", { name: text(data, "name"), plan_id: text(data, "plan_id") || null, rpm: numberOrNull(data, "rpm") });
+          const tenant = await post<Tenant>("/admin/tenants", { name: text(data, "name"), plan_id: text(data, "plan_id") || null, ...rateValues(data), ...quotaValues(data) });
           selected = tenant.id;
           toast(`Tenant ${tenant.name} created.`);
           await tenantsView(main);
