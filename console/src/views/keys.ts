@@ -1,5 +1,5 @@
 // A tenant's API keys in the operator's view: create with limits and expiry (the plaintext shown once), edit a
-// key's limits afterwards (PATCH /admin/keys/{id}), rotate, revoke. Also what the tenant portal shares: a key's
+// key's limits afterwards (PATCH /admin/keys/{id}), rotate with a chosen grace period, revoke. Also what the tenant portal shares: a key's
 // state as people read it (a rotated key "expiring" through its grace period) and the limits-left table.
 import { get, post, api, query, type Page } from "../api";
 import { field, h, table, toast } from "../dom";
@@ -20,6 +20,11 @@ export interface Key extends Partial<RateLimits> {
 interface Created extends Key {
   key: string;
 }
+interface Rotated extends Created {
+  previous: Key;
+}
+
+const GRACE_UNITS: [string, number][] = [["minutes", 60], ["hours", 3600], ["days", 86400]];
 
 const PAGE = 50;
 
@@ -55,15 +60,31 @@ export function keysSection(tenant: { id: string; name: string }, keys: Page<Key
       (key) => [key.name, h("code", {}, `${key.prefix}…`), keyState(key, seen), key.rpm ?? "tenant", f.when(key.last_used_at),
         h("span", { class: "actions" },
           actionButton("Limits", async () => showKey(limits, key, reload), undefined, `Limits of key ${key.name} (${key.prefix}…)`),
-          key.status === "active" ? actionButton("Rotate", async () => {
-            const rotated = await post<Created>(`/admin/keys/${key.id}/rotate`, { grace_seconds: 3600 });
-            await reload();
-            document.getElementById("key-secret")?.append(shownOnce(`Rotated key ${rotated.name} (the old one works for another hour)`, rotated.key));
-          }, undefined, `Rotate key ${key.name} (${key.prefix}…)`) : null,
+          key.status === "active" ? actionButton("Rotate", async () => rotateForm(limits, key, `/admin/keys/${key.id}/rotate`, reload), undefined, `Rotate key ${key.name} (${key.prefix}…)`) : null,
           key.status === "active" ? actionButton("Revoke", async () => { await post(`/admin/keys/${key.id}/revoke`); await reload(); },
             `Revoke key ${key.name}? It is refused everywhere within a second.`, `Revoke key ${key.name} (${key.prefix}…)`) : null),
       ]).element,
     limits);
+}
+
+/**
+ * Rotating a key asks first how long the old key keeps working (the admin API takes 0 to 30 days; an hour unless
+ * changed). A grace the API refuses is shown under the form, as it answered. Shared with the tenant portal.
+ */
+export function rotateForm(where: HTMLElement, key: Key, path: string, reload: () => Promise<void>): void {
+  const amount = input("grace", { type: "number", min: "0", step: "any", value: "1", required: true });
+  const unit = h("select", { name: "grace_unit" }, ...GRACE_UNITS.map(([name, seconds]) => h("option", { value: String(seconds), selected: name === "hours" }, name)));
+  where.replaceChildren(h("h3", { id: "key-rotate-heading" }, `Rotate key ${key.name} (${key.prefix}…)`),
+    form("key-rotate", `Rotate key ${key.name}`, [field("Old key keeps working for", amount, "0: it is refused at once; at most 30 days"), field("Unit", unit)],
+      "Rotate key", async (data) => {
+        const rotated = await post<Rotated>(path, { grace_seconds: Number(text(data, "grace")) * Number(text(data, "grace_unit")) });
+        await reload();
+        const until = rotated.previous.expires_at;
+        const old = until && new Date(until).getTime() > Date.now() ? `the old one works until ${f.when(until)}` : "the old one is refused from now on";
+        document.getElementById("key-secret")?.append(shownOnce(`Rotated key ${rotated.name} (${old})`, rotated.key));
+      }));
+  where.scrollIntoView({ block: "nearest" });
+  amount.focus();
 }
 
 /** What the key may still do now, and a form for its own limits and expiry (empty: the tenant's). */

@@ -1,11 +1,11 @@
 // The tenant portal: one tenant's usage and costs (the usage API, which scopes a tenant session to its tenant on
-// the server), its keys (create with the plaintext shown once, revoke, rotate) and what is left of its limits.
+// the server), its keys (create with the plaintext shown once, revoke, rotate with a chosen grace period) and what is left of its limits.
 import { get, post, query, type Page } from "../api";
 import { chart, COLORS, disposeCharts } from "../charts";
 import { clear, field, h } from "../dom";
 import * as f from "../format";
 import { actionButton, form, input, pagedTable, section, shownOnce, text } from "../ui";
-import { keyState, showLimits, type Key } from "./keys";
+import { keyState, rotateForm, showLimits, type Key } from "./keys";
 
 interface UsagePage {
   data: { start_time: number; results: { input_tokens: number; output_tokens: number; num_model_requests: number }[] }[];
@@ -64,11 +64,7 @@ export async function portalView(main: HTMLElement): Promise<void> {
         keyState(key, keys.data), f.when(key.last_used_at),
         h("span", { class: "actions" },
           actionButton("Limits", async () => showLimits(limits, await get(`/console/api/portal/keys/${key.id}/limits`)), undefined, `Limits of key ${key.name} (${key.prefix}…)`),
-          key.status === "active" ? actionButton("Rotate", async () => {
-            const rotated = await post<Key & { key: string }>(`/console/api/portal/keys/${key.id}/rotate`, { grace_seconds: 3600 });
-            await reload();
-            document.getElementById("key-secret")?.append(shownOnce(`Rotated key ${rotated.name} (the old one works for another hour)`, rotated.key));
-          }, undefined, `Rotate key ${key.name} (${key.prefix}…)`) : null,
+          key.status === "active" ? actionButton("Rotate", async () => rotateForm(limits, key, `/console/api/portal/keys/${key.id}/rotate`, reload), undefined, `Rotate key ${key.name} (${key.prefix}…)`) : null,
           key.status === "active" ? actionButton("Revoke", async () => { await post(`/console/api/portal/keys/${key.id}/revoke`); await reload(); }, `Revoke key ${key.name}?`, `Revoke key ${key.name} (${key.prefix}…)`) : null)]).element,
       limits),
   );

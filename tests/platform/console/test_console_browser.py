@@ -365,6 +365,9 @@ def test_every_operator_action_works_from_the_keyboard_and_every_field_has_a_lab
         page.locator("#limits tbody tr").filter(has_text="tenant").filter(has_text="requests per minute")
     ).to_contain_text("77")
     key_row.get_by_role("button", name="Rotate").click()
+    expect(page.locator("#key-rotate input[name=grace]")).to_be_focused()  # the grace period asked first
+    page.keyboard.press("Enter")  # an hour, unless changed
+    expect(page.locator(".once strong")).to_contain_text("the old one works until")
     rotated = page.locator("#shown-secret").input_value()
     for plaintext in (key["key"], rotated):  # the old key works through the grace period, the new one at once
         gateway.client(plaintext).chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)

@@ -1,26 +1,36 @@
 """The console's forms take what the admin API takes, in headless Chromium against a served gateway: a tenant
-created with every limit."""
+created with every limit, a key rotated with the grace period the operator chose."""
 
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import openai
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from tests.conftest import ADMIN_TOKEN
-from tests.platform.console.browsing import Watched
+from tests.platform.console.browsing import MESSAGES, Watched
 from tests.support.gateway import Gateway
 
 pytestmark = pytest.mark.slow  # starts a gateway and a browser: `-m 'not slow'` skips it for a quick loop
 
 
-def _signed_in(gateway: Gateway, browser: Browser) -> tuple[Watched, Page]:
+def _signed_in(gateway: Gateway, browser: Browser, token: str = ADMIN_TOKEN) -> tuple[Watched, Page]:
     watched = Watched(browser, gateway.url)
-    page = watched.sign_in(ADMIN_TOKEN)
+    page = watched.sign_in(token)
     watched.problems.clear()  # the browser logs the signed-out page's 401 for /console/api/session
     return watched, page
+
+
+def _manage(page: Page, name: str) -> None:
+    page.click("nav a[href='#/tenants']")
+    page.fill("#tenant-search input[name=name]", name)
+    page.click("#tenant-search button[type=submit]")
+    page.locator("#tenant-list tbody tr").filter(has_text=name).get_by_role("button", name="Manage").click()
+    expect(page.locator("#tenant-heading")).to_have_text(f"Tenant {name}")
 
 
 def _tenant_named(gateway: Gateway, name: str) -> list[dict[str, Any]]:
@@ -69,5 +79,71 @@ def test_a_new_tenant_takes_every_limit_the_admin_api_takes(console_gateway: Gat
     key = gateway.create_key(tenant["id"])
     limits = gateway.admin("GET", f"/admin/keys/{key['id']}/limits").json()["limits"]["tenant"]
     assert limits["requests_per_minute"]["limit"] == 120
+    assert watched.problems == []
+    watched.close()
+
+
+def test_a_key_is_rotated_with_the_grace_period_the_operator_chose(console_gateway: Gateway, browser: Browser) -> None:
+    gateway = console_gateway
+    tenant = gateway.create_tenant(f"Rotating {uuid.uuid4().hex[:6]}")
+    key = gateway.create_key(tenant["id"], name="service")
+    watched, page = _signed_in(gateway, browser)
+    _manage(page, tenant["name"])
+    page.locator("#key-list tbody tr").filter(has_text="service").get_by_role("button", name="Rotate").click()
+    rotate = page.locator("#key-rotate")
+    expect(rotate.locator("input[name=grace]")).to_be_focused()
+    expect(rotate.locator("input[name=grace]")).to_have_value("1")
+    expect(rotate.locator("select[name=grace_unit] option:checked")).to_have_text("hours")
+
+    # Past the admin API's 30 days: refused with its message, and the key is left as it was.
+    rotate.locator("input[name=grace]").fill("31")
+    rotate.locator("select[name=grace_unit]").select_option(label="days")
+    rotate.locator("button[type=submit]").click()
+    expect(page.locator("#key-rotate-error")).to_contain_text("grace_seconds")
+    assert gateway.admin("GET", f"/admin/keys/{key['id']}").json()["expires_at"] is None
+    watched.problems.clear()  # the browser logs the refused request's 422
+
+    rotate.locator("input[name=grace]").fill("2")
+    rotate.locator("select[name=grace_unit]").select_option(label="hours")
+    rotate.locator("button[type=submit]").click()
+    expect(page.locator(".once strong")).to_contain_text("the old one works until")
+    rotated = page.locator("#shown-secret").input_value()
+    old = gateway.admin("GET", f"/admin/keys/{key['id']}").json()
+    ends = datetime.fromisoformat(old["expires_at"]) - datetime.now(UTC)
+    assert timedelta(hours=2) - timedelta(minutes=1) < ends <= timedelta(hours=2)
+    rows = page.locator("#key-list tbody tr").filter(has_text="service")
+    expect(rows).to_have_count(2)
+    expect(rows.filter(has_text="rotated, works until")).to_have_count(1)
+    for plaintext in (key["key"], rotated):  # both work through the grace period
+        gateway.client(plaintext).chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+
+    # No grace at all: the key just shown is refused from now on, and the page says so.
+    new_row = rows.filter(has_not_text="rotated")
+    new_row.get_by_role("button", name="Rotate").click()
+    page.locator("#key-rotate input[name=grace]").fill("0")
+    page.locator("#key-rotate button[type=submit]").click()
+    expect(page.locator(".once strong").last).to_contain_text("the old one is refused from now on")
+    with pytest.raises(openai.AuthenticationError):
+        gateway.client(rotated).chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    assert watched.problems == []
+    watched.close()
+
+
+def test_a_tenant_rotates_its_own_key_with_a_grace_period_it_chose(console_gateway: Gateway, browser: Browser) -> None:
+    gateway = console_gateway
+    key = gateway.new_key(f"portal-rotating-{uuid.uuid4().hex[:6]}")
+    token = gateway.admin(
+        "POST", "/admin/tokens", json={"name": "portal rotation", "role": "tenant", "tenant_id": key["tenant_id"]}
+    ).json()["token"]
+    watched, page = _signed_in(gateway, browser, token)
+    page.locator("#key-list tbody tr").first.get_by_role("button", name="Rotate").click()
+    page.locator("#key-rotate input[name=grace]").fill("30")
+    page.locator("#key-rotate select[name=grace_unit]").select_option(label="minutes")
+    page.locator("#key-rotate button[type=submit]").click()
+    expect(page.locator(".once strong")).to_contain_text("the old one works until")
+    expect(page.locator("#key-list tbody tr")).to_have_count(2)
+    old = gateway.admin("GET", f"/admin/keys/{key['id']}").json()
+    ends = datetime.fromisoformat(old["expires_at"]) - datetime.now(UTC)
+    assert timedelta(minutes=29) < ends <= timedelta(minutes=30)
     assert watched.problems == []
     watched.close()
