@@ -1,9 +1,11 @@
 // The audit log (admin role), narrowed by the admin API's own filters. Ids are shown as names where the console
-// can read them (tenants, plans, keys, admin tokens); the id stays in the title, shown on hover.
+// can read them (tenants, plans, keys, admin tokens); the id stays in the title, shown on hover. The tenant filter
+// is picked by name and sent as the id the API takes.
 import { get, query, type Page } from "../api";
 import { clear, field, h } from "../dom";
 import * as f from "../format";
 import { named, type Kind } from "../names";
+import { tenantPicker } from "../tenantpicker";
 import { form, input, pagedTable, section, text } from "../ui";
 import { PAGE } from "./operator";
 
@@ -58,7 +60,7 @@ export async function auditView(main: HTMLElement): Promise<void> {
       form("audit-filter", "Filter the audit log", [
         field("Action", input("action", { value: auditFilters.action, placeholder: "key.revoke, or key." }), "“key.” matches every key action"),
         field("Target", targetType),
-        field("Tenant id", input("tenant_id", { value: auditFilters.tenant_id, placeholder: "ten_…" }), "about this tenant or its keys"),
+        ...tenantPicker("any tenant", "about this tenant or its keys", auditFilters.tenant_id),
         field("Actor", input("actor_id", { value: auditFilters.actor_id, placeholder: "token id, bootstrap, cli" })),
       ], "Filter", async (data) => {
         for (const name of Object.keys(auditFilters)) auditFilters[name] = text(data, name);

@@ -1,11 +1,12 @@
 // Price overrides (admin role): for everyone, for the tenants of one plan, or for one tenant, from a time on;
-// with the cached-input price the admin API takes. Tenants are picked by name, plans from the list.
+// with the cached-input price the admin API takes. Tenants are picked by name (tenantpicker.ts), plans from the list.
 import { get, post, api, query, type Page } from "../api";
 import { clear, field, h, toast } from "../dom";
 import * as f from "../format";
 import { named } from "../names";
 import { actionButton, form, input, pagedTable, section, text } from "../ui";
-import { PAGE, allPlans, planSelect, type Tenant } from "./operator";
+import { tenantPicker } from "../tenantpicker";
+import { PAGE, allPlans, planSelect } from "./operator";
 
 interface Price {
   id: string;
@@ -19,28 +20,6 @@ interface Price {
   effective_from: string;
 }
 
-/** A tenant chosen by name: the first 50 live tenants (suspended ones too) whose name contains what is typed. */
-function tenantPicker(): HTMLElement[] {
-  const choice = h("select", { name: "tenant_id" }, h("option", { value: "" }, "every tenant"));
-  const find = input("tenant_search", { type: "search", placeholder: "part of a tenant's name", autocomplete: "off" });
-  let asked = 0;
-  const fill = async () => {
-    const mine = ++asked;
-    const page = await get<Page<Tenant>>(`/admin/tenants${query({ limit: PAGE, name: find.value.trim() })}`);
-    if (mine !== asked) return; // a later search answered first
-    const kept = choice.value;
-    choice.replaceChildren(h("option", { value: "" }, "every tenant"), ...page.data.map((t) => h("option", { value: t.id, title: t.id, selected: t.id === kept }, t.name)));
-    choice.setAttribute("aria-description", page.has_more ? "the first 50 matches; type more of the name to narrow" : `${page.data.length} matching`);
-  };
-  let timer: number | undefined;
-  find.addEventListener("input", () => {
-    window.clearTimeout(timer);
-    timer = window.setTimeout(() => void fill(), 200);
-  });
-  void fill();
-  return [field("Find a tenant", find, "narrows the list below"), field("Tenant", choice, "at most one of tenant and plan; neither: everyone")];
-}
-
 export async function pricesView(main: HTMLElement): Promise<void> {
   const path = (after?: string) => `/admin/prices${query({ limit: PAGE, after })}`;
   const [prices, plans] = await Promise.all([get<Page<Price>>(path()), allPlans()]);
@@ -51,7 +30,7 @@ export async function pricesView(main: HTMLElement): Promise<void> {
       field("Input USD per 1M tokens", input("input_per_1m", { required: true, inputmode: "decimal" })),
       field("Cached input USD per 1M tokens", input("cached_input_per_1m", { inputmode: "decimal" }), "empty: the input price"),
       field("Output USD per 1M tokens", input("output_per_1m", { required: true, inputmode: "decimal" })),
-      field("Plan", planSelect(plans, null, "every plan"), "only the tenants on this plan"), ...tenantPicker(),
+      field("Plan", planSelect(plans, null, "every plan"), "only the tenants on this plan"), ...tenantPicker("every tenant", "at most one of tenant and plan; neither: everyone"),
       field("From (UTC)", input("effective_from", { type: "datetime-local" }), "now or later; empty: now")], "Save price", async (data) => {
       await post("/admin/prices", {
         model: text(data, "model"), input_per_1m: text(data, "input_per_1m"), output_per_1m: text(data, "output_per_1m"),

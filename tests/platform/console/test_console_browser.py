@@ -422,8 +422,11 @@ def test_lists_page_past_the_first_page_and_tenants_are_found_by_name(
     assert set(entries.locator("td:nth-child(3)").all_inner_texts()) == {"tenant.create"}
     tenant_id = gateway.admin("GET", "/admin/tenants", params={"name": f"{tag} 07"}).json()["data"][0]["id"]
     page.fill("#audit-filter input[name=action]", "")
-    page.fill("#audit-filter input[name=tenant_id]", tenant_id)
-    page.click("#audit-filter button[type=submit]")
+    page.fill("#audit-filter input[name=tenant_search]", f"{tag} 07")  # picked by name, sent as its id
+    expect(page.locator("#audit-filter select[name=tenant_id] option")).to_have_count(2)
+    page.select_option("#audit-filter select[name=tenant_id]", label=f"{tag} 07")
+    with page.expect_request(lambda request: f"tenant_id={tenant_id}" in request.url):
+        page.click("#audit-filter button[type=submit]")
     expect(entries).to_have_count(1)
     expect(entries.first).to_contain_text(f"{tag} 07")
     expect(page.locator("#audit-list-more")).to_be_hidden()

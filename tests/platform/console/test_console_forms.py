@@ -1,5 +1,6 @@
 """The console's forms take what the admin API takes, in headless Chromium against a served gateway: a tenant
-created with every limit, a key rotated with the grace period the operator chose."""
+created with every limit, a key rotated with the grace period the operator chose, the audit log narrowed to a
+tenant picked by name."""
 
 from __future__ import annotations
 
@@ -145,5 +146,38 @@ def test_a_tenant_rotates_its_own_key_with_a_grace_period_it_chose(console_gatew
     old = gateway.admin("GET", f"/admin/keys/{key['id']}").json()
     ends = datetime.fromisoformat(old["expires_at"]) - datetime.now(UTC)
     assert timedelta(minutes=29) < ends <= timedelta(minutes=30)
+    assert watched.problems == []
+    watched.close()
+
+
+def test_the_audit_log_is_narrowed_to_a_tenant_picked_by_name(console_gateway: Gateway, browser: Browser) -> None:
+    gateway = console_gateway
+    tag = uuid.uuid4().hex[:6]
+    north, south = gateway.create_tenant(f"North {tag}"), gateway.create_tenant(f"South {tag}")
+    for tenant in (north, south):
+        gateway.admin("PATCH", f"/admin/tenants/{tenant['id']}", json={"rpm": 9})
+    watched, page = _signed_in(gateway, browser)
+    page.click("nav a[href='#/audit']")
+    choice = page.locator("#audit-filter select[name=tenant_id]")
+    expect(page.locator("#audit-filter input[name=tenant_id]")).to_have_count(0)  # no raw id to type
+    page.fill("#audit-filter input[name=tenant_search]", tag)
+    expect(choice.locator("option")).to_have_count(3)  # any tenant, North, South
+    choice.select_option(label=north["name"])
+    with page.expect_request(lambda request: f"tenant_id={north['id']}" in request.url):
+        page.click("#audit-filter button[type=submit]")
+    entries = page.locator("#audit-list tbody tr")
+    expect(entries).to_have_count(2)  # its creation and its change, none of South's
+    expect(entries.filter(has_text="tenant.update")).to_contain_text(north["name"])
+    assert south["name"] not in page.locator("#audit-list").inner_text()
+
+    # Away and back: the filter is still that tenant, shown by its name.
+    page.click("nav a[href='#/tenants']")
+    page.click("nav a[href='#/audit']")
+    expect(page.locator("#audit-filter select[name=tenant_id] option:checked")).to_have_text(north["name"])
+    expect(page.locator("#audit-list tbody tr")).to_have_count(2)
+    choice = page.locator("#audit-filter select[name=tenant_id]")
+    choice.select_option(label="any tenant")
+    page.click("#audit-filter button[type=submit]")
+    expect(page.locator("#audit-list")).to_contain_text(south["name"])
     assert watched.problems == []
     watched.close()
