@@ -40,6 +40,7 @@ export function chart(
   t: number[],
   lines: Line[],
   format: (value: number | null) => string,
+  note?: string,
 ): HTMLElement {
   const plot = h("div", { class: "plot", "aria-hidden": "true" });
   const summary = h(
@@ -47,7 +48,8 @@ export function chart(
     { class: "chart-summary" },
     lines.map((line) => `${line.label}: ${format(latest(line.values))}`).join(" · "),
   );
-  const figure = h("figure", { class: "chart", id, role: "group", "aria-label": title }, h("figcaption", {}, title), summary, plot);
+  const figure = h("figure", { class: "chart", id, role: "group", "aria-label": title }, h("figcaption", {}, title), summary,
+    note ? h("p", { class: "muted chart-note" }, note) : null, plot);
   const hasData = lines.some((line) => line.values.some((value) => value !== null));
   if (!hasData) {
     plot.appendChild(h("p", { class: "muted empty" }, "no data in this window"));

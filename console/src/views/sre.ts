@@ -18,7 +18,9 @@ interface Traffic {
   latency_seconds?: Percentiles;
   ttft_seconds?: Percentiles;
   tokens_per_second?: Record<"input" | "output", Nullable>;
-  time_seconds?: Record<"gateway" | "upstream", Percentiles>;
+  // Where a request's time went: the gateway's work, upstream attempts, and waiting by design (a work slot's queue,
+  // pacing before a refusal, backoff between attempts: percentiles of the requests that waited).
+  time_seconds?: Record<"gateway" | "upstream", Percentiles> & Partial<Record<"waiting", Percentiles>>;
   upstream?: { errors_per_second: Nullable; retries_per_second: Nullable };
   rejections_per_second?: Record<string, Nullable>;
   limiter?: { admissions_per_second: Record<string, Nullable>; dependency_up: Record<string, Nullable> };
@@ -265,12 +267,16 @@ function charts(traffic: Traffic | undefined, ledger: Ledger): HTMLElement[] {
     if (traffic.time_seconds) {
       const parts = traffic.time_seconds;
       out.push(
-        chart("chart-overhead", "Gateway overhead and upstream time (p50, p95)", t, [
+        chart("chart-overhead", "Gateway overhead, upstream time and waiting (p50, p95)", t, [
           { label: "gateway p50", values: parts.gateway.p50, color: COLORS.p50 },
           { label: "gateway p95", values: parts.gateway.p95, color: COLORS.p95 },
           { label: "upstream p50", values: parts.upstream.p50, color: COLORS.other, dash: true },
           { label: "upstream p95", values: parts.upstream.p95, color: COLORS.error, dash: true },
-        ], f.seconds),
+          ...(parts.waiting ? [
+            { label: "waiting p50", values: parts.waiting.p50, color: COLORS.client },
+            { label: "waiting p95", values: parts.waiting.p95, color: COLORS.limited },
+          ] : []),
+        ], f.seconds, "Waiting: a work slot's queue, pacing before a refusal, backoff between retries; of the requests that waited."),
       );
     }
     if (traffic.tokens_per_second) {

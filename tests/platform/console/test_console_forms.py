@@ -1,6 +1,6 @@
 """The console's forms take what the admin API takes, in headless Chromium against a served gateway: a tenant
 created with every limit, a key rotated with the grace period the operator chose, the audit log narrowed to a
-tenant picked by name."""
+tenant picked by name, and the SRE view's time spent waiting charted beside the gateway's work."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from tests.conftest import ADMIN_TOKEN
-from tests.platform.console.browsing import MESSAGES, Watched
+from tests.platform.console.browsing import MESSAGES, Watched, sample
 from tests.support.gateway import Gateway
 
 pytestmark = pytest.mark.slow  # starts a gateway and a browser: `-m 'not slow'` skips it for a quick loop
@@ -37,6 +37,12 @@ def _manage(page: Page, name: str) -> None:
 def _tenant_named(gateway: Gateway, name: str) -> list[dict[str, Any]]:
     found: list[dict[str, Any]] = gateway.admin("GET", "/admin/tenants", params={"name": name}).json()["data"]
     return [tenant for tenant in found if tenant["name"] == name]
+
+
+def _seconds(shown: str) -> float:
+    """A duration as the console shows it ("975 ms", "1.20 s") in seconds."""
+    number, unit = shown.split(" ")
+    return float(number) * {"µs": 1e-6, "ms": 1e-3, "s": 1.0}[unit]
 
 
 def test_a_new_tenant_takes_every_limit_the_admin_api_takes(console_gateway: Gateway, browser: Browser) -> None:
@@ -179,5 +185,32 @@ def test_the_audit_log_is_narrowed_to_a_tenant_picked_by_name(console_gateway: G
     choice.select_option(label="any tenant")
     page.click("#audit-filter button[type=submit]")
     expect(page.locator("#audit-list")).to_contain_text(south["name"])
+    assert watched.problems == []
+    watched.close()
+
+
+def test_the_sre_view_charts_time_spent_waiting_beside_the_gateways_work(
+    console_gateway: Gateway, browser: Browser
+) -> None:
+    gateway = console_gateway
+    key = gateway.new_key(f"waiting-{uuid.uuid4().hex[:6]}")
+    with pytest.raises(openai.RateLimitError):  # the upstream asks for 300 ms between attempts: the gateway waits
+        gateway.client(key["key"]).chat.completions.create(
+            model="gpt-4o-mini",
+            messages=MESSAGES,
+            extra_headers={"x-dev-fail": "429", "x-dev-retry-after-ms": "300"},
+        )
+    sample(gateway)
+    watched, page = _signed_in(gateway, browser)
+    overhead = page.locator("#chart-overhead")
+    expect(overhead.locator("figcaption")).to_have_text("Gateway overhead, upstream time and waiting (p50, p95)")
+    summary = overhead.locator(".chart-summary")
+    expect(summary).to_contain_text("waiting p95:")
+    parts = dict(part.split(": ") for part in summary.inner_text().split(" · "))
+    assert _seconds(parts["waiting p95"]) >= 0.25, parts  # the backoff, as the console formats it
+    assert parts["gateway p95"] != "\u2013"  # the dash of "no number"
+    expect(overhead.locator(".chart-note")).to_contain_text("backoff between retries")
+    expect(overhead.locator("canvas")).to_have_count(1)
+    watched.shot("sre-overhead")
     assert watched.problems == []
     watched.close()
