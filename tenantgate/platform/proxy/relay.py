@@ -19,11 +19,18 @@ from tenantgate.platform.errors import UpstreamTimeout, UpstreamUnavailable, err
 from tenantgate.platform.proxy.hooks import Hooks
 from tenantgate.platform.proxy.sse import StreamScanner
 from tenantgate.platform.proxy.unfinished import UnfinishedStreams, UpstreamAccess
-from tenantgate.platform.proxy.usage import estimate_usage, record_json_answer, record_stored_answer
+from tenantgate.platform.proxy.usage import (
+    estimate_usage,
+    record_json_answer,
+    record_speech_audio,
+    record_stored_answer,
+)
 from tenantgate.platform.upstream import errors
 from tenantgate.platform.upstream.client import UpstreamResponse
 
 _BUFFERED_TYPES = ("application/json", "text/plain", "text/html")
+_SPEECH_PATH = "/v1/audio/speech"
+_HEAD_BYTES = 256
 
 
 def is_buffered(content_type: str) -> bool:
@@ -95,10 +102,13 @@ async def relay_chunks(
 
     watcher = asyncio.create_task(watch_disconnect())
     broken = False
+    head, size = b"", 0  # of a binary body: its first bytes (a WAV header) and its length, for speech's usage
     try:
         chunk = first_chunk
         while chunk:
             out = scanner.feed(chunk) if scanner is not None else chunk
+            if scanner is None:
+                head, size = head if len(head) >= _HEAD_BYTES else (head + chunk)[:_HEAD_BYTES], size + len(chunk)
             if out:
                 await send({"type": "http.response.body", "body": out, "more_body": True})
             chunk = await response.content.readany()
@@ -128,6 +138,8 @@ async def relay_chunks(
             estimate_usage(exchange, scanner.delivered_text())
         elif unfinished is not None:
             unfinished.learn(exchange, scanner)
+    if scanner is None and exchange.model_work and exchange.path == _SPEECH_PATH and response.status < 400:
+        record_speech_audio(exchange, head, size)
     if scanner is not None and exchange.capture_output and exchange.output is None:
         exchange.output = scanner.delivered_text()
     await hooks.settle(exchange)

@@ -25,6 +25,9 @@ _IMAGE_ITEM = re.compile(rb'"(?:b64_json|url)"\s*:\s*"')
 
 def record_json_answer(exchange: Exchange, body: bytes) -> None:
     """Usage and metadata of a successful non-streamed answer; estimated (and flagged) if it carries no usage."""
+    if exchange.path in _AUDIO_TEXT_PATHS and body[:64].lstrip()[:1] != b"{":
+        record_transcript_text(exchange, body)
+        return
     if len(body) <= _FULL_PARSE_LIMIT:
         try:
             answer = orjson.loads(body)
@@ -121,6 +124,84 @@ def record_answer_object(exchange: Exchange, answer: dict[str, Any]) -> None:
     # An image upload's form is not read for ``n``: the pictures are counted in the answer.
     if exchange.path in _IMAGE_UPLOAD_PATHS and isinstance(answer.get("data"), list):
         exchange.quantity = len(answer["data"])
+
+
+# A transcript as subtitles: SRT starts with its first cue's number and timing, WebVTT with "WEBVTT".
+_SRT_START = re.compile(rb"\A(?:\xef\xbb\xbf)?\s*\d+[ \t]*\r?\n[ \t]*\d+:\d{2}:\d{2},\d{3}[ \t]+-->")
+_VTT_START = re.compile(rb"\A(?:\xef\xbb\xbf)?WEBVTT\b")
+_CUE_END = re.compile(rb"-->[ \t]*(?:(\d{1,6}):)?(\d{1,2}):(\d{2})[.,](\d{3})")
+
+
+def subtitle_seconds(body: bytes) -> float | None:
+    """When the last cue of an SRT or WebVTT transcript ends; None for any other text. The audio is at least as
+    long (it may go on, silent, after the last word)."""
+    if not (_SRT_START.match(body) or _VTT_START.match(body)):
+        return None
+    ends = [
+        int(hours or 0) * 3600 + int(minutes) * 60 + int(seconds) + int(millis) / 1000
+        for hours, minutes, seconds, millis in _CUE_END.findall(body)
+    ]
+    return max(ends) if ends else None
+
+
+def record_transcript_text(exchange: Exchange, body: bytes) -> None:
+    """A transcription or translation answered as text (``text``, ``srt``, ``vtt``): no usage, no duration.
+
+    Subtitles say when their last cue ends, a lower bound of the audio's length: the seconds are billed from it,
+    flagged as estimated. A plain text answer says nothing of the audio's length: it stays without usage (so a
+    model sold by the second or by audio tokens is stored unpriced)."""
+    seconds = subtitle_seconds(body)
+    if seconds is None:
+        return
+    exchange.quantity = math.ceil(seconds)
+    exchange.usage = Usage()
+    exchange.usage_source = "estimated"
+
+
+_PCM_BYTES_PER_SECOND = 24_000 * 2
+"""OpenAI's ``pcm`` speech: raw 24 kHz, 16-bit, mono samples."""
+SPEECH_AUDIO_TOKENS_PER_MINUTE = 1250
+"""Audio tokens a minute of gpt-4o-mini-tts speech takes, from OpenAI's own estimate of its price (about $0.015 a
+minute at $12.00 per 1M audio output tokens)."""
+_SOLD_BY_CHARACTER = re.compile(r"tts-1(?:-hd)?(?:-\d{4})?")
+"""Speech models priced by the characters of their input, which need no estimate of the audio."""
+
+
+def speech_seconds(response_format: str, head: bytes, size: int) -> float | None:
+    """The length of a speech answer of ``size`` bytes beginning with ``head``, when its format tells it without
+    decoding: ``pcm`` (24 kHz 16-bit mono), ``wav`` (its header's byte rate); None for compressed formats."""
+    if response_format == "pcm":
+        return size / _PCM_BYTES_PER_SECOND
+    if response_format != "wav" or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return None
+    offset, byte_rate = 12, 0
+    while offset + 8 <= len(head):
+        chunk, length = head[offset : offset + 4], int.from_bytes(head[offset + 4 : offset + 8], "little")
+        if chunk == b"fmt " and offset + 20 <= len(head):
+            byte_rate = int.from_bytes(head[offset + 16 : offset + 20], "little")
+        elif chunk == b"data":
+            # A streamed WAV's header may not know its data's size: the bytes that came are the data.
+            return max(0, size - offset - 8) / byte_rate if byte_rate else None
+        offset += 8 + length + (length & 1)
+    return None
+
+
+def record_speech_audio(exchange: Exchange, head: bytes, size: int) -> None:
+    """A speech answer sent as plain audio (not ``stream_format: "sse"``) reports no usage. Where the audio's length
+    can be read from its format, its usage is estimated and flagged: the input tokens of its text (``input``,
+    ``instructions``), and the audio output tokens of its length. Compressed audio stays without usage."""
+    payload = exchange.payload
+    model = exchange.upstream_model or exchange.model or ""
+    if exchange.usage is not None or not payload or _SOLD_BY_CHARACTER.fullmatch(model):
+        return
+    response_format = payload.get("response_format") or "mp3"
+    seconds = speech_seconds(response_format, head, size) if isinstance(response_format, str) else None
+    if seconds is None:
+        return
+    audio = math.ceil(seconds * SPEECH_AUDIO_TOKENS_PER_MINUTE / 60)
+    prompt = tokens.estimate_prompt_tokens(payload, model)
+    exchange.usage = Usage(input_tokens=prompt, output_tokens=audio, output_audio_tokens=audio)
+    exchange.usage_source = "estimated"
 
 
 def audio_ids_of(choices: list[Any], part: str) -> list[str]:

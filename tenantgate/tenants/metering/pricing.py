@@ -214,6 +214,11 @@ def refusal(price: Price, measure: Measure, *, any_tier: bool = False) -> str | 
     return UNPRICED_TIER if _tier_factor(price, measure.service_tier, any_tier=any_tier) is None else None
 
 
+def _counts_audio(measure: Measure, usage: Usage) -> bool:
+    """An estimate of speech that counted the audio too (from its length, where its format tells it)."""
+    return measure.category == "audio_speeches" and usage.output_audio_tokens > 0
+
+
 def charge(price: Price, usage: Usage, measure: Measure, version: str, *, any_tier: bool = False) -> Cost:
     """What a billable exchange costs at ``price``, or why it cannot be priced."""
     reason = refusal(price, measure, any_tier=any_tier)
@@ -226,7 +231,7 @@ def charge(price: Price, usage: Usage, measure: Measure, version: str, *, any_ti
             return Cost(unpriced=UNPRICED_USAGE)
         nanos = int((measure.quantity * per_unit * _NANOS).quantize(_ONE, rounding=ROUND_HALF_UP))
         return Cost(unit_nusd=nanos, version=version, unit_price=per_unit)
-    if measure.category in UNIT_OF_CATEGORY and not measure.usage_reported:
+    if measure.category in UNIT_OF_CATEGORY and not measure.usage_reported and not _counts_audio(measure, usage):
         # An estimate counts the prompt only: an image's or a voice's output would be priced as nothing.
         return Cost(unpriced=UNPRICED_USAGE)
     factor = _tier_factor(price, measure.service_tier, any_tier=any_tier)

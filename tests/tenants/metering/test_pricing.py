@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tenantgate.core.exchange import Usage
-from tenantgate.tenants.metering.pricing import PRICES_DIR, Price, PriceBook, PriceOverride, PriceTable
+from tenantgate.tenants.metering.pricing import PRICES_DIR, Measure, Price, PriceBook, PriceOverride, PriceTable
 
 NOV = datetime(2026, 11, 15, tzinfo=UTC).timestamp()
 DEC = datetime(2026, 12, 8, tzinfo=UTC).timestamp()
@@ -362,3 +362,15 @@ def test_snapshots_sold_at_a_price_the_table_cannot_verify_are_unpriced_not_thei
 def test_models_whose_price_the_table_cannot_say_stay_unpriced() -> None:
     for model in ("gpt-4o-search-preview", "gpt-4o-mini-search-preview-2025-03-11", "gpt-realtime-mini", "gpt-5.4"):
         assert BOOK.cost(model, IN_AND_OUT, at=DEC).unpriced == "model", model
+
+
+def test_an_estimate_of_speech_is_priced_only_when_it_counted_the_audio() -> None:
+    speech = Measure(category="audio_speeches", quantity=20, usage_reported=False)
+    heard = Usage(input_tokens=100, output_tokens=1250, output_audio_tokens=1250)  # a minute of audio
+    cost = BOOK.cost("gpt-4o-mini-tts", heard, measure=speech, at=DEC)
+    assert cost.usd == (100 * Decimal("0.60") + 1250 * Decimal(12)) / 1_000_000
+    # An estimate of the prompt alone would price the voice as nothing.
+    assert BOOK.cost("gpt-4o-mini-tts", Usage(input_tokens=100), measure=speech, at=DEC).unpriced == "usage"
+    image = Measure(category="images", usage_reported=False)
+    drawn = Usage(input_tokens=100, output_tokens=50)
+    assert BOOK.cost("gpt-image-1", drawn, measure=image, at=DEC).unpriced == "usage"
