@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import pytest
 
-from tenantgate import database, tokens
+from tenantgate import tokens
 from tenantgate.devupstream import DevUpstream
 from tenantgate.platform.app import create_app
 from tenantgate.platform.serving import uvicorn_options
 from tenantgate.settings import Settings
+from tests.support import databases
 from tests.support.gateway import Gateway
 from tests.support.server import ServedApp
 from tests.support.services import own_redis_prefix, postgres_server_url, redis_server_url
@@ -48,31 +46,24 @@ def redis_prefix(redis_url: str) -> Iterator[str]:
 
 
 def _create_pg_database(server: str) -> tuple[str, Callable[[], None]]:
-    name = f"tg_test_{uuid.uuid4().hex[:12]}"
+    """An empty (not migrated) database: for tests that run the migrations themselves."""
+    return databases.new_postgres_database(server, migrated=False)
 
-    async def admin(sql: str) -> None:
-        conn = await asyncpg.connect(f"{server}/postgres")
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
 
-    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-    url = f"{server}/{name}".replace("postgresql://", "postgresql+asyncpg://", 1)
-    return url, lambda: asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+@pytest.fixture(scope="session", autouse=True)
+def _databases_dropped() -> Iterator[None]:
+    yield
+    databases.close()
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A fresh, migrated database on each backend."""
     if request.param == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path / 'tenantgate.db'}"
-        database.upgrade(url)
-        yield url
+        yield databases.migrated_sqlite_url(tmp_path / "tenantgate.db")
         return
-    url, drop = _create_pg_database(request.getfixturevalue("postgres_server"))
+    url, drop = databases.new_postgres_database(request.getfixturevalue("postgres_server"))
     try:
-        database.upgrade(url)
         yield url
     finally:
         drop()
@@ -81,16 +72,13 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     """A fresh, migrated SQLite database (for tests whose subject is not storage)."""
-    url = f"sqlite+aiosqlite:///{tmp_path / 'tenantgate.db'}"
-    database.upgrade(url)
-    return url
+    return databases.migrated_sqlite_url(tmp_path / "tenantgate.db")
 
 
 @pytest.fixture
 def postgres_url(postgres_server: str) -> Iterator[str]:
-    url, drop = _create_pg_database(postgres_server)
+    url, drop = databases.new_postgres_database(postgres_server)
     try:
-        database.upgrade(url)
         yield url
     finally:
         drop()

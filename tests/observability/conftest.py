@@ -15,11 +15,13 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 from starlette.types import Message, Receive, Scope, Send
 
+from tenantgate import database
 from tenantgate.core.exchange import Exchange
 from tenantgate.devupstream import DevUpstream
 from tenantgate.devupstream.catalog import MODELS
 from tenantgate.platform.errors import GatewayError
 from tests.conftest import UPSTREAM_KEY
+from tests.support.databases import migrated_sqlite_url
 from tests.support.gateway import Gateway
 from tests.support.server import ServedApp
 
@@ -125,12 +127,12 @@ class Traced:
 @pytest.fixture
 def traced_factory(gateway_factory: Callable[..., Gateway], tmp_path: Any) -> Callable[..., Traced]:
     def start(**overrides: Any) -> Traced:
-        overrides.setdefault("database_url", f"sqlite+aiosqlite:///{tmp_path / 'traced.db'}")
+        if "database_url" in overrides:
+            database.upgrade(overrides["database_url"])
+        else:
+            overrides["database_url"] = migrated_sqlite_url(tmp_path / "traced.db")
         overrides.setdefault("tracing_enabled", True)
         overrides.setdefault("otel_traces_exporter", "none")
-        from tenantgate import database
-
-        database.upgrade(overrides["database_url"])
         gateway = gateway_factory(**overrides)
         exporter = InMemorySpanExporter()
         assert gateway.runtime.telemetry.tracing is not None

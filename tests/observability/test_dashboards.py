@@ -16,10 +16,10 @@ import promql_parser as promql
 import pytest
 import yaml
 
-from tenantgate import database
 from tenantgate.core.exchange import Exchange
 from tenantgate.platform.errors import GatewayError
 from tenantgate.platform.proxy.hooks import Hooks
+from tests.support.databases import migrated_sqlite_url
 from tests.support.gateway import Gateway
 from tests.support.metering import flush
 from tests.support.prometheus import Scrape, scrape
@@ -112,8 +112,7 @@ def busy_gateway(
     known_models_upstream: str,
 ) -> Gateway:
     """A gateway that served every kind of request the dashboards chart, so every series exists."""
-    url = f"sqlite+aiosqlite:///{tmp_path / 'dash.db'}"
-    database.upgrade(url)
+    url = migrated_sqlite_url(tmp_path / "dash.db")
     gateway = gateway_factory(
         database_url=url,
         redis_url=redis_url,

@@ -11,10 +11,10 @@ import httpx
 import openai
 import pytest
 
-from tenantgate import database
 from tenantgate.platform.app import create_app
 from tenantgate.wire.prometheus import prometheus_name
 from tests.conftest import ADMIN_TOKEN, UPSTREAM_KEY, make_settings
+from tests.support.databases import migrated_sqlite_url
 from tests.support.gateway import Gateway
 from tests.support.metering import flush
 from tests.support.otlp import HttpReceiver
@@ -136,8 +136,7 @@ def test_every_registered_instrument_is_in_the_otlp_export(
     with HttpReceiver() as receiver:
         monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.url)
         monkeypatch.setenv("OTEL_METRICS_EXPORTER", "otlp,prometheus")
-        url = f"sqlite+aiosqlite:///{tmp_path / 'otlp.db'}"
-        database.upgrade(url)
+        url = migrated_sqlite_url(tmp_path / "otlp.db")
         settings = make_settings(database_url=url, upstream_base_url=dev_upstream, upstream_api_key=UPSTREAM_KEY)
         app = create_app(settings)
         with ServedApp(app) as served:

@@ -11,7 +11,6 @@ import httpx
 import openai
 import pytest
 
-from tenantgate import database
 from tenantgate.observability.metrics import (
     GENAI_DURATION_BUCKETS,
     GENAI_TOKEN_BUCKETS,
@@ -21,6 +20,7 @@ from tenantgate.observability.metrics import (
 from tenantgate.platform.proxy.hooks import Hooks
 from tests.conftest import ADMIN_TOKEN
 from tests.observability.conftest import RefuseWith429
+from tests.support.databases import migrated_sqlite_url
 from tests.support.gateway import Gateway
 from tests.support.prometheus import scrape
 from tests.support.services import free_port
@@ -32,8 +32,7 @@ TENANT = "tenantgate_tenant_id"
 @pytest.fixture
 def start(gateway_factory: Callable[..., Gateway], tmp_path: Path) -> Callable[..., Gateway]:
     def start(**overrides: Any) -> Gateway:
-        url = f"sqlite+aiosqlite:///{tmp_path / 'metrics.db'}"
-        database.upgrade(url)
+        url = migrated_sqlite_url(tmp_path / "metrics.db")
         return gateway_factory(database_url=url, **overrides)
 
     return start

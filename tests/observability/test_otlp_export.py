@@ -8,9 +8,9 @@ import openai
 import pytest
 from pydantic import ValidationError
 
-from tenantgate import database
 from tenantgate.platform.app import create_app
 from tests.conftest import ADMIN_TOKEN, UPSTREAM_KEY, make_settings
+from tests.support.databases import migrated_sqlite_url
 from tests.support.gateway import Gateway
 from tests.support.otlp import GrpcReceiver, HttpReceiver, Received, attributes
 from tests.support.server import ServedApp
@@ -19,8 +19,7 @@ MESSAGES = [{"role": "user", "content": "export me"}]
 
 
 def _serve_one_request_and_stop(tmp_path: Path, dev_upstream: str) -> None:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'otlp.db'}"
-    database.upgrade(url)
+    url = migrated_sqlite_url(tmp_path / "otlp.db")
     settings = make_settings(
         database_url=url,
         upstream_base_url=dev_upstream,

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tenantgate import database
+from tests.support.databases import migrated_sqlite_url
 from tests.support.gateway import Gateway
 
 MESSAGES = [{"role": "user", "content": "Say hello to the gateway"}]
@@ -19,9 +19,7 @@ MESSAGES = [{"role": "user", "content": "Say hello to the gateway"}]
 
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'limits.db'}"
-    database.upgrade(url)
-    return url
+    return migrated_sqlite_url(tmp_path / "limits.db")
 
 
 @pytest.fixture(params=["memory", "redis"])

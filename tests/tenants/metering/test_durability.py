@@ -23,6 +23,7 @@ from sqlalchemy import text
 
 from tenantgate import database
 from tests.conftest import ADMIN_TOKEN, SECRET_KEY, UPSTREAM_KEY
+from tests.support.databases import migrated_sqlite_url
 from tests.support.gateway import Gateway
 from tests.support.load import Load
 from tests.support.metering import all_events, flush
@@ -125,8 +126,7 @@ def test_sigkill_under_load_then_restart_every_received_response_once(
     request: pytest.FixtureRequest, tmp_path: Path, dev_upstream: str, backend: str, first_interval: str
 ) -> None:
     if backend == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path / 'gateway.db'}"
-        database.upgrade(url)
+        url = migrated_sqlite_url(tmp_path / "gateway.db")
     else:
         url = request.getfixturevalue("postgres_url")
     port = free_port()
