@@ -124,6 +124,8 @@ class Exchange:
     payload: dict[str, Any] | None = None
     body_size: int = 0
     """Bytes of the request body as the client sent it."""
+    answer_format: str | None = None
+    """A multipart form's ``response_format`` (a JSON body's is in ``payload``): whether its answer can be priced."""
     started: float = field(default_factory=time.perf_counter)
     started_at: float = field(default_factory=time.time)
 

@@ -141,6 +141,7 @@ class ProxyRouter:
             upload = await read_upload(scope, receive, services.settings.max_request_body_bytes)
             model = upload.model if upload.model is not None else endpoint.default_model
             exchange.payload = _priced_fields(upload) if exchange.path.startswith("/v1/images/") else None
+            exchange.answer_format = upload.form.fields.get("response_format")
             exchange.body_size = len(upload.head) if upload.complete else _declared_length(scope)
         if json_body is not None and model is None and _model_optional(endpoint, json_body.payload):
             targets = _unnamed_model_targets(services, exchange.ctx.principal)

@@ -102,3 +102,42 @@ def test_by_default_an_unpriced_model_is_served_and_its_usage_stored_unpriced(
         None,
     )
     assert event["input_tokens"] > 0  # the usage is kept, only its price is missing
+
+
+def test_audio_asked_in_a_format_that_cannot_carry_its_quantity_is_refused(
+    gateway_factory: Callable[..., Gateway], sqlite_url: str, upstream: tuple[CountingUpstream, str]
+) -> None:
+    """The answer's format decides whether it says how much audio was handled (docs/pricing.md): refused before the
+    upstream where it cannot, served where it can, with the same SDK calls."""
+    counting, url = upstream
+    gateway = gateway_factory(database_url=sqlite_url, upstream_base_url=url, unpriced_models="refuse")
+    client = gateway.client(gateway.new_key("audio-strict")["key"])
+    audio = ("clip.wav", b"RIFF" + bytes(4000), "audio/wav")
+    refusals = [
+        lambda: client.audio.transcriptions.create(model="whisper-1", file=audio, response_format="text"),
+        lambda: client.audio.translations.create(model="whisper-1", file=audio),  # json: no duration
+        lambda: client.audio.translations.create(model="whisper-1", file=audio, response_format="text"),
+        lambda: client.audio.transcriptions.create(model="gpt-4o-transcribe", file=audio, response_format="text"),
+        lambda: client.audio.speech.create(model="gpt-4o-mini-tts", voice="alloy", input="hi"),  # mp3
+        lambda: client.audio.speech.create(model="gpt-4o-mini-tts", voice="alloy", input="hi", response_format="opus"),
+    ]
+    for call in refusals:
+        with pytest.raises(openai.BadRequestError) as raised:
+            call()
+        error = raised.value.body
+        assert isinstance(error, dict), error
+        assert (error["param"], error["code"]) == ("response_format", "response_format_not_priced"), error
+        assert "cannot price" in error["message"]
+    assert counting.paths == []
+
+    served = [
+        lambda: client.audio.transcriptions.create(model="whisper-1", file=audio),  # json carries the seconds
+        lambda: client.audio.transcriptions.create(model="whisper-1", file=audio, response_format="srt"),
+        lambda: client.audio.translations.create(model="whisper-1", file=audio, response_format="verbose_json"),
+        lambda: client.audio.transcriptions.create(model="gpt-4o-transcribe", file=audio),
+        lambda: client.audio.speech.create(model="gpt-4o-mini-tts", voice="alloy", input="hi", response_format="wav"),
+        lambda: client.audio.speech.create(model="tts-1", voice="alloy", input="hi"),  # by the character
+    ]
+    for call in served:
+        call()
+    assert len(counting.paths) == len(served)
