@@ -97,6 +97,8 @@ class BatchAdmission:
     kept: bool = False
     stored_chat: list[str] = field(default_factory=list)
     """The ``line_key`` (proxy/batch_input.py) of each line that stores its chat completion (``store: true``)."""
+    worst_tokens: dict[str, int] = field(default_factory=dict)
+    """Per model: every line's prompt plus the most output it allows (what an unreadable output is billed from)."""
 
 
 @dataclass(slots=True)

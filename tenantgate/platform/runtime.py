@@ -235,6 +235,7 @@ class Runtime:
             file_room=self.file_room,
             metering=self.metering,
             unfinished_streams=self.unfinished_streams,
+            settler=self.settler,
         )
         """What the /v1 proxy is given (proxy/services.py)."""
 

@@ -57,6 +57,8 @@ _MAX_OUTPUT_FILE = 16 * 1024**3
 
 
 _MAX_STORED_PER_LINE = 256
+UNREADABLE_POLLS = 20
+"""Polls of an ended batch whose output file cannot be read before it is billed from its estimate instead."""
 
 
 def batch_line_event_id(batch_id: str, custom_id: str) -> str:
@@ -169,6 +171,7 @@ class Settler:
         metering: Metering,
         limiter: Limiter,
         reach: Reach,
+        unreadable_polls: int = UNREADABLE_POLLS,
     ) -> None:
         self.http = http
         self.ownership = ownership
@@ -176,6 +179,10 @@ class Settler:
         self.metering = metering
         self.limiter = limiter
         self.reach = reach
+        self.unreadable_polls = unreadable_polls
+        """Polls that found an ended batch's output unreadable before it is billed from its estimate."""
+        self.estimated_batches = 0
+        """Batches this process billed from their estimate (their output could never be read)."""
         self._running: dict[str, asyncio.Task[None]] = {}
 
     # -- entry points ----------------------------------------------------------------------------------------------
@@ -186,16 +193,32 @@ class Settler:
         if isinstance(batch_id, str) and batch_id not in self._running:
             self._spawn(batch_id, self.settle_batch(owner, batch))
 
-    async def _settle_here_once(self, owner: Owner, batch_id: str, batch: dict[str, Any]) -> None:
+    async def _settle_here_once(self, owner: Owner, batch_id: str, batch: dict[str, Any], *, polled: bool) -> None:
         """Settle, unless this process is at it already (then wait for that run)."""
         running = self._running.get(batch_id)
         if running is None:
-            self._spawn(batch_id, self.settle_batch(owner, batch))
+            self._spawn(batch_id, self.settle_batch(owner, batch, polled=polled))
             running = self._running[batch_id]
         await asyncio.wait({running})
 
-    async def poll(self, row: TenantObject) -> None:
-        """The poller's look at one object in flight."""
+    async def settle_before_deleting(self, tenant_id: str, file_id: str) -> str | None:
+        """A file of the tenant is about to be deleted: each of its batches still unsettled whose output or error
+        file it is (as the caller may have been shown) is looked at now and settled if it has ended, so its output
+        is read before it is gone. The id of a batch that is still unsettled (not ended, or its output could not be
+        read just now), or None when the file may go."""
+        for row in await self.index.in_flight(tenant_id, "batch"):
+            snapshot = row.snapshot or {}
+            if file_id not in (snapshot.get("output_file_id"), snapshot.get("error_file_id")):
+                continue
+            await self.poll(row, counted=False)
+            now = await self.index.get(tenant_id, row.id)
+            if now is not None and now.settled_at is None:
+                return row.id
+        return None
+
+    async def poll(self, row: TenantObject, *, counted: bool = True) -> None:
+        """The poller's look at one object in flight (``counted``: a poll that finds a batch's output unreadable
+        counts towards billing it from its estimate; a look on a caller's behalf does not)."""
         owner = Owner(row.tenant_id, row.upstream, "tenant" if row.account == "tenant" else "platform", row.api_key_id)
         reached = await self.reach(owner)
         if reached is None:
@@ -213,7 +236,7 @@ class Settler:
             if not await self.observe_batch(owner, batch):
                 await self._give_up(owner, row)
             elif batch.get("status") in BATCH_ENDED:
-                await self._settle_here_once(owner, row.id, batch)
+                await self._settle_here_once(owner, row.id, batch, polled=counted)
         elif row.kind == "response":
             await self._poll_response(owner, row, upstream, keys)
         else:
@@ -250,7 +273,7 @@ class Settler:
             holds = holds_of((row.state or {}).get("holds") or [])
             self.limiter.settle_batch(owner.tenant_id, holds, BatchCharge(), time.time())
 
-    async def settle_batch(self, owner: Owner, batch: dict[str, Any]) -> None:
+    async def settle_batch(self, owner: Owner, batch: dict[str, Any], *, polled: bool = False) -> None:
         batch_id = batch.get("id")
         if not isinstance(batch_id, str):
             return
@@ -271,7 +294,14 @@ class Settler:
             frozenset(i for i in stored_chat if isinstance(i, str)) if isinstance(stored_chat, list) else frozenset()
         )
         if isinstance(output, str):
-            await self._meter_output(owner, batch_id, str(endpoint or ""), output, at, upstream, keys, charge, stores)
+            try:
+                await self._meter_output(
+                    owner, batch_id, str(endpoint or ""), output, at, upstream, keys, charge, stores
+                )
+            except Exception as exc:
+                if not await self._unreadable(owner, batch_id, state, polled, exc):
+                    raise
+                charge = self._meter_estimate(owner, batch_id, str(endpoint or ""), state, at)
         for name in ("output_file_id", "error_file_id"):
             file_id = batch.get(name)
             if isinstance(file_id, str):
@@ -327,6 +357,65 @@ class Settler:
                 )
                 nanos += cost.total_nusd
         charge.nano_usd = nanos
+
+    async def _unreadable(
+        self, owner: Owner, batch_id: str, state: dict[str, Any], polled: bool, exc: Exception
+    ) -> bool:
+        """An ended batch's output could not be read: True once as many polls as ``unreadable_polls`` found it so
+        (then it is billed from its estimate); before, the poll is counted beside the batch and the poller retries.
+        Looks on a caller's behalf are not counted: retrieving often does not hasten an estimate."""
+        failures = state.get("unreadable")
+        failures = (failures if isinstance(failures, int) else 0) + (1 if polled else 0)
+        if failures < self.unreadable_polls:
+            if polled:
+                state["unreadable"] = failures
+                await self.index.seen(owner.tenant_id, batch_id, state=state)
+            return False
+        log.error(
+            "objects: the output of batch %s could not be read in %d polls (%s: %s); billed from its estimate",
+            batch_id,
+            failures,
+            type(exc).__name__,
+            str(exc)[:200],
+        )
+        return True
+
+    def _meter_estimate(
+        self, owner: Owner, batch_id: str, endpoint: str, state: dict[str, Any], at: float
+    ) -> BatchCharge:
+        """Bill a batch whose output can never be read (deleted upstream, past the gateway) from what its create
+        estimated: per model, every line's prompt and the most output it allowed, at batch prices, flagged
+        ``estimated``; what an earlier partial read metered stays (event ids differ, so this errs towards billing)."""
+        charge = BatchCharge()
+        estimate = state.get("estimate")
+        for model, tokens in (estimate if isinstance(estimate, dict) else {}).items():
+            if not (isinstance(model, str) and isinstance(tokens, list) and len(tokens) == 2):
+                continue
+            prompt, worst = (t if isinstance(t, int) and not isinstance(t, bool) else 0 for t in tokens)
+            usage = Usage(input_tokens=max(0, prompt), output_tokens=max(0, worst - prompt))
+            digest = hashlib.sha256(b"batch-estimate:" + batch_id.encode() + b"\n" + model.encode()).hexdigest()[:32]
+            event = _event(
+                owner,
+                event_id="evt_be" + digest,
+                request_id=batch_id[:128],
+                at=at,
+                endpoint=endpoint,
+                model=_text(model),
+                status=200,
+                usage=usage,
+                batch=True,
+            )
+            event["usage_source"] = "estimated"
+            self.metering.spool.append_or_hold(encode(event))
+            self.metering.writer.notify()
+            measure = Measure(category=event["category"], service_tier="batch")
+            cost = self.metering.prices.cost(event["model"], usage, measure=measure, tenant_id=owner.tenant_id, at=at)
+            charge.lines += 1
+            charge.tokens += usage.total_tokens
+            charge.models[event["model"]] = charge.models.get(event["model"], 0) + usage.total_tokens
+            charge.nano_usd += cost.total_nusd
+        self.estimated_batches += 1
+        return charge
 
     def _line_event(
         self, owner: Owner, batch_id: str, endpoint: str, raw: bytes, at: float, stores: frozenset[str] = frozenset()

@@ -167,4 +167,5 @@ def _estimate(services: ProxyServices, exchange: Exchange, found: BatchInput, en
         month_tokens=sum(found.worst_tokens.values()),
         month_nano_usd=nanos,
         stored_chat=list(found.stored_chat),
+        worst_tokens=dict(found.worst_tokens),
     )

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from starlette.types import Message, Receive, Scope, Send
 
 from tenantgate.core.exchange import Exchange
-from tenantgate.platform.errors import BadRequest, PayloadTooLarge
+from tenantgate.platform.errors import BadRequest, GatewayError, PayloadTooLarge
 from tenantgate.platform.proxy.http import read_body
 from tenantgate.platform.proxy.objects import (
     content_length,
@@ -49,6 +49,12 @@ _FILES_PAGE = (10_000, 10_000)  # OpenAI's default and largest page of files
 
 class ObjectLimitExceeded(BadRequest):
     code = "object_limit_exceeded"
+
+
+class BatchNotSettled(GatewayError):
+    status = 409
+    type = "invalid_request_error"
+    code = "batch_not_settled"
 
 
 async def serve(
@@ -241,7 +247,17 @@ async def _pass(
 ) -> None:
     """Retrieve, delete and download a file, cancel an upload: for the owner, at the holder, as the upstream answers."""
     kind, object_id = ("file", params["file_id"]) if "file_id" in params else ("upload", params["upload_id"])
-    _, upstream, keys = await owned_holder(services, exchange, kind, object_id)
+    owner, upstream, keys = await owned_holder(services, exchange, kind, object_id)
+    if route.method == "DELETE" and services.settler is not None:
+        # A batch's output is billed from the file: read before it goes, or the delete waits (settlement.py).
+        unsettled = await services.settler.settle_before_deleting(owner.tenant_id, object_id)
+        if unsettled is not None:
+            raise BatchNotSettled(
+                f"The file '{object_id[:256]}' is an output of batch '{unsettled[:256]}', whose usage is still being "
+                "recorded; try again shortly.",
+                param="file_id",
+                headers={"retry-after": "5"},
+            )
     body = await read_body(scope, receive, _MAX_JSON) if route.method == "POST" else None
     content = route.template.endswith("/content")
     await forward_object(

@@ -272,6 +272,13 @@ class ObjectAnswersHook:
                 "endpoint": admission.endpoint if admission is not None else answer.get("endpoint"),
                 "holds": admission.holds if admission is not None else [],
                 "stored_chat": admission.stored_chat if admission is not None else [],
+                # Billed from if its output can never be read (platform/background/settlement.py).
+                "estimate": {
+                    model: [admission.queue_tokens.get(model, 0), worst]
+                    for model, worst in admission.worst_tokens.items()
+                }
+                if admission is not None
+                else {},
             },
             poll_at=utcnow() + timedelta(seconds=self.poll_seconds),
         )

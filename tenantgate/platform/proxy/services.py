@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from tenantgate.platform.background.settlement import Settler
     from tenantgate.platform.limits.hook import Limiter
     from tenantgate.platform.limits.pacing import RefusalPacer
     from tenantgate.platform.proxy.hooks import Hooks
@@ -42,3 +43,5 @@ class ProxyServices:
     metering: Metering
     """For its current price book (batches price their lines before they are made)."""
     unfinished_streams: UnfinishedStreams
+    settler: Settler | None = None
+    """Billing of batches and background responses (an output file or a response is settled before its delete)."""
