@@ -178,6 +178,11 @@ class Exchange:
     created_under: str | None = None
     # A batch create: its estimate, what the limiter made it hold, whether that was recorded beside the batch.
     batch: BatchAdmission | None = None
+    # A background response's create: what it holds against the month's quota and budget until it completes (the
+    # limiter hands its reservation over, written beside the response in the object index), and whether that was
+    # recorded (else the limiter releases it when the request ends).
+    background_holds: list[dict[str, Any]] | None = None
+    background_holds_kept: bool = False
     # Set by a hook in admit (telemetry's opt-in content capture): keep the answer's choices/output or the
     # streamed text in ``output``. Off, no answer content is kept.
     capture_output: bool = False

@@ -227,9 +227,15 @@ class ObjectIndex:
             return list((await session.scalars(statement)).all())
 
     async def held(self, tenant_id: str, counter_key: str) -> int:
-        """What the tenant's batches in flight hold on one limit counter (written beside each batch at create)."""
+        """What the tenant's batches and background responses in flight hold on one limit counter (written beside
+        each at create)."""
         total = 0
-        for row in await self.in_flight(tenant_id, "batch"):
+        async with self._sessions() as session:
+            statement = select(T).where(
+                T.tenant_id == tenant_id, T.kind.in_(("batch", "response")), T.settled_at.is_(None)
+            )
+            rows = list((await session.scalars(statement)).all())
+        for row in rows:
             for hold in (row.state or {}).get("holds") or ():
                 if isinstance(hold, dict) and hold.get("key") == counter_key and isinstance(hold.get("amount"), int):
                     total += hold["amount"]

@@ -474,20 +474,40 @@ class Settler:
 
     # -- background responses --------------------------------------------------------------------------------------
 
+    async def settle_response_before_deleting(self, tenant_id: str, response_id: str) -> bool:
+        """A response of the tenant is about to be deleted: if it is a background response not settled yet, it is
+        looked at now and settled if it has ended (its usage is read before it is gone). False if it is still
+        unsettled (queued or in progress, or the upstream could not be asked just now): then it must not go."""
+        row = await self.index.get(tenant_id, response_id)
+        if row is None or row.kind != "response" or row.settled_at is not None:
+            return True
+        await self.poll(row, counted=False)
+        row = await self.index.get(tenant_id, response_id)
+        return row is None or row.settled_at is not None
+
     async def _poll_response(
         self, owner: Owner, row: TenantObject, upstream: Upstream, keys: dict[str, str] | None
     ) -> None:
         path = RETRIEVE_RESPONSE.upstream({"response_id": row.id})
         status, answer = await get_json(self.http, upstream, keys, "GET", path)
+        holds = holds_of((row.state or {}).get("holds") or [])
         if status == 404:
-            await self.index.claim_settlement(row.tenant_id, row.id)  # deleted upstream: nothing left to bill
+            # Deleted upstream past the gateway (its DELETE settles first): nothing left to bill, nothing held.
+            if await self.index.claim_settlement(row.tenant_id, row.id):
+                log.warning("objects: background response %s was gone before it was settled", row.id)
+                self.limiter.settle_batch(owner.tenant_id, holds, BatchCharge(), time.time())
             return
         if status != 200 or answer is None or answer.get("id") != row.id:
             return
         state = answer.get("status")
         await self.index.seen(row.tenant_id, row.id, status=state[:32] if isinstance(state, str) else None)
+        if state not in _RESPONSE_ENDED:
+            return
         usage = Usage.from_openai(answer.get("usage"))
-        if state not in _RESPONSE_ENDED or usage is None:
+        if usage is None:
+            # Ended without usage (cancelled before it began, failed): nothing to bill, what it held is released.
+            if await self.index.claim_settlement(row.tenant_id, row.id):
+                self.limiter.settle_batch(owner.tenant_id, holds, BatchCharge(), time.time())
             return
         model = _text(answer.get("model")) or _text((row.state or {}).get("model"))
         completed = answer.get("completed_at")
@@ -510,7 +530,7 @@ class Settler:
             measure = Measure(tools=tools_of(event))
             cost = self.metering.prices.cost(model, usage, measure=measure, tenant_id=owner.tenant_id, at=at)
             charge = BatchCharge(tokens=usage.total_tokens, nano_usd=cost.total_nusd, lines=1)
-            self.limiter.settle_batch(owner.tenant_id, [], charge, at)
+            self.limiter.settle_batch(owner.tenant_id, holds, charge, at)
 
     # -- tasks -----------------------------------------------------------------------------------------------------
 

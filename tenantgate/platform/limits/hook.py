@@ -14,7 +14,7 @@ import logging
 import os
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal
 from typing import Any
 
@@ -106,8 +106,12 @@ class Limiter:
         self._held: dict[int, Reservation] = {}
         # What each batch create holds until its batch ends, by exchange, until the request ends (batch.py).
         self._batch_holds: dict[int, BatchHold] = {}
+        # What each background response create holds until its response completes, by exchange, until the request
+        # ends: then recorded beside the response (platform/background/settlement.py releases it) or released.
+        self._background_holds: dict[int, BatchHold] = {}
         self.held_by_batches = held_by_batches
-        """What batches in flight hold on a counter (tenant id, counter key): added when a counter is seeded."""
+        """What batches and background responses in flight hold on a counter (tenant id, counter key): added when a
+        counter is seeded."""
         self.known = known
         """Keys and tenants known to be over a request-count window, refused from memory (known.py)."""
 
@@ -380,6 +384,11 @@ class Limiter:
             # The batch was not created (or not recorded): nothing holds on to its queue and month any more.
             release = Settlement(counter_deltas=[(check, -check.amount, check.amount) for check in hold.checks])
             self.store.settle_soon(release, hold.store)
+        hold = self._background_holds.pop(id(exchange), None) if self._background_holds else None
+        if hold is not None and not exchange.background_holds_kept:
+            # The background response was not recorded: nothing watches it, so nothing holds for it.
+            release = Settlement(counter_deltas=[(check, -check.amount, check.amount) for check in hold.checks])
+            self.store.settle_soon(release, hold.store)
 
     def _close_out(self, exchange: Exchange) -> None:
         reservation = self._held.pop(id(exchange), None)
@@ -389,17 +398,31 @@ class Limiter:
             return
         actual = _actual_tokens(exchange, reservation.tokens)
         settlement = Settlement(lease=reservation.lease, admitted_ms=reservation.admitted_ms)
+        # A background response accepted upstream keeps its month holds until it completes (handed over to its
+        # record in the object index); a background completion seen here (on its create stream, a retrieve, a
+        # cancel) is charged to the month once, by the settlement that claims it: here only holds are released.
+        queued = _background_create(exchange)
+        settled_elsewhere = queued or exchange.event_id is not None
+        kept: list[Check] = []
         for check in reservation.checks:
             if check.kind is Kind.CONCURRENCY:
                 settlement.release.append(check)
             elif check.name == "tpm" and actual != reservation.tokens:
                 settlement.window_deltas.append((check, actual - reservation.tokens))
-            elif check.name == "monthly_tokens":
-                held = reservation.month_tokens
-                settlement.counter_deltas.append((check, actual - held, held))
-            elif check.name == "monthly_budget":
-                held = reservation.month_nano_usd
-                settlement.counter_deltas.append((check, self._cost_nano_usd(exchange) - held, held))
+            elif check.name in ("monthly_tokens", "monthly_budget"):
+                tokens = check.name == "monthly_tokens"
+                held = reservation.month_tokens if tokens else reservation.month_nano_usd
+                if queued and held > 0:
+                    kept.append(replace(check, amount=held))
+                elif settled_elsewhere:
+                    settlement.counter_deltas.append((check, -held, held))
+                else:
+                    used = actual if tokens else self._cost_nano_usd(exchange)
+                    settlement.counter_deltas.append((check, used - held, held))
+        if kept:
+            hold = BatchHold(reservation.store, kept)
+            self._background_holds[id(exchange)] = hold
+            exchange.background_holds = hold.as_state()
         self.store.settle_soon(settlement, reservation.store)
 
     def _cost_nano_usd(self, exchange: Exchange) -> int:
@@ -446,6 +469,17 @@ async def _seed_counter(check: Check, value: int, held: int, store: RedisLimitSt
         return await store.seed(check, value, held)
     except (RedisError, OSError, TimeoutError):
         return False  # the next call to Redis finds it failing, as the guard does for any other call
+
+
+def _background_create(exchange: Exchange) -> bool:
+    """A background response the upstream accepted (queued): its work is done, and billed, after this request."""
+    return (
+        exchange.path == "/v1/responses"
+        and exchange.response_id is not None
+        and 0 < exchange.status < 400
+        and exchange.withheld is None
+        and (exchange.payload or {}).get("background") is True
+    )
 
 
 def _has(checks: list[Check], name: str) -> bool:

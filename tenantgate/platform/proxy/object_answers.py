@@ -301,7 +301,8 @@ class ObjectAnswersHook:
             await self.batch_seen(owner, answer)
 
     async def _background_response(self, exchange: Exchange, response_id: str) -> None:
-        """A background response is watched by the poller until it is done, so it is billed if never retrieved."""
+        """A background response is watched by the poller until it is done, so it is billed if never retrieved; what
+        it holds against the month's quota and budget stays held until then."""
         owner = await self._owner(exchange)
         entry = Entry(
             id=response_id,
@@ -312,10 +313,12 @@ class ObjectAnswersHook:
             api_key_id=owner.api_key_id,
             created=int(exchange.started_at),
             status=exchange.finish_reasons[0][:_MAX_TEXT] if exchange.finish_reasons else None,
-            state={"model": exchange.model},
+            # What it holds against the month until it completes (released by its settlement).
+            state={"model": exchange.model, "holds": exchange.background_holds or []},
             poll_at=utcnow() + timedelta(seconds=self.poll_seconds),
         )
-        await self._add(exchange, entry)
+        if await self._add(exchange, entry):
+            exchange.background_holds_kept = True
 
 
 def _withhold(exchange: Exchange) -> None:

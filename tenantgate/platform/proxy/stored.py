@@ -100,6 +100,18 @@ async def serve(
     upstream, keys = holder(services, exchange, owner) if owner is not None else (None, None)
     if upstream is None:
         raise not_found("response", response_id)
+    # A background response is billed from what the upstream reports once it ended: read before it goes.
+    settler = services.settler if route.method == "DELETE" else None
+    if (
+        settler is not None
+        and owner is not None
+        and not await settler.settle_response_before_deleting(owner.tenant_id, response_id)
+    ):
+        raise ResponseNotSettled(
+            f"The response '{response_id[:256]}' is still running in the background; cancel it "
+            f"(POST /v1/responses/{response_id[:256]}/cancel) or wait until it ends, then delete it.",
+            headers={"retry-after": "5"},
+        )
     if await another_tenants_cursor(services.ownership, exchange, route, scope["query_string"]):
         await send_empty_page(send, exchange)
         return
@@ -170,6 +182,12 @@ async def _item_of_conversation(
     if await services.ownership.record(item_id, "item", conversation_owner) is not None:
         return None
     return conversation_owner
+
+
+class ResponseNotSettled(GatewayError):
+    status = 409
+    type = "invalid_request_error"
+    code = "response_in_progress"
 
 
 class OwnershipConflict(GatewayError):
