@@ -13,7 +13,7 @@ from tenantgate.devupstream import DevUpstream
 from tenantgate.platform.app import create_app
 from tenantgate.platform.serving import uvicorn_options
 from tenantgate.settings import Settings
-from tests.support import databases
+from tests.support import databases, scheduling
 from tests.support.gateway import Gateway
 from tests.support.server import ServedApp
 from tests.support.services import own_redis_prefix, postgres_server_url, redis_server_url
@@ -21,6 +21,38 @@ from tests.support.services import own_redis_prefix, postgres_server_url, redis_
 ADMIN_TOKEN = "test-admin-token-0123456789"
 SECRET_KEY = "test-secret-key-0123456789abcdef"
 UPSTREAM_KEY = "sk-upstream-test-key"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    scheduling.start(config)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if not hasattr(config, "workerinput"):
+        scheduling.finish()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Order and group the run for several processes (scripts/test: ``-n 4 --dist loadgroup``); no test changes.
+
+    - A module's tests that share a module-scoped fixture (two gateway processes, a browser, a populated world) go
+      to one process, where the fixture is set up once (tests/support/scheduling.py).
+    - The slow suites (marked ``slow``), then the property tests, are handed out before the rest: started last, a
+      test of half a minute would leave the other processes idle at the end of the run.
+    """
+
+    def rank(item: pytest.Item) -> int:
+        if item.get_closest_marker("slow") is not None:
+            return 0
+        return 1 if getattr(getattr(item, "obj", None), "is_hypothesis_test", False) else 2
+
+    items.sort(key=rank)  # stable: the order within each rank is the collection order
+    scheduling.write(config, items)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    return scheduling.make_scheduler(config, log)
 
 
 @pytest.fixture(scope="session", autouse=True)
