@@ -43,6 +43,7 @@ async function start(): Promise<void> {
     session = await get<Session>("/console/api/session");
   } catch (error) {
     if (error instanceof ApiError && (error.status === 401 || error.status === 400)) return signInPage();
+    if (error instanceof ApiError && error.body.code === "tenant_suspended") return signInPage(SUSPENDED);
     main.replaceChildren(h("p", { class: "error", role: "alert" }, errorText(error)));
     return;
   }
@@ -75,6 +76,7 @@ async function route(): Promise<void> {
     await current.view(main);
   } catch (error) {
     if (error instanceof ApiError && error.status === 401) return signInPage("Your session has ended; sign in again.");
+    if (error instanceof ApiError && error.body.code === "tenant_suspended") return signInPage(SUSPENDED);
     main.replaceChildren(h("p", { class: "error", role: "alert" }, errorText(error)));
   }
 }
@@ -93,8 +95,10 @@ async function signInPage(notice?: string): Promise<void> {
   }
   if (session) return; // signed in meanwhile
   const params = new URLSearchParams(location.search);
-  const problem = params.get("sign_in_error");
-  if (problem) history.replaceState(null, "", location.pathname); // shown once, not again on reload
+  const code = params.get("sign_in_error");
+  if (code !== null) history.replaceState(null, "", location.pathname); // shown once, not again on reload
+  // Only the page's own words: the address is anyone's to write, so its text is never shown.
+  const problem = code === null ? null : (SIGN_IN_PROBLEMS.get(code) ?? SIGN_IN_FAILED);
   const token = input("token", { type: "password", required: true, autocomplete: "current-password" });
   token.id = "token";
   main.replaceChildren(
@@ -114,6 +118,18 @@ async function signInPage(notice?: string): Promise<void> {
   );
   token.focus();
 }
+
+const SUSPENDED = "This tenant is suspended. Contact the platform operator.";
+const SIGN_IN_FAILED = "Single sign-on did not complete. Try again, or sign in with a token.";
+/** What single sign-on's callback may send back (tenantgate/platform/console/oidc.py, REFUSALS), in words. */
+const SIGN_IN_PROBLEMS = new Map<string, string>([
+  ["provider_unreachable", "The identity provider could not be reached. Try again, or sign in with a token."],
+  ["provider_refused", "The identity provider refused the sign-in."],
+  ["flow_invalid", "This sign-in was not started here, was already used, or took too long; start again."],
+  ["sign_in_failed", "The identity provider could not complete the sign-in."],
+  ["no_role", "Your account is in no group that may use this console."],
+  ["tenant_gone", "The tenant your group gives you access to does not exist."],
+]);
 
 const COOKIE_REFUSED = `The console needs HTTPS, or http://localhost / 127.0.0.1: the browser refused the secure session cookie (this page is ${location.origin}).`;
 

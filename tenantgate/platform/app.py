@@ -25,6 +25,7 @@ from tenantgate.platform.console import oidc as console_oidc
 from tenantgate.platform.console import portal as console_portal
 from tenantgate.platform.console import routes as console_routes
 from tenantgate.platform.console import sre as console_sre
+from tenantgate.platform.console.headers import ConsoleHeadersMiddleware
 from tenantgate.platform.deps import COMPONENTS
 from tenantgate.platform.errors import install_handlers
 from tenantgate.platform.http_protocol import HttpLimits
@@ -138,4 +139,5 @@ def create_app(settings: Settings | None = None) -> GatewayApp:
     known = KnownCredentials(runtime.auth_throttle, settings.secret_key_bytes, admin_token)
     app.add_middleware(SurfaceIpLimitMiddleware, limit=settings.admin_ip_rate_limit, known=known)
     app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(ConsoleHeadersMiddleware)  # outermost: even the layers' own refusals carry the headers
     return GatewayApp(app, runtime)

@@ -34,7 +34,7 @@ from tenantgate.platform.middleware import presented_key
 from tenantgate.tenants.auth_throttle import AuthThrottle
 from tenantgate.tenants.keys import hash_key
 
-SURFACE_PREFIXES = ("/admin/", "/v1/organization/", "/console/api/")
+SURFACE_PREFIXES = ("/admin/", "/v1/organization/", "/console/api/", "/console/oidc/")
 
 
 class SurfaceThrottled(GatewayError):

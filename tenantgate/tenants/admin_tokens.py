@@ -74,5 +74,5 @@ async def revoke_token(op: Operation, token: AdminToken) -> AdminToken:
         before = summary(token)
         token.revoked_at = utcnow()
         await op.session.flush()
-        op.audit_update("admin_token.revoke", token, before, tenant_id=None)
+        op.audit_update("admin_token.revoke", token, before, tenant_id=token.tenant_id)
     return token

@@ -5,7 +5,9 @@ constant time, and named tokens created through the API, stored as an HMAC and l
 (so revoking one takes effect at once), or a console session cookie opened with either (platform/console/; a
 write through a session also needs its CSRF token). Roles: ``admin`` may do everything; ``billing`` may read
 (usage, tenants, plans, keys). ``admin`` implies ``billing``. ``tenant`` tokens belong to one tenant and pass none
-of the admin API's checks: only the tenant console's routes accept them. Routes declare what they need with
+of the admin API's checks: only the tenant console's routes accept them. A tenant credential (token or session)
+whose tenant is suspended is refused here, once for every route, with the 403 ``tenant_suspended`` its API keys
+get; one whose tenant is deleted no longer authenticates at all. Routes declare what they need with
 ``Depends(require_role(...))``, which returns the caller's ``AdminIdentity``; authentication runs once per request
 however many routes' dependencies ask for it.
 """
@@ -32,6 +34,7 @@ from tenantgate.tenants.keys import hash_key
 from tenantgate.tenants.models import AdminRole, AdminToken, ConsoleSession, Tenant, TenantStatus
 
 BOOTSTRAP_TOKEN_ID = "bootstrap"
+OIDC_CREDENTIAL = "oidc"
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +43,8 @@ class AdminIdentity:
     role: AdminRole
     tenant_id: str | None = None
     """Role ``tenant`` only: the one tenant this caller may see."""
+    name: str | None = None
+    """How the console names a single sign-on user (``token_id`` is what identifies them)."""
 
     def may(self, role: AdminRole) -> bool:
         if role == AdminRole.TENANT:
@@ -73,29 +78,45 @@ async def identify_token(request: Request, presented: str) -> AdminIdentity:
     presented_hash = hash_key(settings.secret_key_bytes, presented)
     if not throttle.vouched("admin", presented_hash) and (wait := throttle.permit_lookup("admin", source)):
         raise throttled(wait)
+    status = None
     async with sessions_of(request)() as session:
         token = await token_for_plaintext(session, settings.secret_key_bytes, presented)
-        if token is not None and token.tenant_id is not None and not await _tenant_exists(session, token.tenant_id):
-            token = None  # the tenant was deleted: its console tokens went with it
+        if token is not None and token.tenant_id is not None:
+            status = await _tenant_status(session, token.tenant_id)
+            if status is None:
+                token = None  # the tenant was deleted: its console tokens went with it
     if token is None:
         await _failed(request, source, "invalid", "Invalid admin token.")
     assert token is not None
-    throttle.vouch("admin", presented_hash)
+    throttle.vouch("admin", presented_hash)  # a valid token, even while its tenant is suspended
+    _refuse_suspended(status)
     return AdminIdentity(token.id, AdminRole(token.role), token.tenant_id)
 
 
-async def _tenant_exists(session: AsyncSession, tenant_id: str) -> bool:
+async def _tenant_status(session: AsyncSession, tenant_id: str) -> TenantStatus | None:
+    """The tenant's status, None when it is gone (deleted)."""
     tenant = await session.get(Tenant, tenant_id)
-    return tenant is not None and tenant.status != TenantStatus.DELETED
+    if tenant is None or tenant.status == TenantStatus.DELETED:
+        return None
+    return TenantStatus(tenant.status)
+
+
+def _refuse_suspended(status: TenantStatus | None) -> None:
+    if status == TenantStatus.SUSPENDED:
+        raise PermissionDenied("This tenant is suspended. Contact the platform operator.", code="tenant_suspended")
 
 
 async def _session_identity(request: Request, cookie: str) -> AdminIdentity:
     """The identity of a console session cookie, while what opened the session is still valid."""
     settings = settings_of(request)
     secret = settings.secret_key_bytes
+    status = None
     async with sessions_of(request)() as session:
         row = await find_session(session, secret, cookie)
         valid = row is not None and await _credential_valid(settings, session, row)
+        if valid and row is not None and row.tenant_id is not None:
+            status = await _tenant_status(session, row.tenant_id)
+            valid = status is not None
     if row is None or not valid:
         source = source_of(request.scope.get("client"))
         await _failed(request, source, "invalid", "Your console session has ended; sign in again.")
@@ -104,21 +125,33 @@ async def _session_identity(request: Request, cookie: str) -> AdminIdentity:
         raise PermissionDenied(
             "A change made with a console session needs the session's X-CSRF-Token header.", code="csrf_failed"
         )
-    actor = row.credential if row.credential != "oidc" else f"oidc:{row.subject}"[:64]
-    return AdminIdentity(actor, AdminRole(row.role), row.tenant_id)
+    _refuse_suspended(status)
+    if row.credential == OIDC_CREDENTIAL:
+        assert row.credential_hash is not None
+        return AdminIdentity(
+            oidc_actor(row.credential_hash, row.subject), AdminRole(row.role), row.tenant_id, name=row.subject
+        )
+    return AdminIdentity(row.credential, AdminRole(row.role), row.tenant_id)
+
+
+def oidc_actor(stable_id: str, name: str) -> str:
+    """A single sign-on user's actor id: ``oidc:<stable id>:<name>``, at most 64 characters. The stable id (from
+    the provider's issuer and subject, console/oidc.py) comes first, so cutting a long name never makes two users
+    one actor; the name is only there for people to read."""
+    return f"oidc:{stable_id}:{name}"[:64]
 
 
 async def _credential_valid(settings: Settings, session: AsyncSession, row: ConsoleSession) -> bool:
-    if row.tenant_id is not None and not await _tenant_exists(session, row.tenant_id):
-        return False
     if row.credential == BOOTSTRAP_TOKEN_ID:
         bootstrap = settings.admin_token
         if bootstrap is None:
             return False
         current = hash_key(settings.secret_key_bytes, bootstrap.get_secret_value())
         return hmac.compare_digest(current, row.credential_hash or "")
-    if row.credential == "oidc":
-        return True  # an identity provider's sign-in: valid until the session expires
+    if row.credential == OIDC_CREDENTIAL:
+        # An identity provider's sign-in: valid until the session expires. One opened before sessions kept the
+        # user's stable id would be named by a name the user chose: signed in again instead.
+        return row.credential_hash is not None
     token = await session.get(AdminToken, row.credential)
     return token is not None and token.revoked_at is None
 

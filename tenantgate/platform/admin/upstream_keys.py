@@ -2,18 +2,18 @@
 
 A record may carry the tenant's own base URL for the upstream (its Azure resource, its OpenAI-compatible
 endpoint); it is checked by the SSRF guard (platform/upstream/guard.py) before anything is stored. Setting and
-removing are audited (``upstream_key.set``, ``upstream_key.delete``) with whether a base URL is set and its host,
-never the key or anything derived from it.
+removing are audited (``upstream_key.set``, ``upstream_key.delete``) with the base URL before and after (an
+endpoint holds no secret, and a change of its path is as worth seeing as one of its host), never the key or
+anything derived from it.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, Request, Response
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -35,6 +35,8 @@ router = APIRouter(
 
 
 class UpstreamKeySet(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # like every other write: a misspelt field is a 422, not ignored
+
     api_key: SecretStr = Field(min_length=1, description="The tenant's key for this upstream. Stored encrypted.")
     base_url: str | None = Field(
         default=None,
@@ -70,8 +72,7 @@ async def list_upstream_keys(tenant_id: str, sessions: SessionsDep) -> list[Upst
 def _audit_summary(row: TenantUpstreamKey) -> dict[str, Any]:
     return {
         "upstream": row.upstream,
-        "base_url_set": row.base_url is not None,
-        "base_url_host": urlsplit(row.base_url).hostname if row.base_url is not None else None,
+        "base_url": row.base_url,
     }
 
 

@@ -8,6 +8,12 @@ signature against the provider's published keys (joserfc, authlib's JOSE library
 audience, expiry, nonce), then maps the user's groups to a console role with ``TENANTGATE_CONSOLE_OIDC_ROLES``:
 the most powerful role any of the user's groups grants wins; a user in none of them is refused. The session that
 follows is the same as a token sign-in's (routes.py), valid until it expires.
+
+The audit log names the user by the provider's stable identity: ``oidc:<hash of issuer and subject>:<name>``,
+where the name (a verified email, else the username, else the subject) is only for people to read, so two
+users who pick the same username stay two actors. A flow (its ``state``) is used once: a replayed callback is
+refused before anything is sent to the provider. A refused sign-in sends the browser back with a code from
+``REFUSALS``, never with text: the page shows its own words for the code.
 """
 
 from __future__ import annotations
@@ -25,8 +31,8 @@ import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
-from tenantgate.platform.admin.auth import AdminIdentity
-from tenantgate.platform.console.routes import CONSOLE_PATH, create_session, secured, set_session_cookie
+from tenantgate.platform.admin.auth import AdminIdentity, oidc_actor
+from tenantgate.platform.console.routes import CONSOLE_PATH, create_session, set_session_cookie
 from tenantgate.platform.deps import sessions_of, settings_of
 from tenantgate.platform.errors import NotFound
 from tenantgate.settings import Settings
@@ -42,10 +48,40 @@ FLOW_COOKIE = "__Host-tenantgate-oidc"
 _FLOW_SECONDS = 600
 _DISCOVERY_SECONDS = 3600
 _ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "ES256", "ES384", "EdDSA")
+REFUSALS = frozenset(
+    {"provider_unreachable", "provider_refused", "flow_invalid", "sign_in_failed", "no_role", "tenant_gone"}
+)
+"""What ``/console?sign_in_error=`` may carry (console/src/main.ts has the words for each)."""
 
 
 class SignInRefused(Exception):
-    """Why a sign-in did not become a session, in words for the person signing in (never a secret)."""
+    """Why a sign-in did not become a session: a code of ``REFUSALS``, and the details for the log."""
+
+    def __init__(self, code: str, detail: str) -> None:
+        assert code in REFUSALS
+        super().__init__(detail)
+        self.code = code
+
+
+class UsedFlows:
+    """The flows whose callback came back already (by a hash of their state), until they would have expired.
+
+    Per process: with several workers a replay may reach another one once, which the surface throttle
+    (platform/iplimit.py) bounds like every other guess."""
+
+    def __init__(self) -> None:
+        self._used: dict[str, float] = {}
+
+    def claim(self, state: str, expires: float) -> bool:
+        """True the first time a flow's state is seen, False for every replay."""
+        now = time.time()
+        if len(self._used) > 1024:
+            self._used = {key: until for key, until in self._used.items() if until > now}
+        key = hashlib.sha256(state.encode()).hexdigest()
+        if key in self._used:
+            return False
+        self._used[key] = max(expires, now)
+        return True
 
 
 def _configured(request: Request) -> Settings:
@@ -118,10 +154,10 @@ async def _get_json(url: str) -> dict[str, Any]:
         client.get(url, allow_redirects=False) as response,
     ):
         if response.status != 200:
-            raise SignInRefused(f"The identity provider answered {response.status} at {url}.")
+            raise SignInRefused("provider_unreachable", f"the identity provider answered {response.status} at {url}")
         data = await response.json(content_type=None)
     if not isinstance(data, dict):
-        raise SignInRefused("The identity provider's answer was not a JSON object.")
+        raise SignInRefused("provider_unreachable", "the identity provider's answer was not a JSON object")
     return data
 
 
@@ -132,8 +168,15 @@ def _provider(request: Request) -> Provider:
     return provider
 
 
-def _refused(message: str) -> Response:
-    response = secured(RedirectResponse(f"{CONSOLE_PATH}?{urlencode({'sign_in_error': message})}", status_code=303))
+def _used_flows(request: Request) -> UsedFlows:
+    used = getattr(request.app.state, "console_oidc_flows", None)
+    if used is None:
+        used = request.app.state.console_oidc_flows = UsedFlows()
+    return used
+
+
+def _refused(code: str) -> Response:
+    response = RedirectResponse(f"{CONSOLE_PATH}?{urlencode({'sign_in_error': code})}", status_code=303)
     response.delete_cookie(FLOW_COOKIE, path="/", secure=True, httponly=True, samesite="lax")
     return response
 
@@ -147,7 +190,7 @@ async def login(request: Request) -> Response:
         config = await _provider(request).config(settings)
     except (SignInRefused, aiohttp.ClientError, TimeoutError, ValueError) as exc:
         log.warning("console: the identity provider's discovery failed: %s", exc)
-        return _refused("The identity provider could not be reached. Try again, or sign in with a token.")
+        return _refused("provider_unreachable")
     state, nonce, verifier = secrets.token_urlsafe(24), secrets.token_urlsafe(24), secrets.token_urlsafe(48)
     query = {
         "response_type": "code",
@@ -159,7 +202,7 @@ async def login(request: Request) -> Response:
         "code_challenge": _s256(verifier),
         "code_challenge_method": "S256",
     }
-    response = secured(RedirectResponse(f"{config['authorization_endpoint']}?{urlencode(query)}", status_code=303))
+    response = RedirectResponse(f"{config['authorization_endpoint']}?{urlencode(query)}", status_code=303)
     flow = {"state": state, "nonce": nonce, "verifier": verifier, "exp": time.time() + _FLOW_SECONDS}
     response.set_cookie(
         FLOW_COOKIE,
@@ -180,20 +223,23 @@ async def callback(request: Request) -> Response:
     settings = _configured(request)
     params = request.query_params
     if "error" in params:
-        return _refused(f"The identity provider refused the sign-in: {params['error'][:100]}.")
+        return _refused("provider_refused")  # the provider's words are not shown: anyone can put any in a link
     flow = _unsign(settings.secret_key_bytes, request.cookies.get(FLOW_COOKIE, ""))
     if flow is None or not hmac.compare_digest(str(flow["state"]), params.get("state", "")):
-        return _refused("This sign-in was not started here or took too long; start again.")
+        return _refused("flow_invalid")
+    if not _used_flows(request).claim(str(flow["state"]), float(flow["exp"])):
+        return _refused("flow_invalid")  # a replayed callback: the provider is not asked again
     try:
         claims = await _claims(request, params.get("code", ""), flow)
         identity, subject = await _identity(request, claims)
     except SignInRefused as refused:
-        return _refused(str(refused))
+        log.info("console: OpenID Connect sign-in refused (%s): %s", refused.code, refused)
+        return _refused(refused.code)
     except (aiohttp.ClientError, TimeoutError, ValueError, KeyError) as exc:
         log.warning("console: OpenID Connect sign-in failed: %s", type(exc).__name__)
-        return _refused("The identity provider could not complete the sign-in.")
-    response = secured(RedirectResponse(CONSOLE_PATH, status_code=303))
-    value, lifetime = await create_session(request, identity, subject, "oidc", None)
+        return _refused("sign_in_failed")
+    response = RedirectResponse(CONSOLE_PATH, status_code=303)
+    value, lifetime = await create_session(request, identity, subject, "oidc", stable_id(claims))
     set_session_cookie(response, value, lifetime)
     response.delete_cookie(FLOW_COOKIE, path="/", secure=True, httponly=True, samesite="lax")
     return response
@@ -223,7 +269,7 @@ async def _claims(request: Request, code: str, flow: dict[str, Any]) -> dict[str
     ):
         tokens = await response.json(content_type=None)
         if response.status != 200 or not isinstance(tokens, dict) or "id_token" not in tokens:
-            raise SignInRefused("The identity provider did not issue an ID token for this sign-in.")
+            raise SignInRefused("sign_in_failed", f"no ID token from the token endpoint ({response.status})")
     id_token = str(tokens["id_token"])
     try:
         token = jwt.decode(id_token, await provider.keys(settings), algorithms=_ALGORITHMS)
@@ -232,7 +278,7 @@ async def _claims(request: Request, code: str, flow: dict[str, Any]) -> dict[str
         try:
             token = jwt.decode(id_token, await provider.keys(settings, refresh=True), algorithms=_ALGORITHMS)
         except JoseError:
-            raise SignInRefused("The ID token's signature did not verify.") from None
+            raise SignInRefused("sign_in_failed", "the ID token's signature did not verify") from None
     registry = jwt.JWTClaimsRegistry(
         leeway=60,
         iss={"essential": True, "value": str(config.get("issuer", settings.console_oidc_issuer))},
@@ -244,7 +290,7 @@ async def _claims(request: Request, code: str, flow: dict[str, Any]) -> dict[str
     try:
         registry.validate(token.claims)
     except JoseError as error:
-        raise SignInRefused(f"The ID token was not valid for this sign-in ({error.error}).") from None
+        raise SignInRefused("sign_in_failed", f"the ID token was not valid ({error.error})") from None
     return dict(token.claims)
 
 
@@ -252,11 +298,17 @@ _RANK = {AdminRole.ADMIN: 0, AdminRole.BILLING: 1, AdminRole.TENANT: 2}
 
 
 def _subject(claims: dict[str, Any]) -> str:
-    """Who the audit log names. An address the provider has not verified is whatever the user typed into their
-    profile (anyone's address), so it names nobody: then the username, or the provider's own subject id."""
+    """A name for people to read. An address the provider has not verified is whatever the user typed into their
+    profile (anyone's address), so it is not used: then the username, or the provider's own subject id. Neither
+    identifies the user (usernames are the user's to choose at many providers): ``actor_id`` does."""
     verified = claims.get("email_verified")
     email = claims.get("email") if verified is True or verified == "true" else None
-    return str(email or claims.get("preferred_username") or claims["sub"])
+    return str(email or claims.get("preferred_username") or claims["sub"])[:200]
+
+
+def stable_id(claims: dict[str, Any]) -> str:
+    """16 hex digits of SHA-256(issuer|sub): the user as the provider knows them, whatever they call themselves."""
+    return hashlib.sha256(f"{claims['iss']}|{claims['sub']}".encode()).hexdigest()[:16]
 
 
 async def _identity(request: Request, claims: dict[str, Any]) -> tuple[AdminIdentity, str]:
@@ -275,11 +327,11 @@ async def _identity(request: Request, claims: dict[str, Any]) -> tuple[AdminIden
             granted.append((AdminRole(role), None))
     subject = _subject(claims)
     if not granted:
-        raise SignInRefused(f"{subject} is in no group that may use this console.")
+        raise SignInRefused("no_role", f"{subject} ({claims['sub']}) is in no group that may use this console")
     role, tenant_id = min(granted, key=lambda grant: (_RANK[grant[0]], grant[1] or ""))
     if tenant_id is not None:
         async with sessions_of(request)() as session:
             tenant = await session.get(Tenant, tenant_id)
         if tenant is None or tenant.status == TenantStatus.DELETED:
-            raise SignInRefused(f"The tenant that {subject}'s group maps to does not exist.")
-    return AdminIdentity(f"oidc:{subject}"[:64], role, tenant_id), subject
+            raise SignInRefused("tenant_gone", f"the tenant {tenant_id!r} that {subject}'s group maps to is gone")
+    return AdminIdentity(oidc_actor(stable_id(claims), subject), role, tenant_id, name=subject), subject

@@ -30,19 +30,15 @@ from tenantgate.platform.errors import PermissionDenied
 from tenantgate.platform.limits.routes import current_limits
 from tenantgate.tenants import key_service, repository, service
 from tenantgate.tenants.errors import KeyNotFound
-from tenantgate.tenants.models import ApiKey, Plan, Tenant, TenantStatus
+from tenantgate.tenants.models import ApiKey, Plan, Tenant
 
 router = APIRouter(prefix=CONSOLE_PATH + "/api/portal", tags=["console"], include_in_schema=False)
 
 
-async def tenant_identity(request: Request, identity: AdminIdentity = Depends(require_tenant)) -> AdminIdentity:
-    """A tenant token or session whose tenant is not suspended (deleted ones no longer authenticate)."""
+async def tenant_identity(identity: AdminIdentity = Depends(require_tenant)) -> AdminIdentity:
+    """A tenant token or session (authentication refuses a suspended tenant's, and a deleted one's)."""
     if identity.tenant_id is None:
         raise PermissionDenied("This route is for a tenant's console credential.", code="insufficient_role")
-    async with sessions_of(request)() as session:
-        tenant = await session.get(Tenant, identity.tenant_id)
-    if tenant is None or tenant.status == TenantStatus.SUSPENDED:
-        raise PermissionDenied("This tenant is suspended. Contact the platform operator.", code="tenant_suspended")
     return identity
 
 

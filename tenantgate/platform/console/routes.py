@@ -3,7 +3,8 @@
 The page and its assets are public and hold no data. Signing in exchanges a token (admin, billing, tenant or the
 bootstrap one) or an OpenID Connect sign-in (oidc.py) for a session cookie (cookies.py); from then on the console
 calls the admin API, the usage API and its own JSON routes (sre.py, portal.py) with that cookie, and every route
-checks the caller's role on the server. Every response forbids framing, inline scripts and referrers.
+checks the caller's role on the server. Every response forbids framing, inline scripts and referrers
+(headers.py adds those headers to every response under ``/console``, errors included).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from tenantgate.platform.admin.auth import (
     identify_token,
 )
 from tenantgate.platform.console.cookies import SESSION_COOKIE, csrf_token
+from tenantgate.platform.console.headers import CONSOLE_PATH as CONSOLE_PATH
 from tenantgate.platform.deps import sessions_of, settings_of
 from tenantgate.platform.errors import BadRequest, NotFound
 from tenantgate.tenants.console_sessions import close_session, open_session
@@ -30,20 +32,7 @@ from tenantgate.tenants.keys import hash_key
 from tenantgate.tenants.models import AdminToken, Tenant
 
 router = APIRouter(tags=["console"], include_in_schema=False)
-CONSOLE_PATH = "/console"
 
-SECURITY_HEADERS = {
-    "Content-Security-Policy": (
-        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
-        "font-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
-    ),
-    "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
-    "X-Content-Type-Options": "nosniff",
-    "Cross-Origin-Opener-Policy": "same-origin",
-    "Cross-Origin-Resource-Policy": "same-origin",
-    "Permissions-Policy": "camera=(), microphone=(), geolocation=(), payment=()",
-}
 _TYPES = {
     ".html": "text/html; charset=utf-8",
     ".js": "text/javascript; charset=utf-8",
@@ -59,14 +48,10 @@ ASSETS = {
 }
 
 
-def secured(response: Response, *, cache: str = "no-store") -> Response:
-    response.headers.update(SECURITY_HEADERS)
-    response.headers["Cache-Control"] = cache
-    return response
-
-
 def _file(name: str, media_type: str) -> Response:
-    return secured(Response(_STATIC.joinpath(name).read_bytes(), media_type=media_type), cache="no-cache")
+    # Revalidated on every load, so a new build is seen at once; everything else of the console is no-store.
+    headers = {"Cache-Control": "no-cache"}
+    return Response(_STATIC.joinpath(name).read_bytes(), media_type=media_type, headers=headers)
 
 
 @router.get(CONSOLE_PATH, response_class=Response)
@@ -84,7 +69,7 @@ async def asset(name: str) -> Response:
 @router.get("/dashboard", response_class=Response)
 async def old_dashboard() -> Response:
     """The console replaced the dashboard: old bookmarks land there."""
-    return secured(RedirectResponse(CONSOLE_PATH, status_code=308))
+    return RedirectResponse(CONSOLE_PATH, status_code=308)
 
 
 class SignIn(BaseModel):
@@ -112,7 +97,7 @@ async def sign_in(body: SignIn, request: Request) -> Response:
         credential_hash = hash_key(settings_of(request).secret_key_bytes, presented)
     subject, _ = await _subject(request, identity)
     value, lifetime = await create_session(request, identity, subject, identity.token_id, credential_hash)
-    response = secured(JSONResponse({"role": identity.role.value, "tenant_id": identity.tenant_id}))
+    response = JSONResponse({"role": identity.role.value, "tenant_id": identity.tenant_id})
     set_session_cookie(response, value, lifetime)
     return response
 
@@ -159,7 +144,7 @@ async def who_am_i(request: Request, identity: AdminIdentity = Depends(authentic
     subject, tenant_name = await _subject(request, identity)
     body: dict[str, Any] = {
         "role": identity.role.value,
-        "subject": subject if not identity.token_id.startswith("oidc:") else identity.token_id[5:],
+        "subject": identity.name or subject,
         "tenant_id": identity.tenant_id,
         "tenant_name": tenant_name,
         "csrf_token": csrf_token(settings.secret_key_bytes, cookie),
@@ -167,7 +152,7 @@ async def who_am_i(request: Request, identity: AdminIdentity = Depends(authentic
         "prometheus": bool(settings.console_prometheus_url),
         "metrics_enabled": settings.metrics_enabled,
     }
-    return secured(JSONResponse(body))
+    return JSONResponse(body)
 
 
 @router.delete(CONSOLE_PATH + "/api/session", response_class=Response)
@@ -177,7 +162,7 @@ async def sign_out(request: Request, identity: AdminIdentity = Depends(authentic
         async with sessions_of(request)() as session:
             await close_session(session, settings_of(request).secret_key_bytes, cookie)
             await session.commit()
-    response = secured(Response(status_code=204))
+    response = Response(status_code=204)
     response.delete_cookie(SESSION_COOKIE, path="/", secure=True, httponly=True, samesite="strict")
     return response
 
@@ -185,4 +170,4 @@ async def sign_out(request: Request, identity: AdminIdentity = Depends(authentic
 @router.get(CONSOLE_PATH + "/api/config")
 async def sign_in_options(request: Request) -> Response:
     """What the sign-in page offers (public: no data)."""
-    return secured(JSONResponse({"oidc": bool(settings_of(request).console_oidc_issuer)}))
+    return JSONResponse({"oidc": bool(settings_of(request).console_oidc_issuer)})

@@ -24,7 +24,7 @@ from tenantgate.observability.exposition import merge
 from tenantgate.observability.metrics import MetricData
 from tenantgate.platform.admin.auth import require_billing
 from tenantgate.platform.console.charts import WINDOWS, Filters, chart_data, quantile
-from tenantgate.platform.console.routes import CONSOLE_PATH, secured
+from tenantgate.platform.console.routes import CONSOLE_PATH
 from tenantgate.platform.deps import engine_of, sessions_of, settings_of, telemetry_of
 from tenantgate.platform.errors import BadRequest, ServiceUnavailable
 from tenantgate.tenants.metering.pricing import NANOS_PER_USD
@@ -94,7 +94,7 @@ async def series(
         body["traffic"] = await asyncio.to_thread(chart_data, histories, window, filters)
     body["ledger"] = await _ledger(request, window, filters, key)
     await _name(request, body)
-    return secured(JSONResponse(body))
+    return JSONResponse(body)
 
 
 async def _ledger(request: Request, window: str, filters: Filters, key: str | None) -> dict[str, Any]:
@@ -201,7 +201,7 @@ async def overview(request: Request) -> Response:
     body["alerts"] = await _alerts(settings.console_prometheus_url) if settings.console_prometheus_url else None
     grafana = settings.console_grafana_url.rstrip("/")
     body["grafana"] = [{"title": t, "url": f"{grafana}/d/{uid}"} for t, uid in GRAFANA_DASHBOARDS] if grafana else []
-    return secured(JSONResponse(body))
+    return JSONResponse(body)
 
 
 def _values(metrics: dict[str, MetricData], name: str, position: int | None = 0) -> dict[str, float]:

@@ -58,14 +58,10 @@ def test_upstream_key_changes_are_audited_without_the_key(gateway: Gateway, data
     assert all(e["target_id"] == "default" and e["tenant_id"] == tenant["id"] for e in entries)
     assert (created["actor_id"], created["actor_role"], created["request_id"]) == ("bootstrap", "admin", "req-byok-1")
     assert created["before"] is None
-    assert created["after"] == {"upstream": "default", "base_url_set": False, "base_url_host": None}
+    assert created["after"] == {"upstream": "default", "base_url": None}
     assert (replaced["actor_id"], replaced["actor_role"]) == (token["id"], "admin")
     assert replaced["before"] == created["after"]
-    assert replaced["after"] == {
-        "upstream": "default",
-        "base_url_set": True,
-        "base_url_host": "tenant-resource.example.com",
-    }
+    assert replaced["after"] == {"upstream": "default", "base_url": "https://tenant-resource.example.com/v1"}
     assert deleted["before"] == replaced["after"] and deleted["after"] is None
     assert [e["action"] for e in _audit(gateway, action="upstream_key.", target_id="default")][:3] == [
         e["action"] for e in entries
