@@ -94,6 +94,10 @@ def serve(
     _check_network(settings)
     _check_redis(settings)
     _check_port(host, port)
+    if settings.env is Environment.DEV:
+        from tenantgate.commands import devsetup
+
+        devsetup.private_database(settings)  # 0600 before the migration creates it
     if settings.migrate_on_start:
         # In a child process, so alembic and the migration run do not stay in the serving process's memory (8 MB).
         migrated = subprocess.run([sys.executable, "-m", "tenantgate", "db", "upgrade"], check=False)

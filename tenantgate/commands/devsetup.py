@@ -8,6 +8,10 @@ metrics and the usage API are. The same file tells the CLI that this database is
 commands need no variables either. A database the token no longer works on (deleted and made again) gets a new
 one. With TENANTGATE_ADMIN_TOKEN set, that token is the admin token and none is made. A dev database that is not
 a SQLite file has no such file: its token is made once and shown once.
+
+The dev database itself is made readable by its owner only (``private_database``), like that file: it holds key
+hashes and tenants' upstream keys, encrypted under ``TENANTGATE_SECRET_KEY``, which in dev mode is the default
+published in the source unless one is set. So a dev database is a local toy, never a copy of production data.
 """
 
 from __future__ import annotations
@@ -105,6 +109,29 @@ def _read(file: Path) -> dict[str, str]:
         return {}
     pairs = (line.split("=", 1) for line in lines if "=" in line and not line.lstrip().startswith("#"))
     return {name.strip(): value.strip() for name, value in pairs}
+
+
+def private_database(settings: Settings) -> None:
+    """Make the dev SQLite database file 0600 before anything opens it (created empty, which SQLite takes for a new
+    database), and tighten one made before; SQLite gives its ``-wal`` and ``-shm`` files the database file's mode,
+    and those already there are tightened too. Other databases are not files of ours: left alone."""
+    if dev_setup_file(settings.database_url) is None:
+        return
+    from sqlalchemy.engine import make_url
+
+    database = Path(str(make_url(settings.database_url).database))
+    try:
+        os.close(os.open(database, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+    except OSError:
+        return  # no such directory, or not ours to create: the migration will say so in its own words
+    for path in (database, database.with_name(database.name + "-wal"), database.with_name(database.name + "-shm")):
+        try:
+            if path.stat().st_mode & 0o077:
+                path.chmod(0o600)
+        except OSError:
+            continue
 
 
 def _write(file: Path, values: dict[str, str]) -> None:

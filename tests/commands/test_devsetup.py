@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
+import sqlite3
 import stat
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -128,3 +131,40 @@ def test_a_server_is_never_put_in_dev_mode_by_the_file(dev_directory: Path) -> N
     assert result.exit_code == 2
     assert "TENANTGATE_SECRET_KEY is unset or the built-in default" in result.stderr
     assert Settings.for_command().env == "dev"
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_the_dev_database_and_its_wal_files_are_readable_by_their_owner_only(tmp_path: Path) -> None:
+    db = tmp_path / "tenantgate.db"
+    url = f"sqlite+aiosqlite:///{db}"
+    settings = _dev(url)
+    previous = os.umask(0o022)  # the usual umask: files are made world-readable unless made otherwise
+    try:
+        devsetup.private_database(settings)  # what `serve` does first in dev mode
+        asyncio.run(database.upgrade_async(url))
+        asyncio.run(devsetup.prepare(settings))
+        with closing(sqlite3.connect(db)) as open_db:  # a server's connection: WAL, with its -wal and -shm
+            open_db.execute("PRAGMA journal_mode=WAL")
+            open_db.execute("CREATE TABLE scratch (x)")
+            open_db.commit()
+            made = sorted(path for path in tmp_path.iterdir() if path.name.startswith("tenantgate.db"))
+            assert [path.name for path in made] == ["tenantgate.db", "tenantgate.db-shm", "tenantgate.db-wal"]
+            assert [_mode(path) for path in made] == [0o600] * 3
+
+            # A dev database made before (world-readable) is tightened on the next start, and still opens.
+            for path in made:
+                path.chmod(0o644)
+            devsetup.private_database(settings)
+            assert [_mode(path) for path in made] == [0o600] * 3
+        assert asyncio.run(devsetup.prepare(settings)).news == []
+    finally:
+        os.umask(previous)
+
+
+def test_a_database_that_is_not_a_sqlite_file_is_left_alone(tmp_path: Path) -> None:
+    devsetup.private_database(_dev("postgresql+asyncpg://postgres@127.0.0.1:5432/nothing_here"))
+    devsetup.private_database(_dev("sqlite+aiosqlite:///:memory:"))
+    assert list(tmp_path.iterdir()) == []
