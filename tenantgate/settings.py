@@ -120,6 +120,9 @@ class Settings(BaseSettings):
     # The SSRF guard on base URLs tenants set with their own keys (platform/upstream/guard.py).
     tenant_upstream_allowed_networks: Annotated[list[IPv4Network | IPv6Network], NoDecode] = Field(default_factory=list)
     tenant_upstream_allow_http: bool = False
+    # Stored prompts (``prompt.id``, ``pmpt_...``) of the platform's upstream account a tenant may run
+    # (platform/proxy/prompts.py): ``pmpt_x`` for every tenant, ``<tenant id>:pmpt_x`` for one, ``*`` for all.
+    platform_prompts: Annotated[list[str], NoDecode] = Field(default_factory=list)
     metering_flush_interval_seconds: float = Field(default=1.0, gt=0)
     metering_batch_size: int = Field(default=5000, ge=1, le=100_000)
     metering_shutdown_flush_seconds: float = Field(default=10.0, ge=0)
@@ -325,6 +328,16 @@ class Settings(BaseSettings):
             text = value.strip()
             items = json.loads(text) if text.startswith("[") else text.split(",")
             return [ip_network(str(item).strip()) for item in items if str(item).strip()]
+        return value
+
+    @field_validator("platform_prompts", mode="before")
+    @classmethod
+    def _prompt_grants(cls, value: object) -> object:
+        """A comma-separated list (``pmpt_a, t_1:pmpt_b``) or a JSON list."""
+        if isinstance(value, str):
+            text = value.strip()
+            items = json.loads(text) if text.startswith("[") else text.split(",")
+            return [str(item).strip() for item in items if str(item).strip()]
         return value
 
     @field_validator("metrics_port", mode="before")

@@ -53,10 +53,12 @@ class GatewayApp:
         self.state = api.state
         self.refusal_lane = runtime.refusal_lane
         """Found by the HTTP protocol (platform/http_protocol.py): refusals from memory answered before this app."""
-        # Outermost first: RequestId -> TenantAuth -> ProxyRouter (-> FastAPI for what it does not serve).
+        # Outermost first: RequestId -> NulGuard -> TenantAuth -> ProxyRouter (-> FastAPI for what it does not serve).
         # Every response of the proxy path carries x-request-id already; FastAPI's RequestId tags its own.
         self.proxy: ASGIApp = RequestIdMiddleware(
-            TenantAuthMiddleware(ProxyRouter(api, runtime.proxy), runtime.tenant_keys, runtime.last_used),
+            NulGuardMiddleware(
+                TenantAuthMiddleware(ProxyRouter(api, runtime.proxy), runtime.tenant_keys, runtime.last_used)
+            ),
             tag_responses=False,
         )
         # Telemetry wraps both ways in: every request is measured, proxied or not.

@@ -129,6 +129,14 @@ def _response(status: int, reason: str, message: str, code: str, extra: bytes = 
 _TOO_LARGE = _response(
     431, "Request Header Fields Too Large", "The request's headers are too large.", "headers_too_large"
 )
+_BAD_FRAMING = _response(
+    400, "Bad Request", "Transfer-Encoding must be exactly 'chunked'; no other transfer coding is accepted.",
+    "invalid_framing",
+)  # fmt: skip
+_MALFORMED = _response(
+    400, "Bad Request", "The request could not be read as HTTP/1.1 (its request line, headers or framing).",
+    "invalid_http_request",
+)  # fmt: skip
 _TOO_SLOW = _response(408, "Request Timeout", "The request's headers did not arrive in time.", "request_timeout")
 _BODY_TOO_SLOW = _response(408, "Request Timeout", "The request's body did not arrive in time.", "request_timeout")
 _BUSY = _response(
@@ -198,6 +206,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._head_begun = False  # a request's first byte came, its head is not complete yet
         self._head_bytes = 0
         self._header_count = 0
+        self._bad_framing = False
         self._head_timer: asyncio.TimerHandle | None = None
         self._accepted = False
         self._refused = False  # answered and closing: the parser's remaining callbacks are ignored
@@ -298,9 +307,22 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         # TENANTGATE_HTTP_KEEPALIVE_TIMEOUT_SECONDS says, whatever the head deadline.)
         super().on_message_begin()
         self._in_head, self._header_count, self._head_begun = True, 0, True
+        self._bad_framing = False
+
+    def send_400_response(self, msg: str) -> None:
+        """A request the parser could not read (a malformed line or header, ambiguous framing: Content-Length with
+        Transfer-Encoding, two Content-Lengths, ``chunked`` not last): OpenAI's error shape instead of uvicorn's
+        plain text, and the connection closed."""
+        self._head_begun = False  # no head on its way any more: nothing of it counts against the worker's budget
+        self._refuse(_MALFORMED)
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._header_count += 1
+        if len(name) == 17 and name.lower() == b"transfer-encoding" and value.strip().lower() != b"chunked":
+            # ``identity, chunked``, ``gzip, chunked``...: the parser takes the body as chunked, a front or upstream
+            # may not (RFC 9112 6.1: only ``chunked`` is a coding a request to this server may use). Like every
+            # other ambiguous framing (CL with TE, two CLs, ``chunked`` not last), a 400 and the connection closed.
+            self._bad_framing = True
         if self._header_count <= self._limits.max_headers:
             super().on_header(name, value)
 
@@ -310,6 +332,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self._cancel_head_timer()
         if self._header_count > self._limits.max_headers:
             self._refuse(_TOO_LARGE)
+            return
+        if self._bad_framing:
+            self._refuse(_BAD_FRAMING)
             return
         lane = self._lane
         if lane is not None and lane.armed and self._answerable():

@@ -31,6 +31,7 @@ def gateway(
         redis_prefix=redis_prefix,
         upstream_base_url=dev_upstream,
         metering_flush_interval_seconds=0.2,
+        platform_prompts="pmpt_dev_haiku",  # the dev upstream's stored prompt, granted to every tenant
     )
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +23,7 @@ from tenantgate import tokens
 from tenantgate.core.principal import Principal
 from tenantgate.platform.errors import BadRequest, NotFound
 from tenantgate.platform.limits.hook import answers, max_output_tokens
+from tenantgate.platform.proxy import prompts
 from tenantgate.platform.proxy.references import Reference, check_single_reading, references
 from tenantgate.platform.upstream.registry import Routing
 from tenantgate.tenants.limits.outputs import max_output_tokens as model_max_output
@@ -77,12 +78,19 @@ async def check_lines(
     default_max_output: int,
     unpriced: Callable[[str], bool] | None = None,
     check_references: Callable[[list[Reference]], Awaitable[None]] | None = None,
+    platform_prompts: Sequence[str] = (),
 ) -> BatchInput:
     """``unpriced`` (with ``TENANTGATE_UNPRICED_MODELS=refuse``): whether a model has no batch price; a line naming
     one is refused as a request for it would be. ``check_references``: raises ``NotFound`` unless every stored
-    object a line's body names is the caller's (as for the same request sent directly)."""
+    object a line's body names is the caller's (as for the same request sent directly); a stored prompt is left out
+    of it when the caller may run it in the batch's account (``platform_prompts``, proxy/prompts.py), and is
+    otherwise nobody's."""
     found = BatchInput()
     seen: set[bytes] = set()
+
+    def prompt_filter(named: list[Reference]) -> list[Reference]:
+        return prompts.batch_unchecked(named, principal, platform_prompts, routing.primary.name)
+
     async for number, raw in lines:
         try:
             request = orjson.loads(raw)
@@ -110,7 +118,7 @@ async def check_lines(
         body = request.get("body")
         if not isinstance(body, dict):
             raise _refuse(number, "'body' must be a JSON object.")
-        await _read_once(number, endpoint, raw, body, check_references)
+        await _read_once(number, endpoint, raw, body, check_references, prompt_filter)
         model = body.get("model")
         if not isinstance(model, str) or not model:
             raise _refuse(number, "the body names no model.", "missing_model")
@@ -148,10 +156,12 @@ async def _read_once(
     raw: bytes,
     body: dict[str, Any],
     check_references: Callable[[list[Reference]], Awaitable[None]] | None,
+    prompt_filter: Callable[[list[Reference]], list[Reference]] = list,
 ) -> None:
     """A line is a request the upstream runs later with the account's credentials, out of the gateway's sight:
-    it is read as one (no key named twice) and every stored object it names must be the caller's now."""
-    named = references(endpoint, body, True)
+    it is read as one (no key named twice, nested at most ``MAX_DEPTH`` levels) and every stored object it names
+    must be the caller's now."""
+    named = prompt_filter(references(endpoint, body, True))
     suspicious = bool(named) or b"\\u" in raw or any(raw.count(key) > 1 for key in _LINE_KEYS)
     try:
         check_single_reading(raw, body, escaped_or_nested=suspicious)

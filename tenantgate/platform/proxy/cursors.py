@@ -5,12 +5,11 @@ The object listed is the caller's, but ``after``/``before`` name a position in s
 the shared account. An id of another tenant's there asks the upstream where that object sits: depending on the
 upstream, an error, an empty page, or the caller's own entries after (or before) it, which says when the other
 tenant's object was made. Such a cursor is answered here with the empty page an unknown cursor gets from the
-gateway's own lists (``ObjectIndex.page``); the other tenant's id never reaches the upstream.
+gateway's own lists (``ObjectIndex.page``); the other tenant's id never reaches the upstream. A cursor is also an
+id like any other the request names: one path segment's grammar, at most 128 characters, given once (400 else).
 """
 
 from __future__ import annotations
-
-from urllib.parse import parse_qsl
 
 from starlette.types import Send
 
@@ -21,21 +20,30 @@ from tenantgate.tenants.objects import ObjectOwnership
 
 _CURSORS = frozenset({"after", "before"})
 _EMPTY_PAGE: dict[str, object] = {"object": "list", "data": [], "first_id": None, "last_id": None, "has_more": False}
+# Lists whose entries the gateway knows the owner of: a vector store's files (and a file batch's) are files, each
+# recorded when its tenant made it and checked when attached. A cursor there must be the caller's own file; one the
+# gateway never saw made is nobody's here, so it gets the same empty page as another tenant's.
+_OWNED_ENTRIES = frozenset(
+    {"/v1/vector_stores/{vector_store_id}/files", "/v1/vector_stores/{vector_store_id}/file_batches/{batch_id}/files"}
+)
 
 
 async def another_tenants_cursor(ownership: ObjectOwnership, exchange: Exchange, route: Route, query: bytes) -> bool:
-    """Whether a cursor the route would forward (every occurrence, if repeated) names another tenant's object."""
+    """Whether a cursor the route would forward names an object that is not the caller's: another tenant's (any
+    list), or, on a list whose entries the gateway tracks, any id it does not know as the caller's. A cursor's form
+    and length were checked with the route's query (``Route.checked_query``: one segment, at most 128 characters);
+    an id the gateway cannot know (a response's input items) goes on only in that form."""
     if route.method != "GET" or not query or not (route.query & _CURSORS):
         return False
-    try:
-        pairs = parse_qsl(query.decode("latin-1"), keep_blank_values=True, max_num_fields=32)
-    except ValueError:
-        return False  # refused when the route builds its upstream query
     tenant_id = exchange.ctx.principal.tenant_id
-    for name, value in pairs:
-        if name in _CURSORS and name in route.query and value:
+    tracked = route.template in _OWNED_ENTRIES
+    for name, value in route.checked_query(query):
+        if name in _CURSORS and value:
             owner = await ownership.owner(value, asker=tenant_id)
-            if owner is not None and owner.tenant_id != tenant_id:
+            if owner is None:
+                if tracked:
+                    return True
+            elif owner.tenant_id != tenant_id:
                 return True
     return False
 

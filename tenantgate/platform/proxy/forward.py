@@ -82,7 +82,7 @@ async def forward(
     policy: ForwardPolicy,
     tenant_keys: Mapping[str, str] | None = None,
 ) -> None:
-    base_headers = upstream_request_headers(scope, None)
+    base_headers = upstream_request_headers(scope, None, exchange.ctx.principal.tenant_id)
     if exchange.upstream_headers:
         # A hook's header replaces the caller's of the same name (e.g. our traceparent the caller's).
         replaced = {name.lower() for name, _ in exchange.upstream_headers}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 from typing import Any
 
@@ -115,16 +116,40 @@ def parse_json_object(body: bytes) -> dict[str, Any]:
     return payload
 
 
-def upstream_request_headers(scope: Scope, auth_header: str | None) -> list[tuple[str, str]]:
-    headers = [
-        (name.decode("latin-1"), value.decode("latin-1"))
-        for name, value in scope["headers"]
-        if name not in _DROP_REQUEST_HEADERS and not name.startswith(_DROP_REQUEST_PREFIXES)
-    ]
+def upstream_request_headers(
+    scope: Scope, auth_header: str | None, tenant_id: str | None = None
+) -> list[tuple[str, str]]:
+    """The caller's headers that go on to the upstream: not the hop-by-hop ones (the fixed list, and any header the
+    caller's ``Connection`` names, RFC 9110 7.6.1), not credentials, not what a front could act on; an
+    ``Idempotency-Key`` scoped to the caller's tenant (``scoped_idempotency_key``), or dropped without one."""
+    raw: list[tuple[bytes, bytes]] = scope["headers"]
+    named: set[bytes] = set()
+    for name, value in raw:
+        if name == b"connection":
+            named.update(token.strip().lower() for token in value.split(b","))
+    headers = []
+    for name, value in raw:
+        if name in _DROP_REQUEST_HEADERS or name.startswith(_DROP_REQUEST_PREFIXES) or name in named:
+            continue
+        if name == b"idempotency-key":
+            if tenant_id is not None:
+                headers.append(("Idempotency-Key", scoped_idempotency_key(tenant_id, value)))
+            continue
+        headers.append((name.decode("latin-1"), value.decode("latin-1")))
     if auth_header is not None:
         headers.append(("Authorization", auth_header))
     headers.append(("Accept-Encoding", "identity"))
     return headers
+
+
+def scoped_idempotency_key(tenant_id: str, key: bytes) -> str:
+    """What the upstream gets for a tenant's ``Idempotency-Key``: SHA-256 of the tenant id and the key. The same
+    tenant sending the same key gets the same value (its retries stay idempotent); two tenants choosing the same key
+    get different ones, so one can never be answered from the other's idempotency entry in the shared account (and
+    no value a tenant chooses can equal another tenant's: that would take a SHA-256 preimage)."""
+    tenant = tenant_id.encode()
+    digest = hashlib.sha256(b"tenantgate idempotency\n" + len(tenant).to_bytes(4, "big") + tenant + key)
+    return "tg-" + digest.hexdigest()
 
 
 def client_response_headers(raw_headers: Iterable[tuple[bytes, bytes]], request_id: bytes) -> list[tuple[bytes, bytes]]:

@@ -10,16 +10,25 @@ other ``*_id`` or ``*_ids`` key whose value carries the prefix of a stored objec
 ``cntr_``...) is checked as a reference to that object: an unknown key fails closed.
 
 **One reading.** orjson keeps the last of duplicate keys; another parser (the upstream's) may keep the first, so a
-body like ``{"model": "allowed", "model": "other"}`` could be checked as one thing and served as another. A body in
-which any object names a key twice is refused with 400. Proving the absence costs a second, slower parse, so it is
-done only when a key that matters could be duplicated or spelled with escapes: a top-level key the gateway reads
-(routing, limits, metering) whose quoted name occurs more than once in the raw bytes, a body that may name stored
-objects below its top level, or one containing a ``\\u`` escape. Other bodies go through with the one orjson parse.
+body like ``{"model": "allowed", "model": "other"}`` (or two ``size``/``quality`` of an image request, which price
+it) could be checked as one thing and served as another. A body in which any object names a key twice is refused
+with 400. Proving the absence costs a second, slower parse, so it is done only when a key could be duplicated or
+spelled with escapes: *any* top-level key (the gateway reads many for routing, limits and metering, and the list
+grows) whose quoted name occurs as a key more than once in the raw bytes, a top-level key JSON would have to escape,
+a body that may name stored objects below its top level, or one containing a ``\\u`` or ``\\/`` escape. Other
+bodies go through with the one orjson parse and a few ``bytes.count`` calls.
+
+**Bounded nesting.** orjson reads 1,024 levels but writes only 254 (a body the gateway rewrites, e.g. a stream's
+``stream_options``, would fail), and the second parse and the walks below are Python, which would hit the
+interpreter's recursion limit first (a 500). A body nested deeper than ``MAX_DEPTH`` levels is refused with 400
+(no OpenAI request needs more than a few dozen); the walk over a body is iterative. The common body pays one pair
+of ``bytes.count``: a body with fewer brackets than ``MAX_DEPTH`` cannot be nested deeper.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -40,7 +49,7 @@ _REFERENCE_KEYS = (
 _STORED_PREFIXES = (
     ("file-", "file"), ("vs_", "vector_store"), ("resp_", "response"), ("conv_", "conversation"),
     ("cntr_", "container"), ("audio_", "audio"), ("batch_", "batch"), ("upload_", "upload"),
-    ("chatcmpl-", "chat_completion"), ("vsfb_", "vector_store_file_batch"),
+    ("chatcmpl-", "chat_completion"), ("vsfb_", "vector_store_file_batch"), ("pmpt_", "prompt"),
 )  # fmt: skip
 
 # Routes whose ``input`` items may name stored items by id (what a Responses request takes, counted or compacted).
@@ -53,13 +62,21 @@ _LIST_KEYS = {"file_ids": "file", "vector_store_ids": "vector_store"}
 @dataclass(frozen=True, slots=True)
 class Reference:
     kind: str
-    """response, item, conversation, file, vector_store or container."""
+    """response, item, conversation, file, vector_store, container, prompt..."""
     id: str
     param: str
     """Where the body names it, for the error (``previous_response_id``, ``input[2].id``, ...)."""
 
 
 _QUOTED = {name: b'"' + name.encode() + b'"' for name in _TOP_LEVEL_KEYS}
+# Characters a JSON string must (or, for ``/``, may) escape: a key holding one may be spelled two ways in the bytes.
+_ESCAPED_IN_JSON = re.compile(r'["\\/\x00-\x1f]')
+# The escapes that can spell a key another way without a character it must escape: ``\\u0065``, ``\\/``.
+_ESCAPE = re.compile(rb"\\[u/]")
+
+MAX_DEPTH = 128
+"""Levels of objects and arrays a JSON body may nest (a Responses input item's content part's annotation is 6;
+a tool's JSON schema, which OpenAI caps at 10 levels of nesting in strict mode, some 25)."""
 
 
 def _may_name_objects(path: str, raw: bytes) -> bool:
@@ -78,35 +95,80 @@ def _may_name_objects(path: str, raw: bytes) -> bool:
 def inspect_body(path: str, raw: bytes, payload: dict[str, Any]) -> list[Reference]:
     """The body read once: 400 if it names a key twice where that could matter; else the stored objects it names
     (checked for ownership later, before anything is forwarded)."""
-    escaped_or_nested = b"\\u" in raw or _may_name_objects(path, raw)
-    check_single_reading(raw, payload, escaped_or_nested)
+    escaped_or_nested = _ESCAPE.search(raw) is not None or _may_name_objects(path, raw)
+    _check_single_reading(raw, payload, escaped_or_nested)
     return references(path, payload, escaped_or_nested)
 
 
 def check_single_reading(raw: bytes, payload: dict[str, Any], escaped_or_nested: bool) -> None:
-    """400 if the body names a key twice where that could matter (see the module's docstring).
+    """400 if the body is nested deeper than ``MAX_DEPTH`` or names a key twice where that could matter (see the
+    module's docstring).
 
-    Cheap for the common body: a top-level key the gateway reads can only be duplicated if its quoted name occurs
-    more than once, and a duplicate's last value is in ``payload``; only keys ``payload`` holds need counting.
+    Cheap for the common body: a top-level key can only be duplicated if its quoted name occurs as a key more than
+    once in the raw bytes, and a duplicate's last value is in ``payload``, so only the keys ``payload`` holds need
+    counting.
     """
-    suspicious = escaped_or_nested
-    if not suspicious:
-        for key in payload:
-            quoted = _QUOTED.get(key)
-            if quoted is not None and raw.count(quoted) > 1:
-                suspicious = True
-                break
-    if suspicious:
+    _check_single_reading(raw, payload, escaped_or_nested or _ESCAPE.search(raw) is not None)
+
+
+def _check_single_reading(raw: bytes, payload: dict[str, Any], escaped_or_nested: bool) -> None:
+    """``check_single_reading`` for a caller that looked for escapes already (``escaped_or_nested`` then says)."""
+    check_depth(raw, payload)
+    if escaped_or_nested or _may_repeat_a_key(raw, payload):
         try:
             json.loads(raw, object_pairs_hook=_refuse_duplicates)
         except _DuplicateKey as duplicate:
             raise BadRequest(
-                f"The request body names the key {duplicate.key!r} more than once in one object; send each key once.",
-                param=duplicate.key,
+                f"The request body names the key {_shown_key(duplicate.key)} more than once in one object; send each "
+                "key once.",
+                param=duplicate.key[:64],
                 code="duplicate_key",
             ) from None
+        except RecursionError:  # not reachable below MAX_DEPTH; a 400 all the same, never a 500
+            raise _too_deep() from None
         except ValueError:
             pass  # orjson accepted what json does not (or the reverse): orjson's reading is the one forwarded
+
+
+def _may_repeat_a_key(raw: bytes, payload: dict[str, Any]) -> bool:
+    """Whether some top-level key may occur more than once as a key. A quoted name followed by ``,`` ``}`` or ``]``
+    is a value, one followed by ``:`` a key; one followed by whitespace may be either and counts as a key."""
+    for key in payload:
+        quoted = _QUOTED.get(key)
+        if quoted is None:
+            if _ESCAPED_IN_JSON.search(key) is not None:
+                return True  # spelled with escapes in ``raw``: counting its plain spelling proves nothing
+            quoted = b'"' + key.encode() + b'"'
+        seen = raw.count(quoted)
+        if seen > 1:
+            values = raw.count(quoted + b",") + raw.count(quoted + b"}") + raw.count(quoted + b"]")
+            if seen - values > 1:
+                return True
+    return False
+
+
+def check_depth(raw: bytes, payload: Any) -> None:
+    """400 if ``payload`` (parsed from ``raw``) nests containers deeper than ``MAX_DEPTH``. Free for a body with
+    fewer brackets than that; otherwise an iterative walk over its containers (never recursion)."""
+    if raw.count(b"[") + raw.count(b"{") <= MAX_DEPTH:
+        return
+    stack: list[tuple[Any, int]] = [(payload, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise _too_deep()
+        children = value.values() if isinstance(value, dict) else value
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+
+
+def _too_deep() -> BadRequest:
+    return BadRequest(
+        f"The request body nests objects and arrays more than {MAX_DEPTH} levels deep.", code="nesting_too_deep"
+    )
+
+
+def _shown_key(key: str) -> str:
+    return repr(key if len(key) <= 64 else key[:61] + "...")
 
 
 class _DuplicateKey(ValueError):
@@ -171,6 +233,12 @@ def references(path: str, payload: dict[str, Any], escaped_or_nested: bool) -> l
         found.append(
             Reference("response", previous if isinstance(previous, str) else str(previous), "previous_response_id")
         )
+    prompt = payload.get("prompt")
+    if path in _ITEMS_PATHS and prompt is not None:
+        # A stored prompt (proxy/prompts.py says which a tenant may run); a bare string is checked as an id too.
+        prompt_id = prompt.get("id") if isinstance(prompt, dict) else prompt
+        if prompt_id is not None:
+            found.append(Reference("prompt", str(prompt_id), "prompt.id" if isinstance(prompt, dict) else "prompt"))
     if not escaped_or_nested and "conversation" not in payload:
         return found
     conversation = payload.get("conversation")
@@ -229,14 +297,25 @@ def _is_reference_key(key: str) -> bool:
 
 
 def _walk(value: Any, where: str) -> Iterator[tuple[str, Any, str]]:
-    if isinstance(value, dict):
-        for key, child in value.items():
-            here = f"{where}.{key}" if where else key
-            if _is_reference_key(key):
+    """Every reference key under ``value``, depth first in document order; iterative (a body may nest 1,024 levels,
+    which a recursive walk would not survive)."""
+    stack = [_children(value, where)]
+    while stack:
+        for key, child, here in stack[-1]:
+            if key is not None and _is_reference_key(key):
                 yield key, child, here
             if isinstance(child, dict | list):
-                yield from _walk(child, here)
+                stack.append(_children(child, here))
+                break
+        else:
+            stack.pop()
+
+
+def _children(value: Any, where: str) -> Iterator[tuple[str | None, Any, str]]:
+    if isinstance(value, dict):
+        for key, child in value.items():
+            yield key, child, f"{where}.{key}" if where else key
     elif isinstance(value, list):
         for index, child in enumerate(value):
             if isinstance(child, dict | list):
-                yield from _walk(child, f"{where}[{index}]")
+                yield None, child, f"{where}[{index}]"

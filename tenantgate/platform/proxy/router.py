@@ -15,7 +15,7 @@ from tenantgate.core.exchange import Exchange
 from tenantgate.core.principal import Principal
 from tenantgate.platform.context import SCOPE_CONTEXT, SCOPE_ROUTE, RequestContext
 from tenantgate.platform.errors import BadRequest, GatewayError, send_error
-from tenantgate.platform.proxy import batches, conversations, files, models, stored, vector_stores
+from tenantgate.platform.proxy import batches, conversations, files, models, prompts, stored, vector_stores
 from tenantgate.platform.proxy.forward import ForwardPolicy, forward, tenant_keys
 from tenantgate.platform.proxy.http import ClientDisconnected, parse_json_object, read_body
 from tenantgate.platform.proxy.multipart import MultipartUpload, read_upload, with_field
@@ -75,6 +75,8 @@ class ProxyRouter:
         model_work = route.body != "none" and params is None and route is not COUNT_INPUT_TOKENS
         exchange = Exchange(ctx=ctx, operation=route.operation, path=route.template, model_work=model_work)
         try:
+            # Query parameters: each once and within its grammar, before any work (what is checked is what goes on).
+            route.checked_query(scope["query_string"])
             if params is not None:
                 serve = _OBJECT_SERVERS.get(route.operation, files.serve)
                 await serve(self.services, exchange, route, params, scope, receive, send)
@@ -150,6 +152,8 @@ class ProxyRouter:
         else:
             exchange.model = model
             targets = models.allowed_targets(services, exchange.ctx.principal, model, endpoint)
+        if named:
+            named = prompts.unchecked(named, exchange.ctx.principal, services.settings.platform_prompts, targets)
         if named:
             targets = await stored.check_references(services, exchange, named, targets)
         strip_usage = False

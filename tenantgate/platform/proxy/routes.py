@@ -5,16 +5,20 @@ parameters must each be one path segment of a strict grammar (no ``/``, ``\\``, 
 leading dot, ASCII only), so they cannot add a segment, a dot-segment, a query or a fragment even behind a front
 that decodes and normalizes paths; they are percent-encoded all the same. The upstream path comes from the route's
 own upstream template, and only the query parameters OpenAI defines for that route are forwarded, re-encoded by
-name (anything else the caller put in the query string, e.g. ``api_key=``, stays here).
+name (anything else the caller put in the query string, e.g. ``api_key=``, stays here), each given once and within
+its grammar (``Route.checked_query``, run before anything else for every /v1 request): what the gateway checked is
+what the upstream gets.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import parse_qsl, urlencode
 
+from tenantgate.platform.errors import BadRequest
 from tenantgate.platform.upstream.paths import UpstreamPath, is_segment, segment
 
 _MAX_QUERY_PARAMS = 32
@@ -71,14 +75,60 @@ class Route:
             path = path.replace("{" + name + "}", segment(params[name]))
         return UpstreamPath(path, self.query_of(query_string), self.deployment_scoped)
 
-    def query_of(self, query_string: bytes) -> str:
-        if not self.query or not query_string:
-            return ""
+    def checked_query(self, query_string: bytes) -> list[tuple[str, str]]:
+        """The query parameters this route reads or forwards, one value each, checked; 400 in OpenAI's shape for
+        a repeated one (``after=x&after=y``: the gateway and the upstream might read different ones), a value
+        outside its grammar, or more parameters than any OpenAI route takes. Others are dropped unread."""
+        if not query_string:
+            return []
         try:
             pairs = parse_qsl(query_string.decode("latin-1"), keep_blank_values=True, max_num_fields=_MAX_QUERY_PARAMS)
         except ValueError:
-            return ""  # more parameters than any OpenAI route takes: forward none of them
-        return urlencode([(name, value) for name, value in pairs if name in self.query])
+            raise BadRequest(f"Too many query parameters: at most {_MAX_QUERY_PARAMS}.", code="invalid_query") from None
+        kept: list[tuple[str, str]] = []
+        seen: set[str] = set()
+        for name, value in pairs:
+            if name not in self.query:
+                continue
+            if name in seen and name not in _REPEATABLE:
+                raise BadRequest(
+                    f"The query parameter '{name}' is given more than once; give it once.",
+                    param=name,
+                    code="duplicate_parameter",
+                )
+            seen.add(name)
+            grammar = _QUERY_GRAMMAR.get(name, _QUERY_VALUE)
+            if value and grammar.fullmatch(value) is None:
+                raise BadRequest(f"Invalid '{name}': {_shown(value)}.", param=name, code="invalid_query")
+            kept.append((name, value))
+        return kept
+
+    def query_of(self, query_string: bytes) -> str:
+        """The query forwarded upstream: built from ``checked_query``, never the caller's string."""
+        if not self.query or not query_string:
+            return ""
+        return urlencode(self.checked_query(query_string))
+
+
+def _shown(value: str) -> str:
+    return repr(value if len(value) <= 64 else value[:61] + "...")
+
+
+# What a forwarded query value may be. Cursors (``after``/``before``) are object ids: one path segment's grammar
+# and at most 128 characters (OpenAI's ids are under 64). Integers are digits. Every other value OpenAI defines
+# (``include[]``, ``order``, ``filter``, ``purpose``, a chat list's ``model``) is a short token.
+_CURSOR = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._:-]{0,127}")
+_INTEGER = re.compile(r"[0-9]{1,10}")
+_QUERY_VALUE = re.compile(r"[A-Za-z0-9_.:/-]{1,256}")
+_QUERY_GRAMMAR = {
+    "after": _CURSOR,
+    "before": _CURSOR,
+    "limit": _INTEGER,
+    "starting_after": _INTEGER,
+    "order": re.compile(r"asc|desc"),
+}
+_REPEATABLE = frozenset({"include", "include[]"})
+"""Parameters OpenAI defines as lists, sent repeated (``include[]=a&include[]=b``)."""
 
 
 _INCLUDE = frozenset({"include", "include[]"})

@@ -371,13 +371,14 @@ def test_another_tenants_id_is_no_cursor_of_a_stores_files(two_tenants: dict[str
         for name in ("a_file", "a_spare", "a_store"):
             for cursor in ("after", "before"):
                 encoded = "".join(f"%{byte:02X}" for byte in ids[name].encode())
-                for query in (
-                    f"{cursor}={ids[name]}",
-                    f"{cursor}={encoded}&order=asc",
-                    f"limit=5&{cursor}=x&{cursor}={ids[name]}",
-                ):
+                for query in (f"{cursor}={ids[name]}", f"{cursor}={encoded}&order=asc"):
                     response = gateway.http.get(f"{gateway.base_url}{path}?{query}", headers=headers)
                     assert response.status_code == 200, (path, query, response.text)
                     assert response.json()["data"] == [], (path, query)
+                # The same cursor twice: some parser may read either, so it is refused outright.
+                query = f"limit=5&{cursor}=x&{cursor}={ids[name]}"
+                response = gateway.http.get(f"{gateway.base_url}{path}?{query}", headers=headers)
+                assert response.status_code == 400, (path, query, response.text)
+                assert response.json()["error"]["code"] == "duplicate_parameter"
         own = gateway.http.get(f"{gateway.base_url}{path}?order=asc", headers=headers).json()["data"]
         assert own and {f["id"] for f in own} <= {ids["b_file"], ids["b_other"]}
