@@ -27,7 +27,7 @@ const auditFilters: Record<string, string> = { action: "", target_type: "", tena
 const TARGETS = ["plan", "tenant", "key", "admin_token", "price_override", "upstream_key"];
 const NAMED: string[] = ["tenant", "plan", "key", "admin_token"];
 
-/** Actors are admin token ids (adm_…), or bootstrap, cli, system, oidc:<user>: only token ids need a name. */
+/** Actors are admin token ids (adm_…), or bootstrap, cli, system, oidc:<id>:<name>: only token ids need a name. */
 function actor(entry: Audit): HTMLElement {
   const role = entry.actor_role ? ` (${entry.actor_role})` : "";
   const who = entry.actor_id.startsWith("adm_") ? named("admin_token", entry.actor_id) : h("span", {}, entry.actor_id);
