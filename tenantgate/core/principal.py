@@ -22,6 +22,9 @@ class Limits:
     monthly_budget_usd: Decimal | None = None
     batch_queue_tokens: int | None = None
     """Prompt tokens of batches in flight per model (tenants only)."""
+    month_version: int = 0
+    """When the tenant's limits last changed (ms; tenants only): a month counter seeded before is seeded again from
+    the ledger, since while the tenant had no quota or budget its spend reached no counter."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,6 +21,12 @@ def _allowed(*lists: list[str] | None) -> frozenset[str] | None:
     return allowed
 
 
+def _month_version(tenant: Tenant, plan: Plan | None) -> int:
+    """The last change of the tenant's or its plan's row (ms): its month counters must be seeded after it."""
+    stamps = [tenant.updated_at, plan.updated_at if plan is not None else None]
+    return max((int(stamp.timestamp() * 1000) for stamp in stamps if stamp is not None), default=0)
+
+
 def build_principal(key: ApiKey, tenant: Tenant, plan: Plan | None) -> Principal:
     return Principal(
         key_id=key.id,
@@ -41,6 +47,7 @@ def build_principal(key: ApiKey, tenant: Tenant, plan: Plan | None) -> Principal
             if tenant.monthly_budget_usd is not None
             else (plan.monthly_budget_usd if plan else None),
             batch_queue_tokens=_pick(tenant.batch_queue_tokens, plan.batch_queue_tokens if plan else None),
+            month_version=_month_version(tenant, plan),
         ),
         allowed_models=_allowed(plan.allowed_models if plan else None, tenant.allowed_models, key.allowed_models),
         fair_share_weight=_pick(tenant.fair_share_weight, plan.fair_share_weight if plan else None) or 1,

@@ -235,6 +235,29 @@ async def test_a_seed_carries_what_batches_hold_and_their_release_gives_it_back(
     assert (peek.used, peek.reserved) == (850, 0)
 
 
+async def test_a_counter_seeded_before_the_limits_changed_is_seeded_again(store_and_clock) -> None:
+    """While a tenant had no budget its spend reached no counter: once its limits change (a newer version), the
+    counter it left behind is not trusted but seeded from the ledger again; a process that still has the older
+    limits uses the newer counter as it is (no seeding back and forth)."""
+    store, _clock, key = store_and_clock
+
+    def budget(amount: int, version: int) -> Check:
+        return Check("monthly_budget", "tenant", Kind.COUNTER, key("nusd"), 10_000, amount, 40 * DAY_MS, version)
+
+    assert await store.seed(budget(0, 1), 300) is True
+    assert (await store.admit([budget(100, 1)], "")).admitted
+    stale = await store.admit([budget(100, 2)], "")
+    assert not stale.admitted and stale.states[0].retry_ms == SEED
+    assert await store.seed(budget(0, 2), 900) is True  # the ledger: 900, with what was spent without a budget
+    assert await store.seed(budget(0, 2), 5) is False  # another process seeded it first
+    assert (await store.admit([budget(100, 2)], "")).admitted
+    older = await store.admit([budget(0, 1)], "", dry=True)
+    assert older.states[0].passed and older.states[0].used == 1_000
+    await store.settle(Settlement(counter_deltas=[(budget(0, 0), -100, 100)]))  # settled without a version
+    peek = (await store.admit([budget(0, 2)], "", dry=True)).states[0]
+    assert (peek.used, peek.retry_ms) == (900, 0)
+
+
 async def test_concurrent_admissions_never_exceed_the_limit(store_and_clock) -> None:
     store, _clock, key = store_and_clock
     check = rpm(key("rpm"), 20)

@@ -22,7 +22,8 @@ NEVER = -1
 """``retry_ms`` of a check the request can never pass (it asks for more than the whole limit)."""
 SEED = -2
 """``retry_ms`` of a month counter the store does not hold (a start, a Redis restart or eviction, a limit set
-mid-month): nothing was admitted; the limiter seeds the counter from the ledger and asks again."""
+mid-month) or holds at an older version than the check's: nothing was admitted; the limiter seeds the counter from
+the ledger and asks again."""
 CONCURRENCY_RETRY_MS = 1000
 """When requests in flight will end is unknown: a refused caller is told to retry after a second."""
 
@@ -50,6 +51,9 @@ class Check:
     amount: int
     period_ms: int = 0
     """WINDOW: the window length; COUNTER: how long the counter is kept; CONCURRENCY: the lease TTL."""
+    version: int = 0
+    """COUNTER: the least version the counter must have been seeded at (the tenant's limits changed since a
+    counter of an older one was seeded: what was spent without a limit reached no counter, so it is ``SEED``)."""
 
     @property
     def bucket_ms(self) -> int:
@@ -60,7 +64,8 @@ class Check:
         if self.kind is Kind.WINDOW:
             return (self.key, self.key + ":z")
         if self.kind is Kind.COUNTER:
-            return (self.key, self.key + ":r")  # the counter, and the part of it that is reservations in flight
+            # The counter, the part of it that is reservations in flight, the version it was seeded at.
+            return (self.key, self.key + ":r", self.key + ":v")
         return (self.key,)
 
 

@@ -42,6 +42,7 @@ class _Counter:
     value: int = 0
     reserved: int = 0
     expires: float = 0.0
+    version: int = 0
 
 
 class MemoryLimitStore:
@@ -86,11 +87,12 @@ class MemoryLimitStore:
 
     def seed_now(self, check: Check, value: int, reserved: int = 0) -> bool:
         """Set a month counter this store did not hold to the ledger's total (kept if it holds one meanwhile), of
-        which ``reserved`` is held (by batches still running); True if this call set it."""
+        which ``reserved`` is held (by batches still running); True if this call set it. A counter of an older
+        version than the check's is replaced, as one it did not hold."""
         now = int(self.clock())
         counter = self._counters.get(check.key)
-        if counter is None or counter.expires <= now:
-            self._counters[check.key] = _Counter(max(0, value), max(0, reserved), now + check.period_ms)
+        if counter is None or counter.expires <= now or counter.version < check.version:
+            self._counters[check.key] = _Counter(max(0, value), max(0, reserved), now + check.period_ms, check.version)
             return True
         return False
 
@@ -109,7 +111,7 @@ class MemoryLimitStore:
             used = len(leases)
             return used, 0, CONCURRENCY_RETRY_MS if used + check.amount > check.limit else 0
         counter = self._counters.get(check.key)
-        if counter is None or counter.expires <= now:
+        if counter is None or counter.expires <= now or counter.version < check.version:
             return 0, 0, SEED
         if counter.value + check.amount > check.limit:
             return counter.value, 0, NEVER

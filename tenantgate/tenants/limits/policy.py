@@ -135,23 +135,26 @@ class LimitPolicy:
                     )
                 )
         tenant = principal.tenant_limits
+        version = tenant.month_version
         if tenant.monthly_token_quota is not None:
-            checks.append(
-                self.month_counter(principal.tenant_id, "monthly_tokens", now, tenant.monthly_token_quota, reserve)
-            )
+            quota = tenant.monthly_token_quota
+            checks.append(self.month_counter(principal.tenant_id, "monthly_tokens", now, quota, reserve, version))
         if tenant.monthly_budget_usd is not None:
             limit = int(tenant.monthly_budget_usd * NANO_USD)
-            checks.append(self.month_counter(principal.tenant_id, "monthly_budget", now, limit, spend))
+            checks.append(self.month_counter(principal.tenant_id, "monthly_budget", now, limit, spend, version))
         return checks
 
-    def month_counter(self, tenant_id: str, name: str, now: float, limit: int = 0, amount: int = 0) -> Check:
-        """The month's token (``monthly_tokens``) or spend (``monthly_budget``) counter of a tenant at ``now``."""
+    def month_counter(
+        self, tenant_id: str, name: str, now: float, limit: int = 0, amount: int = 0, version: int = 0
+    ) -> Check:
+        """The month's token (``monthly_tokens``) or spend (``monthly_budget``) counter of a tenant at ``now``;
+        ``version``: the tenant's limits' (a counter seeded before they last changed is seeded again)."""
         month = _month(now)
         keep_ms = int((month.end - now) * 1000) + _MONTH_GRACE_MS
         # "nusd": spend in nano-USD (counters of builds that counted micro-USD were named "spend"; never mixed).
         what = "tokens" if name == "monthly_tokens" else "nusd"
         key = f"{self.prefix}:lim:{{{tenant_id}}}:tenant:{what}:{month.label}"
-        return Check(name, "tenant", Kind.COUNTER, key, limit, amount, keep_ms)
+        return Check(name, "tenant", Kind.COUNTER, key, limit, amount, keep_ms, version)
 
     def batch_queue(self, principal: Principal, model: str, tokens: int) -> Check | None:
         """The tenant's counter of prompt tokens enqueued in batches for ``model``, or None without a queue limit."""

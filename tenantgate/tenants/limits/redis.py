@@ -76,11 +76,18 @@ class _Account:
 
 
 _SEED_LUA = """
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[3]) then
-    redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
-    return 1
+local version = tonumber(ARGV[4])
+if redis.call('EXISTS', KEYS[1]) == 1 and (tonumber(redis.call('GET', KEYS[3])) or 0) >= version then
+    return 0
 end
-return 0
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
+redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
+if version > 0 then
+    redis.call('SET', KEYS[3], ARGV[4], 'PX', ARGV[3])
+else
+    redis.call('DEL', KEYS[3])
+end
+return 1
 """
 
 
@@ -100,25 +107,29 @@ class RedisLimitStore:
         """Requests admitted from a credit, without a round trip (the others are admitted by the script)."""
         self._admit = Script.of((_LUA / "admit.lua").read_text())
         self._settle = Script.of((_LUA / "settle.lua").read_text())
-        self._encoded: dict[str, tuple[Kind, int, int, tuple[bytes, int, bytes, bytes | None]]] = {}
+        self._encoded: dict[str, tuple[Kind, int, int, int, tuple[bytes, int, bytes, bytes | None]]] = {}
 
     def _pieces(self, check: Check) -> tuple[bytes, int, bytes, bytes | None]:
-        """(its keys, how many, kind + limit, window or None) of a check, encoded; a month counter's period (how long
-        it is kept) changes with every request, so it is encoded per request."""
+        """(its keys, how many, kind + limit (+ a month counter's version), window or None) of a check, encoded; a
+        month counter's period (how long it is kept) changes with every request, so it is encoded per request."""
         found = self._encoded.get(check.key)
-        if found is not None and found[0] is check.kind and found[1] == check.limit and found[2] == check.period_ms:
-            return found[3]
+        if (
+            found is not None
+            and found[0] is check.kind
+            and found[1] == check.limit
+            and found[2] == check.period_ms
+            and found[3] == check.version
+        ):
+            return found[4]
         storage_keys = check.storage_keys
         period = bulk(check.period_ms) if check.kind in (Kind.WINDOW, Kind.CONCURRENCY) else None
-        pieces = (
-            b"".join(bulk(key) for key in storage_keys),
-            len(storage_keys),
-            bulk(check.kind.value) + bulk(check.limit),
-            period,
-        )
+        head = bulk(check.kind.value) + bulk(check.limit)
+        if check.kind is Kind.COUNTER:
+            head += bulk(check.version)
+        pieces = (b"".join(bulk(key) for key in storage_keys), len(storage_keys), head, period)
         if len(self._encoded) >= 10_000:
             self._encoded.clear()
-        self._encoded[check.key] = (check.kind, check.limit, check.period_ms, pieces)
+        self._encoded[check.key] = (check.kind, check.limit, check.period_ms, check.version, pieces)
         return pieces
 
     def _now(self) -> str:
@@ -172,16 +183,19 @@ class RedisLimitStore:
             bulk(want, cache=False) if want else _NO_CREDIT,
         ]
         key_count = 0
+        counters = 0
         for check in checks:
             pieces = self._pieces(check)
             keys.append(pieces[0])
             key_count += pieces[1]
+            counters += check.kind is Kind.COUNTER
             args.append(pieces[2])
             args.append(bulk(check.amount, cache=False))
             args.append(pieces[3] if pieces[3] is not None else bulk(check.period_ms, cache=False))
         command = b"".join(
             (
-                b"*%d\r\n" % (3 + key_count + 4 + 4 * len(checks)),  # EVALSHA sha n, keys, clock lease dry want, 4 each
+                # EVALSHA sha n, keys, clock lease dry want, 4 each (a month counter 5: its version)
+                b"*%d\r\n" % (3 + key_count + 4 + 4 * len(checks) + counters),
                 _EVALSHA,
                 bulk(self._admit.sha),
                 bulk(key_count),
@@ -324,10 +338,13 @@ class RedisLimitStore:
         """Set a month counter the store did not hold to the ledger's total, unless another process did first, of
         which ``reserved`` is held (by batches still running); True if this call set it. The counter and what it
         holds are set together, in one script: holds of the counter that was lost are not carried over, since the
-        new total does not include them (settle.lua then charges those requests their whole amount)."""
-        key, held = check.storage_keys
+        new total does not include them (settle.lua then charges those requests their whole amount). A counter of an
+        older version than the check's is replaced the same way (the tenant's limits changed since it was seeded)."""
+        key, held, version = check.storage_keys
         period = max(1, check.period_ms)
-        landed = await self.client.execute("EVAL", _SEED_LUA, 2, key, held, value, reserved, period)
+        landed = await self.client.execute(
+            "EVAL", _SEED_LUA, 3, key, held, version, value, reserved, period, check.version
+        )
         return bool(landed == 1)
 
     async def settle(self, settlement: Settlement) -> None:

@@ -2,10 +2,12 @@
 -- KEYS: per check, its storage keys (a window has two: the bucket hash and its ordering zset).
 -- ARGV: now_ms ("" = this server's clock, shared by every replica), lease id, dry ("1" = only look),
 --       credit wanted (k: how many more requests like this one the caller may admit on its own; 0 = none),
---       then per check: kind, limit, amount, period_ms.
+--       then per check: kind, limit, (a month counter: its version,) amount, period_ms.
 -- Returns: {now_ms, admitted, credit granted (k), then per check: used, reset_ms, retry_ms, reserved}.
--- A month counter ('q': the counter and its reservations in flight) that does not exist is not guessed at: its
--- retry_ms is -2 (SEED) and nothing is charged; the limiter seeds it from the ledger and asks again.
+-- A month counter ('q': the counter, its reservations in flight, the version it was seeded at) that does not exist,
+-- or was seeded at an older version than asked for (the tenant's limits changed since: spend made while it had no
+-- limit reached no counter), is not trusted: its retry_ms is -2 (SEED) and nothing is charged; the limiter seeds it
+-- from the ledger and asks again.
 -- Credit (limits/redis.py): only when every check is a window with an amount; k is capped so that no window gives
 -- away more than 1/CREDIT_SHARE of what is left in it. It is charged now, into the current bucket, like the request.
 
@@ -65,7 +67,12 @@ local admitted = true
 local k = 1
 local a = 5
 while a <= #ARGV do
-    local c = {kind = ARGV[a], limit = tonumber(ARGV[a + 1]), amount = tonumber(ARGV[a + 2]),
+    local kind, limit, version = ARGV[a], tonumber(ARGV[a + 1]), 0
+    if kind == 'q' then
+        version = tonumber(ARGV[a + 2])
+        a = a + 1
+    end
+    local c = {kind = kind, limit = limit, version = version, amount = tonumber(ARGV[a + 2]),
                period = tonumber(ARGV[a + 3]), key = KEYS[k], retry = 0, reset = 0, reserved = 0}
     a = a + 4
     if c.kind == 'w' then
@@ -81,9 +88,12 @@ while a <= #ARGV do
             end
         end
     elseif c.kind == 'q' then
-        c.rkey = KEYS[k + 1]
-        k = k + 2
+        c.rkey, c.vkey = KEYS[k + 1], KEYS[k + 2]
+        k = k + 3
         local value = redis.call('GET', c.key)
+        if value and c.version > 0 and (tonumber(redis.call('GET', c.vkey)) or 0) < c.version then
+            value = nil  -- seeded before the tenant's limits last changed
+        end
         if not value then
             c.used = 0
             c.retry = -2  -- SEED
@@ -124,6 +134,7 @@ if admitted and not dry then
             c.reserved = redis.call('INCRBY', c.rkey, c.amount)
             redis.call('PEXPIRE', c.key, c.period)
             redis.call('PEXPIRE', c.rkey, c.period)
+            if c.version > 0 then redis.call('PEXPIRE', c.vkey, c.period) end
         end
     end
 end

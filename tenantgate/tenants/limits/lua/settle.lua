@@ -1,5 +1,5 @@
 -- Once a request is over: release its concurrency leases, correct window and counter charges.
--- KEYS: per operation, its storage keys (a window has two).
+-- KEYS: per operation, its storage keys (a window has two, a month counter three: value, reservations, version).
 -- ARGV: now_ms ("" = this server's clock), lease id, admitted_ms, then per operation: kind, delta, period_ms,
 -- released (a counter's reservation that ends now).
 -- A negative window delta is refunded from the bucket the request was admitted in (if still in the window);
@@ -46,8 +46,8 @@ while a <= #ARGV do
             redis.call('HINCRBY', hkey, 't', delta)
         end
     elseif kind == 'q' then
-        local key, rkey = KEYS[k], KEYS[k + 1]
-        k = k + 2
+        local key, rkey, vkey = KEYS[k], KEYS[k + 1], KEYS[k + 2]
+        k = k + 3
         if redis.call('EXISTS', key) == 1 then
             if released > 0 then
                 -- A hold the counter no longer carries (Redis lost the counter while the request ran; the seed that
@@ -63,6 +63,7 @@ while a <= #ARGV do
             if delta ~= 0 and redis.call('INCRBY', key, delta) < 0 then redis.call('SET', key, 0, 'KEEPTTL') end
             redis.call('PEXPIRE', key, period)
             redis.call('PEXPIRE', rkey, period)
+            redis.call('PEXPIRE', vkey, period)
         end
     else
         local key = KEYS[k]
