@@ -114,3 +114,21 @@ def test_queued_background_responses_hold_their_worst_case_against_the_budget(
     settled = wait_until(lambda: (b := _me(gateway, key["key"]))["reserved"] == 0 and b, what="the holds' release")
     assert Decimal(str(settled["spent"])) == pytest.approx(spent, abs=Decimal("1e-9"))
     client.responses.create(model="gpt-4o", input="hi", background=True, max_output_tokens=1000)
+
+
+def test_a_background_response_retrieved_many_times_is_spent_once(
+    objects_gateway: Callable[..., Gateway],
+) -> None:
+    gateway = objects_gateway(object_poll_seconds=0.5)
+    tenant = gateway.create_tenant(f"bg-retrieved-{time.monotonic_ns()}", monthly_budget_usd="1")
+    key = gateway.create_key(tenant["id"])
+    client = gateway.client(key["key"])
+    created = client.responses.create(model="gpt-4o", input=PROMPT, background=True, max_output_tokens=200)
+    for _ in range(5):
+        wait_until(lambda: client.responses.retrieve(created.id).status == "completed", what="completion")
+    events = wait_until(lambda: _billed(gateway, tenant["id"]), what="its usage")
+    assert len(events) == 1
+    settled = wait_until(lambda: (b := _me(gateway, key["key"]))["reserved"] == 0 and b, what="its settlement")
+    time.sleep(1.5)  # the poller has claimed it by now; nothing more is charged
+    assert Decimal(str(_me(gateway, key["key"])["spent"])) == pytest.approx(_cost(events[0]), abs=Decimal("1e-9"))
+    assert settled["spent"] == _me(gateway, key["key"])["spent"]
