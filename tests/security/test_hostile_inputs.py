@@ -509,3 +509,28 @@ def test_a_batch_line_naming_an_ungranted_prompt_is_refused_by_line() -> None:
         asyncio.run(_read_once(3, "/v1/responses", line, body, nobodys))
     assert refused.value.message.startswith("Line 3 of the input file:")
     asyncio.run(_read_once(3, "/v1/responses", line, body, nobodys, lambda named: []))  # granted: goes through
+
+
+# --- model names: what no upstream names is no model ---
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=FIXTURE)
+@given(
+    route=st.sampled_from(sorted(JSON_ROUTES)),
+    control=st.integers(0, 0x1F) | st.integers(0x7F, 0x9F),
+    at=st.integers(0, 30),
+    long=st.booleans(),
+)
+def test_a_model_name_with_a_control_character_or_too_long_is_a_400(
+    gateway: Gateway, keys: tuple[str, str], platform: RecordingUpstream, route: str, control: int, at: int,
+    long: bool,
+) -> None:  # fmt: skip
+    """``gpt-4o-mini\\u0000`` was admitted for a key without an allow-list and stored unpriced."""
+    platform.clear()
+    body = dict(JSON_ROUTES[route])
+    name = str(body.get("model", "omni-moderation-latest"))
+    at = min(at, len(name))
+    body["model"] = "a" * 300 if long else name[:at] + chr(control) + name[at:]
+    response = _post(gateway, keys[1], route, orjson.dumps(body))
+    assert _refused(response, code="invalid_model")["param"] == "model"
+    assert platform.seen == []

@@ -24,7 +24,7 @@ from tenantgate.core.principal import Principal
 from tenantgate.platform.errors import BadRequest, NotFound
 from tenantgate.platform.limits.hook import answers, max_output_tokens
 from tenantgate.platform.proxy import prompts
-from tenantgate.platform.proxy.references import Reference, check_single_reading, references
+from tenantgate.platform.proxy.references import Reference, check_model_name, check_single_reading, references
 from tenantgate.platform.upstream.registry import Routing
 from tenantgate.tenants.limits.outputs import max_output_tokens as model_max_output
 
@@ -122,6 +122,10 @@ async def check_lines(
         model = body.get("model")
         if not isinstance(model, str) or not model:
             raise _refuse(number, "the body names no model.", "missing_model")
+        try:
+            check_model_name(model)
+        except BadRequest as invalid:
+            raise _refuse(number, invalid.message, "invalid_model") from None
         if not (principal.may_use(model) or principal.may_use(routing.canonical(model))) or not routing.targets(model):
             raise _refuse(
                 number, f"the model {_shown(model)} does not exist or you do not have access to it.", "model_not_found"

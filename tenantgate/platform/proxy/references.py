@@ -220,6 +220,23 @@ def check_admission_fields(payload: dict[str, Any], path: str) -> None:
             )
 
 
+_MODEL_NAME_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+MAX_MODEL_NAME = 256
+
+
+def check_model_name(model: str) -> None:
+    """400 for a model name no upstream has: one with a control character (``gpt-4o-mini\\u0000`` was admitted for
+    keys without an allow-list and stored unpriced, while the answer named the priced model) or of more than
+    ``MAX_MODEL_NAME`` characters."""
+    if len(model) > MAX_MODEL_NAME or _MODEL_NAME_UNSAFE.search(model) is not None:
+        raise BadRequest(
+            f"Invalid 'model': {_json(model)}. A model name has at most {MAX_MODEL_NAME} characters and no control "
+            "characters.",
+            param="model",
+            code="invalid_model",
+        )
+
+
 def _json(value: Any) -> str:
     text = json.dumps(value)
     return text if len(text) <= 64 else text[:61] + "..."

@@ -19,7 +19,7 @@ from tenantgate.platform.proxy import batches, conversations, files, models, pro
 from tenantgate.platform.proxy.forward import ForwardPolicy, forward, tenant_keys
 from tenantgate.platform.proxy.http import ClientDisconnected, parse_json_object, read_body
 from tenantgate.platform.proxy.multipart import MultipartUpload, read_upload, with_field
-from tenantgate.platform.proxy.references import Reference, check_admission_fields, inspect_body
+from tenantgate.platform.proxy.references import Reference, check_admission_fields, check_model_name, inspect_body
 from tenantgate.platform.proxy.request_body import JsonBody
 from tenantgate.platform.proxy.routes import (
     COUNT_INPUT_TOKENS,
@@ -150,6 +150,7 @@ class ProxyRouter:
         elif not isinstance(model, str) or not model:
             raise BadRequest("you must provide a model parameter", param="model")
         else:
+            check_model_name(model)
             exchange.model = model
             targets = models.allowed_targets(services, exchange.ctx.principal, model, endpoint)
         if named:
