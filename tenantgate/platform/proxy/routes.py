@@ -97,9 +97,11 @@ class Route:
                     code="duplicate_parameter",
                 )
             seen.add(name)
-            grammar = _QUERY_GRAMMAR.get(name, _QUERY_VALUE)
+            grammar, form = _QUERY_GRAMMAR.get(name, _QUERY_VALUE)
             if value and grammar.fullmatch(value) is None:
-                raise BadRequest(f"Invalid '{name}': {_shown(value)}.", param=name, code="invalid_query")
+                raise BadRequest(
+                    f"Invalid '{name}': {_shown(value)}. It must be {form}.", param=name, code="invalid_query"
+                )
             kept.append((name, value))
         return kept
 
@@ -117,15 +119,18 @@ def _shown(value: str) -> str:
 # What a forwarded query value may be. Cursors (``after``/``before``) are object ids: one path segment's grammar
 # and at most 128 characters (OpenAI's ids are under 64). Integers are digits. Every other value OpenAI defines
 # (``include[]``, ``order``, ``filter``, ``purpose``, a chat list's ``model``) is a short token.
-_CURSOR = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._:-]{0,127}")
-_INTEGER = re.compile(r"[0-9]{1,10}")
-_QUERY_VALUE = re.compile(r"[A-Za-z0-9_.:/-]{1,256}")
+_CURSOR = (
+    re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._:-]{0,127}"),
+    "an object id (letters, digits, '_', '-', '.' and ':', at most 128 characters)",
+)
+_INTEGER = (re.compile(r"[0-9]{1,10}"), "an integer")
+_QUERY_VALUE = (re.compile(r"[A-Za-z0-9_.:/-]{1,256}"), "letters, digits, '_', '-', '.', ':' and '/'")
 _QUERY_GRAMMAR = {
     "after": _CURSOR,
     "before": _CURSOR,
     "limit": _INTEGER,
     "starting_after": _INTEGER,
-    "order": re.compile(r"asc|desc"),
+    "order": (re.compile(r"asc|desc"), "'asc' or 'desc'"),
 }
 _REPEATABLE = frozenset({"include", "include[]"})
 """Parameters OpenAI defines as lists, sent repeated (``include[]=a&include[]=b``)."""
