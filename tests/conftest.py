@@ -37,8 +37,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
     - A module's tests that share a module-scoped fixture (two gateway processes, a browser, a populated world) go
       to one process, where the fixture is set up once (tests/support/scheduling.py).
-    - The slow suites (marked ``slow``), then the property tests, are handed out before the rest: started last, a
-      test of half a minute would leave the other processes idle at the end of the run.
+    - Modules with a slow suite (marked ``slow``), then modules with property tests, are handed out before the rest:
+      started last, a test of half a minute would leave the other processes idle at the end of the run. Whole
+      modules move, never a test within its module (some modules' tests share state in that order).
     """
 
     def rank(item: pytest.Item) -> int:
@@ -46,7 +47,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             return 0
         return 1 if getattr(getattr(item, "obj", None), "is_hypothesis_test", False) else 2
 
-    items.sort(key=rank)  # stable: the order within each rank is the collection order
+    module_rank: dict[str, int] = {}
+    for item in items:
+        module = item.nodeid.split("::", 1)[0]
+        module_rank[module] = min(module_rank.get(module, 2), rank(item))
+    items.sort(key=lambda item: module_rank[item.nodeid.split("::", 1)[0]])  # stable: each module keeps its order
     scheduling.write(config, items)
 
 

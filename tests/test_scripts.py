@@ -1,4 +1,5 @@
-"""scripts/test picks pytest's worker count as docs/getting-started.md says: 4 by default, another with -n."""
+"""scripts/test picks pytest's worker count as docs/getting-started.md says: 4 by default, another with -n; and
+hands tests out with --dist loadgroup unless told another way (tests/support/scheduling.py)."""
 
 from __future__ import annotations
 
@@ -30,12 +31,21 @@ def _run(tmp_path: Path, *args: str) -> list[str]:
 
 
 def test_four_processes_by_default(tmp_path: Path) -> None:
-    assert _run(tmp_path, "tests/wire") == ["-m", "pytest", "-n", "4", "tests/wire"]
+    assert _run(tmp_path, "tests/wire") == ["-m", "pytest", "-n", "4", "--dist", "loadgroup", "tests/wire"]
 
 
 @pytest.mark.parametrize(
     "args",
-    [("-n", "0"), ("-n2",), ("--numprocesses=1",), ("-p", "no:xdist")],
+    [("-n", "0"), ("-n2",), ("--numprocesses=1",)],
 )
 def test_your_own_count_replaces_the_default(tmp_path: Path, args: tuple[str, ...]) -> None:
-    assert _run(tmp_path, "-q", *args) == ["-m", "pytest", "-q", *args]
+    assert _run(tmp_path, "-q", *args) == ["-m", "pytest", "--dist", "loadgroup", "-q", *args]
+
+
+def test_without_xdist_no_distribution_is_asked_for(tmp_path: Path) -> None:
+    assert _run(tmp_path, "-q", "-p", "no:xdist") == ["-m", "pytest", "-q", "-p", "no:xdist"]
+
+
+@pytest.mark.parametrize("args", [("--dist", "load"), ("--dist=worksteal",), ("-d",)])
+def test_your_own_distribution_replaces_the_default(tmp_path: Path, args: tuple[str, ...]) -> None:
+    assert _run(tmp_path, *args) == ["-m", "pytest", "-n", "4", *args]
