@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
+import redis
 
 from tests.conftest import UPSTREAM_KEY
 from tests.platform.objects.batching import wait_until
@@ -132,3 +133,22 @@ def test_a_background_response_retrieved_many_times_is_spent_once(
     time.sleep(1.5)  # the poller has claimed it by now; nothing more is charged
     assert Decimal(str(_me(gateway, key["key"])["spent"])) == pytest.approx(_cost(events[0]), abs=Decimal("1e-9"))
     assert settled["spent"] == _me(gateway, key["key"])["spent"]
+
+
+def test_a_queued_background_response_still_holds_after_redis_lost_the_counters(
+    objects_gateway: Callable[..., Gateway], redis_url: str, redis_prefix: str
+) -> None:
+    gateway = objects_gateway(object_poll_seconds=3600)
+    tenant = gateway.create_tenant(f"bg-lost-{time.monotonic_ns()}", monthly_budget_usd="1")
+    key = gateway.create_key(tenant["id"])
+    client = gateway.client(key["key"])
+    client.responses.create(model="gpt-4o", input="hi", background=True, max_output_tokens=1000)
+    held = _me(gateway, key["key"])["reserved"]
+    assert 0.01 < held <= 0.0101
+    # Redis loses the tenant's month counters (a restart without persistence, an eviction): seeded again from the
+    # ledger plus what is still held, the queued response among it.
+    lost = redis.Redis.from_url(redis_url)
+    names = list(lost.scan_iter(match=f"{redis_prefix}:lim:{{{tenant['id']}}}:*"))
+    assert names and lost.delete(*names) == len(names)
+    lost.close()
+    assert _me(gateway, key["key"])["reserved"] == held
