@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,7 +68,17 @@ class Reference:
     """Where the body names it, for the error (``previous_response_id``, ``input[2].id``, ...)."""
 
 
-_QUOTED = {name: b'"' + name.encode() + b'"' for name in _TOP_LEVEL_KEYS}
+# Quoted spellings of the keys bodies commonly have at their top level, made once (any other is made per request).
+_QUOTED = {
+    name: b'"' + name.encode() + b'"'
+    for name in (
+        *_TOP_LEVEL_KEYS, "temperature", "top_p", "user", "text", "tool_choice", "parallel_tool_calls", "metadata",
+        "instructions", "reasoning", "reasoning_effort", "response_format", "seed", "stop", "logprobs", "top_logprobs",
+        "frequency_penalty", "presence_penalty", "logit_bias", "modalities", "audio", "size", "quality", "style",
+        "voice", "dimensions", "encoding_format", "truncation", "include", "prompt_cache_key", "safety_identifier",
+        "verbosity", "web_search_options", "prediction", "suffix", "echo", "output_format", "moderation",
+    )
+}  # fmt: skip
 # Characters a JSON string must (or, for ``/``, may) escape: a key holding one may be spelled two ways in the bytes.
 _ESCAPED_IN_JSON = re.compile(r'["\\/\x00-\x1f]')
 # The escapes that can spell a key another way without a character it must escape: ``\\u0065``, ``\\/``.
@@ -131,8 +141,11 @@ def _check_single_reading(raw: bytes, payload: dict[str, Any], escaped_or_nested
 
 
 def _may_repeat_a_key(raw: bytes, payload: dict[str, Any]) -> bool:
-    """Whether some top-level key may occur more than once as a key. A quoted name followed by ``,`` ``}`` or ``]``
-    is a value, one followed by ``:`` a key; one followed by whitespace may be either and counts as a key."""
+    """Whether some top-level key may occur more than once as a key in one object. A quoted name followed by ``,``
+    ``}`` or ``]`` is a value, one followed by ``:`` a key; one followed by whitespace may be either and counts as a
+    key. A name that also names keys of nested objects (``text`` of a Responses body and of its content parts) is
+    cleared by counting the objects that hold it: as many as its occurrences as a key means none holds it twice."""
+    nested: dict[str, int] = {}
     for key in payload:
         quoted = _QUOTED.get(key)
         if quoted is None:
@@ -141,10 +154,33 @@ def _may_repeat_a_key(raw: bytes, payload: dict[str, Any]) -> bool:
             quoted = b'"' + key.encode() + b'"'
         seen = raw.count(quoted)
         if seen > 1:
+            keys = raw.count(quoted + b":")
             values = raw.count(quoted + b",") + raw.count(quoted + b"}") + raw.count(quoted + b"]")
-            if seen - values > 1:
-                return True
-    return False
+            if keys + values < seen:
+                return True  # some occurrence followed by whitespace: not worth telling apart
+            if keys > 1:
+                nested[key] = keys
+    return bool(nested) and _objects_holding(payload, nested.keys()) != nested
+
+
+def _objects_holding(payload: dict[str, Any], names: Iterable[str]) -> dict[str, int]:
+    """How many objects in ``payload`` (itself included) hold each of ``names``; iterative, plain loops (this runs
+    on the hot path for bodies like a Responses request with ``text`` at its top level and in its content parts)."""
+    counts = dict.fromkeys(names, 0)
+    stack: list[Any] = [payload]
+    pop, push = stack.pop, stack.append
+    while stack:
+        value = pop()
+        if type(value) is dict:
+            for name in counts:
+                if name in value:
+                    counts[name] += 1
+            value = value.values()
+        for child in value:
+            kind = type(child)
+            if kind is dict or kind is list:
+                push(child)
+    return counts
 
 
 def check_depth(raw: bytes, payload: Any) -> None:
