@@ -21,49 +21,51 @@ from tests.support.scripted import ScriptedUpstream, chat_completion, json_answe
 MESSAGES = [{"role": "user", "content": "hi"}]
 
 
-def test_a_nul_in_the_model_name_does_not_block_usage_writes(
-    gateway_factory: Callable[..., Gateway], postgres_url: str, dev_upstream: str
+def test_a_caller_poison_model_name_is_refused_before_it_reaches_the_upstream_or_the_ledger(
+    gateway_factory: Callable[..., Gateway], database_url: str
 ) -> None:
-    gateway = gateway_factory(database_url=postgres_url, upstream_base_url=dev_upstream)
-    key = gateway.new_key("nul")
-    headers = {"Authorization": f"Bearer {key['key']}"}
-    messages = [{"role": "user", "content": "hi"}]
-    for model in ("gpt-4o-mini\u0000x", "gpt-4o-mini"):
-        response = httpx.post(
-            gateway.base_url + "/chat/completions",
-            json={"model": model, "messages": messages},
-            headers=headers,
-            timeout=30,
-        )
-        assert response.status_code == 200, response.text
-
-    flush(gateway)
+    """A NUL or a 5,000-character model name from the caller is a 400 at the door (routes.py), so it never reaches
+    the upstream nor the usage buffer; the next request is served and written as usual."""
+    with ScriptedUpstream() as upstream:
+        upstream.push(json_answer(200, chat_completion("ok")))
+        gateway = gateway_factory(database_url=database_url, upstream_base_url=upstream.base_url)
+        key = gateway.new_key("poison")
+        headers = {"Authorization": f"Bearer {key['key']}"}
+        for model in ("gpt-4o-mini\u0000x", "gpt-4o-mini-" + "x" * 5000):
+            response = httpx.post(
+                gateway.base_url + "/chat/completions",
+                json={"model": model, "messages": MESSAGES},
+                headers=headers,
+                timeout=30,
+            )
+            assert response.status_code == 400, response.text
+            assert (response.json()["error"]["param"], response.json()["error"]["code"]) == ("model", "invalid_model")
+        served = gateway.client(key["key"]).chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+        assert served.choices[0].message.content == "ok"
+        flush(gateway)
     events = all_events(gateway, tenant_id=key["tenant_id"])
-    assert sorted(e["model"] for e in events) == ["gpt-4o-mini", "gpt-4o-mini\ufffdx"]
-    assert all(e["billable"] and e["output_tokens"] > 0 for e in events)
+    assert [(e["model"], e["billable"]) for e in events if e["billable"]] == [("gpt-4o-mini", True)]
 
 
-def test_a_huge_model_name_does_not_block_usage_writes(
-    gateway_factory: Callable[..., Gateway], postgres_url: str, dev_upstream: str
+def test_an_upstream_answering_with_a_poison_model_name_does_not_block_usage_writes(
+    gateway_factory: Callable[..., Gateway], postgres_url: str
 ) -> None:
-    # 5,000 characters would overflow the rollups' primary-key index (btree rows are limited to ~2.7 kB).
-    gateway = gateway_factory(database_url=postgres_url, upstream_base_url=dev_upstream)
-    key = gateway.new_key("huge")
-    headers = {"Authorization": f"Bearer {key['key']}"}
+    """PostgreSQL text cannot hold U+0000 and a 5,000-character name would overflow the rollups' primary-key index
+    (btree rows are limited to ~2.7 kB): an upstream naming such a model in its answer must not fail the batch its
+    event is written in."""
     huge = "gpt-4o-mini-" + "x" * 5000
-    for model in (huge, "gpt-4o-mini"):
-        response = httpx.post(
-            gateway.base_url + "/chat/completions",
-            json={"model": model, "messages": [{"role": "user", "content": "hi"}]},
-            headers=headers,
-            timeout=30,
-        )
-        assert response.status_code == 200, response.text
-
-    flush(gateway)
+    with ScriptedUpstream() as upstream:
+        for model in ("gpt-4o-mini\u0000x", huge, "gpt-4o-mini"):
+            upstream.push(json_answer(200, chat_completion("hi", model=model)))
+        gateway = gateway_factory(database_url=postgres_url, upstream_base_url=upstream.base_url)
+        key = gateway.new_key("poison-answer")
+        client = gateway.client(key["key"])
+        for _ in range(3):
+            client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+        flush(gateway)
     events = all_events(gateway, tenant_id=key["tenant_id"])
-    assert sorted(e["model"] for e in events) == ["gpt-4o-mini", huge[:256]]
-    assert all(e["billable"] and e["output_tokens"] > 0 for e in events)
+    assert sorted(e["response_model"] for e in events) == sorted(["gpt-4o-mini", "gpt-4o-mini\ufffdx", huge[:256]])
+    assert len(events) == 3 and all(e["billable"] and e["output_tokens"] == 2 for e in events)
 
 
 def test_an_upstream_reporting_an_absurd_token_count_does_not_block_usage_writes(
