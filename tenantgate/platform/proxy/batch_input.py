@@ -24,6 +24,7 @@ from tenantgate.core.principal import Principal
 from tenantgate.platform.errors import BadRequest, NotFound
 from tenantgate.platform.limits.hook import answers, max_output_tokens
 from tenantgate.platform.proxy import prompts
+from tenantgate.platform.proxy.model_access import granted, on_own_upstreams
 from tenantgate.platform.proxy.references import Reference, check_model_name, check_single_reading, references
 from tenantgate.platform.upstream.registry import Routing
 from tenantgate.tenants.limits.outputs import max_output_tokens as model_max_output
@@ -126,7 +127,11 @@ async def check_lines(
             check_model_name(model)
         except BadRequest as invalid:
             raise _refuse(number, invalid.message, "invalid_model") from None
-        if not (principal.may_use(model) or principal.may_use(routing.canonical(model))) or not routing.targets(model):
+        targets = routing.targets(model)
+        if not targets or not (
+            granted(principal, routing, model)
+            or (principal.allowed_models is None and on_own_upstreams(principal, targets))
+        ):
             raise _refuse(
                 number, f"the model {_shown(model)} does not exist or you do not have access to it.", "model_not_found"
             )

@@ -9,8 +9,9 @@ from starlette.types import Receive, Scope, Send
 
 from tenantgate.core.exchange import Exchange
 from tenantgate.core.principal import Principal
-from tenantgate.platform.errors import NotFound
+from tenantgate.platform.errors import NotFound, UpstreamUnavailable
 from tenantgate.platform.proxy.forward import ForwardPolicy, forward, tenant_keys
+from tenantgate.platform.proxy.model_access import granted, is_fine_tuned, on_own_upstreams
 from tenantgate.platform.proxy.routes import LIST_MODELS, RETRIEVE_MODEL, Route
 from tenantgate.platform.upstream.paths import is_segment
 from tenantgate.platform.upstream.registry import Target
@@ -37,7 +38,11 @@ def allowed_targets(
     targets = routing.targets(model)
     if route is not None and route.deployment_scoped:
         targets = tuple(t for t in targets if t.upstream.kind != "azure" or is_segment(t.model))
-    if not targets or not (principal.may_use(model) or principal.may_use(routing.canonical(model))):
+    if targets and not granted(principal, routing, model):
+        # A fine-tuned model, with no allow-list to name it: only from the tenant's own account (model_access.py).
+        fine_tuned = is_fine_tuned(model) or is_fine_tuned(routing.canonical(model))
+        targets = on_own_upstreams(principal, targets) if fine_tuned and principal.allowed_models is None else ()
+    if not targets:
         raise not_found(model)
     own = principal.own_upstreams
     if own:
@@ -57,13 +62,18 @@ async def serve(
     path: str = scope["path"]
     if route is LIST_MODELS:
         if routing.declared_models:
-            names = [name for name in routing.declared_models if principal.may_use(name)]
+            names = [name for name in routing.declared_models if granted(principal, routing, name)]
             await send_json(send, exchange, {"object": "list", "data": [_model_object(n) for n in names]})
             return
         if principal.allowed_models is not None:
             await _filtered_upstream_list(services, exchange, principal, scope, receive, send)
             return
-        targets: tuple[Target, ...] = (Target(routing.primary, ""),)
+        primary = routing.primary
+        if primary.name not in principal.upstream_keys:
+            await _list_without_fine_tunes(services, exchange, send)  # the platform's account: others' fine-tunes
+            return
+        # The tenant's own account (its key, at its own base URL if it set one): its own list, fine-tunes and all.
+        targets: tuple[Target, ...] = (Target(principal.own_upstreams.get(primary.name, primary), ""),)
         upstream_path = LIST_MODELS.upstream({})
     else:
         model = path[len("/v1/models/") :]
@@ -91,10 +101,8 @@ async def serve(
     )
 
 
-async def _filtered_upstream_list(
-    services: ProxyServices, exchange: Exchange, principal: Principal, scope: Scope, receive: Receive, send: Send
-) -> None:
-    """The upstream's list, reduced to the caller's allow-list (OpenAI lists only what a key may use)."""
+async def _platform_list(services: ProxyServices) -> dict[str, Any] | None:
+    """The primary upstream's model list, asked with the platform's key; None if it could not be had."""
     upstream = services.routing.primary
     headers = []
     auth = upstream.auth_header(None)
@@ -105,11 +113,28 @@ async def _filtered_upstream_list(
             "GET", upstream.url(LIST_MODELS.upstream({}), None), headers=headers, timeout=upstream.json_timeout
         )
         try:
-            listing = orjson.loads(await response.read()) if response.status == 200 else {}
+            listing = orjson.loads(await response.read()) if response.status == 200 else None
         finally:
             response.release()
     except Exception:
-        listing = {}
+        return None
+    return listing if isinstance(listing, dict) and isinstance(listing.get("data"), list) else None
+
+
+async def _list_without_fine_tunes(services: ProxyServices, exchange: Exchange, send: Send) -> None:
+    """The platform account's list without its fine-tuned models, which are granted by name (model_access.py)."""
+    listing = await _platform_list(services)
+    if listing is None:
+        raise UpstreamUnavailable("The upstream could not list its models. Please retry shortly.")
+    kept = [m for m in listing["data"] if not (isinstance(m, dict) and is_fine_tuned(str(m.get("id", ""))))]
+    await send_json(send, exchange, {**listing, "data": kept})
+
+
+async def _filtered_upstream_list(
+    services: ProxyServices, exchange: Exchange, principal: Principal, scope: Scope, receive: Receive, send: Send
+) -> None:
+    """The upstream's list, reduced to the caller's allow-list (OpenAI lists only what a key may use)."""
+    listing = await _platform_list(services) or {}
     # The upstream's own entries (its created, owned_by); if it could not be asked, the allowed names as ours.
     entries = {m.get("id"): m for m in listing.get("data", []) if isinstance(m, dict)}
     allowed = sorted(principal.allowed_models or ())

@@ -1,0 +1,137 @@
+"""Fine-tuned models are granted by name: a key without an allow-list cannot list or use the platform account's
+fine-tunes (trained for the operator or another tenant); a key whose allow-list names one can; a tenant's own
+account's fine-tunes (its own upstream key) are its own (platform/proxy/model_access.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import openai
+import orjson
+import pytest
+
+from tests.support.gateway import Gateway
+from tests.support.scripted import ScriptedUpstream, chat_completion, json_answer
+
+MESSAGES: list[Any] = [{"role": "user", "content": "hi"}]
+THEIRS = "ft:gpt-4o-mini-2024-07-18:acme::b2Xk9"
+LISTING = {
+    "object": "list",
+    "data": [
+        {"id": "gpt-4o-mini", "object": "model", "created": 1, "owned_by": "system"},
+        {"id": THEIRS, "object": "model", "created": 2, "owned_by": "acme"},
+        {"id": "ft:gpt-4.1:other-co:support:x1", "object": "model", "created": 3, "owned_by": "other-co"},
+    ],
+}
+
+
+@pytest.fixture
+def upstream() -> Iterator[ScriptedUpstream]:
+    with ScriptedUpstream() as scripted:
+        yield scripted
+
+
+def _targets(upstream: ScriptedUpstream) -> list[str]:
+    return [request.target for request in upstream.requests]
+
+
+def test_the_platform_accounts_fine_tunes_are_neither_listed_nor_served_without_a_grant(
+    gateway_factory: Callable[..., Gateway], sqlite_url: str, upstream: ScriptedUpstream
+) -> None:
+    gateway = gateway_factory(database_url=sqlite_url, upstream_base_url=upstream.base_url)
+    client = gateway.client(gateway.new_key("tenant-b")["key"])  # no allow-list: every plain model
+
+    upstream.push(json_answer(200, LISTING))
+    assert [m.id for m in client.models.list().data] == ["gpt-4o-mini"]
+    calls: list[Callable[[], object]] = [
+        lambda: client.chat.completions.create(model=THEIRS, messages=MESSAGES),
+        lambda: client.responses.create(model=THEIRS, input="hi"),
+        lambda: client.embeddings.create(model="ft:text-embedding-3-small:acme::z", input="x"),
+        lambda: client.models.retrieve(THEIRS),
+    ]
+    for call in calls:
+        with pytest.raises(openai.NotFoundError) as raised:
+            call()
+        assert isinstance(raised.value.body, dict) and raised.value.body["code"] == "model_not_found"
+    assert _targets(upstream) == ["/v1/models"]  # only the listing reached the upstream
+
+    # A batch line naming it is refused when the batch is created, before anything is sent.
+    batch_file = orjson.dumps(
+        {
+            "custom_id": "1",
+            "method": "POST",
+            "url": "/v1/chat/completions",
+            "body": {"model": THEIRS, "messages": MESSAGES},
+        }
+    )
+    upstream.push(json_answer(200, {"id": "file-1", "object": "file", "bytes": 10, "created_at": 1,
+                                    "filename": "b.jsonl", "purpose": "batch", "status": "processed"}))  # fmt: skip
+    uploaded = client.files.create(file=("b.jsonl", batch_file + b"\n"), purpose="batch")
+    upstream.push(json_answer(200, batch_file + b"\n"))  # its content, as the gateway reads it to check each line
+    with pytest.raises(openai.APIStatusError) as refused:
+        client.batches.create(input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h")
+    assert refused.value.status_code in (400, 404) and "model_not_found" in str(refused.value.body)
+    assert not any(target.startswith("/v1/batches") for target in _targets(upstream))
+
+    # The plain model is served as ever.
+    upstream.push(json_answer(200, chat_completion("ok")))
+    assert client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES).choices[0].message.content == "ok"
+
+
+def test_a_key_whose_allow_list_names_a_fine_tune_lists_and_uses_it(
+    gateway_factory: Callable[..., Gateway], sqlite_url: str, upstream: ScriptedUpstream
+) -> None:
+    gateway = gateway_factory(database_url=sqlite_url, upstream_base_url=upstream.base_url)
+    granted = gateway.new_key("tenant-a", allowed_models=["gpt-4o-mini", THEIRS])
+    client = gateway.client(granted["key"])
+    upstream.push(json_answer(200, LISTING))
+    assert sorted(m.id for m in client.models.list().data) == sorted(["gpt-4o-mini", THEIRS])
+    upstream.push(json_answer(200, chat_completion("tuned", model=THEIRS)))
+    assert client.chat.completions.create(model=THEIRS, messages=MESSAGES).choices[0].message.content == "tuned"
+    with pytest.raises(openai.NotFoundError):  # the other fine-tune is not named
+        client.chat.completions.create(model="ft:gpt-4.1:other-co:support:x1", messages=MESSAGES)
+
+
+def test_a_tenants_own_accounts_fine_tunes_are_its_own(
+    gateway_factory: Callable[..., Gateway], sqlite_url: str, upstream: ScriptedUpstream
+) -> None:
+    with ScriptedUpstream() as own:
+        gateway = gateway_factory(
+            database_url=sqlite_url,
+            upstream_base_url=upstream.base_url,
+            tenant_upstream_allowed_networks="127.0.0.0/8",
+            tenant_upstream_allow_http=True,
+        )
+        byok = gateway.new_key("byok")
+        put = gateway.admin(
+            "PUT",
+            f"/admin/tenants/{byok['tenant_id']}/upstream-keys/default",
+            json={"api_key": "sk-own-key", "base_url": own.base_url},
+        )
+        assert put.status_code == 200, put.text
+        client = gateway.client(byok["key"])
+        own.push(json_answer(200, LISTING))
+        assert [m.id for m in client.models.list().data] == [m["id"] for m in LISTING["data"]]  # type: ignore[index]
+        own.push(json_answer(200, chat_completion("mine", model=THEIRS)))
+        assert client.chat.completions.create(model=THEIRS, messages=MESSAGES).choices[0].message.content == "mine"
+        assert _targets(own) == ["/v1/models", "/v1/chat/completions"]
+    assert _targets(upstream) == []  # the platform's account saw none of it
+
+
+def test_a_tenant_with_its_own_key_for_the_platforms_endpoint_lists_and_uses_its_accounts_fine_tunes(
+    gateway_factory: Callable[..., Gateway], sqlite_url: str, upstream: ScriptedUpstream
+) -> None:
+    """Its own key, no base URL of its own: the same endpoint, but the tenant's account answers."""
+    gateway = gateway_factory(database_url=sqlite_url, upstream_base_url=upstream.base_url)
+    byok = gateway.new_key("key-only")
+    put = gateway.admin(
+        "PUT", f"/admin/tenants/{byok['tenant_id']}/upstream-keys/default", json={"api_key": "sk-tenant-account"}
+    )
+    assert put.status_code == 200, put.text
+    client = gateway.client(byok["key"])
+    upstream.push(json_answer(200, LISTING))
+    assert len(client.models.list().data) == 3
+    upstream.push(json_answer(200, chat_completion("mine", model=THEIRS)))
+    assert client.chat.completions.create(model=THEIRS, messages=MESSAGES).choices[0].message.content == "mine"
+    assert [r.headers["authorization"] for r in upstream.requests] == ["Bearer sk-tenant-account"] * 2
