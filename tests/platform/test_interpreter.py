@@ -113,7 +113,9 @@ libc.malloc.argtypes = [ctypes.c_size_t]
 libc.free.argtypes = [ctypes.c_void_p]
 libc.mallinfo2.restype = MallInfo2
 libc.free(libc.malloc(4 << 20))  # one big block, mapped on its own and freed: glibc's thresholds move up
-burst = [libc.malloc(64 << 10) for _ in range(96)]  # then 6 MB in blocks of 64 kB, all freed
+burst = [0] * 96  # its item array (malloc'd, > 512 bytes) now, below the burst: it must not pin the heap's top
+for i in range(96):
+    burst[i] = libc.malloc(64 << 10)  # then 6 MB in blocks of 64 kB, all freed
 for block in burst:
     libc.free(block)
 print(libc.mallinfo2().arena >> 10)
