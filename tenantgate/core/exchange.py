@@ -182,6 +182,8 @@ class Exchange:
     # limiter hands its reservation over, written beside the response in the object index), and whether that was
     # recorded (else the limiter releases it when the request ends).
     background_holds: list[dict[str, Any]] | None = None
+    background_worst: Usage | None = None
+    """A background response's worst case as admission held it (its prompt, the most output it allows)."""
     background_holds_kept: bool = False
     # Set by a hook in admit (telemetry's opt-in content capture): keep the answer's choices/output or the
     # streamed text in ``output``. Off, no answer content is kept.

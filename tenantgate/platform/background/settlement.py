@@ -492,10 +492,12 @@ class Settler:
         status, answer = await get_json(self.http, upstream, keys, "GET", path)
         holds = holds_of((row.state or {}).get("holds") or [])
         if status == 404:
-            # Deleted upstream past the gateway (its DELETE settles first): nothing left to bill, nothing held.
+            # Deleted upstream past the gateway (its DELETE settles first), e.g. by a tenant in its own account:
+            # billed from the worst case admission held (flagged estimated), so deleting it cannot make it free.
             if await self.index.claim_settlement(row.tenant_id, row.id):
                 log.warning("objects: background response %s was gone before it was settled", row.id)
-                self.limiter.settle_batch(owner.tenant_id, holds, BatchCharge(), time.time())
+                charge = self._meter_vanished(owner, row)
+                self.limiter.settle_batch(owner.tenant_id, holds, charge, time.time())
             return
         if status != 200 or answer is None or answer.get("id") != row.id:
             return
@@ -531,6 +533,34 @@ class Settler:
             cost = self.metering.prices.cost(model, usage, measure=measure, tenant_id=owner.tenant_id, at=at)
             charge = BatchCharge(tokens=usage.total_tokens, nano_usd=cost.total_nusd, lines=1)
             self.limiter.settle_batch(owner.tenant_id, holds, charge, at)
+
+    def _meter_vanished(self, owner: Owner, row: TenantObject) -> BatchCharge:
+        """Bill a background response that is gone before it was settled from the worst case its create held (its
+        prompt and the most output it allowed), flagged ``estimated``; nothing if its tenant had no quota or budget
+        (then no worst case was computed)."""
+        state = row.state or {}
+        worst = state.get("worst")
+        if not (isinstance(worst, list) and len(worst) == 2 and all(type(t) is int and t >= 0 for t in worst)):
+            return BatchCharge()
+        usage = Usage(input_tokens=worst[0], output_tokens=worst[1])
+        model = _text(state.get("model"))
+        at = time.time()
+        event = _event(
+            owner,
+            event_id=completion_event_id(row.id),
+            request_id=row.id,
+            at=at,
+            endpoint="/v1/responses",
+            model=model,
+            status=200,
+            usage=usage,
+            batch=False,
+        )
+        event["usage_source"] = "estimated"
+        self.metering.spool.append_or_hold(encode(event))
+        self.metering.writer.notify()
+        cost = self.metering.prices.cost(model, usage, measure=Measure(), tenant_id=owner.tenant_id, at=at)
+        return BatchCharge(tokens=usage.total_tokens, nano_usd=cost.total_nusd, lines=1)
 
     # -- tasks -----------------------------------------------------------------------------------------------------
 

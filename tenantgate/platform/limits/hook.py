@@ -180,6 +180,8 @@ class Limiter:
             # The worst case is held until the request ends: its cap, or the most the model can answer.
             worst, quantity = self._worst_case(exchange, payload, prompt, cap) if work else (Usage(), None)
             month_tokens = worst.total_tokens
+            if payload.get("background") is True:
+                exchange.background_worst = worst  # billed from if the response is gone before it is settled
             if tenant.monthly_budget_usd is not None:
                 month_nano_usd = self._worst_case_nano_usd(exchange, worst, quantity)
         now = time.time()

@@ -314,11 +314,18 @@ class ObjectAnswersHook:
             created=int(exchange.started_at),
             status=exchange.finish_reasons[0][:_MAX_TEXT] if exchange.finish_reasons else None,
             # What it holds against the month until it completes (released by its settlement).
-            state={"model": exchange.model, "holds": exchange.background_holds or []},
+            state={"model": exchange.model, "holds": exchange.background_holds or [], **_worst_state(exchange)},
             poll_at=utcnow() + timedelta(seconds=self.poll_seconds),
         )
         if await self._add(exchange, entry):
             exchange.background_holds_kept = True
+
+
+def _worst_state(exchange: Exchange) -> dict[str, list[int]]:
+    """The worst case admission held, kept beside the response: what it is billed from if it is gone upstream
+    before it was settled (platform/background/settlement.py)."""
+    worst = exchange.background_worst
+    return {} if worst is None else {"worst": [worst.input_tokens, worst.output_tokens]}
 
 
 def _withhold(exchange: Exchange) -> None:

@@ -152,3 +152,26 @@ def test_a_queued_background_response_still_holds_after_redis_lost_the_counters(
     assert names and lost.delete(*names) == len(names)
     lost.close()
     assert _me(gateway, key["key"])["reserved"] == held
+
+
+def test_a_background_response_deleted_upstream_past_the_gateway_is_billed_its_worst_case(
+    objects_gateway: Callable[..., Gateway], fast_upstream: str
+) -> None:
+    """A tenant with its own account can delete a response there, out of the gateway's sight: once the poller finds
+    it gone it is billed from the worst case its create held (flagged estimated), so deleting cannot make it free nor
+    its budget bypassable. Here the operator's view of the upstream deletes it, as such a tenant would."""
+    gateway = objects_gateway(object_poll_seconds=0.5)
+    tenant = gateway.create_tenant(f"bg-vanished-{time.monotonic_ns()}", monthly_budget_usd="1")
+    key = gateway.create_key(tenant["id"])
+    client = gateway.client(key["key"])
+    slow = {"x-dev-token-delay-ms": "20"}  # long enough for the delete to come before the poller sees it end
+    created = client.responses.create(
+        model="gpt-4o", input=PROMPT, background=True, max_output_tokens=200, extra_headers=slow
+    )
+    assert _upstream(fast_upstream).delete(f"/responses/{created.id}").status_code == 200
+    events = wait_until(lambda: _billed(gateway, tenant["id"]), what="its estimated usage")
+    (event,) = events
+    assert (event["model"], event["usage_source"], event["output_tokens"]) == ("gpt-4o", "estimated", 200)
+    assert event["input_tokens"] > 0 and _cost(event) > 0
+    settled = wait_until(lambda: (b := _me(gateway, key["key"]))["reserved"] == 0 and b, what="its settlement")
+    assert Decimal(str(settled["spent"])) == pytest.approx(_cost(event), abs=Decimal("1e-9"))
