@@ -23,10 +23,10 @@ from tenantgate.platform.admin.auth import (
     authenticate,
     identify_token,
 )
-from tenantgate.platform.console.cookies import SESSION_COOKIE, csrf_token
+from tenantgate.platform.console.cookies import CSRF_HEADER, SESSION_COOKIE, csrf_ok, csrf_token
 from tenantgate.platform.console.headers import CONSOLE_PATH as CONSOLE_PATH
 from tenantgate.platform.deps import sessions_of, settings_of
-from tenantgate.platform.errors import BadRequest, NotFound
+from tenantgate.platform.errors import BadRequest, NotFound, PermissionDenied
 from tenantgate.tenants.console_sessions import close_session, open_session
 from tenantgate.tenants.keys import hash_key
 from tenantgate.tenants.models import AdminToken, Tenant
@@ -156,11 +156,20 @@ async def who_am_i(request: Request, identity: AdminIdentity = Depends(authentic
 
 
 @router.delete(CONSOLE_PATH + "/api/session", response_class=Response)
-async def sign_out(request: Request, identity: AdminIdentity = Depends(authenticate)) -> Response:
+async def sign_out(request: Request) -> Response:
+    """End the caller's session. Holding its cookie (and its CSRF token) is enough: a session whose tenant was
+    suspended, or whose credential was revoked, can still be ended."""
     cookie = request.cookies.get(SESSION_COOKIE)
-    if cookie is not None:
+    if cookie is None:
+        await authenticate(request)  # a bearer token: nothing to end, but an unknown caller is still a 401
+    else:
+        secret = settings_of(request).secret_key_bytes
+        if not csrf_ok(secret, cookie, request.headers.get(CSRF_HEADER)):
+            raise PermissionDenied(
+                "A change made with a console session needs the session's X-CSRF-Token header.", code="csrf_failed"
+            )
         async with sessions_of(request)() as session:
-            await close_session(session, settings_of(request).secret_key_bytes, cookie)
+            await close_session(session, secret, cookie)
             await session.commit()
     response = Response(status_code=204)
     response.delete_cookie(SESSION_COOKIE, path="/", secure=True, httponly=True, samesite="strict")

@@ -62,7 +62,11 @@ def test_a_suspended_tenants_console_credentials_read_nothing(console_gateway: G
     # A credential that is not a tenant's is still checked as before: a wrong CSRF token is refused as such.
     _error(console.http.post("/console/api/portal/keys", json={}), 403, "csrf_failed")
 
+    # It can still end its session (only the cookie and its CSRF token are needed), and that session is gone.
+    assert console.write("DELETE", "/console/api/session").status_code == 204
     assert gateway.admin("POST", f"/admin/tenants/{tenant_id}/resume").status_code == 200
+    _error(console.get(costs), 401)
+    console = Console(gateway, token)  # signs in again
     assert console.get(costs).status_code == 200
     assert httpx.get(gateway.url + costs, headers=bearer).status_code == 200
     assert httpx.post(gateway.url + "/console/api/session", json={"token": token}).status_code == 200
