@@ -25,6 +25,10 @@ class JsonBody:
         """Make sure the upstream sends the usage chunk. True if the client had not asked for it itself."""
         options = self.payload.get("stream_options")
         if isinstance(options, dict) and options.get("include_usage") is True:
+            if self.raw.count(b'"include_usage"') > 1:
+                # Named twice (true read last): an upstream reading the first could stream without usage. The
+                # body is written again with the one value the gateway read, so what it checked is what goes on.
+                self.raw = orjson.dumps(self.payload)
             return False
         if "stream_options" not in self.payload and self.raw.lstrip().startswith(b"{"):
             head, brace, tail = self.raw.partition(b"{")
