@@ -514,24 +514,8 @@ class Settler:
         model = _text(answer.get("model")) or _text((row.state or {}).get("model"))
         completed = answer.get("completed_at")
         at = float(completed) if isinstance(completed, int) and not isinstance(completed, bool) else time.time()
-        event = _event(
-            owner,
-            event_id=completion_event_id(row.id),
-            request_id=row.id,
-            at=at,
-            endpoint="/v1/responses",
-            model=model,
-            status=200,
-            usage=usage,
-            batch=False,
-            tools=tool_calls_of(answer.get("output")),
-        )
-        self.metering.spool.append_or_hold(encode(event))
-        self.metering.writer.notify()
+        charge = self._meter_completion(owner, row.id, model, usage, at, tool_calls_of(answer.get("output")))
         if await self.index.claim_settlement(row.tenant_id, row.id):
-            measure = Measure(tools=tools_of(event))
-            cost = self.metering.prices.cost(model, usage, measure=measure, tenant_id=owner.tenant_id, at=at)
-            charge = BatchCharge(tokens=usage.total_tokens, nano_usd=cost.total_nusd, lines=1)
             self.limiter.settle_batch(owner.tenant_id, holds, charge, at)
 
     def _meter_vanished(self, owner: Owner, row: TenantObject) -> BatchCharge:
@@ -543,23 +527,39 @@ class Settler:
         if not (isinstance(worst, list) and len(worst) == 2 and all(type(t) is int and t >= 0 for t in worst)):
             return BatchCharge()
         usage = Usage(input_tokens=worst[0], output_tokens=worst[1])
-        model = _text(state.get("model"))
-        at = time.time()
+        return self._meter_completion(owner, row.id, _text(state.get("model")), usage, time.time(), estimated=True)
+
+    def _meter_completion(
+        self,
+        owner: Owner,
+        response_id: str,
+        model: str,
+        usage: Usage,
+        at: float,
+        tools: ToolCalls = NO_TOOL_CALLS,
+        *,
+        estimated: bool = False,
+    ) -> BatchCharge:
+        """Spool a background response's one completion event (its id is the response's: written once however many
+        times this runs) and say what it charges the month."""
         event = _event(
             owner,
-            event_id=completion_event_id(row.id),
-            request_id=row.id,
+            event_id=completion_event_id(response_id),
+            request_id=response_id,
             at=at,
             endpoint="/v1/responses",
             model=model,
             status=200,
             usage=usage,
             batch=False,
+            tools=tools,
         )
-        event["usage_source"] = "estimated"
+        if estimated:
+            event["usage_source"] = "estimated"
         self.metering.spool.append_or_hold(encode(event))
         self.metering.writer.notify()
-        cost = self.metering.prices.cost(model, usage, measure=Measure(), tenant_id=owner.tenant_id, at=at)
+        measure = Measure(tools=tools_of(event))
+        cost = self.metering.prices.cost(model, usage, measure=measure, tenant_id=owner.tenant_id, at=at)
         return BatchCharge(tokens=usage.total_tokens, nano_usd=cost.total_nusd, lines=1)
 
     # -- tasks -----------------------------------------------------------------------------------------------------

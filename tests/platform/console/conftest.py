@@ -20,6 +20,15 @@ from tests.support.gateway import Gateway
 from tests.support.server import ServedApp
 
 
+def openai_error(response: httpx.Response, status: int, code: str | None = None) -> None:
+    """``response`` is ``status`` with OpenAI's error shape (and ``code``, if given)."""
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"} and error["message"]
+    if code is not None:
+        assert error["code"] == code, error
+
+
 @pytest.fixture(scope="module")
 def console_gateway(
     tmp_path_factory: pytest.TempPathFactory, postgres_server: str, dev_upstream: str

@@ -19,18 +19,11 @@ from tenantgate.platform.console.cookies import SESSION_COOKIE
 from tenantgate.platform.console.routes import CONSOLE_PATH
 from tests.conftest import ADMIN_TOKEN, make_settings
 from tests.platform.console.conftest import Console
+from tests.platform.console.conftest import openai_error as _error
 from tests.support.gateway import Gateway
 from tests.support.server import ServedApp
 
 MESSAGES = [{"role": "user", "content": "console api"}]
-
-
-def _error(response: httpx.Response, status: int, code: str | None = None) -> None:
-    assert response.status_code == status, response.text
-    error = response.json()["error"]
-    assert set(error) == {"message", "type", "param", "code"} and error["message"]
-    if code is not None:
-        assert error["code"] == code, error
 
 
 def test_page_and_assets_are_public_hold_no_data_and_forbid_inline_script(console_gateway: Gateway) -> None:

@@ -20,17 +20,10 @@ from tenantgate.platform.console.headers import SECURITY_HEADERS
 from tests.conftest import make_settings
 from tests.platform.console.browsing import Watched
 from tests.platform.console.conftest import Console
+from tests.platform.console.conftest import openai_error as _error
 from tests.support.dns import TableResolver
 from tests.support.gateway import Gateway
 from tests.support.server import ServedApp
-
-
-def _error(response: httpx.Response, status: int, code: str | None = None) -> None:
-    assert response.status_code == status, response.text
-    error = response.json()["error"]
-    assert set(error) == {"message", "type", "param", "code"} and error["message"]
-    if code is not None:
-        assert error["code"] == code, error
 
 
 def _tenant_token(gateway: Gateway, tenant_id: str) -> dict[str, Any]:
