@@ -10,6 +10,8 @@ from typing import Any
 import openai
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.support.gateway import Gateway
 from tests.support.scripted import ScriptedUpstream, chat_completion, json_answer
@@ -135,3 +137,29 @@ def test_a_tenant_with_its_own_key_for_the_platforms_endpoint_lists_and_uses_its
     upstream.push(json_answer(200, chat_completion("mine", model=THEIRS)))
     assert client.chat.completions.create(model=THEIRS, messages=MESSAGES).choices[0].message.content == "mine"
     assert [r.headers["authorization"] for r in upstream.requests] == ["Bearer sk-tenant-account"] * 2
+
+
+def test_no_generated_fine_tune_name_reaches_the_platform_without_a_grant(
+    gateway_factory: Callable[..., Gateway], sqlite_url: str, upstream: ScriptedUpstream
+) -> None:
+    gateway = gateway_factory(database_url=sqlite_url, upstream_base_url=upstream.base_url)
+    client = gateway.client(gateway.new_key("tenant-b")["key"], max_retries=0)  # no allow-list
+
+    @settings(max_examples=40, deadline=None)
+    @given(
+        suffix=st.text(st.characters(min_codepoint=0x21, max_codepoint=0x2FF, exclude_characters='"\\'), max_size=40),
+        route=st.sampled_from(["chat", "responses", "embeddings", "retrieve"]),
+    )
+    def attempt(suffix: str, route: str) -> None:
+        model = "ft:" + suffix
+        call: dict[str, Callable[[], object]] = {
+            "chat": lambda: client.chat.completions.create(model=model, messages=MESSAGES),
+            "responses": lambda: client.responses.create(model=model, input="hi"),
+            "embeddings": lambda: client.embeddings.create(model=model, input="x"),
+            "retrieve": lambda: client.models.retrieve(model),
+        }
+        with pytest.raises((openai.NotFoundError, openai.BadRequestError)):
+            call[route]()
+
+    attempt()
+    assert upstream.requests == []  # none of them reached the platform's account
