@@ -163,3 +163,96 @@ def test_no_generated_fine_tune_name_reaches_the_platform_without_a_grant(
 
     attempt()
     assert upstream.requests == []  # none of them reached the platform's account
+
+
+# Ways a name can say ``ft:`` to an upstream that folds case, width or invisible characters, or decodes once more
+# (model_access.py): what the gateway must read as a fine-tune even though it is not exactly ``ft:``.
+_F = ["f", "F", "\uff46", "\uff26"]  # and their fullwidth forms
+_T = ["t", "T", "\uff54", "\uff34"]
+_COLON = [":", "\uff1a", "\ufe55", "%3A", "%3a", "%253A"]  # fullwidth, small form, percent-encoded (twice)
+_INVISIBLE = [" ", "\u00a0", "\u200b", "\ufeff", "\u2060", "\u3000", "\u2003", "\u180e", "\u00ad", "\t"]
+
+
+@st.composite
+def fine_tune_spellings(draw: st.DrawFn) -> str:
+    def pad() -> str:
+        return "".join(draw(st.lists(st.sampled_from(_INVISIBLE), max_size=2)))
+
+    name = pad() + draw(st.sampled_from(_F)) + pad() + draw(st.sampled_from(_T)) + pad()
+    name += draw(st.sampled_from(_COLON)) + draw(st.sampled_from(["gpt-4o-mini-2024-07-18:acme::b2Xk9", "x"])) + pad()
+    legacy = "curie:" + draw(st.sampled_from(_F)) + draw(st.sampled_from(_T)) + "-acme-2022-02-03"
+    return draw(st.sampled_from([name, legacy]))
+
+
+def test_no_other_spelling_of_a_fine_tune_reaches_the_platform_without_a_grant(
+    gateway_factory: Callable[..., Gateway], sqlite_url: str, upstream: ScriptedUpstream
+) -> None:
+    gateway = gateway_factory(database_url=sqlite_url, upstream_base_url=upstream.base_url)
+    client = gateway.client(gateway.new_key("tenant-b")["key"], max_retries=0)  # no allow-list
+
+    @settings(max_examples=60, deadline=None)
+    @given(model=fine_tune_spellings(), route=st.sampled_from(["chat", "responses", "embeddings", "retrieve"]))
+    def attempt(model: str, route: str) -> None:
+        call: dict[str, Callable[[], object]] = {
+            "chat": lambda: client.chat.completions.create(model=model, messages=MESSAGES),
+            "responses": lambda: client.responses.create(model=model, input="hi"),
+            "embeddings": lambda: client.embeddings.create(model=model, input="x"),
+            "retrieve": lambda: client.models.retrieve(model),
+        }
+        with pytest.raises((openai.NotFoundError, openai.BadRequestError)) as refused:
+            call[route]()
+        assert isinstance(refused.value.body, dict) and refused.value.body.get("type") == "invalid_request_error"
+
+    attempt()
+    assert upstream.requests == []  # none of them reached the platform's account
+
+    # Names that only resemble one are not refused: ``soft:``, ``gift:`` and the plain models are served.
+    for plain in ("gpt-4o-mini", "soft:gpt-4o-mini", "gift:x"):
+        upstream.push(json_answer(200, chat_completion("ok", model=plain)))
+        assert client.chat.completions.create(model=plain, messages=MESSAGES).choices[0].message.content == "ok"
+
+
+def test_the_platform_lists_no_fine_tune_under_another_spelling(
+    gateway_factory: Callable[..., Gateway], sqlite_url: str, upstream: ScriptedUpstream
+) -> None:
+    gateway = gateway_factory(database_url=sqlite_url, upstream_base_url=upstream.base_url)
+    client = gateway.client(gateway.new_key("tenant-b")["key"])
+    odd = [{"id": name, "object": "model", "created": 4, "owned_by": "acme"} for name in ("FT:a:b", "\uff46\uff54:c")]
+    upstream.push(json_answer(200, {**LISTING, "data": [*LISTING["data"], *odd]}))  # type: ignore[list-item]
+    assert [m.id for m in client.models.list().data] == ["gpt-4o-mini"]
+
+
+def test_a_public_name_routed_to_a_fine_tune_is_a_fine_tune(
+    gateway_factory: Callable[..., Gateway], sqlite_url: str, upstream: ScriptedUpstream, tmp_path: Any
+) -> None:
+    """The routing table's names count too: ``support-bot`` (alias ``helpdesk``) deployed as a fine-tune is used
+    only where an allow-list names it, not by every key without one."""
+    config = tmp_path / "gateway.yaml"
+    config.write_text(
+        f"""
+upstreams:
+  - {{name: openai, base_url: "{upstream.base_url}", api_key: sk-platform, max_retries: 0}}
+models:
+  - name: gpt-4o-mini
+    deployments: [{{upstream: openai}}]
+  - name: support-bot
+    aliases: [helpdesk]
+    deployments: [{{upstream: openai, model: "{THEIRS}"}}]
+default_upstream: openai
+"""
+    )
+    gateway = gateway_factory(database_url=sqlite_url, config_file=config)
+    other = gateway.client(gateway.new_key("tenant-b")["key"], max_retries=0)  # no allow-list
+    assert [m.id for m in other.models.list().data] == ["gpt-4o-mini"]
+    for name in ("support-bot", "helpdesk"):
+        with pytest.raises(openai.NotFoundError):
+            other.chat.completions.create(model=name, messages=MESSAGES)
+        with pytest.raises(openai.NotFoundError):
+            other.models.retrieve(name)
+    assert upstream.requests == []
+
+    owner = gateway.client(gateway.new_key("tenant-a", allowed_models=["support-bot"])["key"])
+    assert [m.id for m in owner.models.list().data] == ["support-bot"]
+    upstream.push(json_answer(200, chat_completion("tuned", model=THEIRS)))
+    assert owner.chat.completions.create(model="helpdesk", messages=MESSAGES).choices[0].message.content == "tuned"
+    assert [(r.target, orjson.loads(r.body)["model"]) for r in upstream.requests] == [("/v1/chat/completions", THEIRS)]

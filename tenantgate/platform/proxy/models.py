@@ -11,7 +11,7 @@ from tenantgate.core.exchange import Exchange
 from tenantgate.core.principal import Principal
 from tenantgate.platform.errors import NotFound, UpstreamUnavailable
 from tenantgate.platform.proxy.forward import ForwardPolicy, forward, tenant_keys
-from tenantgate.platform.proxy.model_access import granted, is_fine_tuned, on_own_upstreams
+from tenantgate.platform.proxy.model_access import granted, is_fine_tuned, on_own_upstreams, reaches_fine_tune
 from tenantgate.platform.proxy.routes import LIST_MODELS, RETRIEVE_MODEL, Route
 from tenantgate.platform.upstream.paths import is_segment
 from tenantgate.platform.upstream.registry import Target
@@ -40,7 +40,7 @@ def allowed_targets(
         targets = tuple(t for t in targets if t.upstream.kind != "azure" or is_segment(t.model))
     if targets and not granted(principal, routing, model):
         # A fine-tuned model, with no allow-list to name it: only from the tenant's own account (model_access.py).
-        fine_tuned = is_fine_tuned(model) or is_fine_tuned(routing.canonical(model))
+        fine_tuned = reaches_fine_tune(routing, model)
         targets = on_own_upstreams(principal, targets) if fine_tuned and principal.allowed_models is None else ()
     if not targets:
         raise not_found(model)
