@@ -71,13 +71,17 @@ async function route(): Promise<void> {
   stopSre();
   disposeCharts();
   document.title = `${current.title} · tenantgate console`;
-  main.replaceChildren(h("p", { class: "muted" }, "loading…"));
+  // Each visit renders into its own container. A view still loading when another is chosen (its reads answer
+  // late) then writes into a container no longer on the page, never over the view now shown.
+  const view = h("div", { class: "view" }, h("p", { class: "muted" }, "loading…"));
+  main.replaceChildren(view);
   try {
-    await current.view(main);
+    await current.view(view);
   } catch (error) {
+    if (!view.isConnected) return; // left meanwhile: its error is not the shown view's
     if (error instanceof ApiError && error.status === 401) return signInPage("Your session has ended; sign in again.");
     if (error instanceof ApiError && error.body.code === "tenant_suspended") return signInPage(SUSPENDED);
-    main.replaceChildren(h("p", { class: "error", role: "alert" }, errorText(error)));
+    view.replaceChildren(h("p", { class: "error", role: "alert" }, errorText(error)));
   }
 }
 

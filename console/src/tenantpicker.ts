@@ -31,7 +31,15 @@ export function tenantPicker(none: string, hint: string, current = ""): HTMLElem
       ...page.data.map((tenant) => option(tenant.id, tenant.name, tenant.id === kept)));
     choice.setAttribute("aria-description", page.has_more ? "the first 50 matches; type more of the name to narrow" : `${page.data.length} matching`);
   };
-  if (current) choice.append(option(current, current, true)); // its name replaces the id once read
+  if (current) {
+    // Shown by its name as soon as that is known (often at once: a list read it before), not only once the
+    // list of tenants below has loaded.
+    const kept = option(current, current, true);
+    choice.append(kept);
+    void nameOf("tenant", current).then((name) => {
+      if (name) kept.textContent = name;
+    });
+  }
   let timer: number | undefined;
   find.addEventListener("input", () => {
     window.clearTimeout(timer);

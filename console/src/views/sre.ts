@@ -122,6 +122,7 @@ export async function sreView(main: HTMLElement): Promise<void> {
   clear(main);
   main.append(h("h1", {}, "Traffic and health"), controls(() => void render(body)), body);
   await render(body);
+  if (!body.isConnected) return; // another view was chosen while the first charts loaded: nothing to refresh
   timer = window.setInterval(() => void render(body), 10_000);
 }
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import openai
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, Page, Route, expect
 
 from tests.conftest import ADMIN_TOKEN
 from tests.platform.console.browsing import MESSAGES, Watched, sample
@@ -185,6 +185,38 @@ def test_the_audit_log_is_narrowed_to_a_tenant_picked_by_name(console_gateway: G
     choice.select_option(label="any tenant")
     page.click("#audit-filter button[type=submit]")
     expect(page.locator("#audit-list")).to_contain_text(south["name"])
+    assert watched.problems == []
+    watched.close()
+
+
+def test_a_view_that_answers_after_another_was_chosen_does_not_replace_it(
+    console_gateway: Gateway, browser: Browser
+) -> None:
+    """The tenants view's first read is held until the audit log is shown: released then, it must not draw the
+    tenants page over the audit log (it did: both ended up on the page, the audit filter half-built)."""
+    gateway = console_gateway
+    tenant = gateway.create_tenant(f"Held {uuid.uuid4().hex[:6]}")
+    watched, page = _signed_in(gateway, browser)
+    page.click("nav a[href='#/audit']")
+    expect(page.locator("#audit-list")).to_be_visible()
+    held: list[Route] = []
+    page.route("**/admin/plans**", lambda route: held.append(route))
+    page.click("nav a[href='#/tenants']")
+    page.wait_for_function("() => document.querySelector('main').textContent.includes('loading')")
+    assert len(held) == 1  # the tenants view waits on its plans
+    page.click("nav a[href='#/audit']")
+    expect(page.locator("#audit-list")).to_be_visible()
+    with page.expect_response(lambda response: "/admin/tenants?" in response.url):  # the stale view's next read
+        held[0].continue_()
+    page.unroute("**/admin/plans**")
+    page.wait_for_load_state("networkidle")
+    expect(page.locator("#audit-list")).to_be_visible()
+    expect(page.locator("main h1")).to_have_count(1)
+    expect(page.locator("main h1")).to_have_text("Audit log")
+    expect(page.locator("#tenant-list")).to_have_count(0)
+    # The view shown works: its tenant filter lists the tenant by name.
+    page.fill("#audit-filter input[name=tenant_search]", tenant["name"])
+    expect(page.locator("#audit-filter select[name=tenant_id] option")).to_have_count(2)
     assert watched.problems == []
     watched.close()
 
