@@ -16,6 +16,8 @@ from tests.support.gateway import Gateway
 
 ARTIFACTS = Path(__file__).resolve().parents[3] / "build" / "test-artifacts"
 MESSAGES = [{"role": "user", "content": "numbers for the console"}]
+# A check waits up to 10 s, not Playwright's 5: CI runs four test workers and their browsers on two cores.
+expect.set_options(timeout=10_000)
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
