@@ -7,12 +7,21 @@ sees every response start under ``/console`` (and the old ``/dashboard`` bookmar
 no-store`` unless the route chose a cache policy of its own (the page and its built assets: ``no-cache``). Under
 ``/admin`` every response gets ``no-store`` the same way: created keys and tokens come back in plaintext there,
 and nothing an operator reads should sit in a shared or browser cache.
+
+An exception a route or a dependency does not handle (a bug, the database gone) is answered by Starlette's
+outermost layer, outside this one, so its 500 had none of these headers. Here it is answered first: a 500 in
+OpenAI's shape that says nothing of the exception, with the same headers and the request's id; then the exception
+goes on up, so the server still logs it and closes the connection. A response that had already started cannot be
+changed: it is cut off as before.
 """
 
 from __future__ import annotations
 
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from tenantgate.core.context import SCOPE_REQUEST_ID
+from tenantgate.core.errors import error_body
 
 CONSOLE_PATH = "/console"
 SECURITY_HEADERS = {
@@ -30,6 +39,8 @@ SECURITY_HEADERS = {
 NO_STORE = "no-store"
 _CONSOLE_PATHS = (CONSOLE_PATH, "/dashboard")
 _ADMIN_PATH = "/admin"
+# The same answer as the app's handler of unexpected exceptions (platform/errors.py).
+_INTERNAL_ERROR = error_body("The gateway had an internal error.", "server_error", "internal_error")
 
 
 def _under(path: str, prefix: str) -> bool:
@@ -55,8 +66,12 @@ class ConsoleHeadersMiddleware:
             await self.app(scope, receive, send)
             return
 
+        started = False
+
         async def send_with_headers(message: Message) -> None:
+            nonlocal started
             if message["type"] == "http.response.start":
+                started = True
                 headers = MutableHeaders(scope=message)
                 for name, value in extra.items():
                     headers[name] = value
@@ -64,4 +79,17 @@ class ConsoleHeadersMiddleware:
                     headers["Cache-Control"] = NO_STORE
             await send(message)
 
-        await self.app(scope, receive, send_with_headers)
+        try:
+            await self.app(scope, receive, send_with_headers)
+        except Exception:
+            if not started:
+                headers = [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(_INTERNAL_ERROR)).encode()),
+                ]
+                request_id = scope.get(SCOPE_REQUEST_ID)
+                if isinstance(request_id, str):  # for the caller to quote to the operator
+                    headers.append((b"x-request-id", request_id.encode()))
+                await send_with_headers({"type": "http.response.start", "status": 500, "headers": headers})
+                await send({"type": "http.response.body", "body": _INTERNAL_ERROR})
+            raise

@@ -14,9 +14,13 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, expect
 
+from tenantgate.platform.admin.auth import AdminIdentity
 from tenantgate.platform.app import create_app
+from tenantgate.platform.console import portal
+from tenantgate.platform.console import routes as console_routes
 from tenantgate.platform.console.cookies import CSRF_HEADER
 from tenantgate.platform.console.headers import SECURITY_HEADERS
+from tenantgate.tenants.models import AdminRole
 from tests.conftest import make_settings
 from tests.platform.console.browsing import Watched
 from tests.platform.console.conftest import Console
@@ -125,6 +129,46 @@ def test_every_console_response_carries_its_security_headers(console_gateway: Ga
     rotated = tenant.write("POST", f"/console/api/portal/keys/{created.json()['id']}/rotate", json={})
     assert rotated.status_code == 201 and rotated.headers["cache-control"] == "no-store"
     _assert_secured(rotated, "a rotated key")
+
+
+_INTERNALS = "postgresql://tenantgate:hunter2@db.internal:5432"
+
+
+def _broken(*_: object, **__: object) -> Any:
+    raise RuntimeError(f"connection to {_INTERNALS} refused")
+
+
+def _broken_dependency() -> AdminIdentity:
+    return _broken()  # type: ignore[no-any-return]
+
+
+def test_an_unhandled_error_under_the_console_still_carries_its_headers_and_says_nothing_inside(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug or an outage (here: a dependency, a route and a store call made to raise) is a 500 in OpenAI's shape,
+    with the console's security headers and no-store, and nothing of the exception in the body."""
+    app = create_app(make_settings(database_url=sqlite_url))
+    tenant = AdminIdentity(token_id="tok_broken", role=AdminRole.TENANT, tenant_id="ten_broken")
+    with ServedApp(app) as served:
+        # A connection per request: uvicorn closes one whose request raised, as it should.
+        http = httpx.Client(base_url=served.url, timeout=30, headers={"Connection": "close"})
+        app.api.dependency_overrides[portal.tenant_identity] = _broken_dependency
+        failures = [http.get("/console/api/portal/tenant")]
+        monkeypatch.setattr(console_routes, "settings_of", _broken)
+        failures.append(http.get("/console/api/config"))
+        app.api.dependency_overrides[portal.tenant_identity] = lambda: tenant
+        monkeypatch.setattr(portal.key_service, "list_keys", _broken)
+        failures.append(http.get("/console/api/portal/keys"))
+        monkeypatch.setattr(portal.service, "live_tenant", _broken)
+        failures.append(http.post("/console/api/portal/keys", json={"name": "x"}))
+        for response in failures:
+            what = f"{response.request.method} {response.request.url.path}"
+            _error(response, 500, "internal_error")
+            _assert_secured(response, what)
+            assert response.headers["cache-control"] == "no-store", what
+            assert response.headers["x-request-id"].startswith("req_"), what  # for the operator to find it by
+            assert "hunter2" not in response.text and "RuntimeError" not in response.text, what
+        assert http.get("/console/api/config").status_code == 500  # and it still answers
 
 
 def test_secrets_from_the_admin_api_are_never_cached(console_gateway: Gateway) -> None:
