@@ -4,8 +4,9 @@
 A chat completion made with ``store: true`` (streamed or not: its id is in every chunk) becomes the caller's, first
 owner wins; its index row (what ``GET /v1/chat/completions`` lists and filters on: model and metadata) is added
 without the chat path waiting for the database (``ObjectIndex.add_later``). A created conversation becomes the
-caller's; the items an answer shows under the caller's conversation (added, listed, retrieved) become the
-conversation owner's. An answer about a completion or conversation that is not the caller's (an upstream that
+caller's; the items an answer shows under the caller's conversation (added, listed, retrieved), or as the input
+items of the caller's response, become that conversation's (response's) owner's: a cursor into those lists must be
+one of them (cursors.py). An answer about a completion or conversation that is not the caller's (an upstream that
 lies) is withheld, as for every other object.
 """
 
@@ -62,6 +63,7 @@ class ConversationAnswers:
             "/v1/conversations/{conversation_id}": self._conversation_shown,
             "/v1/conversations/{conversation_id}/items": self._items_shown,
             "/v1/conversations/{conversation_id}/items/{item_id}": self._item_shown,
+            "/v1/responses/{response_id}/input_items": self._items_shown,
         }
 
     async def chat_completion(self, exchange: Exchange) -> None:

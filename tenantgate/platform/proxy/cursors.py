@@ -7,6 +7,11 @@ upstream, an error, an empty page, or the caller's own entries after (or before)
 tenant's object was made. Such a cursor is answered here with the empty page an unknown cursor gets from the
 gateway's own lists (``ObjectIndex.page``); the other tenant's id never reaches the upstream. A cursor is also an
 id like any other the request names: one path segment's grammar, at most 128 characters, given once (400 else).
+
+Where the gateway records every entry the caller can have seen (a conversation's items and a response's input
+items, claimed as the caller's when an answer shows them; a vector store's files), an id it does not know as the
+caller's gets that empty page too: another tenant's item the gateway never saw (a turn's input, appended upstream)
+is as unknown as a made-up id, so neither reaches the upstream and the two cannot be told apart.
 """
 
 from __future__ import annotations
@@ -21,10 +26,17 @@ from tenantgate.tenants.objects import ObjectOwnership
 _CURSORS = frozenset({"after", "before"})
 _EMPTY_PAGE: dict[str, object] = {"object": "list", "data": [], "first_id": None, "last_id": None, "has_more": False}
 # Lists whose entries the gateway knows the owner of: a vector store's files (and a file batch's) are files, each
-# recorded when its tenant made it and checked when attached. A cursor there must be the caller's own file; one the
-# gateway never saw made is nobody's here, so it gets the same empty page as another tenant's.
+# recorded when its tenant made it and checked when attached; a conversation's items and a response's input items
+# are recorded as the caller's in every answer that shows them (conversation_answers.py), so the ``last_id`` of a
+# page is always known. A cursor there must be the caller's own; one the gateway never saw is nobody's here, so it
+# gets the same empty page as another tenant's.
 _OWNED_ENTRIES = frozenset(
-    {"/v1/vector_stores/{vector_store_id}/files", "/v1/vector_stores/{vector_store_id}/file_batches/{batch_id}/files"}
+    {
+        "/v1/vector_stores/{vector_store_id}/files",
+        "/v1/vector_stores/{vector_store_id}/file_batches/{batch_id}/files",
+        "/v1/conversations/{conversation_id}/items",
+        "/v1/responses/{response_id}/input_items",
+    }
 )
 
 
@@ -32,7 +44,8 @@ async def another_tenants_cursor(ownership: ObjectOwnership, exchange: Exchange,
     """Whether a cursor the route would forward names an object that is not the caller's: another tenant's (any
     list), or, on a list whose entries the gateway tracks, any id it does not know as the caller's. A cursor's form
     and length were checked with the route's query (``Route.checked_query``: one segment, at most 128 characters);
-    an id the gateway cannot know (a response's input items) goes on only in that form."""
+    on the other lists (a stored completion's messages, whose ids the gateway never records) an id it does not know
+    goes on in that form."""
     if route.method != "GET" or not query or not (route.query & _CURSORS):
         return False
     tenant_id = exchange.ctx.principal.tenant_id

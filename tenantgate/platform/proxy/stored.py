@@ -118,6 +118,10 @@ async def serve(
     body = None
     if route.method == "POST":
         body = await read_body(scope, receive, _MAX_BODY)
+    if route.template.endswith("/input_items"):
+        # The items listed become the caller's (conversation_answers.py): the next page's cursor is then known.
+        exchange.keep_answer = True
+        exchange.created_under = response_id
     await forward(
         exchange,
         services.http,
