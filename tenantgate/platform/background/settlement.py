@@ -520,8 +520,8 @@ class Settler:
 
     def _meter_vanished(self, owner: Owner, row: TenantObject) -> BatchCharge:
         """Bill a background response that is gone before it was settled from the worst case its create held (its
-        prompt and the most output it allowed), flagged ``estimated``; nothing if its tenant had no quota or budget
-        (then no worst case was computed)."""
+        prompt and the most output it allowed), flagged ``estimated``; admission keeps it for every background
+        response, held against a quota or budget or not. Only a row written before that was kept has none: nothing."""
         state = row.state or {}
         worst = state.get("worst")
         if not (isinstance(worst, list) and len(worst) == 2 and all(type(t) is int and t >= 0 for t in worst)):

@@ -165,25 +165,33 @@ class Limiter:
         if exchange.batch is not None:
             await self._admit_batch(exchange, exchange.batch)
             return
-        if not has_limits(principal):
-            return
         # A token count (POST /v1/responses/input_tokens) does no model work: it holds and spends no tokens, only
         # a request of the key's rates.
         work = exchange.model_work
-        prompt = await _estimate(exchange) if work and needs_token_estimate(principal) else 0
         payload = exchange.payload or {}
+        # A background response's worst case is kept beside it whatever its tenant's limits: it is billed from it
+        # (flagged estimated) if the response is gone upstream before it is settled (background/settlement.py).
+        background = work and payload.get("background") is True
+        limited = has_limits(principal)
+        if not limited and not background:
+            return
+        prompt = await _estimate(exchange) if work and (background or needs_token_estimate(principal)) else 0
         cap = max_output_tokens(payload) if work else 0
         tokens = prompt + cap
         month_tokens, month_nano_usd = tokens, 0
         tenant = principal.tenant_limits
-        if tenant.monthly_token_quota is not None or tenant.monthly_budget_usd is not None:
+        held = tenant.monthly_token_quota is not None or tenant.monthly_budget_usd is not None
+        if held or background:
             # The worst case is held until the request ends: its cap, or the most the model can answer.
             worst, quantity = self._worst_case(exchange, payload, prompt, cap) if work else (Usage(), None)
-            month_tokens = worst.total_tokens
-            if payload.get("background") is True:
-                exchange.background_worst = worst  # billed from if the response is gone before it is settled
+            if background:
+                exchange.background_worst = worst
+            if held:
+                month_tokens = worst.total_tokens
             if tenant.monthly_budget_usd is not None:
                 month_nano_usd = self._worst_case_nano_usd(exchange, worst, quantity)
+        if not limited:
+            return
         now = time.time()
         checks = self.policy.checks(
             principal, tokens=tokens, now=now, reserve_tokens=month_tokens, reserve_nano_usd=month_nano_usd

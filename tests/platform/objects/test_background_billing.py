@@ -175,3 +175,34 @@ def test_a_background_response_deleted_upstream_past_the_gateway_is_billed_its_w
     assert event["input_tokens"] > 0 and _cost(event) > 0
     settled = wait_until(lambda: (b := _me(gateway, key["key"]))["reserved"] == 0 and b, what="its settlement")
     assert Decimal(str(settled["spent"])) == pytest.approx(_cost(event), abs=Decimal("1e-9"))
+
+
+@pytest.mark.parametrize(
+    ("tenant_limits", "key_limits", "cap"),
+    [({}, {}, 200), ({}, {"rpm": 10_000}, None), ({"tpm": 10_000_000}, {}, 300)],
+    ids=["no-limits", "key-rpm-no-cap", "tenant-tpm"],
+)
+def test_a_background_response_of_a_tenant_without_quota_or_budget_deleted_upstream_is_billed_its_worst_case(
+    objects_gateway: Callable[..., Gateway],
+    fast_upstream: str,
+    tenant_limits: dict[str, Any],
+    key_limits: dict[str, Any],
+    cap: int | None,
+) -> None:
+    """Without a monthly quota or budget nothing is held, but the worst case (its prompt, the most output it allows:
+    its cap, else the model's most) is still kept beside the response: deleted upstream past the gateway, it is
+    billed from it, flagged estimated, never free."""
+    gateway = objects_gateway(object_poll_seconds=0.5)
+    tenant = gateway.create_tenant(f"bg-vanished-free-{time.monotonic_ns()}", **tenant_limits)
+    key = gateway.create_key(tenant["id"], **key_limits)
+    client = gateway.client(key["key"])
+    slow = {"x-dev-token-delay-ms": "20"}  # long enough for the delete to come before the poller sees it end
+    capped: dict[str, Any] = {} if cap is None else {"max_output_tokens": cap}
+    created = client.responses.create(model="gpt-4o", input=PROMPT, background=True, extra_headers=slow, **capped)
+    assert _upstream(fast_upstream).delete(f"/responses/{created.id}").status_code == 200
+    (event,) = wait_until(lambda: _billed(gateway, tenant["id"]), what="its estimated usage")
+    assert (event["model"], event["usage_source"]) == ("gpt-4o", "estimated")
+    assert event["output_tokens"] == (cap if cap is not None else 16_384)  # gpt-4o's most output
+    assert event["input_tokens"] > 0 and _cost(event) > 0
+    time.sleep(1.5)  # three more polls: still billed once
+    assert len(_billed(gateway, tenant["id"])) == 1
