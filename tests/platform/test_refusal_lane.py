@@ -4,6 +4,8 @@ ASGI path gives, and the connection stays usable (keep-alive, pipelining, bodies
 from __future__ import annotations
 
 import json
+import math
+import re
 import socket
 import time
 from collections.abc import Callable
@@ -201,3 +203,67 @@ def test_a_traced_request_takes_the_asgi_path_so_its_span_exists(
         assert lane.answered == 0
         assert client.post("/chat/completions", json=BODY).status_code == 429
         assert lane.answered == 1
+
+
+def _request(api_key: str, request_id: str | None = None) -> bytes:
+    body = json.dumps(BODY).encode()
+    rid = f"x-request-id: {request_id}\r\n" if request_id else ""
+    return (
+        f"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {api_key}\r\n{rid}"
+        f"content-type: application/json\r\ncontent-length: {len(body)}\r\n\r\n"
+    ).encode() + body
+
+
+def _read_whole(sock: socket.socket, count: int) -> list[tuple[int, dict[str, str], bytes]]:
+    """``count`` responses: status, headers (lower-cased names; each name once) and body."""
+    data = b""
+    answers: list[tuple[int, dict[str, str], bytes]] = []
+    while len(answers) < count:
+        while b"\r\n\r\n" not in data:
+            chunk = sock.recv(65536)
+            assert chunk, f"connection closed after {len(answers)} answers"
+            data += chunk
+        head, _, data = data.partition(b"\r\n\r\n")
+        lines = head.decode().split("\r\n")
+        pairs = [line.split(": ", 1) for line in lines[1:]]
+        headers = {name.lower(): value for name, value in pairs}
+        assert len(headers) == len(pairs), lines  # no header twice
+        length = int(headers["content-length"])
+        while len(data) < length:
+            data += sock.recv(65536)
+        answers.append((int(lines[0].split()[1]), headers, data[:length]))
+        data = data[length:]
+    return answers
+
+
+def test_refusals_in_the_same_millisecond_each_get_a_whole_answer_and_their_own_request_id(gateway: Gateway) -> None:
+    """A flood's refusals come several a millisecond and share their rendered bytes: every one still has its own
+    request id (more of them than one read of the random source gives), the length of its own body, and a wait that
+    its headers and its message say alike."""
+    lane = gateway.runtime.refusal_lane
+    assert lane is not None
+    key, client = _over_rpm(gateway)
+    client.close()
+    host, port = gateway.url.removeprefix("http://").split(":")
+    count, at_once = 600, 100  # 100 requests in a write: ~25 KiB, within one read's head limit
+    answers = []
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        for sent in range(0, count, at_once):
+            requests = [_request(key, "mine" if sent + i == count - 1 else None) for i in range(at_once)]
+            sock.sendall(b"".join(requests))
+            answers += _read_whole(sock, at_once)
+    assert lane.answered == count
+    ids = [headers["x-request-id"] for _, headers, _ in answers]
+    assert ids[-1] == "mine"
+    assert len(set(ids)) == count and all(re.fullmatch("req_[0-9a-f]{32}", rid) for rid in ids[:-1])
+    waits = []
+    for status, headers, body in answers:
+        assert status == 429
+        error = json.loads(body)["error"]
+        assert error["code"] == "rate_limit_exceeded" and error["type"] == "requests"
+        wait_ms = int(headers["retry-after-ms"])
+        assert int(headers["retry-after"]) == math.ceil(wait_ms / 1000)
+        assert error["message"].endswith(f"Please try again in {headers['x-ratelimit-reset-requests']}.")
+        assert headers["x-ratelimit-limit-requests"] == "1" and headers["x-ratelimit-remaining-requests"] == "0"
+        waits.append(wait_ms)
+    assert waits == sorted(waits, reverse=True)  # the window's end comes closer, never moves away

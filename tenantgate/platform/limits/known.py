@@ -50,7 +50,9 @@ class LocallyRefused(GatewayError):
 
 
 @dataclass(slots=True)
-class _Known:
+class Known:
+    """A window known to be full: the refusal's body around its wait, and when the window has room again."""
+
     limit: int
     until: float
     """Clock seconds from which the window has room again."""
@@ -58,9 +60,15 @@ class _Known:
     tail: bytes
     limit_header: str
     refused_by: str
+    rendered: tuple[int, bytes, bytes] | None = None
+    """The refusal lane's last answer for this window (its wait in ms, the wire bytes around the request id): under a
+    flood several refusals a millisecond say the same wait, and are sent the same bytes (platform/refusal_lane.py)."""
+
+    def wait_ms(self, now: float) -> int:
+        return max(1, int((self.until - now) * 1000))
 
     def error(self, now: float) -> LocallyRefused:
-        wait_ms = max(1, int((self.until - now) * 1000))
+        wait_ms = self.wait_ms(now)
         wait = format_duration(wait_ms)
         headers = {
             "retry-after": str(max(1, math.ceil(wait_ms / 1000))),
@@ -78,8 +86,8 @@ class KnownRefusals:
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.clock = clock
-        self._keys: dict[str, _Known] = {}
-        self._tenants: dict[str, _Known] = {}
+        self._keys: dict[str, Known] = {}
+        self._tenants: dict[str, Known] = {}
         self.refused = 0
         """Requests refused from memory (the metric ``tenantgate.limits.local_refusals``)."""
 
@@ -89,18 +97,25 @@ class KnownRefusals:
     def check(self, principal: Principal) -> LocallyRefused | None:
         """The refusal for ``principal``'s request if one of its windows is known to be full, else None."""
         now = self.clock()
-        for table, subject, limits in (
-            (self._keys, principal.key_id, principal.key_limits),
-            (self._tenants, principal.tenant_id, principal.tenant_limits),
-        ):
-            known = table.get(subject)
-            if known is None:
-                continue
-            if now >= known.until or known.limit not in (limits.rpm, limits.rpd):
-                del table[subject]
-                continue
-            self.refused += 1
-            return known.error(now)
+        known = self.find(principal, now)
+        return None if known is None else known.error(now)
+
+    def find(self, principal: Principal, now: float) -> Known | None:
+        """The window that refuses ``principal``'s request at ``now`` (a reading of ``clock``), counted as a refusal,
+        if one of its windows is known to be full, else None."""
+        known = self._keys.get(principal.key_id)
+        if known is not None:
+            if now < known.until and known.limit in (principal.key_limits.rpm, principal.key_limits.rpd):
+                self.refused += 1
+                return known
+            del self._keys[principal.key_id]
+        known = self._tenants.get(principal.tenant_id)
+        if known is not None:
+            limits = principal.tenant_limits
+            if now < known.until and known.limit in (limits.rpm, limits.rpd):
+                self.refused += 1
+                return known
+            del self._tenants[principal.tenant_id]
         return None
 
     def learn(self, principal: Principal, states: Sequence[CheckState]) -> None:
@@ -128,7 +143,7 @@ class KnownRefusals:
             )
             # The last one is the wait's place: names before it are the operator's strings and may contain anything.
             head, _, tail = error_body(message, "requests", "rate_limit_exceeded", None).rpartition(_WAIT.encode())
-            table[subject] = _Known(
+            table[subject] = Known(
                 check.limit,
                 now + state.retry_ms / 1000,
                 head,
@@ -138,6 +153,6 @@ class KnownRefusals:
             )
 
     @staticmethod
-    def _forget_expired(table: dict[str, _Known], now: float) -> None:
+    def _forget_expired(table: dict[str, Known], now: float) -> None:
         for subject in [s for s, known in table.items() if now >= known.until]:
             del table[subject]
