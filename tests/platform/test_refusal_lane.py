@@ -267,3 +267,36 @@ def test_refusals_in_the_same_millisecond_each_get_a_whole_answer_and_their_own_
         assert headers["x-ratelimit-limit-requests"] == "1" and headers["x-ratelimit-remaining-requests"] == "0"
         waits.append(wait_ms)
     assert waits == sorted(waits, reverse=True)  # the window's end comes closer, never moves away
+
+
+def test_a_connection_idle_after_the_lanes_answers_is_closed_after_the_keep_alive_timeout(
+    gateway_factory: Callable[..., Gateway], sqlite_url: str, dev_upstream: str
+) -> None:
+    """Answers of the lane keep a connection alive as the application's do: one refused now and then for longer
+    than the keep-alive timeout stays open, also across an answer of the application; once idle for the timeout
+    it is closed."""
+    gateway = gateway_factory(
+        database_url=sqlite_url,
+        upstream_base_url=dev_upstream,
+        refusal_delay_seconds=0,
+        http_keepalive_timeout_seconds=1,
+    )
+    lane = gateway.runtime.refusal_lane
+    assert lane is not None
+    key, client = _over_rpm(gateway)
+    client.close()
+    other = tenant_with_key(gateway)["key"]
+    host, port = gateway.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        statuses = []
+        began = time.monotonic()
+        for sent in range(10):  # 2.7 s, each request 0.3 s after the last answer
+            sock.sendall(_request(other if sent == 5 else key))
+            statuses.append(_read_whole(sock, 1)[0][0])
+            time.sleep(0.3)
+        assert statuses == [429] * 5 + [200] + [429] * 4
+        assert time.monotonic() - began > 2.5
+        idle = time.monotonic()
+        assert sock.recv(1) == b""  # closed by the server
+        assert 0.9 <= time.monotonic() - idle + 0.3 <= 3  # since the last answer
+    assert lane.answered == 9
