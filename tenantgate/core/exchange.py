@@ -6,6 +6,7 @@ The forwarder fills it in as the exchange progresses; hooks never parse bodies a
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -128,6 +129,8 @@ class Exchange:
     """Bytes of the request body as the client sent it."""
     answer_format: str | None = None
     """A multipart form's ``response_format`` (a JSON body's is in ``payload``): whether its answer can be priced."""
+    upload_seconds: Callable[[], float | None] | None = None
+    """An audio upload's length, asked when its answer does not say it (platform/proxy/audio_length.py)."""
     started: float = field(default_factory=time.perf_counter)
     started_at: float = field(default_factory=time.time)
 

@@ -16,6 +16,7 @@ from tenantgate.core.principal import Principal
 from tenantgate.platform.context import SCOPE_CONTEXT, SCOPE_ROUTE, RequestContext
 from tenantgate.platform.errors import BadRequest, GatewayError, send_error
 from tenantgate.platform.proxy import batches, conversations, files, models, prompts, stored, vector_stores
+from tenantgate.platform.proxy.audio_length import upload_seconds
 from tenantgate.platform.proxy.forward import ForwardPolicy, forward, tenant_keys
 from tenantgate.platform.proxy.http import ClientDisconnected, parse_json_object, read_body
 from tenantgate.platform.proxy.multipart import MultipartUpload, read_upload, with_field
@@ -144,6 +145,8 @@ class ProxyRouter:
             model = upload.model if upload.model is not None else endpoint.default_model
             exchange.payload = _priced_fields(upload) if exchange.path.startswith("/v1/images/") else None
             exchange.answer_format = upload.form.fields.get("response_format")
+            if exchange.path.startswith("/v1/audio/"):
+                exchange.upload_seconds = upload_seconds(upload)
             exchange.body_size = len(upload.head) if upload.complete else _declared_length(scope)
         if json_body is not None and model is None and _model_optional(endpoint, json_body.payload):
             targets = _unnamed_model_targets(services, exchange.ctx.principal)

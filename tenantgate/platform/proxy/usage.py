@@ -121,6 +121,8 @@ def record_answer_object(exchange: Exchange, answer: dict[str, Any]) -> None:
         seconds = answer.get("duration")
     if isinstance(seconds, int | float) and not isinstance(seconds, bool) and 0 <= seconds < 1e9:
         exchange.quantity = math.ceil(seconds)
+    elif exchange.path in _AUDIO_TEXT_PATHS and exchange.usage is None:
+        _measure_upload(exchange)  # a whisper-1 ``json`` translation: no usage, no duration
     # An image upload's form is not read for ``n``: the pictures are counted in the answer.
     if exchange.path in _IMAGE_UPLOAD_PATHS and isinstance(answer.get("data"), list):
         exchange.quantity = len(answer["data"])
@@ -148,9 +150,23 @@ def record_transcript_text(exchange: Exchange, body: bytes) -> None:
     """A transcription or translation answered as text (``text``, ``srt``, ``vtt``): no usage, no duration.
 
     Subtitles say when their last cue ends, a lower bound of the audio's length: the seconds are billed from it,
-    flagged as estimated. A plain text answer says nothing of the audio's length: it stays without usage (so a
-    model sold by the second or by audio tokens is stored unpriced)."""
+    flagged as estimated. A plain text answer says nothing of the audio's length: the upload's is measured instead
+    (``_measure_upload``)."""
     seconds = subtitle_seconds(body)
+    if seconds is None:
+        _measure_upload(exchange)
+        return
+    exchange.quantity = math.ceil(seconds)
+    exchange.usage = Usage()
+    exchange.usage_source = "estimated"
+
+
+def _measure_upload(exchange: Exchange) -> None:
+    """Seconds of audio from the upload itself (proxy/audio_length.py: exact for WAV, else a lower bound), flagged
+    as estimated, for an answer that does not say. Priced for a model sold by the second; a model sold by audio
+    tokens is still stored unpriced (an estimate of its tokens is not made)."""
+    measure = exchange.upload_seconds
+    seconds = measure() if measure is not None else None
     if seconds is None:
         return
     exchange.quantity = math.ceil(seconds)

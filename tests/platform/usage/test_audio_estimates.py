@@ -2,20 +2,28 @@
 
 whisper-1's ``srt``/``vtt`` answers carry neither usage nor duration, only cue times; gpt-4o-mini-tts answers sent as
 plain audio carry no usage. Where the answer tells the audio's length (a lower bound for subtitles), the event is
-priced from it and flagged ``estimated``; where it does not (``text``, compressed audio), it stays unpriced.
+priced from it and flagged ``estimated``; where it does not (``text``, a ``json`` translation), the uploaded
+audio's length is (exact for WAV, a lower bound for compressed containers), flagged the same way; compressed speech
+stays unpriced.
 """
 
 from __future__ import annotations
 
+import io
 import math
 import re
 import struct
+import wave
 from decimal import Decimal
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from tenantgate.platform.proxy.audio_length import audio_seconds, file_part_head
 from tenantgate.platform.proxy.usage import SPEECH_AUDIO_TOKENS_PER_MINUTE, speech_seconds, subtitle_seconds
+from tenantgate.tenants.limits.outputs import audio_seconds as most_seconds
 from tests.platform.usage.test_audio_seconds import _wav
 from tests.support.gateway import Gateway
 from tests.support.metering import all_events, flush
@@ -56,14 +64,49 @@ def test_subtitles_are_billed_from_their_last_cue_and_flagged_estimated(
     assert Decimal(event["cost_usd"]) == seconds * WHISPER_PER_SECOND  # $0.006 a minute: $0.0001 a second
 
 
-def test_a_plain_text_transcript_says_nothing_of_its_length_and_stays_unpriced(gateway: Gateway) -> None:
+@pytest.mark.parametrize(
+    ("kind", "response_format"), [("transcriptions", "text"), ("translations", "text"), ("translations", "json")]
+)
+def test_an_answer_without_its_length_is_billed_from_the_uploaded_wav_and_flagged_estimated(
+    gateway: Gateway, kind: str, response_format: str
+) -> None:
+    """whisper-1 ``text`` transcripts and ``json``/``text`` translations say nothing of the audio's length: the
+    uploaded WAV's header and data do, exactly."""
+    created = gateway.new_key()
+    endpoint = getattr(gateway.client(created["key"]).audio, kind).with_raw_response
+    raw = endpoint.create(model="whisper-1", file=("a.wav", _wav(2.2)), response_format=response_format)
+    assert raw.parse()
+    event = _event(gateway, created["tenant_id"], raw.headers["x-request-id"])
+    assert (event["billable"], event["quantity"], event["usage_source"], event["unpriced"]) == (
+        True, 3, "estimated", None,
+    )  # fmt: skip
+    assert Decimal(event["cost_usd"]) == 3 * WHISPER_PER_SECOND
+
+
+def test_a_compressed_upload_is_billed_a_lower_bound_of_its_length(gateway: Gateway) -> None:
+    """Without a WAV header the length is its bytes at the container's highest common bitrate (MP3: 320 kbit/s), so
+    the seconds billed are never more than the audio holds; still flagged estimated, never $0."""
+    created = gateway.new_key()
+    mp3 = b"ID3\x04\x00\x00\x00\x00\x00\x00" + b"\xff\xfb\x90\x64" + bytes(200_000)
+    raw = gateway.client(created["key"]).audio.transcriptions.with_raw_response.create(
+        model="whisper-1", file=("a.mp3", mp3), response_format="text"
+    )
+    assert raw.parse()
+    event = _event(gateway, created["tenant_id"], raw.headers["x-request-id"])
+    assert (event["quantity"], event["usage_source"], event["unpriced"]) == (
+        math.ceil(len(mp3) / 40_000), "estimated", None,
+    )  # fmt: skip
+
+
+def test_a_gpt_4o_text_transcript_is_not_priced_from_seconds(gateway: Gateway) -> None:
+    """A model sold by audio tokens is not priced from the upload's seconds: its text answer stays unpriced."""
     created = gateway.new_key()
     raw = gateway.client(created["key"]).audio.transcriptions.with_raw_response.create(
-        model="whisper-1", file=("a.wav", _wav(2.2)), response_format="text"
+        model="gpt-4o-transcribe", file=("a.wav", _wav(2.2)), response_format="text"
     )
-    assert isinstance(raw.parse(), str)
+    assert raw.parse()
     event = _event(gateway, created["tenant_id"], raw.headers["x-request-id"])
-    assert (event["billable"], event["quantity"], event["unpriced"], event["cost_usd"]) == (True, 0, "usage", None)
+    assert (event["billable"], event["unpriced"], event["cost_usd"]) == (True, "usage", None)
 
 
 @pytest.mark.parametrize("response_format", ["pcm", "wav"])
@@ -128,3 +171,87 @@ def test_speech_seconds_reads_pcm_and_wav_headers_and_nothing_compressed() -> No
     for compressed in ("mp3", "opus", "aac", "flac"):
         assert speech_seconds(compressed, b"\xff\xfb" + bytes(60), 10_000) is None
     assert SPEECH_AUDIO_TOKENS_PER_MINUTE == 1250
+
+
+# The upload's length is read from caller-controlled bytes: generated headers and bodies, and what they may claim.
+@settings(max_examples=300, deadline=None)
+@given(head=st.binary(max_size=128), size=st.integers(min_value=0, max_value=30_000_000))
+def test_an_uploads_seconds_never_exceed_what_admission_held_whatever_its_header_claims(head: bytes, size: int) -> None:
+    seconds = audio_seconds(head, size)
+    assert 0 <= seconds <= most_seconds(size)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    rate=st.sampled_from([8_000, 16_000, 22_050, 24_000, 44_100, 48_000]),
+    channels=st.integers(1, 2),
+    width=st.sampled_from([1, 2, 3, 4]),
+    frames=st.integers(1, 50_000),  # no frames declares a data size of 0: read as unknown, as a streamed WAV
+    extra=st.binary(max_size=40),
+)
+def test_a_wavs_length_is_exact_from_its_header_and_data(
+    rate: int, channels: int, width: int, frames: int, extra: bytes
+) -> None:
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(channels)
+        out.setsampwidth(width)
+        out.setframerate(rate)
+        out.writeframes(bytes(frames * channels * width))
+    data = buffer.getvalue() + extra  # bytes after the data chunk (trailing metadata) are not audio
+    assert audio_seconds(data[:4096], len(data)) == pytest.approx(min(frames / rate, most_seconds(len(data))))
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    before=st.lists(st.tuples(st.sampled_from(["model", "prompt", "x"]), st.text(max_size=300)), max_size=3),
+    content=st.binary(max_size=5_000),
+    boundary=st.text(st.sampled_from("abcXYZ0129-_'"), min_size=1, max_size=60),
+)
+def test_the_file_parts_head_is_what_the_form_parser_reads(
+    before: list[tuple[str, str]], content: bytes, boundary: str
+) -> None:
+    fields = {name: value for name, value in before}  # one of each: the gateway refuses a repeated field
+    parts = [
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'.encode() + value.encode() + b"\r\n"
+        for name, value in fields.items()
+    ]
+    part = f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.wav"\r\n\r\n'.encode()
+    body = b"".join(parts) + part + content + f"\r\n--{boundary}--\r\n".encode()
+    if f"\r\n--{boundary}".encode() in content:
+        return  # a file holding its own boundary is another form (the upload's client never sends one)
+    assert file_part_head(body, boundary.encode()) == content[:65_536]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    rate=st.sampled_from([8_000, 16_000, 44_100]),
+    channels=st.integers(1, 2),
+    width=st.sampled_from([1, 2]),
+    frames=st.integers(1, 40_000),
+    byte_rate=st.integers(0, 2**32 - 1),
+    block_align=st.integers(0, 2**16 - 1),
+)
+def test_a_wav_header_lying_in_its_byte_rate_or_block_align_is_billed_what_a_decoder_plays(
+    rate: int, channels: int, width: int, frames: int, byte_rate: int, block_align: int
+) -> None:
+    """An attacker's header: the byte rate and block align say the audio is short; the samples say otherwise. The
+    seconds billed are what Python's own WAV decoder reads (frames at the sample rate), not what the header claims."""
+    data = bytes(frames * channels * width)
+    fmt = struct.pack("<HHIIHH", 1, channels, rate, byte_rate, block_align, width * 8)
+    wav = b"RIFF" + struct.pack("<I", 36 + len(data)) + b"WAVE" + b"fmt " + struct.pack("<I", 16) + fmt
+    wav += b"data" + struct.pack("<I", len(data)) + data
+    with wave.open(io.BytesIO(wav)) as decoded:
+        heard = decoded.getnframes() / decoded.getframerate()
+    assert audio_seconds(wav[:4096], len(wav)) == pytest.approx(min(heard, most_seconds(len(wav))))
+
+
+@settings(max_examples=100, deadline=None)
+@given(tag=st.sampled_from([2, 0x11, 0x55, 0x161]), byte_rate=st.integers(0, 2**32 - 1), size=st.integers(0, 10**7))
+def test_compressed_audio_in_a_wav_is_never_billed_less_than_at_a_compressed_codecs_top_rate(
+    tag: int, byte_rate: int, size: int
+) -> None:
+    fmt = struct.pack("<HHIIHH", tag, 1, 16_000, byte_rate, 1, 4)
+    wav = b"RIFF\xff\xff\xff\xffWAVE" + b"fmt " + struct.pack("<I", 16) + fmt + b"data\xff\xff\xff\xff"
+    data = max(0, size - len(wav))
+    assert audio_seconds(wav, size) >= min(data / 64_000, most_seconds(size))

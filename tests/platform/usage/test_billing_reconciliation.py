@@ -9,10 +9,12 @@ from what its client saw (the usage in its answer, the seconds of its audio, the
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import random
 import time
+import wave
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -194,14 +196,17 @@ def _transcription(model: str, reason: str | None = None) -> Any:
 
 def _translation(response_format: str) -> Any:
     def send(client: openai.OpenAI) -> tuple[str, Sent]:
+        audio = _wav(3.4)
         raw = client.audio.translations.with_raw_response.create(
             model="whisper-1",
-            file=("b.wav", _wav(3.4)),
+            file=("b.wav", audio),
             response_format=response_format,  # type: ignore[arg-type]
         )
         answer = raw.parse()
-        if response_format == "json":  # no duration in the answer: nothing to bill seconds by
-            return raw.headers["x-request-id"], Sent("translation", "whisper-1", None, "usage")
+        if response_format == "json":  # no duration in the answer: billed by the uploaded WAV's length
+            with wave.open(io.BytesIO(audio)) as sent:
+                seconds = math.ceil(sent.getnframes() / sent.getframerate())
+            return raw.headers["x-request-id"], Sent("translation", "whisper-1", seconds * WHISPER_PER_SECOND)
         duration = answer.duration  # type: ignore[union-attr]
         return raw.headers["x-request-id"], Sent("translation", "whisper-1", math.ceil(duration) * WHISPER_PER_SECOND)
 
