@@ -7,9 +7,10 @@ size, name) comes from the upstream's answer. The answer's ids become the caller
 the caller sees them. ``GET /v1/files`` is answered from the tenant's index, never by the shared upstream account.
 
 The tenant's file count and storage limits are held before anything is forwarded (tenants/file_room.py): a direct
-upload holds one file and as many bytes as its body may bring, an upload's create one file and its declared bytes
-(the open upload counts from then on), an upload's complete its bytes again; each hold is given back once the
-upstream answered and the index has the file, or once the request failed. Parallel uploads cannot share the last room.
+upload holds one file and as many bytes as its file may have (never its form's overhead: ``_file_at_most``), an
+upload's create one file and its declared bytes (the open upload counts from then on), an upload's complete its bytes
+again; each hold is given back once the upstream answered and the index has the file, or once the request failed.
+Parallel uploads cannot share the last room.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from starlette.types import Message, Receive, Scope, Send
 from tenantgate.core.exchange import Exchange
 from tenantgate.platform.errors import BadRequest, GatewayError, PayloadTooLarge
 from tenantgate.platform.proxy.http import read_body
+from tenantgate.platform.proxy.multipart import FormReader
 from tenantgate.platform.proxy.objects import (
     content_length,
     forward_object,
@@ -135,10 +137,12 @@ async def _upload_file(
     form = upload_form(scope)
     most = services.settings.files_max_bytes
     declared = content_length(scope)
+    read: list[Message] = []
     if declared is not None:
         if declared > most + _FORM_SLACK:
             raise PayloadTooLarge(f"The file exceeds the limit of {most} bytes.")
-        most = min(most, declared)  # the body's length bounds its file's: hold no more room than that
+        read, file_at_most = await _file_at_most(form.boundary, declared, receive)
+        most = min(most, file_at_most)  # hold no more room than the file can take: its body's overhead is none
     hold = await _hold(services, exchange, least=0, most=most)
     held = _Held(services, hold, send)
     try:
@@ -147,12 +151,74 @@ async def _upload_file(
         if declared is not None and declared > file_limit + _FORM_SLACK:
             raise PayloadTooLarge(f"{what} exceeds the limit of {file_limit} bytes.")
         upstream, keys, _ = home(services, exchange)
-        body = streamed_form(form, receive, file_limit=file_limit, body_limit=file_limit + _FORM_SLACK, what=what)
+        body = streamed_form(
+            form, _replaying(read, receive), file_limit=file_limit, body_limit=file_limit + _FORM_SLACK, what=what
+        )
         await forward_object(
             services, exchange, route, {}, upstream, keys, scope, receive, held.send, body=body, replayable=False
         )
     finally:
         await held.release()
+
+
+async def _file_at_most(boundary: bytes, declared: int, receive: Receive) -> tuple[list[Message], int]:
+    """The most bytes the file of a body of ``declared`` bytes can have, from the start of the body (read here, at
+    most ``_FORM_SLACK`` bytes and a chunk before the first file's data begins, and given back to be streamed):
+    exactly the file's bytes when the whole body has come, else the body less what precedes the first file's data
+    and the shortest end a body can have (CRLF, ``--``, the boundary, ``--``). Parsed by a reader of its own: the
+    form is still read once, from its first byte, by the reader that checks it as it streams."""
+    finder = _FileStart(boundary)
+    read: list[Message] = []
+    while len(finder.head) <= _FORM_SLACK:
+        message = await receive()
+        read.append(message)
+        if message["type"] == "http.disconnect":
+            break
+        chunk: bytes = message.get("body", b"")
+        if not message.get("more_body", False):
+            return read, finder.whole(chunk)
+        start = finder.add(chunk)
+        if start is not None:
+            return read, max(0, declared - start - len(boundary) - 6)
+    return read, declared
+
+
+class _FileStart:
+    """Where the first file part's data begins in a form's first bytes: the form is fed to a reader one part at a
+    time (up to each delimiter, which no part's data can hold), so the reader says which part is a file, and that
+    part's data begins after its headers' blank line. A body that is no form is refused here, before room is held."""
+
+    def __init__(self, boundary: bytes) -> None:
+        self.reader = FormReader(boundary)
+        self.delimiter = b"\r\n--" + boundary
+        self.head = bytearray()
+        self._fed = 0
+
+    def add(self, chunk: bytes) -> int | None:
+        self.head += chunk
+        while (cut := self.head.find(self.delimiter, self._fed + 1)) >= 0:
+            part = self._fed
+            self.reader.feed(bytes(self.head[part:cut]))
+            self._fed = cut
+            if self.reader.in_file:
+                blank = self.head.find(b"\r\n\r\n", part)
+                return blank + 4 if 0 <= blank < cut else part  # (no blank line: the part's start, less is safe)
+        return None
+
+    def whole(self, chunk: bytes) -> int:
+        """The file bytes of a body that has come whole (its last chunk)."""
+        self.head += chunk
+        self.reader.feed(bytes(self.head[self._fed :]))
+        return self.reader.file_bytes
+
+
+def _replaying(read: list[Message], receive: Receive) -> Receive:
+    """``receive`` with the messages already read first."""
+
+    async def replay() -> Message:
+        return read.pop(0) if read else await receive()
+
+    return replay
 
 
 async def _create_upload(

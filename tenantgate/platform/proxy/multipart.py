@@ -74,6 +74,11 @@ class _FormReader:
         }
         self._parser = MultipartParser(self.boundary, callbacks)  # type: ignore[arg-type]
 
+    @property
+    def in_file(self) -> bool:
+        """Whether the part being read is a file (its headers are read and name a ``filename``)."""
+        return self._name is not None and self._is_file
+
     def names(self, name: str) -> bool:
         """Whether any part so far, text or file, is named ``name``."""
         return name in self._seen
