@@ -117,7 +117,9 @@ class RefusalLane:
         wait_ms, before_id, after_id = self._render(known, now)
         defaults, status_and_defaults = self._defaults
         if defaults is not default_headers:
-            status_and_defaults = _STATUS_LINE + b"".join(b"%s: %s\r\n" % header for header in default_headers)
+            status_and_defaults = _STATUS_LINE + b"".join(
+                b"%s: %s\r\n" % (name, value) for name, value in default_headers
+            )
             self._defaults = (default_headers, status_and_defaults)
         response = b"".join((status_and_defaults, before_id, request_id, after_id))
         wait = self.pacer.hold(principal.key_id, started, wait_ms / 1000)

@@ -288,13 +288,16 @@ def test_a_connection_idle_after_the_lanes_answers_is_closed_after_the_keep_aliv
     other = tenant_with_key(gateway)["key"]
     host, port = gateway.url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=10) as sock:
-        statuses = []
+        statuses, dates = [], []
         began = time.monotonic()
         for sent in range(10):  # 2.7 s, each request 0.3 s after the last answer
             sock.sendall(_request(other if sent == 5 else key))
-            statuses.append(_read_whole(sock, 1)[0][0])
+            status, headers, _ = _read_whole(sock, 1)[0]
+            statuses.append(status)
+            dates.append(headers["date"])
             time.sleep(0.3)
         assert statuses == [429] * 5 + [200] + [429] * 4
+        assert dates[0] != dates[-1]  # the lane's answers carry the server's date of the moment, not one kept
         assert time.monotonic() - began > 2.5
         idle = time.monotonic()
         assert sock.recv(1) == b""  # closed by the server
