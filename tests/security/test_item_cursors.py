@@ -124,3 +124,18 @@ def test_the_callers_own_cursors_page_through_its_list_one_entry_at_a_time(
     else:
         paged = world.b.responses.input_items.list(b_own["response"], order=order, limit=1)
     assert [item.id for item in paged] == seen  # type: ignore[union-attr]
+
+
+def test_an_item_of_the_callers_own_conversation_not_yet_recorded_still_pages_on(world: World) -> None:
+    """A cursor the gateway has no record of may still be the caller's: an item of its own conversation that another
+    process listed (its record not yet written here), or one its conversation was created with. The upstream holding
+    the conversation is asked whether the item is there; then the page after it is the upstream's, not empty."""
+    b, inner = world.b, world.upstream.inner
+    conversation = b.conversations.create(items=_MESSAGES).id  # the create's answer shows none of its items
+    first = inner.conversations.get(conversation).items[0]["id"]
+    assert _owner(world, first) is None
+    whole = [item["id"] for item in inner.conversations.get(conversation).items]  # not listed through the gateway
+    page = world.b_request("GET", f"/conversations/{conversation}/items?order=asc&after={first}").json()
+    assert [item["id"] for item in page["data"]] == whole[1:]
+    owner = _owner(world, first)
+    assert owner is not None and owner.tenant_id == _tenant_of(world, "attacker")  # B's now, as if listed here

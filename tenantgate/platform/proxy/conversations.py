@@ -26,7 +26,7 @@ from tenantgate.platform.proxy.cursors import another_tenants_cursor, send_empty
 from tenantgate.platform.proxy.objects import forward_object, home, list_params, owned_holder, read_json, send_list
 from tenantgate.platform.proxy.references import Reference, references
 from tenantgate.platform.proxy.routes import LIST_CHAT_COMPLETIONS, RETRIEVE_CHAT_COMPLETION, Route
-from tenantgate.platform.proxy.stored import check_references, holder, not_found
+from tenantgate.platform.proxy.stored import check_references, holder, item_of_conversation, not_found
 from tenantgate.platform.proxy.upstream_calls import get_json
 from tenantgate.platform.upstream.registry import Target, Upstream
 from tenantgate.tenants.models import TenantObject
@@ -75,7 +75,16 @@ async def serve(
     else:  # POST /v1/conversations
         upstream, keys, _ = home(services, exchange)
         body = await _items_body(services, exchange, upstream, scope, receive)
-    if await another_tenants_cursor(services.ownership, exchange, route, scope["query_string"]):
+    conversation_id = params.get("conversation_id")
+
+    async def in_conversation(item_id: str) -> bool:
+        """A cursor the gateway has no record of (listed on another process, not yet written): the caller's if its
+        own conversation holds it upstream."""
+        assert conversation_id is not None
+        return await item_of_conversation(services, exchange, conversation_id, item_id) is not None
+
+    found = in_conversation if conversation_id is not None else None
+    if await another_tenants_cursor(services.ownership, exchange, route, scope["query_string"], found):
         await send_empty_page(send, exchange)
         return
     await forward_object(services, exchange, route, params, upstream, keys, scope, receive, send, body=body)

@@ -11,10 +11,14 @@ id like any other the request names: one path segment's grammar, at most 128 cha
 Where the gateway records every entry the caller can have seen (a conversation's items and a response's input
 items, claimed as the caller's when an answer shows them; a vector store's files), an id it does not know as the
 caller's gets that empty page too: another tenant's item the gateway never saw (a turn's input, appended upstream)
-is as unknown as a made-up id, so neither reaches the upstream and the two cannot be told apart.
+is as unknown as a made-up id, so neither reaches the upstream as a cursor and the two cannot be told apart. On a
+conversation's items an unknown id is first looked up in the caller's own conversation (``found``): one of its
+items is the caller's, whether or not this process has its record yet.
 """
 
 from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
 
 from starlette.types import Send
 
@@ -40,12 +44,20 @@ _OWNED_ENTRIES = frozenset(
 )
 
 
-async def another_tenants_cursor(ownership: ObjectOwnership, exchange: Exchange, route: Route, query: bytes) -> bool:
+async def another_tenants_cursor(
+    ownership: ObjectOwnership,
+    exchange: Exchange,
+    route: Route,
+    query: bytes,
+    found: Callable[[str], Awaitable[bool]] | None = None,
+) -> bool:
     """Whether a cursor the route would forward names an object that is not the caller's: another tenant's (any
     list), or, on a list whose entries the gateway tracks, any id it does not know as the caller's. A cursor's form
     and length were checked with the route's query (``Route.checked_query``: one segment, at most 128 characters);
     on the other lists (a stored completion's messages, whose ids the gateway never records) an id it does not know
-    goes on in that form."""
+    goes on in that form. ``found`` is asked about an id the gateway does not know on a tracked list, where the
+    upstream can say whether it is one of the caller's (an item of the caller's conversation, seen there by another
+    process whose record has not reached this one): only then does it go on."""
     if route.method != "GET" or not query or not (route.query & _CURSORS):
         return False
     tenant_id = exchange.ctx.principal.tenant_id
@@ -54,7 +66,7 @@ async def another_tenants_cursor(ownership: ObjectOwnership, exchange: Exchange,
         if name in _CURSORS and value:
             owner = await ownership.owner(value, asker=tenant_id)
             if owner is None:
-                if tracked:
+                if tracked and (found is None or not await found(value)):
                     return True
             elif owner.tenant_id != tenant_id:
                 return True

@@ -152,7 +152,7 @@ async def check_references(
             raise not_found(reference.kind, reference.id, reference.param)  # not tracked per tenant yet: nobody's
         owner = await owned(services.ownership, exchange, reference.id, reference.kind)
         if owner is None and reference.kind == "item" and conversation is not None:
-            owner = await _item_of_conversation(services, exchange, conversation.id, reference.id)
+            owner = await item_of_conversation(services, exchange, conversation.id, reference.id)
         if owner is None:
             raise not_found(reference.kind, reference.id, reference.param)
         upstreams.add(owner.upstream)
@@ -165,7 +165,7 @@ async def check_references(
     return same_upstream
 
 
-async def _item_of_conversation(
+async def item_of_conversation(
     services: ProxyServices, exchange: Exchange, conversation_id: str, item_id: str
 ) -> Owner | None:
     """An item the gateway has not seen (a Responses turn's input, appended to the conversation upstream) named
