@@ -139,3 +139,18 @@ def test_an_item_of_the_callers_own_conversation_not_yet_recorded_still_pages_on
     assert [item["id"] for item in page["data"]] == whole[1:]
     owner = _owner(world, first)
     assert owner is not None and owner.tenant_id == _tenant_of(world, "attacker")  # B's now, as if listed here
+
+
+def test_an_input_item_of_the_callers_own_response_not_yet_recorded_still_pages_on(world: World) -> None:
+    """The same for a response's input items: found among its input items at the upstream, the cursor is the
+    caller's and the page after it is the upstream's."""
+    b, inner = world.b, world.upstream.inner
+    response = b.responses.create(model="gpt-4o-mini", input=_MESSAGES)  # its input items are not in the answer
+    stored = inner.responses.store.get(response.id)
+    assert stored is not None
+    whole = [item["id"] for item in stored.input_items]
+    assert len(whole) == 3 and _owner(world, whole[0]) is None
+    page = world.b_request("GET", f"/responses/{response.id}/input_items?order=asc&after={whole[0]}").json()
+    assert [item["id"] for item in page["data"]] == whole[1:]
+    owner = _owner(world, whole[0])
+    assert owner is not None and owner.tenant_id == _tenant_of(world, "attacker")

@@ -11,9 +11,9 @@ id like any other the request names: one path segment's grammar, at most 128 cha
 Where the gateway records every entry the caller can have seen (a conversation's items and a response's input
 items, claimed as the caller's when an answer shows them; a vector store's files), an id it does not know as the
 caller's gets that empty page too: another tenant's item the gateway never saw (a turn's input, appended upstream)
-is as unknown as a made-up id, so neither reaches the upstream as a cursor and the two cannot be told apart. On a
-conversation's items an unknown id is first looked up in the caller's own conversation (``found``): one of its
-items is the caller's, whether or not this process has its record yet.
+is as unknown as a made-up id, so neither reaches the upstream as a cursor and the two cannot be told apart. An unknown
+id is first looked up where the caller's own list lives (``found``: its conversation's item, its response's input
+items): one of its entries is the caller's, whether or not this process has its record yet.
 """
 
 from __future__ import annotations
