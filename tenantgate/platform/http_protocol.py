@@ -205,6 +205,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._in_head = True
         self._head_begun = False  # a request's first byte came, its head is not complete yet
         self._head_bytes = 0
+        self._requests_ended = 0  # requests read whole on this connection (a read may hold several, pipelined)
+        self._check_heads = False  # pipelined reads came: each head is measured whole once complete
         self._header_count = 0
         self._bad_framing = False
         self._head_timer: asyncio.TimerHandle | None = None
@@ -270,16 +272,25 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
                 self.transport.abort()
             return
         if self._in_head:
-            room = self._limits.max_head_bytes - self._head_bytes
-            if len(data) > room:
+            while len(data) > (room := self._limits.max_head_bytes - self._head_bytes):
                 # Feed only what fits: the head may end inside it (a body or the next request follows).
-                head, rest = data[:room], data[room:]
+                head, data = data[:room], data[room:]
                 self._head_bytes += len(head)
+                ended = self._requests_ended
                 super().data_received(head)
-                if self._in_head:
-                    self._refuse(_TOO_LARGE)
+                if self._refused:
                     return
-                data = rest
+                if not self._in_head:
+                    self._check_heads = True  # a body follows, fed whole below: heads after it are measured whole
+                    break
+                if self._requests_ended == ended:
+                    self._refuse(_TOO_LARGE)  # one head ran through all the room it had
+                    return
+                # Pipelined requests: the head in progress began inside this read, after the last one's end. Only
+                # its own bytes count against its room: what the parser has handed over of it (short by a header
+                # still being read), and each head of this connection is measured whole when it is complete.
+                self._check_heads = True
+                self._head_bytes = self._head_parsed()
             else:
                 self._head_bytes += len(data)
         super().data_received(data)
@@ -300,6 +311,11 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         if self._in_body and self._body_timer is None:
             # A body still on its way after this read (most bodies arrive with their head: no timer at all).
             self._body_timer = self.loop.call_at(self._body_deadline(), self._body_timed_out)
+
+    def _head_parsed(self) -> int:
+        """The bytes of the head in progress the parser has handed over: its target and its complete headers, each
+        with its ``: `` and line end (a header still being read is not counted yet)."""
+        return len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
 
     def _count_pending(self, pending: int) -> None:
         _BUDGETS.pending_head_bytes += pending - self._pending
@@ -340,6 +356,10 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             return
         if self._bad_framing:
             self._refuse(_BAD_FRAMING)
+            return
+        # The request line's method, spaces, version and line ends, and the empty line: 14 bytes beside the method.
+        if self._check_heads and self._head_parsed() + 14 + len(self.parser.get_method()) > self._limits.max_head_bytes:
+            self._refuse(_TOO_LARGE)
             return
         lane = self._lane
         if lane is not None and lane.armed and self._answerable():
@@ -432,6 +452,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         # The request's last body byte: whatever the client sends next is the next request's head, counted from
         # now (not from our answer, which may go out before the client has sent all of its body).
         self._in_head, self._head_bytes, self._in_body = True, 0, False
+        self._requests_ended += 1
         if self._body_timer is not None:
             self._body_timer.cancel()
             self._body_timer = None
