@@ -154,3 +154,28 @@ def test_an_input_item_of_the_callers_own_response_not_yet_recorded_still_pages_
     assert [item["id"] for item in page["data"]] == whole[1:]
     owner = _owner(world, whole[0])
     assert owner is not None and owner.tenant_id == _tenant_of(world, "attacker")
+
+
+def test_a_stored_completions_messages_page_on_from_the_callers_own_cursors_never_from_another_tenants(
+    world: World,
+) -> None:
+    """A stored chat completion's messages: B's own cursors page on (recorded when a page showed them, or found among
+    its completion's messages upstream); A's message as B's cursor gets the empty page and is never sent as one."""
+    b = world.b
+    completion = b.chat.completions.create(model="gpt-4o-mini", messages=_MESSAGES, store=True).id
+    ids = [f"{completion}-{index}" for index in range(3)]  # as the dev upstream names them
+    assert _owner(world, ids[0]) is None
+    page = world.b_request("GET", f"/chat/completions/{completion}/messages?order=asc&after={ids[0]}").json()
+    assert [message["id"] for message in page["data"]] == ids[1:]
+    assert [m.id for m in b.chat.completions.messages.list(completion, order="asc", limit=1)] == ids
+
+    a_completion = world.a_ids["completion"]
+    a_message = world.a.chat.completions.messages.list(a_completion).data[0].id
+    unseen = f"{a_completion}-9"  # an id of A's form the gateway never recorded
+    for cursor in (a_message, unseen):
+        before = len(world.upstream.queries)
+        answer = world.b_request("GET", f"/chat/completions/{completion}/messages?after={cursor}")
+        assert answer.status_code == 200 and answer.json()["data"] == [], answer.text
+        assert not any(cursor in query for query in world.upstream.queries[before:])
+        owner = _owner(world, cursor)
+        assert owner is None or owner.tenant_id != _tenant_of(world, "attacker")

@@ -64,6 +64,7 @@ class ConversationAnswers:
             "/v1/conversations/{conversation_id}/items": self._items_shown,
             "/v1/conversations/{conversation_id}/items/{item_id}": self._item_shown,
             "/v1/responses/{response_id}/input_items": self._items_shown,
+            "/v1/chat/completions/{completion_id}/messages": self._items_shown,
         }
 
     async def chat_completion(self, exchange: Exchange) -> None:

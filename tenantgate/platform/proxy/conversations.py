@@ -22,7 +22,7 @@ from starlette.types import Receive, Scope, Send
 from tenantgate.core.exchange import Exchange
 from tenantgate.platform.errors import BadRequest
 from tenantgate.platform.proxy.conversation_answers import CHAT_COMPLETION
-from tenantgate.platform.proxy.cursors import another_tenants_cursor, send_empty_page
+from tenantgate.platform.proxy.cursors import among_listed, another_tenants_cursor, send_empty_page
 from tenantgate.platform.proxy.objects import forward_object, home, list_params, owned_holder, read_json, send_list
 from tenantgate.platform.proxy.references import Reference, references
 from tenantgate.platform.proxy.routes import LIST_CHAT_COMPLETIONS, RETRIEVE_CHAT_COMPLETION, Route
@@ -54,8 +54,9 @@ async def serve(
         await _list_completions(services, exchange, scope, send)
         return
     body: bytes | None = None
+    completion: Owner | None = None
     if "completion_id" in params:
-        _, upstream, keys = await owned_holder(services, exchange, CHAT_COMPLETION, params["completion_id"])
+        completion, upstream, keys = await owned_holder(services, exchange, CHAT_COMPLETION, params["completion_id"])
         exchange.created_under = params["completion_id"]
         if route.method == "POST":
             body, _ = await read_json(scope, receive, _MAX_METADATA_BODY)
@@ -83,7 +84,12 @@ async def serve(
         assert conversation_id is not None
         return await item_of_conversation(services, exchange, conversation_id, item_id) is not None
 
-    found = in_conversation if conversation_id is not None else None
+    async def among_messages(message_id: str) -> bool:
+        """The same for a stored completion's messages: the caller's if its completion has it upstream."""
+        assert completion is not None
+        return await among_listed(services, route, params, upstream, keys, completion, message_id)
+
+    found = in_conversation if conversation_id is not None else among_messages if completion is not None else None
     if await another_tenants_cursor(services.ownership, exchange, route, scope["query_string"], found):
         await send_empty_page(send, exchange)
         return

@@ -19,13 +19,20 @@ items): one of its entries is the caller's, whether or not this process has its 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 from starlette.types import Send
 
 from tenantgate.core.exchange import Exchange
 from tenantgate.platform.proxy.models import send_json
 from tenantgate.platform.proxy.routes import Route
-from tenantgate.tenants.objects import ObjectOwnership
+from tenantgate.platform.proxy.upstream_calls import get_json
+from tenantgate.platform.upstream.paths import is_segment
+from tenantgate.platform.upstream.registry import Upstream
+from tenantgate.tenants.objects import ObjectOwnership, Owner
+
+if TYPE_CHECKING:
+    from tenantgate.platform.proxy.services import ProxyServices
 
 _CURSORS = frozenset({"after", "before"})
 _EMPTY_PAGE: dict[str, object] = {"object": "list", "data": [], "first_id": None, "last_id": None, "has_more": False}
@@ -40,6 +47,7 @@ _OWNED_ENTRIES = frozenset(
         "/v1/vector_stores/{vector_store_id}/file_batches/{batch_id}/files",
         "/v1/conversations/{conversation_id}/items",
         "/v1/responses/{response_id}/input_items",
+        "/v1/chat/completions/{completion_id}/messages",
     }
 )
 
@@ -75,3 +83,36 @@ async def another_tenants_cursor(
 
 async def send_empty_page(send: Send, exchange: Exchange) -> None:
     await send_json(send, exchange, _EMPTY_PAGE)
+
+
+_LOOKUP_PAGES = 10  # entries looked through for an unrecorded cursor: 1,000, far more than a turn's input or messages
+
+
+async def among_listed(
+    services: ProxyServices,
+    route: Route,
+    params: dict[str, str],
+    upstream: Upstream,
+    keys: dict[str, str] | None,
+    owner: Owner,
+    entry_id: str,
+) -> bool:
+    """Whether ``entry_id`` is an entry of the caller's own list (``route`` with ``params``: its response's input
+    items, its completion's messages), read from the upstream holding it in pages of 100 from the first, each next
+    one from the upstream's own ``last_id``; found, it is recorded as the caller's (first owner wins). The id itself
+    never reaches the upstream."""
+    if not is_segment(entry_id):
+        return False
+    query = b"limit=100&order=asc"
+    for _ in range(_LOOKUP_PAGES):
+        status, answer = await get_json(services.http, upstream, keys, "GET", route.upstream(params, query))
+        data = answer.get("data") if status == 200 and answer is not None else None
+        if answer is None or not isinstance(data, list):
+            return False
+        if any(isinstance(entry, dict) and entry.get("id") == entry_id for entry in data):
+            return await services.ownership.record(entry_id, "item", owner) is None
+        last = answer.get("last_id")
+        if answer.get("has_more") is not True or not isinstance(last, str) or not is_segment(last):
+            return False
+        query = b"limit=100&order=asc&after=" + last.encode()
+    return False

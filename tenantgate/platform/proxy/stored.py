@@ -20,7 +20,7 @@ from starlette.types import Receive, Scope, Send
 
 from tenantgate.core.exchange import Exchange
 from tenantgate.platform.errors import GatewayError, NotFound
-from tenantgate.platform.proxy.cursors import another_tenants_cursor, send_empty_page
+from tenantgate.platform.proxy.cursors import among_listed, another_tenants_cursor, send_empty_page
 from tenantgate.platform.proxy.forward import ForwardPolicy, forward
 from tenantgate.platform.proxy.http import read_body
 from tenantgate.platform.proxy.references import Reference
@@ -117,7 +117,7 @@ async def serve(
         """A cursor the gateway has no record of (listed by another process, not yet written): the caller's if it is
         one of this response's input items at its upstream."""
         assert owner is not None and upstream is not None
-        return await _input_item_of(services, route, upstream, keys, response_id, owner, item_id)
+        return await among_listed(services, route, {"response_id": response_id}, upstream, keys, owner, item_id)
 
     found = among_input_items if route.template.endswith("/input_items") else None
     if await another_tenants_cursor(services.ownership, exchange, route, scope["query_string"], found):
@@ -194,39 +194,6 @@ async def item_of_conversation(
     if await services.ownership.record(item_id, "item", conversation_owner) is not None:
         return None
     return conversation_owner
-
-
-_LOOKUP_PAGES = 10  # input items looked through for an unrecorded cursor: 1,000, far more than a turn's input
-
-
-async def _input_item_of(
-    services: ProxyServices,
-    route: Route,
-    upstream: Upstream,
-    keys: dict[str, str] | None,
-    response_id: str,
-    owner: Owner,
-    item_id: str,
-) -> bool:
-    """Whether ``item_id`` is one of the caller's response's input items, read from the upstream holding it (pages
-    of 100 from the first, each next one from the upstream's own ``last_id``); found, it is recorded as the caller's
-    (first owner wins). The id itself never reaches the upstream."""
-    if not is_segment(item_id):
-        return False
-    query = b"limit=100&order=asc"
-    for _ in range(_LOOKUP_PAGES):
-        path = route.upstream({"response_id": response_id}, query)
-        status, answer = await get_json(services.http, upstream, keys, "GET", path)
-        data = answer.get("data") if status == 200 and answer is not None else None
-        if not isinstance(data, list):
-            return False
-        if any(isinstance(item, dict) and item.get("id") == item_id for item in data):
-            return await services.ownership.record(item_id, "item", owner) is None
-        last = answer.get("last_id") if answer is not None else None
-        if answer is None or answer.get("has_more") is not True or not isinstance(last, str) or not is_segment(last):
-            return False
-        query = b"limit=100&order=asc&after=" + last.encode()
-    return False
 
 
 class ResponseNotSettled(GatewayError):
