@@ -109,22 +109,8 @@ def test_pipelined_requests_are_answered_in_order(gateway: Gateway) -> None:
 
 
 def _read_responses(sock: socket.socket, count: int) -> list[tuple[int, str]]:
-    data = b""
-    answers: list[tuple[int, str]] = []
-    while len(answers) < count:
-        while b"\r\n\r\n" not in data:
-            chunk = sock.recv(65536)
-            assert chunk, f"connection closed after {answers}"
-            data += chunk
-        head, _, data = data.partition(b"\r\n\r\n")
-        lines = head.decode().split("\r\n")
-        headers = dict(line.lower().split(": ", 1) for line in lines[1:])
-        length = int(headers["content-length"])
-        while len(data) < length:
-            data += sock.recv(65536)
-        data = data[length:]
-        answers.append((int(lines[0].split()[1]), headers["x-request-id"]))
-    return answers
+    """``count`` responses off a kept-alive connection: status and request id."""
+    return [(status, headers["x-request-id"]) for status, headers, _ in _read_whole(sock, count)]
 
 
 def test_back_pressure_holds_the_lanes_answers_and_a_closed_connection_frees_its_place(
