@@ -179,6 +179,9 @@ class Exchange:
     answer: dict[str, Any] | None = None
     # The object a request works on (an upload, a batch's input file): what it creates is held where that is.
     created_under: str | None = None
+    # The room an upload holds under its tenant's file limits (tenants/file_room.py): the row that records what it
+    # made (the file, the open upload) takes the hold's place in one transaction, so the two never count at once.
+    file_hold: str | None = None
     # A batch create: its estimate, what the limiter made it hold, whether that was recorded beside the batch.
     batch: BatchAdmission | None = None
     # A background response's create: what it holds against the month's quota and budget until it completes (the

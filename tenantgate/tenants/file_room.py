@@ -7,9 +7,11 @@ an upload in flight takes before it is forwarded (a direct ``POST /v1/files``, a
 
 Taking a hold is check-and-insert under a per-tenant lock held to the end of its transaction (a Postgres advisory
 lock, so every process agrees; SQLite serves one process, so a lock of this process is enough), so two uploads can
-never both take the last room. A hold is released only after the row that replaces it (the file, the open upload)
-is committed; a reader that sees both counts the upload twice for that moment, never zero times. A hold a process
-could not release (killed mid-upload) stops counting after ``hold_seconds``; the next hold of its tenant deletes it.
+never both take the last room. The row that replaces a hold (the file, the open upload) is added in the transaction
+that deletes the hold (``ObjectIndex.add(replacing=...)``), so a reader counts the upload once, never twice (two
+uploads that fill the room exactly were refused for that moment) nor zero times; an upload that made nothing has its
+hold released when it ends. A hold a process could not release (killed mid-upload) stops counting after
+``hold_seconds``; the next hold of its tenant deletes it.
 """
 
 from __future__ import annotations

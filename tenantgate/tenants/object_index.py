@@ -25,11 +25,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from tenantgate.tenants.file_room import HOLD as FILE_HOLD
 from tenantgate.tenants.models import TenantObject, utcnow
 
 log = logging.getLogger("tenantgate.objects")
@@ -102,9 +103,10 @@ class ObjectIndex:
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
 
-    async def add(self, entry: Entry) -> bool:
+    async def add(self, entry: Entry, replacing: str | None = None) -> bool:
         """Add a row; False if the id has one already (the first stays: ownership was decided before this, and two
-        processes may add the same batch output file at once)."""
+        processes may add the same batch output file at once). ``replacing`` is the tenant's file hold the row takes
+        the place of (file_room.py), deleted in the same transaction."""
         values = {
             "id": entry.id,
             "tenant_id": entry.tenant_id,
@@ -124,6 +126,10 @@ class ObjectIndex:
         async with self._sessions() as session, session.begin():
             insert = pg_insert(T) if session.get_bind().dialect.name == "postgresql" else sqlite_insert(T)
             result = await session.execute(insert.values(**values).on_conflict_do_nothing(index_elements=[T.id]))
+            if replacing is not None:
+                await session.execute(
+                    delete(T).where(T.tenant_id == entry.tenant_id, T.id == replacing, T.kind == FILE_HOLD)
+                )
         return bool(getattr(result, "rowcount", 0))
 
     async def get(self, tenant_id: str, object_id: str) -> TenantObject | None:

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from tenantgate.database import create_engine, create_sessionmaker
 from tenantgate.tenants.file_room import UPLOAD_SECONDS, FileLimits, FileRoom
 from tenantgate.tenants.models import Tenant, TenantObject, utcnow
+from tenantgate.tenants.object_index import Entry, ObjectIndex
 
 LIMITS = FileLimits(count=3, bytes=1000)
 
@@ -69,6 +70,24 @@ async def test_a_hold_is_cut_to_the_room_left_and_given_back_on_release(rooms: t
     await first.release(hold)
     again, _ = await second.hold("ten_a", LIMITS, least=300, most=300)
     assert again is not None
+
+
+async def test_the_file_an_upload_made_takes_its_holds_place_at_once(rooms: tuple[FileRoom, FileRoom]) -> None:
+    """Two uploads filling the room exactly: the first one's file is indexed in the transaction that deletes its
+    hold, so no reader ever counts both (the second upload was refused with 400 in that moment: 600 + 600 > 1000)."""
+    first, second = rooms
+    hold, _ = await first.hold("ten_a", LIMITS, least=0, most=600)
+    assert hold is not None and hold.bytes == 600
+    index = ObjectIndex(first._sessions)
+    entry = Entry(id="file-made", tenant_id="ten_a", kind="file", upstream="default", account="platform",
+                  created=int(time.time()), bytes=600)  # fmt: skip
+    assert await index.add(entry, replacing=hold.id)
+    used = await second.used("ten_a")
+    assert (used.files, used.bytes) == (1, 600)  # the file, not the file and its hold
+    other, _ = await second.hold("ten_a", LIMITS, least=400, most=400)
+    assert other is not None and other.bytes == 400
+    await first.release(hold)  # the upload's end gives back nothing more: its hold is gone already
+    assert (await second.used("ten_a")).bytes == 1000
 
 
 async def test_open_uploads_count_until_they_end_or_expire(rooms: tuple[FileRoom, FileRoom]) -> None:

@@ -116,10 +116,11 @@ class _Held:
     that uploads again at once finds its room), or when the request ends without an answer; shielded, so a client
     that leaves mid-upload still gives its room back."""
 
-    def __init__(self, services: ProxyServices, hold: Hold, send: Send) -> None:
+    def __init__(self, services: ProxyServices, exchange: Exchange, hold: Hold, send: Send) -> None:
         self._room = services.file_room
         self._hold: Hold | None = hold
         self._send = send
+        exchange.file_hold = hold.id  # the row recording the file replaces the hold at once (object_answers.py)
 
     async def send(self, message: Message) -> None:
         await self.release()
@@ -144,7 +145,7 @@ async def _upload_file(
         read, file_at_most = await _file_at_most(form.boundary, declared, receive)
         most = min(most, file_at_most)  # hold no more room than the file can take: its body's overhead is none
     hold = await _hold(services, exchange, least=0, most=most)
-    held = _Held(services, hold, send)
+    held = _Held(services, exchange, hold, send)
     try:
         file_limit = hold.bytes
         what = "The file" if file_limit >= most else "The file (with the tenant's files stored already)"
@@ -231,7 +232,7 @@ async def _create_upload(
     most = services.settings.uploads_max_bytes
     if size > most:
         raise BadRequest(f"Invalid 'bytes': {size}. An upload can be at most {most} bytes.", param="bytes")
-    held = _Held(services, await _hold(services, exchange, least=size, most=size), send)
+    held = _Held(services, exchange, await _hold(services, exchange, least=size, most=size), send)
     try:  # once answered, the open upload counts from its index row (its declared bytes)
         upstream, keys, _ = home(services, exchange)
         await forward_object(services, exchange, route, {}, upstream, keys, scope, receive, held.send, body=raw)
@@ -287,7 +288,9 @@ async def _complete(
     upload_id = params["upload_id"]
     row = await services.objects.get(exchange.ctx.principal.tenant_id, upload_id)
     declared = _declared_bytes(row.bytes, row.snapshot) if row is not None else 0
-    held = _Held(services, await _hold(services, exchange, least=declared, most=declared, excluding=upload_id), send)
+    held = _Held(
+        services, exchange, await _hold(services, exchange, least=declared, most=declared, excluding=upload_id), send
+    )
     try:
         await forward_object(services, exchange, route, params, upstream, keys, scope, receive, held.send, body=raw)
     finally:

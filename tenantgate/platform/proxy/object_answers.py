@@ -167,7 +167,7 @@ class ObjectAnswersHook:
         if entry is None:
             return True
         try:
-            await self.index.add(entry)
+            await self.index.add(entry, replacing=exchange.file_hold if entry.kind in ("file", "upload") else None)
         except Exception as exc:
             log.error("objects: could not index %s %s (%s)", entry.kind, entry.id, type(exc).__name__)
             if required:
