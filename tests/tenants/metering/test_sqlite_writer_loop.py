@@ -33,8 +33,9 @@ from tests.support.metering import make_event
 EVENTS = 6000
 # Through the async engine, 6,000 events took 17 s, with the loop late by up to 2 s at a time (SQLAlchemy
 # building and binding the statements on it). On the writer's thread: about 0.5 s, and the loop late by no more
-# than on an idle loop of the same busy machine (6-20 ms at a load of 6 on 2 cores). The bound is far from both.
-LAG_BOUND_SECONDS = 0.1
+# than on an idle loop of the same busy machine (6-20 ms at a load of 6 on 2 cores; 105 ms once in CI on a machine
+# three times slower). The bound is a quarter of the old store's stalls and far above a busy idle loop's.
+LAG_BOUND_SECONDS = 0.5
 WRITER_LAG_BOUND_SECONDS = 0.5
 
 
