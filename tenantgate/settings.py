@@ -324,21 +324,13 @@ class Settings(BaseSettings):
     @classmethod
     def _networks(cls, value: object) -> object:
         """A comma-separated list of CIDRs (``10.1.0.0/16, fd00::/8``) or a JSON list; host bits are an error."""
-        if isinstance(value, str):
-            text = value.strip()
-            items = json.loads(text) if text.startswith("[") else text.split(",")
-            return [ip_network(str(item).strip()) for item in items if str(item).strip()]
-        return value
+        return [ip_network(item) for item in _listed(value)] if isinstance(value, str) else value
 
     @field_validator("platform_prompts", mode="before")
     @classmethod
     def _prompt_grants(cls, value: object) -> object:
         """A comma-separated list (``pmpt_a, t_1:pmpt_b``) or a JSON list."""
-        if isinstance(value, str):
-            text = value.strip()
-            items = json.loads(text) if text.startswith("[") else text.split(",")
-            return [str(item).strip() for item in items if str(item).strip()]
-        return value
+        return _listed(value) if isinstance(value, str) else value
 
     @field_validator("metrics_port", mode="before")
     @classmethod
@@ -470,3 +462,10 @@ def _expand_references(value: Any, source: str) -> Any:
     if isinstance(value, list):
         return [_expand_references(item, source) for item in value]
     return value
+
+
+def _listed(text: str) -> list[str]:
+    """The items of a list given in one environment variable: comma-separated (``a, b``) or a JSON list."""
+    text = text.strip()
+    items = json.loads(text) if text.startswith("[") else text.split(",")
+    return [str(item).strip() for item in items if str(item).strip()]

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import re
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
@@ -19,8 +19,9 @@ from hypothesis import strategies as st
 
 from tenantgate.platform.errors import BadRequest
 from tenantgate.platform.proxy.references import MAX_DEPTH, check_single_reading, inspect_body
+from tests.security.test_object_references import platform as platform  # the recording platform upstream
 from tests.support.gateway import Gateway
-from tests.support.recording import RecordingUpstream, serve_recording
+from tests.support.recording import RecordingUpstream
 
 FIXTURE = [HealthCheck.function_scoped_fixture]
 CURSOR = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._:-]{0,127}")
@@ -31,13 +32,6 @@ JSON_ROUTES = {
     "/images/generations": {"model": "dall-e-3", "prompt": "a cat", "size": "1024x1024", "quality": "standard"},
     "/moderations": {"input": "hi"},
 }
-
-
-@pytest.fixture
-def platform() -> Iterator[RecordingUpstream]:
-    recorder = RecordingUpstream()
-    with serve_recording(recorder):
-        yield recorder
 
 
 @pytest.fixture
