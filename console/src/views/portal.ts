@@ -38,6 +38,14 @@ export async function portalView(main: HTMLElement): Promise<void> {
   const daily = costs.data.map((bucket) => bucket.results.reduce((total, result) => total + result.amount.value, 0));
   const monthCost = daily.reduce((a, b) => a + b, 0);
   const limits = h("div", { id: "key-limits" });
+  // The panel under the keys shows the last thing asked for: a key's limits still loading when the user opens a
+  // rotation (or another key's limits) are not drawn over it when they arrive.
+  let asked = 0;
+  const limitsOf = async (id: string) => {
+    const mine = ++asked;
+    const view = await get(`/console/api/portal/keys/${id}/limits`);
+    if (mine === asked) showLimits(limits, view);
+  };
   const secret = h("div", { id: "key-secret" });
   const reload = () => portalView(main);
   clear(main);
@@ -63,11 +71,11 @@ export async function portalView(main: HTMLElement): Promise<void> {
       pagedTable("key-list", "Your keys, newest first", ["name", "prefix", "status", "last used", ""], keys, (after) => get<Page<Key>>(keysPath(after)), (key) => [key.name, h("code", {}, `${key.prefix}…`),
         keyState(key, keys.data), f.when(key.last_used_at),
         h("span", { class: "actions" },
-          actionButton("Limits", async () => showLimits(limits, await get(`/console/api/portal/keys/${key.id}/limits`)), undefined, `Limits of key ${key.name} (${key.prefix}…)`),
-          key.status === "active" ? actionButton("Rotate", async () => rotateForm(limits, key, `/console/api/portal/keys/${key.id}/rotate`, reload), undefined, `Rotate key ${key.name} (${key.prefix}…)`) : null,
+          actionButton("Limits", async () => limitsOf(key.id), undefined, `Limits of key ${key.name} (${key.prefix}…)`),
+          key.status === "active" ? actionButton("Rotate", async () => { asked += 1; rotateForm(limits, key, `/console/api/portal/keys/${key.id}/rotate`, reload); }, undefined, `Rotate key ${key.name} (${key.prefix}…)`) : null,
           key.status === "active" ? actionButton("Revoke", async () => { await post(`/console/api/portal/keys/${key.id}/revoke`); await reload(); }, `Revoke key ${key.name}?`, `Revoke key ${key.name} (${key.prefix}…)`) : null)]).element,
       limits),
   );
   const first = keys.data.find((key) => key.status === "active");
-  if (first) showLimits(limits, await get(`/console/api/portal/keys/${first.id}/limits`));
+  if (first) await limitsOf(first.id);
 }

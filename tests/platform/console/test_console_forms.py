@@ -156,6 +156,39 @@ def test_a_tenant_rotates_its_own_key_with_a_grace_period_it_chose(console_gatew
     watched.close()
 
 
+def test_a_rotation_opened_while_the_first_keys_limits_load_is_not_drawn_over(
+    console_gateway: Gateway, browser: Browser
+) -> None:
+    """The portal shows the first key's limits under the keys once read; a rotation the tenant opened meanwhile stays
+    (CI once clicked Rotate before that read answered, and the form vanished under the click)."""
+    gateway = console_gateway
+    key = gateway.new_key(f"portal-slow-{uuid.uuid4().hex[:6]}")
+    token = gateway.admin(
+        "POST", "/admin/tokens", json={"name": "portal slow limits", "role": "tenant", "tenant_id": key["tenant_id"]}
+    ).json()["token"]
+    watched = Watched(browser, gateway.url)
+    held: list[Route] = []
+    watched.page.route("**/console/api/portal/keys/*/limits", lambda route: held.append(route))
+    page = watched.sign_in(token)
+    watched.problems.clear()
+    page.wait_for_function("() => document.querySelector('#key-list') !== null")
+    assert len(held) == 1  # the first key's limits, held
+    page.locator("#key-list tbody tr").first.get_by_role("button", name="Rotate").click()
+    expect(page.locator("#key-rotate")).to_be_visible()
+    with page.expect_response(lambda response: response.url.endswith("/limits")):
+        held[0].continue_()
+    page.unroute("**/console/api/portal/keys/*/limits")
+    page.wait_for_load_state("networkidle")
+    expect(page.locator("#key-rotate")).to_be_visible()
+    expect(page.locator("#key-limits table")).to_have_count(0)
+    # And the other way round: limits asked for after the rotation replace it, as the tenant asked.
+    page.locator("#key-list tbody tr").first.get_by_role("button", name="Limits").click()
+    expect(page.locator("#key-limits table")).to_be_visible()
+    expect(page.locator("#key-rotate")).to_have_count(0)
+    assert watched.problems == []
+    watched.close()
+
+
 def test_the_audit_log_is_narrowed_to_a_tenant_picked_by_name(console_gateway: Gateway, browser: Browser) -> None:
     gateway = console_gateway
     tag = uuid.uuid4().hex[:6]
