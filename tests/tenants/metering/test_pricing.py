@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tenantgate.core.exchange import Usage
+from tenantgate.tenants.metering import price_table
 from tenantgate.tenants.metering.pricing import PRICES_DIR, Measure, Price, PriceBook, PriceOverride, PriceTable
 
 NOV = datetime(2026, 11, 15, tzinfo=UTC).timestamp()
@@ -374,3 +375,9 @@ def test_an_estimate_of_speech_is_priced_only_when_it_counted_the_audio() -> Non
     image = Measure(category="images", usage_reported=False)
     drawn = Usage(input_tokens=100, output_tokens=50)
     assert BOOK.cost("gpt-image-1", drawn, measure=image, at=DEC).unpriced == "usage"
+
+
+@pytest.mark.parametrize("path", sorted(PRICES_DIR.glob("*.yaml")), ids=lambda p: p.name)
+def test_libyamls_loader_reads_each_bundled_table_as_the_pure_python_one_does(path: Path) -> None:
+    assert price_table.SAFE_LOADER is yaml.CSafeLoader  # PyYAML's wheels have libyaml: workers start on it
+    assert PriceTable.from_file(path) == PriceTable.from_file(path, loader=yaml.SafeLoader)
