@@ -170,8 +170,20 @@ class PriceTable:
 
     @classmethod
     def from_file(cls, path: Path, loader: Any = None) -> PriceTable:
-        """``loader``: a PyYAML safe loader class (default: libyaml's, ``SAFE_LOADER``)."""
-        raw = yaml.load(path.read_text(), Loader=loader or SAFE_LOADER)
+        """``loader``: a PyYAML safe loader class (default: libyaml's, ``SAFE_LOADER``). A file read before and not
+        changed since (same modification time and size) is not read again: tables are immutable."""
+        if loader is not None:
+            return cls._parse(path, loader)
+        stat = path.stat()
+        key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+        table = _READ.get(key)
+        if table is None:
+            table = _READ[key] = cls._parse(path, SAFE_LOADER)
+        return table
+
+    @classmethod
+    def _parse(cls, path: Path, loader: Any) -> PriceTable:
+        raw = yaml.load(path.read_text(), Loader=loader)
         if not isinstance(raw, dict) or not isinstance(raw.get("models"), dict):
             raise ValueError(f"{path.name}: expected a mapping with 'version', 'effective_from' and 'models'")
         effective = raw.get("effective_from", path.stem)
@@ -196,3 +208,7 @@ class PriceTable:
             source=raw.get("source"),
             unpriced=unpriced,
         )
+
+
+_READ: dict[tuple[str, int, int], PriceTable] = {}
+"""Tables read by this process, by (path, modification time, size)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -381,3 +382,15 @@ def test_an_estimate_of_speech_is_priced_only_when_it_counted_the_audio() -> Non
 def test_libyamls_loader_reads_each_bundled_table_as_the_pure_python_one_does(path: Path) -> None:
     assert price_table.SAFE_LOADER is yaml.CSafeLoader  # PyYAML's wheels have libyaml: workers start on it
     assert PriceTable.from_file(path) == PriceTable.from_file(path, loader=yaml.SafeLoader)
+
+
+def test_a_table_read_again_is_the_same_until_its_file_changes(tmp_path: Path) -> None:
+    path = tmp_path / "2026-12-01.yaml"
+    path.write_text('version: "t"\neffective_from: "2026-12-01"\nmodels:\n  m: {input: "1.00", output: "2.00"}\n')
+    first = PriceTable.from_file(path)
+    assert PriceTable.from_file(path) is first
+    stat = path.stat()
+    path.write_text(path.read_text().replace('"1.00"', '"3.00"'))  # same size
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1))
+    changed = PriceTable.from_file(path)
+    assert changed is not first and changed.prices["m"] != first.prices["m"]
