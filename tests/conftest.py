@@ -13,7 +13,7 @@ from tenantgate.devupstream import DevUpstream
 from tenantgate.platform.app import create_app
 from tenantgate.platform.serving import uvicorn_options
 from tenantgate.settings import Settings
-from tests.support import databases, scheduling
+from tests.support import client_tls, databases, scheduling
 from tests.support.gateway import Gateway
 from tests.support.server import ServedApp
 from tests.support.services import own_redis_prefix, postgres_server_url, redis_server_url
@@ -25,6 +25,7 @@ UPSTREAM_KEY = "sk-upstream-test-key"
 
 def pytest_configure(config: pytest.Config) -> None:
     scheduling.start(config)
+    client_tls.install()
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -49,3 +49,22 @@ def test_without_xdist_no_distribution_is_asked_for(tmp_path: Path) -> None:
 @pytest.mark.parametrize("args", [("--dist", "load"), ("--dist=worksteal",), ("-d",)])
 def test_your_own_distribution_replaces_the_default(tmp_path: Path, args: tuple[str, ...]) -> None:
     assert _run(tmp_path, *args) == ["-m", "pytest", "-n", "4", *args]
+
+
+def test_the_suites_httpx_clients_share_one_default_tls_context_and_keep_their_own_verify(tmp_path: Path) -> None:
+    """tests/support/client_tls.py (installed by tests/conftest.py): what the suite saves, without changing what a
+    client made with its own ``verify`` trusts."""
+    import ssl
+
+    import httpx
+    import httpx2
+
+    def context(client: httpx.Client | httpx2.Client) -> ssl.SSLContext:
+        pool = client._transport._pool  # type: ignore[union-attr]
+        return pool._ssl_context  # type: ignore[no-any-return]
+
+    with httpx.Client() as a, httpx.Client() as b, httpx2.Client() as c, httpx2.Client() as d:
+        assert context(a) is context(b) and context(c) is context(d)
+        assert context(a).verify_mode == ssl.CERT_REQUIRED and context(a).get_ca_certs()  # a CA bundle, verified
+    with httpx.Client() as shared, httpx.Client(verify=False) as unverified:
+        assert context(unverified) is not context(shared) and context(unverified).verify_mode == ssl.CERT_NONE
