@@ -20,6 +20,8 @@ class _Server(uvicorn.Server):
 
     _wake: asyncio.Event | None = None
     POLL_SECONDS = 0.005
+    STOP_SECONDS = 10.0
+    """How long connections and requests get to end when the app sets no graceful shutdown timeout."""
 
     def __init__(self, config: uvicorn.Config) -> None:
         super().__init__(config)
@@ -34,18 +36,25 @@ class _Server(uvicorn.Server):
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         for server in self.servers:
             server.close()
-        for connection in list(self.server_state.connections):
-            connection.shutdown()
+        asked: set[Any] = set()
+        limit = self.config.timeout_graceful_shutdown or self.STOP_SECONDS
         try:
-            async with asyncio.timeout(self.config.timeout_graceful_shutdown):
+            async with asyncio.timeout(limit):
                 # uvicorn sleeps 0.1 s here, then checks every 0.1 s; a closed idle connection is gone in one tick.
-                while (self.server_state.connections or self.server_state.tasks) and not self.force_exit:  # noqa: ASYNC110 - uvicorn has no event for it
+                # A connection accepted as the server closed is asked to close too.
+                while (self.server_state.connections or self.server_state.tasks) and not self.force_exit:
+                    for connection in list(self.server_state.connections):
+                        if connection not in asked:
+                            asked.add(connection)
+                            connection.shutdown()
                     await asyncio.sleep(self.POLL_SECONDS)
                 for server in self.servers:
                     await server.wait_closed()
         except TimeoutError:
             for task in self.server_state.tasks:
                 task.cancel(msg="Task cancelled, timeout graceful shutdown exceeded")
+            for connection in list(self.server_state.connections):
+                connection.transport.close()
         if not self.force_exit:
             await self.lifespan.shutdown()
 
