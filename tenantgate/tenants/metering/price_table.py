@@ -30,9 +30,9 @@ from typing import Any, Literal
 import yaml
 
 SAFE_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-"""libyaml's safe loader when PyYAML has it (its wheels do): the same documents as ``yaml.safe_load`` at a tenth of
+"""libyaml's safe loader when PyYAML has it (its wheels do): the same documents as ``yaml.safe_load`` at a fifth of
 the CPU. Every worker reads the bundled price tables as it starts (and the test suite starts a thousand gateways):
-with the pure-Python parser that was 60-80 ms, most of a start."""
+8 ms of CPU for the three tables here, against 43 ms with the pure-Python parser."""
 
 Unit = Literal["image", "character", "second", "call", "session"]
 
