@@ -4,8 +4,8 @@ httpx builds a new ``SSLContext`` (certifi's CA bundle: 20-30 ms of CPU) for eve
 ``verify=True``, and the suite makes thousands of clients, nearly all of them for gateways served over plain HTTP on
 loopback: a py-spy profile of a whole run put about 100 s of the suite's CPU in ``ssl.py``. Clients made with the
 default now share one context per (``trust_env``, ``SSL_CERT_FILE``, ``SSL_CERT_DIR``); any other ``verify`` or a
-client certificate still builds its own. httpcore only sets ALPN on a context (the same for every HTTP/1.1 client),
-as it already does on the contexts ``tests/support/gateway.py`` shares.
+client certificate still builds its own. httpcore only sets ALPN on a context (the same for every HTTP/1.1 client).
+``tests/support/gateway.py``'s admin and SDK clients are made with the default, so they share it too.
 """
 
 from __future__ import annotations

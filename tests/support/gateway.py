@@ -4,31 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
-import ssl
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-import httpx2
 import openai
 
 from tenantgate.platform.runtime import Runtime
 from tenantgate.settings import Settings
 
 
-@functools.cache
-def _tls() -> tuple[ssl.SSLContext, ssl.SSLContext]:
-    """The default TLS settings of an httpx client and of an SDK client (httpx2), built once per test process.
-
-    Building them (the system's CA bundle) is nearly all of the ~30 ms of CPU a new client costs, and the suite makes
-    a thousand clients for gateways served over plain HTTP on loopback."""
-    return httpx.create_ssl_context(), httpx2.create_ssl_context()
-
-
 class _SdkHttpClient(openai.DefaultHttpxClient):
-    """What the SDK builds for itself when given no client (closed with it, or when garbage), with the shared TLS
-    settings."""
+    """What the SDK builds for itself when given no client (closed with it, or when garbage). Its TLS context is the
+    process's shared one (tests/support/client_tls.py)."""
 
     def __del__(self) -> None:
         if not self.is_closed:
@@ -51,8 +39,8 @@ class Gateway:
     # In-process gateways only (None for servers run as subprocesses).
     runtime: Runtime = None  # type: ignore[assignment]
     loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
-    # One client for every admin call: a new httpx client costs ~100 ms (its TLS context) on a busy machine.
-    http: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=30, verify=_tls()[0]), repr=False)
+    # One client for every admin call.
+    http: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=30), repr=False)
 
     @property
     def base_url(self) -> str:
@@ -85,12 +73,12 @@ class Gateway:
         kwargs.setdefault("max_retries", 0)
         if "http_client" not in kwargs:
             timeout = kwargs.get("timeout", openai.DEFAULT_TIMEOUT)
-            kwargs["http_client"] = _SdkHttpClient(base_url=self.base_url, timeout=timeout, verify=_tls()[1])
+            kwargs["http_client"] = _SdkHttpClient(base_url=self.base_url, timeout=timeout)
         return openai.OpenAI(base_url=self.base_url, api_key=key, **kwargs)
 
     def async_client(self, key: str, **kwargs: Any) -> openai.AsyncOpenAI:
         kwargs.setdefault("max_retries", 0)
         if "http_client" not in kwargs:
             timeout = kwargs.get("timeout", openai.DEFAULT_TIMEOUT)
-            kwargs["http_client"] = _AsyncSdkHttpClient(base_url=self.base_url, timeout=timeout, verify=_tls()[1])
+            kwargs["http_client"] = _AsyncSdkHttpClient(base_url=self.base_url, timeout=timeout)
         return openai.AsyncOpenAI(base_url=self.base_url, api_key=key, **kwargs)
