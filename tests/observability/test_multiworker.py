@@ -90,33 +90,41 @@ def test_metrics_merge_both_workers_and_never_go_backwards(two_workers: tuple[st
     key = httpx.post(url + f"/admin/tenants/{tenant['id']}/keys", headers=admin, json={}).json()["key"]
     assert not (metrics_dir / "metrics-999999-stale.json").exists()
 
-    with concurrent.futures.ThreadPoolExecutor(16) as pool:
-        statuses = list(pool.map(lambda _: _chat(url, key), range(REQUESTS)))
-    assert statuses == [200] * REQUESTS
+    # Which worker accepts a new connection is the kernel's choice: on a busy machine one worker can take a whole
+    # batch. More batches are sent until both have served some (each one's own snapshot counts its share).
+    sent = 0
+    for _ in range(5):
+        with concurrent.futures.ThreadPoolExecutor(16) as pool:
+            statuses = list(pool.map(lambda _: _chat(url, key), range(REQUESTS)))
+        assert statuses == [200] * REQUESTS
+        sent += REQUESTS
 
-    # Every scrape (each on a new connection, so either worker answers) sees a total that never decreases and
-    # reaches exactly the number of requests sent once the other worker's next snapshot is written.
-    seen: list[float] = []
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        # Alternately the main port (with a token) and the metrics listener (no token, one worker holds it).
-        metrics = scrape(url) if len(seen) % 2 else scrape(listener, token="")
-        seen.append(metrics.total("http_server_request_duration_seconds_count", **CHAT))
-        if seen[-1] == REQUESTS and len(seen) >= 10:
+        # Every scrape (each on a new connection, so either worker answers) sees a total that never decreases and
+        # reaches exactly the number of requests sent once the other worker's next snapshot is written.
+        seen: list[float] = []
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            # Alternately the main port (with a token) and the metrics listener (no token, one worker holds it).
+            metrics = scrape(url) if len(seen) % 2 else scrape(listener, token="")
+            seen.append(metrics.total("http_server_request_duration_seconds_count", **CHAT))
+            if seen[-1] == sent and len(seen) >= 10:
+                break
+            time.sleep(0.2)
+        assert seen == sorted(seen), seen
+        assert seen[-1] == sent
+        assert metrics.total("tenantgate_workers") == 2
+        assert metrics.total("gen_ai_server_request_duration_seconds_count", tenantgate_tenant_id=tenant["id"]) == sent
+
+        shares = []
+        for path in metrics_dir.glob("metrics-*.json"):
+            snapshot = WorkerSnapshot.from_json(path.read_bytes())
+            (duration,) = [m for m in snapshot.metrics if m.spec.name == "http.server.request.duration"]
+            shares.append(sum(p.count for p in duration.points if p.labels[1] == "/v1/chat/completions"))
+        assert len(shares) == 2 and sum(shares) == sent, shares
+        if all(share > 0 for share in shares):
             break
-        time.sleep(0.2)
-    assert seen == sorted(seen), seen
-    assert seen[-1] == REQUESTS
-    assert metrics.total("tenantgate_workers") == 2
-    assert metrics.total("gen_ai_server_request_duration_seconds_count", tenantgate_tenant_id=tenant["id"]) == REQUESTS
-
-    # Both workers really served some of the requests (each one's own snapshot counts a share).
-    shares = []
-    for path in metrics_dir.glob("metrics-*.json"):
-        snapshot = WorkerSnapshot.from_json(path.read_bytes())
-        (duration,) = [m for m in snapshot.metrics if m.spec.name == "http.server.request.duration"]
-        shares.append(sum(p.count for p in duration.points if p.labels[1] == "/v1/chat/completions"))
-    assert len(shares) == 2 and all(share > 0 for share in shares) and sum(shares) == REQUESTS, shares
+    # Both workers really served some of the requests.
+    assert all(share > 0 for share in shares), shares
 
     # Process metrics of both workers: memory adds up (what a container limit sees), the start time is the oldest's.
     snapshots = [WorkerSnapshot.from_json(path.read_bytes()) for path in metrics_dir.glob("metrics-*.json")]
