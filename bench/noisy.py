@@ -66,10 +66,10 @@ def _flood_row(result: WrkResult) -> dict[str, Any]:
 
 
 def _beside_flood(
-    contender: Contender, quiet_key: str, flood_key: str, body: Path, seconds: int, connections: int
+    contender: Contender, quiet_key: str, flood_key: str, body: Path, seconds: int, connections: int, lead: int
 ) -> tuple[WrkResult, WrkResult]:
-    """The quiet tenant's load at 1 connection inside a longer flood: the flood starts a second before and ends
-    after it."""
+    """The quiet tenant's load at 1 connection inside a longer flood: the flood starts ``lead`` seconds before and
+    ends ``lead`` seconds after it."""
     flood: list[WrkResult | BaseException] = []
 
     def run_flood() -> None:
@@ -81,7 +81,7 @@ def _beside_flood(
                     body_file=body,
                     stream=False,
                     connections=connections,
-                    seconds=seconds + 2,
+                    seconds=seconds + 2 * lead,
                 )
             )
         except BaseException as error:  # re-raised in the caller's thread
@@ -89,7 +89,7 @@ def _beside_flood(
 
     thread = threading.Thread(target=run_flood, name="noisy-flood")
     thread.start()
-    time.sleep(1)
+    time.sleep(lead)
     try:
         quiet = run_wrk(contender.chat_url, key=quiet_key, body_file=body, stream=False, connections=1, seconds=seconds)
     finally:
@@ -99,7 +99,7 @@ def _beside_flood(
     return quiet, flood[0]
 
 
-def _prepare(stack: Stack, name: str, *, flood_rpm: int, body: Path, seconds: int) -> Keys:
+def _prepare(stack: Stack, name: str, *, flood_rpm: int, body: Path, warmup: int) -> Keys:
     """The setup's flooding tenants, and a warm-up: one-time work after a start (tokenizer loading, first-use
     caches) is not what the cases measure."""
     contender = stack.contenders[name]
@@ -109,7 +109,8 @@ def _prepare(stack: Stack, name: str, *, flood_rpm: int, body: Path, seconds: in
         limited=stack.create_tenant(contender, f"noisy-limited-{name}", rpm=flood_rpm)[1],
         unlimited=stack.create_tenant(contender, f"noisy-unlimited-{name}")[1],
     )
-    run_wrk(contender.chat_url, key=keys.quiet, body_file=body, stream=False, connections=8, seconds=min(seconds, 2))
+    if warmup:
+        run_wrk(contender.chat_url, key=keys.quiet, body_file=body, stream=False, connections=8, seconds=warmup)
     return keys
 
 
@@ -136,7 +137,12 @@ def run(
     postgres_server: str = "postgresql://postgres@127.0.0.1:5432",
     redis_url: str = "redis://127.0.0.1:6379/0",
     workdir: Path | None = None,
+    lead: int = 1,
+    warmup: int | None = None,
 ) -> dict[str, Any]:
+    """``lead``: the seconds each flood runs before and after the quiet tenant's load; ``warmup``: the seconds of
+    load each setup gets before the cases (default: ``seconds``, at most 2). The harness's own test runs with none
+    of either: it checks the plumbing, not the numbers."""
     workdir = workdir or Path(tempfile.mkdtemp(prefix="tg-bench-noisy-"))
     options = StackOptions(
         variants=setups, with_passthrough=False, postgres_server=postgres_server, redis_url=redis_url
@@ -151,7 +157,8 @@ def run(
         "setups": {setup.name: {"label": setup.label, "cases": {}} for setup in setups},
     }
     with Stack(workdir, options) as stack:
-        keys = {s.name: _prepare(stack, s.name, flood_rpm=flood_rpm, body=body, seconds=seconds) for s in setups}
+        warm = min(seconds, 2) if warmup is None else warmup
+        keys = {s.name: _prepare(stack, s.name, flood_rpm=flood_rpm, body=body, warmup=warm) for s in setups}
         # The tail rows compare the setups, so they take turns, the order rotating each round (a shared machine's
         # load moves by the minute); medians over rounds. One setup at a time: the other one idles meanwhile.
         alone: dict[tuple[str, str], list[dict[str, Any]]] = {}
@@ -177,7 +184,7 @@ def run(
                 load = os.getloadavg()[0]
                 flood_key = keys[name].limited if which == "limited" else keys[name].unlimited
                 quiet, flood = _beside_flood(
-                    stack.contenders[name], keys[name].quiet, flood_key, body, seconds, flood_connections
+                    stack.contenders[name], keys[name].quiet, flood_key, body, seconds, flood_connections, lead
                 )
                 row = {"quiet": _quiet_row(quiet), "flood": _flood_row(flood), "load": load, "rounds": 1}
                 results["setups"][name]["cases"][case] = row
