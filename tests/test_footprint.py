@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import subprocess
@@ -34,10 +33,10 @@ _LEFT_OUT = (
 )
 
 
-@functools.cache
-def _loaded_by_importing_the_app() -> dict[str, bool]:
+@pytest.fixture(scope="module")
+def loaded_by_importing_the_app() -> dict[str, bool]:
     """Which of ``_LEFT_OUT`` a fresh interpreter has loaded once it imported the app (one interpreter for all of
-    them: it only looks)."""
+    them: it only looks; module-scoped, so the tests using it run in one test process, tests/support/scheduling.py)."""
     modules = repr(_LEFT_OUT)
     code = f"import json, sys, tenantgate.platform.app; print(json.dumps({{m: m in sys.modules for m in {modules}}}))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
@@ -46,8 +45,8 @@ def _loaded_by_importing_the_app() -> dict[str, bool]:
 
 
 @pytest.mark.parametrize("module", _LEFT_OUT)
-def test_importing_the_app_does_not_load(module: str) -> None:
-    assert _loaded_by_importing_the_app()[module] is False
+def test_importing_the_app_does_not_load(module: str, loaded_by_importing_the_app: dict[str, bool]) -> None:
+    assert loaded_by_importing_the_app[module] is False
 
 
 def test_the_secret_box_loads_its_cipher_when_first_used() -> None:
