@@ -14,8 +14,10 @@ from tests.platform.limits.conftest import MESSAGES, tenant_with_key
 from tests.platform.limits.processes import RedisProcess
 from tests.support.gateway import Gateway
 
-# The gateway's own overhead on this machine is a few ms; anything near a second would mean we waited on Redis.
-PROMPT_ANSWER_BOUND = 1.0
+# Redis's timeout here is 100 ms and a request waits for it at most once: alone, the answers come in 4-125 ms. What
+# this bound tells apart is waiting on Redis until the client's own 10 s timeout. Under a full run on two cores one
+# answer took 1.07 s (the test process's threads waiting for a core), so the bound is 3 s, not 1 s.
+PROMPT_ANSWER_BOUND = 3.0
 
 
 @pytest.fixture
