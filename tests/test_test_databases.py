@@ -33,6 +33,11 @@ def _exists(server: str, name: str) -> bool:
     return bool(rows)
 
 
+def _oid(server: str, name: str) -> int:
+    [rows] = _query(server, "postgres", f"SELECT oid FROM pg_database WHERE datname = '{name}'")
+    return int(rows[0][0])
+
+
 def _rows_in_every_table(server: str, name: str) -> dict[str, int]:
     [tables] = _query(
         server, name, "SELECT relname FROM pg_class WHERE relnamespace = 'public'::regnamespace AND relkind = 'r'"
@@ -44,6 +49,7 @@ def _rows_in_every_table(server: str, name: str) -> dict[str, int]:
 def test_a_database_a_test_wrote_to_is_handed_on_as_a_fresh_copy(postgres_server: str) -> None:
     url, done = databases.new_postgres_database(postgres_server)
     fresh = _rows_in_every_table(postgres_server, _name(url))
+    oid = _oid(postgres_server, _name(url))
     _query(
         postgres_server,
         _name(url),
@@ -65,7 +71,9 @@ def test_a_database_a_test_wrote_to_is_handed_on_as_a_fresh_copy(postgres_server
         thread.join()
         loop.close()
     try:
-        assert _name(again) == _name(url)  # recycled, not copied anew
+        assert _oid(postgres_server, _name(again)) == oid  # the same database, emptied, not a new copy
+        # Under a new name: what outlives a test and connects again (a writer retrying) finds nothing, as after a drop.
+        assert _name(again) != _name(url) and not _exists(postgres_server, _name(url))
         assert _rows_in_every_table(postgres_server, _name(again)) == fresh
         assert fresh["alembic_version"] == 1 and sum(fresh.values()) == 1
         [ids, seq] = _query(

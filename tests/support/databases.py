@@ -9,9 +9,11 @@ still migrate an empty database themselves (``new_postgres_database(..., migrate
 Copying a PostgreSQL database writes the whole copy (about 8 MB, nearly all of it the system catalogs) to the WAL,
 and dropping it waits for every backend to acknowledge a barrier: 90 ms of the server's CPU for the pair, measured
 here, and 1.7 GB of WAL for a run's ~250 databases. So a database a test is done with is emptied and handed to the
-next test instead (``_recycle``, 10-30 ms): its other connections are ended, and when its schema and migration
-revision are still the template's (some tests alter a table or stamp a revision on purpose), its non-empty tables
-are truncated, their sequences restarted. One whose schema changed is dropped. Recycling and dropping run in one
+next test instead (``_recycle``, 10-30 ms): its connections are ended and it is renamed, so that whatever outlives
+its test and connects again (a writer retrying a flush) finds no database, as after a drop, instead of writing into
+the next test's. Then, when its schema and migration revision are still the template's (some tests alter a table or
+stamp a revision on purpose), its non-empty tables are truncated and its sequences restarted; one whose schema
+changed is dropped. Recycling and dropping run in one
 background thread per process; a test that finds no emptied database waits for one being emptied, else takes a copy
 made ahead (``SPARES``). The session's end drops them all (``close``).
 """
@@ -218,19 +220,34 @@ def _emptied_one(server: str) -> str | None:
 
 
 def _recycle(server: str, name: str) -> str | None:
-    """``name`` emptied as a fresh copy of the template is, or dropped (and None) when that cannot be made sure."""
+    """``name`` emptied as a fresh copy of the template is, under a new name, or dropped (and None) when that cannot
+    be made sure.
 
-    async def empty() -> bool:
+    The new name is what makes it safe: whatever outlives its test and connects again (a writer retrying a flush,
+    a pool refilling) finds no database by the old name, as it would after a drop, instead of writing into the next
+    test's."""
+    fresh = _new_name()
+
+    async def rename() -> bool:
         admin = await asyncpg.connect(f"{server}/postgres")
         try:
-            # What a test left connected (a killed server's backends, a pool not closed) would hold locks.
-            await admin.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
-                name,
-            )
+            for _ in range(5):
+                # What a test left connected (a killed server's backends, a pool not closed) keeps a database busy.
+                await admin.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
+                    name,
+                )
+                try:
+                    await admin.execute(f'ALTER DATABASE "{name}" RENAME TO "{fresh}"')
+                    return True
+                except asyncpg.ObjectInUseError:  # connected again meanwhile
+                    await asyncio.sleep(0.05)
+            return False
         finally:
             await admin.close()
-        conn = await asyncpg.connect(f"{server}/{name}")
+
+    async def empty() -> bool:
+        conn = await asyncpg.connect(f"{server}/{fresh}")
         try:
             if await conn.fetchval(_FINGERPRINT) != _fingerprints[server]:
                 return False
@@ -260,11 +277,14 @@ def _recycle(server: str, name: str) -> str | None:
             await conn.close()
 
     try:
+        if not asyncio.run(rename()):
+            _admin(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            return None
         if asyncio.run(empty()):
-            return name
+            return fresh
     except (OSError, asyncpg.PostgresError):
-        pass
-    _admin(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        _admin(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    _admin(server, f'DROP DATABASE IF EXISTS "{fresh}" WITH (FORCE)')
     return None
 
 
