@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, field
 
 import openai
@@ -47,6 +48,15 @@ class Load:
             except Exception:  # cut off (SIGKILL, refused connection): not received
                 with self._lock:
                     self.errors += 1
+
+    def wait_for(self, responses: int, timeout: float = 30) -> int:
+        """Until ``responses`` responses in all were received (or ``timeout`` passed): how many there are. A test
+        that needs "under load" waits for a count, not a fixed time: as short as it can be on a fast machine, as
+        long as it needs to be on a busy one."""
+        deadline = time.monotonic() + timeout
+        while len(self.received) < responses and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return len(self.received)
 
     def stop(self) -> list[str]:
         self._stop.set()

@@ -71,15 +71,19 @@ def test_postgres_down_under_load_then_back_every_event_once(
     )
     created = gateway.new_key("outage")
     load = Load(gateway.base_url, created["key"], threads=3).start()
-    time.sleep(0.5)
+    load.wait_for(30)
     own_postgres.stop()
     during_outage = len(load.received)
-    time.sleep(2.5)
-    assert len(load.received) > during_outage + 10, "the gateway kept serving while the database was down"
-    failures = gateway.runtime.metering.writer.failures
-    assert failures > 0, "the writer noticed the outage"
+    writer = gateway.runtime.metering.writer
+    deadline = time.monotonic() + 30
+    while writer.failures == 0 and time.monotonic() < deadline:  # a flush (every 0.1 s) found the database gone
+        time.sleep(0.05)
+    assert load.wait_for(during_outage + 30) > during_outage + 10, (
+        "the gateway kept serving while the database was down"
+    )
+    assert writer.failures > 0, "the writer noticed the outage"
     own_postgres.start()
-    time.sleep(0.5)
+    load.wait_for(len(load.received) + 30)
     received = load.stop()
     assert load.errors == 0
 
@@ -151,7 +155,7 @@ def test_sigkill_under_load_then_restart_every_received_response_once(
         tenant = httpx.post(base + "/admin/tenants", json={"name": f"kill-{port}"}, headers=admin).json()
         key = httpx.post(base + f"/admin/tenants/{tenant['id']}/keys", json={}, headers=admin).json()
         load = Load(base + "/v1", key["key"], threads=4).start()
-        time.sleep(1.5)
+        load.wait_for(60)  # well under way (0.2-0.4 s here), and with a 0.05 s interval, batches committed meanwhile
         os.kill(server.pid, signal.SIGKILL)
         server.wait(timeout=10)
         first = load.stop()
@@ -169,7 +173,7 @@ def test_sigkill_under_load_then_restart_every_received_response_once(
     server = _serve(env, port)
     try:
         second = Load(base + "/v1", key["key"], threads=2).start()
-        time.sleep(0.5)
+        second.wait_for(20)
         received = first + second.stop()
         server.send_signal(signal.SIGTERM)
         # uvicorn shuts down gracefully (lifespan included), then re-raises the signal it caught.
