@@ -78,6 +78,19 @@ def redis_url() -> str:
 
 
 @pytest.fixture
+def own_redis_url() -> Iterator[str]:
+    """A Redis server of the test's own, for a test that changes what the whole server holds (``SCRIPT FLUSH``):
+    on the shared one, another test process's script call could be flushed twice between its load and its retry."""
+    from tests.platform.limits.processes import RedisProcess
+
+    redis = RedisProcess()
+    try:
+        yield redis.url
+    finally:
+        redis.kill()
+
+
+@pytest.fixture
 def redis_prefix(redis_url: str) -> Iterator[str]:
     with own_redis_prefix(redis_url) as prefix:
         yield prefix

@@ -311,8 +311,12 @@ async def test_background_settlements_share_round_trips_and_all_apply(redis_url:
         await store.client.aclose()
 
 
-async def test_settlements_survive_a_script_flush_and_failures_are_counted(redis_url: str, redis_prefix: str) -> None:
+async def test_settlements_survive_a_script_flush_and_failures_are_counted(
+    own_redis_url: str, redis_prefix: str
+) -> None:
     from tenantgate.tenants.limits.guard import GuardedStore
+
+    redis_url = own_redis_url
 
     client = Redis.from_url(redis_url)
     store = RedisLimitStore(RespClient.from_url(redis_url))
@@ -338,8 +342,9 @@ async def test_settlements_survive_a_script_flush_and_failures_are_counted(redis
 
 
 async def test_concurrent_admissions_share_round_trips_and_survive_a_script_flush(
-    redis_url: str, redis_prefix: str
+    own_redis_url: str, redis_prefix: str
 ) -> None:
+    redis_url = own_redis_url
     client = Redis.from_url(redis_url)
     resp = RespClient.from_url(redis_url)
     store = RedisLimitStore(resp)

@@ -105,19 +105,18 @@ async def client(redis_url: str) -> AsyncIterator[RespClient]:
     await resp.aclose()
 
 
-async def test_scripts_run_by_sha_and_are_loaded_when_redis_forgot_them(
-    client: RespClient, redis_url: str, redis_prefix: str
-) -> None:
+async def test_scripts_run_by_sha_and_are_loaded_when_redis_forgot_them(own_redis_url: str, redis_prefix: str) -> None:
     script = Script.of("return redis.call('INCRBY', KEYS[1], ARGV[1])")
     key = f"{redis_prefix}:{{t}}:n"
-    inspector = Redis.from_url(redis_url)
+    client = RespClient.from_url(own_redis_url)
+    inspector = Redis.from_url(own_redis_url)
     try:
         await inspector.script_flush()
         results = await asyncio.gather(*(client.evalsha(script, [key], [2]) for _ in range(10)))
         assert sorted(results) == list(range(2, 22, 2))
         assert await inspector.script_exists(script.sha) == [True]
     finally:
-        await inspector.delete(key)
+        await client.aclose()
         await inspector.aclose()
 
 
