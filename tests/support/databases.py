@@ -29,6 +29,7 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 
@@ -38,7 +39,7 @@ _lock = threading.Lock()
 _sqlite_template: Path | None = None
 _postgres_templates: dict[str, str] = {}
 _dropper: ThreadPoolExecutor | None = None
-_pending: list[Future[None]] = []
+_pending: list[Future[Any]] = []  # drops, and recycles that failed
 _maker: ThreadPoolExecutor | None = None
 _spares: dict[str, list[Future[str]]] = {}
 _emptied: dict[str, list[str]] = {}
@@ -214,7 +215,12 @@ def _emptied_one(server: str) -> str | None:
             if not emptying:
                 return None
             future = emptying.pop(0)
-        name = future.result()
+        try:
+            name = future.result()
+        except (OSError, asyncpg.PostgresError):  # dropping it failed: the session's end says so (``close``)
+            with _lock:
+                _pending.append(future)
+            continue
         if name is not None:
             return name
 
