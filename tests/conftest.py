@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         module_rank[module] = min(module_rank.get(module, 2), rank(item))
     items.sort(key=lambda item: module_rank[item.nodeid.split("::", 1)[0]])  # stable: each module keeps its order
     scheduling.write(config, items)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """What collecting made (the imported modules, the test items: 270k objects) lives as long as the process:
+    frozen out of the garbage collector's reach, each full collection of a test process walks half the objects it
+    did (a subset of the suite: 40 s of CPU against 43 s)."""
+    gc.collect()
+    gc.freeze()
 
 
 @pytest.hookimpl(optionalhook=True)
