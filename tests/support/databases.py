@@ -13,9 +13,9 @@ next test instead (``_recycle``, 10-30 ms): its connections are ended and it is 
 its test and connects again (a writer retrying a flush) finds no database, as after a drop, instead of writing into
 the next test's. Then, when its schema and migration revision are still the template's (some tests alter a table or
 stamp a revision on purpose), its non-empty tables are truncated and its sequences restarted; one whose schema
-changed is dropped. Recycling and dropping run in one
-background thread per process; a test that finds no emptied database waits for one being emptied, else takes a copy
-made ahead (``SPARES``). The session's end drops them all (``close``).
+changed is dropped. Recycling and dropping run in one background thread per process; a test that finds no emptied
+database waits for one being emptied, else takes a copy made ahead (``SPARES``). The session's end drops them all
+(``close``).
 """
 
 from __future__ import annotations
@@ -151,7 +151,7 @@ def _postgres_template(server: str) -> str:
 
 def new_postgres_database(server: str, *, migrated: bool = True) -> tuple[str, Callable[[], None]]:
     """A new database on ``server`` (migrated to head unless ``migrated=False``): its SQLAlchemy URL and a function
-    that drops it (in the background; ``close`` waits)."""
+    that drops it, or empties it for the next test (in the background; ``close`` waits)."""
     if not migrated:
         name = _new_name()
         _admin(server, f'CREATE DATABASE "{name}"')
