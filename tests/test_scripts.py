@@ -51,7 +51,7 @@ def test_your_own_distribution_replaces_the_default(tmp_path: Path, args: tuple[
     assert _run(tmp_path, *args) == ["-m", "pytest", "-n", "4", *args]
 
 
-def test_the_suites_httpx_clients_share_one_default_tls_context_and_keep_their_own_verify(tmp_path: Path) -> None:
+def test_the_suites_httpx_clients_share_one_default_tls_context_and_keep_their_own_verify() -> None:
     """tests/support/client_tls.py (installed by tests/conftest.py): what the suite saves, without changing what a
     client made with its own ``verify`` trusts."""
     import ssl

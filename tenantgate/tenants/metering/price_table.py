@@ -175,11 +175,12 @@ class PriceTable:
         if loader is not None:
             return cls._parse(path, loader)
         stat = path.stat()
-        key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
-        table = _READ.get(key)
-        if table is None:
-            table = _READ[key] = cls._parse(path, SAFE_LOADER)
-        return table
+        version = (stat.st_mtime_ns, stat.st_size)
+        key = str(path.resolve())
+        read = _READ.get(key)
+        if read is None or read[0] != version:
+            read = _READ[key] = (version, cls._parse(path, SAFE_LOADER))
+        return read[1]
 
     @classmethod
     def _parse(cls, path: Path, loader: Any) -> PriceTable:
@@ -210,5 +211,6 @@ class PriceTable:
         )
 
 
-_READ: dict[tuple[str, int, int], PriceTable] = {}
-"""Tables read by this process, by (path, modification time, size)."""
+_READ: dict[str, tuple[tuple[int, int], PriceTable]] = {}
+"""The table last read from each path by this process, with that file's (modification time, size) then: a changed
+file replaces its entry instead of adding one."""
